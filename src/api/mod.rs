@@ -1,0 +1,69 @@
+//! The HTTP API on port 5681, as the reference documents it: meshes and the
+//! resources inside them, dataplanes with their insights, and the version.
+
+mod error;
+mod overview;
+mod paging;
+mod resources;
+
+pub use error::ApiError;
+
+use crate::store::SharedStore;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use std::sync::Arc;
+
+/// What every handler needs.
+pub struct ApiContext {
+    pub store: SharedStore,
+    /// Writes answer 405 (Kubernetes mode, or configured so).
+    pub read_only: bool,
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+    pub instance_id: String,
+    pub hostname: String,
+}
+
+pub type SharedContext = Arc<ApiContext>;
+
+/// The API's routes. `max_body_bytes` bounds request bodies (413 beyond).
+pub fn router(ctx: ApiContext, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/meshes", get(resources::list_meshes))
+        .route(
+            "/meshes/{mesh}",
+            get(resources::get_mesh)
+                .put(resources::put_mesh)
+                .delete(resources::delete_mesh),
+        )
+        .route("/meshes/{mesh}/{collection}", get(resources::list_in_mesh))
+        .route("/meshes/{mesh}/{collection}/", get(resources::list_in_mesh))
+        .route(
+            "/meshes/{mesh}/{collection}/{name}",
+            get(resources::get_in_mesh)
+                .put(resources::put_in_mesh)
+                .delete(resources::delete_in_mesh),
+        )
+        .fallback(|| async { ApiError::not_found("no such endpoint; see GET / and /meshes") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "this endpoint answers GET, PUT and DELETE only where the reference documents them",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(Arc::new(ctx))
+}
+
+async fn index(State(ctx): State<SharedContext>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "hostname": ctx.hostname,
+        "tagline": "Kuma",
+        "version": crate::version::VERSION,
+        "instanceId": ctx.instance_id,
+    }))
+}

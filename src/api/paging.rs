@@ -1,0 +1,76 @@
+//! List queries: `?size=&offset=` paging with a `next` link, and the
+//! `?tag=key:value` filter of dataplanes.
+
+use super::ApiError;
+use crate::resources::{Cause, tags::Tags};
+use axum::http::{HeaderMap, Uri};
+
+pub struct ListParams {
+    pub size: usize,
+    pub offset: usize,
+    pub tags: Tags,
+}
+
+impl ListParams {
+    pub fn parse(uri: &Uri, default_size: usize, max_size: usize) -> Result<Self, ApiError> {
+        let mut params = ListParams {
+            size: default_size,
+            offset: 0,
+            tags: Tags::new(),
+        };
+        let mut causes = Vec::new();
+        let query = uri.query().unwrap_or("");
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "size" => match value.parse::<usize>() {
+                    Ok(n) if (1..=max_size).contains(&n) => params.size = n,
+                    _ => causes.push(Cause::new(
+                        "size",
+                        format!("\"{value}\" must be a whole number from 1 to {max_size}"),
+                    )),
+                },
+                "offset" => match value.parse::<usize>() {
+                    Ok(n) => params.offset = n,
+                    Err(_) => causes.push(Cause::new(
+                        "offset",
+                        format!("\"{value}\" must be a non-negative whole number"),
+                    )),
+                },
+                "tag" => match value.split_once(':') {
+                    Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                        params.tags.insert(k.to_string(), v.to_string());
+                    }
+                    _ => causes.push(Cause::new(
+                        "tag",
+                        format!("\"{value}\" must be key:value, e.g. service:redis"),
+                    )),
+                },
+                _ => {}
+            }
+        }
+        if causes.is_empty() {
+            Ok(params)
+        } else {
+            Err(ApiError::bad_request("Invalid list parameters", causes))
+        }
+    }
+
+    /// The link to the page after this one, when there is more.
+    pub fn next_link(&self, uri: &Uri, headers: &HeaderMap, total: usize) -> Option<String> {
+        let next_offset = self.offset + self.size;
+        if next_offset >= total {
+            return None;
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.tags {
+            query.append_pair("tag", &format!("{k}:{v}"));
+        }
+        query.append_pair("offset", &next_offset.to_string());
+        query.append_pair("size", &self.size.to_string());
+        Some(format!("http://{host}{}?{}", uri.path(), query.finish()))
+    }
+}

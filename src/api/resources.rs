@@ -1,0 +1,261 @@
+//! `GET`, `PUT` and `DELETE` of meshes and of the resources inside them.
+
+use super::overview;
+use super::paging::ListParams;
+use super::{ApiError, SharedContext};
+use crate::resources::{Identity, Resource, ResourceKey, ResourceType};
+use crate::store::{ListQuery, StoreError, require_mesh, upsert};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// What a collection segment of a path names.
+enum Collection {
+    Kind(ResourceType),
+    DataplaneOverviews,
+}
+
+fn collection(segment: &str) -> Result<Collection, ApiError> {
+    match segment {
+        // The reference writes both spellings.
+        "dataplanes+insights" | "dataplane+insights" => Ok(Collection::DataplaneOverviews),
+        _ => ResourceType::from_collection(segment)
+            .map(Collection::Kind)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "unknown collection \"{segment}\"; expected one of dataplanes, dataplanes+insights, traffic-permissions, traffic-logs, proxytemplates"
+                ))
+            }),
+    }
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn one(resource: &Resource) -> Response {
+    let mut resp = Json(resource.to_json()).into_response();
+    resp.headers_mut()
+        .insert(header::ETAG, etag(resource.version));
+    resp
+}
+
+pub(super) fn page_response(items: Vec<Value>, next: Option<String>) -> Response {
+    let mut body = json!({ "items": items });
+    if let Some(next) = next {
+        body["next"] = Value::String(next);
+    }
+    Json(body).into_response()
+}
+
+async fn list(
+    ctx: &SharedContext,
+    kind: ResourceType,
+    mesh: Option<&str>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = ListParams::parse(uri, ctx.default_page_size, ctx.max_page_size)?;
+    if !params.tags.is_empty() && kind != ResourceType::Dataplane {
+        return Err(ApiError::bad_request(
+            "Invalid list parameters",
+            vec![crate::resources::Cause::new(
+                "tag",
+                "the tag filter applies to dataplanes only",
+            )],
+        ));
+    }
+    if let Some(mesh) = mesh {
+        require_mesh(ctx.store.as_ref(), mesh)
+            .await
+            .map_err(mesh_not_found)?;
+    }
+    let query = ListQuery {
+        tags: params.tags.clone(),
+        offset: params.offset,
+        limit: Some(params.size),
+        ..ListQuery::of(kind, mesh)
+    };
+    let page = ctx.store.list(&query).await?;
+    let next = params.next_link(uri, headers, page.total);
+    Ok(page_response(
+        page.items.iter().map(Resource::to_json).collect(),
+        next,
+    ))
+}
+
+/// A missing mesh in a path is a 404, not a 400: the URL names nothing.
+pub(super) fn mesh_not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::MeshNotFound(mesh) => {
+            ApiError::not_found(format!("mesh \"{mesh}\" does not exist"))
+        }
+        other => other.into(),
+    }
+}
+
+/// Parses the `If-Match` header: the version a client last read.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|s| s.trim().trim_matches('"'))
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "Invalid If-Match header",
+                vec![crate::resources::Cause::new(
+                    "If-Match",
+                    "must be the ETag of an earlier GET, e.g. \"3\"",
+                )],
+            )
+        })
+}
+
+async fn put(
+    ctx: &SharedContext,
+    kind: ResourceType,
+    mesh: &str,
+    name: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if ctx.read_only {
+        return Err(ApiError::read_only());
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large",
+                "the request body exceeds apiServer.maxRequestBodyBytes (KUMA_API_SERVER_MAX_REQUEST_BODY_BYTES)",
+            )
+        } else {
+            ApiError::bad_request(rejection.body_text(), Vec::new())
+        }
+    })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            format!("the request body is not valid JSON: {e}"),
+            Vec::new(),
+        )
+    })?;
+    let mut resource = Resource::from_json(value, Identity::Expected { kind, mesh, name })
+        .map_err(ApiError::invalid)?;
+    let (stored, created) = match if_match(headers)? {
+        Some(version) => {
+            resource.version = version;
+            (ctx.store.update(resource).await?, false)
+        }
+        None => upsert(ctx.store.as_ref(), resource).await?,
+    };
+    tracing::info!(resource = %stored.key, version = stored.version, created, "resource stored");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, [(header::ETAG, etag(stored.version))]).into_response())
+}
+
+async fn delete(ctx: &SharedContext, key: ResourceKey) -> Result<Response, ApiError> {
+    if ctx.read_only {
+        return Err(ApiError::read_only());
+    }
+    ctx.store.delete(&key).await?;
+    tracing::info!(resource = %key, "resource deleted");
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(super) async fn list_meshes(
+    State(ctx): State<SharedContext>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    list(&ctx, ResourceType::Mesh, None, &uri, &headers).await
+}
+
+pub(super) async fn get_mesh(
+    State(ctx): State<SharedContext>,
+    Path(mesh): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(one(&ctx.store.get(&ResourceKey::mesh(&mesh)).await?))
+}
+
+pub(super) async fn put_mesh(
+    State(ctx): State<SharedContext>,
+    Path(mesh): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    put(&ctx, ResourceType::Mesh, "", &mesh, &headers, body).await
+}
+
+pub(super) async fn delete_mesh(
+    State(ctx): State<SharedContext>,
+    Path(mesh): Path<String>,
+) -> Result<Response, ApiError> {
+    delete(&ctx, ResourceKey::mesh(&mesh)).await
+}
+
+pub(super) async fn list_in_mesh(
+    State(ctx): State<SharedContext>,
+    Path((mesh, segment)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    match collection(&segment)? {
+        Collection::Kind(kind) => list(&ctx, kind, Some(&mesh), &uri, &headers).await,
+        Collection::DataplaneOverviews => overview::list(&ctx, &mesh, &uri, &headers).await,
+    }
+}
+
+pub(super) async fn get_in_mesh(
+    State(ctx): State<SharedContext>,
+    Path((mesh, segment, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    match collection(&segment)? {
+        Collection::Kind(kind) => Ok(one(&ctx
+            .store
+            .get(&ResourceKey::new(kind, &mesh, &name))
+            .await?)),
+        Collection::DataplaneOverviews => overview::get(&ctx, &mesh, &name).await,
+    }
+}
+
+fn writable_kind(segment: &str) -> Result<ResourceType, ApiError> {
+    match collection(segment)? {
+        Collection::Kind(kind) => Ok(kind),
+        Collection::DataplaneOverviews => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            "dataplanes+insights is read-only; write dataplanes at /meshes/{mesh}/dataplanes/{name}",
+        )),
+    }
+}
+
+pub(super) async fn put_in_mesh(
+    State(ctx): State<SharedContext>,
+    Path((mesh, segment, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let kind = writable_kind(&segment)?;
+    put(&ctx, kind, &mesh, &name, &headers, body).await
+}
+
+pub(super) async fn delete_in_mesh(
+    State(ctx): State<SharedContext>,
+    Path((mesh, segment, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = writable_kind(&segment)?;
+    delete(&ctx, ResourceKey::new(kind, &mesh, &name)).await
+}

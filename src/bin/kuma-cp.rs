@@ -1,0 +1,136 @@
+//! `kuma-cp`: the control plane.
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use kuma::config::{Config, Override};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kuma-cp",
+    about = "Universal Control Plane for Envoy-based Service Mesh"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Launch the control plane
+    Run {
+        /// Configuration file (YAML); environment variables override it
+        #[arg(short = 'c', long = "config-file")]
+        config_file: Option<String>,
+        /// Log level or tracing filter (overrides KUMA_LOGGING_LEVEL)
+        #[arg(long = "log-level")]
+        log_level: Option<String>,
+    },
+    /// Manage the PostgreSQL schema
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Print the version
+    Version {
+        #[arg(long)]
+        detailed: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply every migration the database lacks
+    Up {
+        #[arg(short = 'c', long = "config-file")]
+        config_file: Option<String>,
+    },
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    if config.logging.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(config_file: Option<&str>, overrides: &[Override]) -> Result<Config, String> {
+    Config::from_env(config_file, overrides).map_err(|e| e.to_string())
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Version { detailed } => {
+            println!("{}", kuma::version::describe("kuma-cp", detailed));
+            Ok(())
+        }
+        Command::Run {
+            config_file,
+            log_level,
+        } => {
+            let overrides: Vec<Override> = log_level
+                .into_iter()
+                .map(|l| ("logging.level", l))
+                .collect();
+            let config = load(config_file.as_deref(), &overrides)?;
+            init_logging(&config);
+            kuma::cp::run(config, kuma::cp::termination_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Migrate {
+            action: MigrateAction::Up { config_file },
+        } => migrate_up(load(config_file.as_deref(), &[])?).await,
+    }
+}
+
+#[cfg(feature = "universal")]
+async fn migrate_up(config: Config) -> Result<(), String> {
+    if config.store.store_type != "postgres" {
+        return Err(format!(
+            "migrations apply to the postgres store only; KUMA_STORE_TYPE is \"{}\"",
+            config.store.store_type
+        ));
+    }
+    let applied = kuma::store::postgres::migrate_up(&config.store.postgres)
+        .await
+        .map_err(|e| e.to_string())?;
+    if applied.is_empty() {
+        println!("database schema is up to date");
+    } else {
+        println!("applied migrations: {applied:?}");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "universal"))]
+async fn migrate_up(_config: Config) -> Result<(), String> {
+    Err("this build has no postgres store (cargo feature \"universal\")".into())
+}
+
+fn main() -> ExitCode {
+    let command = Cli::command().mut_subcommand("run", |c| c.after_help(kuma::config::env_help()));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

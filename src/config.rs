@@ -1,0 +1,632 @@
+//! Settings of `kuma-cp`.
+//!
+//! Every setting has a default, a key in the YAML file given by
+//! `kuma-cp run -c FILE`, and a `KUMA_*` environment variable derived from
+//! that key (`store.postgres.dbName` is `KUMA_STORE_POSTGRES_DB_NAME`), with
+//! precedence flag > environment > file > default. The variables are derived
+//! from the defaults rather than listed by hand, so a new setting cannot
+//! lack one and `kuma-cp run --help` lists them all.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    /// `universal` or `kubernetes`.
+    pub environment: String,
+    pub store: StoreConfig,
+    pub api_server: ApiServerConfig,
+    pub xds_server: XdsServerConfig,
+    pub sds_server: SdsServerConfig,
+    pub bootstrap_server: BootstrapServerConfig,
+    pub dataplane_token_server: DataplaneTokenServerConfig,
+    pub injector: InjectorConfig,
+    pub general: GeneralConfig,
+    pub defaults: DefaultsConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `memory`, `postgres` or `kubernetes`.
+    #[serde(rename = "type")]
+    pub store_type: String,
+    pub postgres: PostgresConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub db_name: String,
+    /// Seconds to wait for a connection before answering 503.
+    pub connection_timeout: u64,
+    /// Size of the connection pool.
+    pub max_open_connections: usize,
+    pub tls: PostgresTlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PostgresTlsConfig {
+    /// `disable`, `verifyNone`, `verifyCa` or `verifyFull`.
+    pub mode: String,
+    pub ca_path: String,
+    pub cert_path: String,
+    pub key_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiServerConfig {
+    pub port: u16,
+    /// Refuse writes even in Universal mode.
+    pub read_only: bool,
+    /// Larger request bodies are refused with 413.
+    pub max_request_body_bytes: usize,
+    /// Default and largest page of a list.
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct XdsServerConfig {
+    pub grpc_port: u16,
+    /// Health endpoints `/healthy` and `/ready`.
+    pub diagnostics_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SdsServerConfig {
+    pub grpc_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BootstrapServerConfig {
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DataplaneTokenServerConfig {
+    pub local: TokenServerLocalConfig,
+    pub public: TokenServerPublicConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TokenServerLocalConfig {
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TokenServerPublicConfig {
+    pub enabled: bool,
+    pub interface: String,
+    /// 0 means the same port as the local server.
+    pub port: u16,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    pub client_certs_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct InjectorConfig {
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GeneralConfig {
+    /// The host name other machines reach this control plane by.
+    pub advertised_hostname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DefaultsConfig {
+    /// Do not create the `default` mesh on first start.
+    pub skip_mesh_creation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A `tracing` filter: `info`, `debug`, `kuma=debug,info`, …
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            environment: "universal".into(),
+            store: StoreConfig::default(),
+            api_server: ApiServerConfig::default(),
+            xds_server: XdsServerConfig::default(),
+            sds_server: SdsServerConfig::default(),
+            bootstrap_server: BootstrapServerConfig::default(),
+            dataplane_token_server: DataplaneTokenServerConfig::default(),
+            injector: InjectorConfig::default(),
+            general: GeneralConfig::default(),
+            defaults: DefaultsConfig::default(),
+            logging: LoggingConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            store_type: "memory".into(),
+            postgres: PostgresConfig::default(),
+        }
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "kuma".into(),
+            password: "kuma".into(),
+            db_name: "kuma".into(),
+            connection_timeout: 5,
+            max_open_connections: 50,
+            tls: PostgresTlsConfig::default(),
+        }
+    }
+}
+
+impl Default for PostgresTlsConfig {
+    fn default() -> Self {
+        PostgresTlsConfig {
+            mode: "disable".into(),
+            ca_path: String::new(),
+            cert_path: String::new(),
+            key_path: String::new(),
+        }
+    }
+}
+
+impl Default for ApiServerConfig {
+    fn default() -> Self {
+        ApiServerConfig {
+            port: 5681,
+            read_only: false,
+            max_request_body_bytes: 1024 * 1024,
+            default_page_size: 100,
+            max_page_size: 1000,
+        }
+    }
+}
+
+impl Default for XdsServerConfig {
+    fn default() -> Self {
+        XdsServerConfig {
+            grpc_port: 5678,
+            diagnostics_port: 5680,
+        }
+    }
+}
+
+impl Default for SdsServerConfig {
+    fn default() -> Self {
+        SdsServerConfig { grpc_port: 5677 }
+    }
+}
+
+impl Default for BootstrapServerConfig {
+    fn default() -> Self {
+        BootstrapServerConfig { port: 5682 }
+    }
+}
+
+impl Default for DataplaneTokenServerConfig {
+    fn default() -> Self {
+        DataplaneTokenServerConfig {
+            local: TokenServerLocalConfig { port: 5679 },
+            public: TokenServerPublicConfig::default(),
+        }
+    }
+}
+
+impl Default for TokenServerPublicConfig {
+    fn default() -> Self {
+        TokenServerPublicConfig {
+            enabled: false,
+            interface: String::new(),
+            port: 0,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            client_certs_dir: String::new(),
+        }
+    }
+}
+
+impl Default for InjectorConfig {
+    fn default() -> Self {
+        InjectorConfig { port: 5443 }
+    }
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        GeneralConfig {
+            advertised_hostname: "localhost".into(),
+        }
+    }
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        DefaultsConfig {
+            skip_mesh_creation: false,
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("{var}={value:?}: {message}")]
+    Env {
+        var: String,
+        value: String,
+        message: String,
+    },
+    #[error("setting {key} ({var}): {message}")]
+    Invalid {
+        key: String,
+        var: String,
+        message: String,
+    },
+}
+
+/// A setting given on the command line, as a dotted key and a value.
+pub type Override = (&'static str, String);
+
+/// `store.postgres.dbName` -> `KUMA_STORE_POSTGRES_DB_NAME`.
+pub fn env_var_name(key: &str) -> String {
+    let mut out = String::from("KUMA");
+    for part in key.split('.') {
+        out.push('_');
+        for c in part.chars() {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+    }
+    out
+}
+
+/// Every setting as (dotted key, default value), in file order.
+pub fn settings() -> Vec<(String, Value)> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, child, out);
+                }
+            }
+            leaf => out.push((prefix.to_string(), leaf.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &defaults_value(), &mut out);
+    out
+}
+
+fn defaults_value() -> Value {
+    serde_json::to_value(Config::default()).unwrap_or(Value::Null)
+}
+
+/// The help text listing every environment variable and its default.
+pub fn env_help() -> String {
+    let mut out = String::from("Settings (environment variable, default):\n");
+    for (key, default) in settings() {
+        let shown = match default {
+            Value::String(s) if s.is_empty() => "\"\"".to_string(),
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        out.push_str(&format!("  {:<52} {shown}\n", env_var_name(&key)));
+    }
+    out
+}
+
+fn set_path(root: &mut Value, key: &str, value: Value) {
+    let mut node = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        node = &mut node[*part];
+    }
+    node[parts[parts.len() - 1]] = value;
+}
+
+/// Parses a raw string into the type of the setting's default.
+fn typed(default: &Value, raw: &str) -> Result<Value, String> {
+    match default {
+        Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(Value::Bool(true)),
+            "false" | "0" | "no" | "" => Ok(Value::Bool(false)),
+            _ => Err("expected true or false".into()),
+        },
+        Value::Number(_) => raw
+            .trim()
+            .parse::<u64>()
+            .map(Value::from)
+            .map_err(|_| "expected a non-negative whole number".into()),
+        _ => Ok(Value::String(raw.to_string())),
+    }
+}
+
+/// Checks a file's keys against the known settings, so a typo is an error
+/// rather than a silently ignored line.
+fn check_known(prefix: &str, file: &Value, defaults: &Value) -> Result<(), String> {
+    let (Value::Object(f), Value::Object(d)) = (file, defaults) else {
+        return Ok(());
+    };
+    for (k, v) in f {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match d.get(k) {
+            None => return Err(format!("unknown setting \"{key}\"")),
+            Some(dv @ Value::Object(_)) => {
+                if !v.is_object() {
+                    return Err(format!("\"{key}\" must be a map of settings"));
+                }
+                check_known(&key, v, dv)?
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+impl Config {
+    /// Builds the configuration: defaults, then the file, then the
+    /// environment (as `lookup` answers), then command-line overrides.
+    pub fn load(
+        file: Option<&str>,
+        lookup: impl Fn(&str) -> Option<String>,
+        overrides: &[Override],
+    ) -> Result<Config, ConfigError> {
+        let defaults = defaults_value();
+        let mut merged = defaults.clone();
+        if let Some(path) = file {
+            let file_err = |message: String| ConfigError::File {
+                path: path.to_string(),
+                message,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+            let parsed: Value =
+                serde_yaml_ng::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+            if !parsed.is_null() {
+                check_known("", &parsed, &defaults).map_err(file_err)?;
+                merge(&mut merged, parsed);
+            }
+        }
+        for (key, default) in settings() {
+            let var = env_var_name(&key);
+            if let Some(raw) = lookup(&var) {
+                let value = typed(&default, &raw).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    value: raw.clone(),
+                    message,
+                })?;
+                set_path(&mut merged, &key, value);
+            }
+        }
+        for (key, raw) in overrides {
+            let default = settings()
+                .into_iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or(Value::String(String::new()));
+            let value = typed(&default, raw).map_err(|message| ConfigError::Invalid {
+                key: key.to_string(),
+                var: env_var_name(key),
+                message,
+            })?;
+            set_path(&mut merged, key, value);
+        }
+        let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid {
+                var: env_var_name(&key),
+                key,
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads from the process environment.
+    pub fn from_env(file: Option<&str>, overrides: &[Override]) -> Result<Config, ConfigError> {
+        Self::load(file, |k| std::env::var(k).ok(), overrides)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let one_of = |key: &str, value: &str, allowed: &[&str]| {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key: key.to_string(),
+                    var: env_var_name(key),
+                    message: format!("\"{value}\" must be one of {}", allowed.join(", ")),
+                })
+            }
+        };
+        one_of(
+            "environment",
+            &self.environment,
+            &["universal", "kubernetes"],
+        )?;
+        one_of(
+            "store.type",
+            &self.store.store_type,
+            &["memory", "postgres", "kubernetes"],
+        )?;
+        one_of(
+            "store.postgres.tls.mode",
+            &self.store.postgres.tls.mode,
+            &["disable", "verifyNone", "verifyCa", "verifyFull"],
+        )?;
+        one_of("logging.format", &self.logging.format, &["text", "json"])?;
+        if self.api_server.default_page_size == 0
+            || self.api_server.default_page_size > self.api_server.max_page_size
+        {
+            return Err(ConfigError::Invalid {
+                key: "apiServer.defaultPageSize".into(),
+                var: env_var_name("apiServer.defaultPageSize"),
+                message: format!(
+                    "must be between 1 and apiServer.maxPageSize ({})",
+                    self.api_server.max_page_size
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The HTTP API refuses writes: always on Kubernetes (resources are
+    /// changed with `kubectl`), and in Universal when configured so.
+    pub fn api_read_only(&self) -> bool {
+        self.environment == "kubernetes" || self.api_server.read_only
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn env_names_follow_kuma() {
+        let names: Vec<String> = settings().iter().map(|(k, _)| env_var_name(k)).collect();
+        for expected in [
+            "KUMA_STORE_TYPE",
+            "KUMA_STORE_POSTGRES_DB_NAME",
+            "KUMA_STORE_POSTGRES_TLS_MODE",
+            "KUMA_XDS_SERVER_GRPC_PORT",
+            "KUMA_XDS_SERVER_DIAGNOSTICS_PORT",
+            "KUMA_SDS_SERVER_GRPC_PORT",
+            "KUMA_API_SERVER_PORT",
+            "KUMA_BOOTSTRAP_SERVER_PORT",
+            "KUMA_DATAPLANE_TOKEN_SERVER_LOCAL_PORT",
+            "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_CLIENT_CERTS_DIR",
+            "KUMA_GENERAL_ADVERTISED_HOSTNAME",
+            "KUMA_INJECTOR_PORT",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "missing {expected}");
+        }
+    }
+
+    #[test]
+    fn precedence_is_flag_env_file_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(
+            &file,
+            "apiServer:\n  port: 1111\nstore:\n  postgres:\n    host: db\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let c = Config::load(Some(file), env(&[]), &[]).unwrap();
+        assert_eq!(
+            (c.api_server.port, c.store.postgres.host.as_str()),
+            (1111, "db")
+        );
+        let c = Config::load(Some(file), env(&[("KUMA_API_SERVER_PORT", "2222")]), &[]).unwrap();
+        assert_eq!(c.api_server.port, 2222);
+        let c = Config::load(
+            Some(file),
+            env(&[("KUMA_API_SERVER_PORT", "2222")]),
+            &[("apiServer.port", "3333".into())],
+        )
+        .unwrap();
+        assert_eq!(c.api_server.port, 3333);
+        assert_eq!(c.xds_server.grpc_port, 5678);
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let err = Config::load(None, env(&[("KUMA_API_SERVER_PORT", "abc")]), &[]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("KUMA_API_SERVER_PORT=\"abc\""),
+            "{err}"
+        );
+        let err = Config::load(None, env(&[("KUMA_API_SERVER_PORT", "70000")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("KUMA_API_SERVER_PORT"), "{err}");
+        let err = Config::load(None, env(&[("KUMA_STORE_TYPE", "mysql")]), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("must be one of memory, postgres"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(&file, "store:\n  postgress: {}\n").unwrap();
+        let err = Config::load(file.to_str(), env(&[]), &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown setting \"store.postgress\""),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! `kuma-cp run`: opens the store, makes sure the `default` mesh exists,
+//! binds every server's port up front (so a taken port ends the start
+//! before anything serves), then serves until SIGTERM or SIGINT.
+
+mod health;
+mod listen;
+
+pub use listen::Bound;
+
+use crate::api::{self, ApiContext};
+use crate::config::Config;
+use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
+use crate::store::{SharedStore, StoreError, memory::MemoryStore};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CpError {
+    #[error("{0}")]
+    Listen(String),
+    #[error("{0}")]
+    Store(String),
+    #[error(
+        "store type \"{0}\" is not available in this build (enable the cargo feature that provides it)"
+    )]
+    UnsupportedStore(String),
+}
+
+/// Opens the store the configuration names.
+pub async fn open_store(config: &Config) -> Result<SharedStore, CpError> {
+    match config.store.store_type.as_str() {
+        "memory" => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "universal")]
+        "postgres" => crate::store::postgres::PostgresStore::connect(&config.store.postgres)
+            .await
+            .map(|s| Arc::new(s) as SharedStore)
+            .map_err(|e| CpError::Store(e.to_string())),
+        other => Err(CpError::UnsupportedStore(other.to_string())),
+    }
+}
+
+/// Creates the `default` mesh unless it exists or the setting
+/// `defaults.skipMeshCreation` says not to.
+async fn ensure_default_mesh(config: &Config, store: &SharedStore) -> Result<(), CpError> {
+    if config.defaults.skip_mesh_creation {
+        return Ok(());
+    }
+    let mesh = Resource::new(
+        ResourceKey::mesh("default"),
+        Spec::Mesh(MeshSpec::default()),
+    );
+    match store.create(mesh).await {
+        Ok(_) => {
+            tracing::info!("created the default mesh");
+            Ok(())
+        }
+        Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(CpError::Store(format!(
+            "cannot create the default mesh: {e}"
+        ))),
+    }
+}
+
+/// A signal every server watches; it flips once, to stop.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn new() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+
+    /// Completes when shutdown was asked for (or its sender is gone).
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+                _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+            }
+        }
+        _ => {
+            // Without signal handlers the process still stops on ^C.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs the control plane until `stop` completes.
+pub async fn run(
+    config: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), CpError> {
+    let store = open_store(&config).await?;
+    ensure_default_mesh(&config, &store).await?;
+
+    let api_listener = listen::bind("HTTP API", "apiServer.port", config.api_server.port).await?;
+    let health_listener = listen::bind(
+        "health",
+        "xdsServer.diagnosticsPort",
+        config.xds_server.diagnostics_port,
+    )
+    .await?;
+
+    let instance_id = uuid::Uuid::new_v4().to_string();
+    tracing::info!(
+        instance_id,
+        environment = config.environment,
+        store = config.store.store_type,
+        "kuma-cp started"
+    );
+    let api = api::router(
+        ApiContext {
+            store: store.clone(),
+            read_only: config.api_read_only(),
+            default_page_size: config.api_server.default_page_size,
+            max_page_size: config.api_server.max_page_size,
+            instance_id,
+            hostname: config.general.advertised_hostname.clone(),
+        },
+        config.api_server.max_request_body_bytes,
+    );
+
+    let (stop_tx, shutdown) = Shutdown::new();
+    let servers = vec![
+        tokio::spawn(api_listener.serve(api, shutdown.clone())),
+        tokio::spawn(health_listener.serve(health::router(store.clone()), shutdown.clone())),
+    ];
+    stop.await;
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+    tracing::info!("kuma-cp stopped");
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! A Kuma-compatible service-mesh control plane.
+//!
+//! Data flows as `../DESIGN.md` draws it: [`store`] keeps [`resources`] and
+//! publishes changes; the [`api`] serves them over HTTP; [`cp`] wires the
+//! servers of `kuma-cp` together from its [`config`]. [`kumactl`] is the CLI
+//! over the HTTP API.
+
+pub mod api;
+pub mod config;
+pub mod cp;
+// pub mod kumactl;
+pub mod resources;
+pub mod store;
+pub mod tcp_echo;
+pub mod version;

@@ -1,0 +1,263 @@
+//! `Dataplane`: what a proxy serves (inbound) and what it consumes
+//! (outbound), in the interface-string format of the reference.
+
+use super::tags::{SERVICE_TAG, Tags, validate_tag_value, validate_tags};
+use super::validation::Cause;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneSpec {
+    pub networking: Networking,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Networking {
+    #[serde(default)]
+    pub inbound: Vec<InboundInterface>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<OutboundInterface>,
+}
+
+/// `interface: {address}:{dataplane-port}:{service-port}` plus its tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundInterface {
+    pub interface: String,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// `interface: [address]:port` and the service it leads to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundInterface {
+    pub interface: String,
+    pub service: String,
+}
+
+/// A parsed inbound interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundEndpoint {
+    pub address: IpAddr,
+    pub dataplane_port: u16,
+    pub service_port: u16,
+}
+
+/// A parsed outbound interface; an empty address means 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundEndpoint {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+fn parse_address(s: &str) -> Option<IpAddr> {
+    let s = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    s.parse().ok()
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+impl InboundInterface {
+    pub fn endpoint(&self) -> Result<InboundEndpoint, String> {
+        let expected = || {
+            format!(
+                "\"{}\" must be {{address}}:{{dataplane-port}}:{{service-port}}, e.g. 127.0.0.1:9000:6379, with ports from 1 to 65535",
+                self.interface
+            )
+        };
+        let mut parts = self.interface.rsplitn(3, ':');
+        let service = parts.next().ok_or_else(expected)?;
+        let dataplane = parts.next().ok_or_else(expected)?;
+        let address = parts.next().ok_or_else(expected)?;
+        Ok(InboundEndpoint {
+            address: parse_address(address).ok_or_else(expected)?,
+            dataplane_port: parse_port(dataplane).ok_or_else(expected)?,
+            service_port: parse_port(service).ok_or_else(expected)?,
+        })
+    }
+
+    pub fn service(&self) -> Option<&str> {
+        self.tags.get(SERVICE_TAG).map(String::as_str)
+    }
+}
+
+impl OutboundInterface {
+    pub fn endpoint(&self) -> Result<OutboundEndpoint, String> {
+        let expected = || {
+            format!(
+                "\"{}\" must be [address]:port, e.g. :10000 or 127.0.0.1:10000, with a port from 1 to 65535",
+                self.interface
+            )
+        };
+        let (address, port) = self.interface.rsplit_once(':').ok_or_else(expected)?;
+        Ok(OutboundEndpoint {
+            address: if address.is_empty() {
+                LOOPBACK
+            } else {
+                parse_address(address).ok_or_else(expected)?
+            },
+            port: parse_port(port).ok_or_else(expected)?,
+        })
+    }
+}
+
+impl DataplaneSpec {
+    /// Every service this dataplane serves, in inbound order, without repeats.
+    pub fn services(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for s in self.networking.inbound.iter().filter_map(|i| i.service()) {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// True when some inbound carries every one of `tags`.
+    pub fn matches_tags(&self, tags: &Tags) -> bool {
+        self.networking
+            .inbound
+            .iter()
+            .any(|i| tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)))
+    }
+
+    pub(crate) fn validate(&self) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        if self.networking.inbound.is_empty() {
+            causes.push(Cause::new(
+                "networking.inbound",
+                "must have at least one inbound interface",
+            ));
+        }
+        // (address, port) -> the field that listens there first
+        let mut listeners: HashMap<(IpAddr, u16), String> = HashMap::new();
+        let mut claim = |causes: &mut Vec<Cause>, addr: IpAddr, port: u16, field: String| {
+            if let Some(first) = listeners.get(&(addr, port)) {
+                causes.push(Cause::new(
+                    field,
+                    format!("port {port} on {addr} is already used by {first}"),
+                ));
+            } else {
+                listeners.insert((addr, port), field);
+            }
+        };
+        for (i, inbound) in self.networking.inbound.iter().enumerate() {
+            let field = format!("networking.inbound[{i}]");
+            match inbound.endpoint() {
+                Ok(ep) => claim(
+                    &mut causes,
+                    ep.address,
+                    ep.dataplane_port,
+                    format!("{field}.interface"),
+                ),
+                Err(msg) => causes.push(Cause::new(format!("{field}.interface"), msg)),
+            }
+            if !inbound.tags.contains_key(SERVICE_TAG) {
+                causes.push(Cause::new(
+                    format!("{field}.tags.{SERVICE_TAG}"),
+                    "tag \"service\" is mandatory",
+                ));
+            }
+            causes.extend(validate_tags(
+                &format!("{field}.tags"),
+                &inbound.tags,
+                false,
+            ));
+        }
+        for (i, outbound) in self.networking.outbound.iter().enumerate() {
+            let field = format!("networking.outbound[{i}]");
+            match outbound.endpoint() {
+                Ok(ep) => claim(
+                    &mut causes,
+                    ep.address,
+                    ep.port,
+                    format!("{field}.interface"),
+                ),
+                Err(msg) => causes.push(Cause::new(format!("{field}.interface"), msg)),
+            }
+            causes.extend(validate_tag_value(
+                &format!("{field}.service"),
+                &outbound.service,
+                false,
+            ));
+        }
+        causes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound(s: &str) -> InboundInterface {
+        InboundInterface {
+            interface: s.into(),
+            tags: [("service".to_string(), "redis".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn parses_inbound_interfaces() {
+        let ep = inbound("127.0.0.1:9000:6379").endpoint().unwrap();
+        assert_eq!((ep.dataplane_port, ep.service_port), (9000, 6379));
+        assert_eq!(ep.address, LOOPBACK);
+        let ep = inbound("::1:9000:6379").endpoint().unwrap();
+        assert_eq!(ep.address, "::1".parse::<IpAddr>().unwrap());
+        for bad in [
+            "127.0.0.1:abc",
+            "127.0.0.1:0:1",
+            "127.0.0.1:1:70000",
+            "host:1:2",
+            "1:2",
+        ] {
+            assert!(inbound(bad).endpoint().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_outbound_address_means_loopback() {
+        let o = OutboundInterface {
+            interface: ":10000".into(),
+            service: "redis".into(),
+        };
+        assert_eq!(
+            o.endpoint().unwrap(),
+            OutboundEndpoint {
+                address: LOOPBACK,
+                port: 10000
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_two_listeners_on_one_port() {
+        let spec = DataplaneSpec {
+            networking: Networking {
+                inbound: vec![inbound("127.0.0.1:9000:6379")],
+                outbound: vec![OutboundInterface {
+                    interface: ":9000".into(),
+                    service: "x".into(),
+                }],
+            },
+        };
+        let causes = spec.validate();
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].field, "networking.outbound[0].interface");
+        assert!(
+            causes[0]
+                .message
+                .contains("already used by networking.inbound[0].interface")
+        );
+    }
+}

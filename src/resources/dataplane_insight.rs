@@ -1,0 +1,109 @@
+//! `DataplaneInsight`: what the control plane knows of a proxy's xDS
+//! streams. Written by the control plane only; served with the dataplane by
+//! `/meshes/{mesh}/dataplanes+insights`.
+//!
+//! Counters are strings on the wire, as protobuf's JSON mapping writes
+//! 64-bit integers, so documents match Kuma's byte for byte.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneInsightSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<DiscoverySubscription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiscoverySubscription {
+    pub id: String,
+    pub control_plane_instance_id: String,
+    pub connect_time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub status: SubscriptionStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SubscriptionStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub total: DiscoveryServiceStats,
+    #[serde(default)]
+    pub cds: DiscoveryServiceStats,
+    #[serde(default)]
+    pub eds: DiscoveryServiceStats,
+    #[serde(default)]
+    pub lds: DiscoveryServiceStats,
+    #[serde(default)]
+    pub rds: DiscoveryServiceStats,
+    /// Envoy's message for the last rejected (NACKed) response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_nack_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiscoveryServiceStats {
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        serialize_with = "as_string",
+        deserialize_with = "from_string"
+    )]
+    #[schemars(with = "String")]
+    pub responses_sent: u64,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        serialize_with = "as_string",
+        deserialize_with = "from_string"
+    )]
+    #[schemars(with = "String")]
+    pub responses_acknowledged: u64,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        serialize_with = "as_string",
+        deserialize_with = "from_string"
+    )]
+    #[schemars(with = "String")]
+    pub responses_rejected: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn as_string<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&n.to_string())
+}
+
+fn from_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        S(String),
+        N(u64),
+    }
+    match Num::deserialize(d)? {
+        Num::N(n) => Ok(n),
+        Num::S(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+impl DataplaneInsightSpec {
+    /// Online when the newest subscription has not disconnected.
+    pub fn is_online(&self) -> bool {
+        self.latest().is_some_and(|s| s.disconnect_time.is_none())
+    }
+
+    pub fn latest(&self) -> Option<&DiscoverySubscription> {
+        self.subscriptions.iter().max_by_key(|s| s.connect_time)
+    }
+}

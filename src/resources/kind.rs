@@ -1,0 +1,117 @@
+//! The kinds of resources and the names each goes by: in the `type` field,
+//! in HTTP API paths, in `kumactl` commands and in the Postgres table.
+
+/// One kind of resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceType {
+    Mesh,
+    Dataplane,
+    TrafficPermission,
+    TrafficLog,
+    ProxyTemplate,
+    Secret,
+    DataplaneInsight,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 7] = [
+        ResourceType::Mesh,
+        ResourceType::Dataplane,
+        ResourceType::TrafficPermission,
+        ResourceType::TrafficLog,
+        ResourceType::ProxyTemplate,
+        ResourceType::Secret,
+        ResourceType::DataplaneInsight,
+    ];
+
+    /// The value of the `type` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::Mesh => "Mesh",
+            ResourceType::Dataplane => "Dataplane",
+            ResourceType::TrafficPermission => "TrafficPermission",
+            ResourceType::TrafficLog => "TrafficLog",
+            ResourceType::ProxyTemplate => "ProxyTemplate",
+            ResourceType::Secret => "Secret",
+            ResourceType::DataplaneInsight => "DataplaneInsight",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ResourceType> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Every kind except `Mesh` lives inside a mesh.
+    pub fn is_mesh_scoped(self) -> bool {
+        self != ResourceType::Mesh
+    }
+
+    /// Kinds that users create with `kumactl apply` or `PUT`; secrets and
+    /// insights are written by the control plane itself.
+    pub fn is_user_managed(self) -> bool {
+        !matches!(self, ResourceType::Secret | ResourceType::DataplaneInsight)
+    }
+
+    pub fn user_managed_names() -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.is_user_managed())
+            .map(|k| k.name())
+            .collect()
+    }
+
+    /// The collection segment of the HTTP API path (`/meshes/{mesh}/<here>`).
+    /// `None` for kinds the API does not serve as a collection.
+    pub fn collection(self) -> Option<&'static str> {
+        match self {
+            ResourceType::Mesh => Some("meshes"),
+            ResourceType::Dataplane => Some("dataplanes"),
+            ResourceType::TrafficPermission => Some("traffic-permissions"),
+            ResourceType::TrafficLog => Some("traffic-logs"),
+            ResourceType::ProxyTemplate => Some("proxytemplates"),
+            ResourceType::Secret | ResourceType::DataplaneInsight => None,
+        }
+    }
+
+    /// Resolves an API path segment. The reference shows
+    /// `/trafficpermissions` once in a request line, so that spelling is
+    /// accepted too.
+    pub fn from_collection(segment: &str) -> Option<ResourceType> {
+        match segment {
+            "trafficpermissions" => Some(ResourceType::TrafficPermission),
+            "trafficlogs" => Some(ResourceType::TrafficLog),
+            "proxy-templates" => Some(ResourceType::ProxyTemplate),
+            _ => Self::ALL
+                .into_iter()
+                .filter(|k| k.is_mesh_scoped())
+                .find(|k| k.collection() == Some(segment)),
+        }
+    }
+
+    /// The singular word `kumactl` uses (`kumactl delete traffic-permission`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            ResourceType::Mesh => "mesh",
+            ResourceType::Dataplane => "dataplane",
+            ResourceType::TrafficPermission => "traffic-permission",
+            ResourceType::TrafficLog => "traffic-log",
+            ResourceType::ProxyTemplate => "proxytemplate",
+            ResourceType::Secret => "secret",
+            ResourceType::DataplaneInsight => "dataplane-insight",
+        }
+    }
+
+    /// Resolves a `kumactl` word, singular or plural.
+    pub fn from_cli_word(word: &str) -> Option<ResourceType> {
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.is_user_managed())
+            .find(|k| k.singular() == word || k.collection() == Some(word))
+    }
+}
+
+impl std::fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

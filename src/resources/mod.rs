@@ -1,0 +1,431 @@
+//! The resource model: one Rust type per kind, shared by every store, the
+//! HTTP API and `kumactl`.
+//!
+//! On the wire a resource is one flat object: `type`, `name`, `mesh` (for
+//! mesh-scoped kinds) and the kind's own fields beside them, exactly as the
+//! Kuma documentation shows. In memory it is a [`Resource`]: a [`ResourceKey`]
+//! plus a typed [`Spec`]. [`Resource::from_json`] is the only way in from
+//! user input and always validates, so a stored resource is a valid one.
+
+mod dataplane;
+mod dataplane_insight;
+mod kind;
+mod mesh;
+mod policy;
+mod proxy_template;
+mod secret;
+pub mod tags;
+mod validation;
+
+pub use dataplane::{
+    DataplaneSpec, InboundEndpoint, InboundInterface, Networking, OutboundEndpoint,
+    OutboundInterface,
+};
+pub use dataplane_insight::{
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, SubscriptionStatus,
+};
+pub use kind::ResourceType;
+pub use mesh::{
+    BuiltinCa, CertificateAuthority, FileLoggingBackend, Logging, LoggingBackend, MeshSpec, Mtls,
+    TcpLoggingBackend, Tracing,
+};
+pub use policy::{
+    Selector, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
+    TrafficPermissionSpec,
+};
+pub use proxy_template::{ProxyTemplateRawResource, ProxyTemplateSpec};
+pub use secret::SecretSpec;
+pub use validation::{Cause, ValidationError};
+
+use serde_json::{Map, Value};
+
+/// Identifies one stored resource. `mesh` is empty for `Mesh` itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    pub kind: ResourceType,
+    pub mesh: String,
+    pub name: String,
+}
+
+impl ResourceKey {
+    pub fn new(kind: ResourceType, mesh: &str, name: &str) -> Self {
+        let mesh = if kind.is_mesh_scoped() { mesh } else { "" };
+        ResourceKey {
+            kind,
+            mesh: mesh.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn mesh(name: &str) -> Self {
+        Self::new(ResourceType::Mesh, "", name)
+    }
+}
+
+impl std::fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kind.is_mesh_scoped() {
+            write!(
+                f,
+                "{} \"{}\" in mesh \"{}\"",
+                self.kind, self.name, self.mesh
+            )
+        } else {
+            write!(f, "{} \"{}\"", self.kind, self.name)
+        }
+    }
+}
+
+/// The kind-specific part of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    Mesh(MeshSpec),
+    Dataplane(DataplaneSpec),
+    TrafficPermission(TrafficPermissionSpec),
+    TrafficLog(TrafficLogSpec),
+    ProxyTemplate(ProxyTemplateSpec),
+    Secret(SecretSpec),
+    DataplaneInsight(DataplaneInsightSpec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> ResourceType {
+        match self {
+            Spec::Mesh(_) => ResourceType::Mesh,
+            Spec::Dataplane(_) => ResourceType::Dataplane,
+            Spec::TrafficPermission(_) => ResourceType::TrafficPermission,
+            Spec::TrafficLog(_) => ResourceType::TrafficLog,
+            Spec::ProxyTemplate(_) => ResourceType::ProxyTemplate,
+            Spec::Secret(_) => ResourceType::Secret,
+            Spec::DataplaneInsight(_) => ResourceType::DataplaneInsight,
+        }
+    }
+
+    /// Parses the kind's own fields (everything but `type`, `name`, `mesh`).
+    /// Unknown fields and wrong types are reported with their path.
+    pub fn from_fields(kind: ResourceType, fields: Value) -> Result<Spec, Cause> {
+        fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Cause> {
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." { String::new() } else { path };
+                Cause::new(field, e.into_inner().to_string())
+            })
+        }
+        Ok(match kind {
+            ResourceType::Mesh => Spec::Mesh(parse(fields)?),
+            ResourceType::Dataplane => Spec::Dataplane(parse(fields)?),
+            ResourceType::TrafficPermission => Spec::TrafficPermission(parse(fields)?),
+            ResourceType::TrafficLog => Spec::TrafficLog(parse(fields)?),
+            ResourceType::ProxyTemplate => Spec::ProxyTemplate(parse(fields)?),
+            ResourceType::Secret => Spec::Secret(parse(fields)?),
+            ResourceType::DataplaneInsight => Spec::DataplaneInsight(parse(fields)?),
+        })
+    }
+
+    /// The kind's own fields as a JSON object.
+    pub fn to_fields(&self) -> Value {
+        let v = match self {
+            Spec::Mesh(s) => serde_json::to_value(s),
+            Spec::Dataplane(s) => serde_json::to_value(s),
+            Spec::TrafficPermission(s) => serde_json::to_value(s),
+            Spec::TrafficLog(s) => serde_json::to_value(s),
+            Spec::ProxyTemplate(s) => serde_json::to_value(s),
+            Spec::Secret(s) => serde_json::to_value(s),
+            Spec::DataplaneInsight(s) => serde_json::to_value(s),
+        };
+        // Serializing plain structs of strings, maps and numbers cannot fail.
+        v.unwrap_or(Value::Object(Map::new()))
+    }
+
+    fn validate(&self) -> Vec<Cause> {
+        match self {
+            Spec::Mesh(s) => s.validate(),
+            Spec::Dataplane(s) => s.validate(),
+            Spec::TrafficPermission(s) => s.validate(),
+            Spec::TrafficLog(s) => s.validate(),
+            Spec::ProxyTemplate(s) => s.validate(),
+            Spec::Secret(s) => s.validate(),
+            Spec::DataplaneInsight(_) => Vec::new(),
+        }
+    }
+}
+
+/// A resource: its identity, its version in the store (0 when not stored
+/// yet) and its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub key: ResourceKey,
+    pub version: u64,
+    pub spec: Spec,
+}
+
+/// Which identity fields must be present in a parsed document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity<'a> {
+    /// The document must carry its own `type`, `name` and `mesh` (a file
+    /// given to `kumactl apply`).
+    FromDocument,
+    /// The identity comes from a URL; the body may repeat it but must not
+    /// contradict it.
+    Expected {
+        kind: ResourceType,
+        mesh: &'a str,
+        name: &'a str,
+    },
+}
+
+impl Resource {
+    pub fn new(key: ResourceKey, spec: Spec) -> Self {
+        Resource {
+            key,
+            version: 0,
+            spec,
+        }
+    }
+
+    /// Parses and validates one resource from its wire form. Every problem
+    /// found is reported at once.
+    pub fn from_json(value: Value, identity: Identity<'_>) -> Result<Resource, ValidationError> {
+        let Value::Object(mut fields) = value else {
+            return Err(ValidationError::single(
+                "",
+                "a resource must be a JSON/YAML object",
+            ));
+        };
+        let mut causes = Vec::new();
+        let mut take_str = |fields: &mut Map<String, Value>, key: &str| match fields.remove(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                causes.push(Cause::new(key, format!("must be a string, got {other}")));
+                None
+            }
+        };
+        let type_field = take_str(&mut fields, "type");
+        let name_field = take_str(&mut fields, "name");
+        let mesh_field = take_str(&mut fields, "mesh");
+
+        let kind = match (&identity, &type_field) {
+            (Identity::Expected { kind, .. }, Some(t)) if t != kind.name() => {
+                causes.push(Cause::new(
+                    "type",
+                    format!(
+                        "\"{t}\" does not match the URL, which is for a {}",
+                        kind.name()
+                    ),
+                ));
+                Some(*kind)
+            }
+            (Identity::Expected { kind, .. }, _) => Some(*kind),
+            (Identity::FromDocument, Some(t)) => match ResourceType::from_name(t) {
+                Some(k) if k.is_user_managed() => Some(k),
+                _ => {
+                    causes.push(Cause::new(
+                        "type",
+                        format!(
+                            "unknown type \"{t}\"; expected one of {}",
+                            ResourceType::user_managed_names().join(", ")
+                        ),
+                    ));
+                    None
+                }
+            },
+            (Identity::FromDocument, None) => {
+                causes.push(Cause::new("type", "must be set"));
+                None
+            }
+        };
+
+        let name = resolve_identity(&identity, "name", name_field, &mut causes);
+        let mesh = match kind {
+            Some(k) if k.is_mesh_scoped() => {
+                resolve_identity(&identity, "mesh", mesh_field, &mut causes)
+            }
+            _ => {
+                if let Some(m) = mesh_field {
+                    causes.push(Cause::new(
+                        "mesh",
+                        format!("a Mesh does not belong to a mesh; remove \"mesh: {m}\""),
+                    ));
+                }
+                String::new()
+            }
+        };
+        if !name.is_empty() {
+            causes.extend(validate_name("name", &name));
+        }
+        if !mesh.is_empty() {
+            causes.extend(validate_name("mesh", &mesh));
+        }
+
+        let Some(kind) = kind else {
+            return Err(ValidationError::new(causes));
+        };
+        match Spec::from_fields(kind, Value::Object(fields)) {
+            Ok(spec) => {
+                causes.extend(spec.validate());
+                if causes.is_empty() {
+                    Ok(Resource::new(ResourceKey::new(kind, &mesh, &name), spec))
+                } else {
+                    Err(ValidationError::new(causes))
+                }
+            }
+            Err(cause) => {
+                causes.push(cause);
+                Err(ValidationError::new(causes))
+            }
+        }
+    }
+
+    /// The wire form: `type`, `name`, `mesh` and the spec's fields.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("type".into(), Value::String(self.key.kind.name().into()));
+        out.insert("name".into(), Value::String(self.key.name.clone()));
+        if self.key.kind.is_mesh_scoped() {
+            out.insert("mesh".into(), Value::String(self.key.mesh.clone()));
+        }
+        if let Value::Object(fields) = self.spec.to_fields() {
+            out.extend(fields);
+        }
+        Value::Object(out)
+    }
+}
+
+fn resolve_identity(
+    identity: &Identity<'_>,
+    field: &str,
+    from_body: Option<String>,
+    causes: &mut Vec<Cause>,
+) -> String {
+    match identity {
+        Identity::Expected { mesh, name, .. } => {
+            let expected = if field == "name" { name } else { mesh };
+            if let Some(body) = from_body
+                && body != *expected
+            {
+                causes.push(Cause::new(
+                    field,
+                    format!("\"{body}\" does not match \"{expected}\" from the URL"),
+                ));
+            }
+            expected.to_string()
+        }
+        Identity::FromDocument => match from_body {
+            Some(v) if !v.is_empty() => v,
+            _ => {
+                causes.push(Cause::new(field, "must be set"));
+                String::new()
+            }
+        },
+    }
+}
+
+/// Names of meshes and resources: what fits a URL path segment, a Postgres
+/// key and a Kubernetes object name alike.
+pub fn validate_name(field: &str, name: &str) -> Option<Cause> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
+    let ok_ends = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > 253 || !ok_chars || !ok_ends {
+        Some(Cause::new(
+            field,
+            format!(
+                "\"{name}\" is not a valid name: use 1 to 253 lowercase letters, digits, '-', '.' or '_', starting and ending with a letter or digit"
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trips_the_documented_dataplane() {
+        let doc = json!({
+            "type": "Dataplane", "name": "backend-1", "mesh": "mesh-1",
+            "networking": {
+                "inbound": [{"interface": "127.0.0.1:11011:11012",
+                             "tags": {"service": "backend", "version": "2.0", "env": "production"}}],
+                "outbound": [{"interface": ":33033", "service": "database"}]
+            }
+        });
+        let r = Resource::from_json(doc.clone(), Identity::FromDocument).unwrap();
+        assert_eq!(
+            r.key,
+            ResourceKey::new(ResourceType::Dataplane, "mesh-1", "backend-1")
+        );
+        assert_eq!(r.to_json(), doc);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_field() {
+        let doc = json!({
+            "type": "Dataplane", "name": "Bad Name",
+            "networking": {"inbound": [{"interface": "127.0.0.1:abc", "tags": {}}]}
+        });
+        let err = Resource::from_json(doc, Identity::FromDocument).unwrap_err();
+        let fields: Vec<_> = err.causes.iter().map(|c| c.field.as_str()).collect();
+        assert!(fields.contains(&"mesh"), "{fields:?}");
+        assert!(fields.contains(&"name"), "{fields:?}");
+        assert!(
+            fields.contains(&"networking.inbound[0].interface"),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"networking.inbound[0].tags.service"),
+            "{fields:?}"
+        );
+        let msg = &err
+            .causes
+            .iter()
+            .find(|c| c.field == "networking.inbound[0].interface")
+            .unwrap()
+            .message;
+        assert!(
+            msg.contains("\"127.0.0.1:abc\" must be {address}:{dataplane-port}:{service-port}"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn url_identity_wins_and_mismatch_is_reported() {
+        let doc = json!({"type": "Mesh", "name": "other"});
+        let err = Resource::from_json(
+            doc,
+            Identity::Expected {
+                kind: ResourceType::Mesh,
+                mesh: "",
+                name: "mesh-1",
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.causes[0].field, "name");
+        assert!(err.causes[0].message.contains("does not match \"mesh-1\""));
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_name_their_path() {
+        let doc = json!({"type": "Mesh", "name": "m", "mtls": {"enabled": "yes"}});
+        let err = Resource::from_json(doc, Identity::FromDocument).unwrap_err();
+        assert_eq!(err.causes[0].field, "mtls.enabled");
+        let doc = json!({"type": "Mesh", "name": "m", "mtsl": {}});
+        let err = Resource::from_json(doc, Identity::FromDocument).unwrap_err();
+        assert!(
+            err.causes[0].message.contains("unknown field `mtsl`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The in-memory store: the default, nothing to set up, lost on exit.
+
+use super::{CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError};
+use crate::resources::{Resource, ResourceKey, ResourceType, Spec};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use tokio::sync::broadcast;
+
+/// All resources in one ordered map, keyed by (kind, mesh, name), so a list
+/// is a range scan already in the order the API pages in.
+pub struct MemoryStore {
+    resources: RwLock<BTreeMap<ResourceKey, Resource>>,
+    changes: broadcast::Sender<ChangeEvent>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore {
+            resources: RwLock::new(BTreeMap::new()),
+            changes: broadcast::channel(CHANGE_FEED_CAPACITY).0,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ResourceKey, Resource>> {
+        // A panic while holding the lock cannot leave the map half-written
+        // (every mutation is one insert or remove), so poisoning is ignored.
+        self.resources.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ResourceKey, Resource>> {
+        self.resources.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, event: ChangeEvent) {
+        // No subscribers is fine: nobody needs to hear.
+        let _ = self.changes.send(event);
+    }
+}
+
+fn matches(query: &ListQuery, r: &Resource) -> bool {
+    query.tags.is_empty() || matches!(&r.spec, Spec::Dataplane(dp) if dp.matches_tags(&query.tags))
+}
+
+#[async_trait]
+impl ResourceStore for MemoryStore {
+    async fn create(&self, mut resource: Resource) -> Result<Resource, StoreError> {
+        {
+            let mut map = self.write();
+            if resource.key.kind.is_mesh_scoped()
+                && !map.contains_key(&ResourceKey::mesh(&resource.key.mesh))
+            {
+                return Err(StoreError::MeshNotFound(resource.key.mesh.clone()));
+            }
+            if map.contains_key(&resource.key) {
+                return Err(StoreError::AlreadyExists(resource.key.clone()));
+            }
+            resource.version = 1;
+            map.insert(resource.key.clone(), resource.clone());
+        }
+        self.publish(ChangeEvent::Created(resource.key.clone()));
+        Ok(resource)
+    }
+
+    async fn update(&self, mut resource: Resource) -> Result<Resource, StoreError> {
+        {
+            let mut map = self.write();
+            let stored = map
+                .get_mut(&resource.key)
+                .ok_or_else(|| StoreError::NotFound(resource.key.clone()))?;
+            if stored.version != resource.version {
+                return Err(StoreError::Conflict {
+                    key: resource.key.clone(),
+                    expected: resource.version,
+                    actual: stored.version,
+                });
+            }
+            resource.version += 1;
+            *stored = resource.clone();
+        }
+        self.publish(ChangeEvent::Updated(resource.key.clone()));
+        Ok(resource)
+    }
+
+    async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        let removed: Vec<ResourceKey> = {
+            let mut map = self.write();
+            if map.remove(key).is_none() {
+                return Err(StoreError::NotFound(key.clone()));
+            }
+            let mut removed = Vec::new();
+            if key.kind == ResourceType::Mesh {
+                map.retain(|k, _| {
+                    let inside = k.kind.is_mesh_scoped() && k.mesh == key.name;
+                    if inside {
+                        removed.push(k.clone());
+                    }
+                    !inside
+                });
+            }
+            removed.push(key.clone());
+            removed
+        };
+        for k in removed {
+            self.publish(ChangeEvent::Deleted(k));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        self.read()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(key.clone()))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let map = self.read();
+        let start = ResourceKey {
+            kind: query.kind,
+            mesh: query.mesh.clone().unwrap_or_default(),
+            name: String::new(),
+        };
+        let in_range = |k: &ResourceKey| {
+            k.kind == query.kind && query.mesh.as_ref().is_none_or(|m| *m == k.mesh)
+        };
+        let mut page = ListPage::default();
+        for (_, r) in map.range(start..).take_while(|(k, _)| in_range(k)) {
+            if !matches(query, r) {
+                continue;
+            }
+            if page.total >= query.offset && query.limit.is_none_or(|l| page.items.len() < l) {
+                page.items.push(r.clone());
+            }
+            page.total += 1;
+        }
+        Ok(page)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Stores: where resources live, behind one trait with optimistic
+//! concurrency and a change feed.
+//!
+//! - [`memory::MemoryStore`]: the default, nothing to set up, lost on exit.
+//! - `postgres::PostgresStore` (feature `universal`): durable, shared by
+//!   several `kuma-cp` instances, whose change feeds all see every write
+//!   through `LISTEN/NOTIFY`.
+//!
+//! Every store keeps the same rules, pinned by the conformance suite in
+//! `tests/store_conformance.rs`: names are unique per kind and mesh; a
+//! mesh-scoped resource needs its mesh; deleting a mesh deletes what is in
+//! it; an update carrying a stale version is refused.
+
+pub mod memory;
+pub mod migrations;
+#[cfg(feature = "universal")]
+pub mod postgres;
+
+use crate::resources::{Resource, ResourceKey, ResourceType, tags::Tags};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// What the rest of the control plane hears about the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEvent {
+    Created(ResourceKey),
+    Updated(ResourceKey),
+    Deleted(ResourceKey),
+    /// Events may have been missed (a subscriber lagged, or the connection
+    /// to the database was lost); subscribers should reload what they keep.
+    Resync,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(ResourceKey),
+    #[error("{0} already exists")]
+    AlreadyExists(ResourceKey),
+    #[error(
+        "{key} was changed concurrently: the update was based on version {expected}, the stored version is {actual}"
+    )]
+    Conflict {
+        key: ResourceKey,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("mesh \"{0}\" does not exist")]
+    MeshNotFound(String),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the store holds data it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// Which resources to list. Results are ordered by mesh, then name.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub kind: ResourceType,
+    /// Only this mesh; every mesh when `None`.
+    pub mesh: Option<String>,
+    /// Dataplanes only: some inbound must carry all of these tags.
+    pub tags: Tags,
+    pub offset: usize,
+    /// At most this many items; all when `None`.
+    pub limit: Option<usize>,
+}
+
+impl ListQuery {
+    pub fn of(kind: ResourceType, mesh: Option<&str>) -> Self {
+        ListQuery {
+            kind,
+            mesh: mesh.map(str::to_string),
+            tags: Tags::new(),
+            offset: 0,
+            limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub items: Vec<Resource>,
+    /// How many resources match in all, across pages.
+    pub total: usize,
+}
+
+/// Size of every store's change-feed buffer; a subscriber further behind
+/// than this gets [`ChangeEvent::Resync`].
+pub const CHANGE_FEED_CAPACITY: usize = 16 * 1024;
+
+#[async_trait]
+pub trait ResourceStore: Send + Sync + 'static {
+    /// Stores a new resource at version 1.
+    async fn create(&self, resource: Resource) -> Result<Resource, StoreError>;
+    /// Replaces a resource; `resource.version` must be the stored version,
+    /// and the stored copy gets the next one.
+    async fn update(&self, resource: Resource) -> Result<Resource, StoreError>;
+    /// Deletes a resource; a mesh takes everything in it along.
+    async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError>;
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError>;
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
+    /// Every change from now on, from this process or (Postgres) another.
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
+    /// Answers whether the store can serve requests now.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+pub type SharedStore = Arc<dyn ResourceStore>;
+
+/// Creates the resource, or updates it from whatever version is stored.
+/// Returns the stored copy and whether it was created.
+pub async fn upsert(
+    store: &dyn ResourceStore,
+    mut resource: Resource,
+) -> Result<(Resource, bool), StoreError> {
+    match store.get(&resource.key).await {
+        Ok(existing) => {
+            resource.version = existing.version;
+            Ok((store.update(resource).await?, false))
+        }
+        Err(StoreError::NotFound(_)) => Ok((store.create(resource).await?, true)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Answers `MeshNotFound` unless the mesh exists.
+pub async fn require_mesh(store: &dyn ResourceStore, mesh: &str) -> Result<(), StoreError> {
+    match store.get(&ResourceKey::mesh(mesh)).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound(_)) => Err(StoreError::MeshNotFound(mesh.to_string())),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,94 @@
+//! The change feed of the Postgres store: one connection that `LISTEN`s,
+//! reconnecting with backoff whenever it is lost.
+
+use super::CHANNEL;
+use crate::resources::{ResourceKey, ResourceType};
+use crate::store::ChangeEvent;
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+#[derive(serde::Deserialize)]
+struct Notification {
+    op: String,
+    #[serde(rename = "type")]
+    kind: String,
+    mesh: String,
+    name: String,
+}
+
+fn to_event(payload: &str) -> Option<ChangeEvent> {
+    let n: Notification = serde_json::from_str(payload).ok()?;
+    let key = ResourceKey::new(ResourceType::from_name(&n.kind)?, &n.mesh, &n.name);
+    match n.op.as_str() {
+        "INSERT" => Some(ChangeEvent::Created(key)),
+        "UPDATE" => Some(ChangeEvent::Updated(key)),
+        "DELETE" => Some(ChangeEvent::Deleted(key)),
+        _ => None,
+    }
+}
+
+/// Runs until aborted. The first connection announces nothing; every later
+/// one announces [`ChangeEvent::Resync`], because writes made while it was
+/// gone were not heard.
+pub(super) async fn run(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    changes: broadcast::Sender<ChangeEvent>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
+    loop {
+        match listen_once(&config, tls.clone(), &changes, connected_before).await {
+            Ok(()) => {
+                tracing::warn!("postgres change feed: connection closed; reconnecting");
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "postgres change feed: cannot listen; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        connected_before = true;
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    changes: &broadcast::Sender<ChangeEvent>,
+    announce_resync: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(tls).await?;
+    let feed = changes.clone();
+    let pump = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => match to_event(n.payload()) {
+                    Some(event) => {
+                        let _ = feed.send(event);
+                    }
+                    None => tracing::warn!(
+                        payload = n.payload(),
+                        "postgres change feed: unreadable notification"
+                    ),
+                },
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if announce_resync {
+        tracing::info!("postgres change feed: listening again");
+        let _ = changes.send(ChangeEvent::Resync);
+    }
+    let result = pump.await.unwrap_or(Ok(()));
+    drop(client);
+    result
+}

@@ -1,0 +1,379 @@
+//! The PostgreSQL store: durable, and shared by every `kuma-cp` pointed at
+//! the same database.
+//!
+//! Requests use a bounded connection pool whose timeouts turn an unreachable
+//! database into [`StoreError::Unavailable`] (a 503 from the API) within
+//! seconds instead of hanging. A separate connection `LISTEN`s on the
+//! channel the schema's triggers `NOTIFY`; it reconnects by itself, and
+//! after a gap it sends [`ChangeEvent::Resync`] since notifications may have
+//! been missed meanwhile.
+
+mod listener;
+mod tls;
+
+use super::migrations::{self, MIGRATIONS};
+use super::{CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError};
+use crate::config::PostgresConfig;
+use crate::resources::{Resource, ResourceKey, ResourceType, Spec};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_postgres::error::SqlState;
+
+/// The channel the schema's triggers notify on.
+pub(crate) const CHANNEL: &str = "kuma_resource_changes";
+
+pub struct PostgresStore {
+    pool: Pool,
+    changes: broadcast::Sender<ChangeEvent>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresSetupError {
+    #[error("postgres store: {0}")]
+    Tls(String),
+    #[error("postgres store: cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error("postgres store: cannot reach {host}:{port}: {message}")]
+    Connect {
+        host: String,
+        port: u16,
+        message: String,
+    },
+    #[error(
+        "postgres store: database schema is at version {found}, this kuma-cp needs version {needed}; run `kuma-cp migrate up` first"
+    )]
+    SchemaOutdated { found: i64, needed: i64 },
+    #[error("postgres store: migration failed: {0}")]
+    Migration(String),
+}
+
+pub(crate) fn pg_config(cfg: &PostgresConfig) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.host(&cfg.host)
+        .port(cfg.port)
+        .user(&cfg.user)
+        .password(&cfg.password)
+        .dbname(&cfg.db_name)
+        .application_name("kuma-cp")
+        .connect_timeout(Duration::from_secs(cfg.connection_timeout.max(1)));
+    c.ssl_mode(tls::ssl_mode(&cfg.tls.mode));
+    c
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(key: &ResourceKey, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{key}: {e}"))
+}
+
+impl PostgresStore {
+    /// Connects, checks that the schema is current, and starts listening for
+    /// changes.
+    pub async fn connect(cfg: &PostgresConfig) -> Result<Self, PostgresSetupError> {
+        let connector = tls::connector(&cfg.tls).map_err(PostgresSetupError::Tls)?;
+        let manager = Manager::from_config(
+            pg_config(cfg),
+            connector.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeout = Some(Duration::from_secs(cfg.connection_timeout.max(1)));
+        let pool = Pool::builder(manager)
+            .max_size(cfg.max_open_connections.max(1))
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| PostgresSetupError::Pool(e.to_string()))?;
+        let client = pool.get().await.map_err(|e| PostgresSetupError::Connect {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            message: e.to_string(),
+        })?;
+        let found = schema_version(&client)
+            .await
+            .map_err(|e| PostgresSetupError::Migration(e.to_string()))?;
+        if found < migrations::latest_version() {
+            return Err(PostgresSetupError::SchemaOutdated {
+                found,
+                needed: migrations::latest_version(),
+            });
+        }
+        drop(client);
+        let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
+        let listener = tokio::spawn(listener::run(pg_config(cfg), connector, changes.clone()));
+        Ok(PostgresStore {
+            pool,
+            changes,
+            listener,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+}
+
+async fn schema_version(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map(|row| row.get(0))
+}
+
+/// Applies every migration the database lacks, each in its own transaction,
+/// under an advisory lock so that two `kuma-cp migrate up` at once are safe.
+/// Returns the versions applied.
+pub async fn migrate_up(cfg: &PostgresConfig) -> Result<Vec<i64>, PostgresSetupError> {
+    let connector = tls::connector(&cfg.tls).map_err(PostgresSetupError::Tls)?;
+    let connect_err = |e: tokio_postgres::Error| PostgresSetupError::Connect {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        message: e.to_string(),
+    };
+    let (mut client, connection) = pg_config(cfg)
+        .connect(connector)
+        .await
+        .map_err(connect_err)?;
+    let conn = tokio::spawn(connection);
+    let migration_err = |e: tokio_postgres::Error| PostgresSetupError::Migration(e.to_string());
+    client
+        .batch_execute("SELECT pg_advisory_lock(4246262)")
+        .await
+        .map_err(migration_err)?;
+    client
+        .batch_execute(migrations::BOOKKEEPING_SQL)
+        .await
+        .map_err(migration_err)?;
+    let current = schema_version(&client).await.map_err(migration_err)?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let tx = client.transaction().await.map_err(migration_err)?;
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            PostgresSetupError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
+        })?;
+        tx.batch_execute(&migrations::record_sql(m))
+            .await
+            .map_err(migration_err)?;
+        tx.commit().await.map_err(migration_err)?;
+        applied.push(m.version);
+    }
+    drop(client);
+    let _ = conn.await;
+    Ok(applied)
+}
+
+fn table_key(key: &ResourceKey) -> (&'static str, &str) {
+    if key.kind == ResourceType::Mesh {
+        ("meshes", "")
+    } else {
+        ("resources", key.kind.name())
+    }
+}
+
+fn decode(key: ResourceKey, version: i64, spec: serde_json::Value) -> Result<Resource, StoreError> {
+    let spec = Spec::from_fields(key.kind, spec).map_err(|c| corrupt(&key, c.message))?;
+    Ok(Resource {
+        key,
+        version: version as u64,
+        spec,
+    })
+}
+
+#[async_trait]
+impl ResourceStore for PostgresStore {
+    async fn create(&self, resource: Resource) -> Result<Resource, StoreError> {
+        let client = self.client().await?;
+        let spec = resource.spec.to_fields();
+        let key = &resource.key;
+        let result = if key.kind == ResourceType::Mesh {
+            client
+                .execute(
+                    "INSERT INTO meshes (name, version, spec) VALUES ($1, 1, $2) ON CONFLICT DO NOTHING",
+                    &[&key.name, &spec],
+                )
+                .await
+        } else {
+            client
+                .execute(
+                    "INSERT INTO resources (type, mesh, name, version, spec) VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING",
+                    &[&key.kind.name(), &key.mesh, &key.name, &spec],
+                )
+                .await
+        };
+        match result {
+            Ok(1) => Ok(Resource {
+                version: 1,
+                ..resource
+            }),
+            Ok(_) => Err(StoreError::AlreadyExists(resource.key)),
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                Err(StoreError::MeshNotFound(resource.key.mesh))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn update(&self, resource: Resource) -> Result<Resource, StoreError> {
+        let client = self.client().await?;
+        let spec = resource.spec.to_fields();
+        let key = &resource.key;
+        let expected = resource.version as i64;
+        let (table, kind) = table_key(key);
+        let updated = if table == "meshes" {
+            client
+                .query_opt(
+                    "UPDATE meshes SET spec = $1, version = version + 1, modification_time = now() WHERE name = $2 AND version = $3 RETURNING version",
+                    &[&spec, &key.name, &expected],
+                )
+                .await
+        } else {
+            client
+                .query_opt(
+                    "UPDATE resources SET spec = $1, version = version + 1, modification_time = now() WHERE type = $2 AND mesh = $3 AND name = $4 AND version = $5 RETURNING version",
+                    &[&spec, &kind, &key.mesh, &key.name, &expected],
+                )
+                .await
+        }
+        .map_err(unavailable)?;
+        match updated {
+            Some(row) => Ok(Resource {
+                version: row.get::<_, i64>(0) as u64,
+                ..resource
+            }),
+            None => {
+                let actual = self.get(key).await?.version;
+                Err(StoreError::Conflict {
+                    key: resource.key,
+                    expected: resource.version,
+                    actual,
+                })
+            }
+        }
+    }
+
+    async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let (table, kind) = table_key(key);
+        let deleted = if table == "meshes" {
+            client
+                .execute("DELETE FROM meshes WHERE name = $1", &[&key.name])
+                .await
+        } else {
+            client
+                .execute(
+                    "DELETE FROM resources WHERE type = $1 AND mesh = $2 AND name = $3",
+                    &[&kind, &key.mesh, &key.name],
+                )
+                .await
+        }
+        .map_err(unavailable)?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound(key.clone()));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        let client = self.client().await?;
+        let (table, kind) = table_key(key);
+        let row = if table == "meshes" {
+            client
+                .query_opt("SELECT version, spec FROM meshes WHERE name = $1", &[&key.name])
+                .await
+        } else {
+            client
+                .query_opt(
+                    "SELECT version, spec FROM resources WHERE type = $1 AND mesh = $2 AND name = $3",
+                    &[&kind, &key.mesh, &key.name],
+                )
+                .await
+        }
+        .map_err(unavailable)?
+        .ok_or_else(|| StoreError::NotFound(key.clone()))?;
+        decode(key.clone(), row.get(0), row.get(1))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let client = self.client().await?;
+        let limit = query.limit.map_or(i64::MAX, |l| l as i64);
+        let offset = query.offset as i64;
+        let rows = match query.kind {
+            ResourceType::Mesh => {
+                client
+                    .query(
+                        "SELECT '' AS mesh, name, version, spec, COUNT(*) OVER () AS total FROM meshes ORDER BY name LIMIT $1 OFFSET $2",
+                        &[&limit, &offset],
+                    )
+                    .await
+            }
+            _ => {
+                // Tag filter: some inbound must contain every tag. jsonb
+                // containment expresses exactly that.
+                let tags = (!query.tags.is_empty()).then(|| {
+                    serde_json::json!({"networking": {"inbound": [{"tags": query.tags}]}})
+                });
+                client
+                    .query(
+                        "SELECT mesh, name, version, spec, COUNT(*) OVER () AS total FROM resources \
+                         WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) \
+                           AND ($3::jsonb IS NULL OR spec @> $3) \
+                         ORDER BY mesh, name LIMIT $4 OFFSET $5",
+                        &[&query.kind.name(), &query.mesh, &tags, &limit, &offset],
+                    )
+                    .await
+            }
+        }
+        .map_err(unavailable)?;
+        let mut page = ListPage::default();
+        for row in rows {
+            page.total = row.get::<_, i64>("total") as usize;
+            let key = ResourceKey::new(query.kind, row.get("mesh"), row.get("name"));
+            page.items
+                .push(decode(key, row.get("version"), row.get("spec"))?);
+        }
+        if page.items.is_empty() && offset > 0 {
+            // Past the end: COUNT(*) OVER () has no row to ride on.
+            let mut count_query = query.clone();
+            count_query.offset = 0;
+            count_query.limit = Some(1);
+            page.total = Box::pin(self.list(&count_query)).await?.total;
+        }
+        Ok(page)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .batch_execute("SELECT 1")
+            .await
+            .map_err(unavailable)
+    }
+}

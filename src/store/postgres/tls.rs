@@ -1,0 +1,127 @@
+//! TLS to PostgreSQL, in Kuma's modes: `disable`, `verifyNone` (encrypt,
+//! trust any certificate), `verifyCa` (the server's certificate must chain
+//! to the CA, any host name) and `verifyFull` (chain and host name).
+
+use crate::config::PostgresTlsConfig;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme,
+};
+use std::sync::Arc;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+pub(super) fn ssl_mode(mode: &str) -> SslMode {
+    if mode == "disable" {
+        SslMode::Disable
+    } else {
+        SslMode::Require
+    }
+}
+
+pub(super) fn connector(cfg: &PostgresTlsConfig) -> Result<MakeRustlsConnect, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    if cfg.ca_path.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        for cert in CertificateDer::pem_file_iter(&cfg.ca_path)
+            .map_err(|e| format!("tls.caPath {}: {e}", cfg.ca_path))?
+        {
+            let cert = cert.map_err(|e| format!("tls.caPath {}: {e}", cfg.ca_path))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("tls.caPath {}: {e}", cfg.ca_path))?;
+        }
+    }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("tls: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match cfg.mode.as_str() {
+        "verifyNone" => Arc::new(Lenient {
+            inner: webpki,
+            check_chain: false,
+        }),
+        "verifyCa" => Arc::new(Lenient {
+            inner: webpki,
+            check_chain: true,
+        }),
+        _ => webpki,
+    };
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = if cfg.cert_path.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let certs = CertificateDer::pem_file_iter(&cfg.cert_path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("tls.certPath {}: {e}", cfg.cert_path))?;
+        let key = PrivateKeyDer::from_pem_file(&cfg.key_path)
+            .map_err(|e| format!("tls.keyPath {}: {e}", cfg.key_path))?;
+        builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("tls.certPath/keyPath: {e}"))?
+    };
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// `verifyNone` and `verifyCa`: signatures are always checked; the chain
+/// only for `verifyCa`; the host name never.
+#[derive(Debug)]
+struct Lenient {
+    inner: Arc<WebPkiServerVerifier>,
+    check_chain: bool,
+}
+
+impl ServerCertVerifier for Lenient {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        if !self.check_chain {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(TlsError::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(TlsError::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
