@@ -8,7 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod cp;
-// pub mod kumactl;
+pub mod kumactl;
 pub mod resources;
 pub mod store;
 pub mod tcp_echo;

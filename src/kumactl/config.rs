@@ -1,0 +1,144 @@
+//! `~/.kumactl/config`: the control planes `kumactl` knows and which one is
+//! current, in Kuma's file format.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KumactlConfig {
+    #[serde(default)]
+    pub contexts: Vec<Context>,
+    #[serde(default)]
+    pub control_planes: Vec<ControlPlane>,
+    #[serde(default)]
+    pub current_context: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Context {
+    pub name: String,
+    pub control_plane: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlPlane {
+    pub name: String,
+    pub coordinates: Coordinates,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Coordinates {
+    pub api_server: ApiServer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiServer {
+    pub url: String,
+}
+
+/// The control plane a fresh installation talks to.
+const LOCAL: &str = "local";
+const LOCAL_URL: &str = "http://localhost:5681";
+
+impl Default for KumactlConfig {
+    fn default() -> Self {
+        let mut config = KumactlConfig {
+            contexts: Vec::new(),
+            control_planes: Vec::new(),
+            current_context: String::new(),
+        };
+        config.add(LOCAL, LOCAL_URL);
+        config
+    }
+}
+
+/// `$HOME/.kumactl/config`.
+pub fn default_path() -> PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".kumactl").join("config")
+}
+
+impl KumactlConfig {
+    /// Reads the file; a missing file is the default configuration.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_yaml_ng::from_str(&text)
+                .map_err(|e| format!("{}: not a kumactl configuration: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let text = serde_yaml_ng::to_string(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The API URL of the current control plane.
+    pub fn current_url(&self) -> Result<&str, String> {
+        let context = self
+            .contexts
+            .iter()
+            .find(|c| c.name == self.current_context)
+            .ok_or_else(|| {
+                "no current control plane; add one with `kumactl config control-planes add`"
+                    .to_string()
+            })?;
+        self.control_planes
+            .iter()
+            .find(|cp| cp.name == context.control_plane)
+            .map(|cp| cp.coordinates.api_server.url.as_str())
+            .ok_or_else(|| format!("control plane \"{}\" is not configured", context.control_plane))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.control_planes.iter().any(|cp| cp.name == name)
+    }
+
+    /// Adds (or replaces) a control plane and makes it current.
+    pub fn add(&mut self, name: &str, url: &str) {
+        self.remove(name);
+        self.control_planes.push(ControlPlane {
+            name: name.to_string(),
+            coordinates: Coordinates {
+                api_server: ApiServer {
+                    url: url.trim_end_matches('/').to_string(),
+                },
+            },
+        });
+        self.contexts.push(Context {
+            name: name.to_string(),
+            control_plane: name.to_string(),
+        });
+        self.current_context = name.to_string();
+    }
+
+    pub fn switch(&mut self, name: &str) -> Result<(), String> {
+        if !self.contains(name) {
+            return Err(format!(
+                "there is no control plane named \"{name}\"; see `kumactl config control-planes list`"
+            ));
+        }
+        self.current_context = name.to_string();
+        Ok(())
+    }
+
+    /// Removes a control plane; true when it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.control_planes.len();
+        self.control_planes.retain(|cp| cp.name != name);
+        self.contexts.retain(|c| c.name != name);
+        if self.current_context == name {
+            self.current_context = self.contexts.first().map(|c| c.name.clone()).unwrap_or_default();
+        }
+        before != self.control_planes.len()
+    }
+}

@@ -1,0 +1,61 @@
+//! `kumactl inspect dataplanes`: dataplanes with their xDS status, as Kuma
+//! shows them.
+
+use super::Session;
+use super::output::{self, Format};
+use crate::resources::DataplaneInsightSpec;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+fn status_row(overview: &Value) -> Vec<String> {
+    let field = |k: &str| overview.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let insight: DataplaneInsightSpec = overview
+        .get("dataplaneInsight")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let now = Utc::now();
+    let latest = insight.latest();
+    let seconds_since = |t: Option<chrono::DateTime<Utc>>| t.map(|t| (now - t).num_seconds());
+    let (updates, errors) = insight.subscriptions.iter().fold((0, 0), |(u, e), s| {
+        (u + s.status.total.responses_sent, e + s.status.total.responses_rejected)
+    });
+    vec![
+        field("mesh"),
+        field("name"),
+        output::dataplane_tags(overview.get("dataplane").and_then(|d| d.get("networking"))),
+        if insight.is_online() { "Online" } else { "Offline" }.into(),
+        output::ago(seconds_since(latest.map(|s| s.connect_time))),
+        output::ago(seconds_since(latest.and_then(|s| s.status.last_update_time))),
+        updates.to_string(),
+        errors.to_string(),
+    ]
+}
+
+pub async fn dataplanes(session: &Session, format: Format) -> Result<(), String> {
+    let client = session.client()?;
+    let items = client
+        .get_all(&format!("/meshes/{}/dataplanes+insights", session.mesh))
+        .await?;
+    let text = match format {
+        Format::Table => {
+            let rows: Vec<Vec<String>> = items.iter().map(status_row).collect();
+            output::table(
+                &[
+                    "MESH",
+                    "NAME",
+                    "TAGS",
+                    "STATUS",
+                    "LAST CONNECTED AGO",
+                    "LAST UPDATED AGO",
+                    "TOTAL UPDATES",
+                    "TOTAL ERRORS",
+                ],
+                &rows,
+            )
+        }
+        _ => output::document(&json!({ "items": items }), format)?,
+    };
+    print!("{text}");
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! `kumactl`: the CLI over the HTTP API.
+
+mod apply;
+mod client;
+mod config;
+mod get;
+mod inspect;
+mod output;
+
+pub use config::KumactlConfig;
+
+use clap::{Parser, Subcommand};
+use client::ApiClient;
+use output::Format;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "kumactl", about = "Management tool for Kuma")]
+pub struct Cli {
+    /// Path to the configuration file [default: ~/.kumactl/config]
+    #[arg(long = "config-file", global = true)]
+    config_file: Option<PathBuf>,
+    /// Mesh to use
+    #[arg(short = 'm', long, global = true, default_value = "default")]
+    mesh: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the control planes kumactl talks to
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Create or update resources from a file (or - for standard input)
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: String,
+        /// Validate only; change nothing
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+    },
+    /// Show resources: meshes, dataplanes, traffic-permissions, traffic-logs, proxytemplates
+    Get {
+        /// Kind of resource, plural or singular
+        kind: String,
+        /// One resource by name
+        name: Option<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Delete a resource: mesh, dataplane, traffic-permission, traffic-log, proxytemplate
+    Delete { kind: String, name: String },
+    /// Show resources with what the control plane knows of them
+    Inspect {
+        #[command(subcommand)]
+        command: InspectCommand,
+    },
+    /// Install helpers
+    Install {
+        #[command(subcommand)]
+        command: InstallCommand,
+    },
+    /// Print the version
+    Version {
+        #[arg(long)]
+        detailed: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    #[command(name = "control-planes")]
+    ControlPlanes {
+        #[command(subcommand)]
+        command: ControlPlanesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControlPlanesCommand {
+    /// List the control planes
+    List,
+    /// Add a control plane and make it current
+    Add {
+        #[arg(long)]
+        name: String,
+        /// URL of its HTTP API, e.g. http://localhost:5681
+        #[arg(long)]
+        address: String,
+        /// Replace a control plane of the same name
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Make a control plane current
+    Switch {
+        #[arg(long)]
+        name: String,
+    },
+    /// Forget a control plane
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// Dataplanes with their status
+    Dataplanes {
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstallCommand {
+    /// Print the database schema
+    #[command(name = "database-schema")]
+    DatabaseSchema {
+        #[arg(long, default_value = "postgres")]
+        target: String,
+    },
+}
+
+struct Session {
+    config_path: PathBuf,
+    mesh: String,
+}
+
+impl Session {
+    fn config(&self) -> Result<KumactlConfig, String> {
+        KumactlConfig::load(&self.config_path)
+    }
+
+    fn client(&self) -> Result<ApiClient, String> {
+        ApiClient::new(self.config()?.current_url()?)
+    }
+}
+
+/// Runs one command; its output goes to standard output, and an error is
+/// one line for the caller to print.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let session = Session {
+        config_path: cli.config_file.unwrap_or_else(config::default_path),
+        mesh: cli.mesh,
+    };
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::ControlPlanes { command },
+        } => control_planes(&session, command).await,
+        Command::Apply { file, dry_run } => apply::run(&session, &file, dry_run).await,
+        Command::Get { kind, name, output } => {
+            get::get(&session, &kind, name.as_deref(), output).await
+        }
+        Command::Delete { kind, name } => get::delete(&session, &kind, &name).await,
+        Command::Inspect {
+            command: InspectCommand::Dataplanes { output },
+        } => inspect::dataplanes(&session, output).await,
+        Command::Install {
+            command: InstallCommand::DatabaseSchema { target },
+        } => {
+            if target != "postgres" {
+                return Err(format!(
+                    "unknown --target \"{target}\"; the only database is postgres"
+                ));
+            }
+            print!("{}", crate::store::migrations::full_schema_sql());
+            Ok(())
+        }
+        Command::Version { detailed } => {
+            println!("{}", crate::version::describe("kumactl", detailed));
+            Ok(())
+        }
+    }
+}
+
+async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Result<(), String> {
+    let mut config = session.config()?;
+    match command {
+        ControlPlanesCommand::List => {
+            let rows: Vec<Vec<String>> = config
+                .control_planes
+                .iter()
+                .map(|cp| {
+                    let active = if cp.name == config.current_context { "*" } else { "" };
+                    vec![
+                        active.to_string(),
+                        cp.name.clone(),
+                        cp.coordinates.api_server.url.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", output::table(&["ACTIVE", "NAME", "ADDRESS"], &rows));
+            return Ok(());
+        }
+        ControlPlanesCommand::Add {
+            name,
+            address,
+            overwrite,
+        } => {
+            if config.contains(&name) && !overwrite {
+                return Err(format!(
+                    "a control plane named \"{name}\" already exists; use --overwrite to replace it"
+                ));
+            }
+            // Kuma checks the address answers before saving it.
+            ApiClient::new(&address)?.get("/").await.map_err(|e| {
+                format!("control plane \"{name}\" was not added: {e}")
+            })?;
+            config.add(&name, &address);
+            println!("added Control Plane \"{name}\"");
+            println!("switched active Control Plane to \"{name}\"");
+        }
+        ControlPlanesCommand::Switch { name } => {
+            config.switch(&name)?;
+            println!("switched active Control Plane to \"{name}\"");
+        }
+        ControlPlanesCommand::Remove { name } => {
+            if !config.remove(&name) {
+                return Err(format!("there is no control plane named \"{name}\""));
+            }
+            println!("removed Control Plane \"{name}\"");
+        }
+    }
+    config.save(&session.config_path)
+}
