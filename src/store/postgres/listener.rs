@@ -30,18 +30,21 @@ fn to_event(payload: &str) -> Option<ChangeEvent> {
     }
 }
 
-/// Runs until aborted. The first connection announces nothing; every later
-/// one announces [`ChangeEvent::Resync`], because writes made while it was
-/// gone were not heard.
+/// Runs until aborted. `listening` is told once the first `LISTEN` is in
+/// place. The first connection announces nothing; every later one announces
+/// [`ChangeEvent::Resync`], because writes made while it was gone were not
+/// heard.
 pub(super) async fn run(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     changes: broadcast::Sender<ChangeEvent>,
+    listening: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut connected_before = false;
+    let mut listening = Some(listening);
     loop {
-        match listen_once(&config, tls.clone(), &changes, connected_before).await {
+        match listen_once(&config, tls.clone(), &changes, connected_before, &mut listening).await {
             Ok(()) => {
                 tracing::warn!("postgres change feed: connection closed; reconnecting");
                 backoff = Duration::from_millis(100);
@@ -61,6 +64,7 @@ async fn listen_once(
     tls: MakeRustlsConnect,
     changes: &broadcast::Sender<ChangeEvent>,
     announce_resync: bool,
+    listening: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(tls).await?;
     let feed = changes.clone();
@@ -84,6 +88,9 @@ async fn listen_once(
         Ok(())
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if let Some(tx) = listening.take() {
+        let _ = tx.send(());
+    }
     if announce_resync {
         tracing::info!("postgres change feed: listening again");
         let _ = changes.send(ChangeEvent::Resync);

@@ -114,7 +114,26 @@ impl PostgresStore {
         }
         drop(client);
         let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
-        let listener = tokio::spawn(listener::run(pg_config(cfg), connector, changes.clone()));
+        let (listening_tx, listening) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listener::run(
+            pg_config(cfg),
+            connector,
+            changes.clone(),
+            listening_tx,
+        ));
+        // The feed is live before the store is handed out: a subscriber
+        // hears every write made after `connect` returns.
+        if tokio::time::timeout(timeout.unwrap_or_default(), listening)
+            .await
+            .is_err()
+        {
+            listener.abort();
+            return Err(PostgresSetupError::Connect {
+                host: cfg.host.clone(),
+                port: cfg.port,
+                message: "the change-feed connection could not LISTEN in time".into(),
+            });
+        }
         Ok(PostgresStore {
             pool,
             changes,

@@ -1,0 +1,227 @@
+//! One conformance suite, run against every store: the memory store and
+//! the Postgres store on a real PostgreSQL started by the test itself.
+
+mod common;
+
+use kuma::resources::{
+    DataplaneSpec, InboundInterface, MeshSpec, Networking, Resource, ResourceKey, ResourceType,
+    Spec, TrafficPermissionRule, TrafficPermissionSpec, Selector,
+};
+use kuma::store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+fn mesh(name: &str) -> Resource {
+    Resource::new(ResourceKey::mesh(name), Spec::Mesh(MeshSpec::default()))
+}
+
+fn dataplane(mesh: &str, name: &str, service: &str, port: u16) -> Resource {
+    Resource::new(
+        ResourceKey::new(ResourceType::Dataplane, mesh, name),
+        Spec::Dataplane(DataplaneSpec {
+            networking: Networking {
+                inbound: vec![InboundInterface {
+                    interface: format!("127.0.0.1:{port}:{}", port + 1),
+                    tags: [("service".to_string(), service.to_string())].into(),
+                }],
+                outbound: vec![],
+            },
+        }),
+    )
+}
+
+fn permission(mesh: &str, name: &str) -> Resource {
+    let selector = |s: &str| Selector {
+        match_tags: [("service".to_string(), s.to_string())].into(),
+    };
+    Resource::new(
+        ResourceKey::new(ResourceType::TrafficPermission, mesh, name),
+        Spec::TrafficPermission(TrafficPermissionSpec {
+            rules: vec![TrafficPermissionRule {
+                sources: vec![selector("web")],
+                destinations: vec![selector("backend")],
+            }],
+        }),
+    )
+}
+
+/// The next event, or a panic naming what was awaited.
+async fn next_event(rx: &mut broadcast::Receiver<ChangeEvent>, what: &str) -> ChangeEvent {
+    tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no change event within 1s for {what}"))
+        .expect("feed open")
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn create_assigns_version_one_and_get_returns_it(s: &dyn ResourceStore) {
+        let created = s.create(mesh("m1")).await.unwrap();
+        assert_eq!(created.version, 1);
+        assert_eq!(s.get(&ResourceKey::mesh("m1")).await.unwrap(), created);
+        let dp = s.create(dataplane("m1", "dp", "web", 1000)).await.unwrap();
+        assert_eq!(s.get(&dp.key).await.unwrap(), dp);
+    }
+
+    pub async fn names_are_unique_per_mesh_and_kind(s: &dyn ResourceStore) {
+        s.create(mesh("a")).await.unwrap();
+        s.create(mesh("b")).await.unwrap();
+        s.create(dataplane("a", "x", "web", 1000)).await.unwrap();
+        let again = s.create(dataplane("a", "x", "web", 2000)).await;
+        assert!(matches!(again, Err(StoreError::AlreadyExists(_))), "{again:?}");
+        // Same name in another mesh, or of another kind, is a different resource.
+        s.create(dataplane("b", "x", "web", 1000)).await.unwrap();
+        s.create(permission("a", "x")).await.unwrap();
+        let stored = s.get(&ResourceKey::new(ResourceType::Dataplane, "a", "x")).await.unwrap();
+        assert_eq!(stored.spec, dataplane("a", "x", "web", 1000).spec, "the clash changed nothing");
+    }
+
+    pub async fn resources_need_their_mesh(s: &dyn ResourceStore) {
+        let r = s.create(dataplane("nowhere", "dp", "web", 1000)).await;
+        assert_eq!(r, Err(StoreError::MeshNotFound("nowhere".into())));
+        let page = s.list(&ListQuery::of(ResourceType::Dataplane, None)).await.unwrap();
+        assert_eq!(page.total, 0);
+    }
+
+    pub async fn stale_updates_are_refused(s: &dyn ResourceStore) {
+        let v1 = s.create(mesh("m")).await.unwrap();
+        let mut change = v1.clone();
+        change.spec = Spec::Mesh(MeshSpec {
+            tracing: Some(Default::default()),
+            ..Default::default()
+        });
+        let v2 = s.update(change.clone()).await.unwrap();
+        assert_eq!(v2.version, 2);
+        // A writer that read version 1 loses.
+        let stale = s.update(change).await;
+        assert_eq!(
+            stale,
+            Err(StoreError::Conflict { key: v1.key.clone(), expected: 1, actual: 2 })
+        );
+        assert_eq!(s.get(&v1.key).await.unwrap(), v2);
+        let missing = s.update(mesh("ghost")).await;
+        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    }
+
+    pub async fn deleting_a_mesh_deletes_what_is_in_it(s: &dyn ResourceStore) {
+        s.create(mesh("doomed")).await.unwrap();
+        s.create(mesh("kept")).await.unwrap();
+        s.create(dataplane("doomed", "dp", "web", 1000)).await.unwrap();
+        s.create(permission("doomed", "tp")).await.unwrap();
+        s.create(dataplane("kept", "dp", "web", 1000)).await.unwrap();
+        s.delete(&ResourceKey::mesh("doomed")).await.unwrap();
+        for kind in [ResourceType::Dataplane, ResourceType::TrafficPermission] {
+            let left = s.list(&ListQuery::of(kind, Some("doomed"))).await.unwrap();
+            assert_eq!(left.total, 0, "{kind} left in a deleted mesh");
+        }
+        assert!(s.get(&ResourceKey::new(ResourceType::Dataplane, "kept", "dp")).await.is_ok());
+        // A mesh created again under the same name starts empty.
+        s.create(mesh("doomed")).await.unwrap();
+        let page = s.list(&ListQuery::of(ResourceType::Dataplane, Some("doomed"))).await.unwrap();
+        assert_eq!(page.total, 0);
+        let again = s.delete(&ResourceKey::new(ResourceType::Dataplane, "doomed", "dp")).await;
+        assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
+    }
+
+    pub async fn lists_page_in_name_order_and_filter_by_tag(s: &dyn ResourceStore) {
+        s.create(mesh("m")).await.unwrap();
+        s.create(mesh("other")).await.unwrap();
+        for i in (0..25).rev() {
+            let service = if i % 5 == 0 { "redis" } else { "web" };
+            s.create(dataplane("m", &format!("dp-{i:02}"), service, 1000)).await.unwrap();
+        }
+        s.create(dataplane("other", "dp-x", "redis", 1000)).await.unwrap();
+        let mut q = ListQuery::of(ResourceType::Dataplane, Some("m"));
+        q.offset = 10;
+        q.limit = Some(10);
+        let page = s.list(&q).await.unwrap();
+        assert_eq!(page.total, 25);
+        let names: Vec<_> = page.items.iter().map(|r| r.key.name.as_str()).collect();
+        let expected: Vec<String> = (10..20).map(|i| format!("dp-{i:02}")).collect();
+        assert_eq!(names, expected);
+        q.offset = 30;
+        let past = s.list(&q).await.unwrap();
+        assert_eq!((past.items.len(), past.total), (0, 25));
+        let mut tagged = ListQuery::of(ResourceType::Dataplane, Some("m"));
+        tagged.tags = [("service".to_string(), "redis".to_string())].into();
+        let page = s.list(&tagged).await.unwrap();
+        let names: Vec<_> = page.items.iter().map(|r| r.key.name.as_str()).collect();
+        assert_eq!(names, ["dp-00", "dp-05", "dp-10", "dp-15", "dp-20"]);
+        tagged.mesh = None;
+        assert_eq!(s.list(&tagged).await.unwrap().total, 6, "all meshes");
+    }
+
+    pub async fn change_feed_reports_every_write(s: &dyn ResourceStore) {
+        let mut rx = s.subscribe();
+        let m = s.create(mesh("fed")).await.unwrap();
+        assert_eq!(next_event(&mut rx, "mesh create").await, ChangeEvent::Created(m.key.clone()));
+        let dp = s.create(dataplane("fed", "dp", "web", 1000)).await.unwrap();
+        assert_eq!(next_event(&mut rx, "dp create").await, ChangeEvent::Created(dp.key.clone()));
+        s.update(dp.clone()).await.unwrap();
+        assert_eq!(next_event(&mut rx, "dp update").await, ChangeEvent::Updated(dp.key.clone()));
+        s.delete(&m.key).await.unwrap();
+        let mut deleted = vec![
+            next_event(&mut rx, "cascade delete").await,
+            next_event(&mut rx, "mesh delete").await,
+        ];
+        deleted.sort_by_key(|e| format!("{e:?}"));
+        let mut expected = vec![ChangeEvent::Deleted(dp.key), ChangeEvent::Deleted(m.key)];
+        expected.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(deleted, expected);
+    }
+}
+
+macro_rules! suite {
+    ($store:ident, $make:path) => {
+        mod $store {
+            use super::*;
+            suite!(@cases $make, [
+                create_assigns_version_one_and_get_returns_it,
+                names_are_unique_per_mesh_and_kind,
+                resources_need_their_mesh,
+                stale_updates_are_refused,
+                deleting_a_mesh_deletes_what_is_in_it,
+                lists_page_in_name_order_and_filter_by_tag,
+                change_feed_reports_every_write
+            ]);
+        }
+    };
+    (@cases $make:path, [$($case:ident),*]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $make(stringify!($case)).await;
+                cases::$case(store.as_ref()).await;
+            }
+        )*
+    };
+}
+
+async fn memory_store(_test: &str) -> Box<dyn ResourceStore> {
+    Box::new(kuma::store::memory::MemoryStore::new())
+}
+
+async fn postgres_store(test: &str) -> Box<dyn ResourceStore> {
+    let db = common::migrated_database(&format!("conf_{test}"));
+    Box::new(kuma::store::postgres::PostgresStore::connect(&db.config()).await.expect("connect"))
+}
+
+suite!(memory, memory_store);
+suite!(postgres, postgres_store);
+
+/// Two control planes on one database: each hears the other's writes
+/// through its own change feed, within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_hear_each_others_writes() {
+    let db = common::migrated_database("conf_two_instances");
+    let a = kuma::store::postgres::PostgresStore::connect(&db.config()).await.unwrap();
+    let b = kuma::store::postgres::PostgresStore::connect(&db.config()).await.unwrap();
+    let mut feed_b = b.subscribe();
+    let dp_mesh = a.create(mesh("shared")).await.unwrap();
+    assert_eq!(next_event(&mut feed_b, "a's mesh").await, ChangeEvent::Created(dp_mesh.key));
+    let mut feed_a = a.subscribe();
+    let dp = b.create(dataplane("shared", "dp", "web", 1000)).await.unwrap();
+    assert_eq!(next_event(&mut feed_a, "b's dataplane").await, ChangeEvent::Created(dp.key.clone()));
+    assert_eq!(a.get(&dp.key).await.unwrap(), dp);
+}
