@@ -42,7 +42,9 @@ fn words(command: &str) -> Vec<String> {
 fn examples() -> Vec<Example> {
     let doc = include_str!("data/kuma-docs.md");
     let start = doc.find("\n## HTTP API").expect("HTTP API section");
-    let end = doc[start..].find("\n## Security").map_or(doc.len(), |e| start + e);
+    let end = doc[start..]
+        .find("\n## Security")
+        .map_or(doc.len(), |e| start + e);
     let section = &doc[start..end];
     // Fenced blocks, in order, as (language, content).
     let mut blocks = Vec::new();
@@ -67,8 +69,14 @@ fn examples() -> Vec<Example> {
             .find_map(|w| w.strip_prefix("-X"))
             .unwrap_or("GET")
             .to_string();
-        let url = words.iter().find(|w| w.starts_with("http://")).expect("url");
-        let path = url.strip_prefix("http://localhost:5681").expect("API port 5681").to_string();
+        let url = words
+            .iter()
+            .find(|w| w.starts_with("http://"))
+            .expect("url");
+        let path = url
+            .strip_prefix("http://localhost:5681")
+            .expect("API port 5681")
+            .to_string();
         let json = match blocks.get(i + 1) {
             Some((lang, body)) if lang == "json" => {
                 Some(serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON after {url}: {e}")))
@@ -81,7 +89,11 @@ fn examples() -> Vec<Example> {
 }
 
 fn check(answer: &Answer, ex: &Example, status: u16) {
-    assert_eq!(answer.status, status, "{} {}: {}", ex.method, ex.path, answer.body);
+    assert_eq!(
+        answer.status, status,
+        "{} {}: {}",
+        ex.method, ex.path, answer.body
+    );
 }
 
 #[test]
@@ -95,7 +107,11 @@ fn reference_curl_examples_answer_as_documented() {
     // 1. Every PUT, in the order written (the mesh comes first): 201, then
     //    200 when the same body is sent again.
     let puts: Vec<&Example> = all.iter().filter(|e| e.method == "PUT").collect();
-    assert_eq!(puts.len(), 5, "mesh, dataplane, proxy template, permission, log");
+    assert_eq!(
+        puts.len(),
+        5,
+        "mesh, dataplane, proxy template, permission, log"
+    );
     for ex in &puts {
         let body = ex.json.as_ref().expect("PUT body").to_string();
         check(&http("PUT", &url(&ex.path), Some(&body)), ex, 201);
@@ -107,7 +123,12 @@ fn reference_curl_examples_answer_as_documented() {
     for ex in gets().filter(|e| !is_overview(e)) {
         let answer = http("GET", &url(&ex.path), None);
         check(&answer, ex, 200);
-        assert_eq!(&answer.body, ex.json.as_ref().expect("documented answer"), "GET {}", ex.path);
+        assert_eq!(
+            &answer.body,
+            ex.json.as_ref().expect("documented answer"),
+            "GET {}",
+            ex.path
+        );
     }
 
     // 3. The overview examples show dataplane "example" of mesh "default"
@@ -116,23 +137,43 @@ fn reference_curl_examples_answer_as_documented() {
     //    xDS server would: in the store (the same Postgres database).
     for ex in gets().filter(|e| is_overview(e)) {
         let answer = http("GET", &url(&ex.path), None);
-        assert_eq!(answer.status, 404, "before mesh default exists: {}", answer.body);
+        assert_eq!(
+            answer.status, 404,
+            "before mesh default exists: {}",
+            answer.body
+        );
     }
     let overview = gets()
         .find(|e| is_overview(e) && e.path.ends_with("/example"))
         .and_then(|e| e.json.clone())
         .expect("overview example");
-    check(&http("PUT", &url("/meshes/default"), Some("{}")), &puts[0], 201);
+    check(
+        &http("PUT", &url("/meshes/default"), Some("{}")),
+        &puts[0],
+        201,
+    );
     let mut dp = overview["dataplane"].clone();
     dp["type"] = "Dataplane".into();
     check(
-        &http("PUT", &url("/meshes/default/dataplanes/example"), Some(&dp.to_string())),
+        &http(
+            "PUT",
+            &url("/meshes/default/dataplanes/example"),
+            Some(&dp.to_string()),
+        ),
         &puts[1],
         201,
     );
-    let answer = http("GET", &url("/meshes/default/dataplanes+insights/example"), None);
+    let answer = http(
+        "GET",
+        &url("/meshes/default/dataplanes+insights/example"),
+        None,
+    );
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.body["dataplaneInsight"], serde_json::json!({}), "no insight yet");
+    assert_eq!(
+        answer.body["dataplaneInsight"],
+        serde_json::json!({}),
+        "no insight yet"
+    );
     drop(cp);
 
     // The overview with an insight needs the insight in the store, so this
@@ -170,12 +211,22 @@ fn overview_examples_answer_as_documented(all: &[Example], overview: &Value) {
     let url = |path: &str| format!("{}{path}", cp.api);
     let mut dp = overview["dataplane"].clone();
     dp["type"] = "Dataplane".into();
-    assert_eq!(http("PUT", &url("/meshes/default/dataplanes/example"), Some(&dp.to_string())).status, 201);
+    assert_eq!(
+        http(
+            "PUT",
+            &url("/meshes/default/dataplanes/example"),
+            Some(&dp.to_string())
+        )
+        .status,
+        201
+    );
     let insight: kuma::resources::DataplaneInsightSpec =
         serde_json::from_value(overview["dataplaneInsight"].clone()).expect("insight parses");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = kuma::store::postgres::PostgresStore::connect(&db.config()).await.unwrap();
+        let store = kuma::store::postgres::PostgresStore::connect(&db.config())
+            .await
+            .unwrap();
         use kuma::resources::{Resource, ResourceKey, ResourceType, Spec};
         use kuma::store::ResourceStore;
         store
@@ -186,7 +237,10 @@ fn overview_examples_answer_as_documented(all: &[Example], overview: &Value) {
             .await
             .unwrap();
     });
-    let examples: Vec<&Example> = all.iter().filter(|e| e.path.contains("+insights")).collect();
+    let examples: Vec<&Example> = all
+        .iter()
+        .filter(|e| e.path.contains("+insights"))
+        .collect();
     assert_eq!(examples.len(), 2);
     for ex in examples {
         let answer = http("GET", &url(&ex.path), None);

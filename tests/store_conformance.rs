@@ -5,7 +5,7 @@ mod common;
 
 use kuma::resources::{
     DataplaneSpec, InboundInterface, MeshSpec, Networking, Resource, ResourceKey, ResourceType,
-    Spec, TrafficPermissionRule, TrafficPermissionSpec, Selector,
+    Selector, Spec, TrafficPermissionRule, TrafficPermissionSpec,
 };
 use kuma::store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
 use std::time::Duration;
@@ -69,18 +69,31 @@ mod cases {
         s.create(mesh("b")).await.unwrap();
         s.create(dataplane("a", "x", "web", 1000)).await.unwrap();
         let again = s.create(dataplane("a", "x", "web", 2000)).await;
-        assert!(matches!(again, Err(StoreError::AlreadyExists(_))), "{again:?}");
+        assert!(
+            matches!(again, Err(StoreError::AlreadyExists(_))),
+            "{again:?}"
+        );
         // Same name in another mesh, or of another kind, is a different resource.
         s.create(dataplane("b", "x", "web", 1000)).await.unwrap();
         s.create(permission("a", "x")).await.unwrap();
-        let stored = s.get(&ResourceKey::new(ResourceType::Dataplane, "a", "x")).await.unwrap();
-        assert_eq!(stored.spec, dataplane("a", "x", "web", 1000).spec, "the clash changed nothing");
+        let stored = s
+            .get(&ResourceKey::new(ResourceType::Dataplane, "a", "x"))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.spec,
+            dataplane("a", "x", "web", 1000).spec,
+            "the clash changed nothing"
+        );
     }
 
     pub async fn resources_need_their_mesh(s: &dyn ResourceStore) {
         let r = s.create(dataplane("nowhere", "dp", "web", 1000)).await;
         assert_eq!(r, Err(StoreError::MeshNotFound("nowhere".into())));
-        let page = s.list(&ListQuery::of(ResourceType::Dataplane, None)).await.unwrap();
+        let page = s
+            .list(&ListQuery::of(ResourceType::Dataplane, None))
+            .await
+            .unwrap();
         assert_eq!(page.total, 0);
     }
 
@@ -97,30 +110,50 @@ mod cases {
         let stale = s.update(change).await;
         assert_eq!(
             stale,
-            Err(StoreError::Conflict { key: v1.key.clone(), expected: 1, actual: 2 })
+            Err(StoreError::Conflict {
+                key: v1.key.clone(),
+                expected: 1,
+                actual: 2
+            })
         );
         assert_eq!(s.get(&v1.key).await.unwrap(), v2);
         let missing = s.update(mesh("ghost")).await;
-        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+        assert!(
+            matches!(missing, Err(StoreError::NotFound(_))),
+            "{missing:?}"
+        );
     }
 
     pub async fn deleting_a_mesh_deletes_what_is_in_it(s: &dyn ResourceStore) {
         s.create(mesh("doomed")).await.unwrap();
         s.create(mesh("kept")).await.unwrap();
-        s.create(dataplane("doomed", "dp", "web", 1000)).await.unwrap();
+        s.create(dataplane("doomed", "dp", "web", 1000))
+            .await
+            .unwrap();
         s.create(permission("doomed", "tp")).await.unwrap();
-        s.create(dataplane("kept", "dp", "web", 1000)).await.unwrap();
+        s.create(dataplane("kept", "dp", "web", 1000))
+            .await
+            .unwrap();
         s.delete(&ResourceKey::mesh("doomed")).await.unwrap();
         for kind in [ResourceType::Dataplane, ResourceType::TrafficPermission] {
             let left = s.list(&ListQuery::of(kind, Some("doomed"))).await.unwrap();
             assert_eq!(left.total, 0, "{kind} left in a deleted mesh");
         }
-        assert!(s.get(&ResourceKey::new(ResourceType::Dataplane, "kept", "dp")).await.is_ok());
+        assert!(
+            s.get(&ResourceKey::new(ResourceType::Dataplane, "kept", "dp"))
+                .await
+                .is_ok()
+        );
         // A mesh created again under the same name starts empty.
         s.create(mesh("doomed")).await.unwrap();
-        let page = s.list(&ListQuery::of(ResourceType::Dataplane, Some("doomed"))).await.unwrap();
+        let page = s
+            .list(&ListQuery::of(ResourceType::Dataplane, Some("doomed")))
+            .await
+            .unwrap();
         assert_eq!(page.total, 0);
-        let again = s.delete(&ResourceKey::new(ResourceType::Dataplane, "doomed", "dp")).await;
+        let again = s
+            .delete(&ResourceKey::new(ResourceType::Dataplane, "doomed", "dp"))
+            .await;
         assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
     }
 
@@ -129,9 +162,13 @@ mod cases {
         s.create(mesh("other")).await.unwrap();
         for i in (0..25).rev() {
             let service = if i % 5 == 0 { "redis" } else { "web" };
-            s.create(dataplane("m", &format!("dp-{i:02}"), service, 1000)).await.unwrap();
+            s.create(dataplane("m", &format!("dp-{i:02}"), service, 1000))
+                .await
+                .unwrap();
         }
-        s.create(dataplane("other", "dp-x", "redis", 1000)).await.unwrap();
+        s.create(dataplane("other", "dp-x", "redis", 1000))
+            .await
+            .unwrap();
         let mut q = ListQuery::of(ResourceType::Dataplane, Some("m"));
         q.offset = 10;
         q.limit = Some(10);
@@ -155,11 +192,20 @@ mod cases {
     pub async fn change_feed_reports_every_write(s: &dyn ResourceStore) {
         let mut rx = s.subscribe();
         let m = s.create(mesh("fed")).await.unwrap();
-        assert_eq!(next_event(&mut rx, "mesh create").await, ChangeEvent::Created(m.key.clone()));
+        assert_eq!(
+            next_event(&mut rx, "mesh create").await,
+            ChangeEvent::Created(m.key.clone())
+        );
         let dp = s.create(dataplane("fed", "dp", "web", 1000)).await.unwrap();
-        assert_eq!(next_event(&mut rx, "dp create").await, ChangeEvent::Created(dp.key.clone()));
+        assert_eq!(
+            next_event(&mut rx, "dp create").await,
+            ChangeEvent::Created(dp.key.clone())
+        );
         s.update(dp.clone()).await.unwrap();
-        assert_eq!(next_event(&mut rx, "dp update").await, ChangeEvent::Updated(dp.key.clone()));
+        assert_eq!(
+            next_event(&mut rx, "dp update").await,
+            ChangeEvent::Updated(dp.key.clone())
+        );
         s.delete(&m.key).await.unwrap();
         let mut deleted = vec![
             next_event(&mut rx, "cascade delete").await,
@@ -204,7 +250,11 @@ async fn memory_store(_test: &str) -> Box<dyn ResourceStore> {
 
 async fn postgres_store(test: &str) -> Box<dyn ResourceStore> {
     let db = common::migrated_database(&format!("conf_{test}"));
-    Box::new(kuma::store::postgres::PostgresStore::connect(&db.config()).await.expect("connect"))
+    Box::new(
+        kuma::store::postgres::PostgresStore::connect(&db.config())
+            .await
+            .expect("connect"),
+    )
 }
 
 suite!(memory, memory_store);
@@ -215,13 +265,26 @@ suite!(postgres, postgres_store);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_instances_hear_each_others_writes() {
     let db = common::migrated_database("conf_two_instances");
-    let a = kuma::store::postgres::PostgresStore::connect(&db.config()).await.unwrap();
-    let b = kuma::store::postgres::PostgresStore::connect(&db.config()).await.unwrap();
+    let a = kuma::store::postgres::PostgresStore::connect(&db.config())
+        .await
+        .unwrap();
+    let b = kuma::store::postgres::PostgresStore::connect(&db.config())
+        .await
+        .unwrap();
     let mut feed_b = b.subscribe();
     let dp_mesh = a.create(mesh("shared")).await.unwrap();
-    assert_eq!(next_event(&mut feed_b, "a's mesh").await, ChangeEvent::Created(dp_mesh.key));
+    assert_eq!(
+        next_event(&mut feed_b, "a's mesh").await,
+        ChangeEvent::Created(dp_mesh.key)
+    );
     let mut feed_a = a.subscribe();
-    let dp = b.create(dataplane("shared", "dp", "web", 1000)).await.unwrap();
-    assert_eq!(next_event(&mut feed_a, "b's dataplane").await, ChangeEvent::Created(dp.key.clone()));
+    let dp = b
+        .create(dataplane("shared", "dp", "web", 1000))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut feed_a, "b's dataplane").await,
+        ChangeEvent::Created(dp.key.clone())
+    );
     assert_eq!(a.get(&dp.key).await.unwrap(), dp);
 }

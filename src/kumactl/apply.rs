@@ -38,7 +38,13 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, String
 }
 
 fn describe(value: &serde_json::Value) -> String {
-    let field = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let field = |k: &str| {
+        value
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
     format!("{} \"{}\"", field("type"), field("name"))
 }
 
@@ -87,6 +93,9 @@ mod tests {
     fn names_the_bad_document() {
         let text = "type: Mesh\nname: a\n---\ntype: Dataplane\nmesh: a\nname: d\nnetworking: {}\n";
         let err = parse_documents("f.yaml", text).unwrap_err();
-        assert!(err.starts_with("f.yaml: document 2 (Dataplane \"d\"): networking.inbound"), "{err}");
+        assert!(
+            err.starts_with("f.yaml: document 2 (Dataplane \"d\"): networking.inbound"),
+            "{err}"
+        );
     }
 }

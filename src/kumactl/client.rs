@@ -37,7 +37,12 @@ impl ApiClient {
         path
     }
 
-    async fn send(&self, method: Method, url: &str, body: Option<&Value>) -> Result<(StatusCode, Value), String> {
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), String> {
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(body);

@@ -96,7 +96,12 @@ impl KumactlConfig {
             .iter()
             .find(|cp| cp.name == context.control_plane)
             .map(|cp| cp.coordinates.api_server.url.as_str())
-            .ok_or_else(|| format!("control plane \"{}\" is not configured", context.control_plane))
+            .ok_or_else(|| {
+                format!(
+                    "control plane \"{}\" is not configured",
+                    context.control_plane
+                )
+            })
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -137,7 +142,11 @@ impl KumactlConfig {
         self.control_planes.retain(|cp| cp.name != name);
         self.contexts.retain(|c| c.name != name);
         if self.current_context == name {
-            self.current_context = self.contexts.first().map(|c| c.name.clone()).unwrap_or_default();
+            self.current_context = self
+                .contexts
+                .first()
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
         }
         before != self.control_planes.len()
     }

@@ -51,12 +51,25 @@ fn headers(kind: ResourceType) -> &'static [&'static str] {
     }
 }
 
-pub async fn get(session: &Session, word: &str, name: Option<&str>, format: Format) -> Result<(), String> {
+pub async fn get(
+    session: &Session,
+    word: &str,
+    name: Option<&str>,
+    format: Format,
+) -> Result<(), String> {
     let kind = kind(word)?;
     let client = session.client()?;
     let items = match name {
-        Some(name) => vec![client.get(&ApiClient::path(kind, &session.mesh, name)).await?],
-        None => client.get_all(&ApiClient::path(kind, &session.mesh, "")).await?,
+        Some(name) => vec![
+            client
+                .get(&ApiClient::path(kind, &session.mesh, name))
+                .await?,
+        ],
+        None => {
+            client
+                .get_all(&ApiClient::path(kind, &session.mesh, ""))
+                .await?
+        }
     };
     let text = match (format, name) {
         (Format::Table, _) => {

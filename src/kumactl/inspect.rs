@@ -8,7 +8,13 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 fn status_row(overview: &Value) -> Vec<String> {
-    let field = |k: &str| overview.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let field = |k: &str| {
+        overview
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let insight: DataplaneInsightSpec = overview
         .get("dataplaneInsight")
         .cloned()
@@ -18,15 +24,25 @@ fn status_row(overview: &Value) -> Vec<String> {
     let latest = insight.latest();
     let seconds_since = |t: Option<chrono::DateTime<Utc>>| t.map(|t| (now - t).num_seconds());
     let (updates, errors) = insight.subscriptions.iter().fold((0, 0), |(u, e), s| {
-        (u + s.status.total.responses_sent, e + s.status.total.responses_rejected)
+        (
+            u + s.status.total.responses_sent,
+            e + s.status.total.responses_rejected,
+        )
     });
     vec![
         field("mesh"),
         field("name"),
         output::dataplane_tags(overview.get("dataplane").and_then(|d| d.get("networking"))),
-        if insight.is_online() { "Online" } else { "Offline" }.into(),
+        if insight.is_online() {
+            "Online"
+        } else {
+            "Offline"
+        }
+        .into(),
         output::ago(seconds_since(latest.map(|s| s.connect_time))),
-        output::ago(seconds_since(latest.and_then(|s| s.status.last_update_time))),
+        output::ago(seconds_since(
+            latest.and_then(|s| s.status.last_update_time),
+        )),
         updates.to_string(),
         errors.to_string(),
     ]

@@ -185,7 +185,11 @@ async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Res
                 .control_planes
                 .iter()
                 .map(|cp| {
-                    let active = if cp.name == config.current_context { "*" } else { "" };
+                    let active = if cp.name == config.current_context {
+                        "*"
+                    } else {
+                        ""
+                    };
                     vec![
                         active.to_string(),
                         cp.name.clone(),
@@ -207,9 +211,10 @@ async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Res
                 ));
             }
             // Kuma checks the address answers before saving it.
-            ApiClient::new(&address)?.get("/").await.map_err(|e| {
-                format!("control plane \"{name}\" was not added: {e}")
-            })?;
+            ApiClient::new(&address)?
+                .get("/")
+                .await
+                .map_err(|e| format!("control plane \"{name}\" was not added: {e}"))?;
             config.add(&name, &address);
             println!("added Control Plane \"{name}\"");
             println!("switched active Control Plane to \"{name}\"");

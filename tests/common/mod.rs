@@ -44,7 +44,9 @@ fn base_env() -> Vec<(String, String)> {
 
 pub fn kuma_cp_command(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuma-cp"));
-    cmd.arg("run").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in base_env() {
         cmd.env(k, v);
     }
@@ -62,7 +64,11 @@ impl KumaCp {
     /// Starts `kuma-cp` and waits until its HTTP API and health servers
     /// have logged the addresses they listen on.
     pub fn try_start(env: &[(&str, &str)]) -> Result<KumaCp, String> {
-        let mut child = kuma_cp_command(env)
+        Self::try_start_command(kuma_cp_command(env))
+    }
+
+    pub fn try_start_command(mut cmd: Command) -> Result<KumaCp, String> {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -97,7 +103,11 @@ impl KumaCp {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["message"] == "listening"
             {
-                let addr: SocketAddr = v["address"].as_str().unwrap_or("").parse().map_err(|e| format!("{e}: {line}"))?;
+                let addr: SocketAddr = v["address"]
+                    .as_str()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|e| format!("{e}: {line}"))?;
                 let url = format!("http://127.0.0.1:{}", addr.port());
                 match v["server"].as_str() {
                     Some("HTTP API") => api = Some(url),
@@ -159,7 +169,9 @@ pub fn http_with(method: &str, url: &str, body: Option<&str>, headers: &[(&str, 
         req = req.header(*k, *v);
     }
     if let Some(body) = body {
-        req = req.header("content-type", "application/json").body(body.to_string());
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
     }
     let resp = req.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
@@ -196,7 +208,12 @@ pub fn kumactl(config: &Path, args: &[&str], stdin: Option<&str>) -> Run {
         .spawn()
         .expect("kumactl runs");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     } else {
         drop(child.stdin.take());
     }
@@ -225,7 +242,8 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 // ---------------------------------------------------------------- Postgres
 
 fn pg_bin(name: &str) -> PathBuf {
-    let dir = std::env::var("KUMA_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let dir =
+        std::env::var("KUMA_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
     PathBuf::from(dir).join(name)
 }
 
@@ -258,11 +276,22 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
-        let dir = std::env::temp_dir().join(format!("kuma-test-pg-{}-{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "kuma-test-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
         std::fs::create_dir_all(&dir).expect("pg dir");
         if is_root() {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
-            assert!(status.map(|s| s.success()).unwrap_or(false), "chown of {}", dir.display());
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
+            assert!(
+                status.map(|s| s.success()).unwrap_or(false),
+                "chown of {}",
+                dir.display()
+            );
         }
         let data = dir.join("data");
         let out = pg_command("initdb")
@@ -270,8 +299,15 @@ impl PgCluster {
             .arg(&data)
             .output()
             .expect("initdb runs (install postgresql-15)");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let cluster = PgCluster { port: free_port(), dir };
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = PgCluster {
+            port: free_port(),
+            dir,
+        };
         cluster.run_ctl("start");
         cluster
     }
@@ -281,11 +317,14 @@ impl PgCluster {
         let mut cmd = pg_command("pg_ctl");
         cmd.arg("-D").arg(&data).args(["-w", "-t", "60"]);
         if action == "start" {
-            cmd.arg("-l").arg(self.dir.join("log")).arg("-o").arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-                self.port,
-                self.dir.display()
-            ));
+            cmd.arg("-l")
+                .arg(self.dir.join("log"))
+                .arg("-o")
+                .arg(format!(
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+                    self.port,
+                    self.dir.display()
+                ));
         } else {
             cmd.args(["-m", "fast"]);
         }
@@ -315,7 +354,11 @@ impl PgCluster {
             .args(["-c", &format!("CREATE DATABASE \"{name}\"")])
             .output()
             .expect("psql runs");
-        assert!(out.status.success(), "create database: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "create database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PgDatabase {
             port: self.port,
             name: name.to_string(),
@@ -408,13 +451,18 @@ impl PgDatabase {
             .envs(self.env())
             .output()
             .expect("kuma-cp migrate runs");
-        assert!(out.status.success(), "migrate up: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "migrate up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts a `kuma-cp` on this database, with extra settings.
     pub fn kuma_cp(&self, extra: &[(&str, &str)]) -> KumaCp {
         let env = self.env();
-        let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut all: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         all.extend_from_slice(extra);
         KumaCp::start(&all)
     }

@@ -44,7 +44,15 @@ pub(super) async fn run(
     let mut connected_before = false;
     let mut listening = Some(listening);
     loop {
-        match listen_once(&config, tls.clone(), &changes, connected_before, &mut listening).await {
+        match listen_once(
+            &config,
+            tls.clone(),
+            &changes,
+            connected_before,
+            &mut listening,
+        )
+        .await
+        {
             Ok(()) => {
                 tracing::warn!("postgres change feed: connection closed; reconnecting");
                 backoff = Duration::from_millis(100);
