@@ -18,8 +18,10 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, String
             Ok(serde_json::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
+                // A syntax error leaves the parser where it cannot find the
+                // next document; the stream ends here.
                 problems.push(format!("{source}: document {}: not valid YAML: {e}", i + 1));
-                continue;
+                break;
             }
         };
         let label = describe(&value);
@@ -87,6 +89,12 @@ mod tests {
         let text = "type: Mesh\nname: a\n---\ntype: Dataplane\nmesh: a\nname: d\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:1:2\n    tags:\n      service: s\n";
         let rs = parse_documents("f.yaml", text).unwrap();
         assert_eq!(rs.len(), 2);
+    }
+
+    #[test]
+    fn stops_at_a_yaml_syntax_error() {
+        let err = parse_documents("f.yaml", "type: Mesh\nname: [oops\n").unwrap_err();
+        assert!(err.contains("document 1: not valid YAML"), "{err}");
     }
 
     #[test]
