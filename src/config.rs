@@ -107,7 +107,7 @@ pub struct TokenServerLocalConfig {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TokenServerPublicConfig {
     pub enabled: bool,
@@ -132,7 +132,7 @@ pub struct GeneralConfig {
     pub advertised_hostname: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DefaultsConfig {
     /// Do not create the `default` mesh on first start.
@@ -243,19 +243,6 @@ impl Default for DataplaneTokenServerConfig {
     }
 }
 
-impl Default for TokenServerPublicConfig {
-    fn default() -> Self {
-        TokenServerPublicConfig {
-            enabled: false,
-            interface: String::new(),
-            port: 0,
-            tls_cert_file: String::new(),
-            tls_key_file: String::new(),
-            client_certs_dir: String::new(),
-        }
-    }
-}
-
 impl Default for InjectorConfig {
     fn default() -> Self {
         InjectorConfig { port: 5443 }
@@ -266,14 +253,6 @@ impl Default for GeneralConfig {
     fn default() -> Self {
         GeneralConfig {
             advertised_hostname: "localhost".into(),
-        }
-    }
-}
-
-impl Default for DefaultsConfig {
-    fn default() -> Self {
-        DefaultsConfig {
-            skip_mesh_creation: false,
         }
     }
 }

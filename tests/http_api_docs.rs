@@ -149,7 +149,7 @@ fn reference_curl_examples_answer_as_documented() {
         .expect("overview example");
     check(
         &http("PUT", &url("/meshes/default"), Some("{}")),
-        &puts[0],
+        puts[0],
         201,
     );
     let mut dp = overview["dataplane"].clone();
@@ -160,7 +160,7 @@ fn reference_curl_examples_answer_as_documented() {
             &url("/meshes/default/dataplanes/example"),
             Some(&dp.to_string()),
         ),
-        &puts[1],
+        puts[1],
         201,
     );
     let answer = http(

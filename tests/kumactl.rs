@@ -15,9 +15,25 @@ fn setup() -> Setup {
     let cp = KumaCp::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    let run = kumactl(&config, &["config", "control-planes", "add", "--name", "test", "--address", &cp.api], None);
+    let run = kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "test",
+            "--address",
+            &cp.api,
+        ],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    Setup { cp, _dir: dir, config }
+    Setup {
+        cp,
+        _dir: dir,
+        config,
+    }
 }
 
 const RESOURCES: &str = "\
@@ -51,37 +67,104 @@ fn apply_then_get_shows_the_resources() {
     let s = setup();
     let run = kumactl(&s.config, &["apply", "-f", "-"], Some(RESOURCES));
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("Dataplane \"redis-1\" in mesh \"team-a\" created"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Dataplane \"redis-1\" in mesh \"team-a\" created"),
+        "{}",
+        run.stdout
+    );
 
     let run = kumactl(&s.config, &["get", "meshes"], None);
-    assert!(run.stdout.lines().any(|l| l.split_whitespace().next() == Some("team-a")), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("team-a")),
+        "{}",
+        run.stdout
+    );
     let run = kumactl(&s.config, &["--mesh", "team-a", "get", "dataplanes"], None);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["MESH", "NAME", "TAGS"]);
-    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["team-a", "redis-1", "service=redis", "version=1"]);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["MESH", "NAME", "TAGS"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["team-a", "redis-1", "service=redis", "version=1"]
+    );
 
-    let run = kumactl(&s.config, &["--mesh", "team-a", "get", "traffic-permissions"], None);
+    let run = kumactl(
+        &s.config,
+        &["--mesh", "team-a", "get", "traffic-permissions"],
+        None,
+    );
     assert!(run.stdout.contains("web-to-redis"), "{}", run.stdout);
 
-    let run = kumactl(&s.config, &["--mesh", "team-a", "get", "dataplane", "redis-1", "-o", "json"], None);
+    let run = kumactl(
+        &s.config,
+        &[
+            "--mesh",
+            "team-a",
+            "get",
+            "dataplane",
+            "redis-1",
+            "-o",
+            "json",
+        ],
+        None,
+    );
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json output");
     assert_eq!(v["networking"]["inbound"][0]["tags"]["version"], "1");
-    let run = kumactl(&s.config, &["--mesh", "team-a", "get", "dataplanes", "-o", "yaml"], None);
-    assert!(run.stdout.starts_with("items:\n- type: Dataplane\n  name: redis-1\n"), "{}", run.stdout);
+    let run = kumactl(
+        &s.config,
+        &["--mesh", "team-a", "get", "dataplanes", "-o", "yaml"],
+        None,
+    );
+    assert!(
+        run.stdout
+            .starts_with("items:\n- type: Dataplane\n  name: redis-1\n"),
+        "{}",
+        run.stdout
+    );
 
-    let run = kumactl(&s.config, &["--mesh", "team-a", "inspect", "dataplanes"], None);
-    assert!(run.stdout.contains("STATUS") && run.stdout.contains("Offline"), "{}", run.stdout);
+    let run = kumactl(
+        &s.config,
+        &["--mesh", "team-a", "inspect", "dataplanes"],
+        None,
+    );
+    assert!(
+        run.stdout.contains("STATUS") && run.stdout.contains("Offline"),
+        "{}",
+        run.stdout
+    );
 
     // Applying the same file again updates.
     let run = kumactl(&s.config, &["apply", "-f", "-"], Some(RESOURCES));
-    assert!(run.stdout.contains("redis-1\" in mesh \"team-a\" updated"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("redis-1\" in mesh \"team-a\" updated"),
+        "{}",
+        run.stdout
+    );
 
-    let run = kumactl(&s.config, &["--mesh", "team-a", "delete", "dataplane", "redis-1"], None);
+    let run = kumactl(
+        &s.config,
+        &["--mesh", "team-a", "delete", "dataplane", "redis-1"],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = kumactl(&s.config, &["--mesh", "team-a", "get", "dataplane", "redis-1"], None);
+    let run = kumactl(
+        &s.config,
+        &["--mesh", "team-a", "get", "dataplane", "redis-1"],
+        None,
+    );
     assert_eq!(run.code, 1);
-    assert!(run.stderr.starts_with("Error: Dataplane \"redis-1\" in mesh \"team-a\" not found"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("Error: Dataplane \"redis-1\" in mesh \"team-a\" not found"),
+        "{}",
+        run.stderr
+    );
     drop(s.cp);
 }
 
@@ -92,11 +175,23 @@ fn a_bad_file_changes_nothing_and_says_why_in_one_line() {
     let run = kumactl(&s.config, &["apply", "-f", "-"], Some(&bad));
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.contains("document 2 (Dataplane \"redis-1\"): networking.inbound[0].interface"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("document 2 (Dataplane \"redis-1\"): networking.inbound[0].interface"),
+        "{}",
+        run.stderr
+    );
     let run = kumactl(&s.config, &["get", "meshes"], None);
-    assert!(!run.stdout.contains("team-a"), "the valid mesh of a bad file was not applied");
+    assert!(
+        !run.stdout.contains("team-a"),
+        "the valid mesh of a bad file was not applied"
+    );
 
-    let run = kumactl(&s.config, &["apply", "-f", "-"], Some("type: Mesh\nname: [oops\n"));
+    let run = kumactl(
+        &s.config,
+        &["apply", "-f", "-"],
+        Some("type: Mesh\nname: [oops\n"),
+    );
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("not valid YAML"), "{}", run.stderr);
 
@@ -104,7 +199,11 @@ fn a_bad_file_changes_nothing_and_says_why_in_one_line() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("/no/such/file.yaml"), "{}", run.stderr);
 
-    let run = kumactl(&s.config, &["apply", "--dry-run", "-f", "-"], Some(RESOURCES));
+    let run = kumactl(
+        &s.config,
+        &["apply", "--dry-run", "-f", "-"],
+        Some(RESOURCES),
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("is valid"), "{}", run.stdout);
     let run = kumactl(&s.config, &["get", "meshes"], None);
@@ -112,14 +211,30 @@ fn a_bad_file_changes_nothing_and_says_why_in_one_line() {
 
     let run = kumactl(&s.config, &["--mesh", "nowhere", "get", "dataplanes"], None);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("mesh \"nowhere\" does not exist"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("mesh \"nowhere\" does not exist"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn control_planes_are_kept_in_the_config_file() {
     let s = setup();
     let other = KumaCp::start(&[]);
-    let run = kumactl(&s.config, &["config", "control-planes", "add", "--name", "other", "--address", &other.api], None);
+    let run = kumactl(
+        &s.config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "other",
+            "--address",
+            &other.api,
+        ],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = kumactl(&s.config, &["config", "control-planes", "list"], None);
     let active: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with('*')).collect();
@@ -127,19 +242,51 @@ fn control_planes_are_kept_in_the_config_file() {
     assert!(active[0].contains("other"), "{}", run.stdout);
 
     // Writes go to the current control plane only.
-    kumactl(&s.config, &["apply", "-f", "-"], Some("type: Mesh\nname: only-on-other\n"));
-    let run = kumactl(&s.config, &["config", "control-planes", "switch", "--name", "test"], None);
+    kumactl(
+        &s.config,
+        &["apply", "-f", "-"],
+        Some("type: Mesh\nname: only-on-other\n"),
+    );
+    let run = kumactl(
+        &s.config,
+        &["config", "control-planes", "switch", "--name", "test"],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = kumactl(&s.config, &["get", "meshes"], None);
     assert!(!run.stdout.contains("only-on-other"), "{}", run.stdout);
 
-    let run = kumactl(&s.config, &["config", "control-planes", "add", "--name", "other", "--address", &other.api], None);
+    let run = kumactl(
+        &s.config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "other",
+            "--address",
+            &other.api,
+        ],
+        None,
+    );
     assert_eq!(run.code, 1, "adding a name twice needs --overwrite");
-    let run = kumactl(&s.config, &["config", "control-planes", "remove", "--name", "other"], None);
+    let run = kumactl(
+        &s.config,
+        &["config", "control-planes", "remove", "--name", "other"],
+        None,
+    );
     assert_eq!(run.code, 0);
-    let run = kumactl(&s.config, &["config", "control-planes", "switch", "--name", "other"], None);
+    let run = kumactl(
+        &s.config,
+        &["config", "control-planes", "switch", "--name", "other"],
+        None,
+    );
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("no control plane named \"other\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no control plane named \"other\""),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -153,17 +300,35 @@ fn an_unreachable_control_plane_is_one_clear_line() {
     let run = kumactl(&config, &["get", "meshes"], None);
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("cannot reach the control plane at http://127.0.0.1:{port}")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot reach the control plane at http://127.0.0.1:{port}"
+        )),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);
 }
 
 #[test]
 fn install_database_schema_prints_the_migrations() {
     let dir = tempfile::tempdir().unwrap();
-    let run = kumactl(&dir.path().join("config"), &["install", "database-schema", "--target=postgres"], None);
+    let run = kumactl(
+        &dir.path().join("config"),
+        &["install", "database-schema", "--target=postgres"],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("CREATE TABLE resources"), "{}", run.stdout);
-    assert!(run.stdout.contains("INSERT INTO schema_migrations"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("CREATE TABLE resources"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("INSERT INTO schema_migrations"),
+        "{}",
+        run.stdout
+    );
     let run = kumactl(&dir.path().join("config"), &["version"], None);
     assert_eq!(run.stdout.trim(), env!("CARGO_PKG_VERSION"));
 }

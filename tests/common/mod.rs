@@ -241,7 +241,7 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 // ---------------------------------------------------------------- Postgres
 
-fn pg_bin(name: &str) -> PathBuf {
+pub fn pg_bin(name: &str) -> PathBuf {
     let dir =
         std::env::var("KUMA_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
     PathBuf::from(dir).join(name)

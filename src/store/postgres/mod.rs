@@ -89,12 +89,12 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let timeout = Some(Duration::from_secs(cfg.connection_timeout.max(1)));
+        let timeout = Duration::from_secs(cfg.connection_timeout.max(1));
         let pool = Pool::builder(manager)
             .max_size(cfg.max_open_connections.max(1))
-            .wait_timeout(timeout)
-            .create_timeout(timeout)
-            .recycle_timeout(timeout)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| PostgresSetupError::Pool(e.to_string()))?;
@@ -123,10 +123,7 @@ impl PostgresStore {
         ));
         // The feed is live before the store is handed out: a subscriber
         // hears every write made after `connect` returns.
-        if tokio::time::timeout(timeout.unwrap_or_default(), listening)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(timeout, listening).await.is_err() {
             listener.abort();
             return Err(PostgresSetupError::Connect {
                 host: cfg.host.clone(),

@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make run` (control plane, memory
+# store, no set-up) and `make test` (installs what the tests need first).
+
+PG_BIN ?= /usr/lib/postgresql/15/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint check-features deps postgres bench
+
+run:
+	cargo run --release --bin kuma-cp -- run
+
+test: deps lint check-features
+	cargo test --all-targets
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+# Each cargo feature must build on its own.
+check-features:
+	cargo check --no-default-features --features universal --bins
+	cargo check --no-default-features --features kubernetes --bins
+
+deps: postgres
+
+# Debian's PostgreSQL 15, which the Postgres tests start as throw-away clusters.
+postgres:
+	@test -x $(PG_BIN)/initdb || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql-15; }
+
+bench: deps
+	cargo run --release --example api_bench
