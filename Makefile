@@ -28,4 +28,5 @@ postgres:
 	@test -x $(PG_BIN)/initdb || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql-15; }
 
 bench: deps
+	cargo build --release --bins
 	cargo run --release --example api_bench

@@ -11,6 +11,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// A program of this crate: the one Cargo built for this test, or (for the
+/// benchmarks, which Cargo gives no such path) the release build.
+pub fn bin(name: &str) -> PathBuf {
+    let built = match name {
+        "kuma-cp" => option_env!("CARGO_BIN_EXE_kuma-cp"),
+        "kumactl" => option_env!("CARGO_BIN_EXE_kumactl"),
+        _ => None,
+    };
+    built.map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/release")
+            .join(name)
+    })
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -43,7 +58,7 @@ fn base_env() -> Vec<(String, String)> {
 }
 
 pub fn kuma_cp_command(env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuma-cp"));
+    let mut cmd = Command::new(bin("kuma-cp"));
     cmd.arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -198,7 +213,7 @@ pub struct Run {
 
 pub fn kumactl(config: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kumactl"))
+    let mut child = Command::new(bin("kumactl"))
         .arg("--config-file")
         .arg(config)
         .args(args)
@@ -446,7 +461,7 @@ impl PgDatabase {
 
     /// `kuma-cp migrate up` against this database.
     pub fn migrate(&self) {
-        let out = Command::new(env!("CARGO_BIN_EXE_kuma-cp"))
+        let out = Command::new(bin("kuma-cp"))
             .args(["migrate", "up"])
             .envs(self.env())
             .output()

@@ -337,46 +337,52 @@ impl ResourceStore for PostgresStore {
         let client = self.client().await?;
         let limit = query.limit.map_or(i64::MAX, |l| l as i64);
         let offset = query.offset as i64;
-        let rows = match query.kind {
-            ResourceType::Mesh => {
-                client
-                    .query(
-                        "SELECT '' AS mesh, name, version, spec, COUNT(*) OVER () AS total FROM meshes ORDER BY name LIMIT $1 OFFSET $2",
-                        &[&limit, &offset],
-                    )
-                    .await
-            }
-            _ => {
-                // Tag filter: some inbound must contain every tag. jsonb
-                // containment expresses exactly that.
-                let tags = (!query.tags.is_empty()).then(|| {
-                    serde_json::json!({"networking": {"inbound": [{"tags": query.tags}]}})
-                });
-                client
-                    .query(
-                        "SELECT mesh, name, version, spec, COUNT(*) OVER () AS total FROM resources \
-                         WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) \
-                           AND ($3::jsonb IS NULL OR spec @> $3) \
-                         ORDER BY mesh, name LIMIT $4 OFFSET $5",
-                        &[&query.kind.name(), &query.mesh, &tags, &limit, &offset],
-                    )
-                    .await
-            }
-        }
+        // The page and the count are two queries pipelined on one
+        // connection: the page walks the primary key in order and stops at
+        // LIMIT, the count reads no spec. (`COUNT(*) OVER ()` would read
+        // every matching spec to count them.)
+        // Tag filter: some inbound must contain every tag. jsonb
+        // containment expresses exactly that.
+        let tags = (!query.tags.is_empty())
+            .then(|| serde_json::json!({"networking": {"inbound": [{"tags": query.tags}]}}));
+        let kind = query.kind.name();
+        let filter_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&kind, &query.mesh, &tags];
+        let mut page_params = filter_params.to_vec();
+        page_params.extend_from_slice(&[&limit, &offset]);
+        let (page_sql, count_sql) = if query.kind == ResourceType::Mesh {
+            (
+                "SELECT '' AS mesh, name, version, spec FROM meshes ORDER BY name LIMIT $4 OFFSET $5",
+                "SELECT COUNT(*) FROM meshes",
+            )
+        } else {
+            (
+                "SELECT mesh, name, version, spec FROM resources \
+                 WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3) \
+                 ORDER BY mesh, name LIMIT $4 OFFSET $5",
+                "SELECT COUNT(*) FROM resources \
+                 WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3)",
+            )
+        };
+        let count_params: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
+            if query.kind == ResourceType::Mesh {
+                &[]
+            } else {
+                &filter_params
+            };
+        let (rows, total) = futures::try_join!(
+            client.query(page_sql, &page_params),
+            client.query_one(count_sql, count_params),
+        )
         .map_err(unavailable)?;
-        let mut page = ListPage::default();
+        let mut page = ListPage {
+            items: Vec::with_capacity(rows.len()),
+            total: total.get::<_, i64>(0) as usize,
+        };
         for row in rows {
-            page.total = row.get::<_, i64>("total") as usize;
             let key = ResourceKey::new(query.kind, row.get("mesh"), row.get("name"));
             page.items
                 .push(decode(key, row.get("version"), row.get("spec"))?);
-        }
-        if page.items.is_empty() && offset > 0 {
-            // Past the end: COUNT(*) OVER () has no row to ride on.
-            let mut count_query = query.clone();
-            count_query.offset = 0;
-            count_query.limit = Some(1);
-            page.total = Box::pin(self.list(&count_query)).await?.total;
         }
         Ok(page)
     }

@@ -1,0 +1,180 @@
+//! `make bench`: HTTP API throughput and latency with 10,000 dataplanes
+//! stored, on the memory and the Postgres store, plus `kumactl get
+//! dataplanes` time and `kuma-cp` resident memory. Prints a table; asserts
+//! nothing (timing goals live here, not in tests).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DATAPLANES: usize = 10_000;
+const CONCURRENCY: usize = 32;
+
+fn dataplane(i: usize) -> String {
+    serde_json::json!({
+        "type": "Dataplane", "mesh": "default", "name": format!("dp-{i:05}"),
+        "networking": {
+            "inbound": [{"interface": format!("10.0.{}.{}:10000:8080", i / 250, i % 250 + 1),
+                         "tags": {"service": format!("svc-{}", i % 1000), "version": "1"}}],
+            "outbound": [{"interface": ":20000", "service": format!("svc-{}", (i + 1) % 1000)}]
+        }
+    })
+    .to_string()
+}
+
+struct Load {
+    requests_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Sends `count` requests, `CONCURRENCY` at a time; `request(i)` builds the
+/// i-th one.
+async fn load(
+    count: usize,
+    request: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+) -> Load {
+    let client = reqwest::Client::new();
+    let request = Arc::new(request);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, request, next) = (client.clone(), request.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return latencies;
+                }
+                let t = Instant::now();
+                let resp = request(&client, i).send().await.expect("request");
+                assert!(resp.status().is_success(), "request {i}: {}", resp.status());
+                let _ = resp.bytes().await;
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.expect("worker"));
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    Load {
+        requests_per_second: count as f64 / elapsed.as_secs_f64(),
+        p50: all[all.len() / 2],
+        p99: all[all.len() * 99 / 100],
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn row(store: &str, what: &str, l: &Load) {
+    println!(
+        "| {store:<8} | {what:<34} | {:>9.0} | {:>8.2} | {:>8.2} |",
+        l.requests_per_second,
+        l.p50.as_secs_f64() * 1e3,
+        l.p99.as_secs_f64() * 1e3
+    );
+}
+
+fn bench(store: &str, cp: &common::KumaCp, rt: &tokio::runtime::Runtime) -> (Duration, u64, u64) {
+    let api = cp.api.clone();
+    let base = api.clone();
+    let put = rt.block_on(load(DATAPLANES, move |c, i| {
+        c.put(format!("{base}/meshes/default/dataplanes/dp-{i:05}"))
+            .header("content-type", "application/json")
+            .body(dataplane(i))
+    }));
+    row(store, "PUT dataplane (create)", &put);
+    let base = api.clone();
+    let update = rt.block_on(load(DATAPLANES, move |c, i| {
+        c.put(format!("{base}/meshes/default/dataplanes/dp-{i:05}"))
+            .header("content-type", "application/json")
+            .body(dataplane(i))
+    }));
+    row(store, "PUT dataplane (update)", &update);
+    let base = api.clone();
+    let get = rt.block_on(load(DATAPLANES, move |c, i| {
+        c.get(format!(
+            "{base}/meshes/default/dataplanes/dp-{:05}",
+            (i * 7919) % DATAPLANES
+        ))
+    }));
+    row(store, "GET dataplane", &get);
+    let base = api.clone();
+    let list = rt.block_on(load(1_000, move |c, i| {
+        c.get(format!(
+            "{base}/meshes/default/dataplanes?size=100&offset={}",
+            (i * 100) % DATAPLANES
+        ))
+    }));
+    row(store, "GET dataplanes page of 100", &list);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    let add = common::kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "bench",
+            "--address",
+            &api,
+        ],
+        None,
+    );
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let t = Instant::now();
+    let got = common::kumactl(&config, &["get", "dataplanes"], None);
+    let kumactl_time = t.elapsed();
+    assert_eq!(got.stdout.lines().count(), DATAPLANES + 1, "{}", got.stderr);
+    let pid = cp.child.id();
+    (kumactl_time, rss_kib(pid, "VmRSS:"), rss_kib(pid, "VmHWM:"))
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    println!(
+        "HTTP API with {DATAPLANES} dataplanes, {CONCURRENCY} concurrent clients, release build\n"
+    );
+    println!("| store    | operation                          |   req/s   | p50 ms   | p99 ms   |");
+    println!("|----------|------------------------------------|-----------|----------|----------|");
+    // Warnings only, but the "listening" lines the fixture reads ports from.
+    let quiet = [("KUMA_LOGGING_LEVEL", "warn,kuma::cp::listen=info")];
+    let memory = common::KumaCp::start(&quiet);
+    let mem = bench("memory", &memory, &rt);
+    drop(memory);
+
+    let cluster = common::PgCluster::start();
+    let db = cluster.new_database("bench");
+    db.migrate();
+    let postgres = db.kuma_cp(&quiet);
+    let pg = bench("postgres", &postgres, &rt);
+    drop(postgres);
+
+    println!("\n| store    | kumactl get dataplanes | kuma-cp RSS | kuma-cp peak RSS |");
+    println!("|----------|------------------------|-------------|------------------|");
+    for (store, (t, rss, peak)) in [("memory", mem), ("postgres", pg)] {
+        println!(
+            "| {store:<8} | {:>20.0} ms | {:>7.1} MiB | {:>12.1} MiB |",
+            t.as_secs_f64() * 1e3,
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        );
+    }
+}
