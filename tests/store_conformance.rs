@@ -187,6 +187,11 @@ mod cases {
         assert_eq!(names, ["dp-00", "dp-05", "dp-10", "dp-15", "dp-20"]);
         tagged.mesh = None;
         assert_eq!(s.list(&tagged).await.unwrap().total, 6, "all meshes");
+        let mut meshes = ListQuery::of(ResourceType::Mesh, None);
+        meshes.offset = 1;
+        let page = s.list(&meshes).await.unwrap();
+        let names: Vec<_> = page.items.iter().map(|r| r.key.name.as_str()).collect();
+        assert_eq!((names, page.total), (vec!["other"], 2));
     }
 
     pub async fn change_feed_reports_every_write(s: &dyn ResourceStore) {

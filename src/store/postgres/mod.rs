@@ -346,32 +346,29 @@ impl ResourceStore for PostgresStore {
         let tags = (!query.tags.is_empty())
             .then(|| serde_json::json!({"networking": {"inbound": [{"tags": query.tags}]}}));
         let kind = query.kind.name();
-        let filter_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&kind, &query.mesh, &tags];
-        let mut page_params = filter_params.to_vec();
-        page_params.extend_from_slice(&[&limit, &offset]);
-        let (page_sql, count_sql) = if query.kind == ResourceType::Mesh {
+        let filter: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&kind, &query.mesh, &tags];
+        let paging: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&limit, &offset];
+        let resources_page = [&filter[..], &paging[..]].concat();
+        let (page_sql, page_params, count_sql, count_params) = if query.kind == ResourceType::Mesh {
             (
-                "SELECT '' AS mesh, name, version, spec FROM meshes ORDER BY name LIMIT $4 OFFSET $5",
+                "SELECT '' AS mesh, name, version, spec FROM meshes ORDER BY name LIMIT $1 OFFSET $2",
+                &paging[..],
                 "SELECT COUNT(*) FROM meshes",
+                &[][..],
             )
         } else {
             (
                 "SELECT mesh, name, version, spec FROM resources \
                  WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3) \
                  ORDER BY mesh, name LIMIT $4 OFFSET $5",
+                &resources_page[..],
                 "SELECT COUNT(*) FROM resources \
                  WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3)",
+                &filter[..],
             )
         };
-        let count_params: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
-            if query.kind == ResourceType::Mesh {
-                &[]
-            } else {
-                &filter_params
-            };
         let (rows, total) = futures::try_join!(
-            client.query(page_sql, &page_params),
+            client.query(page_sql, page_params),
             client.query_one(count_sql, count_params),
         )
         .map_err(unavailable)?;
