@@ -80,6 +80,11 @@ pub struct XdsServerConfig {
     pub grpc_port: u16,
     /// Health endpoints `/healthy` and `/ready`.
     pub diagnostics_port: u16,
+    /// After a change, wait this long for more before rebuilding proxies,
+    /// so a burst costs one rebuild.
+    pub debounce_ms: u64,
+    /// Dataplane insights are written at most this often per stream.
+    pub insight_flush_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +97,9 @@ pub struct SdsServerConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BootstrapServerConfig {
     pub port: u16,
+    /// `delta` (incremental xDS) or `sotw` (state of the world): which ADS
+    /// flavour the bootstraps tell Envoy to speak.
+    pub xds_api_type: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +226,8 @@ impl Default for XdsServerConfig {
         XdsServerConfig {
             grpc_port: 5678,
             diagnostics_port: 5680,
+            debounce_ms: 10,
+            insight_flush_interval_ms: 1000,
         }
     }
 }
@@ -230,7 +240,10 @@ impl Default for SdsServerConfig {
 
 impl Default for BootstrapServerConfig {
     fn default() -> Self {
-        BootstrapServerConfig { port: 5682 }
+        BootstrapServerConfig {
+            port: 5682,
+            xds_api_type: "delta".into(),
+        }
     }
 }
 
@@ -497,6 +510,11 @@ impl Config {
             &["disable", "verifyNone", "verifyCa", "verifyFull"],
         )?;
         one_of("logging.format", &self.logging.format, &["text", "json"])?;
+        one_of(
+            "bootstrapServer.xdsApiType",
+            &self.bootstrap_server.xds_api_type,
+            &["delta", "sotw"],
+        )?;
         if self.api_server.default_page_size == 0
             || self.api_server.default_page_size > self.api_server.max_page_size
         {

@@ -6,10 +6,14 @@
 //! over the HTTP API.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod cp;
+pub mod dp;
 pub mod kumactl;
+pub mod metrics;
 pub mod resources;
 pub mod store;
 pub mod tcp_echo;
 pub mod version;
+pub mod xds;

@@ -24,6 +24,7 @@ pub struct ApiContext {
     pub max_page_size: usize,
     pub instance_id: String,
     pub hostname: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub type SharedContext = Arc<ApiContext>;
@@ -32,6 +33,7 @@ pub type SharedContext = Arc<ApiContext>;
 pub fn router(ctx: ApiContext, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/metrics", get(metrics))
         .route("/meshes", get(resources::list_meshes))
         .route(
             "/meshes/{mesh}",
@@ -57,6 +59,16 @@ pub fn router(ctx: ApiContext, max_body_bytes: usize) -> Router {
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(Arc::new(ctx))
+}
+
+async fn metrics(State(ctx): State<SharedContext>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ctx.metrics.encode(),
+    )
 }
 
 async fn index(State(ctx): State<SharedContext>) -> axum::Json<serde_json::Value> {

@@ -43,6 +43,32 @@ pub async fn bind_on(
 }
 
 impl Bound {
+    /// Serves gRPC until shutdown.
+    pub async fn serve_grpc<S>(self, service: S, shutdown: Shutdown)
+    where
+        S: tonic::codegen::Service<
+                axum::http::Request<tonic::body::Body>,
+                Response = axum::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let name = self.name;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        if let Err(e) = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown.wait())
+            .await
+        {
+            tracing::error!(server = name, error = %e, "server failed");
+        }
+    }
+
     /// Serves HTTP until shutdown, finishing requests in flight.
     pub async fn serve(self, router: axum::Router, shutdown: Shutdown) {
         let name = self.name;

@@ -8,10 +8,16 @@ mod listen;
 pub use listen::Bound;
 
 use crate::api::{self, ApiContext};
+use crate::bootstrap::{self, BootstrapContext};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
+use crate::xds::ads::AdsServer;
+use crate::xds::cache::SnapshotCache;
+use crate::xds::reconciler::Reconciler;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +122,18 @@ pub async fn run(
     )
     .await?;
 
+    let xds_listener =
+        listen::bind("xDS", "xdsServer.grpcPort", config.xds_server.grpc_port).await?;
+    let bootstrap_listener = listen::bind(
+        "bootstrap",
+        "bootstrapServer.port",
+        config.bootstrap_server.port,
+    )
+    .await?;
+
     let instance_id = uuid::Uuid::new_v4().to_string();
+    let metrics = Arc::new(Metrics::new());
+    let (cache, connected) = SnapshotCache::new();
     tracing::info!(
         instance_id,
         environment = config.environment,
@@ -129,16 +146,39 @@ pub async fn run(
             read_only: config.api_read_only(),
             default_page_size: config.api_server.default_page_size,
             max_page_size: config.api_server.max_page_size,
-            instance_id,
+            instance_id: instance_id.clone(),
             hostname: config.general.advertised_hostname.clone(),
+            metrics: metrics.clone(),
         },
         config.api_server.max_request_body_bytes,
     );
+    let bootstrap = bootstrap::router(BootstrapContext {
+        store: store.clone(),
+        xds_host: config.general.advertised_hostname.clone(),
+        xds_port: xds_listener.address.port(),
+        api_type: config.bootstrap_server.xds_api_type.clone(),
+    });
+    let ads = AdsServer {
+        cache: cache.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        instance_id,
+        insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
+    };
+    let reconciler = Reconciler {
+        store: store.clone(),
+        cache,
+        metrics,
+        debounce: Duration::from_millis(config.xds_server.debounce_ms),
+    };
 
     let (stop_tx, shutdown) = Shutdown::new();
     let servers = vec![
         tokio::spawn(api_listener.serve(api, shutdown.clone())),
         tokio::spawn(health_listener.serve(health::router(store.clone()), shutdown.clone())),
+        tokio::spawn(bootstrap_listener.serve(bootstrap, shutdown.clone())),
+        tokio::spawn(xds_listener.serve_grpc(ads.into_service(), shutdown.clone())),
+        tokio::spawn(reconciler.run(connected, shutdown.clone())),
     ];
     stop.await;
     let _ = stop_tx.send(true);

@@ -1,0 +1,108 @@
+//! `kuma-dp`: runs beside a workload and supervises its Envoy.
+
+use clap::{Parser, Subcommand};
+use kuma::dp::DpConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kuma-dp",
+    about = "Dataplane manager for Envoy-based Service Mesh"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Launch the dataplane: fetch the bootstrap, then run Envoy
+    Run {
+        /// URL of the control plane's bootstrap server (KUMA_CONTROL_PLANE_URL is read too)
+        #[arg(long = "cp-address", env = "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL")]
+        cp_address: Option<String>,
+        /// Mesh of the dataplane
+        #[arg(long, env = "KUMA_DATAPLANE_MESH", default_value = "default")]
+        mesh: String,
+        /// Name of the Dataplane resource
+        #[arg(long, env = "KUMA_DATAPLANE_NAME")]
+        name: String,
+        /// Port of Envoy's admin API on 127.0.0.1 (none when unset)
+        #[arg(long = "admin-port", env = "KUMA_DATAPLANE_ADMIN_PORT")]
+        admin_port: Option<u16>,
+        /// File holding the dataplane token
+        #[arg(
+            long = "dataplane-token-file",
+            env = "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH"
+        )]
+        dataplane_token_file: Option<PathBuf>,
+        /// Envoy binary: a path, or a name looked up on PATH
+        #[arg(
+            long = "binary-path",
+            env = "KUMA_DATAPLANE_RUNTIME_BINARY_PATH",
+            default_value = "envoy"
+        )]
+        binary_path: String,
+        /// Where the bootstrap is written
+        #[arg(long = "config-dir", env = "KUMA_DATAPLANE_RUNTIME_CONFIG_DIR")]
+        config_dir: Option<PathBuf>,
+    },
+    /// Print the version
+    Version {
+        #[arg(long)]
+        detailed: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUMA_DATAPLANE_LOG_LEVEL")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Cli::parse().command {
+        Command::Version { detailed } => {
+            println!("{}", kuma::version::describe("kuma-dp", detailed));
+            return ExitCode::SUCCESS;
+        }
+        Command::Run {
+            cp_address,
+            mesh,
+            name,
+            admin_port,
+            dataplane_token_file,
+            binary_path,
+            config_dir,
+        } => DpConfig {
+            cp_address: cp_address
+                .or_else(|| std::env::var("KUMA_CONTROL_PLANE_URL").ok())
+                .unwrap_or_else(|| "http://localhost:5682".into()),
+            mesh,
+            name,
+            admin_port,
+            dataplane_token_file,
+            binary_path,
+            config_dir: config_dir.unwrap_or_else(|| std::env::temp_dir().join("kuma-dp")),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(kuma::dp::run(config)) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The bootstrap server on port 5682: `POST /bootstrap` answers the Envoy
+//! bootstrap configuration of a registered dataplane, pointing Envoy's ADS
+//! at this control plane.
+
+use crate::api::ApiError;
+use crate::resources::{ResourceKey, ResourceType};
+use crate::store::{SharedStore, StoreError};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What `kuma-dp` asks for.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootstrapRequest {
+    pub mesh: String,
+    pub name: String,
+    #[serde(default)]
+    pub admin_port: Option<u16>,
+    #[serde(default)]
+    pub dataplane_token_path: Option<String>,
+}
+
+pub struct BootstrapContext {
+    pub store: SharedStore,
+    /// Host name Envoy uses to reach the control plane.
+    pub xds_host: String,
+    pub xds_port: u16,
+    /// `delta` (incremental xDS) or `sotw` (state of the world).
+    pub api_type: String,
+}
+
+pub fn router(ctx: BootstrapContext) -> Router {
+    Router::new()
+        .route("/bootstrap", post(bootstrap))
+        .with_state(Arc::new(ctx))
+}
+
+async fn bootstrap(
+    State(ctx): State<Arc<BootstrapContext>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: BootstrapRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            format!("the bootstrap request is not valid: {e}; expected {{\"mesh\", \"name\", \"adminPort\", \"dataplaneTokenPath\"}}"),
+            Vec::new(),
+        )
+    })?;
+    let key = ResourceKey::new(ResourceType::Dataplane, &request.mesh, &request.name);
+    match ctx.store.get(&key).await {
+        Ok(_) => Ok(Json(envoy_bootstrap(&ctx, &request))),
+        Err(StoreError::NotFound(_)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "Dataplane not found",
+            format!(
+                "Dataplane \"{}\" of mesh \"{}\" is not registered. On Universal, create the Dataplane resource (kumactl apply -f dataplane.yaml) before starting kuma-dp",
+                request.name, request.mesh
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Envoy's bootstrap, v3, as JSON.
+pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest) -> Value {
+    let api_type = if ctx.api_type == "sotw" {
+        "GRPC"
+    } else {
+        "DELTA_GRPC"
+    };
+    let mut bootstrap = json!({
+        "node": {
+            "id": format!("{}.{}", request.mesh, request.name),
+            "cluster": request.name,
+            "metadata": {
+                "dataplane.mesh": request.mesh,
+                "dataplane.name": request.name,
+                "dataplane.admin.port": request.admin_port.map(|p| p.to_string()).unwrap_or_default(),
+                "dataplaneTokenPath": request.dataplane_token_path.clone().unwrap_or_default(),
+            }
+        },
+        "dynamic_resources": {
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "ads_config": {
+                "api_type": api_type,
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": true,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "ads_cluster"}}]
+            }
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": "ads_cluster",
+                "type": "STRICT_DNS",
+                "dns_lookup_family": "V4_ONLY",
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}
+                    }
+                },
+                "load_assignment": {
+                    "cluster_name": "ads_cluster",
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                        "address": ctx.xds_host, "port_value": ctx.xds_port
+                    }}}}]}]
+                }
+            }]
+        },
+        "layered_runtime": {
+            "layers": [{"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 50000}}}]
+        }
+    });
+    if let Some(port) = request.admin_port {
+        bootstrap["admin"] = json!({
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+        });
+    }
+    bootstrap
+}

@@ -1,0 +1,188 @@
+//! Builders of the Envoy v3 messages the generator emits, so the generator
+//! itself reads as what it configures.
+
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address,
+    config_source, socket_address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::google::protobuf::{Any, Duration};
+use prost::{Message, Name};
+use std::net::IpAddr;
+
+/// The xDS resource types the control plane serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TypeUrl {
+    Listener,
+    Cluster,
+    ClusterLoadAssignment,
+}
+
+impl TypeUrl {
+    pub const ALL: [TypeUrl; 3] = [
+        TypeUrl::Cluster,
+        TypeUrl::ClusterLoadAssignment,
+        TypeUrl::Listener,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeUrl::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            TypeUrl::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            TypeUrl::ClusterLoadAssignment => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TypeUrl> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The short name used in insights and metrics: lds, cds, eds.
+    pub fn short(self) -> &'static str {
+        match self {
+            TypeUrl::Listener => "lds",
+            TypeUrl::Cluster => "cds",
+            TypeUrl::ClusterLoadAssignment => "eds",
+        }
+    }
+}
+
+/// One named resource, already encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XdsResource {
+    pub name: String,
+    pub body: Any,
+}
+
+fn any<M: Message + Name>(msg: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: msg.encode_to_vec(),
+    }
+}
+
+fn socket(ip: IpAddr, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+fn connect_timeout() -> Option<Duration> {
+    Some(Duration {
+        seconds: 5,
+        nanos: 0,
+    })
+}
+
+/// A listener that proxies every TCP connection to `cluster`.
+pub fn tcp_listener(
+    name: &str,
+    ip: IpAddr,
+    port: u16,
+    cluster: &str,
+    stat_prefix: &str,
+) -> XdsResource {
+    let proxy = TcpProxy {
+        stat_prefix: stat_prefix.to_string(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: name.to_string(),
+        address: Some(socket(ip, port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.tcp_proxy".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    XdsResource {
+        name: name.to_string(),
+        body: any(&listener),
+    }
+}
+
+/// A cluster with one fixed endpoint (the local service behind an inbound).
+pub fn static_cluster(name: &str, ip: IpAddr, port: u16) -> XdsResource {
+    let cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: connect_timeout(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(assignment(name, [(ip, port)].into_iter())),
+        ..Default::default()
+    };
+    XdsResource {
+        name: name.to_string(),
+        body: any(&cluster),
+    }
+}
+
+/// A cluster whose endpoints come over ADS (EDS), named after its service.
+pub fn eds_cluster(name: &str) -> XdsResource {
+    let cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: connect_timeout(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ConfigSource {
+                config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+                    AggregatedConfigSource {},
+                )),
+                resource_api_version: ApiVersion::V3 as i32,
+                ..Default::default()
+            }),
+            service_name: String::new(),
+        }),
+        ..Default::default()
+    };
+    XdsResource {
+        name: name.to_string(),
+        body: any(&cluster),
+    }
+}
+
+fn assignment(name: &str, addresses: impl Iterator<Item = (IpAddr, u16)>) -> ClusterLoadAssignment {
+    let lb_endpoints = addresses
+        .map(|(ip, port)| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(socket(ip, port)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The endpoints of a service, for EDS.
+pub fn load_assignment(name: &str, addresses: impl Iterator<Item = (IpAddr, u16)>) -> XdsResource {
+    XdsResource {
+        name: name.to_string(),
+        body: any(&assignment(name, addresses)),
+    }
+}

@@ -1,0 +1,281 @@
+//! The resource index: what the generator needs to know of each mesh, kept
+//! up to date from the store's change feed, with the reverse maps that tell
+//! which proxies a change affects.
+//!
+//! Everything is looked up by mesh first; nothing computed for one mesh
+//! reads another.
+
+use crate::resources::{DataplaneSpec, MeshSpec};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A proxy: its mesh and its dataplane's name. Envoy's node id is
+/// `{mesh}.{name}`; mesh names hold no dot, so the first dot splits them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProxyId {
+    pub mesh: String,
+    pub name: String,
+}
+
+impl ProxyId {
+    pub fn new(mesh: &str, name: &str) -> Self {
+        ProxyId {
+            mesh: mesh.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn from_node_id(node_id: &str) -> Option<Self> {
+        let (mesh, name) = node_id.split_once('.')?;
+        (!mesh.is_empty() && !name.is_empty()).then(|| Self::new(mesh, name))
+    }
+
+    pub fn node_id(&self) -> String {
+        format!("{}.{}", self.mesh, self.name)
+    }
+}
+
+impl std::fmt::Display for ProxyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.mesh, self.name)
+    }
+}
+
+/// One mesh as the generator sees it.
+#[derive(Debug, Default, Clone)]
+pub struct MeshView {
+    pub spec: Arc<MeshSpec>,
+    pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
+    /// service -> dataplanes with an inbound of that service.
+    providers: HashMap<String, BTreeSet<String>>,
+    /// service -> dataplanes with an outbound to that service.
+    consumers: HashMap<String, BTreeSet<String>>,
+}
+
+impl MeshView {
+    /// Dataplanes serving `service`, in name order (stable output).
+    pub fn providers(&self, service: &str) -> impl Iterator<Item = (&str, &DataplaneSpec)> {
+        self.providers
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| Some((name.as_str(), self.dataplanes.get(name)?.as_ref())))
+    }
+
+    fn consumers_of<'a>(&'a self, services: &[&str]) -> impl Iterator<Item = &'a String> + 'a {
+        let sets: Vec<&BTreeSet<String>> = services
+            .iter()
+            .filter_map(|s| self.consumers.get(*s))
+            .collect();
+        sets.into_iter().flatten()
+    }
+
+    fn link(&mut self, name: &str, dp: &DataplaneSpec) {
+        for s in dp.services() {
+            self.providers
+                .entry(s.to_string())
+                .or_default()
+                .insert(name.to_string());
+        }
+        for o in &dp.networking.outbound {
+            self.consumers
+                .entry(o.service.clone())
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
+
+    fn unlink(&mut self, name: &str, dp: &DataplaneSpec) {
+        for s in dp.services() {
+            if let Some(set) = self.providers.get_mut(s) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.providers.remove(s);
+                }
+            }
+        }
+        for o in &dp.networking.outbound {
+            if let Some(set) = self.consumers.get_mut(&o.service) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.consumers.remove(&o.service);
+                }
+            }
+        }
+    }
+}
+
+/// Proxies whose configuration may have changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Affected {
+    pub proxies: BTreeSet<ProxyId>,
+    /// Every proxy of these meshes.
+    pub meshes: BTreeSet<String>,
+}
+
+impl Affected {
+    pub fn is_empty(&self) -> bool {
+        self.proxies.is_empty() && self.meshes.is_empty()
+    }
+
+    pub fn contains(&self, id: &ProxyId) -> bool {
+        self.meshes.contains(&id.mesh) || self.proxies.contains(id)
+    }
+
+    pub fn merge(&mut self, other: Affected) {
+        self.proxies.extend(other.proxies);
+        self.meshes.extend(other.meshes);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ResourceIndex {
+    meshes: HashMap<String, MeshView>,
+}
+
+impl ResourceIndex {
+    pub fn mesh(&self, mesh: &str) -> Option<&MeshView> {
+        self.meshes.get(mesh)
+    }
+
+    pub fn dataplane(&self, id: &ProxyId) -> Option<&Arc<DataplaneSpec>> {
+        self.meshes.get(&id.mesh)?.dataplanes.get(&id.name)
+    }
+
+    pub fn upsert_mesh(&mut self, mesh: &str, spec: MeshSpec) -> Affected {
+        self.meshes.entry(mesh.to_string()).or_default().spec = Arc::new(spec);
+        Affected {
+            meshes: [mesh.to_string()].into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn remove_mesh(&mut self, mesh: &str) -> Affected {
+        self.meshes.remove(mesh);
+        Affected {
+            meshes: [mesh.to_string()].into(),
+            ..Default::default()
+        }
+    }
+
+    /// A dataplane appeared or changed: it is affected, and so is every
+    /// proxy consuming a service it serves (before or after the change).
+    pub fn upsert_dataplane(&mut self, mesh: &str, name: &str, spec: DataplaneSpec) -> Affected {
+        let view = self.meshes.entry(mesh.to_string()).or_default();
+        let spec = Arc::new(spec);
+        let old = view.dataplanes.insert(name.to_string(), spec.clone());
+        let mut services = spec.services();
+        if let Some(old) = &old {
+            services.extend(old.services());
+        }
+        let mut affected: BTreeSet<ProxyId> = view
+            .consumers_of(&services)
+            .map(|c| ProxyId::new(mesh, c))
+            .collect();
+        affected.insert(ProxyId::new(mesh, name));
+        if let Some(old) = old {
+            view.unlink(name, &old);
+        }
+        view.link(name, &spec);
+        Affected {
+            proxies: affected,
+            ..Default::default()
+        }
+    }
+
+    pub fn remove_dataplane(&mut self, mesh: &str, name: &str) -> Affected {
+        let Some(view) = self.meshes.get_mut(mesh) else {
+            return Affected::default();
+        };
+        let Some(old) = view.dataplanes.remove(name) else {
+            return Affected::default();
+        };
+        view.unlink(name, &old);
+        let proxies = view
+            .consumers_of(&old.services())
+            .map(|c| ProxyId::new(mesh, c))
+            .collect();
+        Affected {
+            proxies,
+            ..Default::default()
+        }
+    }
+
+    /// A policy of the mesh changed: every proxy of the mesh is looked at
+    /// again (unchanged output is not pushed).
+    pub fn policy_changed(&mut self, mesh: &str) -> Affected {
+        Affected {
+            meshes: [mesh.to_string()].into(),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{InboundInterface, Networking, OutboundInterface};
+
+    fn dp(service: &str, outbound: &[&str]) -> DataplaneSpec {
+        DataplaneSpec {
+            networking: Networking {
+                inbound: vec![InboundInterface {
+                    interface: "127.0.0.1:1000:2000".into(),
+                    tags: [("service".to_string(), service.to_string())].into(),
+                }],
+                outbound: outbound
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| OutboundInterface {
+                        interface: format!(":{}", 3000 + i),
+                        service: s.to_string(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    fn ids(a: &Affected) -> Vec<String> {
+        a.proxies.iter().map(ProxyId::to_string).collect()
+    }
+
+    #[test]
+    fn a_new_provider_affects_its_consumers_only() {
+        let mut index = ResourceIndex::default();
+        index.upsert_mesh("m", MeshSpec::default());
+        index.upsert_dataplane("m", "web", dp("web", &["redis"]));
+        index.upsert_dataplane("m", "other", dp("other", &["db"]));
+        let a = index.upsert_dataplane("m", "redis-1", dp("redis", &[]));
+        assert_eq!(ids(&a), ["m.redis-1", "m.web"]);
+        let a = index.remove_dataplane("m", "redis-1");
+        assert_eq!(ids(&a), ["m.web"]);
+        assert_eq!(index.mesh("m").unwrap().providers("redis").count(), 0);
+    }
+
+    #[test]
+    fn a_changed_service_affects_consumers_of_old_and_new() {
+        let mut index = ResourceIndex::default();
+        index.upsert_dataplane("m", "a", dp("x", &["redis"]));
+        index.upsert_dataplane("m", "b", dp("y", &["db"]));
+        index.upsert_dataplane("m", "s", dp("redis", &[]));
+        let a = index.upsert_dataplane("m", "s", dp("db", &[]));
+        assert_eq!(ids(&a), ["m.a", "m.b", "m.s"]);
+    }
+
+    #[test]
+    fn meshes_do_not_see_each_other() {
+        let mut index = ResourceIndex::default();
+        index.upsert_dataplane("a", "web", dp("web", &["redis"]));
+        let affected = index.upsert_dataplane("b", "redis-1", dp("redis", &[]));
+        assert_eq!(ids(&affected), ["b.redis-1"]);
+        assert_eq!(index.mesh("a").unwrap().providers("redis").count(), 0);
+    }
+
+    #[test]
+    fn node_ids_split_at_the_first_dot() {
+        let id = ProxyId::from_node_id("default.web.1").unwrap();
+        assert_eq!((id.mesh.as_str(), id.name.as_str()), ("default", "web.1"));
+        assert!(ProxyId::from_node_id("nodot").is_none());
+        assert!(ProxyId::from_node_id(".x").is_none());
+    }
+}

@@ -1,0 +1,163 @@
+//! Dataplane insights: what each ADS stream did, counted in memory and
+//! written to the store at a bounded rate (at most once per flush interval
+//! per stream, and once more when the stream ends).
+
+use super::generator::TypeUrl;
+use super::index::ProxyId;
+use crate::resources::{
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, Resource, ResourceKey,
+    ResourceType, Spec,
+};
+use crate::store::{SharedStore, StoreError};
+use chrono::Utc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How many subscriptions of a dataplane the insight keeps, newest last.
+const KEPT_SUBSCRIPTIONS: usize = 5;
+
+/// The counters of one stream.
+pub struct SubscriptionTracker {
+    id: ProxyId,
+    state: Mutex<DiscoverySubscription>,
+    changed: Notify,
+}
+
+impl SubscriptionTracker {
+    pub fn new(id: ProxyId, control_plane_instance_id: &str) -> Arc<Self> {
+        Arc::new(SubscriptionTracker {
+            id,
+            state: Mutex::new(DiscoverySubscription {
+                id: uuid::Uuid::new_v4().to_string(),
+                control_plane_instance_id: control_plane_instance_id.to_string(),
+                connect_time: Utc::now(),
+                ..Default::default()
+            }),
+            changed: Notify::new(),
+        })
+    }
+
+    fn update(&self, f: impl FnOnce(&mut DiscoverySubscription)) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+        s.status.last_update_time = Some(Utc::now());
+        drop(s);
+        self.changed.notify_one();
+    }
+
+    fn stats(
+        s: &mut DiscoverySubscription,
+        type_url: TypeUrl,
+        f: impl Fn(&mut DiscoveryServiceStats),
+    ) {
+        f(&mut s.status.total);
+        f(match type_url {
+            TypeUrl::Listener => &mut s.status.lds,
+            TypeUrl::Cluster => &mut s.status.cds,
+            TypeUrl::ClusterLoadAssignment => &mut s.status.eds,
+        });
+    }
+
+    pub fn sent(&self, type_url: TypeUrl) {
+        self.update(|s| Self::stats(s, type_url, |st| st.responses_sent += 1));
+    }
+
+    pub fn acked(&self, type_url: TypeUrl) {
+        self.update(|s| Self::stats(s, type_url, |st| st.responses_acknowledged += 1));
+    }
+
+    pub fn nacked(&self, type_url: TypeUrl, message: &str) {
+        self.update(|s| {
+            Self::stats(s, type_url, |st| st.responses_rejected += 1);
+            s.status.last_nack_message = Some(message.to_string());
+        });
+    }
+
+    pub fn disconnected(&self) {
+        self.update(|s| s.disconnect_time = Some(Utc::now()));
+    }
+
+    fn current(&self) -> DiscoverySubscription {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Writes a stream's subscription into its dataplane's insight whenever it
+/// changed, no more often than `interval`, until `done` fires; then writes
+/// the final state once.
+pub async fn flush_loop(
+    store: SharedStore,
+    tracker: Arc<SubscriptionTracker>,
+    interval: Duration,
+    done: Arc<Notify>,
+) {
+    loop {
+        tokio::select! {
+            _ = tracker.changed.notified() => {}
+            _ = done.notified() => break,
+        }
+        write(&store, &tracker).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = done.notified() => break,
+        }
+    }
+    tracker.disconnected();
+    write(&store, &tracker).await;
+}
+
+async fn write(store: &SharedStore, tracker: &SubscriptionTracker) {
+    let key = ResourceKey::new(
+        ResourceType::DataplaneInsight,
+        &tracker.id.mesh,
+        &tracker.id.name,
+    );
+    // A concurrent writer (another stream of the same proxy) can win the
+    // race; read again and retry a few times.
+    for _ in 0..5 {
+        let subscription = tracker.current();
+        let result = match store.get(&key).await {
+            Ok(mut existing) => {
+                if let Spec::DataplaneInsight(insight) = &mut existing.spec {
+                    merge(insight, subscription);
+                }
+                store.update(existing).await.map(|_| ())
+            }
+            Err(StoreError::NotFound(_)) => {
+                let mut insight = DataplaneInsightSpec::default();
+                merge(&mut insight, subscription);
+                store
+                    .create(Resource::new(key.clone(), Spec::DataplaneInsight(insight)))
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return,
+            Err(StoreError::Conflict { .. }) | Err(StoreError::AlreadyExists(_)) => continue,
+            Err(StoreError::MeshNotFound(_)) => return,
+            Err(e) => {
+                tracing::warn!(dataplane = %tracker.id, error = %e, "cannot write the dataplane insight");
+                return;
+            }
+        }
+    }
+}
+
+fn merge(insight: &mut DataplaneInsightSpec, subscription: DiscoverySubscription) {
+    match insight
+        .subscriptions
+        .iter_mut()
+        .find(|s| s.id == subscription.id)
+    {
+        Some(existing) => *existing = subscription,
+        None => insight.subscriptions.push(subscription),
+    }
+    let excess = insight
+        .subscriptions
+        .len()
+        .saturating_sub(KEPT_SUBSCRIPTIONS);
+    insight.subscriptions.drain(..excess);
+}
