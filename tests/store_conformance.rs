@@ -194,6 +194,26 @@ mod cases {
         assert_eq!((names, page.total), (vec!["other"], 2));
     }
 
+    pub async fn insights_round_trip(s: &dyn ResourceStore) {
+        s.create(mesh("m")).await.unwrap();
+        let insight: kuma::resources::DataplaneInsightSpec = serde_json::from_value(serde_json::json!({
+            "subscriptions": [{"id": "1", "controlPlaneInstanceId": "cp", "connectTime": "2019-10-24T14:04:56.820350Z",
+                "status": {"lastUpdateTime": "2019-10-24T14:04:57.832482Z", "total": {"responsesSent": "3"}, "cds": {}, "eds": {}, "lds": {}, "rds": {}}}]
+        })).unwrap();
+        let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", "dp");
+        let created = s
+            .create(Resource::new(key.clone(), Spec::DataplaneInsight(insight)))
+            .await
+            .unwrap();
+        let mut read = s.get(&key).await.unwrap();
+        assert_eq!(read, created);
+        if let Spec::DataplaneInsight(i) = &mut read.spec {
+            i.subscriptions[0].status.total.responses_sent = 4;
+        }
+        let updated = s.update(read).await.unwrap();
+        assert_eq!(s.get(&key).await.unwrap(), updated);
+    }
+
     pub async fn change_feed_reports_every_write(s: &dyn ResourceStore) {
         let mut rx = s.subscribe();
         let m = s.create(mesh("fed")).await.unwrap();
@@ -234,6 +254,7 @@ macro_rules! suite {
                 stale_updates_are_refused,
                 deleting_a_mesh_deletes_what_is_in_it,
                 lists_page_in_name_order_and_filter_by_tag,
+                insights_round_trip,
                 change_feed_reports_every_write
             ]);
         }

@@ -131,9 +131,11 @@ pub async fn run(
     )
     .await?;
 
+    let (stop_tx, shutdown) = Shutdown::new();
     let instance_id = uuid::Uuid::new_v4().to_string();
     let metrics = Arc::new(Metrics::new());
     let (cache, connected) = SnapshotCache::new();
+    let insight_writers = Arc::new(());
     tracing::info!(
         instance_id,
         environment = config.environment,
@@ -163,6 +165,8 @@ pub async fn run(
         store: store.clone(),
         metrics: metrics.clone(),
         instance_id,
+        shutdown: shutdown.clone(),
+        insight_writers: insight_writers.clone(),
         insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
     let reconciler = Reconciler {
@@ -172,7 +176,6 @@ pub async fn run(
         debounce: Duration::from_millis(config.xds_server.debounce_ms),
     };
 
-    let (stop_tx, shutdown) = Shutdown::new();
     let servers = vec![
         tokio::spawn(api_listener.serve(api, shutdown.clone())),
         tokio::spawn(health_listener.serve(health::router(store.clone()), shutdown.clone())),
@@ -182,9 +185,13 @@ pub async fn run(
     ];
     stop.await;
     let _ = stop_tx.send(true);
-    for server in servers {
-        let _ = server.await;
+    // Requests in flight get a grace period; then the process exits anyway.
+    let drained =
+        tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(servers)).await;
+    if drained.is_err() {
+        tracing::warn!("servers did not finish within 10s of the stop signal");
     }
+    crate::xds::ads::wait_for_insight_writers(&insight_writers, Duration::from_secs(5)).await;
     tracing::info!("kuma-cp stopped");
     Ok(())
 }

@@ -123,7 +123,17 @@ pub async fn run_envoy(envoy: &Path, bootstrap: &Path) -> Result<ExitStatus, DpE
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| DpError::Other(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| DpError::Other(e.to_string()))?;
-    let mut child = tokio::process::Command::new(envoy)
+    let mut command = tokio::process::Command::new(envoy);
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
+    // If kuma-dp dies without forwarding a signal, Envoy is told to stop
+    // instead of running on unsupervised.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = command
         .arg("-c")
         .arg(bootstrap)
         // Many Envoys share a machine; hot restart would make them share

@@ -252,10 +252,11 @@ impl Resource {
             }
         };
         if !name.is_empty() {
-            causes.extend(validate_name("name", &name));
+            let is_mesh = kind == Some(ResourceType::Mesh);
+            causes.extend(validate_name("name", &name, !is_mesh));
         }
         if !mesh.is_empty() {
-            causes.extend(validate_name("mesh", &mesh));
+            causes.extend(validate_name("mesh", &mesh, false));
         }
 
         let Some(kind) = kind else {
@@ -322,11 +323,20 @@ fn resolve_identity(
 }
 
 /// Names of meshes and resources: what fits a URL path segment, a Postgres
-/// key and a Kubernetes object name alike.
-pub fn validate_name(field: &str, name: &str) -> Option<Cause> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
+/// key and a Kubernetes object name alike. Mesh names hold no dot, because
+/// Envoy's node id `{mesh}.{name}` is split at the first one.
+pub fn validate_name(field: &str, name: &str, allow_dot: bool) -> Option<Cause> {
+    let ok_chars = name.chars().all(|c| {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || matches!(c, '-' | '_')
+            || (allow_dot && c == '.')
+    });
+    let allowed = if allow_dot {
+        "'-', '.' or '_'"
+    } else {
+        "'-' or '_'"
+    };
     let ok_ends = name
         .chars()
         .next()
@@ -339,7 +349,7 @@ pub fn validate_name(field: &str, name: &str) -> Option<Cause> {
         Some(Cause::new(
             field,
             format!(
-                "\"{name}\" is not a valid name: use 1 to 253 lowercase letters, digits, '-', '.' or '_', starting and ending with a letter or digit"
+                "\"{name}\" is not a valid name: use 1 to 253 lowercase letters, digits, {allowed}, starting and ending with a letter or digit"
             ),
         ))
     } else {

@@ -11,6 +11,7 @@ use super::cache::{Snapshot, SnapshotCache, SnapshotWatch};
 use super::generator::TypeUrl;
 use super::index::ProxyId;
 use super::insights::{self, SubscriptionTracker};
+use crate::cp::Shutdown;
 use crate::metrics::{Metrics, StreamLabels, XdsType};
 use crate::resources::{ResourceKey, ResourceType};
 use crate::store::{SharedStore, StoreError};
@@ -36,6 +37,20 @@ pub struct AdsServer {
     pub instance_id: String,
     /// Insights are written at most this often per stream.
     pub insight_flush_interval: Duration,
+    /// Ends every stream, so the server can stop.
+    pub shutdown: Shutdown,
+    /// Held by every insight writer; see [`wait_for_insight_writers`].
+    pub insight_writers: Arc<()>,
+}
+
+/// Waits (up to `limit`) until every stream's last insight write is done,
+/// so a stopping control plane leaves its subscriptions marked
+/// disconnected.
+pub async fn wait_for_insight_writers(writers: &Arc<()>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Arc::strong_count(writers) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 impl AdsServer {
@@ -89,6 +104,7 @@ impl StreamContext {
             tracker.clone(),
             server.insight_flush_interval,
             done.clone(),
+            server.insight_writers.clone(),
         ));
         server
             .metrics
@@ -284,6 +300,8 @@ async fn run_sotw(
     let mut ctx = StreamContext::open(&server, id, "sotw").await;
     let mut state = HashMap::new();
     let mut pending = Some(first_req);
+    let stop = server.shutdown.clone().wait();
+    tokio::pin!(stop);
     loop {
         if let Some(req) = pending.take()
             && let Err(status) = sotw_handle(&ctx, &mut state, req)
@@ -300,6 +318,7 @@ async fn run_sotw(
                 _ => return,
             },
             changed = ctx.watch.receiver.changed() => if changed.is_err() { return },
+            _ = &mut stop => return,
         }
     }
 }
@@ -436,6 +455,8 @@ async fn run_delta(
     let mut ctx = StreamContext::open(&server, id, "delta").await;
     let mut state = HashMap::new();
     let mut pending = Some(first_req);
+    let stop = server.shutdown.clone().wait();
+    tokio::pin!(stop);
     loop {
         if let Some(req) = pending.take()
             && let Err(status) = delta_handle(&ctx, &mut state, req)
@@ -452,6 +473,7 @@ async fn run_delta(
                 _ => return,
             },
             changed = ctx.watch.receiver.changed() => if changed.is_err() { return },
+            _ = &mut stop => return,
         }
     }
 }

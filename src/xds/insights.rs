@@ -83,15 +83,20 @@ impl SubscriptionTracker {
     }
 }
 
-/// Writes a stream's subscription into its dataplane's insight whenever it
-/// changed, no more often than `interval`, until `done` fires; then writes
-/// the final state once.
+/// Writes a stream's subscription into its dataplane's insight when it
+/// connects and whenever it changed, no more often than `interval`, until
+/// `done` fires; then writes the final state once. `_writer` is held until
+/// then, so shutdown can wait for the last writes.
 pub async fn flush_loop(
     store: SharedStore,
     tracker: Arc<SubscriptionTracker>,
     interval: Duration,
     done: Arc<Notify>,
+    _writer: Arc<()>,
 ) {
+    // A reconnecting proxy that is already up to date gets no response,
+    // yet its new subscription must show at once.
+    write(&store, &tracker).await;
     loop {
         tokio::select! {
             _ = tracker.changed.notified() => {}

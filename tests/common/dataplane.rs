@@ -1,0 +1,210 @@
+//! Real data planes for the tests: `kuma-dp` processes running the Envoy
+//! that `make test` installs into `.venv/`, and `kuma-tcp-echo` services.
+
+use super::{KumaCp, bin, eventually, free_port, http};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Envoy: `KUMA_TEST_ENVOY`, or the one `make test` put in `.venv/`.
+pub fn envoy_binary() -> PathBuf {
+    let path = std::env::var("KUMA_TEST_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/envoy"));
+    assert!(
+        path.is_file(),
+        "no Envoy at {} (run `make test`, which installs it)",
+        path.display()
+    );
+    path
+}
+
+/// A child process stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Process(pub Child);
+
+impl Process {
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..500 {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        self.0.wait().ok()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// `kuma-tcp-echo run --port N`.
+pub fn echo_server(port: u16) -> Process {
+    let child = Command::new(bin("kuma-tcp-echo"))
+        .args(["run", "--port", &port.to_string(), "--address", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kuma-tcp-echo runs");
+    assert!(
+        eventually(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "echo server on {port} did not start"
+    );
+    Process(child)
+}
+
+/// A running `kuma-dp` (and its Envoy) with its admin API.
+pub struct Dataplane {
+    pub process: Process,
+    pub admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Dataplane {
+    /// Starts `kuma-dp run` for dataplane `name` of `mesh` against the
+    /// bootstrap server of `cp`.
+    pub fn start(cp: &KumaCp, mesh: &str, name: &str) -> Dataplane {
+        Self::start_with(&cp.bootstrap, mesh, name, &[])
+    }
+
+    pub fn start_with(bootstrap: &str, mesh: &str, name: &str, extra: &[&str]) -> Dataplane {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin_port = free_port();
+        let child = Command::new(bin("kuma-dp"))
+            .args([
+                "run",
+                "--cp-address",
+                bootstrap,
+                "--mesh",
+                mesh,
+                "--name",
+                name,
+            ])
+            .args(["--admin-port", &admin_port.to_string()])
+            .arg("--binary-path")
+            .arg(envoy_binary())
+            .arg("--config-dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("kuma-dp.log")).expect("log file"))
+            .spawn()
+            .expect("kuma-dp runs");
+        let dp = Dataplane {
+            process: Process(child),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            _dir: dir,
+        };
+        assert!(
+            eventually(Duration::from_secs(30), || dp
+                .admin_get("/ready")
+                .is_some_and(|s| s.contains("LIVE"))),
+            "Envoy of {mesh}.{name} did not become ready; kuma-dp log:\n{}",
+            dp.log()
+        );
+        dp
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("kuma-dp.log")).unwrap_or_default()
+    }
+
+    /// GET on Envoy's admin API; None when it does not answer.
+    pub fn admin_get(&self, path: &str) -> Option<String> {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.admin))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .ok()?
+            .text()
+            .ok()
+    }
+
+    /// Endpoints (`ip:port`) Envoy has for a cluster, from `/clusters`.
+    pub fn endpoints(&self, cluster: &str) -> Vec<String> {
+        let text = self.admin_get("/clusters").unwrap_or_default();
+        let mut out: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{cluster}::")))
+            .filter_map(|rest| rest.strip_suffix("::health_flags::healthy"))
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A counter of an endpoint from `/clusters`, e.g. `cx_total`.
+    pub fn endpoint_stat(&self, cluster: &str, endpoint: &str, stat: &str) -> u64 {
+        let prefix = format!("{cluster}::{endpoint}::{stat}::");
+        self.admin_get("/clusters")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+/// Sends `payload` to 127.0.0.1:`port` and returns what comes back before
+/// the peer closes (after we shut our side) or `timeout` passes.
+pub fn echo_roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(payload)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// True once bytes sent to `port` come back unchanged.
+pub fn echo_works(port: u16) -> bool {
+    echo_roundtrip(port, b"ping")
+        .map(|b| b == b"ping")
+        .unwrap_or(false)
+}
+
+/// PUTs a dataplane with one inbound (and optional outbounds) into `mesh`.
+pub fn put_dataplane(
+    cp: &KumaCp,
+    mesh: &str,
+    name: &str,
+    inbound: (u16, u16),
+    service: &str,
+    outbound: &[(u16, &str)],
+) {
+    let outbound: Vec<_> = outbound
+        .iter()
+        .map(|(port, svc)| serde_json::json!({"interface": format!(":{port}"), "service": svc}))
+        .collect();
+    let body = serde_json::json!({
+        "type": "Dataplane", "mesh": mesh, "name": name,
+        "networking": {
+            "inbound": [{"interface": format!("127.0.0.1:{}:{}", inbound.0, inbound.1), "tags": {"service": service}}],
+            "outbound": outbound,
+        }
+    });
+    let answer = http(
+        "PUT",
+        &format!("{}/meshes/{mesh}/dataplanes/{name}", cp.api),
+        Some(&body.to_string()),
+    );
+    assert!(
+        answer.status == 200 || answer.status == 201,
+        "{}",
+        answer.body
+    );
+}

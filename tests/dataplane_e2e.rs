@@ -1,0 +1,316 @@
+//! Real traffic through real Envoy: `kuma-cp`, `kuma-dp` (each running the
+//! Envoy that `make test` installs) and `kuma-tcp-echo`.
+
+mod common;
+
+use common::{
+    Dataplane, KumaCp, echo_roundtrip, echo_server, echo_works, eventually, free_port, http,
+    put_dataplane,
+};
+use std::time::Duration;
+
+/// An echo service behind one dataplane and a client dataplane with an
+/// outbound to it; returns the client's outbound port.
+struct Mesh {
+    echo_dp: Dataplane,
+    client: Dataplane,
+    outbound: u16,
+    _echo: common::Process,
+}
+
+fn echo_mesh(cp: &KumaCp, mesh: &str) -> Mesh {
+    let (echo_port, echo_inbound, client_inbound, outbound) =
+        (free_port(), free_port(), free_port(), free_port());
+    let echo = echo_server(echo_port);
+    put_dataplane(cp, mesh, "echo-1", (echo_inbound, echo_port), "echo", &[]);
+    put_dataplane(
+        cp,
+        mesh,
+        "client-1",
+        (client_inbound, free_port()),
+        "client",
+        &[(outbound, "echo")],
+    );
+    let echo_dp = Dataplane::start(cp, mesh, "echo-1");
+    let client = Dataplane::start(cp, mesh, "client-1");
+    assert!(
+        eventually(Duration::from_secs(10), || echo_works(outbound)),
+        "no echo through the mesh; client log:\n{}",
+        client.log()
+    );
+    Mesh {
+        echo_dp,
+        client,
+        outbound,
+        _echo: echo,
+    }
+}
+
+#[test]
+fn bytes_come_back_through_two_envoys_on_many_connections() {
+    let cp = KumaCp::start(&[]);
+    let mesh = echo_mesh(&cp, "default");
+    let outbound = mesh.outbound;
+    let workers: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let payload: Vec<u8> = (0..64 * 1024).map(|b| ((b * 7 + i) % 251) as u8).collect();
+                let back = echo_roundtrip(outbound, &payload).expect("roundtrip");
+                assert_eq!(back, payload, "connection {i}");
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("connection thread");
+    }
+
+    // Envoy's own view: the generated listeners and clusters.
+    let dump = mesh.client.admin_get("/config_dump").unwrap();
+    for name in [
+        format!("\"outbound:127.0.0.1:{outbound}\""),
+        "\"name\": \"echo\"".to_string(),
+        "\"name\": \"localhost:".to_string(),
+    ] {
+        assert!(dump.contains(&name), "config_dump lacks {name}");
+    }
+    assert!(
+        mesh.echo_dp
+            .admin_get("/config_dump")
+            .unwrap()
+            .contains("\"inbound:127.0.0.1:")
+    );
+}
+
+#[test]
+fn a_second_instance_gets_traffic_and_a_deleted_one_disappears() {
+    let cp = KumaCp::start(&[]);
+    let mesh = echo_mesh(&cp, "default");
+    let (port2, inbound2) = (free_port(), free_port());
+    let _echo2 = echo_server(port2);
+    put_dataplane(&cp, "default", "echo-2", (inbound2, port2), "echo", &[]);
+    let _dp2 = Dataplane::start(&cp, "default", "echo-2");
+    assert!(
+        eventually(Duration::from_secs(5), || mesh
+            .client
+            .endpoints("echo")
+            .len()
+            == 2),
+        "client sees {:?}",
+        mesh.client.endpoints("echo")
+    );
+    let second = format!("127.0.0.1:{inbound2}");
+    let endpoints = mesh.client.endpoints("echo");
+    for _ in 0..40 {
+        assert!(echo_works(mesh.outbound));
+    }
+    for ep in &endpoints {
+        assert!(
+            mesh.client.endpoint_stat("echo", ep, "cx_total") > 0,
+            "no connection reached {ep}"
+        );
+    }
+
+    // Deleted: gone from the other proxy within a second, no restart.
+    let pid_before = mesh.client.process.0.id();
+    let answer = http(
+        "DELETE",
+        &format!("{}/meshes/default/dataplanes/echo-2", cp.api),
+        None,
+    );
+    assert_eq!(answer.status, 200);
+    assert!(
+        eventually(Duration::from_secs(1), || !mesh
+            .client
+            .endpoints("echo")
+            .contains(&second)),
+        "echo-2 still listed: {:?}",
+        mesh.client.endpoints("echo")
+    );
+    assert_eq!(mesh.client.process.0.id(), pid_before);
+    assert!(echo_works(mesh.outbound));
+}
+
+#[test]
+fn meshes_never_see_each_others_endpoints() {
+    let cp = KumaCp::start(&[]);
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/b", cp.api), Some("{}")).status,
+        201
+    );
+    let a = echo_mesh(&cp, "default");
+    // Mesh b: a client of "echo" too, and no echo of its own yet.
+    let outbound_b = free_port();
+    put_dataplane(
+        &cp,
+        "b",
+        "client-b",
+        (free_port(), free_port()),
+        "client",
+        &[(outbound_b, "echo")],
+    );
+    let client_b = Dataplane::start(&cp, "b", "client-b");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        client_b.endpoints("echo"),
+        Vec::<String>::new(),
+        "mesh b got mesh a's echo"
+    );
+    assert!(!echo_works(outbound_b));
+
+    // An echo of mesh b, same service name: b sees only its own.
+    let (port_b, inbound_b) = (free_port(), free_port());
+    let _echo_b = echo_server(port_b);
+    put_dataplane(&cp, "b", "echo-b", (inbound_b, port_b), "echo", &[]);
+    assert!(eventually(Duration::from_secs(5), || client_b
+        .endpoints("echo")
+        == vec![format!("127.0.0.1:{inbound_b}")]));
+    assert_eq!(
+        a.client.endpoints("echo").len(),
+        1,
+        "mesh a unchanged: {:?}",
+        a.client.endpoints("echo")
+    );
+}
+
+#[test]
+fn state_of_the_world_ads_carries_traffic_too() {
+    let cp = KumaCp::start(&[("KUMA_BOOTSTRAP_SERVER_XDS_API_TYPE", "sotw")]);
+    let mesh = echo_mesh(&cp, "default");
+    let dump = mesh.client.admin_get("/config_dump").unwrap();
+    assert!(
+        dump.contains("\"api_type\": \"GRPC\""),
+        "Envoy runs state-of-the-world ADS"
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "echo-2",
+        (free_port(), free_port()),
+        "echo",
+        &[],
+    );
+    assert!(eventually(Duration::from_secs(2), || mesh
+        .client
+        .endpoints("echo")
+        .len()
+        == 2));
+    http(
+        "DELETE",
+        &format!("{}/meshes/default/dataplanes/echo-2", cp.api),
+        None,
+    );
+    assert!(eventually(Duration::from_secs(1), || mesh
+        .client
+        .endpoints("echo")
+        .len()
+        == 1));
+    assert!(echo_works(mesh.outbound));
+}
+
+#[test]
+fn insights_show_the_streams_and_inspect_shows_online() {
+    let cp = KumaCp::start(&[("KUMA_XDS_SERVER_INSIGHT_FLUSH_INTERVAL_MS", "100")]);
+    let mesh = echo_mesh(&cp, "default");
+    let url = format!("{}/meshes/default/dataplanes+insights/client-1", cp.api);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let s = &http("GET", &url, None).body["dataplaneInsight"]["subscriptions"][0]["status"];
+            s["total"]["responsesAcknowledged"] == "3" && s["lds"]["responsesSent"] == "1"
+        }),
+        "{}",
+        http("GET", &url, None).body
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    common::kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "t",
+            "--address",
+            &cp.api,
+        ],
+        None,
+    );
+    let run = common::kumactl(&config, &["inspect", "dataplanes"], None);
+    let client_line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("client-1"))
+        .unwrap_or("")
+        .to_string();
+    assert!(client_line.contains("Online"), "{}", run.stdout);
+
+    let metrics = http("GET", &format!("{}/metrics", cp.api), None).body;
+    let text = metrics.as_str().unwrap_or("");
+    assert!(text.contains("xds_streams{kind=\"delta\"} 2"), "{text}");
+    assert!(text.contains("xds_push_to_ack_seconds_count"), "{text}");
+
+    // Stopped: offline, with a disconnect time.
+    drop(mesh);
+    assert!(eventually(Duration::from_secs(5), || {
+        http("GET", &url, None).body["dataplaneInsight"]["subscriptions"][0]["disconnectTime"]
+            .is_string()
+    }));
+    let run = common::kumactl(&config, &["inspect", "dataplanes"], None);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("client-1") && l.contains("Offline")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn envoy_keeps_traffic_while_kuma_cp_restarts_on_postgres() {
+    let db = common::migrated_database("e2e_restart");
+    let xds_port = free_port().to_string();
+    let bootstrap_port = free_port().to_string();
+    let fixed = [
+        ("KUMA_XDS_SERVER_GRPC_PORT", xds_port.as_str()),
+        ("KUMA_BOOTSTRAP_SERVER_PORT", bootstrap_port.as_str()),
+        ("KUMA_XDS_SERVER_INSIGHT_FLUSH_INTERVAL_MS", "100"),
+        ("KUMA_GENERAL_ADVERTISED_HOSTNAME", "127.0.0.1"),
+    ];
+    let mut cp = db.kuma_cp(&fixed);
+    let mesh = echo_mesh(&cp, "default");
+    let url = format!("{}/meshes/default/dataplanes+insights/client-1", cp.api);
+    let first_id = {
+        assert!(eventually(Duration::from_secs(5), || http(
+            "GET", &url, None
+        )
+        .body["dataplaneInsight"]["subscriptions"][0]["id"]
+            .is_string()));
+        http("GET", &url, None).body["dataplaneInsight"]["subscriptions"][0]["id"].clone()
+    };
+
+    assert!(cp.terminate().success());
+    for _ in 0..10 {
+        assert!(
+            echo_works(mesh.outbound),
+            "traffic stopped while the control plane was down"
+        );
+    }
+    let cp = db.kuma_cp(&fixed);
+    let url = format!("{}/meshes/default/dataplanes+insights/client-1", cp.api);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let subs = http("GET", &url, None).body["dataplaneInsight"]["subscriptions"].clone();
+            subs.as_array().is_some_and(|a| {
+                a.len() == 2
+                    && a[0]["id"] == first_id
+                    && a[0]["disconnectTime"].is_string()
+                    && a[1]["disconnectTime"].is_null()
+            })
+        }),
+        "no new subscription: {}\nkuma-cp log:\n{}\nclient log:\n{}",
+        http("GET", &url, None).body,
+        cp.log(),
+        mesh.client.log()
+    );
+    assert!(echo_works(mesh.outbound));
+}
