@@ -1,0 +1,295 @@
+//! The ADS server spoken to over real gRPC by a client of our own, for what
+//! Envoy does not show from outside: refusals, NACK handling, node ids.
+
+mod common;
+
+use common::{KumaCp, eventually, free_port, http, put_dataplane};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+fn node(id: &str) -> Option<Node> {
+    Some(Node {
+        id: id.to_string(),
+        ..Default::default()
+    })
+}
+
+async fn sotw(
+    cp: &KumaCp,
+) -> (
+    mpsc::Sender<DiscoveryRequest>,
+    Result<Streaming<DiscoveryResponse>, tonic::Status>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(cp.xds.clone())
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(8);
+    let responses = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .map(|r| r.into_inner());
+    (tx, responses)
+}
+
+async fn delta(
+    cp: &KumaCp,
+) -> (
+    mpsc::Sender<DeltaDiscoveryRequest>,
+    Streaming<DeltaDiscoveryResponse>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(cp.xds.clone())
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(8);
+    let responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    (tx, responses)
+}
+
+async fn next<T>(stream: &mut Streaming<T>, within: Duration) -> Option<Result<T, tonic::Status>> {
+    tokio::time::timeout(within, stream.message())
+        .await
+        .ok()
+        .map(|r| r.transpose())
+        .flatten()
+}
+
+#[test]
+fn an_unregistered_dataplane_is_refused_with_the_reason() {
+    let cp = KumaCp::start(&[]);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (tx, responses) = sotw(&cp).await;
+        tx.send(DiscoveryRequest {
+            node: node("default.ghost"),
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut responses = responses.expect("stream opens");
+        let status = next(&mut responses, Duration::from_secs(5))
+            .await
+            .expect("an answer")
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(
+            status
+                .message()
+                .contains("dataplane \"ghost\" of mesh \"default\" is not registered"),
+            "{}",
+            status.message()
+        );
+
+        let (tx, responses) = sotw(&cp).await;
+        tx.send(DiscoveryRequest {
+            node: node("no-dot"),
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let status = next(&mut responses.unwrap(), Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    });
+}
+
+#[test]
+fn a_nack_is_recorded_and_not_resent_until_the_config_changes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cp = KumaCp::start(&[("KUMA_XDS_SERVER_INSIGHT_FLUSH_INTERVAL_MS", "50")]);
+    put_dataplane(
+        &cp,
+        "default",
+        "web",
+        (free_port(), free_port()),
+        "web",
+        &[(free_port(), "redis")],
+    );
+    let (tx, responses) = rt.block_on(sotw(&cp));
+    let mut responses = responses.unwrap();
+    let first = rt.block_on(async {
+        tx.send(DiscoveryRequest {
+            node: node("default.web"),
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        next(&mut responses, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(first.resources.len(), 2, "the local cluster and redis");
+
+    // Rejected, as Envoy would: the nonce and an error.
+    let resent = rt.block_on(async {
+        tx.send(DiscoveryRequest {
+            type_url: CDS.into(),
+            response_nonce: first.nonce.clone(),
+            error_detail: Some(RpcStatus {
+                code: 3,
+                message: "cluster redis: bad config".into(),
+                details: vec![],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        next(&mut responses, Duration::from_millis(700)).await
+    });
+    assert!(resent.is_none(), "the rejected config was sent again");
+
+    let url = format!("{}/meshes/default/dataplanes+insights/web", cp.api);
+    let mut last = serde_json::Value::Null;
+    let recorded = eventually(Duration::from_secs(5), || {
+        last = http("GET", &url, None).body;
+        last["dataplaneInsight"]["subscriptions"][0]["status"]["cds"]["responsesRejected"] == "1"
+    });
+    assert!(recorded, "{last}");
+    assert_eq!(
+        last["dataplaneInsight"]["subscriptions"][0]["status"]["lastNackMessage"],
+        "cluster redis: bad config"
+    );
+    let metrics = http("GET", &format!("{}/metrics", cp.api), None).body;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("xds_nacks_total{type=\"cds\"} 1"),
+        "{metrics}"
+    );
+
+    // A new configuration is sent.
+    let body = serde_json::json!({"type": "Dataplane", "mesh": "default", "name": "web",
+        "networking": {"inbound": [{"interface": "127.0.0.1:7000:7001", "tags": {"service": "web"}}],
+                       "outbound": [{"interface": ":7002", "service": "db"}]}});
+    assert_eq!(
+        http(
+            "PUT",
+            &format!("{}/meshes/default/dataplanes/web", cp.api),
+            Some(&body.to_string())
+        )
+        .status,
+        200
+    );
+    let second = rt
+        .block_on(next(&mut responses, Duration::from_secs(5)))
+        .expect("new config")
+        .unwrap();
+    assert_ne!(second.version_info, first.version_info);
+}
+
+#[test]
+fn delta_sends_only_what_changed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cp = KumaCp::start(&[]);
+    put_dataplane(
+        &cp,
+        "default",
+        "web",
+        (free_port(), free_port()),
+        "web",
+        &[(free_port(), "redis")],
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "redis-1",
+        (free_port(), free_port()),
+        "redis",
+        &[],
+    );
+    let (tx, mut responses) = rt.block_on(delta(&cp));
+    let first = rt.block_on(async {
+        tx.send(DeltaDiscoveryRequest {
+            node: node("default.web"),
+            type_url: EDS.into(),
+            resource_names_subscribe: vec!["redis".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        next(&mut responses, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(first.resources.len(), 1);
+    assert_eq!(first.resources[0].name, "redis");
+    rt.block_on(tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    }))
+    .unwrap();
+
+    // An unrelated change sends nothing.
+    put_dataplane(
+        &cp,
+        "default",
+        "other",
+        (free_port(), free_port()),
+        "other",
+        &[],
+    );
+    assert!(
+        rt.block_on(next(&mut responses, Duration::from_millis(500)))
+            .is_none(),
+        "an unrelated change was pushed"
+    );
+
+    // A second redis: only the redis endpoints are sent again.
+    put_dataplane(
+        &cp,
+        "default",
+        "redis-2",
+        (free_port(), free_port()),
+        "redis",
+        &[],
+    );
+    let update = rt
+        .block_on(next(&mut responses, Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.resources.len(), 1);
+    assert!(update.removed_resources.is_empty());
+
+    // The node id cannot change within a stream.
+    let status = rt.block_on(async {
+        tx.send(DeltaDiscoveryRequest {
+            node: node("default.other"),
+            type_url: EDS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        next(&mut responses, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("node id changed"),
+        "{}",
+        status.message()
+    );
+}
