@@ -64,8 +64,7 @@ async fn next<T>(stream: &mut Streaming<T>, within: Duration) -> Option<Result<T
     tokio::time::timeout(within, stream.message())
         .await
         .ok()
-        .map(|r| r.transpose())
-        .flatten()
+        .and_then(|r| r.transpose())
 }
 
 #[test]
