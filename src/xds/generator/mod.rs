@@ -99,3 +99,166 @@ pub fn generate(dataplane: &DataplaneSpec, mesh: &MeshView) -> ProxyConfig {
         endpoints: endpoints.into_values().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{Identity, Resource, Spec};
+    use crate::xds::index::ResourceIndex;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+    use prost::Message;
+
+    fn index(docs: &str) -> ResourceIndex {
+        let mut index = ResourceIndex::default();
+        for doc in serde_yaml_ng::Deserializer::from_str(docs) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            let r = Resource::from_json(value, Identity::FromDocument).unwrap();
+            match r.spec {
+                Spec::Mesh(m) => {
+                    index.upsert_mesh(&r.key.name, m);
+                }
+                Spec::Dataplane(d) => {
+                    index.upsert_dataplane(&r.key.mesh, &r.key.name, d);
+                }
+                _ => {}
+            }
+        }
+        index
+    }
+
+    /// The generated resources, decoded, as readable text.
+    fn render(config: &ProxyConfig) -> String {
+        let mut out = String::new();
+        for l in &config.listeners {
+            let mut listener = Listener::decode(l.body.value.as_slice()).unwrap();
+            let mut proxies = Vec::new();
+            for chain in &mut listener.filter_chains {
+                for f in &mut chain.filters {
+                    if let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type {
+                        proxies.push(TcpProxy::decode(any.value.as_slice()).unwrap());
+                        // Shown decoded below rather than as bytes.
+                        any.value.clear();
+                    }
+                }
+            }
+            out.push_str(&format!("# listener {}\n{listener:#?}\n", l.name));
+            for proxy in proxies {
+                out.push_str(&format!("# tcp_proxy of {}\n{proxy:#?}\n", l.name));
+            }
+        }
+        for c in &config.clusters {
+            out.push_str(&format!(
+                "# cluster {}\n{:#?}\n",
+                c.name,
+                Cluster::decode(c.body.value.as_slice()).unwrap()
+            ));
+        }
+        for e in &config.endpoints {
+            out.push_str(&format!(
+                "# endpoints {}\n{:#?}\n",
+                e.name,
+                ClusterLoadAssignment::decode(e.body.value.as_slice()).unwrap()
+            ));
+        }
+        out
+    }
+
+    /// Compares with `golden/<name>.txt`; `UPDATE_GOLDEN=1` rewrites it.
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/xds/generator/golden")
+            .join(format!("{name}.txt"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            expected == actual,
+            "{} differs; rerun with UPDATE_GOLDEN=1 and review the diff",
+            path.display()
+        );
+    }
+
+    const MESH: &str = "
+type: Mesh
+name: default
+---
+type: Dataplane
+mesh: default
+name: web-1
+networking:
+  inbound:
+  - interface: 192.168.0.1:10000:8080
+    tags: {service: web}
+  outbound:
+  - interface: :20000
+    service: redis
+---
+type: Dataplane
+mesh: default
+name: redis-1
+networking:
+  inbound:
+  - interface: 192.168.0.2:10001:6379
+    tags: {service: redis}
+---
+type: Dataplane
+mesh: default
+name: redis-2
+networking:
+  inbound:
+  - interface: 192.168.0.3:10001:6379
+    tags: {service: redis, version: '2'}
+---
+type: Mesh
+name: other
+---
+type: Dataplane
+mesh: other
+name: redis-x
+networking:
+  inbound:
+  - interface: 10.0.0.9:10001:6379
+    tags: {service: redis}
+";
+
+    #[test]
+    fn consumer_golden() {
+        let index = index(MESH);
+        let dp = index
+            .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
+            .unwrap();
+        let config = generate(dp, index.mesh("default").unwrap());
+        assert_eq!(config.endpoints.len(), 1);
+        golden("web-1", &render(&config));
+    }
+
+    #[test]
+    fn provider_golden() {
+        let index = index(MESH);
+        let dp = index
+            .dataplane(&crate::xds::index::ProxyId::new("default", "redis-2"))
+            .unwrap();
+        golden(
+            "redis-2",
+            &render(&generate(dp, index.mesh("default").unwrap())),
+        );
+    }
+
+    #[test]
+    fn endpoints_come_from_the_same_mesh_only() {
+        let index = index(MESH);
+        let dp = index
+            .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
+            .unwrap();
+        let text = render(&generate(dp, index.mesh("default").unwrap()));
+        assert!(text.contains("192.168.0.2") && text.contains("192.168.0.3"));
+        assert!(
+            !text.contains("10.0.0.9"),
+            "an endpoint of mesh other leaked"
+        );
+    }
+}
