@@ -36,3 +36,4 @@ postgres:
 bench: deps
 	cargo build --release --bins
 	cargo run --release --example api_bench
+	cargo run --release --example xds_bench

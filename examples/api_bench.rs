@@ -5,12 +5,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)] // the process readings are xds_bench's
+mod support;
 
-use std::sync::Arc;
+use support::{Load, load, proc_status_kib};
+
 use std::time::{Duration, Instant};
 
 const DATAPLANES: usize = 10_000;
-const CONCURRENCY: usize = 32;
 
 fn dataplane(i: usize) -> String {
     serde_json::json!({
@@ -22,63 +24,6 @@ fn dataplane(i: usize) -> String {
         }
     })
     .to_string()
-}
-
-struct Load {
-    requests_per_second: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-/// Sends `count` requests, `CONCURRENCY` at a time; `request(i)` builds the
-/// i-th one.
-async fn load(
-    count: usize,
-    request: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
-) -> Load {
-    let client = reqwest::Client::new();
-    let request = Arc::new(request);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, request, next) = (client.clone(), request.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= count {
-                    return latencies;
-                }
-                let t = Instant::now();
-                let resp = request(&client, i).send().await.expect("request");
-                assert!(resp.status().is_success(), "request {i}: {}", resp.status());
-                let _ = resp.bytes().await;
-                latencies.push(t.elapsed());
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.expect("worker"));
-    }
-    let elapsed = started.elapsed();
-    all.sort();
-    Load {
-        requests_per_second: count as f64 / elapsed.as_secs_f64(),
-        p50: all[all.len() / 2],
-        p99: all[all.len() * 99 / 100],
-    }
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn row(store: &str, what: &str, l: &Load) {
@@ -144,13 +89,14 @@ fn bench(store: &str, cp: &common::KumaCp, rt: &tokio::runtime::Runtime) -> (Dur
     let kumactl_time = t.elapsed();
     assert_eq!(got.stdout.lines().count(), DATAPLANES + 1, "{}", got.stderr);
     let pid = cp.child.id();
-    (kumactl_time, rss_kib(pid, "VmRSS:"), rss_kib(pid, "VmHWM:"))
+    (kumactl_time, proc_status_kib(pid, "VmRSS:"), proc_status_kib(pid, "VmHWM:"))
 }
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     println!(
-        "HTTP API with {DATAPLANES} dataplanes, {CONCURRENCY} concurrent clients, release build\n"
+        "HTTP API with {DATAPLANES} dataplanes, {} concurrent clients, release build\n",
+        support::CONCURRENCY
     );
     println!("| store    | operation                          |   req/s   | p50 ms   | p99 ms   |");
     println!("|----------|------------------------------------|-----------|----------|----------|");
