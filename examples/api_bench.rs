@@ -89,7 +89,11 @@ fn bench(store: &str, cp: &common::KumaCp, rt: &tokio::runtime::Runtime) -> (Dur
     let kumactl_time = t.elapsed();
     assert_eq!(got.stdout.lines().count(), DATAPLANES + 1, "{}", got.stderr);
     let pid = cp.child.id();
-    (kumactl_time, proc_status_kib(pid, "VmRSS:"), proc_status_kib(pid, "VmHWM:"))
+    (
+        kumactl_time,
+        proc_status_kib(pid, "VmRSS:"),
+        proc_status_kib(pid, "VmHWM:"),
+    )
 }
 
 fn main() {

@@ -76,13 +76,17 @@ async fn simulate(channel: Channel, i: usize, seen: Arc<Observed>) {
             })
             .await;
     }
-    let Ok(response) = client.delta_aggregated_resources(ReceiverStream::new(rx)).await else {
+    let Ok(response) = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+    else {
         return;
     };
     let mut stream = response.into_inner();
     let mut got = [false; 3];
     while let Ok(Some(r)) = stream.message().await {
-        seen.bytes.fetch_add(r.encoded_len() as u64, Ordering::Relaxed);
+        seen.bytes
+            .fetch_add(r.encoded_len() as u64, Ordering::Relaxed);
         if let Some(t) = TYPES.iter().position(|t| *t == r.type_url) {
             if t == 1 {
                 seen.last_eds[i].store(seen.now(), Ordering::Relaxed);
@@ -125,7 +129,9 @@ fn generator_floor(n: usize, services: usize) -> Duration {
     let mesh = index.mesh("default").expect("mesh");
     let started = Instant::now();
     for i in 0..n {
-        let dp = index.dataplane(&ProxyId::new("default", &format!("dp-{i}"))).expect("dp");
+        let dp = index
+            .dataplane(&ProxyId::new("default", &format!("dp-{i}")))
+            .expect("dp");
         std::hint::black_box(generator::generate(dp, mesh));
     }
     started.elapsed()
@@ -165,13 +171,19 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
     let connect_started = Instant::now();
     rt.block_on(async {
         for chunk in 0..n.div_ceil(STREAMS_PER_CONNECTION) {
-            let channel = Channel::from_shared(xds.clone()).expect("url").connect().await.expect("connect");
+            let channel = Channel::from_shared(xds.clone())
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect");
             for i in chunk * STREAMS_PER_CONNECTION..((chunk + 1) * STREAMS_PER_CONNECTION).min(n) {
                 tokio::spawn(simulate(channel.clone(), i, seen.clone()));
             }
         }
     });
-    while seen.complete.load(Ordering::Relaxed) < n && connect_started.elapsed() < Duration::from_secs(120) {
+    while seen.complete.load(Ordering::Relaxed) < n
+        && connect_started.elapsed() < Duration::from_secs(120)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     let all_configured = connect_started.elapsed();
@@ -186,13 +198,20 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
     for round in 0..CHANGE_ROUNDS {
         let service = (round * 7) % services;
         let consumers: Vec<usize> = (0..n).filter(|i| (i + 1) % services == service).collect();
-        let before: Vec<u64> = consumers.iter().map(|c| seen.last_eds[*c].load(Ordering::Relaxed)).collect();
+        let before: Vec<u64> = consumers
+            .iter()
+            .map(|c| seen.last_eds[*c].load(Ordering::Relaxed))
+            .collect();
         let new = n + round;
         let mut body = dataplane(new, services);
         body["networking"]["inbound"][0]["tags"]["service"] = format!("svc-{service}").into();
         body["networking"]["outbound"] = serde_json::json!([]);
         let t0 = seen.now();
-        let answer = common::http("PUT", &format!("{api}/meshes/default/dataplanes/dp-{new}"), Some(&body.to_string()));
+        let answer = common::http(
+            "PUT",
+            &format!("{api}/meshes/default/dataplanes/dp-{new}"),
+            Some(&body.to_string()),
+        );
         assert_eq!(answer.status, 201);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -218,8 +237,18 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
     let pushed_before = seen.bytes.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let tp = r#"{"type":"TrafficPermission","mesh":"default","name":"all","rules":[{"sources":[{"match":{"service":"*"}}],"destinations":[{"match":{"service":"*"}}]}]}"#;
-    assert_eq!(common::http("PUT", &format!("{api}/meshes/default/traffic-permissions/all"), Some(tp)).status, 201);
-    while metric(&api, "xds_generation_seconds_count") < generated_before + n as f64 && t0.elapsed() < Duration::from_secs(30) {
+    assert_eq!(
+        common::http(
+            "PUT",
+            &format!("{api}/meshes/default/traffic-permissions/all"),
+            Some(tp)
+        )
+        .status,
+        201
+    );
+    while metric(&api, "xds_generation_seconds_count") < generated_before + n as f64
+        && t0.elapsed() < Duration::from_secs(30)
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     let policy_rebuild = t0.elapsed();
@@ -253,9 +282,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!("\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services\n");
-    println!("| N      | configured | all configured | add p50 ms | add p99 ms | policy change: rebuild (bytes pushed) | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |");
-    println!("|--------|------------|----------------|------------|------------|----------------------------------------|----------|------------|---------------|-----------------|-----------------|-------------|");
+    println!(
+        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services\n"
+    );
+    println!(
+        "| N      | configured | all configured | add p50 ms | add p99 ms | policy change: rebuild (bytes pushed) | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
+    );
+    println!(
+        "|--------|------------|----------------|------------|------------|----------------------------------------|----------|------------|---------------|-----------------|-----------------|-------------|"
+    );
     for n in sizes {
         bench(n, &rt);
     }
