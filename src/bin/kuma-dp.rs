@@ -88,21 +88,8 @@ fn main() -> ExitCode {
             config_dir: config_dir.unwrap_or_else(|| std::env::temp_dir().join("kuma-dp")),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(kuma::dp::run(config)) {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(e) => {
-            eprintln!("Error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    kuma::cli::run(false, async {
+        let code = kuma::dp::run(config).await?;
+        Ok::<_, kuma::dp::DpError>(ExitCode::from(code.clamp(0, 255) as u8))
+    })
 }

@@ -5,21 +5,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = kuma::kumactl::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(kuma::kumactl::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    kuma::cli::run(false, async {
+        kuma::kumactl::run(cli).await.map(|()| ExitCode::SUCCESS)
+    })
 }

@@ -56,23 +56,32 @@ pub struct TrafficPermissionRule {
     pub destinations: Vec<Selector>,
 }
 
+/// Both policies: at least one rule, each selecting sources and
+/// destinations.
+fn validate_rules<'a>(
+    rules: impl ExactSizeIterator<Item = (&'a [Selector], &'a [Selector])>,
+) -> Vec<Cause> {
+    if rules.len() == 0 {
+        return vec![Cause::new("rules", "must have at least one rule")];
+    }
+    let mut causes = Vec::new();
+    for (i, (sources, destinations)) in rules.enumerate() {
+        causes.extend(validate_selectors(&format!("rules[{i}].sources"), sources));
+        causes.extend(validate_selectors(
+            &format!("rules[{i}].destinations"),
+            destinations,
+        ));
+    }
+    causes
+}
+
 impl TrafficPermissionSpec {
     pub(crate) fn validate(&self) -> Vec<Cause> {
-        if self.rules.is_empty() {
-            return vec![Cause::new("rules", "must have at least one rule")];
-        }
-        let mut causes = Vec::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            causes.extend(validate_selectors(
-                &format!("rules[{i}].sources"),
-                &r.sources,
-            ));
-            causes.extend(validate_selectors(
-                &format!("rules[{i}].destinations"),
-                &r.destinations,
-            ));
-        }
-        causes
+        validate_rules(
+            self.rules
+                .iter()
+                .map(|r| (&r.sources[..], &r.destinations[..])),
+        )
     }
 }
 
@@ -104,19 +113,12 @@ pub struct TrafficLogConf {
 
 impl TrafficLogSpec {
     pub(crate) fn validate(&self) -> Vec<Cause> {
-        if self.rules.is_empty() {
-            return vec![Cause::new("rules", "must have at least one rule")];
-        }
-        let mut causes = Vec::new();
+        let mut causes = validate_rules(
+            self.rules
+                .iter()
+                .map(|r| (&r.sources[..], &r.destinations[..])),
+        );
         for (i, r) in self.rules.iter().enumerate() {
-            causes.extend(validate_selectors(
-                &format!("rules[{i}].sources"),
-                &r.sources,
-            ));
-            causes.extend(validate_selectors(
-                &format!("rules[{i}].destinations"),
-                &r.destinations,
-            ));
             if let Some(TrafficLogConf { backend: Some(b) }) = &r.conf
                 && b.is_empty()
             {

@@ -1,0 +1,315 @@
+//! The ADS gRPC server: state-of-the-world and incremental (delta) xDS v3
+//! over one stream per proxy, serving listeners, clusters and endpoints
+//! from the proxy's snapshot.
+//!
+//! A response is sent when the snapshot has something the proxy does not
+//! have yet. A NACK is recorded (insight, metric, one log line) and the
+//! rejected version is not sent again: the proxy keeps its last good
+//! configuration until the generated configuration changes.
+
+mod delta;
+mod sotw;
+
+use super::cache::{Snapshot, SnapshotCache, SnapshotWatch};
+use super::generator::TypeUrl;
+use super::index::ProxyId;
+use super::insights::{self, SubscriptionTracker};
+use crate::cp::Shutdown;
+use crate::metrics::{Metrics, StreamLabels, XdsType};
+use crate::resources::{ResourceKey, ResourceType};
+use crate::store::{SharedStore, StoreError};
+use delta::Delta;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use sotw::Sotw;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct AdsServer {
+    pub cache: Arc<SnapshotCache>,
+    pub store: SharedStore,
+    pub metrics: Arc<Metrics>,
+    pub instance_id: String,
+    /// Insights are written at most this often per stream.
+    pub insight_flush_interval: Duration,
+    /// Ends every stream, so the server can stop.
+    pub shutdown: Shutdown,
+    /// Held by every insight writer; see [`wait_for_insight_writers`].
+    pub insight_writers: Arc<()>,
+}
+
+/// Waits (up to `limit`) until every stream's last insight write is done,
+/// so a stopping control plane leaves its subscriptions marked
+/// disconnected.
+pub async fn wait_for_insight_writers(writers: &Arc<()>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Arc::strong_count(writers) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl AdsServer {
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsService> {
+        AggregatedDiscoveryServiceServer::new(AdsService(Arc::new(self)))
+            .max_decoding_message_size(16 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// Checks the node id of a stream's first request: `{mesh}.{name}` of a
+    /// registered dataplane.
+    async fn identify(&self, node: Option<&Node>) -> Result<ProxyId, Status> {
+        let node_id = node.map(|n| n.id.as_str()).unwrap_or("");
+        let id = ProxyId::from_node_id(node_id).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "node id \"{node_id}\" must be {{mesh}}.{{dataplane name}}"
+            ))
+        })?;
+        let key = ResourceKey::new(ResourceType::Dataplane, &id.mesh, &id.name);
+        match self.store.get(&key).await {
+            Ok(_) => Ok(id),
+            Err(StoreError::NotFound(_)) => Err(Status::not_found(format!(
+                "dataplane \"{}\" of mesh \"{}\" is not registered: create the Dataplane resource first (kumactl apply)",
+                id.name, id.mesh
+            ))),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+}
+
+type Sender<T> = mpsc::Sender<Result<T, Status>>;
+
+/// What one stream shares between its two protocols.
+struct StreamContext {
+    id: ProxyId,
+    watch: SnapshotWatch,
+    tracker: Arc<SubscriptionTracker>,
+    metrics: Arc<Metrics>,
+    done: Arc<Notify>,
+    nonce: u64,
+    kind: &'static str,
+}
+
+impl StreamContext {
+    async fn open(server: &AdsServer, id: ProxyId, kind: &'static str) -> StreamContext {
+        let watch = server.cache.watch(id.clone());
+        let tracker = SubscriptionTracker::new(id.clone(), &server.instance_id);
+        let done = Arc::new(Notify::new());
+        tokio::spawn(insights::flush_loop(
+            server.store.clone(),
+            tracker.clone(),
+            server.insight_flush_interval,
+            done.clone(),
+            server.insight_writers.clone(),
+        ));
+        server
+            .metrics
+            .streams
+            .get_or_create(&StreamLabels { kind })
+            .inc();
+        tracing::info!(dataplane = %id, kind, "ADS stream opened");
+        StreamContext {
+            id,
+            watch,
+            tracker,
+            metrics: server.metrics.clone(),
+            done,
+            nonce: 0,
+            kind,
+        }
+    }
+
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.watch.receiver.borrow().clone()
+    }
+
+    /// The node id must not change within a stream.
+    fn check_node(&self, node: Option<&Node>) -> Result<(), Status> {
+        match node {
+            Some(n) if !n.id.is_empty() && n.id != self.id.node_id() => {
+                Err(Status::invalid_argument(format!(
+                    "node id changed within the stream from \"{}\" to \"{}\"",
+                    self.id.node_id(),
+                    n.id
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn sent(&self, type_url: TypeUrl) {
+        self.tracker.sent(type_url);
+        self.metrics
+            .pushes
+            .get_or_create(&XdsType {
+                r#type: type_url.short(),
+            })
+            .inc();
+    }
+
+    /// Records Envoy's answer to the response sent at `sent_at`: an ACK, or
+    /// a NACK when it carries an error.
+    fn answered(&self, type_url: TypeUrl, error: Option<&RpcStatus>, sent_at: Option<Instant>) {
+        match (error, sent_at) {
+            (Some(error), Some(_)) => self.nacked(type_url, error),
+            (None, Some(sent_at)) => self.acked(type_url, sent_at),
+            _ => {}
+        }
+    }
+
+    fn acked(&self, type_url: TypeUrl, sent_at: Instant) {
+        self.tracker.acked(type_url);
+        self.metrics
+            .push_to_ack_seconds
+            .observe(sent_at.elapsed().as_secs_f64());
+    }
+
+    fn nacked(&self, type_url: TypeUrl, error: &RpcStatus) {
+        self.tracker.nacked(type_url, &error.message);
+        self.metrics
+            .nacks
+            .get_or_create(&XdsType {
+                r#type: type_url.short(),
+            })
+            .inc();
+        tracing::warn!(dataplane = %self.id, r#type = type_url.short(), error = %error.message, "Envoy rejected the configuration");
+    }
+}
+
+impl Drop for StreamContext {
+    fn drop(&mut self) {
+        self.done.notify_one();
+        self.metrics
+            .streams
+            .get_or_create(&StreamLabels { kind: self.kind })
+            .dec();
+        tracing::info!(dataplane = %self.id, kind = self.kind, "ADS stream closed");
+    }
+}
+
+/// One flavour of ADS: how requests change what a stream knows of its
+/// proxy, and what to send it from a snapshot.
+trait Protocol: Default + Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// `sotw` or `delta`, for logs and metrics.
+    const KIND: &'static str;
+
+    fn node(request: &Self::Request) -> Option<&Node>;
+    /// Applies one request: a subscription, an ACK or a NACK.
+    fn handle(&mut self, ctx: &StreamContext, request: Self::Request) -> Result<(), Status>;
+    /// The response due for `type_url`, if the proxy lacks something.
+    fn response(
+        &mut self,
+        snapshot: &Snapshot,
+        type_url: TypeUrl,
+        nonce: &str,
+    ) -> Option<Self::Response>;
+}
+
+/// Sends whatever is due, clusters first, then endpoints, then listeners,
+/// so Envoy never waits on a cluster it does not know yet.
+async fn push<P: Protocol>(
+    ctx: &mut StreamContext,
+    protocol: &mut P,
+    tx: &Sender<P::Response>,
+) -> Result<(), ()> {
+    let Some(snapshot) = ctx.snapshot() else {
+        return Ok(());
+    };
+    for type_url in TypeUrl::ALL {
+        let nonce = (ctx.nonce + 1).to_string();
+        if let Some(response) = protocol.response(&snapshot, type_url, &nonce) {
+            ctx.nonce += 1;
+            tx.send(Ok(response)).await.map_err(|_| ())?;
+            ctx.sent(type_url);
+        }
+    }
+    Ok(())
+}
+
+/// One stream, from its first request until the proxy, the snapshot cache
+/// or the server ends it.
+async fn run_stream<P: Protocol>(
+    server: Arc<AdsServer>,
+    mut requests: Streaming<P::Request>,
+    tx: Sender<P::Response>,
+) {
+    let Ok(Some(first)) = requests.message().await else {
+        return;
+    };
+    let id = match server.identify(P::node(&first)).await {
+        Ok(id) => id,
+        Err(status) => {
+            tracing::warn!(status = %status.message(), "ADS stream refused");
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    let mut ctx = StreamContext::open(&server, id, P::KIND).await;
+    let mut protocol = P::default();
+    let mut pending = Some(first);
+    let stop = server.shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        if let Some(request) = pending.take() {
+            let handled = ctx
+                .check_node(P::node(&request))
+                .and_then(|()| protocol.handle(&ctx, request));
+            if let Err(status) = handled {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        }
+        if push(&mut ctx, &mut protocol, &tx).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            message = requests.message() => match message {
+                Ok(Some(request)) => pending = Some(request),
+                _ => return,
+            },
+            changed = ctx.watch.receiver.changed() => if changed.is_err() { return },
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// The gRPC service; each stream runs in its own task.
+pub struct AdsService(Arc<AdsServer>);
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(run_stream::<Sotw>(self.0.clone(), request.into_inner(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(run_stream::<Delta>(
+            self.0.clone(),
+            request.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

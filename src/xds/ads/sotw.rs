@@ -1,0 +1,90 @@
+//! State-of-the-world ADS: each response carries every resource of its
+//! type (or, for endpoints, every requested one) at one version.
+
+use super::{Protocol, StreamContext};
+use crate::xds::cache::Snapshot;
+use crate::xds::generator::TypeUrl;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use std::collections::HashMap;
+use std::time::Instant;
+use tonic::Status;
+
+/// What the stream has sent of one type.
+#[derive(Default)]
+struct TypeState {
+    subscribed: bool,
+    /// Requested names; empty means all (wildcard).
+    names: Vec<String>,
+    sent_version: Option<String>,
+    sent_names: Vec<String>,
+    nonce: String,
+    sent_at: Option<Instant>,
+}
+
+#[derive(Default)]
+pub(super) struct Sotw(HashMap<TypeUrl, TypeState>);
+
+impl Protocol for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const KIND: &'static str = "sotw";
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn handle(&mut self, ctx: &StreamContext, req: DiscoveryRequest) -> Result<(), Status> {
+        let Some(type_url) = TypeUrl::parse(&req.type_url) else {
+            return Ok(()); // a type this control plane does not serve
+        };
+        let t = self.0.entry(type_url).or_default();
+        if !req.response_nonce.is_empty() {
+            if req.response_nonce != t.nonce {
+                return Ok(()); // answers an older response; superseded
+            }
+            ctx.answered(type_url, req.error_detail.as_ref(), t.sent_at.take());
+        } else if !req.version_info.is_empty()
+            && let Some(snapshot) = ctx.snapshot()
+            && snapshot.of_type(type_url).version == req.version_info
+        {
+            // A reconnect of a proxy that already has this version (the
+            // control plane restarted): nothing to send.
+            t.sent_version = Some(req.version_info.clone());
+            t.sent_names = req.resource_names.clone();
+        }
+        t.subscribed = true;
+        t.names = req.resource_names;
+        Ok(())
+    }
+
+    fn response(
+        &mut self,
+        snapshot: &Snapshot,
+        type_url: TypeUrl,
+        nonce: &str,
+    ) -> Option<DiscoveryResponse> {
+        let t = self.0.get_mut(&type_url).filter(|t| t.subscribed)?;
+        let current = snapshot.of_type(type_url);
+        if t.sent_version.as_deref() == Some(current.version.as_str()) && t.sent_names == t.names {
+            return None;
+        }
+        let resources = current
+            .resources
+            .iter()
+            .filter(|(name, _)| t.names.is_empty() || t.names.contains(name))
+            .map(|(_, r)| r.body.clone())
+            .collect();
+        t.sent_version = Some(current.version.clone());
+        t.sent_names = t.names.clone();
+        t.nonce = nonce.to_string();
+        t.sent_at = Some(Instant::now());
+        Some(DiscoveryResponse {
+            version_info: current.version.clone(),
+            resources,
+            type_url: type_url.as_str().to_string(),
+            nonce: nonce.to_string(),
+            ..Default::default()
+        })
+    }
+}
