@@ -148,7 +148,11 @@ fn metric(api: &str, name: &str) -> f64 {
 
 fn bench(n: usize, rt: &tokio::runtime::Runtime) {
     let services = n / 10;
-    let cp = common::KumaCp::start(&[("KUMA_LOGGING_LEVEL", "warn,kuma::cp::listen=info")]);
+    // The simulated proxies present no dataplane tokens.
+    let cp = common::KumaCp::start(&[
+        ("KUMA_LOGGING_LEVEL", "warn,kuma::cp::listen=info"),
+        ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
+    ]);
     let pid = cp.child.id();
     let api = cp.api.clone();
     let base = api.clone();

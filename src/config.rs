@@ -22,6 +22,7 @@ pub struct Config {
     pub bootstrap_server: BootstrapServerConfig,
     pub dataplane_token_server: DataplaneTokenServerConfig,
     pub injector: InjectorConfig,
+    pub dp_server: DpServerConfig,
     pub general: GeneralConfig,
     pub defaults: DefaultsConfig,
     pub logging: LoggingConfig,
@@ -91,6 +92,33 @@ pub struct XdsServerConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SdsServerConfig {
     pub grpc_port: u16,
+    /// Lifetime of a workload certificate.
+    pub cert_validity_seconds: u64,
+    /// A certificate is renewed when it has less than this left.
+    pub cert_renewal_margin_seconds: u64,
+}
+
+/// How data planes prove who they are on xDS and SDS streams.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DpServerConfig {
+    pub auth: DpAuthConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DpAuthConfig {
+    /// `dpToken` (a dataplane token on every stream) or `none`.
+    #[serde(rename = "type")]
+    pub auth_type: String,
+}
+
+impl Default for DpAuthConfig {
+    fn default() -> Self {
+        DpAuthConfig {
+            auth_type: "dpToken".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +135,8 @@ pub struct BootstrapServerConfig {
 pub struct DataplaneTokenServerConfig {
     pub local: TokenServerLocalConfig,
     pub public: TokenServerPublicConfig,
+    /// Validity of tokens whose request names none.
+    pub token_validity_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -167,6 +197,7 @@ impl Default for Config {
             bootstrap_server: BootstrapServerConfig::default(),
             dataplane_token_server: DataplaneTokenServerConfig::default(),
             injector: InjectorConfig::default(),
+            dp_server: DpServerConfig::default(),
             general: GeneralConfig::default(),
             defaults: DefaultsConfig::default(),
             logging: LoggingConfig::default(),
@@ -234,7 +265,11 @@ impl Default for XdsServerConfig {
 
 impl Default for SdsServerConfig {
     fn default() -> Self {
-        SdsServerConfig { grpc_port: 5677 }
+        SdsServerConfig {
+            grpc_port: 5677,
+            cert_validity_seconds: 24 * 3600,
+            cert_renewal_margin_seconds: 8 * 3600,
+        }
     }
 }
 
@@ -252,6 +287,7 @@ impl Default for DataplaneTokenServerConfig {
         DataplaneTokenServerConfig {
             local: TokenServerLocalConfig { port: 5679 },
             public: TokenServerPublicConfig::default(),
+            token_validity_seconds: 10 * 365 * 24 * 3600,
         }
     }
 }
@@ -511,6 +547,34 @@ impl Config {
         )?;
         one_of("logging.format", &self.logging.format, &["text", "json"])?;
         one_of(
+            "dpServer.auth.type",
+            &self.dp_server.auth.auth_type,
+            &["dpToken", "none"],
+        )?;
+        if self.sds_server.cert_renewal_margin_seconds >= self.sds_server.cert_validity_seconds {
+            return Err(ConfigError::Invalid {
+                key: "sdsServer.certRenewalMarginSeconds".into(),
+                var: env_var_name("sdsServer.certRenewalMarginSeconds"),
+                message: format!(
+                    "must be less than sdsServer.certValiditySeconds ({})",
+                    self.sds_server.cert_validity_seconds
+                ),
+            });
+        }
+        let public = &self.dataplane_token_server.public;
+        if public.enabled
+            && (public.interface.is_empty()
+                || public.tls_cert_file.is_empty()
+                || public.tls_key_file.is_empty()
+                || public.client_certs_dir.is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "dataplaneTokenServer.public".into(),
+                var: env_var_name("dataplaneTokenServer.public.enabled"),
+                message: "the public server needs KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_INTERFACE, _TLS_CERT_FILE, _TLS_KEY_FILE and _CLIENT_CERTS_DIR".into(),
+            });
+        }
+        one_of(
             "bootstrapServer.xdsApiType",
             &self.bootstrap_server.xds_api_type,
             &["delta", "sotw"],
@@ -566,6 +630,9 @@ mod tests {
             "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_CLIENT_CERTS_DIR",
             "KUMA_GENERAL_ADVERTISED_HOSTNAME",
             "KUMA_INJECTOR_PORT",
+            "KUMA_DP_SERVER_AUTH_TYPE",
+            "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_CERT_FILE",
+            "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_INTERFACE",
         ] {
             assert!(names.iter().any(|n| n == expected), "missing {expected}");
         }

@@ -27,6 +27,7 @@ fn node(id: &str) -> Option<Node> {
 
 async fn sotw(
     cp: &KumaCp,
+    token: &str,
 ) -> (
     mpsc::Sender<DiscoveryRequest>,
     Result<Streaming<DiscoveryResponse>, tonic::Status>,
@@ -36,7 +37,7 @@ async fn sotw(
         .expect("connect");
     let (tx, rx) = mpsc::channel(8);
     let responses = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .stream_aggregated_resources(with_token(ReceiverStream::new(rx), token))
         .await
         .map(|r| r.into_inner());
     (tx, responses)
@@ -44,6 +45,7 @@ async fn sotw(
 
 async fn delta(
     cp: &KumaCp,
+    token: &str,
 ) -> (
     mpsc::Sender<DeltaDiscoveryRequest>,
     Streaming<DeltaDiscoveryResponse>,
@@ -53,11 +55,20 @@ async fn delta(
         .expect("connect");
     let (tx, rx) = mpsc::channel(8);
     let responses = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .delta_aggregated_resources(with_token(ReceiverStream::new(rx), token))
         .await
         .expect("stream")
         .into_inner();
     (tx, responses)
+}
+
+/// A request carrying a dataplane token, as Envoy sends it.
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = token.parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
 }
 
 async fn next<T>(stream: &mut Streaming<T>, within: Duration) -> Option<Result<T, tonic::Status>> {
@@ -70,8 +81,9 @@ async fn next<T>(stream: &mut Streaming<T>, within: Duration) -> Option<Result<T
 #[test]
 fn an_unregistered_dataplane_is_refused_with_the_reason() {
     let cp = KumaCp::start(&[]);
+    let ghost = cp.token("default", "ghost");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let (tx, responses) = sotw(&cp).await;
+        let (tx, responses) = sotw(&cp, &ghost).await;
         tx.send(DiscoveryRequest {
             node: node("default.ghost"),
             type_url: CDS.into(),
@@ -93,7 +105,7 @@ fn an_unregistered_dataplane_is_refused_with_the_reason() {
             status.message()
         );
 
-        let (tx, responses) = sotw(&cp).await;
+        let (tx, responses) = sotw(&cp, "").await;
         tx.send(DiscoveryRequest {
             node: node("no-dot"),
             type_url: CDS.into(),
@@ -121,7 +133,7 @@ fn a_nack_is_recorded_and_not_resent_until_the_config_changes() {
         "web",
         &[(free_port(), "redis")],
     );
-    let (tx, responses) = rt.block_on(sotw(&cp));
+    let (tx, responses) = rt.block_on(sotw(&cp, &cp.token("default", "web")));
     let mut responses = responses.unwrap();
     let first = rt.block_on(async {
         tx.send(DiscoveryRequest {
@@ -216,7 +228,7 @@ fn delta_sends_only_what_changed() {
         "redis",
         &[],
     );
-    let (tx, mut responses) = rt.block_on(delta(&cp));
+    let (tx, mut responses) = rt.block_on(delta(&cp, &cp.token("default", "web")));
     let first = rt.block_on(async {
         tx.send(DeltaDiscoveryRequest {
             node: node("default.web"),

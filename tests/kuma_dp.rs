@@ -49,7 +49,11 @@ fn it_waits_for_the_control_plane_then_runs_envoy_and_forwards_sigterm() {
     }));
 
     let port = bootstrap_port.to_string();
-    let cp = KumaCp::start(&[("KUMA_BOOTSTRAP_SERVER_PORT", &port)]);
+    // Authentication has tests of its own; this one has no token to give.
+    let cp = KumaCp::start(&[
+        ("KUMA_BOOTSTRAP_SERVER_PORT", &port),
+        ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
+    ]);
     put_dataplane(
         &cp,
         "default",

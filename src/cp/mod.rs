@@ -12,6 +12,7 @@ use crate::bootstrap::{self, BootstrapContext};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
+use crate::security::token_server::{self, TokenContext};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
 use crate::xds::ads::AdsServer;
 use crate::xds::cache::SnapshotCache;
@@ -106,6 +107,40 @@ pub fn termination_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+fn token_context(config: &Config, store: &SharedStore) -> TokenContext {
+    TokenContext {
+        store: store.clone(),
+        default_validity: Duration::from_secs(config.dataplane_token_server.token_validity_seconds),
+    }
+}
+
+/// The public HTTPS token server's socket and TLS, when it is enabled. Its
+/// port defaults to the local server's.
+async fn public_token_server(
+    config: &Config,
+    local_port: u16,
+) -> Result<Option<(tokio::net::TcpListener, rustls::ServerConfig)>, CpError> {
+    let public = &config.dataplane_token_server.public;
+    if !public.enabled {
+        return Ok(None);
+    }
+    let tls = token_server::public_tls(public).map_err(CpError::Listen)?;
+    let interface = &public.interface;
+    let port = if public.port == 0 {
+        local_port
+    } else {
+        public.port
+    };
+    let bound = listen::bind_on(
+        "dataplane token (public HTTPS)",
+        "dataplaneTokenServer.public.port",
+        interface,
+        port,
+    )
+    .await?;
+    Ok(Some((bound.listener, tls)))
+}
+
 /// Runs the control plane until `stop` completes.
 pub async fn run(
     config: Config,
@@ -132,6 +167,14 @@ pub async fn run(
     .await?;
 
     let (stop_tx, shutdown) = Shutdown::new();
+    let token_listener = listen::bind_on(
+        "dataplane token",
+        "dataplaneTokenServer.local.port",
+        "127.0.0.1",
+        config.dataplane_token_server.local.port,
+    )
+    .await?;
+    let public_token_server = public_token_server(&config, token_listener.address.port()).await?;
     let instance_id = uuid::Uuid::new_v4().to_string();
     let metrics = Arc::new(Metrics::new());
     let (cache, connected) = SnapshotCache::new();
@@ -167,6 +210,7 @@ pub async fn run(
         instance_id,
         shutdown: shutdown.clone(),
         insight_writers: insight_writers.clone(),
+        require_token: config.dp_server.auth.auth_type == "dpToken",
         insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
     let reconciler = Reconciler {
@@ -180,9 +224,23 @@ pub async fn run(
         tokio::spawn(api_listener.serve(api, shutdown.clone())),
         tokio::spawn(health_listener.serve(health::router(store.clone()), shutdown.clone())),
         tokio::spawn(bootstrap_listener.serve(bootstrap, shutdown.clone())),
+        tokio::spawn(token_listener.serve(
+            token_server::router(token_context(&config, &store)),
+            shutdown.clone(),
+        )),
         tokio::spawn(xds_listener.serve_grpc(ads.into_service(), shutdown.clone())),
         tokio::spawn(reconciler.run(connected, shutdown.clone())),
     ];
+    let mut servers = servers;
+    if let Some((listener, tls)) = public_token_server {
+        let router = token_server::router(token_context(&config, &store));
+        servers.push(tokio::spawn(token_server::serve_tls(
+            listener,
+            tls,
+            router,
+            shutdown.clone().wait(),
+        )));
+    }
     stop.await;
     let _ = stop_tx.send(true);
     // Requests in flight get a grace period; then the process exits anyway.

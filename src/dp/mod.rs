@@ -101,6 +101,28 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> serde_json::Value {
     }
 }
 
+/// Puts the dataplane token into the metadata of Envoy's ADS stream. The
+/// token stays on this machine: it is read here, not sent to the bootstrap
+/// server.
+pub fn add_token(bootstrap: &mut serde_json::Value, token_file: &Path) -> Result<(), DpError> {
+    let token = std::fs::read_to_string(token_file).map_err(|e| {
+        DpError::Other(format!(
+            "cannot read the dataplane token file {}: {e}",
+            token_file.display()
+        ))
+    })?;
+    let services = bootstrap
+        .pointer_mut("/dynamic_resources/ads_config/grpc_services")
+        .and_then(|s| s.as_array_mut())
+        .ok_or_else(|| {
+            DpError::Other("the bootstrap has no ADS gRPC service to authenticate".into())
+        })?;
+    for service in services {
+        service["initial_metadata"] = json!([{"key": "authorization", "value": token.trim()}]);
+    }
+    Ok(())
+}
+
 pub fn write_bootstrap(
     config: &DpConfig,
     bootstrap: &serde_json::Value,
@@ -167,7 +189,19 @@ pub async fn run_envoy(envoy: &Path, bootstrap: &Path) -> Result<ExitStatus, DpE
 /// `kuma-dp run`: the exit code is Envoy's.
 pub async fn run(config: DpConfig) -> Result<i32, DpError> {
     let envoy = find_envoy(&config.binary_path)?;
-    let bootstrap = fetch_bootstrap(&config).await;
+    if let Some(file) = &config.dataplane_token_file {
+        // Fail before waiting on the control plane if the file is unreadable.
+        std::fs::metadata(file).map_err(|e| {
+            DpError::Other(format!(
+                "cannot read the dataplane token file {}: {e}",
+                file.display()
+            ))
+        })?;
+    }
+    let mut bootstrap = fetch_bootstrap(&config).await;
+    if let Some(file) = &config.dataplane_token_file {
+        add_token(&mut bootstrap, file)?;
+    }
     let path = write_bootstrap(&config, &bootstrap)?;
     tracing::info!(bootstrap = %path.display(), envoy = %envoy.display(), "starting Envoy");
     let status = run_envoy(&envoy, &path).await?;

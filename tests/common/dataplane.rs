@@ -77,46 +77,68 @@ pub struct Dataplane {
 impl Dataplane {
     /// Starts `kuma-dp run` for dataplane `name` of `mesh` against the
     /// bootstrap server of `cp`.
+    /// Starts `kuma-dp run` for dataplane `name` of `mesh` with a token
+    /// from `cp`'s token server, and waits until its Envoy is live.
     pub fn start(cp: &KumaCp, mesh: &str, name: &str) -> Dataplane {
-        Self::start_with(&cp.bootstrap, mesh, name, &[])
+        let token = cp.token(mesh, name);
+        let dp = Self::launch(&cp.bootstrap, mesh, name, Some(&token), &[]);
+        dp.wait_ready();
+        dp
     }
 
-    pub fn start_with(bootstrap: &str, mesh: &str, name: &str, extra: &[&str]) -> Dataplane {
+    /// Starts `kuma-dp run` without waiting; `token` (valid or not) is
+    /// written to a file passed with `--dataplane-token-file`.
+    pub fn launch(
+        bootstrap: &str,
+        mesh: &str,
+        name: &str,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Dataplane {
         let dir = tempfile::tempdir().expect("tempdir");
         let admin_port = free_port();
-        let child = Command::new(bin("kuma-dp"))
-            .args([
-                "run",
-                "--cp-address",
-                bootstrap,
-                "--mesh",
-                mesh,
-                "--name",
-                name,
-            ])
-            .args(["--admin-port", &admin_port.to_string()])
-            .arg("--binary-path")
-            .arg(envoy_binary())
-            .arg("--config-dir")
-            .arg(dir.path())
-            .args(extra)
+        let mut cmd = Command::new(bin("kuma-dp"));
+        cmd.args([
+            "run",
+            "--cp-address",
+            bootstrap,
+            "--mesh",
+            mesh,
+            "--name",
+            name,
+        ])
+        .args(["--admin-port", &admin_port.to_string()])
+        .arg("--binary-path")
+        .arg(envoy_binary())
+        .arg("--config-dir")
+        .arg(dir.path())
+        .args(extra);
+        if let Some(token) = token {
+            let file = dir.path().join("token");
+            std::fs::write(&file, token).expect("token file");
+            cmd.arg("--dataplane-token-file").arg(file);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("kuma-dp.log")).expect("log file"))
             .spawn()
             .expect("kuma-dp runs");
-        let dp = Dataplane {
+        Dataplane {
             process: Process(child),
             admin: format!("http://127.0.0.1:{admin_port}"),
             _dir: dir,
-        };
+        }
+    }
+
+    /// Waits until Envoy reports LIVE.
+    pub fn wait_ready(&self) {
         assert!(
-            eventually(Duration::from_secs(30), || dp
+            eventually(Duration::from_secs(30), || self
                 .admin_get("/ready")
                 .is_some_and(|s| s.contains("LIVE"))),
-            "Envoy of {mesh}.{name} did not become ready; kuma-dp log:\n{}",
-            dp.log()
+            "Envoy did not become ready; kuma-dp log:\n{}",
+            self.log()
         );
-        dp
     }
 
     pub fn log(&self) -> String {

@@ -42,6 +42,7 @@ pub struct KumaCp {
     pub health: String,
     pub bootstrap: String,
     pub xds: String,
+    pub tokens: String,
     pub lines: mpsc::Receiver<String>,
 }
 
@@ -110,9 +111,15 @@ impl KumaCp {
         let mut health = None;
         let mut bootstrap = None;
         let mut xds = None;
+        let mut tokens = None;
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while api.is_none() || health.is_none() || bootstrap.is_none() || xds.is_none() {
+        while api.is_none()
+            || health.is_none()
+            || bootstrap.is_none()
+            || xds.is_none()
+            || tokens.is_none()
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
@@ -135,6 +142,7 @@ impl KumaCp {
                     Some("health") => health = Some(url),
                     Some("bootstrap") => bootstrap = Some(url),
                     Some("xDS") => xds = Some(url),
+                    Some("dataplane token") => tokens = Some(url),
                     _ => {}
                 }
             }
@@ -146,8 +154,21 @@ impl KumaCp {
             health: health.unwrap_or_default(),
             bootstrap: bootstrap.unwrap_or_default(),
             xds: xds.unwrap_or_default(),
+            tokens: tokens.unwrap_or_default(),
             lines: rx,
         })
+    }
+
+    /// A dataplane token from the local token server.
+    pub fn token(&self, mesh: &str, name: &str) -> String {
+        let body = serde_json::json!({"mesh": mesh, "name": name}).to_string();
+        let answer = http("POST", &format!("{}/tokens", self.tokens), Some(&body));
+        assert_eq!(
+            answer.status, 200,
+            "token for {mesh}.{name}: {}",
+            answer.body
+        );
+        answer.body.as_str().expect("a token").to_string()
     }
 
     /// What the process logged since the last call.

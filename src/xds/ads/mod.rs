@@ -17,6 +17,7 @@ use super::insights::{self, SubscriptionTracker};
 use crate::cp::Shutdown;
 use crate::metrics::{Metrics, StreamLabels, XdsType};
 use crate::resources::{ResourceKey, ResourceType};
+use crate::security::tokens::{self, TokenError};
 use crate::store::{SharedStore, StoreError};
 use delta::Delta;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -45,6 +46,17 @@ pub struct AdsServer {
     pub shutdown: Shutdown,
     /// Held by every insight writer; see [`wait_for_insight_writers`].
     pub insight_writers: Arc<()>,
+    /// Every stream must present a dataplane token.
+    pub require_token: bool,
+}
+
+/// The token a stream presents, from its `authorization` metadata.
+fn presented_token<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Waits (up to `limit`) until every stream's last insight write is done,
@@ -66,13 +78,24 @@ impl AdsServer {
 
     /// Checks the node id of a stream's first request: `{mesh}.{name}` of a
     /// registered dataplane.
-    async fn identify(&self, node: Option<&Node>) -> Result<ProxyId, Status> {
+    /// Checks a stream's first request: the node id is `{mesh}.{name}` of a
+    /// registered dataplane, and (unless authentication is off) the
+    /// stream's `authorization` metadata is a valid token for it.
+    async fn identify(&self, node: Option<&Node>, token: Option<&str>) -> Result<ProxyId, Status> {
         let node_id = node.map(|n| n.id.as_str()).unwrap_or("");
         let id = ProxyId::from_node_id(node_id).ok_or_else(|| {
             Status::invalid_argument(format!(
                 "node id \"{node_id}\" must be {{mesh}}.{{dataplane name}}"
             ))
         })?;
+        if self.require_token {
+            tokens::verify(self.store.as_ref(), token.unwrap_or(""), &id.mesh, &id.name)
+                .await
+                .map_err(|e| match e {
+                    TokenError::Store(_) => Status::unavailable(e.to_string()),
+                    other => Status::unauthenticated(format!("dataplane {id}: {other}")),
+                })?;
+        }
         let key = ResourceKey::new(ResourceType::Dataplane, &id.mesh, &id.name);
         match self.store.get(&key).await {
             Ok(_) => Ok(id),
@@ -240,13 +263,14 @@ async fn push<P: Protocol>(
 /// or the server ends it.
 async fn run_stream<P: Protocol>(
     server: Arc<AdsServer>,
+    token: Option<String>,
     mut requests: Streaming<P::Request>,
     tx: Sender<P::Response>,
 ) {
     let Ok(Some(first)) = requests.message().await else {
         return;
     };
-    let id = match server.identify(P::node(&first)).await {
+    let id = match server.identify(P::node(&first), token.as_deref()).await {
         Ok(id) => id,
         Err(status) => {
             tracing::warn!(status = %status.message(), "ADS stream refused");
@@ -296,7 +320,13 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_stream::<Sotw>(self.0.clone(), request.into_inner(), tx));
+        let token = presented_token(&request);
+        tokio::spawn(run_stream::<Sotw>(
+            self.0.clone(),
+            token,
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -305,8 +335,10 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
+        let token = presented_token(&request);
         tokio::spawn(run_stream::<Delta>(
             self.0.clone(),
+            token,
             request.into_inner(),
             tx,
         ));
