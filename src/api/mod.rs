@@ -24,6 +24,11 @@ pub struct ApiContext {
     pub max_page_size: usize,
     pub instance_id: String,
     pub hostname: String,
+    /// Where the dataplane token server answers: `local` (on the control
+    /// plane's host) and, when enabled, `public` (HTTPS). `kumactl generate
+    /// dataplane-token` reads these from `GET /`.
+    pub token_server_local: String,
+    pub token_server_public: Option<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -77,5 +82,9 @@ async fn index(State(ctx): State<SharedContext>) -> axum::Json<serde_json::Value
         "tagline": "Kuma",
         "version": crate::version::VERSION,
         "instanceId": ctx.instance_id,
+        "dataplaneTokenServer": {
+            "local": ctx.token_server_local,
+            "public": ctx.token_server_public,
+        },
     }))
 }

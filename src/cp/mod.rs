@@ -193,6 +193,14 @@ pub async fn run(
             max_page_size: config.api_server.max_page_size,
             instance_id: instance_id.clone(),
             hostname: config.general.advertised_hostname.clone(),
+            token_server_local: format!("http://127.0.0.1:{}", token_listener.address.port()),
+            token_server_public: public_token_server.as_ref().and_then(|(l, _)| {
+                let port = l.local_addr().ok()?.port();
+                Some(format!(
+                    "https://{}:{port}",
+                    config.general.advertised_hostname
+                ))
+            }),
             metrics: metrics.clone(),
         },
         config.api_server.max_request_body_bytes,

@@ -32,6 +32,16 @@ pub struct ControlPlane {
 #[serde(rename_all = "camelCase")]
 pub struct Coordinates {
     pub api_server: ApiServer,
+    /// Client certificate for the public (HTTPS) dataplane token server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane_token_server: Option<TokenServerClient>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenServerClient {
+    pub client_cert: String,
+    pub client_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +60,7 @@ impl Default for KumactlConfig {
             control_planes: Vec::new(),
             current_context: String::new(),
         };
-        config.add(LOCAL, LOCAL_URL);
+        config.add(LOCAL, LOCAL_URL, None);
         config
     }
 }
@@ -108,8 +118,17 @@ impl KumactlConfig {
         self.control_planes.iter().any(|cp| cp.name == name)
     }
 
+    /// The current control plane.
+    pub fn current(&self) -> Result<&ControlPlane, String> {
+        let url = self.current_url()?;
+        self.control_planes
+            .iter()
+            .find(|cp| cp.coordinates.api_server.url == url)
+            .ok_or_else(|| "no current control plane".to_string())
+    }
+
     /// Adds (or replaces) a control plane and makes it current.
-    pub fn add(&mut self, name: &str, url: &str) {
+    pub fn add(&mut self, name: &str, url: &str, token_client: Option<TokenServerClient>) {
         self.remove(name);
         self.control_planes.push(ControlPlane {
             name: name.to_string(),
@@ -117,6 +136,7 @@ impl KumactlConfig {
                 api_server: ApiServer {
                     url: url.trim_end_matches('/').to_string(),
                 },
+                dataplane_token_server: token_client,
             },
         });
         self.contexts.push(Context {

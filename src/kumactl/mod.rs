@@ -3,6 +3,7 @@
 mod apply;
 mod client;
 mod config;
+mod generate;
 mod get;
 mod inspect;
 mod output;
@@ -58,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: InspectCommand,
     },
+    /// Generate dataplane tokens and certificates
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
     /// Install helpers
     Install {
         #[command(subcommand)]
@@ -67,6 +73,31 @@ enum Command {
     Version {
         #[arg(long)]
         detailed: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Ask the control plane's token server for a dataplane token
+    #[command(name = "dataplane-token")]
+    DataplaneToken {
+        #[arg(long)]
+        name: String,
+        /// Seconds the token is valid for (the server's default when unset)
+        #[arg(long = "valid-for-seconds")]
+        valid_for_seconds: Option<u64>,
+    },
+    /// A self-signed certificate and key, e.g. for the public token server
+    Certificate {
+        #[arg(long = "type", value_parser = ["server", "client"])]
+        cert_type: String,
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// Host names the server certificate is for (repeatable)
+        #[arg(long = "hostname", default_values = ["localhost"])]
+        hostnames: Vec<String>,
     },
 }
 
@@ -93,6 +124,18 @@ enum ControlPlanesCommand {
         /// Replace a control plane of the same name
         #[arg(long)]
         overwrite: bool,
+        /// Client certificate for the public dataplane token server
+        #[arg(
+            long = "dataplane-token-client-cert",
+            requires = "dataplane_token_client_key"
+        )]
+        dataplane_token_client_cert: Option<String>,
+        /// Its key
+        #[arg(
+            long = "dataplane-token-client-key",
+            requires = "dataplane_token_client_cert"
+        )]
+        dataplane_token_client_key: Option<String>,
     },
     /// Make a control plane current
     Switch {
@@ -159,6 +202,18 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Inspect {
             command: InspectCommand::Dataplanes { output },
         } => inspect::dataplanes(&session, output).await,
+        Command::Generate { command } => match command {
+            GenerateCommand::DataplaneToken {
+                name,
+                valid_for_seconds,
+            } => generate::dataplane_token(&session, &name, valid_for_seconds).await,
+            GenerateCommand::Certificate {
+                cert_type,
+                cert,
+                key,
+                hostnames,
+            } => generate::certificate(&cert_type, &cert, &key, &hostnames),
+        },
         Command::Install {
             command: InstallCommand::DatabaseSchema { target },
         } => {
@@ -175,6 +230,14 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Files named in the configuration are kept as absolute paths, so that
+/// kumactl finds them from any directory.
+fn absolute(path: &str) -> Result<String, String> {
+    std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .map_err(|e| format!("{path}: {e}"))
 }
 
 async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Result<(), String> {
@@ -204,6 +267,8 @@ async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Res
             name,
             address,
             overwrite,
+            dataplane_token_client_cert,
+            dataplane_token_client_key,
         } => {
             if config.contains(&name) && !overwrite {
                 return Err(format!(
@@ -215,7 +280,14 @@ async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Res
                 .get("/")
                 .await
                 .map_err(|e| format!("control plane \"{name}\" was not added: {e}"))?;
-            config.add(&name, &address);
+            let token_client = match (dataplane_token_client_cert, dataplane_token_client_key) {
+                (Some(cert), Some(key)) => Some(config::TokenServerClient {
+                    client_cert: absolute(&cert)?,
+                    client_key: absolute(&key)?,
+                }),
+                _ => None,
+            };
+            config.add(&name, &address, token_client);
             println!("added Control Plane \"{name}\"");
             println!("switched active Control Plane to \"{name}\"");
         }
