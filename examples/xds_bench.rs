@@ -132,7 +132,7 @@ fn generator_floor(n: usize, services: usize) -> Duration {
         let dp = index
             .dataplane(&ProxyId::new("default", &format!("dp-{i}")))
             .expect("dp");
-        std::hint::black_box(generator::generate(dp, mesh));
+        std::hint::black_box(generator::generate(dp, mesh, None));
     }
     started.elapsed()
 }

@@ -226,6 +226,8 @@ pub async fn run(
         cache,
         metrics,
         debounce: Duration::from_millis(config.xds_server.debounce_ms),
+        cert_validity: Duration::from_secs(config.sds_server.cert_validity_seconds),
+        cert_renewal_margin: Duration::from_secs(config.sds_server.cert_renewal_margin_seconds),
     };
 
     let servers = vec![

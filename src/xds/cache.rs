@@ -27,6 +27,7 @@ pub struct TypeSnapshot {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
+    secrets: TypeSnapshot,
     listeners: TypeSnapshot,
     clusters: TypeSnapshot,
     endpoints: TypeSnapshot,
@@ -67,6 +68,7 @@ impl TypeSnapshot {
 impl Snapshot {
     pub fn new(config: &ProxyConfig) -> Self {
         Snapshot {
+            secrets: TypeSnapshot::new(&config.secrets),
             listeners: TypeSnapshot::new(&config.listeners),
             clusters: TypeSnapshot::new(&config.clusters),
             endpoints: TypeSnapshot::new(&config.endpoints),
@@ -75,6 +77,7 @@ impl Snapshot {
 
     pub fn of_type(&self, type_url: TypeUrl) -> &TypeSnapshot {
         match type_url {
+            TypeUrl::Secret => &self.secrets,
             TypeUrl::Listener => &self.listeners,
             TypeUrl::Cluster => &self.clusters,
             TypeUrl::ClusterLoadAssignment => &self.endpoints,

@@ -5,8 +5,8 @@
 //! Everything is looked up by mesh first; nothing computed for one mesh
 //! reads another.
 
-use crate::resources::{DataplaneSpec, MeshSpec};
-use std::collections::{BTreeSet, HashMap};
+use crate::resources::{DataplaneSpec, MeshSpec, TrafficPermissionSpec};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A proxy: its mesh and its dataplane's name. Envoy's node id is
@@ -44,7 +44,9 @@ impl std::fmt::Display for ProxyId {
 /// One mesh as the generator sees it.
 #[derive(Debug, Default, Clone)]
 pub struct MeshView {
+    pub name: String,
     pub spec: Arc<MeshSpec>,
+    permissions: BTreeMap<String, Arc<TrafficPermissionSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// service -> dataplanes with an inbound of that service.
     providers: HashMap<String, BTreeSet<String>>,
@@ -53,6 +55,18 @@ pub struct MeshView {
 }
 
 impl MeshView {
+    fn new(name: &str) -> Self {
+        MeshView {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The mesh's traffic permissions, by name.
+    pub fn permissions(&self) -> impl Iterator<Item = (&String, &Arc<TrafficPermissionSpec>)> {
+        self.permissions.iter()
+    }
+
     /// Dataplanes serving `service`, in name order (stable output).
     pub fn providers(&self, service: &str) -> impl Iterator<Item = (&str, &DataplaneSpec)> {
         self.providers
@@ -134,6 +148,10 @@ pub struct ResourceIndex {
 }
 
 impl ResourceIndex {
+    pub fn meshes(&self) -> impl Iterator<Item = &MeshView> {
+        self.meshes.values()
+    }
+
     pub fn mesh(&self, mesh: &str) -> Option<&MeshView> {
         self.meshes.get(mesh)
     }
@@ -143,7 +161,10 @@ impl ResourceIndex {
     }
 
     pub fn upsert_mesh(&mut self, mesh: &str, spec: MeshSpec) -> Affected {
-        self.meshes.entry(mesh.to_string()).or_default().spec = Arc::new(spec);
+        self.meshes
+            .entry(mesh.to_string())
+            .or_insert_with(|| MeshView::new(mesh))
+            .spec = Arc::new(spec);
         Affected {
             meshes: [mesh.to_string()].into(),
             ..Default::default()
@@ -161,7 +182,10 @@ impl ResourceIndex {
     /// A dataplane appeared or changed: it is affected, and so is every
     /// proxy consuming a service it serves (before or after the change).
     pub fn upsert_dataplane(&mut self, mesh: &str, name: &str, spec: DataplaneSpec) -> Affected {
-        let view = self.meshes.entry(mesh.to_string()).or_default();
+        let view = self
+            .meshes
+            .entry(mesh.to_string())
+            .or_insert_with(|| MeshView::new(mesh));
         let spec = Arc::new(spec);
         let old = view.dataplanes.insert(name.to_string(), spec.clone());
         let mut services = spec.services();
@@ -199,6 +223,29 @@ impl ResourceIndex {
             proxies,
             ..Default::default()
         }
+    }
+
+    /// A traffic permission appeared, changed or went (`None`): every proxy
+    /// of the mesh is looked at again (unchanged output is not pushed).
+    pub fn set_permission(
+        &mut self,
+        mesh: &str,
+        name: &str,
+        spec: Option<TrafficPermissionSpec>,
+    ) -> Affected {
+        let view = self
+            .meshes
+            .entry(mesh.to_string())
+            .or_insert_with(|| MeshView::new(mesh));
+        match spec {
+            Some(spec) => {
+                view.permissions.insert(name.to_string(), Arc::new(spec));
+            }
+            None => {
+                view.permissions.remove(name);
+            }
+        }
+        self.policy_changed(mesh)
     }
 
     /// A policy of the mesh changed: every proxy of the mesh is looked at

@@ -52,11 +52,13 @@ impl SubscriptionTracker {
         f: impl Fn(&mut DiscoveryServiceStats),
     ) {
         f(&mut s.status.total);
-        f(match type_url {
-            TypeUrl::Listener => &mut s.status.lds,
-            TypeUrl::Cluster => &mut s.status.cds,
-            TypeUrl::ClusterLoadAssignment => &mut s.status.eds,
-        });
+        // Secrets count in the total only: Kuma's insight has no SDS entry.
+        match type_url {
+            TypeUrl::Listener => f(&mut s.status.lds),
+            TypeUrl::Cluster => f(&mut s.status.cds),
+            TypeUrl::ClusterLoadAssignment => f(&mut s.status.eds),
+            TypeUrl::Secret => {}
+        }
     }
 
     pub fn sent(&self, type_url: TypeUrl) {

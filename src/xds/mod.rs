@@ -5,6 +5,7 @@
 pub mod ads;
 pub mod cache;
 pub mod generator;
+pub mod identity;
 pub mod index;
 pub mod insights;
 pub mod reconciler;

@@ -4,7 +4,8 @@
 //! `debounce` for more, then reads each changed resource once.
 
 use super::cache::{Snapshot, SnapshotCache};
-use super::generator;
+use super::generator::{self, ProxyTls};
+use super::identity::Identities;
 use super::index::{Affected, ProxyId, ResourceIndex};
 use crate::cp::Shutdown;
 use crate::metrics::Metrics;
@@ -20,6 +21,9 @@ pub struct Reconciler {
     pub cache: Arc<SnapshotCache>,
     pub metrics: Arc<Metrics>,
     pub debounce: Duration,
+    /// Workload certificate lifetime and renewal margin.
+    pub cert_validity: Duration,
+    pub cert_renewal_margin: Duration,
 }
 
 /// What piled up during one debounce window.
@@ -28,6 +32,7 @@ struct Batch {
     /// Resources to read again (created or updated) or to drop (deleted).
     changed: HashMap<ResourceKey, bool>,
     resync: bool,
+    /// Proxies that connected, or whose certificate is due for renewal.
     connected: HashSet<ProxyId>,
 }
 
@@ -64,6 +69,9 @@ impl Reconciler {
     pub async fn run(self, mut connected: mpsc::UnboundedReceiver<ProxyId>, shutdown: Shutdown) {
         let mut changes = self.store.subscribe();
         let mut index = ResourceIndex::default();
+        let mut identities = Identities::new(self.cert_validity, self.cert_renewal_margin);
+        let mut renewals = tokio::time::interval(identities.renewal_check_interval());
+        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Batch {
             resync: true,
             ..Default::default()
@@ -80,7 +88,9 @@ impl Reconciler {
                         Some(id) = connected.recv() => { batch.connected.insert(id); }
                     }
                 }
-                let retry = self.apply(&mut index, std::mem::take(&mut batch)).await;
+                let retry = self
+                    .apply(&mut index, &mut identities, std::mem::take(&mut batch))
+                    .await;
                 if retry {
                     // The store is unavailable: try a full reload shortly.
                     batch.resync = true;
@@ -92,12 +102,18 @@ impl Reconciler {
                 _ = &mut stop => return,
                 event = changes.recv() => batch.add(event),
                 Some(id) = connected.recv() => { batch.connected.insert(id); }
+                _ = renewals.tick() => batch.connected.extend(identities.due_for_renewal()),
             }
         }
     }
 
     /// Applies a batch; returns true when the store could not be read.
-    async fn apply(&self, index: &mut ResourceIndex, batch: Batch) -> bool {
+    async fn apply(
+        &self,
+        index: &mut ResourceIndex,
+        identities: &mut Identities,
+        batch: Batch,
+    ) -> bool {
         let mut affected = Affected::default();
         let all_connected = batch.resync;
         if batch.resync {
@@ -119,23 +135,43 @@ impl Reconciler {
                 }
             }
         }
+        if let Err(e) = identities.sync_cas(self.store.as_ref(), index).await {
+            tracing::warn!(error = %e, "cannot load a mesh CA; retrying");
+            return true;
+        }
+        let connected: HashSet<ProxyId> = self.cache.connected().into_iter().collect();
+        identities.retain_connected(&connected);
         let mut rebuilt = 0usize;
-        for id in self.cache.connected() {
-            if all_connected || batch.connected.contains(&id) || affected.contains(&id) {
-                rebuilt += self.rebuild(index, &id) as usize;
+        for id in &connected {
+            if all_connected || batch.connected.contains(id) || affected.contains(id) {
+                rebuilt += self.rebuild(index, identities, id) as usize;
             }
         }
         tracing::debug!(rebuilt, "xDS snapshots rebuilt");
         false
     }
 
-    /// Regenerates one proxy; returns whether its snapshot changed.
-    fn rebuild(&self, index: &ResourceIndex, id: &ProxyId) -> bool {
+    /// Regenerates one proxy; returns whether its snapshot changed. A proxy
+    /// of an mTLS mesh without an identity yet keeps what it has.
+    fn rebuild(&self, index: &ResourceIndex, identities: &mut Identities, id: &ProxyId) -> bool {
         let (Some(dataplane), Some(mesh)) = (index.dataplane(id), index.mesh(&id.mesh)) else {
             return false;
         };
         let started = Instant::now();
-        let config = generator::generate(dataplane, mesh);
+        let identity = if mesh.spec.mtls_enabled() {
+            match identities.of(id, dataplane, mesh) {
+                Some(identity) => Some(identity),
+                None => return false,
+            }
+        } else {
+            None
+        };
+        let tls = identity.as_ref().map(|i| ProxyTls {
+            ca_pem: &i.ca_pem,
+            cert_pem: &i.cert.cert_pem,
+            key_pem: &i.cert.key_pem,
+        });
+        let config = generator::generate(dataplane, mesh, tls);
         self.metrics
             .generation_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -166,6 +202,12 @@ impl Reconciler {
             (ResourceType::Dataplane, _) => {
                 self.forget_insight(&key.mesh, &key.name).await;
                 index.remove_dataplane(&key.mesh, &key.name)
+            }
+            (ResourceType::TrafficPermission, Some(Spec::TrafficPermission(spec))) => {
+                index.set_permission(&key.mesh, &key.name, Some(spec))
+            }
+            (ResourceType::TrafficPermission, _) => {
+                index.set_permission(&key.mesh, &key.name, None)
             }
             _ => index.policy_changed(&key.mesh),
         })
@@ -200,6 +242,15 @@ async fn load(store: &dyn crate::store::ResourceStore) -> Result<ResourceIndex, 
     {
         if let Spec::Dataplane(spec) = dp.spec {
             index.upsert_dataplane(&dp.key.mesh, &dp.key.name, spec);
+        }
+    }
+    for tp in store
+        .list(&ListQuery::of(ResourceType::TrafficPermission, None))
+        .await?
+        .items
+    {
+        if let Spec::TrafficPermission(spec) = tp.spec {
+            index.set_permission(&tp.key.mesh, &tp.key.name, Some(spec));
         }
     }
     Ok(index)

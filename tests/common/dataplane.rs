@@ -180,15 +180,26 @@ impl Dataplane {
     }
 }
 
-/// Sends `payload` to 127.0.0.1:`port` and returns what comes back before
-/// the peer closes (after we shut our side) or `timeout` passes.
+/// Sends `payload` to 127.0.0.1:`port` and reads back as many bytes (or
+/// fewer, if the peer closes or 5 s pass). The write side stays open:
+/// half-closed TCP does not survive TLS between proxies, and real clients
+/// do not rely on it.
 pub fn echo_roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(payload)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out)?;
+    let mut writer = stream.try_clone()?;
+    let data = payload.to_vec();
+    let sender = std::thread::spawn(move || writer.write_all(&data));
+    let mut out = vec![0u8; payload.len()];
+    let mut read = 0;
+    while read < out.len() {
+        match stream.read(&mut out[read..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
+    out.truncate(read);
+    let _ = sender.join();
     Ok(out)
 }
 

@@ -3,8 +3,8 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address,
-    config_source, socket_address,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, TransportSocket,
+    address, config_source, socket_address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -18,13 +18,17 @@ use std::net::IpAddr;
 /// The xDS resource types the control plane serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TypeUrl {
+    Secret,
     Listener,
     Cluster,
     ClusterLoadAssignment,
 }
 
 impl TypeUrl {
-    pub const ALL: [TypeUrl; 3] = [
+    /// In the order a proxy needs them: secrets before the clusters and
+    /// listeners that use them, clusters before their endpoints.
+    pub const ALL: [TypeUrl; 4] = [
+        TypeUrl::Secret,
         TypeUrl::Cluster,
         TypeUrl::ClusterLoadAssignment,
         TypeUrl::Listener,
@@ -32,6 +36,9 @@ impl TypeUrl {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            TypeUrl::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
             TypeUrl::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             TypeUrl::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             TypeUrl::ClusterLoadAssignment => {
@@ -44,9 +51,10 @@ impl TypeUrl {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    /// The short name used in insights and metrics: lds, cds, eds.
+    /// The short name used in insights and metrics: sds, lds, cds, eds.
     pub fn short(self) -> &'static str {
         match self {
+            TypeUrl::Secret => "sds",
             TypeUrl::Listener => "lds",
             TypeUrl::Cluster => "cds",
             TypeUrl::ClusterLoadAssignment => "eds",
@@ -61,7 +69,7 @@ pub struct XdsResource {
     pub body: Any,
 }
 
-fn any<M: Message + Name>(msg: &M) -> Any {
+pub(super) fn any<M: Message + Name>(msg: &M) -> Any {
     Any {
         type_url: M::type_url(),
         value: msg.encode_to_vec(),
@@ -85,13 +93,26 @@ fn connect_timeout() -> Option<Duration> {
     })
 }
 
-/// A listener that proxies every TCP connection to `cluster`.
+/// Resources delivered over the proxy's ADS stream.
+pub(super) fn ads_source() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        resource_api_version: ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+/// A listener that proxies every TCP connection to `cluster`, after
+/// `filters_before` (RBAC), over `transport` (TLS) when given.
 pub fn tcp_listener(
     name: &str,
-    ip: IpAddr,
-    port: u16,
+    (ip, port): (IpAddr, u16),
     cluster: &str,
     stat_prefix: &str,
+    filters_before: Vec<Filter>,
+    transport: Option<TransportSocket>,
 ) -> XdsResource {
     let proxy = TcpProxy {
         stat_prefix: stat_prefix.to_string(),
@@ -102,10 +123,14 @@ pub fn tcp_listener(
         name: name.to_string(),
         address: Some(socket(ip, port)),
         filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.tcp_proxy".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
-            }],
+            filters: filters_before
+                .into_iter()
+                .chain([Filter {
+                    name: "envoy.filters.network.tcp_proxy".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
+                }])
+                .collect(),
+            transport_socket: transport,
             ..Default::default()
         }],
         ..Default::default()
@@ -133,8 +158,9 @@ pub fn static_cluster(name: &str, ip: IpAddr, port: u16) -> XdsResource {
     }
 }
 
-/// A cluster whose endpoints come over ADS (EDS), named after its service.
-pub fn eds_cluster(name: &str) -> XdsResource {
+/// A cluster whose endpoints come over ADS (EDS), named after its service,
+/// over `transport` (TLS) when given.
+pub fn eds_cluster(name: &str, transport: Option<TransportSocket>) -> XdsResource {
     let cluster = Cluster {
         name: name.to_string(),
         connect_timeout: connect_timeout(),
@@ -142,15 +168,10 @@ pub fn eds_cluster(name: &str) -> XdsResource {
             cluster::DiscoveryType::Eds as i32,
         )),
         eds_cluster_config: Some(cluster::EdsClusterConfig {
-            eds_config: Some(ConfigSource {
-                config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
-                    AggregatedConfigSource {},
-                )),
-                resource_api_version: ApiVersion::V3 as i32,
-                ..Default::default()
-            }),
+            eds_config: Some(ads_source()),
             service_name: String::new(),
         }),
+        transport_socket: transport,
         ..Default::default()
     };
     XdsResource {

@@ -9,8 +9,10 @@
 //!   inbound of that service in the same mesh.
 
 mod envoy;
+pub mod tls;
 
 pub use envoy::{TypeUrl, XdsResource};
+pub use tls::ProxyTls;
 
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
@@ -19,6 +21,7 @@ use std::collections::BTreeMap;
 /// Everything one proxy is sent, by type, each sorted by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProxyConfig {
+    pub secrets: Vec<XdsResource>,
     pub listeners: Vec<XdsResource>,
     pub clusters: Vec<XdsResource>,
     pub endpoints: Vec<XdsResource>,
@@ -27,6 +30,7 @@ pub struct ProxyConfig {
 impl ProxyConfig {
     pub fn of_type(&self, type_url: TypeUrl) -> &[XdsResource] {
         match type_url {
+            TypeUrl::Secret => &self.secrets,
             TypeUrl::Listener => &self.listeners,
             TypeUrl::Cluster => &self.clusters,
             TypeUrl::ClusterLoadAssignment => &self.endpoints,
@@ -39,7 +43,14 @@ pub fn local_cluster_name(service_port: u16) -> String {
     format!("localhost:{service_port}")
 }
 
-pub fn generate(dataplane: &DataplaneSpec, mesh: &MeshView) -> ProxyConfig {
+/// The configuration of one proxy. `tls` is given when its mesh has mTLS
+/// on: then every inbound requires a mesh certificate and a permission, and
+/// every outbound verifies the destination's SPIFFE id.
+pub fn generate(
+    dataplane: &DataplaneSpec,
+    mesh: &MeshView,
+    tls: Option<ProxyTls<'_>>,
+) -> ProxyConfig {
     let mut listeners = BTreeMap::new();
     let mut clusters = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
@@ -51,9 +62,24 @@ pub fn generate(dataplane: &DataplaneSpec, mesh: &MeshView) -> ProxyConfig {
         let Ok(ep) = inbound.endpoint() else { continue };
         let cluster = local_cluster_name(ep.service_port);
         let name = format!("inbound:{}:{}", ep.address, ep.dataplane_port);
+        let (filters, transport) = match tls {
+            Some(_) => {
+                let permissions = mesh.permissions().map(|(n, p)| (n.as_str(), p.as_ref()));
+                let rbac = tls::rbac_filter(&name, &mesh.name, &inbound.tags, permissions);
+                (vec![rbac], Some(tls::downstream()))
+            }
+            None => (Vec::new(), None),
+        };
         listeners.insert(
             name.clone(),
-            envoy::tcp_listener(&name, ep.address, ep.dataplane_port, &cluster, &name),
+            envoy::tcp_listener(
+                &name,
+                (ep.address, ep.dataplane_port),
+                &cluster,
+                &name,
+                filters,
+                transport,
+            ),
         );
         clusters.insert(
             cluster.clone(),
@@ -75,13 +101,15 @@ pub fn generate(dataplane: &DataplaneSpec, mesh: &MeshView) -> ProxyConfig {
             name.clone(),
             envoy::tcp_listener(
                 &name,
-                ep.address,
-                ep.port,
+                (ep.address, ep.port),
                 target,
                 &format!("{service}->{target}"),
+                Vec::new(),
+                None,
             ),
         );
-        clusters.insert(target.clone(), envoy::eds_cluster(target));
+        let transport = tls.map(|_| tls::upstream(&mesh.name, target));
+        clusters.insert(target.clone(), envoy::eds_cluster(target, transport));
         let addresses = mesh.providers(target).flat_map(|(_, provider)| {
             provider
                 .networking
@@ -94,6 +122,7 @@ pub fn generate(dataplane: &DataplaneSpec, mesh: &MeshView) -> ProxyConfig {
         endpoints.insert(target.clone(), envoy::load_assignment(target, addresses));
     }
     ProxyConfig {
+        secrets: tls.as_ref().map(tls::secrets).unwrap_or_default(),
         listeners: listeners.into_values().collect(),
         clusters: clusters.into_values().collect(),
         endpoints: endpoints.into_values().collect(),
@@ -231,7 +260,7 @@ networking:
         let dp = index
             .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
             .unwrap();
-        let config = generate(dp, index.mesh("default").unwrap());
+        let config = generate(dp, index.mesh("default").unwrap(), None);
         assert_eq!(config.endpoints.len(), 1);
         golden("web-1", &render(&config));
     }
@@ -244,7 +273,7 @@ networking:
             .unwrap();
         golden(
             "redis-2",
-            &render(&generate(dp, index.mesh("default").unwrap())),
+            &render(&generate(dp, index.mesh("default").unwrap(), None)),
         );
     }
 
@@ -254,7 +283,7 @@ networking:
         let dp = index
             .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
             .unwrap();
-        let text = render(&generate(dp, index.mesh("default").unwrap()));
+        let text = render(&generate(dp, index.mesh("default").unwrap(), None));
         assert!(text.contains("192.168.0.2") && text.contains("192.168.0.3"));
         assert!(
             !text.contains("10.0.0.9"),

@@ -1,0 +1,245 @@
+//! mTLS for a mesh with it enabled: the proxy's certificate and the mesh
+//! CA as secrets, TLS on inbound listeners (client certificate required)
+//! and outbound clusters (destination's SPIFFE id verified), and an RBAC
+//! filter that lets in only what a `TrafficPermission` allows.
+
+use super::envoy::{XdsResource, ads_source, any};
+use crate::resources::{Selector, TrafficPermissionSpec, tags::Tags};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, TransportSocket, TypedExtensionConfig, data_source, transport_socket,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+use envoy_types::pb::envoy::config::rbac::v3::{
+    Permission, Policy, Principal, Rbac, permission, principal, rbac,
+};
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as RbacFilter;
+use envoy_types::pb::envoy::extensions::rbac::principals::mtls_authenticated::v3::Config as MtlsAuthenticated;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext, common_tls_context,
+    downstream_tls_context, secret, subject_alt_name_matcher,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::BoolValue;
+use std::collections::HashMap;
+
+/// The proxy's own certificate and key.
+pub const IDENTITY_SECRET: &str = "identity_cert";
+/// The mesh's root certificate, to verify peers.
+pub const MESH_CA_SECRET: &str = "mesh_ca";
+
+/// What a proxy of an mTLS mesh needs beyond its dataplane: PEM.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyTls<'a> {
+    pub ca_pem: &'a str,
+    pub cert_pem: &'a str,
+    pub key_pem: &'a str,
+}
+
+fn inline(pem: &str) -> Option<DataSource> {
+    Some(DataSource {
+        specifier: Some(data_source::Specifier::InlineString(pem.to_string())),
+        ..Default::default()
+    })
+}
+
+pub fn secrets(tls: &ProxyTls<'_>) -> Vec<XdsResource> {
+    let identity = Secret {
+        name: IDENTITY_SECRET.into(),
+        r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: inline(tls.cert_pem),
+            private_key: inline(tls.key_pem),
+            ..Default::default()
+        })),
+    };
+    let ca = Secret {
+        name: MESH_CA_SECRET.into(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: inline(tls.ca_pem),
+                ..Default::default()
+            },
+        )),
+    };
+    vec![
+        XdsResource {
+            name: IDENTITY_SECRET.into(),
+            body: any(&identity),
+        },
+        XdsResource {
+            name: MESH_CA_SECRET.into(),
+            body: any(&ca),
+        },
+    ]
+}
+
+fn sds(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.into(),
+        sds_config: Some(ads_source()),
+    }
+}
+
+fn socket(config: envoy_types::pb::google::protobuf::Any) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(config)),
+    }
+}
+
+fn exact(value: String) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Exact(value)),
+        ..Default::default()
+    }
+}
+
+fn prefix(value: String) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Prefix(value)),
+        ..Default::default()
+    }
+}
+
+/// Inbound: present the proxy's certificate, require one from the mesh CA.
+pub fn downstream() -> TransportSocket {
+    socket(any(&DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_sds_secret_configs: vec![sds(IDENTITY_SECRET)],
+            validation_context_type: Some(
+                common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(
+                    MESH_CA_SECRET,
+                )),
+            ),
+            ..Default::default()
+        }),
+        require_client_certificate: Some(BoolValue { value: true }),
+        // A resumed session carries no peer certificate for the RBAC
+        // filter to check: every connection does a full handshake.
+        disable_stateful_session_resumption: true,
+        session_ticket_keys_type: Some(
+            downstream_tls_context::SessionTicketKeysType::DisableStatelessSessionResumption(true),
+        ),
+        ..Default::default()
+    }))
+}
+
+/// Outbound to `service`: present the proxy's certificate; the peer's must
+/// come from the mesh CA and carry `spiffe://<mesh>/<service>`.
+pub fn upstream(mesh: &str, service: &str) -> TransportSocket {
+    let san = SubjectAltNameMatcher {
+        san_type: subject_alt_name_matcher::SanType::Uri as i32,
+        matcher: Some(exact(format!("spiffe://{mesh}/{service}"))),
+        ..Default::default()
+    };
+    socket(any(&UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_sds_secret_configs: vec![sds(IDENTITY_SECRET)],
+            validation_context_type: Some(
+                common_tls_context::ValidationContextType::CombinedValidationContext(
+                    common_tls_context::CombinedCertificateValidationContext {
+                        default_validation_context: Some(CertificateValidationContext {
+                            match_typed_subject_alt_names: vec![san],
+                            ..Default::default()
+                        }),
+                        validation_context_sds_secret_config: Some(sds(MESH_CA_SECRET)),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// A principal whose certificate carries a URI SAN matching `matcher`.
+fn san_principal(matcher: StringMatcher) -> Principal {
+    let config = MtlsAuthenticated {
+        san_matcher: Some(SubjectAltNameMatcher {
+            san_type: subject_alt_name_matcher::SanType::Uri as i32,
+            matcher: Some(matcher),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Principal {
+        identifier: Some(principal::Identifier::Custom(TypedExtensionConfig {
+            name: "envoy.rbac.principals.mtls_authenticated".into(),
+            typed_config: Some(any(&config)),
+        })),
+    }
+}
+
+/// The sources a selector names: `service` by its SPIFFE id, other tags by
+/// their `kuma://` SAN, all of them required; `*` matches any value.
+fn selector_principal(mesh: &str, selector: &Selector) -> Principal {
+    let mut ids: Vec<Principal> = selector
+        .match_tags
+        .iter()
+        .map(|(tag, value)| {
+            let base = if tag == crate::resources::tags::SERVICE_TAG {
+                format!("spiffe://{mesh}/")
+            } else {
+                format!("kuma://{tag}/")
+            };
+            san_principal(if value == "*" {
+                prefix(base)
+            } else {
+                exact(format!("{base}{value}"))
+            })
+        })
+        .collect();
+    if ids.len() == 1 {
+        ids.remove(0)
+    } else {
+        Principal {
+            identifier: Some(principal::Identifier::AndIds(principal::Set { ids })),
+        }
+    }
+}
+
+/// The RBAC network filter of an inbound with `tags`: one policy per
+/// permission rule whose destinations select it. No policy denies all.
+pub fn rbac_filter<'a>(
+    stat_prefix: &str,
+    mesh: &str,
+    tags: &Tags,
+    permissions: impl Iterator<Item = (&'a str, &'a TrafficPermissionSpec)>,
+) -> Filter {
+    let mut policies = HashMap::new();
+    for (name, permission) in permissions {
+        for (i, rule) in permission.rules.iter().enumerate() {
+            if !rule.destinations.iter().any(|d| d.matches(tags)) {
+                continue;
+            }
+            policies.insert(
+                format!("{name}/rule-{i}"),
+                Policy {
+                    permissions: vec![Permission {
+                        rule: Some(permission::Rule::Any(true)),
+                    }],
+                    principals: rule
+                        .sources
+                        .iter()
+                        .map(|s| selector_principal(mesh, s))
+                        .collect(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    let config = RbacFilter {
+        stat_prefix: stat_prefix.to_string(),
+        rules: Some(Rbac {
+            action: rbac::Action::Allow as i32,
+            policies,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.rbac".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(&config))),
+    }
+}

@@ -1,0 +1,162 @@
+//! Identities of the proxies of mTLS meshes: each mesh's CA (loaded from,
+//! or created in, the store) and each connected proxy's workload
+//! certificate, issued on first need, again when its services or tags
+//! change, and again before it expires. Certificates live in memory only.
+
+use super::index::{MeshView, ProxyId, ResourceIndex};
+use crate::resources::{DataplaneSpec, tags::Tags};
+use crate::security::ca::{CaError, MeshCa, WorkloadCert};
+use crate::store::ResourceStore;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// What a certificate asserts; a change means a new certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Subject {
+    services: Vec<String>,
+    tags: Tags,
+}
+
+impl Subject {
+    fn of(dataplane: &DataplaneSpec) -> Subject {
+        Subject {
+            services: dataplane
+                .services()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            tags: dataplane
+                .networking
+                .inbound
+                .iter()
+                .flat_map(|i| i.tags.iter().map(|(k, v)| (k.clone(), v.clone())))
+                .collect(),
+        }
+    }
+}
+
+struct Issued {
+    subject: Subject,
+    ca_pem: String,
+    cert: WorkloadCert,
+}
+
+/// The CA certificate and a proxy's own certificate, PEM.
+pub struct ProxyIdentity {
+    pub ca_pem: String,
+    pub cert: WorkloadCert,
+}
+
+pub struct Identities {
+    validity: Duration,
+    renewal_margin: Duration,
+    cas: HashMap<String, Arc<MeshCa>>,
+    issued: HashMap<ProxyId, Issued>,
+}
+
+impl Identities {
+    pub fn new(validity: Duration, renewal_margin: Duration) -> Self {
+        Identities {
+            validity,
+            renewal_margin,
+            cas: HashMap::new(),
+            issued: HashMap::new(),
+        }
+    }
+
+    /// How often to look for certificates due for renewal.
+    pub fn renewal_check_interval(&self) -> Duration {
+        (self.renewal_margin / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Loads the CA of every mTLS mesh of the index (creating it when the
+    /// mesh has none yet) and forgets the others.
+    pub async fn sync_cas(
+        &mut self,
+        store: &dyn ResourceStore,
+        index: &ResourceIndex,
+    ) -> Result<(), CaError> {
+        let wanted: Vec<String> = index
+            .meshes()
+            .filter(|m| m.spec.mtls_enabled())
+            .map(|m| m.name.clone())
+            .collect();
+        self.cas.retain(|mesh, _| wanted.contains(mesh));
+        for mesh in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.cas.entry(mesh) {
+                let ca = MeshCa::load_or_create(store, slot.key()).await?;
+                slot.insert(Arc::new(ca));
+            }
+        }
+        // A certificate from a CA the mesh no longer has is worthless.
+        self.issued.retain(|id, issued| {
+            self.cas
+                .get(&id.mesh)
+                .is_some_and(|ca| ca.cert_pem == issued.ca_pem)
+        });
+        Ok(())
+    }
+
+    /// The identity of a proxy of an mTLS mesh, issuing a certificate when
+    /// it has none, a stale one, or one close to expiry. None when its
+    /// mesh's CA is not loaded.
+    pub fn of(
+        &mut self,
+        id: &ProxyId,
+        dataplane: &DataplaneSpec,
+        mesh: &MeshView,
+    ) -> Option<ProxyIdentity> {
+        let ca = self.cas.get(&mesh.name)?;
+        let subject = Subject::of(dataplane);
+        let fresh = self.issued.get(id).is_some_and(|i| {
+            i.subject == subject && !due(&i.cert, self.renewal_margin, SystemTime::now())
+        });
+        if !fresh {
+            let services: Vec<&str> = subject.services.iter().map(String::as_str).collect();
+            match ca.issue(&services, &subject.tags, self.validity) {
+                Ok(cert) => {
+                    tracing::debug!(dataplane = %id, "issued a workload certificate");
+                    self.issued.insert(
+                        id.clone(),
+                        Issued {
+                            subject,
+                            ca_pem: ca.cert_pem.clone(),
+                            cert,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(dataplane = %id, error = %e, "cannot issue a workload certificate");
+                    return None;
+                }
+            }
+        }
+        self.issued.get(id).map(|i| ProxyIdentity {
+            ca_pem: i.ca_pem.clone(),
+            cert: i.cert.clone(),
+        })
+    }
+
+    /// Proxies whose certificate is within the renewal margin of expiry.
+    pub fn due_for_renewal(&self) -> Vec<ProxyId> {
+        let now = SystemTime::now();
+        self.issued
+            .iter()
+            .filter(|(_, i)| due(&i.cert, self.renewal_margin, now))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Drops the certificates of proxies that are gone.
+    pub fn retain_connected(&mut self, connected: &HashSet<ProxyId>) {
+        self.issued.retain(|id, _| connected.contains(id));
+    }
+}
+
+fn due(cert: &WorkloadCert, margin: Duration, now: SystemTime) -> bool {
+    cert.not_after
+        .duration_since(now)
+        .map(|left| left <= margin)
+        .unwrap_or(true)
+}

@@ -1,0 +1,321 @@
+//! mTLS with real Envoy: each mesh its own CA, every connection denied
+//! unless a TrafficPermission allows it, permissions applied live,
+//! certificates renewed under traffic.
+
+mod common;
+
+use common::{
+    Dataplane, KumaCp, echo_roundtrip, echo_server, echo_works, eventually, free_port, http,
+    put_dataplane,
+};
+use std::time::Duration;
+
+const MTLS: &str = r#"{"mtls": {"enabled": true, "ca": {"builtin": {}}}}"#;
+
+fn permission(cp: &KumaCp, mesh: &str, name: &str, source: serde_json::Value, destination: &str) {
+    let body = serde_json::json!({
+        "type": "TrafficPermission", "mesh": mesh, "name": name,
+        "rules": [{"sources": [{"match": source}], "destinations": [{"match": {"service": destination}}]}]
+    });
+    let answer = http(
+        "PUT",
+        &format!("{}/meshes/{mesh}/traffic-permissions/{name}", cp.api),
+        Some(&body.to_string()),
+    );
+    assert!(
+        answer.status == 201 || answer.status == 200,
+        "{}",
+        answer.body
+    );
+}
+
+/// An echo behind one dataplane and a client dataplane (with `client_tags`
+/// beyond `service: client`) in `mesh`; returns them and the outbound port.
+struct EchoPair {
+    echo: Dataplane,
+    client: Dataplane,
+    outbound: u16,
+    echo_inbound: u16,
+    _server: common::Process,
+}
+
+fn echo_pair(cp: &KumaCp, mesh: &str, client_version: &str) -> EchoPair {
+    let (port, echo_inbound, outbound) = (free_port(), free_port(), free_port());
+    let server = echo_server(port);
+    put_dataplane(cp, mesh, "echo-1", (echo_inbound, port), "echo", &[]);
+    let client = serde_json::json!({
+        "type": "Dataplane", "mesh": mesh, "name": "client-1",
+        "networking": {
+            "inbound": [{"interface": format!("127.0.0.1:{}:{}", free_port(), free_port()),
+                         "tags": {"service": "client", "version": client_version}}],
+            "outbound": [{"interface": format!(":{outbound}"), "service": "echo"}]
+        }
+    });
+    let answer = http(
+        "PUT",
+        &format!("{}/meshes/{mesh}/dataplanes/client-1", cp.api),
+        Some(&client.to_string()),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    EchoPair {
+        echo: Dataplane::start(cp, mesh, "echo-1"),
+        client: Dataplane::start(cp, mesh, "client-1"),
+        outbound,
+        echo_inbound,
+        _server: server,
+    }
+}
+
+/// Connections are refused or closed without echo, for a while.
+fn stays_blocked(port: u16) -> bool {
+    (0..5).all(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !echo_works(port)
+    })
+}
+
+#[test]
+fn traffic_needs_a_permission_which_applies_live() {
+    let cp = KumaCp::start(&[]);
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
+        200
+    );
+    let pair = echo_pair(&cp, "default", "1");
+    let pids = (pair.echo.process.0.id(), pair.client.process.0.id());
+    assert!(
+        stays_blocked(pair.outbound),
+        "traffic flowed with mTLS on and no permission"
+    );
+
+    permission(
+        &cp,
+        "default",
+        "client-to-echo",
+        serde_json::json!({"service": "client"}),
+        "echo",
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
+        "the permission did not open the path"
+    );
+    let payload: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+    let back = echo_roundtrip(pair.outbound, &payload).unwrap();
+    assert!(
+        back == payload,
+        "{} of {} bytes came back intact",
+        back.len(),
+        payload.len()
+    );
+
+    let answer = http(
+        "DELETE",
+        &format!(
+            "{}/meshes/default/traffic-permissions/client-to-echo",
+            cp.api
+        ),
+        None,
+    );
+    assert_eq!(answer.status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || !echo_works(pair.outbound)),
+        "deleting the permission did not close the path"
+    );
+    assert_eq!(
+        (pair.echo.process.0.id(), pair.client.process.0.id()),
+        pids,
+        "no restart"
+    );
+
+    // The certificates are SPIFFE SVIDs of the mesh.
+    let certs = pair.client.admin_get("/certs").unwrap();
+    assert!(certs.contains("spiffe://default/client"), "{certs}");
+    assert!(certs.contains("kuma://version/1"), "{certs}");
+}
+
+#[test]
+fn permissions_select_on_service_and_on_other_tags() {
+    let cp = KumaCp::start(&[]);
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
+        200
+    );
+    let pair = echo_pair(&cp, "default", "1");
+
+    permission(
+        &cp,
+        "default",
+        "web-to-echo",
+        serde_json::json!({"service": "web"}),
+        "echo",
+    );
+    permission(
+        &cp,
+        "default",
+        "client-v2",
+        serde_json::json!({"service": "client", "version": "2"}),
+        "echo",
+    );
+    permission(
+        &cp,
+        "default",
+        "client-to-db",
+        serde_json::json!({"service": "client"}),
+        "db",
+    );
+    assert!(
+        stays_blocked(pair.outbound),
+        "a permission for another service, version or destination opened the path"
+    );
+
+    permission(
+        &cp,
+        "default",
+        "client-v1",
+        serde_json::json!({"service": "client", "version": "1"}),
+        "echo",
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
+        "version 1 is allowed"
+    );
+    http(
+        "DELETE",
+        &format!("{}/meshes/default/traffic-permissions/client-v1", cp.api),
+        None,
+    );
+    assert!(eventually(Duration::from_secs(5), || !echo_works(
+        pair.outbound
+    )));
+    permission(
+        &cp,
+        "default",
+        "anyone",
+        serde_json::json!({"service": "*"}),
+        "echo",
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
+        "`*` allows any service"
+    );
+}
+
+#[test]
+fn proxies_of_meshes_with_different_cas_cannot_handshake() {
+    let cp = KumaCp::start(&[]);
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
+        200
+    );
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/b", cp.api), Some(MTLS)).status,
+        201
+    );
+    let a = echo_pair(&cp, "default", "1");
+    permission(
+        &cp,
+        "default",
+        "all",
+        serde_json::json!({"service": "*"}),
+        "echo",
+    );
+    assert!(eventually(Duration::from_secs(5), || echo_works(
+        a.outbound
+    )));
+
+    // Mesh b claims an "echo" at the very address of mesh a's echo proxy,
+    // and allows everything: only the CAs stand between them.
+    put_dataplane(
+        &cp,
+        "b",
+        "impostor-echo",
+        (a.echo_inbound, free_port()),
+        "echo",
+        &[],
+    );
+    let outbound_b = free_port();
+    put_dataplane(
+        &cp,
+        "b",
+        "client-b",
+        (free_port(), free_port()),
+        "client",
+        &[(outbound_b, "echo")],
+    );
+    permission(&cp, "b", "all", serde_json::json!({"service": "*"}), "*");
+    let client_b = Dataplane::start(&cp, "b", "client-b");
+    assert!(eventually(Duration::from_secs(5), || client_b
+        .endpoints("echo")
+        == vec![format!("127.0.0.1:{}", a.echo_inbound)]));
+    assert!(
+        stays_blocked(outbound_b),
+        "a proxy of mesh b talked to a proxy of mesh a"
+    );
+    let stats = client_b
+        .admin_get("/stats?filter=echo.*ssl")
+        .unwrap_or_default();
+    assert!(
+        stats.contains("ssl.fail_verify") || stats.contains("ssl.connection_error"),
+        "{stats}"
+    );
+    // Each mesh has its own root.
+    let ca_a = a.client.admin_get("/certs").unwrap();
+    let ca_b = client_b.admin_get("/certs").unwrap();
+    let serial = |certs: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(certs).unwrap();
+        v["certificates"][0]["ca_cert"][0]["serial_number"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_ne!(serial(&ca_a), serial(&ca_b));
+}
+
+#[test]
+fn traffic_keeps_flowing_across_certificate_renewals() {
+    let cp = KumaCp::start(&[
+        ("KUMA_SDS_SERVER_CERT_VALIDITY_SECONDS", "60"),
+        ("KUMA_SDS_SERVER_CERT_RENEWAL_MARGIN_SECONDS", "52"),
+    ]);
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
+        200
+    );
+    let pair = echo_pair(&cp, "default", "1");
+    permission(
+        &cp,
+        "default",
+        "all",
+        serde_json::json!({"service": "*"}),
+        "*",
+    );
+    assert!(eventually(Duration::from_secs(5), || echo_works(
+        pair.outbound
+    )));
+    let serial = || -> String {
+        let certs: serde_json::Value =
+            serde_json::from_str(&pair.client.admin_get("/certs").unwrap_or_default())
+                .unwrap_or_default();
+        certs["certificates"][0]["cert_chain"][0]["serial_number"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut serials = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    while serials.len() < 4 && started.elapsed() < Duration::from_secs(60) {
+        serials.insert(serial());
+        assert!(
+            echo_works(pair.outbound),
+            "traffic stopped at {:?} after {} certificates",
+            started.elapsed(),
+            serials.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        serials.len() >= 4,
+        "only {} certificates in 60 s",
+        serials.len()
+    );
+}
