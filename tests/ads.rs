@@ -304,3 +304,78 @@ fn delta_sends_only_what_changed() {
         status.message()
     );
 }
+
+#[test]
+fn sds_on_its_own_port_serves_the_proxys_secrets_to_its_token_only() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
+    use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+    use prost::Message;
+    let cp = KumaCp::start(&[]);
+    let mtls = r#"{"mtls": {"enabled": true, "ca": {"builtin": {}}}}"#;
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/default", cp.api), Some(mtls)).status,
+        200
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "web",
+        (free_port(), free_port()),
+        "web",
+        &[(free_port(), "db")],
+    );
+    let token = cp.token("default", "web");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let open = |token: &str, type_url: &str| {
+        let (sds, token, type_url) = (cp.sds.clone(), token.to_string(), type_url.to_string());
+        rt.block_on(async move {
+            let mut client = SecretDiscoveryServiceClient::connect(sds)
+                .await
+                .expect("connect");
+            let (tx, rx) = mpsc::channel(8);
+            tx.send(DeltaDiscoveryRequest {
+                node: node("default.web"),
+                type_url,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let mut stream = client
+                .delta_secrets(with_token(ReceiverStream::new(rx), &token))
+                .await
+                .unwrap()
+                .into_inner();
+            let first = next(&mut stream, Duration::from_secs(3)).await;
+            (tx, first)
+        })
+    };
+    let (_tx, first) = open(
+        &token,
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+    );
+    let response = first.expect("secrets").expect("accepted");
+    let mut names: Vec<&str> = response.resources.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["identity_cert", "mesh_ca"]);
+    let identity = response
+        .resources
+        .iter()
+        .find(|r| r.name == "identity_cert")
+        .unwrap();
+    let secret = Secret::decode(identity.resource.as_ref().unwrap().value.as_slice()).unwrap();
+    assert!(matches!(
+        secret.r#type,
+        Some(secret::Type::TlsCertificate(_))
+    ));
+
+    let (_tx, first) = open(
+        "",
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+    );
+    assert_eq!(
+        first.expect("an answer").unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    let (_tx, first) = open(&token, CDS);
+    assert!(first.is_none(), "the SDS port served clusters");
+}

@@ -159,6 +159,8 @@ pub async fn run(
 
     let xds_listener =
         listen::bind("xDS", "xdsServer.grpcPort", config.xds_server.grpc_port).await?;
+    let sds_listener =
+        listen::bind("SDS", "sdsServer.grpcPort", config.sds_server.grpc_port).await?;
     let bootstrap_listener = listen::bind(
         "bootstrap",
         "bootstrapServer.port",
@@ -221,6 +223,7 @@ pub async fn run(
         require_token: config.dp_server.auth.auth_type == "dpToken",
         insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
+    let (ads_service, sds_service) = ads.into_services();
     let reconciler = Reconciler {
         store: store.clone(),
         cache,
@@ -238,7 +241,8 @@ pub async fn run(
             token_server::router(token_context(&config, &store)),
             shutdown.clone(),
         )),
-        tokio::spawn(xds_listener.serve_grpc(ads.into_service(), shutdown.clone())),
+        tokio::spawn(xds_listener.serve_grpc(ads_service, shutdown.clone())),
+        tokio::spawn(sds_listener.serve_grpc(sds_service, shutdown.clone())),
         tokio::spawn(reconciler.run(connected, shutdown.clone())),
     ];
     let mut servers = servers;

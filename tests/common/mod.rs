@@ -42,6 +42,7 @@ pub struct KumaCp {
     pub health: String,
     pub bootstrap: String,
     pub xds: String,
+    pub sds: String,
     pub tokens: String,
     pub lines: mpsc::Receiver<String>,
 }
@@ -112,6 +113,7 @@ impl KumaCp {
         let mut bootstrap = None;
         let mut xds = None;
         let mut tokens = None;
+        let mut sds = None;
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.is_none()
@@ -143,6 +145,7 @@ impl KumaCp {
                     Some("bootstrap") => bootstrap = Some(url),
                     Some("xDS") => xds = Some(url),
                     Some("dataplane token") => tokens = Some(url),
+                    Some("SDS") => sds = Some(url),
                     _ => {}
                 }
             }
@@ -155,6 +158,7 @@ impl KumaCp {
             bootstrap: bootstrap.unwrap_or_default(),
             xds: xds.unwrap_or_default(),
             tokens: tokens.unwrap_or_default(),
+            sds: sds.unwrap_or_default(),
             lines: rx,
         })
     }

@@ -27,6 +27,9 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
+    SecretDiscoveryService, SecretDiscoveryServiceServer,
+};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use sotw::Sotw;
 use std::sync::Arc;
@@ -70,10 +73,21 @@ pub async fn wait_for_insight_writers(writers: &Arc<()>, limit: Duration) {
 }
 
 impl AdsServer {
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        AggregatedDiscoveryServiceServer::new(AdsService(Arc::new(self)))
-            .max_decoding_message_size(16 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024)
+    /// The ADS service and the SDS service, sharing streams' machinery,
+    /// snapshots and token checks.
+    pub fn into_services(
+        self,
+    ) -> (
+        AggregatedDiscoveryServiceServer<AdsService>,
+        SecretDiscoveryServiceServer<SdsService>,
+    ) {
+        let shared = Arc::new(self);
+        (
+            AggregatedDiscoveryServiceServer::new(AdsService(shared.clone()))
+                .max_decoding_message_size(16 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
+            SecretDiscoveryServiceServer::new(SdsService(shared)),
+        )
     }
 
     /// Checks the node id of a stream's first request: `{mesh}.{name}` of a
@@ -244,11 +258,12 @@ async fn push<P: Protocol>(
     ctx: &mut StreamContext,
     protocol: &mut P,
     tx: &Sender<P::Response>,
+    served: &[TypeUrl],
 ) -> Result<(), ()> {
     let Some(snapshot) = ctx.snapshot() else {
         return Ok(());
     };
-    for type_url in TypeUrl::ALL {
+    for type_url in TypeUrl::ALL.into_iter().filter(|t| served.contains(t)) {
         let nonce = (ctx.nonce + 1).to_string();
         if let Some(response) = protocol.response(&snapshot, type_url, &nonce) {
             ctx.nonce += 1;
@@ -263,6 +278,7 @@ async fn push<P: Protocol>(
 /// or the server ends it.
 async fn run_stream<P: Protocol>(
     server: Arc<AdsServer>,
+    served: &'static [TypeUrl],
     token: Option<String>,
     mut requests: Streaming<P::Request>,
     tx: Sender<P::Response>,
@@ -293,7 +309,7 @@ async fn run_stream<P: Protocol>(
                 return;
             }
         }
-        if push(&mut ctx, &mut protocol, &tx).await.is_err() {
+        if push(&mut ctx, &mut protocol, &tx, served).await.is_err() {
             return;
         }
         tokio::select! {
@@ -323,6 +339,7 @@ impl AggregatedDiscoveryService for AdsService {
         let token = presented_token(&request);
         tokio::spawn(run_stream::<Sotw>(
             self.0.clone(),
+            &TypeUrl::ALL,
             token,
             request.into_inner(),
             tx,
@@ -338,10 +355,61 @@ impl AggregatedDiscoveryService for AdsService {
         let token = presented_token(&request);
         tokio::spawn(run_stream::<Delta>(
             self.0.clone(),
+            &TypeUrl::ALL,
             token,
             request.into_inner(),
             tx,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// SDS on its own port: the same streams, serving secrets only.
+pub struct SdsService(Arc<AdsServer>);
+
+#[tonic::async_trait]
+impl SecretDiscoveryService for SdsService {
+    type StreamSecretsStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaSecretsStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_secrets(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamSecretsStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let token = presented_token(&request);
+        tokio::spawn(run_stream::<Sotw>(
+            self.0.clone(),
+            &[TypeUrl::Secret],
+            token,
+            request.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_secrets(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let token = presented_token(&request);
+        tokio::spawn(run_stream::<Delta>(
+            self.0.clone(),
+            &[TypeUrl::Secret],
+            token,
+            request.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn fetch_secrets(
+        &self,
+        _request: Request<DiscoveryRequest>,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
+        Err(Status::unimplemented(
+            "secrets are served on streams: use StreamSecrets or DeltaSecrets",
+        ))
     }
 }
