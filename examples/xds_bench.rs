@@ -12,7 +12,8 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use kuma::resources::{Identity, Resource, Spec};
-use kuma::xds::generator;
+use kuma::security::ca::MeshCa;
+use kuma::xds::generator::{self, ProxyTls};
 use kuma::xds::index::{ProxyId, ResourceIndex};
 use prost::Message;
 use std::sync::Arc;
@@ -23,11 +24,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-const TYPES: [&str; 3] = [
+const TYPES: [&str; 4] = [
     "type.googleapis.com/envoy.config.cluster.v3.Cluster",
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
     "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
 ];
+const EDS: usize = 1;
+const LDS: usize = 2;
 /// Simulated proxies per HTTP/2 connection.
 const STREAMS_PER_CONNECTION: usize = 100;
 const CHANGE_ROUNDS: usize = 20;
@@ -48,8 +52,9 @@ struct Observed {
     started: Instant,
     /// When each proxy had CDS, EDS and LDS at least once.
     full_config: Vec<AtomicU64>,
-    /// When each proxy last received (and ACKed) endpoints.
+    /// When each proxy last received (and ACKed) endpoints, and listeners.
     last_eds: Vec<AtomicU64>,
+    last_lds: Vec<AtomicU64>,
     bytes: AtomicU64,
     complete: AtomicUsize,
 }
@@ -60,7 +65,9 @@ impl Observed {
     }
 }
 
-async fn simulate(channel: Channel, i: usize, seen: Arc<Observed>) {
+/// One simulated proxy. Its configuration is full once it has clusters,
+/// endpoints and listeners (and, with mTLS, secrets).
+async fn simulate(channel: Channel, i: usize, needed: usize, seen: Arc<Observed>) {
     let mut client = AggregatedDiscoveryServiceClient::new(channel);
     let (tx, rx) = mpsc::channel(8);
     for (n, t) in TYPES.iter().enumerate() {
@@ -83,17 +90,20 @@ async fn simulate(channel: Channel, i: usize, seen: Arc<Observed>) {
         return;
     };
     let mut stream = response.into_inner();
-    let mut got = [false; 3];
+    let mut got = [false; 4];
+    let full = |got: &[bool; 4]| got[..needed].iter().all(|g| *g);
     while let Ok(Some(r)) = stream.message().await {
         seen.bytes
             .fetch_add(r.encoded_len() as u64, Ordering::Relaxed);
         if let Some(t) = TYPES.iter().position(|t| *t == r.type_url) {
-            if t == 1 {
-                seen.last_eds[i].store(seen.now(), Ordering::Relaxed);
+            match t {
+                EDS => seen.last_eds[i].store(seen.now(), Ordering::Relaxed),
+                LDS => seen.last_lds[i].store(seen.now(), Ordering::Relaxed),
+                _ => {}
             }
-            if !got.iter().all(|g| *g) {
+            if !full(&got) {
                 got[t] = true;
-                if got.iter().all(|g| *g) {
+                if full(&got) {
                     seen.full_config[i].store(seen.now(), Ordering::Relaxed);
                     seen.complete.fetch_add(1, Ordering::Relaxed);
                 }
@@ -117,8 +127,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The generator alone, in this process: every proxy's configuration once.
-fn generator_floor(n: usize, services: usize) -> Duration {
+/// One permission per service: its consumers may reach it.
+fn permission(k: usize, services: usize) -> serde_json::Value {
+    serde_json::json!({
+        "type": "TrafficPermission", "mesh": "default", "name": format!("to-svc-{k}"),
+        "rules": [{"sources": [{"match": {"service": format!("svc-{}", (k + services - 1) % services)}}],
+                   "destinations": [{"match": {"service": format!("svc-{k}")}}]}]
+    })
+}
+
+/// The generator alone, in this process: every proxy's configuration once
+/// (with mTLS: one certificate shared by all, as the CA's cost is apart).
+fn generator_floor(n: usize, services: usize, mtls: bool) -> Duration {
     let mut index = ResourceIndex::default();
     for i in 0..n {
         let r = Resource::from_json(dataplane(i, services), Identity::FromDocument).expect("valid");
@@ -126,15 +146,49 @@ fn generator_floor(n: usize, services: usize) -> Duration {
             index.upsert_dataplane("default", &r.key.name, d);
         }
     }
+    if mtls {
+        for k in 0..services {
+            let r = Resource::from_json(permission(k, services), Identity::FromDocument)
+                .expect("valid");
+            if let Spec::TrafficPermission(p) = r.spec {
+                index.set_permission("default", &r.key.name, Some(p));
+            }
+        }
+    }
+    let (ca, _) = MeshCa::generate("default").expect("ca");
+    let cert = ca
+        .issue(&["svc-0"], &Default::default(), Duration::from_secs(3600))
+        .expect("cert");
+    let tls = mtls.then_some(ProxyTls {
+        ca_pem: &ca.cert_pem,
+        cert_pem: &cert.cert_pem,
+        key_pem: &cert.key_pem,
+    });
     let mesh = index.mesh("default").expect("mesh");
     let started = Instant::now();
     for i in 0..n {
         let dp = index
             .dataplane(&ProxyId::new("default", &format!("dp-{i}")))
             .expect("dp");
-        std::hint::black_box(generator::generate(dp, mesh, None));
+        std::hint::black_box(generator::generate(dp, mesh, tls));
     }
     started.elapsed()
+}
+
+/// Workload certificates a mesh CA signs per second, on one core.
+fn certificates_per_second() -> f64 {
+    let (ca, _) = MeshCa::generate("bench").expect("ca");
+    let tags = [("version".to_string(), "1".to_string())].into();
+    let started = Instant::now();
+    let count = 2_000;
+    for i in 0..count {
+        let service = format!("svc-{i}");
+        std::hint::black_box(
+            ca.issue(&[&service], &tags, Duration::from_secs(86_400))
+                .expect("cert"),
+        );
+    }
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 fn metric(api: &str, name: &str) -> f64 {
@@ -146,7 +200,34 @@ fn metric(api: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn bench(n: usize, rt: &tokio::runtime::Runtime) {
+/// Waits until every proxy of `watched` got a response of `last` after its
+/// `before` value; returns each one's delay from `t0`.
+fn wait_for(last: &[AtomicU64], watched: &[usize], before: &[u64], t0: u64) -> Vec<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !watched
+        .iter()
+        .zip(before)
+        .all(|(c, b)| last[*c].load(Ordering::Relaxed) > *b)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    watched
+        .iter()
+        .map(|c| Duration::from_nanos(last[*c].load(Ordering::Relaxed).saturating_sub(t0)))
+        .collect()
+}
+
+fn put(api: &str, path: &str, body: &serde_json::Value) {
+    let answer = common::http("PUT", &format!("{api}{path}"), Some(&body.to_string()));
+    assert!(
+        answer.status == 200 || answer.status == 201,
+        "{path}: {}",
+        answer.body
+    );
+}
+
+fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
     let cp = common::KumaCp::start(&[
@@ -155,6 +236,20 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
     ]);
     let pid = cp.child.id();
     let api = cp.api.clone();
+    if mtls {
+        put(
+            &api,
+            "/meshes/default",
+            &serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}}),
+        );
+        let base = api.clone();
+        rt.block_on(load(services, move |c, k| {
+            c.put(format!(
+                "{base}/meshes/default/traffic-permissions/to-svc-{k}"
+            ))
+            .json(&permission(k, services))
+        }));
+    }
     let base = api.clone();
     rt.block_on(load(n, move |c, i| {
         c.put(format!("{base}/meshes/default/dataplanes/dp-{i}"))
@@ -168,9 +263,11 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
         started: Instant::now(),
         full_config: (0..n).map(|_| AtomicU64::new(0)).collect(),
         last_eds: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        last_lds: (0..n).map(|_| AtomicU64::new(0)).collect(),
         bytes: AtomicU64::new(0),
         complete: AtomicUsize::new(0),
     });
+    let needed = if mtls { 4 } else { 3 };
     let xds = cp.xds.clone();
     let connect_started = Instant::now();
     rt.block_on(async {
@@ -181,7 +278,7 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
                 .await
                 .expect("connect");
             for i in chunk * STREAMS_PER_CONNECTION..((chunk + 1) * STREAMS_PER_CONNECTION).min(n) {
-                tokio::spawn(simulate(channel.clone(), i, seen.clone()));
+                tokio::spawn(simulate(channel.clone(), i, needed, seen.clone()));
             }
         }
     });
@@ -198,7 +295,7 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
     let bytes_per_proxy = seen.bytes.load(Ordering::Relaxed) as f64 / n as f64;
 
     // Change 1: a dataplane added; its service's consumers must get it.
-    let mut latencies = Vec::new();
+    let mut added = Vec::new();
     for round in 0..CHANGE_ROUNDS {
         let service = (round * 7) % services;
         let consumers: Vec<usize> = (0..n).filter(|i| (i + 1) % services == service).collect();
@@ -211,63 +308,46 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
         body["networking"]["inbound"][0]["tags"]["service"] = format!("svc-{service}").into();
         body["networking"]["outbound"] = serde_json::json!([]);
         let t0 = seen.now();
-        let answer = common::http(
-            "PUT",
-            &format!("{api}/meshes/default/dataplanes/dp-{new}"),
-            Some(&body.to_string()),
-        );
-        assert_eq!(answer.status, 201);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let done = consumers
-                .iter()
-                .zip(&before)
-                .all(|(c, b)| seen.last_eds[*c].load(Ordering::Relaxed) > *b);
-            if done || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for c in &consumers {
-            let at = seen.last_eds[*c].load(Ordering::Relaxed);
-            latencies.push(Duration::from_nanos(at.saturating_sub(t0)));
-        }
+        put(&api, &format!("/meshes/default/dataplanes/dp-{new}"), &body);
+        added.extend(wait_for(&seen.last_eds, &consumers, &before, t0));
     }
-    latencies.sort();
+    added.sort();
 
-    // Change 2: a policy. Without mTLS it changes no proxy's configuration:
-    // every proxy of the mesh is regenerated and nothing is pushed.
+    // Change 2: a permission changed. Only the providers of the service it
+    // names are regenerated; with mTLS they get a new listener (RBAC),
+    // without mTLS their configuration is unchanged and nothing is pushed.
     let generated_before = metric(&api, "xds_generation_seconds_count");
     let pushed_before = seen.bytes.load(Ordering::Relaxed);
-    let t0 = Instant::now();
-    let tp = r#"{"type":"TrafficPermission","mesh":"default","name":"all","rules":[{"sources":[{"match":{"service":"*"}}],"destinations":[{"match":{"service":"*"}}]}]}"#;
-    assert_eq!(
-        common::http(
-            "PUT",
-            &format!("{api}/meshes/default/traffic-permissions/all"),
-            Some(tp)
-        )
-        .status,
-        201
-    );
-    while metric(&api, "xds_generation_seconds_count") < generated_before + n as f64
-        && t0.elapsed() < Duration::from_secs(30)
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let policy_rebuild = t0.elapsed();
-    std::thread::sleep(Duration::from_millis(200));
-    let policy_pushed = seen.bytes.load(Ordering::Relaxed) - pushed_before;
+    let providers: Vec<usize> = (0..n).filter(|i| i % services == 0).collect();
+    let before: Vec<u64> = providers.iter().map(|c| seen.last_lds[*c].load(Ordering::Relaxed)).collect();
+    let t0 = seen.now();
+    let mut changed = permission(0, services);
+    changed["rules"][0]["sources"][0]["match"]["service"] = "svc-1".into();
+    put(&api, "/meshes/default/traffic-permissions/to-svc-0", &changed);
+    let mut policy = if mtls {
+        wait_for(&seen.last_lds, &providers, &before, t0)
+    } else {
+        Vec::new()
+    };
+    policy.sort();
+    std::thread::sleep(Duration::from_millis(300));
+    let rebuilt = metric(&api, "xds_generation_seconds_count") - generated_before;
+    let policy_pushed = (seen.bytes.load(Ordering::Relaxed) - pushed_before) as f64 / 1024.0;
+    let policy_ack = if policy.is_empty() {
+        "nothing to push".to_string()
+    } else {
+        format!("{:.1} / {:.1} ms", ms(percentile(&policy, 50)), ms(percentile(&policy, 99)))
+    };
 
     let peak = proc_status_kib(pid, "VmHWM:");
     let per_dp = (rss_connected.saturating_sub(rss_before)) as f64 * 1024.0 / n as f64;
-    let floor = generator_floor(n, services);
+    let floor = generator_floor(n, services, mtls);
     println!(
-        "| {n:>6} | {configured:>6} | {:>8.2} s | {:>7.1} | {:>7.1} | {:>8.0} ms ({policy_pushed} B) | {:>6.1} MiB | {:>6.1} KiB | {:>5.1} s | {:>7.0} B | {:>7.0} ms | {:>5.0}x |",
+        "| {n:>6} | {:>4} | {configured:>6} | {:>6.2} s | {:>5.1} / {:>5.1} ms | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
+        if mtls { "on" } else { "off" },
         all_configured.as_secs_f64(),
-        ms(percentile(&latencies, 50)),
-        ms(percentile(&latencies, 99)),
-        ms(policy_rebuild),
+        ms(percentile(&added, 50)),
+        ms(percentile(&added, 99)),
         peak as f64 / 1024.0,
         per_dp / 1024.0,
         cpu_connect,
@@ -287,15 +367,19 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services\n"
+        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services; with mTLS, one TrafficPermission per service\n"
     );
     println!(
-        "| N      | configured | all configured | add p50 ms | add p99 ms | policy change: rebuild (bytes pushed) | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
+        "| N      | mTLS | configured | all configured | dataplane added: p50 / p99 | permission changed: affected p50 / p99 | proxies rebuilt | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
     );
-    println!(
-        "|--------|------------|----------------|------------|------------|----------------------------------------|----------|------------|---------------|-----------------|-----------------|-------------|"
-    );
-    for n in sizes {
-        bench(n, &rt);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for mtls in [false, true] {
+        for &n in &sizes {
+            bench(n, mtls, &rt);
+        }
     }
+    println!(
+        "\nWorkload certificates issued per second (ECDSA P-256, one core): {:.0}",
+        certificates_per_second()
+    );
 }

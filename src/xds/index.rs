@@ -5,7 +5,7 @@
 //! Everything is looked up by mesh first; nothing computed for one mesh
 //! reads another.
 
-use crate::resources::{DataplaneSpec, MeshSpec, TrafficPermissionSpec};
+use crate::resources::{DataplaneSpec, MeshSpec, Selector, TrafficPermissionSpec};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -225,8 +225,9 @@ impl ResourceIndex {
         }
     }
 
-    /// A traffic permission appeared, changed or went (`None`): every proxy
-    /// of the mesh is looked at again (unchanged output is not pushed).
+    /// A traffic permission appeared, changed or went (`None`). It shapes
+    /// the RBAC of the inbounds its destinations select, before or after
+    /// the change: those proxies are affected, no others.
     pub fn set_permission(
         &mut self,
         mesh: &str,
@@ -237,15 +238,30 @@ impl ResourceIndex {
             .meshes
             .entry(mesh.to_string())
             .or_insert_with(|| MeshView::new(mesh));
-        match spec {
-            Some(spec) => {
-                view.permissions.insert(name.to_string(), Arc::new(spec));
-            }
-            None => {
-                view.permissions.remove(name);
-            }
+        let old = match spec {
+            Some(spec) => view.permissions.insert(name.to_string(), Arc::new(spec)),
+            None => view.permissions.remove(name),
+        };
+        let selectors: Vec<&Selector> = old
+            .iter()
+            .chain(view.permissions.get(name))
+            .flat_map(|p| p.rules.iter().flat_map(|r| r.destinations.iter()))
+            .collect();
+        let proxies = view
+            .dataplanes
+            .iter()
+            .filter(|(_, dp)| {
+                dp.networking
+                    .inbound
+                    .iter()
+                    .any(|i| selectors.iter().any(|s| s.matches(&i.tags)))
+            })
+            .map(|(n, _)| ProxyId::new(mesh, n))
+            .collect();
+        Affected {
+            proxies,
+            ..Default::default()
         }
-        self.policy_changed(mesh)
     }
 
     /// A policy of the mesh changed: every proxy of the mesh is looked at
@@ -316,6 +332,34 @@ mod tests {
         let affected = index.upsert_dataplane("b", "redis-1", dp("redis", &[]));
         assert_eq!(ids(&affected), ["b.redis-1"]);
         assert_eq!(index.mesh("a").unwrap().providers("redis").count(), 0);
+    }
+
+    #[test]
+    fn a_permission_affects_the_proxies_its_destinations_select() {
+        let mut index = ResourceIndex::default();
+        index.upsert_dataplane("m", "web", dp("web", &["redis"]));
+        index.upsert_dataplane("m", "redis-1", dp("redis", &[]));
+        index.upsert_dataplane("m", "db-1", dp("db", &[]));
+        let to = |service: &str| crate::resources::TrafficPermissionSpec {
+            rules: vec![crate::resources::TrafficPermissionRule {
+                sources: vec![Selector {
+                    match_tags: [("service".to_string(), "web".to_string())].into(),
+                }],
+                destinations: vec![Selector {
+                    match_tags: [("service".to_string(), service.to_string())].into(),
+                }],
+            }],
+        };
+        assert_eq!(
+            ids(&index.set_permission("m", "p", Some(to("redis")))),
+            ["m.redis-1"]
+        );
+        // Moved to db: the old destination and the new one.
+        assert_eq!(
+            ids(&index.set_permission("m", "p", Some(to("db")))),
+            ["m.db-1", "m.redis-1"]
+        );
+        assert_eq!(ids(&index.set_permission("m", "p", None)), ["m.db-1"]);
     }
 
     #[test]
