@@ -319,11 +319,18 @@ fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
     let generated_before = metric(&api, "xds_generation_seconds_count");
     let pushed_before = seen.bytes.load(Ordering::Relaxed);
     let providers: Vec<usize> = (0..n).filter(|i| i % services == 0).collect();
-    let before: Vec<u64> = providers.iter().map(|c| seen.last_lds[*c].load(Ordering::Relaxed)).collect();
+    let before: Vec<u64> = providers
+        .iter()
+        .map(|c| seen.last_lds[*c].load(Ordering::Relaxed))
+        .collect();
     let t0 = seen.now();
     let mut changed = permission(0, services);
     changed["rules"][0]["sources"][0]["match"]["service"] = "svc-1".into();
-    put(&api, "/meshes/default/traffic-permissions/to-svc-0", &changed);
+    put(
+        &api,
+        "/meshes/default/traffic-permissions/to-svc-0",
+        &changed,
+    );
     let mut policy = if mtls {
         wait_for(&seen.last_lds, &providers, &before, t0)
     } else {
@@ -336,7 +343,11 @@ fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
     let policy_ack = if policy.is_empty() {
         "nothing to push".to_string()
     } else {
-        format!("{:.1} / {:.1} ms", ms(percentile(&policy, 50)), ms(percentile(&policy, 99)))
+        format!(
+            "{:.1} / {:.1} ms",
+            ms(percentile(&policy, 50)),
+            ms(percentile(&policy, 99))
+        )
     };
 
     let peak = proc_status_kib(pid, "VmHWM:");

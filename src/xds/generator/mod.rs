@@ -137,6 +137,7 @@ mod tests {
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as RbacFilter;
     use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
     use prost::Message;
 
@@ -167,16 +168,30 @@ mod tests {
             for chain in &mut listener.filter_chains {
                 for f in &mut chain.filters {
                     if let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type {
-                        proxies.push(TcpProxy::decode(any.value.as_slice()).unwrap());
+                        proxies.push(if any.type_url.ends_with("TcpProxy") {
+                            format!("{:#?}", TcpProxy::decode(any.value.as_slice()).unwrap())
+                        } else {
+                            format!("{:#?}", RbacFilter::decode(any.value.as_slice()).unwrap())
+                        });
                         // Shown decoded below rather than as bytes.
                         any.value.clear();
                     }
                 }
             }
             out.push_str(&format!("# listener {}\n{listener:#?}\n", l.name));
-            for proxy in proxies {
-                out.push_str(&format!("# tcp_proxy of {}\n{proxy:#?}\n", l.name));
+            for filter in proxies {
+                out.push_str(&format!("# filter of {}\n{filter}\n", l.name));
             }
+        }
+        for secret in &config.secrets {
+            out.push_str(&format!(
+                "# secret {}\n{:#?}\n",
+                secret.name,
+                envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret::decode(
+                    secret.body.value.as_slice()
+                )
+                .unwrap()
+            ));
         }
         for c in &config.clusters {
             out.push_str(&format!(
@@ -275,6 +290,41 @@ networking:
             "redis-2",
             &render(&generate(dp, index.mesh("default").unwrap(), None)),
         );
+    }
+
+    /// mTLS: secrets, TLS on both sides, and RBAC from the permissions.
+    /// The PEM inputs are placeholders: the generator only carries them.
+    #[test]
+    fn mtls_golden() {
+        let mut index = index(MESH);
+        let permission = r#"{"type": "TrafficPermission", "mesh": "default", "name": "web-to-redis",
+            "rules": [{"sources": [{"match": {"service": "web", "version": "*"}}],
+                       "destinations": [{"match": {"service": "redis"}}]}]}"#;
+        let r = Resource::from_json(
+            serde_json::from_str(permission).unwrap(),
+            Identity::FromDocument,
+        )
+        .unwrap();
+        if let Spec::TrafficPermission(p) = r.spec {
+            index.set_permission("default", "web-to-redis", Some(p));
+        }
+        let tls = ProxyTls {
+            ca_pem: "CA PEM",
+            cert_pem: "CERT PEM",
+            key_pem: "KEY PEM",
+        };
+        let mesh = index.mesh("default").unwrap();
+        let redis = index
+            .dataplane(&crate::xds::index::ProxyId::new("default", "redis-2"))
+            .unwrap();
+        let config = generate(redis, mesh, Some(tls));
+        let names: Vec<&str> = config.secrets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["identity_cert", "mesh_ca"]);
+        golden("redis-2-mtls", &render(&config));
+        let web = index
+            .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
+            .unwrap();
+        golden("web-1-mtls", &render(&generate(web, mesh, Some(tls))));
     }
 
     #[test]
