@@ -323,6 +323,25 @@ async fn run_stream<P: Protocol>(
     }
 }
 
+/// Starts a stream in its own task; its responses flow back through a
+/// channel.
+fn spawn_stream<P: Protocol>(
+    server: &Arc<AdsServer>,
+    served: &'static [TypeUrl],
+    request: Request<Streaming<P::Request>>,
+) -> Response<ReceiverStream<Result<P::Response, Status>>> {
+    let (tx, rx) = mpsc::channel(16);
+    let token = presented_token(&request);
+    tokio::spawn(run_stream::<P>(
+        server.clone(),
+        served,
+        token,
+        request.into_inner(),
+        tx,
+    ));
+    Response::new(ReceiverStream::new(rx))
+}
+
 /// The gRPC service; each stream runs in its own task.
 pub struct AdsService(Arc<AdsServer>);
 
@@ -335,32 +354,14 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let token = presented_token(&request);
-        tokio::spawn(run_stream::<Sotw>(
-            self.0.clone(),
-            &TypeUrl::ALL,
-            token,
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(spawn_stream::<Sotw>(&self.0, &TypeUrl::ALL, request))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let token = presented_token(&request);
-        tokio::spawn(run_stream::<Delta>(
-            self.0.clone(),
-            &TypeUrl::ALL,
-            token,
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(spawn_stream::<Delta>(&self.0, &TypeUrl::ALL, request))
     }
 }
 
@@ -376,32 +377,14 @@ impl SecretDiscoveryService for SdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamSecretsStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let token = presented_token(&request);
-        tokio::spawn(run_stream::<Sotw>(
-            self.0.clone(),
-            &[TypeUrl::Secret],
-            token,
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(spawn_stream::<Sotw>(&self.0, &[TypeUrl::Secret], request))
     }
 
     async fn delta_secrets(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let token = presented_token(&request);
-        tokio::spawn(run_stream::<Delta>(
-            self.0.clone(),
-            &[TypeUrl::Secret],
-            token,
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(spawn_stream::<Delta>(&self.0, &[TypeUrl::Secret], request))
     }
 
     async fn fetch_secrets(
