@@ -236,3 +236,78 @@ fn the_printed_schema_is_one_kuma_cp_accepts() {
         201
     );
 }
+
+/// A CA, and a certificate it signed for 127.0.0.1 and localhost.
+fn server_certificate() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn tls_modes_connect_as_configured() {
+    let (ca, cert, key) = server_certificate();
+    let (other_ca, _, _) = server_certificate();
+    let cluster = PgCluster::start_tls(&cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&other_file, other_ca).unwrap();
+    let (ca_path, other_path) = (ca_file.to_str().unwrap(), other_file.to_str().unwrap());
+
+    // The schema, over TLS.
+    let db = cluster.new_database("tls");
+    let migrate = Command::new(common::bin("kuma-cp"))
+        .args(["migrate", "up"])
+        .envs(db.env())
+        .env("KUMA_STORE_POSTGRES_TLS_MODE", "verifyNone")
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    for (i, (mode, ca, works)) in [
+        ("disable", "", false),
+        ("verifyNone", "", true),
+        ("verifyCa", ca_path, true),
+        ("verifyFull", ca_path, true),
+        ("verifyFull", other_path, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let env = db.env();
+        let mut all: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.push(("KUMA_STORE_POSTGRES_TLS_MODE", mode));
+        all.push(("KUMA_STORE_POSTGRES_TLS_CA_PATH", ca));
+        if works {
+            let cp = common::KumaCp::start(&all);
+            let name = format!("dp-{i}");
+            let url = format!("{}/meshes/default/dataplanes/{name}", cp.api);
+            assert_eq!(
+                http("PUT", &url, Some(&DP.replace("dp-1", &name))).status,
+                201,
+                "{mode}"
+            );
+        } else {
+            let out = common::kuma_cp_command(&all).output().unwrap();
+            assert!(!out.status.success(), "{mode} with {ca:?} connected");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains("postgres store"), "{stderr}");
+        }
+    }
+}

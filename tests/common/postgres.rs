@@ -39,6 +39,46 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        let cluster = Self::init();
+        cluster.run_ctl("start");
+        cluster
+    }
+
+    /// A cluster that accepts TLS connections only, with this certificate.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgCluster {
+        let cluster = Self::init();
+        let data = cluster.dir.join("data");
+        std::fs::write(data.join("server.crt"), cert_pem).expect("server.crt");
+        std::fs::write(data.join("server.key"), key_pem).expect("server.key");
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        let hba = data.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        let tls_only: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, tls_only).expect("pg_hba.conf");
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status();
+        }
+        let _ = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status();
+        cluster.run_ctl("start");
+        cluster
+    }
+
+    fn init() -> PgCluster {
         let dir = std::env::temp_dir().join(format!(
             "kuma-test-pg-{}-{}",
             std::process::id(),
@@ -67,12 +107,10 @@ impl PgCluster {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = PgCluster {
+        PgCluster {
             port: free_port(),
             dir,
-        };
-        cluster.run_ctl("start");
-        cluster
+        }
     }
 
     fn run_ctl(&self, action: &str) {
