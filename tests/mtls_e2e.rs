@@ -319,3 +319,54 @@ fn traffic_keeps_flowing_across_certificate_renewals() {
         serials.len()
     );
 }
+
+#[test]
+fn switching_mtls_on_in_a_live_mesh_denies_then_a_permission_allows() {
+    let cp = KumaCp::start(&[]);
+    let pair = echo_pair(&cp, "default", "1");
+    assert!(
+        eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
+        "plain traffic first"
+    );
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
+        200
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !echo_works(pair.outbound)),
+        "mTLS on, no permission: denied"
+    );
+    permission(
+        &cp,
+        "default",
+        "client-to-echo",
+        serde_json::json!({"service": "client"}),
+        "echo",
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
+        "the permission opened the path"
+    );
+    let stats = pair
+        .echo
+        .admin_get("/stats?filter=rbac")
+        .unwrap_or_default();
+    assert!(stats.contains("rbac.allowed"), "{stats}");
+    // Back to plain: traffic flows without permissions.
+    http(
+        "DELETE",
+        &format!(
+            "{}/meshes/default/traffic-permissions/client-to-echo",
+            cp.api
+        ),
+        None,
+    );
+    assert_eq!(
+        http("PUT", &format!("{}/meshes/default", cp.api), Some("{}")).status,
+        200
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
+        "mTLS off again"
+    );
+}

@@ -41,7 +41,8 @@ impl Protocol for Delta {
             return Ok(());
         };
         let t = self.0.entry(type_url).or_default();
-        if !t.subscribed {
+        let first = !t.subscribed;
+        if first {
             t.subscribed = true;
             // Wildcard unless the first request names resources (or names "*").
             t.wildcard = req.resource_names_subscribe.is_empty()
@@ -52,6 +53,11 @@ impl Protocol for Delta {
             if name == "*" {
                 t.wildcard = true;
             } else {
+                // Subscribing again asks for the resource again (Envoy
+                // does so for the endpoints of a cluster it replaced).
+                if !first {
+                    t.known.remove(&name);
+                }
                 t.names.insert(name);
             }
         }
@@ -106,6 +112,15 @@ impl Protocol for Delta {
         }
         t.nonce = nonce.to_string();
         t.sent_at = Some(Instant::now());
+        if type_url == TypeUrl::Cluster
+            && let Some(eds) = self.0.get_mut(&TypeUrl::ClusterLoadAssignment)
+        {
+            // A replaced cluster warms until it gets endpoints again, even
+            // unchanged ones: send them after it.
+            for r in &changed {
+                eds.known.remove(&r.name);
+            }
+        }
         Some(DeltaDiscoveryResponse {
             system_version_info: current.version.clone(),
             resources: changed,

@@ -79,6 +79,13 @@ impl Protocol for Sotw {
         t.sent_names = t.names.clone();
         t.nonce = nonce.to_string();
         t.sent_at = Some(Instant::now());
+        if type_url == TypeUrl::Cluster
+            && let Some(eds) = self.0.get_mut(&TypeUrl::ClusterLoadAssignment)
+        {
+            // Replaced clusters warm until they get endpoints again, even
+            // unchanged ones: send them after the clusters.
+            eds.sent_version = None;
+        }
         Some(DiscoveryResponse {
             version_info: current.version.clone(),
             resources,
