@@ -89,18 +89,6 @@ pub enum Spec {
 }
 
 impl Spec {
-    pub fn kind(&self) -> ResourceType {
-        match self {
-            Spec::Mesh(_) => ResourceType::Mesh,
-            Spec::Dataplane(_) => ResourceType::Dataplane,
-            Spec::TrafficPermission(_) => ResourceType::TrafficPermission,
-            Spec::TrafficLog(_) => ResourceType::TrafficLog,
-            Spec::ProxyTemplate(_) => ResourceType::ProxyTemplate,
-            Spec::Secret(_) => ResourceType::Secret,
-            Spec::DataplaneInsight(_) => ResourceType::DataplaneInsight,
-        }
-    }
-
     /// Parses the kind's own fields (everything but `type`, `name`, `mesh`).
     /// Unknown fields and wrong types are reported with their path.
     pub fn from_fields(kind: ResourceType, fields: Value) -> Result<Spec, Cause> {

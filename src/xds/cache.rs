@@ -12,20 +12,20 @@ use tokio::sync::{mpsc, watch};
 
 /// One resource and its version: a hash of its encoded bytes, so the same
 /// content has the same version in every process and after restarts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Versioned {
     pub version: String,
     pub body: Any,
 }
 
 /// The resources of one type, and a version over all of them.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct TypeSnapshot {
     pub version: String,
     pub resources: BTreeMap<String, Versioned>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     secrets: TypeSnapshot,
     listeners: TypeSnapshot,
@@ -73,6 +73,14 @@ impl Snapshot {
             clusters: TypeSnapshot::new(&config.clusters),
             endpoints: TypeSnapshot::new(&config.endpoints),
         }
+    }
+
+    /// Equal versions mean equal content: each type's version hashes its
+    /// resources' names and versions, which hash their bytes.
+    fn same_versions(&self, other: &Snapshot) -> bool {
+        TypeUrl::ALL
+            .iter()
+            .all(|t| self.of_type(*t).version == other.of_type(*t).version)
     }
 
     pub fn of_type(&self, type_url: TypeUrl) -> &TypeSnapshot {
@@ -161,13 +169,20 @@ impl SnapshotCache {
             return false;
         };
         entry.snapshot.send_if_modified(|current| {
-            if current.as_deref() == Some(&snapshot) {
+            if current
+                .as_deref()
+                .is_some_and(|c| c.same_versions(&snapshot))
+            {
                 false
             } else {
                 *current = Some(Arc::new(snapshot));
                 true
             }
         })
+    }
+
+    pub fn is_connected(&self, id: &ProxyId) -> bool {
+        self.lock().contains_key(id)
     }
 
     /// Proxies with at least one open stream.

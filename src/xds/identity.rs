@@ -82,19 +82,25 @@ impl Identities {
             .filter(|m| m.spec.mtls_enabled())
             .map(|m| m.name.clone())
             .collect();
+        let before = self.cas.len();
         self.cas.retain(|mesh, _| wanted.contains(mesh));
+        let mut changed = self.cas.len() != before;
         for mesh in wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.cas.entry(mesh) {
                 let ca = MeshCa::load_or_create(store, slot.key()).await?;
                 slot.insert(Arc::new(ca));
+                changed = true;
             }
         }
-        // A certificate from a CA the mesh no longer has is worthless.
-        self.issued.retain(|id, issued| {
-            self.cas
-                .get(&id.mesh)
-                .is_some_and(|ca| ca.cert_pem == issued.ca_pem)
-        });
+        // A certificate from a CA the mesh no longer has is worthless. CAs
+        // rarely change and certificates are many: look only then.
+        if changed {
+            self.issued.retain(|id, issued| {
+                self.cas
+                    .get(&id.mesh)
+                    .is_some_and(|ca| ca.cert_pem == issued.ca_pem)
+            });
+        }
         Ok(())
     }
 

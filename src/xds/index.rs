@@ -128,10 +128,6 @@ pub struct Affected {
 }
 
 impl Affected {
-    pub fn is_empty(&self) -> bool {
-        self.proxies.is_empty() && self.meshes.is_empty()
-    }
-
     pub fn contains(&self, id: &ProxyId) -> bool {
         self.meshes.contains(&id.mesh) || self.proxies.contains(id)
     }

@@ -27,17 +27,6 @@ pub struct ProxyConfig {
     pub endpoints: Vec<XdsResource>,
 }
 
-impl ProxyConfig {
-    pub fn of_type(&self, type_url: TypeUrl) -> &[XdsResource] {
-        match type_url {
-            TypeUrl::Secret => &self.secrets,
-            TypeUrl::Listener => &self.listeners,
-            TypeUrl::Cluster => &self.clusters,
-            TypeUrl::ClusterLoadAssignment => &self.endpoints,
-        }
-    }
-}
-
 /// The local cluster an inbound forwards to.
 pub fn local_cluster_name(service_port: u16) -> String {
     format!("localhost:{service_port}")
