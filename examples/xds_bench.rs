@@ -11,10 +11,10 @@ mod support;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use kuma::resources::{Identity, Resource, Spec};
+use kuma::resources::{Identity, Resource};
 use kuma::security::ca::MeshCa;
 use kuma::xds::generator::{self, ProxyTls};
-use kuma::xds::index::{ProxyId, ResourceIndex};
+use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
 use prost::Message;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -140,20 +140,13 @@ fn permission(k: usize, services: usize) -> serde_json::Value {
 /// (with mTLS: one certificate shared by all, as the CA's cost is apart).
 fn generator_floor(n: usize, services: usize, mtls: bool) -> Duration {
     let mut index = ResourceIndex::default();
-    for i in 0..n {
-        let r = Resource::from_json(dataplane(i, services), Identity::FromDocument).expect("valid");
-        if let Spec::Dataplane(d) = r.spec {
-            index.upsert_dataplane("default", &r.key.name, d);
-        }
-    }
-    if mtls {
-        for k in 0..services {
-            let r = Resource::from_json(permission(k, services), Identity::FromDocument)
-                .expect("valid");
-            if let Spec::TrafficPermission(p) = r.spec {
-                index.set_permission("default", &r.key.name, Some(p));
-            }
-        }
+    let permissions = if mtls { services } else { 0 };
+    let documents = (0..n)
+        .map(|i| dataplane(i, services))
+        .chain((0..permissions).map(|k| permission(k, services)));
+    for document in documents {
+        let r = Resource::from_json(document, Identity::FromDocument).expect("valid");
+        index.apply(IndexEvent::Apply(r));
     }
     let (ca, _) = MeshCa::generate("default").expect("ca");
     let cert = ca

@@ -3,8 +3,9 @@
 //! at this control plane.
 
 use crate::api::ApiError;
-use crate::resources::{ResourceKey, ResourceType};
-use crate::store::{SharedStore, StoreError};
+use crate::config::XdsApiType;
+use crate::xds::ads::REGISTRATION_GRACE;
+use crate::xds::index::{IndexHandle, ProxyId};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -28,12 +29,12 @@ pub struct BootstrapRequest {
 }
 
 pub struct BootstrapContext {
-    pub store: SharedStore,
+    /// Who is registered.
+    pub index: IndexHandle,
     /// Host name Envoy uses to reach the control plane.
     pub xds_host: String,
     pub xds_port: u16,
-    /// `delta` (incremental xDS) or `sotw` (state of the world).
-    pub api_type: String,
+    pub api_type: XdsApiType,
 }
 
 pub fn router(ctx: BootstrapContext) -> Router {
@@ -52,10 +53,14 @@ async fn bootstrap(
             Vec::new(),
         )
     })?;
-    let key = ResourceKey::new(ResourceType::Dataplane, &request.mesh, &request.name);
-    match ctx.store.get(&key).await {
-        Ok(_) => Ok(Json(envoy_bootstrap(&ctx, &request))),
-        Err(StoreError::NotFound(_)) => Err(ApiError::new(
+    let id = ProxyId::new(&request.mesh, &request.name);
+    let registered = ctx
+        .index
+        .wait_for(REGISTRATION_GRACE, |i| i.dataplane(&id).map(|_| ()))
+        .await;
+    match registered {
+        Some(()) => Ok(Json(envoy_bootstrap(&ctx, &request))),
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "Dataplane not found",
             format!(
@@ -63,20 +68,18 @@ async fn bootstrap(
                 request.name, request.mesh
             ),
         )),
-        Err(e) => Err(e.into()),
     }
 }
 
 /// Envoy's bootstrap, v3, as JSON.
 pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest) -> Value {
-    let api_type = if ctx.api_type == "sotw" {
-        "GRPC"
-    } else {
-        "DELTA_GRPC"
+    let api_type = match ctx.api_type {
+        XdsApiType::Sotw => "GRPC",
+        XdsApiType::Delta => "DELTA_GRPC",
     };
     let mut bootstrap = json!({
         "node": {
-            "id": format!("{}.{}", request.mesh, request.name),
+            "id": ProxyId::new(&request.mesh, &request.name).node_id(),
             "cluster": request.name,
             "metadata": {
                 "dataplane.mesh": request.mesh,

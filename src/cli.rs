@@ -1,8 +1,11 @@
-//! What every program's `main` does the same way: run on a Tokio runtime
-//! and turn an error into one line on standard error and exit code 1.
+//! What every program's `main` does the same way: set up logging, run on a
+//! Tokio runtime, and turn an error into one line on standard error and
+//! exit code 1.
 
+use crate::config::LogFormat;
 use std::fmt::Display;
 use std::future::Future;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Runs `main` to completion. `multi_thread` for servers; command-line
@@ -34,4 +37,48 @@ pub fn run<E: Display>(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where a program's log lines go.
+#[derive(Debug, Clone, Copy)]
+pub enum LogTo {
+    Stdout,
+    Stderr,
+}
+
+/// Logs at `filter` (a `tracing` filter such as `info` or `kuma=debug`;
+/// `info` when it does not parse). Colour codes only when the output is a
+/// terminal, never in a file or a pipe.
+pub fn init_logging(filter: &str, format: LogFormat, to: LogTo) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = match to {
+        LogTo::Stdout => std::io::stdout().is_terminal(),
+        LogTo::Stderr => std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            match to {
+                LogTo::Stdout => Box::new(std::io::stdout()),
+                LogTo::Stderr => Box::new(std::io::stderr()),
+            }
+        });
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// The innermost cause of an error: what a person can act on ("Connection
+/// refused" rather than "error sending request").
+pub fn root_cause<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause
 }

@@ -10,11 +10,75 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Where `kuma-cp` runs: plain machines, or as a Kubernetes controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Environment {
+    #[default]
+    Universal,
+    Kubernetes,
+}
+
+/// Where resources are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreType {
+    #[default]
+    Memory,
+    Postgres,
+    Kubernetes,
+}
+
+/// Kuma's TLS modes for the Postgres connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PostgresTlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// Encrypted; any server certificate is accepted.
+    VerifyNone,
+    /// The server certificate must chain to the CA; any host name.
+    VerifyCa,
+    /// Chain and host name are checked.
+    VerifyFull,
+}
+
+/// Which ADS flavour the bootstraps tell Envoy to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum XdsApiType {
+    /// Incremental xDS.
+    #[default]
+    Delta,
+    /// State of the world.
+    Sotw,
+}
+
+/// How data planes prove who they are on xDS and SDS streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DpAuthType {
+    /// A dataplane token on every stream.
+    #[default]
+    DpToken,
+    /// Any stream naming a registered dataplane is served.
+    None,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {
-    /// `universal` or `kubernetes`.
-    pub environment: String,
+    pub environment: Environment,
     pub store: StoreConfig,
     pub api_server: ApiServerConfig,
     pub xds_server: XdsServerConfig,
@@ -31,9 +95,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `memory`, `postgres` or `kubernetes`.
     #[serde(rename = "type")]
-    pub store_type: String,
+    pub store_type: StoreType,
     pub postgres: PostgresConfig,
 }
 
@@ -55,8 +118,7 @@ pub struct PostgresConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PostgresTlsConfig {
-    /// `disable`, `verifyNone`, `verifyCa` or `verifyFull`.
-    pub mode: String,
+    pub mode: PostgresTlsMode,
     pub ca_path: String,
     pub cert_path: String,
     pub key_path: String,
@@ -105,29 +167,18 @@ pub struct DpServerConfig {
     pub auth: DpAuthConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DpAuthConfig {
-    /// `dpToken` (a dataplane token on every stream) or `none`.
     #[serde(rename = "type")]
-    pub auth_type: String,
-}
-
-impl Default for DpAuthConfig {
-    fn default() -> Self {
-        DpAuthConfig {
-            auth_type: "dpToken".into(),
-        }
-    }
+    pub auth_type: DpAuthType,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BootstrapServerConfig {
     pub port: u16,
-    /// `delta` (incremental xDS) or `sotw` (state of the world): which ADS
-    /// flavour the bootstraps tell Envoy to speak.
-    pub xds_api_type: String,
+    pub xds_api_type: XdsApiType,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,14 +233,13 @@ pub struct DefaultsConfig {
 pub struct LoggingConfig {
     /// A `tracing` filter: `info`, `debug`, `kuma=debug,info`, …
     pub level: String,
-    /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            environment: "universal".into(),
+            environment: Environment::Universal,
             store: StoreConfig::default(),
             api_server: ApiServerConfig::default(),
             xds_server: XdsServerConfig::default(),
@@ -208,7 +258,7 @@ impl Default for Config {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            store_type: "memory".into(),
+            store_type: StoreType::Memory,
             postgres: PostgresConfig::default(),
         }
     }
@@ -232,7 +282,7 @@ impl Default for PostgresConfig {
 impl Default for PostgresTlsConfig {
     fn default() -> Self {
         PostgresTlsConfig {
-            mode: "disable".into(),
+            mode: PostgresTlsMode::Disable,
             ca_path: String::new(),
             cert_path: String::new(),
             key_path: String::new(),
@@ -277,7 +327,7 @@ impl Default for BootstrapServerConfig {
     fn default() -> Self {
         BootstrapServerConfig {
             port: 5682,
-            xds_api_type: "delta".into(),
+            xds_api_type: XdsApiType::Delta,
         }
     }
 }
@@ -310,10 +360,15 @@ impl Default for LoggingConfig {
     fn default() -> Self {
         LoggingConfig {
             level: "info".into(),
-            format: "text".into(),
+            format: LogFormat::Text,
         }
     }
 }
+
+/// Longest workload certificate: the lifetime of a mesh CA (ten years).
+pub const MAX_CERT_VALIDITY_SECONDS: u64 = 10 * 365 * 24 * 3600;
+/// Longest dataplane token: a hundred years, far from any clock overflow.
+pub const MAX_TOKEN_VALIDITY_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -473,6 +528,11 @@ impl Config {
             let parsed: Value =
                 serde_yaml_ng::from_str(&text).map_err(|e| file_err(e.to_string()))?;
             if !parsed.is_null() {
+                if !parsed.is_object() {
+                    return Err(file_err(
+                        "must be a map of settings (e.g. \"apiServer:\\n  port: 5681\"), not a list or a single value".into(),
+                    ));
+                }
                 check_known("", &parsed, &defaults).map_err(file_err)?;
                 merge(&mut merged, parsed);
             }
@@ -519,37 +579,45 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let one_of = |key: &str, value: &str, allowed: &[&str]| {
-            if allowed.contains(&value) {
+        let in_range = |key: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+            if range.contains(&value) {
                 Ok(())
             } else {
                 Err(ConfigError::Invalid {
                     key: key.to_string(),
                     var: env_var_name(key),
-                    message: format!("\"{value}\" must be one of {}", allowed.join(", ")),
+                    message: format!(
+                        "{value} is out of range: expected {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
                 })
             }
         };
-        one_of(
-            "environment",
-            &self.environment,
-            &["universal", "kubernetes"],
+        in_range(
+            "sdsServer.certValiditySeconds",
+            self.sds_server.cert_validity_seconds,
+            1..=MAX_CERT_VALIDITY_SECONDS,
         )?;
-        one_of(
-            "store.type",
-            &self.store.store_type,
-            &["memory", "postgres", "kubernetes"],
+        in_range(
+            "dataplaneTokenServer.tokenValiditySeconds",
+            self.dataplane_token_server.token_validity_seconds,
+            1..=MAX_TOKEN_VALIDITY_SECONDS,
         )?;
-        one_of(
-            "store.postgres.tls.mode",
-            &self.store.postgres.tls.mode,
-            &["disable", "verifyNone", "verifyCa", "verifyFull"],
+        in_range(
+            "xdsServer.debounceMs",
+            self.xds_server.debounce_ms,
+            0..=60_000,
         )?;
-        one_of("logging.format", &self.logging.format, &["text", "json"])?;
-        one_of(
-            "dpServer.auth.type",
-            &self.dp_server.auth.auth_type,
-            &["dpToken", "none"],
+        in_range(
+            "xdsServer.insightFlushIntervalMs",
+            self.xds_server.insight_flush_interval_ms,
+            1..=3_600_000,
+        )?;
+        in_range(
+            "store.postgres.connectionTimeout",
+            self.store.postgres.connection_timeout,
+            1..=3600,
         )?;
         if self.sds_server.cert_renewal_margin_seconds >= self.sds_server.cert_validity_seconds {
             return Err(ConfigError::Invalid {
@@ -574,11 +642,6 @@ impl Config {
                 message: "the public server needs KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_INTERFACE, _TLS_CERT_FILE, _TLS_KEY_FILE and _CLIENT_CERTS_DIR".into(),
             });
         }
-        one_of(
-            "bootstrapServer.xdsApiType",
-            &self.bootstrap_server.xds_api_type,
-            &["delta", "sotw"],
-        )?;
         if self.api_server.default_page_size == 0
             || self.api_server.default_page_size > self.api_server.max_page_size
         {
@@ -597,7 +660,7 @@ impl Config {
     /// The HTTP API refuses writes: always on Kubernetes (resources are
     /// changed with `kubectl`), and in Universal when configured so.
     pub fn api_read_only(&self) -> bool {
-        self.environment == "kubernetes" || self.api_server.read_only
+        self.environment == Environment::Kubernetes || self.api_server.read_only
     }
 }
 
@@ -676,7 +739,66 @@ mod tests {
         assert!(err.to_string().contains("KUMA_API_SERVER_PORT"), "{err}");
         let err = Config::load(None, env(&[("KUMA_STORE_TYPE", "mysql")]), &[]).unwrap_err();
         assert!(
-            err.to_string().contains("must be one of memory, postgres"),
+            err.to_string()
+                .contains("expected one of `memory`, `postgres`, `kubernetes`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_settings_file_that_is_not_a_map_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        for body in ["- a\n- b\n", "42\n", "just text\n"] {
+            let file = dir.path().join("cp.yaml");
+            std::fs::write(&file, body).unwrap();
+            let err = Config::load(file.to_str(), env(&[("KUMA_API_SERVER_PORT", "1")]), &[])
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("must be a map of settings"),
+                "{body:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_with_their_range() {
+        let huge = u64::MAX.to_string();
+        for var in [
+            "KUMA_SDS_SERVER_CERT_VALIDITY_SECONDS",
+            "KUMA_DATAPLANE_TOKEN_SERVER_TOKEN_VALIDITY_SECONDS",
+            "KUMA_XDS_SERVER_DEBOUNCE_MS",
+            "KUMA_XDS_SERVER_INSIGHT_FLUSH_INTERVAL_MS",
+        ] {
+            let err = Config::load(None, env(&[(var, &huge)]), &[]).unwrap_err();
+            assert!(
+                err.to_string().contains(var) && err.to_string().contains("out of range"),
+                "{var}: {err}"
+            );
+        }
+        let err = Config::load(None, env(&[("KUMA_API_SERVER_PORT", &huge)]), &[]).unwrap_err();
+        assert!(err.to_string().contains("KUMA_API_SERVER_PORT"), "{err}");
+    }
+
+    #[test]
+    fn modes_are_typed_and_a_typo_lists_the_allowed_values() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("KUMA_ENVIRONMENT", "kubernetes"),
+                ("KUMA_STORE_POSTGRES_TLS_MODE", "verifyCa"),
+                ("KUMA_BOOTSTRAP_SERVER_XDS_API_TYPE", "sotw"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.environment, Environment::Kubernetes);
+        assert_eq!(c.store.postgres.tls.mode, PostgresTlsMode::VerifyCa);
+        assert_eq!(c.bootstrap_server.xds_api_type, XdsApiType::Sotw);
+        assert!(c.api_read_only());
+        let err = Config::load(None, env(&[("KUMA_LOGGING_FORMAT", "jsn")]), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("KUMA_LOGGING_FORMAT")
+                && err.to_string().contains("expected `text` or `json`"),
             "{err}"
         );
     }

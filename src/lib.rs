@@ -14,6 +14,7 @@ pub mod dp;
 pub mod kumactl;
 pub mod metrics;
 pub mod resources;
+pub mod runtime;
 pub mod security;
 pub mod store;
 pub mod tcp_echo;

@@ -311,11 +311,7 @@ fn sds_on_its_own_port_serves_the_proxys_secrets_to_its_token_only() {
     use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
     use prost::Message;
     let cp = KumaCp::start(&[]);
-    let mtls = r#"{"mtls": {"enabled": true, "ca": {"builtin": {}}}}"#;
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/default", cp.api), Some(mtls)).status,
-        200
-    );
+    cp.enable_mtls("default");
     put_dataplane(
         &cp,
         "default",

@@ -230,6 +230,24 @@ fn lists_page_with_next_links_and_filter_by_tag() {
         assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
         assert_error_shape(&answer.body);
     }
+    // An offset that would overflow the next page's offset is refused with
+    // its range, not wrapped around.
+    let answer = http(
+        "GET",
+        &format!("{}/meshes/default/dataplanes?offset={}", cp.api, u64::MAX),
+        None,
+    );
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(
+        causes(&answer.body),
+        [(
+            "offset".to_string(),
+            format!(
+                "\"{}\" must be a whole number from 0 to 2147483647",
+                u64::MAX
+            )
+        )]
+    );
 }
 
 #[test]

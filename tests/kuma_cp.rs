@@ -34,7 +34,7 @@ fn a_bad_setting_ends_the_start_with_one_line() {
     );
     let line = failed_start(&[("KUMA_STORE_TYPE", "mysql")]);
     assert!(
-        line.contains("KUMA_STORE_TYPE") && line.contains("memory, postgres"),
+        line.contains("KUMA_STORE_TYPE") && line.contains("`memory`, `postgres`, `kubernetes`"),
         "{line}"
     );
     let port = free_port().to_string();

@@ -5,29 +5,10 @@
 mod common;
 
 use common::{
-    Dataplane, KumaCp, echo_roundtrip, echo_server, echo_works, eventually, free_port, http,
+    Dataplane, KumaCp, allow, echo_roundtrip, echo_server, echo_works, eventually, free_port,
     put_dataplane,
 };
 use std::time::Duration;
-
-const MTLS: &str = r#"{"mtls": {"enabled": true, "ca": {"builtin": {}}}}"#;
-
-fn permission(cp: &KumaCp, mesh: &str, name: &str, source: serde_json::Value, destination: &str) {
-    let body = serde_json::json!({
-        "type": "TrafficPermission", "mesh": mesh, "name": name,
-        "rules": [{"sources": [{"match": source}], "destinations": [{"match": {"service": destination}}]}]
-    });
-    let answer = http(
-        "PUT",
-        &format!("{}/meshes/{mesh}/traffic-permissions/{name}", cp.api),
-        Some(&body.to_string()),
-    );
-    assert!(
-        answer.status == 201 || answer.status == 200,
-        "{}",
-        answer.body
-    );
-}
 
 /// An echo behind one dataplane and a client dataplane (with `client_tags`
 /// beyond `service: client`) in `mesh`; returns them and the outbound port.
@@ -51,12 +32,10 @@ fn echo_pair(cp: &KumaCp, mesh: &str, client_version: &str) -> EchoPair {
             "outbound": [{"interface": format!(":{outbound}"), "service": "echo"}]
         }
     });
-    let answer = http(
-        "PUT",
-        &format!("{}/meshes/{mesh}/dataplanes/client-1", cp.api),
-        Some(&client.to_string()),
+    cp.put(
+        &format!("/meshes/{mesh}/dataplanes/client-1"),
+        &client.to_string(),
     );
-    assert_eq!(answer.status, 201, "{}", answer.body);
     EchoPair {
         echo: Dataplane::start(cp, mesh, "echo-1"),
         client: Dataplane::start(cp, mesh, "client-1"),
@@ -77,10 +56,7 @@ fn stays_blocked(port: u16) -> bool {
 #[test]
 fn traffic_needs_a_permission_which_applies_live() {
     let cp = KumaCp::start(&[]);
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
-        200
-    );
+    cp.enable_mtls("default");
     let pair = echo_pair(&cp, "default", "1");
     let pids = (pair.echo.process.0.id(), pair.client.process.0.id());
     assert!(
@@ -88,7 +64,7 @@ fn traffic_needs_a_permission_which_applies_live() {
         "traffic flowed with mTLS on and no permission"
     );
 
-    permission(
+    allow(
         &cp,
         "default",
         "client-to-echo",
@@ -108,15 +84,7 @@ fn traffic_needs_a_permission_which_applies_live() {
         payload.len()
     );
 
-    let answer = http(
-        "DELETE",
-        &format!(
-            "{}/meshes/default/traffic-permissions/client-to-echo",
-            cp.api
-        ),
-        None,
-    );
-    assert_eq!(answer.status, 200);
+    cp.delete("/meshes/default/traffic-permissions/client-to-echo");
     assert!(
         eventually(Duration::from_secs(5), || !echo_works(pair.outbound)),
         "deleting the permission did not close the path"
@@ -136,27 +104,24 @@ fn traffic_needs_a_permission_which_applies_live() {
 #[test]
 fn permissions_select_on_service_and_on_other_tags() {
     let cp = KumaCp::start(&[]);
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
-        200
-    );
+    cp.enable_mtls("default");
     let pair = echo_pair(&cp, "default", "1");
 
-    permission(
+    allow(
         &cp,
         "default",
         "web-to-echo",
         serde_json::json!({"service": "web"}),
         "echo",
     );
-    permission(
+    allow(
         &cp,
         "default",
         "client-v2",
         serde_json::json!({"service": "client", "version": "2"}),
         "echo",
     );
-    permission(
+    allow(
         &cp,
         "default",
         "client-to-db",
@@ -168,7 +133,7 @@ fn permissions_select_on_service_and_on_other_tags() {
         "a permission for another service, version or destination opened the path"
     );
 
-    permission(
+    allow(
         &cp,
         "default",
         "client-v1",
@@ -179,15 +144,11 @@ fn permissions_select_on_service_and_on_other_tags() {
         eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
         "version 1 is allowed"
     );
-    http(
-        "DELETE",
-        &format!("{}/meshes/default/traffic-permissions/client-v1", cp.api),
-        None,
-    );
+    cp.delete("/meshes/default/traffic-permissions/client-v1");
     assert!(eventually(Duration::from_secs(5), || !echo_works(
         pair.outbound
     )));
-    permission(
+    allow(
         &cp,
         "default",
         "anyone",
@@ -203,16 +164,10 @@ fn permissions_select_on_service_and_on_other_tags() {
 #[test]
 fn proxies_of_meshes_with_different_cas_cannot_handshake() {
     let cp = KumaCp::start(&[]);
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
-        200
-    );
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/b", cp.api), Some(MTLS)).status,
-        201
-    );
+    cp.enable_mtls("default");
+    cp.enable_mtls("b");
     let a = echo_pair(&cp, "default", "1");
-    permission(
+    allow(
         &cp,
         "default",
         "all",
@@ -242,7 +197,7 @@ fn proxies_of_meshes_with_different_cas_cannot_handshake() {
         "client",
         &[(outbound_b, "echo")],
     );
-    permission(&cp, "b", "all", serde_json::json!({"service": "*"}), "*");
+    allow(&cp, "b", "all", serde_json::json!({"service": "*"}), "*");
     let client_b = Dataplane::start(&cp, "b", "client-b");
     assert!(eventually(Duration::from_secs(5), || client_b
         .endpoints("echo")
@@ -277,12 +232,9 @@ fn traffic_keeps_flowing_across_certificate_renewals() {
         ("KUMA_SDS_SERVER_CERT_VALIDITY_SECONDS", "60"),
         ("KUMA_SDS_SERVER_CERT_RENEWAL_MARGIN_SECONDS", "52"),
     ]);
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
-        200
-    );
+    cp.enable_mtls("default");
     let pair = echo_pair(&cp, "default", "1");
-    permission(
+    allow(
         &cp,
         "default",
         "all",
@@ -328,15 +280,12 @@ fn switching_mtls_on_in_a_live_mesh_denies_then_a_permission_allows() {
         eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
         "plain traffic first"
     );
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/default", cp.api), Some(MTLS)).status,
-        200
-    );
+    cp.enable_mtls("default");
     assert!(
         eventually(Duration::from_secs(5), || !echo_works(pair.outbound)),
         "mTLS on, no permission: denied"
     );
-    permission(
+    allow(
         &cp,
         "default",
         "client-to-echo",
@@ -353,18 +302,8 @@ fn switching_mtls_on_in_a_live_mesh_denies_then_a_permission_allows() {
         .unwrap_or_default();
     assert!(stats.contains("rbac.allowed"), "{stats}");
     // Back to plain: traffic flows without permissions.
-    http(
-        "DELETE",
-        &format!(
-            "{}/meshes/default/traffic-permissions/client-to-echo",
-            cp.api
-        ),
-        None,
-    );
-    assert_eq!(
-        http("PUT", &format!("{}/meshes/default", cp.api), Some("{}")).status,
-        200
-    );
+    cp.delete("/meshes/default/traffic-permissions/client-to-echo");
+    cp.put("/meshes/default", "{}");
     assert!(
         eventually(Duration::from_secs(5), || echo_works(pair.outbound)),
         "mTLS off again"

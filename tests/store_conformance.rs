@@ -56,9 +56,9 @@ async fn next_event(rx: &mut broadcast::Receiver<ChangeEvent>, what: &str) -> Ch
 mod cases {
     use super::*;
 
-    pub async fn create_assigns_version_one_and_get_returns_it(s: &dyn ResourceStore) {
+    pub async fn create_assigns_a_version_and_get_returns_it(s: &dyn ResourceStore) {
         let created = s.create(mesh("m1")).await.unwrap();
-        assert_eq!(created.version, 1);
+        assert!(!created.version.is_unset());
         assert_eq!(s.get(&ResourceKey::mesh("m1")).await.unwrap(), created);
         let dp = s.create(dataplane("m1", "dp", "web", 1000)).await.unwrap();
         assert_eq!(s.get(&dp.key).await.unwrap(), dp);
@@ -105,16 +105,23 @@ mod cases {
             ..Default::default()
         });
         let v2 = s.update(change.clone()).await.unwrap();
-        assert_eq!(v2.version, 2);
-        // A writer that read version 1 loses.
+        assert_ne!(v2.version, v1.version);
+        // A writer that read the first version loses.
         let stale = s.update(change).await;
         assert_eq!(
             stale,
             Err(StoreError::Conflict {
                 key: v1.key.clone(),
-                expected: 1,
-                actual: 2
+                expected: v1.version.clone(),
+                actual: v2.version.clone()
             })
+        );
+        // A version this store never wrote is stale too.
+        let mut foreign = v2.clone();
+        foreign.version = kuma::resources::ResourceVersion::new("not-a-version");
+        assert!(
+            matches!(s.update(foreign).await, Err(StoreError::Conflict { .. })),
+            "an unknown version must be refused"
         );
         assert_eq!(s.get(&v1.key).await.unwrap(), v2);
         let missing = s.update(mesh("ghost")).await;
@@ -214,6 +221,43 @@ mod cases {
         assert_eq!(s.get(&key).await.unwrap(), updated);
     }
 
+    pub async fn deleting_a_dataplane_deletes_its_insight(s: &dyn ResourceStore) {
+        s.create(mesh("m")).await.unwrap();
+        let dp = s.create(dataplane("m", "dp", "web", 1000)).await.unwrap();
+        let other = s
+            .create(dataplane("m", "other", "web", 1001))
+            .await
+            .unwrap();
+        for name in ["dp", "other"] {
+            let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", name);
+            s.create(Resource::new(
+                key,
+                Spec::DataplaneInsight(Default::default()),
+            ))
+            .await
+            .unwrap();
+        }
+        let mut rx = s.subscribe();
+        s.delete(&dp.key).await.unwrap();
+        let insight = ResourceKey::new(ResourceType::DataplaneInsight, "m", "dp");
+        assert!(matches!(
+            s.get(&insight).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let mut deleted = vec![
+            next_event(&mut rx, "dataplane delete").await,
+            next_event(&mut rx, "insight delete").await,
+        ];
+        deleted.sort_by_key(|e| format!("{e:?}"));
+        let mut expected = vec![ChangeEvent::Deleted(dp.key), ChangeEvent::Deleted(insight)];
+        expected.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(deleted, expected);
+        // The other dataplane keeps its own.
+        let kept = ResourceKey::new(ResourceType::DataplaneInsight, "m", "other");
+        assert!(s.get(&kept).await.is_ok());
+        assert!(s.get(&other.key).await.is_ok());
+    }
+
     pub async fn change_feed_reports_every_write(s: &dyn ResourceStore) {
         let mut rx = s.subscribe();
         let m = s.create(mesh("fed")).await.unwrap();
@@ -248,13 +292,14 @@ macro_rules! suite {
         mod $store {
             use super::*;
             suite!(@cases $make, [
-                create_assigns_version_one_and_get_returns_it,
+                create_assigns_a_version_and_get_returns_it,
                 names_are_unique_per_mesh_and_kind,
                 resources_need_their_mesh,
                 stale_updates_are_refused,
                 deleting_a_mesh_deletes_what_is_in_it,
                 lists_page_in_name_order_and_filter_by_tag,
                 insights_round_trip,
+                deleting_a_dataplane_deletes_its_insight,
                 change_feed_reports_every_write
             ]);
         }

@@ -356,3 +356,23 @@ fn kumactl_generates_tokens_from_the_local_server_for_the_quickstart() {
         run.stderr
     );
 }
+
+#[test]
+fn a_token_validity_that_would_overflow_is_refused_with_its_range() {
+    let cp = KumaCp::start(&[]);
+    for seconds in [u64::MAX.to_string(), "0".to_string()] {
+        let body = format!(r#"{{"mesh":"default","name":"web","validForSeconds":{seconds}}}"#);
+        let answer = http("POST", &format!("{}/tokens", cp.tokens), Some(&body));
+        assert_eq!(answer.status, 400, "{seconds}: {}", answer.body);
+        let cause = &answer.body["causes"][0];
+        assert_eq!(cause["field"], "validForSeconds", "{}", answer.body);
+        assert!(
+            cause["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("out of range: expected 1 to 3153600000"),
+            "{}",
+            answer.body
+        );
+    }
+}

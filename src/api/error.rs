@@ -88,3 +88,59 @@ impl IntoResponse for ApiError {
         (self.status, axum::Json(&self)).into_response()
     }
 }
+
+/// A missing mesh in a path is a 404, not a 400: the URL names nothing.
+pub fn mesh_not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::MeshNotFound(mesh) => {
+            ApiError::not_found(format!("mesh \"{mesh}\" does not exist"))
+        }
+        other => other.into(),
+    }
+}
+
+/// The other side of [`ApiError`]: one line from an error answer of this
+/// API (`details`, then every cause as `field: message`), for clients such
+/// as `kumactl` and `kuma-dp`. A body that is not such an answer is shown
+/// as it is.
+pub fn describe_error_body(status: StatusCode, body: &str) -> String {
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let details = parsed
+        .get("details")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let text = body.trim();
+            if text.is_empty() {
+                status.to_string()
+            } else {
+                text.to_string()
+            }
+        });
+    let causes: Vec<String> = parsed
+        .get("causes")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let field = c
+                .get("field")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let message = c
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            if field.is_empty() {
+                message.to_string()
+            } else {
+                format!("{field}: {message}")
+            }
+        })
+        .collect();
+    if causes.is_empty() {
+        format!("{details} ({})", status.as_u16())
+    } else {
+        format!("{details} ({}): {}", status.as_u16(), causes.join("; "))
+    }
+}

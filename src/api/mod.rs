@@ -6,7 +6,7 @@ mod overview;
 mod paging;
 mod resources;
 
-pub use error::ApiError;
+pub use error::{ApiError, describe_error_body};
 
 use crate::store::SharedStore;
 use axum::Router;

@@ -1,8 +1,8 @@
 //! `/meshes/{mesh}/dataplanes+insights`: each dataplane with what the
 //! control plane knows of its xDS streams (`DataplaneOverview`).
 
-use super::paging::ListParams;
-use super::resources::{mesh_not_found, page_response};
+use super::error::mesh_not_found;
+use super::paging::{ListParams, page_response};
 use super::{ApiError, SharedContext};
 use crate::resources::{Resource, ResourceKey, ResourceType, Spec};
 use crate::store::{ListQuery, StoreError, require_mesh};

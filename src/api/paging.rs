@@ -3,7 +3,14 @@
 
 use super::ApiError;
 use crate::resources::{Cause, tags::Tags};
+use axum::Json;
 use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// The largest `offset` accepted: far beyond any real list, and small
+/// enough that `offset + size` cannot overflow.
+pub const MAX_OFFSET: usize = i32::MAX as usize;
 
 pub struct ListParams {
     pub size: usize,
@@ -30,10 +37,10 @@ impl ListParams {
                     )),
                 },
                 "offset" => match value.parse::<usize>() {
-                    Ok(n) => params.offset = n,
-                    Err(_) => causes.push(Cause::new(
+                    Ok(n) if n <= MAX_OFFSET => params.offset = n,
+                    _ => causes.push(Cause::new(
                         "offset",
-                        format!("\"{value}\" must be a non-negative whole number"),
+                        format!("\"{value}\" must be a whole number from 0 to {MAX_OFFSET}"),
                     )),
                 },
                 "tag" => match value.split_once(':') {
@@ -57,7 +64,7 @@ impl ListParams {
 
     /// The link to the page after this one, when there is more.
     pub fn next_link(&self, uri: &Uri, headers: &HeaderMap, total: usize) -> Option<String> {
-        let next_offset = self.offset + self.size;
+        let next_offset = self.offset.saturating_add(self.size);
         if next_offset >= total {
             return None;
         }
@@ -73,4 +80,13 @@ impl ListParams {
         query.append_pair("size", &self.size.to_string());
         Some(format!("http://{host}{}?{}", uri.path(), query.finish()))
     }
+}
+
+/// A page of a list: `items`, and `next` when there is more.
+pub fn page_response(items: Vec<Value>, next: Option<String>) -> Response {
+    let mut body = json!({ "items": items });
+    if let Some(next) = next {
+        body["next"] = Value::String(next);
+    }
+    Json(body).into_response()
 }

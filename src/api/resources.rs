@@ -1,17 +1,18 @@
 //! `GET`, `PUT` and `DELETE` of meshes and of the resources inside them.
 
+use super::error::mesh_not_found;
 use super::overview;
-use super::paging::ListParams;
+use super::paging::{ListParams, page_response};
 use super::{ApiError, SharedContext};
-use crate::resources::{Identity, Resource, ResourceKey, ResourceType};
-use crate::store::{ListQuery, StoreError, require_mesh, upsert};
+use crate::resources::{Identity, Resource, ResourceKey, ResourceType, ResourceVersion};
+use crate::store::{ListQuery, require_mesh, upsert};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// What a collection segment of a path names.
 enum Collection {
@@ -33,23 +34,15 @@ fn collection(segment: &str) -> Result<Collection, ApiError> {
     }
 }
 
-fn etag(version: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+fn etag(version: &ResourceVersion) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 fn one(resource: &Resource) -> Response {
     let mut resp = Json(resource.to_json()).into_response();
     resp.headers_mut()
-        .insert(header::ETAG, etag(resource.version));
+        .insert(header::ETAG, etag(&resource.version));
     resp
-}
-
-pub(super) fn page_response(items: Vec<Value>, next: Option<String>) -> Response {
-    let mut body = json!({ "items": items });
-    if let Some(next) = next {
-        body["next"] = Value::String(next);
-    }
-    Json(body).into_response()
 }
 
 async fn list(
@@ -88,18 +81,8 @@ async fn list(
     ))
 }
 
-/// A missing mesh in a path is a 404, not a 400: the URL names nothing.
-pub(super) fn mesh_not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::MeshNotFound(mesh) => {
-            ApiError::not_found(format!("mesh \"{mesh}\" does not exist"))
-        }
-        other => other.into(),
-    }
-}
-
 /// Parses the `If-Match` header: the version a client last read.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+fn if_match(headers: &HeaderMap) -> Result<Option<ResourceVersion>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -107,8 +90,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .to_str()
         .ok()
         .map(|s| s.trim().trim_matches('"'))
-        .and_then(|s| s.parse().ok())
-        .map(Some)
+        .filter(|s| !s.is_empty())
+        .map(|s| Some(ResourceVersion::new(s)))
         .ok_or_else(|| {
             ApiError::bad_request(
                 "Invalid If-Match header",
@@ -157,13 +140,13 @@ async fn put(
         }
         None => upsert(ctx.store.as_ref(), resource).await?,
     };
-    tracing::info!(resource = %stored.key, version = stored.version, created, "resource stored");
+    tracing::info!(resource = %stored.key, version = %stored.version, created, "resource stored");
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, [(header::ETAG, etag(stored.version))]).into_response())
+    Ok((status, [(header::ETAG, etag(&stored.version))]).into_response())
 }
 
 async fn delete(ctx: &SharedContext, key: ResourceKey) -> Result<Response, ApiError> {

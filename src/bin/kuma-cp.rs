@@ -1,7 +1,7 @@
 //! `kuma-cp`: the control plane.
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use kuma::config::{Config, Override};
+use kuma::config::{Config, Override, StoreType};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -46,19 +46,6 @@ enum MigrateAction {
     },
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    if config.logging.format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-}
-
 fn load(config_file: Option<&str>, overrides: &[Override]) -> Result<Config, String> {
     Config::from_env(config_file, overrides).map_err(|e| e.to_string())
 }
@@ -78,8 +65,12 @@ async fn run(command: Command) -> Result<(), String> {
                 .map(|l| ("logging.level", l))
                 .collect();
             let config = load(config_file.as_deref(), &overrides)?;
-            init_logging(&config);
-            kuma::cp::run(config, kuma::cp::termination_signal())
+            kuma::cli::init_logging(
+                &config.logging.level,
+                config.logging.format,
+                kuma::cli::LogTo::Stdout,
+            );
+            kuma::cp::run(config, kuma::runtime::termination_signal())
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -91,9 +82,9 @@ async fn run(command: Command) -> Result<(), String> {
 
 #[cfg(feature = "universal")]
 async fn migrate_up(config: Config) -> Result<(), String> {
-    if config.store.store_type != "postgres" {
+    if config.store.store_type != StoreType::Postgres {
         return Err(format!(
-            "migrations apply to the postgres store only; KUMA_STORE_TYPE is \"{}\"",
+            "migrations apply to the postgres store only; KUMA_STORE_TYPE is {:?}",
             config.store.store_type
         ));
     }

@@ -56,13 +56,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KUMA_DATAPLANE_LOG_LEVEL")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    kuma::cli::init_logging(
+        &std::env::var("KUMA_DATAPLANE_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+        kuma::config::LogFormat::Text,
+        kuma::cli::LogTo::Stderr,
+    );
     let config = match Cli::parse().command {
         Command::Version { detailed } => {
             println!("{}", kuma::version::describe("kuma-dp", detailed));

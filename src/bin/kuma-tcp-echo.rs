@@ -31,9 +31,11 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    kuma::cli::init_logging(
+        "info",
+        kuma::config::LogFormat::Text,
+        kuma::cli::LogTo::Stderr,
+    );
     match Cli::parse().command {
         Command::Version { detailed } => {
             println!("{}", kuma::version::describe("kuma-tcp-echo", detailed));
@@ -50,7 +52,7 @@ async fn main() -> ExitCode {
             if let Ok(local) = listener.local_addr() {
                 tracing::info!(address = %local, "echoing");
             }
-            kuma::tcp_echo::serve(listener, kuma::cp::termination_signal()).await;
+            kuma::tcp_echo::serve(listener, kuma::runtime::termination_signal()).await;
             ExitCode::SUCCESS
         }
     }

@@ -3,46 +3,53 @@
 //! before anything serves), then serves until SIGTERM or SIGINT.
 
 mod health;
-mod listen;
-
-pub use listen::Bound;
 
 use crate::api::{self, ApiContext};
 use crate::bootstrap::{self, BootstrapContext};
-use crate::config::Config;
+use crate::config::{Config, DpAuthType, StoreType};
 use crate::metrics::Metrics;
 use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
-use crate::security::token_server::{self, TokenContext};
+use crate::runtime::{self, CancellationToken, ListenError, TaskTracker};
+use crate::security::token_server::{self, PublicTlsError, TokenContext};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
 use crate::xds::ads::AdsServer;
 use crate::xds::cache::SnapshotCache;
+use crate::xds::index::IndexHandle;
 use crate::xds::reconciler::Reconciler;
+use crate::xds::{ca_provisioner, feed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CpError {
-    #[error("{0}")]
-    Listen(String),
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[cfg(feature = "universal")]
+    #[error(transparent)]
+    Postgres(#[from] crate::store::postgres::PostgresSetupError),
+    #[error("cannot create the default mesh: {0}")]
+    DefaultMesh(#[source] StoreError),
+    #[error("the public dataplane token server: {0}")]
+    PublicTokenServer(#[from] PublicTlsError),
     #[error(
-        "store type \"{0}\" is not available in this build (enable the cargo feature that provides it)"
+        "store type \"{0:?}\" is not available in this build (enable the cargo feature that provides it)"
     )]
-    UnsupportedStore(String),
+    UnsupportedStore(StoreType),
 }
 
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config) -> Result<SharedStore, CpError> {
-    match config.store.store_type.as_str() {
-        "memory" => Ok(Arc::new(MemoryStore::new())),
+    match config.store.store_type {
+        StoreType::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "universal")]
-        "postgres" => crate::store::postgres::PostgresStore::connect(&config.store.postgres)
-            .await
-            .map(|s| Arc::new(s) as SharedStore)
-            .map_err(|e| CpError::Store(e.to_string())),
-        other => Err(CpError::UnsupportedStore(other.to_string())),
+        StoreType::Postgres => {
+            let store =
+                crate::store::postgres::PostgresStore::connect(&config.store.postgres).await?;
+            Ok(Arc::new(store))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(CpError::UnsupportedStore(other)),
     }
 }
 
@@ -62,48 +69,7 @@ async fn ensure_default_mesh(config: &Config, store: &SharedStore) -> Result<(),
             Ok(())
         }
         Err(StoreError::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(CpError::Store(format!(
-            "cannot create the default mesh: {e}"
-        ))),
-    }
-}
-
-/// A signal every server watches; it flips once, to stop.
-#[derive(Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
-
-impl Shutdown {
-    pub fn new() -> (watch::Sender<bool>, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Shutdown(rx))
-    }
-
-    /// Completes when shutdown was asked for (or its sender is gone).
-    pub async fn wait(mut self) {
-        let _ = self.0.wait_for(|stop| *stop).await;
-    }
-}
-
-/// Completes on SIGTERM or SIGINT. The handlers are installed when this is
-/// called, not when the future is first polled, so a signal that arrives
-/// while the servers are still starting is not lost (nor fatal).
-pub fn termination_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-                    _ = int.recv() => tracing::info!("SIGINT received, stopping"),
-                }
-            }
-            _ => {
-                // Without signal handlers the process still stops on ^C.
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        Err(e) => Err(CpError::DefaultMesh(e)),
     }
 }
 
@@ -119,26 +85,25 @@ fn token_context(config: &Config, store: &SharedStore) -> TokenContext {
 async fn public_token_server(
     config: &Config,
     local_port: u16,
-) -> Result<Option<(tokio::net::TcpListener, rustls::ServerConfig)>, CpError> {
+) -> Result<Option<(runtime::Bound, rustls::ServerConfig)>, CpError> {
     let public = &config.dataplane_token_server.public;
     if !public.enabled {
         return Ok(None);
     }
-    let tls = token_server::public_tls(public).map_err(CpError::Listen)?;
-    let interface = &public.interface;
+    let tls = token_server::public_tls(public)?;
     let port = if public.port == 0 {
         local_port
     } else {
         public.port
     };
-    let bound = listen::bind_on(
+    let bound = runtime::bind_on(
         "dataplane token (public HTTPS)",
         "dataplaneTokenServer.public.port",
-        interface,
+        &public.interface,
         port,
     )
     .await?;
-    Ok(Some((bound.listener, tls)))
+    Ok(Some((bound, tls)))
 }
 
 /// Runs the control plane until `stop` completes.
@@ -149,27 +114,24 @@ pub async fn run(
     let store = open_store(&config).await?;
     ensure_default_mesh(&config, &store).await?;
 
-    let api_listener = listen::bind("HTTP API", "apiServer.port", config.api_server.port).await?;
-    let health_listener = listen::bind(
+    let api_listener = runtime::bind("HTTP API", "apiServer.port", config.api_server.port).await?;
+    let health_listener = runtime::bind(
         "health",
         "xdsServer.diagnosticsPort",
         config.xds_server.diagnostics_port,
     )
     .await?;
-
     let xds_listener =
-        listen::bind("xDS", "xdsServer.grpcPort", config.xds_server.grpc_port).await?;
+        runtime::bind("xDS", "xdsServer.grpcPort", config.xds_server.grpc_port).await?;
     let sds_listener =
-        listen::bind("SDS", "sdsServer.grpcPort", config.sds_server.grpc_port).await?;
-    let bootstrap_listener = listen::bind(
+        runtime::bind("SDS", "sdsServer.grpcPort", config.sds_server.grpc_port).await?;
+    let bootstrap_listener = runtime::bind(
         "bootstrap",
         "bootstrapServer.port",
         config.bootstrap_server.port,
     )
     .await?;
-
-    let (stop_tx, shutdown) = Shutdown::new();
-    let token_listener = listen::bind_on(
+    let token_listener = runtime::bind_on(
         "dataplane token",
         "dataplaneTokenServer.local.port",
         "127.0.0.1",
@@ -177,14 +139,17 @@ pub async fn run(
     )
     .await?;
     let public_token_server = public_token_server(&config, token_listener.address.port()).await?;
+
+    let shutdown = CancellationToken::new();
     let instance_id = uuid::Uuid::new_v4().to_string();
     let metrics = Arc::new(Metrics::new());
     let (cache, connected) = SnapshotCache::new();
-    let insight_writers = Arc::new(());
+    let index = IndexHandle::default();
+    let insight_writers = TaskTracker::new();
     tracing::info!(
         instance_id,
-        environment = config.environment,
-        store = config.store.store_type,
+        environment = ?config.environment,
+        store = ?config.store.store_type,
         "kuma-cp started"
     );
     let api = api::router(
@@ -196,44 +161,46 @@ pub async fn run(
             instance_id: instance_id.clone(),
             hostname: config.general.advertised_hostname.clone(),
             token_server_local: format!("http://127.0.0.1:{}", token_listener.address.port()),
-            token_server_public: public_token_server.as_ref().and_then(|(l, _)| {
-                let port = l.local_addr().ok()?.port();
-                Some(format!(
-                    "https://{}:{port}",
-                    config.general.advertised_hostname
-                ))
+            token_server_public: public_token_server.as_ref().map(|(bound, _)| {
+                format!(
+                    "https://{}:{}",
+                    config.general.advertised_hostname,
+                    bound.address.port()
+                )
             }),
             metrics: metrics.clone(),
         },
         config.api_server.max_request_body_bytes,
     );
     let bootstrap = bootstrap::router(BootstrapContext {
-        store: store.clone(),
+        index: index.clone(),
         xds_host: config.general.advertised_hostname.clone(),
         xds_port: xds_listener.address.port(),
-        api_type: config.bootstrap_server.xds_api_type.clone(),
+        api_type: config.bootstrap_server.xds_api_type,
     });
     let ads = AdsServer {
         cache: cache.clone(),
+        index: index.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
         instance_id,
         shutdown: shutdown.clone(),
         insight_writers: insight_writers.clone(),
-        require_token: config.dp_server.auth.auth_type == "dpToken",
+        require_token: config.dp_server.auth.auth_type == DpAuthType::DpToken,
         insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
     let (ads_service, sds_service) = ads.into_services();
     let reconciler = Reconciler {
-        store: store.clone(),
+        index: index.clone(),
         cache,
         metrics,
         debounce: Duration::from_millis(config.xds_server.debounce_ms),
         cert_validity: Duration::from_secs(config.sds_server.cert_validity_seconds),
         cert_renewal_margin: Duration::from_secs(config.sds_server.cert_renewal_margin_seconds),
     };
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
 
-    let servers = vec![
+    let mut servers = vec![
         tokio::spawn(api_listener.serve(api, shutdown.clone())),
         tokio::spawn(health_listener.serve(health::router(store.clone()), shutdown.clone())),
         tokio::spawn(bootstrap_listener.serve(bootstrap, shutdown.clone())),
@@ -243,27 +210,41 @@ pub async fn run(
         )),
         tokio::spawn(xds_listener.serve_grpc(ads_service, shutdown.clone())),
         tokio::spawn(sds_listener.serve_grpc(sds_service, shutdown.clone())),
-        tokio::spawn(reconciler.run(connected, shutdown.clone())),
+        tokio::spawn(
+            feed::universal(store.clone(), events_tx, shutdown.clone())
+                .instrument(tracing::info_span!("feed")),
+        ),
+        tokio::spawn(
+            reconciler
+                .run(events, connected, shutdown.clone())
+                .instrument(tracing::info_span!("reconciler")),
+        ),
+        tokio::spawn(
+            ca_provisioner::run(store.clone(), index, shutdown.clone())
+                .instrument(tracing::info_span!("ca_provisioner")),
+        ),
     ];
-    let mut servers = servers;
-    if let Some((listener, tls)) = public_token_server {
+    if let Some((bound, tls)) = public_token_server {
         let router = token_server::router(token_context(&config, &store));
-        servers.push(tokio::spawn(token_server::serve_tls(
-            listener,
-            tls,
-            router,
-            shutdown.clone().wait(),
-        )));
+        servers.push(tokio::spawn(bound.serve_tls(tls, router, shutdown.clone())));
     }
     stop.await;
-    let _ = stop_tx.send(true);
+    shutdown.cancel();
     // Requests in flight get a grace period; then the process exits anyway.
     let drained =
         tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(servers)).await;
     if drained.is_err() {
         tracing::warn!("servers did not finish within 10s of the stop signal");
     }
-    crate::xds::ads::wait_for_insight_writers(&insight_writers, Duration::from_secs(5)).await;
+    // Each stream's last insight write leaves its subscription marked
+    // disconnected.
+    insight_writers.close();
+    if tokio::time::timeout(Duration::from_secs(5), insight_writers.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("insight writers did not finish within 5s");
+    }
     tracing::info!("kuma-cp stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! (retrying with backoff while it is not up yet), writes it, starts Envoy,
 //! forwards SIGTERM/SIGINT to it, and exits with its exit code.
 
+use crate::runtime::Backoff;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -28,10 +29,31 @@ pub enum DpError {
     EnvoyMissing { binary: String, searched: String },
     #[error("cannot write the bootstrap to {path}: {message}")]
     Write { path: String, message: String },
-    #[error("cannot start Envoy {binary}: {message}")]
-    Start { binary: String, message: String },
-    #[error("{0}")]
-    Other(String),
+    #[error("cannot start Envoy {binary}: {source}")]
+    Start {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the dataplane token file {path}: {source}")]
+    TokenFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the bootstrap has no ADS gRPC service to put the dataplane token on")]
+    NoAdsService,
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("lost track of Envoy: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+fn token_file_err(path: &Path) -> impl Fn(std::io::Error) -> DpError + '_ {
+    move |source| DpError::TokenFile {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Finds the Envoy binary: a path as given, or the first match on `PATH`.
@@ -71,7 +93,7 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> serde_json::Value {
         "adminPort": config.admin_port,
         "dataplaneTokenPath": config.dataplane_token_file.as_ref().map(|p| p.display().to_string()),
     });
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let why = match client.post(&url).json(&body).send().await {
             Ok(resp) if resp.status().is_success() => match resp.json().await {
@@ -81,23 +103,16 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> serde_json::Value {
             Ok(resp) => {
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
-                let details = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v["details"].as_str().map(str::to_string))
-                    .unwrap_or(text);
-                format!("{status}: {details}")
+                crate::api::describe_error_body(status, &text)
             }
-            Err(e) => {
-                let mut cause: &dyn std::error::Error = &e;
-                while let Some(inner) = cause.source() {
-                    cause = inner;
-                }
-                format!("control plane not reachable: {cause}")
-            }
+            Err(e) => format!(
+                "control plane not reachable: {}",
+                crate::cli::root_cause(&e)
+            ),
         };
-        tracing::warn!(url, retry_in = ?backoff, "cannot get the bootstrap: {why}");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let retry_in = backoff.next_delay();
+        tracing::warn!(url, ?retry_in, "cannot get the bootstrap: {why}");
+        tokio::time::sleep(retry_in).await;
     }
 }
 
@@ -105,18 +120,11 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> serde_json::Value {
 /// token stays on this machine: it is read here, not sent to the bootstrap
 /// server.
 pub fn add_token(bootstrap: &mut serde_json::Value, token_file: &Path) -> Result<(), DpError> {
-    let token = std::fs::read_to_string(token_file).map_err(|e| {
-        DpError::Other(format!(
-            "cannot read the dataplane token file {}: {e}",
-            token_file.display()
-        ))
-    })?;
+    let token = std::fs::read_to_string(token_file).map_err(token_file_err(token_file))?;
     let services = bootstrap
         .pointer_mut("/dynamic_resources/ads_config/grpc_services")
         .and_then(|s| s.as_array_mut())
-        .ok_or_else(|| {
-            DpError::Other("the bootstrap has no ADS gRPC service to authenticate".into())
-        })?;
+        .ok_or(DpError::NoAdsService)?;
     for service in services {
         service["initial_metadata"] = json!([{"key": "authorization", "value": token.trim()}]);
     }
@@ -143,8 +151,8 @@ pub fn write_bootstrap(
 /// Runs Envoy until it exits, forwarding SIGTERM and SIGINT.
 pub async fn run_envoy(envoy: &Path, bootstrap: &Path) -> Result<ExitStatus, DpError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| DpError::Other(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| DpError::Other(e.to_string()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(DpError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DpError::Signals)?;
     let mut command = tokio::process::Command::new(envoy);
     // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
     // If kuma-dp dies without forwarding a signal, Envoy is told to stop
@@ -165,14 +173,14 @@ pub async fn run_envoy(envoy: &Path, bootstrap: &Path) -> Result<ExitStatus, DpE
         .arg("1")
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| DpError::Start {
+        .map_err(|source| DpError::Start {
             binary: envoy.display().to_string(),
-            message: e.to_string(),
+            source,
         })?;
     tracing::info!(pid = child.id(), "Envoy started");
     loop {
         let signal = tokio::select! {
-            status = child.wait() => return status.map_err(|e| DpError::Other(e.to_string())),
+            status = child.wait() => return status.map_err(DpError::Wait),
             _ = term.recv() => libc::SIGTERM,
             _ = int.recv() => libc::SIGINT,
         };
@@ -191,12 +199,7 @@ pub async fn run(config: DpConfig) -> Result<i32, DpError> {
     let envoy = find_envoy(&config.binary_path)?;
     if let Some(file) = &config.dataplane_token_file {
         // Fail before waiting on the control plane if the file is unreadable.
-        std::fs::metadata(file).map_err(|e| {
-            DpError::Other(format!(
-                "cannot read the dataplane token file {}: {e}",
-                file.display()
-            ))
-        })?;
+        std::fs::metadata(file).map_err(token_file_err(file))?;
     }
     let mut bootstrap = fetch_bootstrap(&config).await;
     if let Some(file) = &config.dataplane_token_file {

@@ -2,6 +2,7 @@
 //! validated first, with the same code the control plane uses, so a bad
 //! file changes nothing; then each is `PUT`.
 
+use super::KumactlError;
 use super::Session;
 use super::client::ApiClient;
 use crate::resources::{Identity, Resource};
@@ -10,7 +11,7 @@ use std::io::Read;
 
 /// The resources of a YAML (or JSON) stream, or the first problem found,
 /// named by its document number.
-pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, String> {
+pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, KumactlError> {
     let mut resources = Vec::new();
     let mut problems = Vec::new();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -31,10 +32,12 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, String
         }
     }
     if !problems.is_empty() {
-        return Err(problems.join("; "));
+        return Err(KumactlError::Invalid(problems.join("; ")));
     }
     if resources.is_empty() {
-        return Err(format!("{source}: no resources found"));
+        return Err(KumactlError::Invalid(format!(
+            "{source}: no resources found"
+        )));
     }
     Ok(resources)
 }
@@ -50,15 +53,15 @@ fn describe(value: &serde_json::Value) -> String {
     format!("{} \"{}\"", field("type"), field("name"))
 }
 
-pub async fn run(session: &Session, file: &str, dry_run: bool) -> Result<(), String> {
+pub async fn run(session: &Session, file: &str, dry_run: bool) -> Result<(), KumactlError> {
     let (source, text) = if file == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|e| format!("reading standard input: {e}"))?;
+            .map_err(KumactlError::file("standard input"))?;
         ("standard input".to_string(), text)
     } else {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let text = std::fs::read_to_string(file).map_err(KumactlError::file(file))?;
         (file.to_string(), text)
     };
     let resources = parse_documents(&source, &text)?;
@@ -71,10 +74,12 @@ pub async fn run(session: &Session, file: &str, dry_run: bool) -> Result<(), Str
     let client = session.client()?;
     for r in &resources {
         let path = ApiClient::path(r.key.kind, &r.key.mesh, &r.key.name);
-        let created = client
-            .put(&path, &r.to_json())
-            .await
-            .map_err(|e| format!("applying {}: {e}", r.key))?;
+        let created = client.put(&path, &r.to_json()).await.map_err(|e| match e {
+            KumactlError::Refused(why) => {
+                KumactlError::Refused(format!("applying {}: {why}", r.key))
+            }
+            other => other,
+        })?;
         println!("{} {}", r.key, if created { "created" } else { "updated" });
     }
     Ok(())
@@ -93,14 +98,16 @@ mod tests {
 
     #[test]
     fn stops_at_a_yaml_syntax_error() {
-        let err = parse_documents("f.yaml", "type: Mesh\nname: [oops\n").unwrap_err();
+        let err = parse_documents("f.yaml", "type: Mesh\nname: [oops\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("document 1: not valid YAML"), "{err}");
     }
 
     #[test]
     fn names_the_bad_document() {
         let text = "type: Mesh\nname: a\n---\ntype: Dataplane\nmesh: a\nname: d\nnetworking: {}\n";
-        let err = parse_documents("f.yaml", text).unwrap_err();
+        let err = parse_documents("f.yaml", text).unwrap_err().to_string();
         assert!(
             err.starts_with("f.yaml: document 2 (Dataplane \"d\"): networking.inbound"),
             "{err}"

@@ -1,6 +1,8 @@
 //! The HTTP API client `kumactl` is built on. Every failure becomes one line
 //! that says what went wrong and where.
 
+use super::KumactlError;
+use crate::api::describe_error_body;
 use crate::resources::ResourceType;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -11,12 +13,15 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base: &str) -> Result<Self, String> {
+    pub fn new(base: &str) -> Result<Self, KumactlError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+            .map_err(|source| KumactlError::Http {
+                context: "cannot build an HTTP client".into(),
+                source,
+            })?;
         Ok(ApiClient {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -42,27 +47,33 @@ impl ApiClient {
         method: Method,
         url: &str,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), String> {
+    ) -> Result<(StatusCode, Value), KumactlError> {
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| {
-            // The innermost error says why ("Connection refused").
-            let mut cause: &dyn std::error::Error = &e;
-            while let Some(inner) = cause.source() {
-                cause = inner;
-            }
-            format!(
-                "cannot reach the control plane at {}: {cause} (see `kumactl config control-planes list`)",
-                self.base
-            )
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| KumactlError::Unreachable {
+                what: "the control plane",
+                url: self.base.clone(),
+                source,
+            })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| format!("reading the answer of {url}: {e}"))?;
+            .map_err(|source| KumactlError::Http {
+                context: format!("reading the answer of {url}"),
+                source,
+            })?;
+        if !status.is_success() {
+            return Err(KumactlError::Refused(describe_error_body(
+                status,
+                &String::from_utf8_lossy(&bytes),
+            )));
+        }
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -70,20 +81,16 @@ impl ApiClient {
                 Value::String(String::from_utf8_lossy(&bytes).trim().to_string())
             })
         };
-        if status.is_success() {
-            Ok((status, body))
-        } else {
-            Err(describe_error(status, &body))
-        }
+        Ok((status, body))
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, String> {
+    pub async fn get(&self, path: &str) -> Result<Value, KumactlError> {
         let url = format!("{}{path}", self.base);
         self.send(Method::GET, &url, None).await.map(|(_, v)| v)
     }
 
     /// Every item of a list, following `next` links page by page.
-    pub async fn get_all(&self, path: &str) -> Result<Vec<Value>, String> {
+    pub async fn get_all(&self, path: &str) -> Result<Vec<Value>, KumactlError> {
         let mut items = Vec::new();
         let mut url = format!("{}{path}?size=1000", self.base);
         loop {
@@ -106,50 +113,15 @@ impl ApiClient {
     }
 
     /// `PUT`; true when the resource was created.
-    pub async fn put(&self, path: &str, body: &Value) -> Result<bool, String> {
+    pub async fn put(&self, path: &str, body: &Value) -> Result<bool, KumactlError> {
         let url = format!("{}{path}", self.base);
         self.send(Method::PUT, &url, Some(body))
             .await
             .map(|(status, _)| status == StatusCode::CREATED)
     }
 
-    pub async fn delete(&self, path: &str) -> Result<(), String> {
+    pub async fn delete(&self, path: &str) -> Result<(), KumactlError> {
         let url = format!("{}{path}", self.base);
         self.send(Method::DELETE, &url, None).await.map(|_| ())
-    }
-}
-
-/// `{"title", "details", "causes"}` as one line.
-fn describe_error(status: StatusCode, body: &Value) -> String {
-    let details = body
-        .get("details")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| match body {
-            Value::String(s) if !s.is_empty() => s.clone(),
-            _ => status.to_string(),
-        });
-    let causes: Vec<String> = body
-        .get("causes")
-        .and_then(Value::as_array)
-        .map(|causes| {
-            causes
-                .iter()
-                .map(|c| {
-                    let field = c.get("field").and_then(Value::as_str).unwrap_or("");
-                    let message = c.get("message").and_then(Value::as_str).unwrap_or("");
-                    if field.is_empty() {
-                        message.to_string()
-                    } else {
-                        format!("{field}: {message}")
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if causes.is_empty() {
-        format!("{details} ({})", status.as_u16())
-    } else {
-        format!("{details} ({}): {}", status.as_u16(), causes.join("; "))
     }
 }

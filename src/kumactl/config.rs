@@ -1,6 +1,7 @@
 //! `~/.kumactl/config`: the control planes `kumactl` knows and which one is
 //! current, in Kuma's file format.
 
+use super::KumactlError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -73,44 +74,50 @@ pub fn default_path() -> PathBuf {
 
 impl KumactlConfig {
     /// Reads the file; a missing file is the default configuration.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, KumactlError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_yaml_ng::from_str(&text)
-                .map_err(|e| format!("{}: not a kumactl configuration: {e}", path.display())),
+            Ok(text) => serde_yaml_ng::from_str(&text).map_err(|source| KumactlError::Yaml {
+                context: format!("{}: not a kumactl configuration", path.display()),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(KumactlError::file(path)(e)),
         }
     }
 
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> Result<(), KumactlError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(KumactlError::file(dir))?;
         }
-        let text = serde_yaml_ng::to_string(self).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+        let text = serde_yaml_ng::to_string(self).map_err(|source| KumactlError::Yaml {
+            context: format!("{}: cannot write the configuration", path.display()),
+            source,
+        })?;
+        std::fs::write(path, text).map_err(KumactlError::file(path))
     }
 
     /// The API URL of the current control plane.
-    pub fn current_url(&self) -> Result<&str, String> {
+    pub fn current_url(&self) -> Result<&str, KumactlError> {
         let context = self
             .contexts
             .iter()
             .find(|c| c.name == self.current_context)
             .ok_or_else(|| {
-                "no current control plane; add one with `kumactl config control-planes add`"
-                    .to_string()
+                KumactlError::from(
+                    "no current control plane; add one with `kumactl config control-planes add`",
+                )
             })?;
         self.control_planes
             .iter()
             .find(|cp| cp.name == context.control_plane)
             .map(|cp| cp.coordinates.api_server.url.as_str())
             .ok_or_else(|| {
-                format!(
+                KumactlError::Invalid(format!(
                     "control plane \"{}\" is not configured",
                     context.control_plane
-                )
+                ))
             })
     }
 
@@ -119,12 +126,12 @@ impl KumactlConfig {
     }
 
     /// The current control plane.
-    pub fn current(&self) -> Result<&ControlPlane, String> {
+    pub fn current(&self) -> Result<&ControlPlane, KumactlError> {
         let url = self.current_url()?;
         self.control_planes
             .iter()
             .find(|cp| cp.coordinates.api_server.url == url)
-            .ok_or_else(|| "no current control plane".to_string())
+            .ok_or_else(|| KumactlError::from("no current control plane"))
     }
 
     /// Adds (or replaces) a control plane and makes it current.
@@ -146,11 +153,11 @@ impl KumactlConfig {
         self.current_context = name.to_string();
     }
 
-    pub fn switch(&mut self, name: &str) -> Result<(), String> {
+    pub fn switch(&mut self, name: &str) -> Result<(), KumactlError> {
         if !self.contains(name) {
-            return Err(format!(
+            return Err(KumactlError::Invalid(format!(
                 "there is no control plane named \"{name}\"; see `kumactl config control-planes list`"
-            ));
+            )));
         }
         self.current_context = name.to_string();
         Ok(())

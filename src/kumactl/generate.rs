@@ -1,7 +1,9 @@
 //! `kumactl generate dataplane-token` and `kumactl generate certificate`.
 
+use super::KumactlError;
 use super::Session;
 use super::client::ApiClient;
+use crate::api::describe_error_body;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use std::path::Path;
 
@@ -13,7 +15,7 @@ pub async fn dataplane_token(
     session: &Session,
     name: &str,
     valid_for: Option<u64>,
-) -> Result<(), String> {
+) -> Result<(), KumactlError> {
     let config = session.config()?;
     let cp = config.current()?;
     let info = ApiClient::new(&cp.coordinates.api_server.url)?
@@ -27,13 +29,19 @@ pub async fn dataplane_token(
                 "a client certificate is configured, but the control plane's public token server is not enabled (KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_ENABLED)",
             )?;
             let mut pem = std::fs::read(&client.client_cert)
-                .map_err(|e| format!("{}: {e}", client.client_cert))?;
+                .map_err(KumactlError::file(&client.client_cert))?;
             pem.extend(
                 std::fs::read(&client.client_key)
-                    .map_err(|e| format!("{}: {e}", client.client_key))?,
+                    .map_err(KumactlError::file(&client.client_key))?,
             );
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("client certificate: {e}"))?;
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|source| KumactlError::Http {
+                    context: format!(
+                        "client certificate {} and key {}",
+                        client.client_cert, client.client_key
+                    ),
+                    source,
+                })?;
             // The server's certificate is self-signed (kumactl generate
             // certificate); it is the client certificate that authenticates.
             http = http.identity(identity).danger_accept_invalid_certs(true);
@@ -44,7 +52,10 @@ pub async fn dataplane_token(
             .ok_or("the control plane did not say where its token server is")?
             .to_string(),
     };
-    let http = http.build().map_err(|e| e.to_string())?;
+    let http = http.build().map_err(|source| KumactlError::Http {
+        context: "cannot build an HTTP client".into(),
+        source,
+    })?;
     let body =
         serde_json::json!({"name": name, "mesh": session.mesh, "validForSeconds": valid_for});
     let response = http
@@ -52,18 +63,21 @@ pub async fn dataplane_token(
         .json(&body)
         .send()
         .await
-        .map_err(|e| format!("cannot reach the dataplane token server at {url}: {e}"))?;
+        .map_err(|source| KumactlError::Unreachable {
+            what: "the dataplane token server",
+            url: url.clone(),
+            source,
+        })?;
     let status = response.status();
-    let text = response.text().await.map_err(|e| e.to_string())?;
+    let text = response.text().await.map_err(|source| KumactlError::Http {
+        context: format!("reading the answer of {url}"),
+        source,
+    })?;
     if !status.is_success() {
-        let details = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["details"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        return Err(format!(
-            "the token server refused: {details} ({})",
-            status.as_u16()
-        ));
+        return Err(KumactlError::Refused(format!(
+            "the token server refused: {}",
+            describe_error_body(status, &text)
+        )));
     }
     println!("{text}");
     Ok(())
@@ -76,13 +90,13 @@ pub fn certificate(
     cert: &Path,
     key: &Path,
     hostnames: &[String],
-) -> Result<(), String> {
+) -> Result<(), KumactlError> {
     let names = if kind == "server" {
         hostnames.to_vec()
     } else {
         Vec::new()
     };
-    let mut params = CertificateParams::new(names).map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::new(names)?;
     params
         .distinguished_name
         .push(DnType::CommonName, format!("kuma {kind}"));
@@ -94,10 +108,10 @@ pub fn certificate(
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + time::Duration::days(365 * 10);
-    let key_pair = KeyPair::generate().map_err(|e| e.to_string())?;
-    let generated = params.self_signed(&key_pair).map_err(|e| e.to_string())?;
-    std::fs::write(cert, generated.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
-    std::fs::write(key, key_pair.serialize_pem()).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key_pair = KeyPair::generate()?;
+    let generated = params.self_signed(&key_pair)?;
+    std::fs::write(cert, generated.pem()).map_err(KumactlError::file(cert))?;
+    std::fs::write(key, key_pair.serialize_pem()).map_err(KumactlError::file(key))?;
     println!(
         "wrote the {kind} certificate to {} and its key to {}",
         cert.display(),

@@ -1,16 +1,16 @@
 //! `kumactl get` and `kumactl delete`.
 
-use super::Session;
 use super::client::ApiClient;
 use super::output::{self, Format};
+use super::{KumactlError, Session};
 use crate::resources::ResourceType;
 use serde_json::{Value, json};
 
-fn kind(word: &str) -> Result<ResourceType, String> {
+fn kind(word: &str) -> Result<ResourceType, KumactlError> {
     ResourceType::from_cli_word(word).ok_or_else(|| {
-        format!(
+        KumactlError::Invalid(format!(
             "unknown resource type \"{word}\"; expected one of meshes, dataplanes, traffic-permissions, traffic-logs, proxytemplates"
-        )
+        ))
     })
 }
 
@@ -56,7 +56,7 @@ pub async fn get(
     word: &str,
     name: Option<&str>,
     format: Format,
-) -> Result<(), String> {
+) -> Result<(), KumactlError> {
     let kind = kind(word)?;
     let client = session.client()?;
     let items = match name {
@@ -83,7 +83,7 @@ pub async fn get(
     Ok(())
 }
 
-pub async fn delete(session: &Session, word: &str, name: &str) -> Result<(), String> {
+pub async fn delete(session: &Session, word: &str, name: &str) -> Result<(), KumactlError> {
     let kind = kind(word)?;
     session
         .client()?

@@ -1,8 +1,8 @@
 //! `kumactl inspect dataplanes`: dataplanes with their xDS status, as Kuma
 //! shows them.
 
-use super::Session;
 use super::output::{self, Format};
+use super::{KumactlError, Session};
 use crate::resources::DataplaneInsightSpec;
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ fn status_row(overview: &Value) -> Vec<String> {
     ]
 }
 
-pub async fn dataplanes(session: &Session, format: Format) -> Result<(), String> {
+pub async fn dataplanes(session: &Session, format: Format) -> Result<(), KumactlError> {
     let client = session.client()?;
     let items = client
         .get_all(&format!("/meshes/{}/dataplanes+insights", session.mesh))

@@ -3,6 +3,7 @@
 mod apply;
 mod client;
 mod config;
+mod error;
 mod generate;
 mod get;
 mod inspect;
@@ -12,6 +13,7 @@ pub use config::KumactlConfig;
 
 use clap::{Parser, Subcommand};
 use client::ApiClient;
+pub use error::KumactlError;
 use output::Format;
 use std::path::PathBuf;
 
@@ -174,18 +176,18 @@ struct Session {
 }
 
 impl Session {
-    fn config(&self) -> Result<KumactlConfig, String> {
+    fn config(&self) -> Result<KumactlConfig, KumactlError> {
         KumactlConfig::load(&self.config_path)
     }
 
-    fn client(&self) -> Result<ApiClient, String> {
+    fn client(&self) -> Result<ApiClient, KumactlError> {
         ApiClient::new(self.config()?.current_url()?)
     }
 }
 
 /// Runs one command; its output goes to standard output, and an error is
 /// one line for the caller to print.
-pub async fn run(cli: Cli) -> Result<(), String> {
+pub async fn run(cli: Cli) -> Result<(), KumactlError> {
     let session = Session {
         config_path: cli.config_file.unwrap_or_else(config::default_path),
         mesh: cli.mesh,
@@ -218,9 +220,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             command: InstallCommand::DatabaseSchema { target },
         } => {
             if target != "postgres" {
-                return Err(format!(
+                return Err(KumactlError::Invalid(format!(
                     "unknown --target \"{target}\"; the only database is postgres"
-                ));
+                )));
             }
             print!("{}", crate::store::migrations::full_schema_sql());
             Ok(())
@@ -234,13 +236,16 @@ pub async fn run(cli: Cli) -> Result<(), String> {
 
 /// Files named in the configuration are kept as absolute paths, so that
 /// kumactl finds them from any directory.
-fn absolute(path: &str) -> Result<String, String> {
+fn absolute(path: &str) -> Result<String, KumactlError> {
     std::fs::canonicalize(path)
         .map(|p| p.display().to_string())
-        .map_err(|e| format!("{path}: {e}"))
+        .map_err(KumactlError::file(path))
 }
 
-async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Result<(), String> {
+async fn control_planes(
+    session: &Session,
+    command: ControlPlanesCommand,
+) -> Result<(), KumactlError> {
     let mut config = session.config()?;
     match command {
         ControlPlanesCommand::List => {
@@ -271,15 +276,14 @@ async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Res
             dataplane_token_client_key,
         } => {
             if config.contains(&name) && !overwrite {
-                return Err(format!(
+                return Err(KumactlError::Invalid(format!(
                     "a control plane named \"{name}\" already exists; use --overwrite to replace it"
-                ));
+                )));
             }
             // Kuma checks the address answers before saving it.
-            ApiClient::new(&address)?
-                .get("/")
-                .await
-                .map_err(|e| format!("control plane \"{name}\" was not added: {e}"))?;
+            ApiClient::new(&address)?.get("/").await.map_err(|e| {
+                KumactlError::Invalid(format!("control plane \"{name}\" was not added: {e}"))
+            })?;
             let token_client = match (dataplane_token_client_cert, dataplane_token_client_key) {
                 (Some(cert), Some(key)) => Some(config::TokenServerClient {
                     client_cert: absolute(&cert)?,
@@ -297,7 +301,9 @@ async fn control_planes(session: &Session, command: ControlPlanesCommand) -> Res
         }
         ControlPlanesCommand::Remove { name } => {
             if !config.remove(&name) {
-                return Err(format!("there is no control plane named \"{name}\""));
+                return Err(KumactlError::Invalid(format!(
+                    "there is no control plane named \"{name}\""
+                )));
             }
             println!("removed Control Plane \"{name}\"");
         }

@@ -1,5 +1,6 @@
 //! How `kumactl` prints: aligned tables by default, or YAML/JSON.
 
+use super::KumactlError;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,12 +36,18 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn document(value: &Value, format: Format) -> Result<String, String> {
+pub fn document(value: &Value, format: Format) -> Result<String, KumactlError> {
     match format {
         Format::Json => serde_json::to_string_pretty(value)
             .map(|s| s + "\n")
-            .map_err(|e| e.to_string()),
-        _ => serde_yaml_ng::to_string(value).map_err(|e| e.to_string()),
+            .map_err(|source| KumactlError::Json {
+                context: "cannot print the answer".into(),
+                source,
+            }),
+        _ => serde_yaml_ng::to_string(value).map_err(|source| KumactlError::Yaml {
+            context: "cannot print the answer".into(),
+            source,
+        }),
     }
 }
 

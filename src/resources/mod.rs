@@ -138,12 +138,40 @@ impl Spec {
     }
 }
 
-/// A resource: its identity, its version in the store (0 when not stored
-/// yet) and its spec.
+/// A stored resource's version, as its store spells it: a counter in memory
+/// and Postgres, the `resourceVersion` string on Kubernetes. Opaque: only
+/// compared for equality (an update must carry the version it read), and
+/// empty for a resource that is not stored yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ResourceVersion(String);
+
+impl ResourceVersion {
+    pub fn new(version: impl Into<String>) -> Self {
+        ResourceVersion(version.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Not stored yet.
+    pub fn is_unset(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for ResourceVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A resource: its identity, its version in the store (unset when not
+/// stored yet) and its spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
     pub key: ResourceKey,
-    pub version: u64,
+    pub version: ResourceVersion,
     pub spec: Spec,
 }
 
@@ -166,7 +194,7 @@ impl Resource {
     pub fn new(key: ResourceKey, spec: Spec) -> Self {
         Resource {
             key,
-            version: 0,
+            version: ResourceVersion::default(),
             spec,
         }
     }

@@ -29,7 +29,9 @@ impl Selector {
     }
 }
 
-fn validate_selectors(field: &str, selectors: &[Selector]) -> Vec<Cause> {
+/// At least one selector, each with at least one valid tag; causes are
+/// reported under `field[i]`. Shared by every kind that selects proxies.
+pub(crate) fn validate_selectors(field: &str, selectors: &[Selector]) -> Vec<Cause> {
     if selectors.is_empty() {
         return vec![Cause::new(field, "must have at least one selector")];
     }

@@ -1,8 +1,8 @@
 //! `ProxyTemplate`: which generated configuration profile a selected proxy
 //! gets, plus raw Envoy resources to add.
 
-use super::policy::Selector;
-use super::validation::{Cause, nested};
+use super::policy::{Selector, validate_selectors};
+use super::validation::Cause;
 use serde::{Deserialize, Serialize};
 
 /// The profile of generated configuration every proxy gets by default.
@@ -31,22 +31,7 @@ pub struct ProxyTemplateRawResource {
 
 impl ProxyTemplateSpec {
     pub(crate) fn validate(&self) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        if self.selectors.is_empty() {
-            causes.push(Cause::new("selectors", "must have at least one selector"));
-        }
-        for (i, s) in self.selectors.iter().enumerate() {
-            if s.match_tags.is_empty() {
-                causes.push(Cause::new(
-                    format!("selectors[{i}].match"),
-                    "must have at least one tag",
-                ));
-            }
-            causes.extend(nested(
-                &format!("selectors[{i}]"),
-                super::tags::validate_tags("match", &s.match_tags, true),
-            ));
-        }
+        let mut causes = validate_selectors("selectors", &self.selectors);
         for (i, import) in self.imports.iter().enumerate() {
             if import != DEFAULT_PROFILE {
                 causes.push(Cause::new(

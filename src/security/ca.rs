@@ -7,7 +7,7 @@
 //! `kuma://<tag>/<value>` for its other tags so permissions can select on
 //! them; they live in memory only.
 
-use crate::resources::{Resource, ResourceKey, ResourceType, SecretSpec, Spec};
+use crate::resources::{ResourceKey, ResourceType, SecretSpec, Spec};
 use crate::store::{ResourceStore, StoreError};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -24,8 +24,15 @@ pub const CA_SECRET: &str = "ca-builtin";
 pub enum CaError {
     #[error("mesh \"{mesh}\": {message}")]
     Certificate { mesh: String, message: String },
-    #[error("mesh \"{mesh}\": cannot keep its CA: {source}")]
-    Store { mesh: String, source: StoreError },
+    /// The store could not keep the CA's secret; the error names it.
+    #[error("cannot keep the mesh CA: {0}")]
+    Store(#[source] Box<StoreError>),
+}
+
+impl From<StoreError> for CaError {
+    fn from(source: StoreError) -> Self {
+        CaError::Store(Box::new(source))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -103,47 +110,37 @@ impl MeshCa {
         })
     }
 
-    /// The mesh's CA from the store, created (once, even with several
-    /// control planes racing) when it has none yet.
-    pub async fn load_or_create(store: &dyn ResourceStore, mesh: &str) -> Result<MeshCa, CaError> {
+    /// A CA kept in a secret (see [`MeshCa::ensure`]).
+    pub fn from_secret(mesh: &str, secret: &SecretSpec) -> Result<MeshCa, CaError> {
+        let bytes = secret.bytes().map_err(|e| cert_err(mesh, e))?;
+        let stored: StoredCa = serde_json::from_slice(&bytes).map_err(|e| cert_err(mesh, e))?;
+        Self::from_pem(mesh, &stored.cert, &stored.key)
+    }
+
+    /// Makes sure the mesh has its CA secret, generating it when it has
+    /// none (once, even with several control planes racing: the first one
+    /// stored wins). Answers whether this call created it.
+    pub async fn ensure(store: &dyn ResourceStore, mesh: &str) -> Result<bool, CaError> {
         let key = ResourceKey::new(ResourceType::Secret, mesh, CA_SECRET);
-        let store_err = |source| CaError::Store {
-            mesh: mesh.to_string(),
-            source,
-        };
-        for _ in 0..3 {
-            match store.get(&key).await {
-                Ok(Resource {
-                    spec: Spec::Secret(secret),
-                    ..
-                }) => {
-                    let bytes = secret.bytes().map_err(|e| cert_err(mesh, e))?;
-                    let stored: StoredCa =
-                        serde_json::from_slice(&bytes).map_err(|e| cert_err(mesh, e))?;
-                    return Self::from_pem(mesh, &stored.cert, &stored.key);
-                }
-                Ok(_) => return Err(cert_err(mesh, "the CA secret is not a Secret")),
-                Err(StoreError::NotFound(_)) => {}
-                Err(e) => return Err(store_err(e)),
+        let mut created = false;
+        crate::store::modify(store, &key, |existing| {
+            if existing.is_some() {
+                return Ok::<_, CaError>(None);
             }
             let (ca, key_pem) = Self::generate(mesh)?;
             let stored = serde_json::to_vec(&StoredCa {
-                cert: ca.cert_pem.clone(),
+                cert: ca.cert_pem,
                 key: key_pem,
             })
             .map_err(|e| cert_err(mesh, e))?;
-            let secret = Resource::new(key.clone(), Spec::Secret(SecretSpec::from_bytes(&stored)));
-            match store.create(secret).await {
-                Ok(_) => {
-                    tracing::info!(mesh, "generated the mesh's builtin CA");
-                    return Ok(ca);
-                }
-                // Another control plane won the race: use its CA.
-                Err(StoreError::AlreadyExists(_)) => continue,
-                Err(e) => return Err(store_err(e)),
-            }
+            created = true;
+            Ok(Some(Spec::Secret(SecretSpec::from_bytes(&stored))))
+        })
+        .await?;
+        if created {
+            tracing::info!(mesh, "generated the mesh's builtin CA");
         }
-        Err(cert_err(mesh, "the CA secret keeps changing; giving up"))
+        Ok(created)
     }
 
     /// Signs a certificate for a dataplane serving `services` with `tags`.
@@ -179,16 +176,29 @@ impl MeshCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let now = time::OffsetDateTime::now_utc();
-        let validity = time::Duration::try_from(validity).map_err(|e| cert_err(mesh, e))?;
+        let too_long = || {
+            cert_err(
+                mesh,
+                format!(
+                    "a certificate valid for {}s ends past any date a certificate can hold",
+                    validity.as_secs()
+                ),
+            )
+        };
+        let lifetime = time::Duration::try_from(validity).map_err(|_| too_long())?;
+        let not_after = now.checked_add(lifetime).ok_or_else(too_long)?;
+        let expires = SystemTime::now()
+            .checked_add(validity)
+            .ok_or_else(too_long)?;
         params.not_before = now - time::Duration::minutes(1);
-        params.not_after = now + validity;
+        params.not_after = not_after;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| cert_err(mesh, e))?;
         Ok(WorkloadCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
-            not_after: SystemTime::now() + validity.unsigned_abs(),
+            not_after: expires,
         })
     }
 }
@@ -196,6 +206,7 @@ impl MeshCa {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::Resource;
     use crate::store::memory::MemoryStore;
 
     #[tokio::test]
@@ -208,9 +219,13 @@ mod tests {
             ))
             .await
             .unwrap();
-        let first = MeshCa::load_or_create(&store, "a").await.unwrap();
-        let again = MeshCa::load_or_create(&store, "a").await.unwrap();
-        assert_eq!(first.cert_pem, again.cert_pem);
+        assert!(MeshCa::ensure(&store, "a").await.unwrap());
+        assert!(!MeshCa::ensure(&store, "a").await.unwrap());
+        let key = ResourceKey::new(ResourceType::Secret, "a", CA_SECRET);
+        let Spec::Secret(secret) = store.get(&key).await.unwrap().spec else {
+            panic!("the CA is kept as a secret");
+        };
+        let again = MeshCa::from_secret("a", &secret).unwrap();
         let tags = [
             ("service".to_string(), "web".to_string()),
             ("version".to_string(), "2".to_string()),
@@ -221,5 +236,14 @@ mod tests {
             .unwrap();
         assert!(cert.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(cert.not_after > SystemTime::now());
+    }
+
+    #[test]
+    fn a_validity_past_any_date_is_an_error_not_an_overflow() {
+        let (ca, _) = MeshCa::generate("a").unwrap();
+        let err = ca
+            .issue(&["web"], &Default::default(), Duration::from_secs(u64::MAX))
+            .unwrap_err();
+        assert!(err.to_string().contains("ends past any date"), "{err}");
     }
 }

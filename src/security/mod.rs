@@ -3,5 +3,6 @@
 //! them.
 
 pub mod ca;
+pub mod pem;
 pub mod token_server;
 pub mod tokens;

@@ -8,6 +8,7 @@
 use crate::api::ApiError;
 use crate::config::TokenServerPublicConfig;
 use crate::resources::Cause;
+use crate::security::pem::{self, PemError};
 use crate::security::tokens::{self, TokenError};
 use crate::store::SharedStore;
 use axum::Router;
@@ -15,11 +16,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,9 +51,18 @@ fn token_error(e: TokenError) -> ApiError {
         TokenError::UnknownMesh(_) => {
             ApiError::bad_request(e.to_string(), vec![Cause::new("mesh", e.to_string())])
         }
+        TokenError::Validity(_) => ApiError::bad_request(
+            "Invalid token request",
+            vec![Cause::new("validForSeconds", e.to_string())],
+        ),
         TokenError::Store(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Store unavailable",
+            e.to_string(),
+        ),
+        TokenError::SigningKey { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
             e.to_string(),
         ),
         other => ApiError::bad_request(other.to_string(), Vec::new()),
@@ -119,106 +126,42 @@ async fn revoke(State(ctx): State<Arc<TokenContext>>, body: Bytes) -> Result<Str
     ))
 }
 
+/// The public server's TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicTlsError {
+    #[error(transparent)]
+    Files(#[from] PemError),
+    #[error("client certificates of KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_CLIENT_CERTS_DIR: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_CERT_FILE/_TLS_KEY_FILE: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
 /// The TLS configuration of the public server: its certificate, and the
 /// client certificates it trusts (every `.pem`/`.crt` file of the directory).
-pub fn public_tls(cfg: &TokenServerPublicConfig) -> Result<rustls::ServerConfig, String> {
-    let certs = CertificateDer::pem_file_iter(&cfg.tls_cert_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_CERT_FILE {}: {e}",
-                cfg.tls_cert_file
-            )
-        })?;
-    let key = PrivateKeyDer::from_pem_file(&cfg.tls_key_file).map_err(|e| {
-        format!(
-            "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_KEY_FILE {}: {e}",
-            cfg.tls_key_file
-        )
-    })?;
+pub fn public_tls(cfg: &TokenServerPublicConfig) -> Result<rustls::ServerConfig, PublicTlsError> {
+    let certs = pem::certificates(
+        "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_CERT_FILE",
+        &cfg.tls_cert_file,
+    )?;
+    let key = pem::private_key(
+        "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_KEY_FILE",
+        &cfg.tls_key_file,
+    )?;
     let mut roots = rustls::RootCertStore::empty();
-    let dir = Path::new(&cfg.client_certs_dir);
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        format!(
-            "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_CLIENT_CERTS_DIR {}: {e}",
-            dir.display()
-        )
-    })?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("pem" | "crt")
-        ) {
-            continue;
-        }
-        for cert in
-            CertificateDer::pem_file_iter(&path).map_err(|e| format!("{}: {e}", path.display()))?
-        {
-            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_CLIENT_CERTS_DIR {}: no client certificate (.pem or .crt) found",
-            dir.display()
-        ));
-    }
+    pem::add_roots_from_dir(
+        &mut roots,
+        "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_CLIENT_CERTS_DIR",
+        &cfg.client_certs_dir,
+    )?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
     )
-    .build()
-    .map_err(|e| format!("client certificates: {e}"))?;
-    rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+    .build()?;
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_CERT_FILE: {e}"))
-}
-
-/// Serves `router` over HTTPS until `stop` completes; a client that fails
-/// the handshake (no trusted certificate) is dropped and logged.
-pub async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    tls: rustls::ServerConfig,
-    router: Router,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    tokio::pin!(stop);
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "token server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(socket).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "token server: TLS handshake refused");
-                    return;
-                }
-            };
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(io, service)
-                    .await;
-        });
-    }
+        .with_single_cert(certs, key)?)
 }

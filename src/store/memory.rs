@@ -1,7 +1,7 @@
 //! The in-memory store: the default, nothing to set up, lost on exit.
 
 use super::{CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError};
-use crate::resources::{Resource, ResourceKey, ResourceType, Spec};
+use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -61,7 +61,7 @@ impl ResourceStore for MemoryStore {
             if map.contains_key(&resource.key) {
                 return Err(StoreError::AlreadyExists(resource.key.clone()));
             }
-            resource.version = 1;
+            resource.version = ResourceVersion::new("1");
             map.insert(resource.key.clone(), resource.clone());
         }
         self.publish(ChangeEvent::Created(resource.key.clone()));
@@ -77,11 +77,13 @@ impl ResourceStore for MemoryStore {
             if stored.version != resource.version {
                 return Err(StoreError::Conflict {
                     key: resource.key.clone(),
-                    expected: resource.version,
-                    actual: stored.version,
+                    expected: resource.version.clone(),
+                    actual: stored.version.clone(),
                 });
             }
-            resource.version += 1;
+            // This store writes its versions as counters.
+            let previous: u64 = stored.version.as_str().parse().unwrap_or(0);
+            resource.version = ResourceVersion::new((previous + 1).to_string());
             *stored = resource.clone();
         }
         self.publish(ChangeEvent::Updated(resource.key.clone()));
@@ -103,6 +105,13 @@ impl ResourceStore for MemoryStore {
                     }
                     !inside
                 });
+            }
+            if key.kind == ResourceType::Dataplane {
+                let insight =
+                    ResourceKey::new(ResourceType::DataplaneInsight, &key.mesh, &key.name);
+                if map.remove(&insight).is_some() {
+                    removed.push(insight);
+                }
             }
             removed.push(key.clone());
             removed

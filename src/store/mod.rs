@@ -16,7 +16,7 @@ pub mod migrations;
 #[cfg(feature = "universal")]
 pub mod postgres;
 
-use crate::resources::{Resource, ResourceKey, ResourceType, tags::Tags};
+use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec, tags::Tags};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -43,8 +43,8 @@ pub enum StoreError {
     )]
     Conflict {
         key: ResourceKey,
-        expected: u64,
-        actual: u64,
+        expected: ResourceVersion,
+        actual: ResourceVersion,
     },
     #[error("mesh \"{0}\" does not exist")]
     MeshNotFound(String),
@@ -92,12 +92,13 @@ pub const CHANGE_FEED_CAPACITY: usize = 16 * 1024;
 
 #[async_trait]
 pub trait ResourceStore: Send + Sync + 'static {
-    /// Stores a new resource at version 1.
+    /// Stores a new resource at a first version.
     async fn create(&self, resource: Resource) -> Result<Resource, StoreError>;
     /// Replaces a resource; `resource.version` must be the stored version,
     /// and the stored copy gets the next one.
     async fn update(&self, resource: Resource) -> Result<Resource, StoreError>;
-    /// Deletes a resource; a mesh takes everything in it along.
+    /// Deletes a resource; a mesh takes everything in it along, and a
+    /// dataplane its insight.
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError>;
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError>;
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
@@ -123,6 +124,47 @@ pub async fn upsert(
         Err(StoreError::NotFound(_)) => Ok((store.create(resource).await?, true)),
         Err(e) => Err(e),
     }
+}
+
+/// Read-modify-write with optimistic concurrency: reads the resource (None
+/// when missing), asks `change` for its new spec (None: leave it as it is),
+/// and writes that, starting over when another writer got there first.
+/// Answers the resource as stored afterwards (None when it was missing and
+/// left so).
+pub async fn modify<E: From<StoreError>>(
+    store: &dyn ResourceStore,
+    key: &ResourceKey,
+    mut change: impl FnMut(Option<&Resource>) -> Result<Option<Spec>, E>,
+) -> Result<Option<Resource>, E> {
+    const ATTEMPTS: usize = 5;
+    let mut lost_race = None;
+    for _ in 0..ATTEMPTS {
+        let existing = match store.get(key).await {
+            Ok(r) => Some(r),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(spec) = change(existing.as_ref())? else {
+            return Ok(existing);
+        };
+        let written = match existing {
+            Some(mut r) => {
+                r.spec = spec;
+                store.update(r).await
+            }
+            None => store.create(Resource::new(key.clone(), spec)).await,
+        };
+        match written {
+            Ok(stored) => return Ok(Some(stored)),
+            Err(e @ (StoreError::Conflict { .. } | StoreError::AlreadyExists(_))) => {
+                lost_race = Some(e)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(lost_race
+        .unwrap_or_else(|| StoreError::Unavailable(format!("{key} keeps changing")))
+        .into())
 }
 
 /// Answers `MeshNotFound` unless the mesh exists.

@@ -1,12 +1,12 @@
-//! Identities of the proxies of mTLS meshes: each mesh's CA (loaded from,
-//! or created in, the store) and each connected proxy's workload
-//! certificate, issued on first need, again when its services or tags
-//! change, and again before it expires. Certificates live in memory only.
+//! Identities of the proxies of mTLS meshes: each mesh's CA (read from its
+//! secret in the index; `super::ca_provisioner` creates it) and each
+//! connected proxy's workload certificate, issued on first need, again when
+//! its services or tags change, and again before it expires. Certificates
+//! live in memory only.
 
-use super::index::{MeshView, ProxyId, ResourceIndex};
-use crate::resources::{DataplaneSpec, tags::Tags};
-use crate::security::ca::{CaError, MeshCa, WorkloadCert};
-use crate::store::ResourceStore;
+use super::index::{CA_SECRET, MeshView, ProxyId, ResourceIndex};
+use crate::resources::{DataplaneSpec, SecretSpec, tags::Tags};
+use crate::security::ca::{MeshCa, WorkloadCert};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,7 +51,8 @@ pub struct ProxyIdentity {
 pub struct Identities {
     validity: Duration,
     renewal_margin: Duration,
-    cas: HashMap<String, Arc<MeshCa>>,
+    /// Each mesh's CA and the secret it was read from.
+    cas: HashMap<String, (Arc<SecretSpec>, Arc<MeshCa>)>,
     issued: HashMap<ProxyId, Issued>,
 }
 
@@ -70,38 +71,46 @@ impl Identities {
         (self.renewal_margin / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
-    /// Loads the CA of every mTLS mesh of the index (creating it when the
-    /// mesh has none yet) and forgets the others.
-    pub async fn sync_cas(
-        &mut self,
-        store: &dyn ResourceStore,
-        index: &ResourceIndex,
-    ) -> Result<(), CaError> {
-        let wanted: Vec<String> = index
-            .meshes()
-            .filter(|m| m.spec.mtls_enabled())
-            .map(|m| m.name.clone())
-            .collect();
-        let before = self.cas.len();
-        self.cas.retain(|mesh, _| wanted.contains(mesh));
-        let mut changed = self.cas.len() != before;
-        for mesh in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.cas.entry(mesh) {
-                let ca = MeshCa::load_or_create(store, slot.key()).await?;
-                slot.insert(Arc::new(ca));
-                changed = true;
+    /// Takes the CA of every mTLS mesh of the index from its secret (when
+    /// it is new or changed) and forgets the others.
+    pub fn sync_cas(&mut self, index: &ResourceIndex) {
+        let mut changed = false;
+        let mut wanted = HashSet::new();
+        for mesh in index.meshes().filter(|m| m.spec.mtls_enabled()) {
+            let Some(secret) = mesh.secret(CA_SECRET) else {
+                continue;
+            };
+            wanted.insert(mesh.name.clone());
+            if self
+                .cas
+                .get(&mesh.name)
+                .is_some_and(|(from, _)| Arc::ptr_eq(from, secret))
+            {
+                continue;
+            }
+            match MeshCa::from_secret(&mesh.name, secret) {
+                Ok(ca) => {
+                    self.cas
+                        .insert(mesh.name.clone(), (secret.clone(), Arc::new(ca)));
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::error!(mesh = %mesh.name, error = %e, "the mesh CA secret is unusable")
+                }
             }
         }
+        let before = self.cas.len();
+        self.cas.retain(|mesh, _| wanted.contains(mesh));
+        changed |= self.cas.len() != before;
         // A certificate from a CA the mesh no longer has is worthless. CAs
         // rarely change and certificates are many: look only then.
         if changed {
             self.issued.retain(|id, issued| {
                 self.cas
                     .get(&id.mesh)
-                    .is_some_and(|ca| ca.cert_pem == issued.ca_pem)
+                    .is_some_and(|(_, ca)| ca.cert_pem == issued.ca_pem)
             });
         }
-        Ok(())
     }
 
     /// The identity of a proxy of an mTLS mesh, issuing a certificate when
@@ -113,7 +122,7 @@ impl Identities {
         dataplane: &DataplaneSpec,
         mesh: &MeshView,
     ) -> Option<ProxyIdentity> {
-        let ca = self.cas.get(&mesh.name)?;
+        let (_, ca) = self.cas.get(&mesh.name)?;
         let subject = Subject::of(dataplane);
         let fresh = self.issued.get(id).is_some_and(|i| {
             i.subject == subject && !due(&i.cert, self.renewal_margin, SystemTime::now())

@@ -5,10 +5,10 @@
 use super::generator::TypeUrl;
 use super::index::ProxyId;
 use crate::resources::{
-    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, Resource, ResourceKey,
-    ResourceType, Spec,
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, ResourceKey, ResourceType,
+    Spec,
 };
-use crate::store::{SharedStore, StoreError};
+use crate::store::{self, SharedStore, StoreError};
 use chrono::Utc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,14 +87,12 @@ impl SubscriptionTracker {
 
 /// Writes a stream's subscription into its dataplane's insight when it
 /// connects and whenever it changed, no more often than `interval`, until
-/// `done` fires; then writes the final state once. `_writer` is held until
-/// then, so shutdown can wait for the last writes.
+/// `done` fires; then writes the final state once.
 pub async fn flush_loop(
     store: SharedStore,
     tracker: Arc<SubscriptionTracker>,
     interval: Duration,
     done: Arc<Notify>,
-    _writer: Arc<()>,
 ) {
     // A reconnecting proxy that is already up to date gets no response,
     // yet its new subscription must show at once.
@@ -121,35 +119,20 @@ async fn write(store: &SharedStore, tracker: &SubscriptionTracker) {
         &tracker.id.name,
     );
     // A concurrent writer (another stream of the same proxy) can win the
-    // race; read again and retry a few times.
-    for _ in 0..5 {
-        let subscription = tracker.current();
-        let result = match store.get(&key).await {
-            Ok(mut existing) => {
-                if let Spec::DataplaneInsight(insight) = &mut existing.spec {
-                    merge(insight, subscription);
-                }
-                store.update(existing).await.map(|_| ())
-            }
-            Err(StoreError::NotFound(_)) => {
-                let mut insight = DataplaneInsightSpec::default();
-                merge(&mut insight, subscription);
-                store
-                    .create(Resource::new(key.clone(), Spec::DataplaneInsight(insight)))
-                    .await
-                    .map(|_| ())
-            }
-            Err(e) => Err(e),
+    // race: `modify` reads again and retries.
+    let written = store::modify(store.as_ref(), &key, |existing| {
+        let mut insight = match existing.map(|r| &r.spec) {
+            Some(Spec::DataplaneInsight(insight)) => insight.clone(),
+            _ => DataplaneInsightSpec::default(),
         };
-        match result {
-            Ok(()) => return,
-            Err(StoreError::Conflict { .. }) | Err(StoreError::AlreadyExists(_)) => continue,
-            Err(StoreError::MeshNotFound(_)) => return,
-            Err(e) => {
-                tracing::warn!(dataplane = %tracker.id, error = %e, "cannot write the dataplane insight");
-                return;
-            }
-        }
+        merge(&mut insight, tracker.current());
+        Ok::<_, StoreError>(Some(Spec::DataplaneInsight(insight)))
+    })
+    .await;
+    match written {
+        // The mesh is gone, and the dataplane with it.
+        Ok(_) | Err(StoreError::MeshNotFound(_)) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot write the dataplane insight"),
     }
 }
 

@@ -1,9 +1,12 @@
-//! Envoy configuration: the index fed by the store, the pure generator,
-//! the per-proxy snapshot cache, the reconciler that connects them, and the
-//! ADS server that streams snapshots to proxies.
+//! Envoy configuration: the index fed by events (from the store's change
+//! feed in Universal mode), the pure generator, the per-proxy snapshot
+//! cache, the reconciler that connects them, the ADS server that streams
+//! snapshots to proxies, and the provisioner of mesh CAs.
 
 pub mod ads;
+pub mod ca_provisioner;
 pub mod cache;
+pub mod feed;
 pub mod generator;
 pub mod identity;
 pub mod index;

@@ -1,23 +1,22 @@
-//! The reconciler: keeps the index in step with the store's change feed
-//! and rebuilds the snapshots of exactly the connected proxies a change
-//! affects. Bursts of changes are coalesced: after the first event it waits
-//! `debounce` for more, then reads each changed resource once.
+//! The reconciler: applies index events as they arrive and rebuilds the
+//! snapshots of exactly the connected proxies they affect. Bursts are
+//! coalesced: after the first event it waits `debounce` for more (still
+//! applying them, so readers of the index are never behind), then rebuilds
+//! each affected proxy once.
 
 use super::cache::{Snapshot, SnapshotCache};
 use super::generator::{self, ProxyTls};
 use super::identity::Identities;
-use super::index::{Affected, ProxyId, ResourceIndex};
-use crate::cp::Shutdown;
+use super::index::{Affected, IndexEvent, IndexHandle, ProxyId, ResourceIndex};
 use crate::metrics::Metrics;
-use crate::resources::{ResourceKey, ResourceType, Spec};
-use crate::store::{ChangeEvent, ListQuery, SharedStore, StoreError};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::runtime::CancellationToken;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 pub struct Reconciler {
-    pub store: SharedStore,
+    pub index: IndexHandle,
     pub cache: Arc<SnapshotCache>,
     pub metrics: Arc<Metrics>,
     pub debounce: Duration,
@@ -29,78 +28,48 @@ pub struct Reconciler {
 /// What piled up during one debounce window.
 #[derive(Default)]
 struct Batch {
-    /// Resources to read again (created or updated) or to drop (deleted).
-    changed: HashMap<ResourceKey, bool>,
-    resync: bool,
+    affected: Affected,
     /// Proxies that connected, or whose certificate is due for renewal.
     connected: HashSet<ProxyId>,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.changed.is_empty() && !self.resync && self.connected.is_empty()
+        self.affected.is_empty() && self.connected.is_empty()
     }
-
-    fn add(&mut self, event: Result<ChangeEvent, broadcast::error::RecvError>) {
-        match event {
-            Ok(ChangeEvent::Created(k)) | Ok(ChangeEvent::Updated(k)) => {
-                if is_relevant(k.kind) {
-                    self.changed.insert(k, true);
-                }
-            }
-            Ok(ChangeEvent::Deleted(k)) => {
-                if is_relevant(k.kind) {
-                    self.changed.insert(k, false);
-                }
-            }
-            // Lagged: events were dropped, so what is known may be stale.
-            Ok(ChangeEvent::Resync) | Err(_) => self.resync = true,
-        }
-    }
-}
-
-/// Kinds that shape generated configuration.
-fn is_relevant(kind: ResourceType) -> bool {
-    !matches!(kind, ResourceType::DataplaneInsight | ResourceType::Secret)
 }
 
 impl Reconciler {
-    /// Runs until shutdown.
-    pub async fn run(self, mut connected: mpsc::UnboundedReceiver<ProxyId>, shutdown: Shutdown) {
-        let mut changes = self.store.subscribe();
-        let mut index = ResourceIndex::default();
+    /// Runs until shutdown, or until the feed of `events` ends.
+    pub async fn run(
+        self,
+        mut events: mpsc::UnboundedReceiver<IndexEvent>,
+        mut connected: mpsc::UnboundedReceiver<ProxyId>,
+        shutdown: CancellationToken,
+    ) {
         let mut identities = Identities::new(self.cert_validity, self.cert_renewal_margin);
         let mut renewals = tokio::time::interval(identities.renewal_check_interval());
         renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch = Batch {
-            resync: true,
-            ..Default::default()
-        };
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
+        let mut batch = Batch::default();
         loop {
             if !batch.is_empty() {
                 let deadline = tokio::time::Instant::now() + self.debounce;
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep_until(deadline) => break,
-                        event = changes.recv() => batch.add(event),
+                        Some(event) = events.recv() => batch.affected.merge(self.index.apply(event)),
                         Some(id) = connected.recv() => { batch.connected.insert(id); }
                     }
                 }
-                let retry = self
-                    .apply(&mut index, &mut identities, std::mem::take(&mut batch))
-                    .await;
-                if retry {
-                    // The store is unavailable: try a full reload shortly.
-                    batch.resync = true;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                self.rebuild_batch(&mut identities, std::mem::take(&mut batch));
                 continue;
             }
             tokio::select! {
-                _ = &mut stop => return,
-                event = changes.recv() => batch.add(event),
+                _ = shutdown.cancelled() => return,
+                event = events.recv() => match event {
+                    Some(event) => batch.affected.merge(self.index.apply(event)),
+                    None => return,
+                },
                 Some(id) = connected.recv() => { batch.connected.insert(id); }
                 _ = renewals.tick() => {
                     // Certificates of proxies that left are dropped here, at
@@ -113,61 +82,36 @@ impl Reconciler {
         }
     }
 
-    /// Applies a batch; returns true when the store could not be read.
-    async fn apply(
-        &self,
-        index: &mut ResourceIndex,
-        identities: &mut Identities,
-        batch: Batch,
-    ) -> bool {
-        let mut affected = Affected::default();
-        let all_connected = batch.resync;
-        if batch.resync {
-            match load(self.store.as_ref()).await {
-                Ok(fresh) => *index = fresh,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot load resources for xDS; retrying");
-                    return true;
-                }
-            }
-        } else {
-            for (key, exists) in batch.changed {
-                match self.refresh(index, &key, exists).await {
-                    Ok(a) => affected.merge(a),
-                    Err(e) => {
-                        tracing::warn!(resource = %key, error = %e, "cannot read a changed resource; reloading everything");
-                        return true;
-                    }
-                }
-            }
-        }
-        if let Err(e) = identities.sync_cas(self.store.as_ref(), index).await {
-            tracing::warn!(error = %e, "cannot load a mesh CA; retrying");
-            return true;
-        }
-        // A mesh-wide change or a resync looks at every connected proxy;
+    fn rebuild_batch(&self, identities: &mut Identities, batch: Batch) {
+        let index = self.index.read();
+        identities.sync_cas(&index);
+        let Batch {
+            affected,
+            connected,
+        } = batch;
+        // A mesh-wide change or a reset looks at every connected proxy;
         // otherwise only at the few the batch names, so a dataplane change
         // in a mesh of 10,000 proxies costs what it affects, not 10,000.
-        let targets: BTreeSet<ProxyId> = if all_connected || !affected.meshes.is_empty() {
+        let targets: BTreeSet<ProxyId> = if affected.is_wide() {
             self.cache
                 .connected()
                 .into_iter()
-                .filter(|id| all_connected || batch.connected.contains(id) || affected.contains(id))
+                .filter(|id| connected.contains(id) || affected.contains(id))
                 .collect()
         } else {
             affected
                 .proxies
                 .into_iter()
-                .chain(batch.connected)
+                .chain(connected)
                 .filter(|id| self.cache.is_connected(id))
                 .collect()
         };
         let mut rebuilt = 0usize;
         for id in &targets {
-            rebuilt += self.rebuild(index, identities, id) as usize;
+            let span = tracing::debug_span!("rebuild", mesh = %id.mesh, dataplane = %id.name);
+            rebuilt += span.in_scope(|| self.rebuild(&index, identities, id)) as usize;
         }
-        tracing::debug!(rebuilt, "xDS snapshots rebuilt");
-        false
+        tracing::debug!(targets = targets.len(), rebuilt, "xDS snapshots rebuilt");
     }
 
     /// Regenerates one proxy; returns whether its snapshot changed. A proxy
@@ -196,81 +140,4 @@ impl Reconciler {
             .observe(started.elapsed().as_secs_f64());
         self.cache.set(id, Snapshot::new(&config))
     }
-
-    async fn refresh(
-        &self,
-        index: &mut ResourceIndex,
-        key: &ResourceKey,
-        exists: bool,
-    ) -> Result<Affected, StoreError> {
-        let current = if exists {
-            match self.store.get(key).await {
-                Ok(r) => Some(r),
-                Err(StoreError::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            }
-        } else {
-            None
-        };
-        Ok(match (key.kind, current.map(|r| r.spec)) {
-            (ResourceType::Mesh, Some(Spec::Mesh(spec))) => index.upsert_mesh(&key.name, spec),
-            (ResourceType::Mesh, _) => index.remove_mesh(&key.name),
-            (ResourceType::Dataplane, Some(Spec::Dataplane(spec))) => {
-                index.upsert_dataplane(&key.mesh, &key.name, spec)
-            }
-            (ResourceType::Dataplane, _) => {
-                self.forget_insight(&key.mesh, &key.name).await;
-                index.remove_dataplane(&key.mesh, &key.name)
-            }
-            (ResourceType::TrafficPermission, Some(Spec::TrafficPermission(spec))) => {
-                index.set_permission(&key.mesh, &key.name, Some(spec))
-            }
-            (ResourceType::TrafficPermission, _) => {
-                index.set_permission(&key.mesh, &key.name, None)
-            }
-            _ => index.policy_changed(&key.mesh),
-        })
-    }
-
-    /// A deleted dataplane takes its insight along.
-    async fn forget_insight(&self, mesh: &str, name: &str) {
-        let key = ResourceKey::new(ResourceType::DataplaneInsight, mesh, name);
-        match self.store.delete(&key).await {
-            Ok(()) | Err(StoreError::NotFound(_)) | Err(StoreError::MeshNotFound(_)) => {}
-            Err(e) => tracing::warn!(resource = %key, error = %e, "cannot delete the insight"),
-        }
-    }
-}
-
-/// Reads every mesh and dataplane into a fresh index.
-async fn load(store: &dyn crate::store::ResourceStore) -> Result<ResourceIndex, StoreError> {
-    let mut index = ResourceIndex::default();
-    for mesh in store
-        .list(&ListQuery::of(ResourceType::Mesh, None))
-        .await?
-        .items
-    {
-        if let Spec::Mesh(spec) = mesh.spec {
-            index.upsert_mesh(&mesh.key.name, spec);
-        }
-    }
-    for dp in store
-        .list(&ListQuery::of(ResourceType::Dataplane, None))
-        .await?
-        .items
-    {
-        if let Spec::Dataplane(spec) = dp.spec {
-            index.upsert_dataplane(&dp.key.mesh, &dp.key.name, spec);
-        }
-    }
-    for tp in store
-        .list(&ListQuery::of(ResourceType::TrafficPermission, None))
-        .await?
-        .items
-    {
-        if let Spec::TrafficPermission(spec) = tp.spec {
-            index.set_permission(&tp.key.mesh, &tp.key.name, Some(spec));
-        }
-    }
-    Ok(index)
 }

@@ -230,14 +230,21 @@ pub fn put_dataplane(
             "outbound": outbound,
         }
     });
-    let answer = http(
-        "PUT",
-        &format!("{}/meshes/{mesh}/dataplanes/{name}", cp.api),
-        Some(&body.to_string()),
+    cp.put(
+        &format!("/meshes/{mesh}/dataplanes/{name}"),
+        &body.to_string(),
     );
-    assert!(
-        answer.status == 200 || answer.status == 201,
-        "{}",
-        answer.body
+}
+
+/// PUTs a TrafficPermission `name`: sources matching `source` may reach
+/// `destination` (a service, or `*`).
+pub fn allow(cp: &KumaCp, mesh: &str, name: &str, source: serde_json::Value, destination: &str) {
+    let body = serde_json::json!({
+        "type": "TrafficPermission", "mesh": mesh, "name": name,
+        "rules": [{"sources": [{"match": source}], "destinations": [{"match": {"service": destination}}]}]
+    });
+    cp.put(
+        &format!("/meshes/{mesh}/traffic-permissions/{name}"),
+        &body.to_string(),
     );
 }

@@ -175,6 +175,29 @@ impl KumaCp {
         answer.body.as_str().expect("a token").to_string()
     }
 
+    /// PUTs `body` at `path` of the HTTP API; it must be stored (200/201).
+    pub fn put(&self, path: &str, body: &str) -> Answer {
+        let answer = http("PUT", &format!("{}{path}", self.api), Some(body));
+        assert!(
+            answer.status == 200 || answer.status == 201,
+            "PUT {path}: {} {}",
+            answer.status,
+            answer.body
+        );
+        answer
+    }
+
+    /// DELETEs `path` of the HTTP API; it must have been there.
+    pub fn delete(&self, path: &str) {
+        let answer = http("DELETE", &format!("{}{path}", self.api), None);
+        assert_eq!(answer.status, 200, "DELETE {path}: {}", answer.body);
+    }
+
+    /// Switches mTLS with the builtin CA on in `mesh` (created if needed).
+    pub fn enable_mtls(&self, mesh: &str) {
+        self.put(&format!("/meshes/{mesh}"), MTLS);
+    }
+
     /// What the process logged since the last call.
     pub fn log(&self) -> String {
         self.lines.try_iter().collect::<Vec<_>>().join("\n")
@@ -205,6 +228,9 @@ impl Drop for KumaCp {
         let _ = self.child.wait();
     }
 }
+
+/// A mesh with mTLS on, from the builtin CA.
+pub const MTLS: &str = r#"{"mtls": {"enabled": true, "ca": {"builtin": {}}}}"#;
 
 /// An HTTP answer: status and body parsed as JSON (Null when empty).
 pub struct Answer {

@@ -3,6 +3,7 @@
 
 use super::CHANNEL;
 use crate::resources::{ResourceKey, ResourceType};
+use crate::runtime::Backoff;
 use crate::store::ChangeEvent;
 use futures::StreamExt;
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub(super) async fn run(
     changes: broadcast::Sender<ChangeEvent>,
     listening: tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut connected_before = false;
     let mut listening = Some(listening);
     loop {
@@ -55,15 +56,14 @@ pub(super) async fn run(
         {
             Ok(()) => {
                 tracing::warn!("postgres change feed: connection closed; reconnecting");
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "postgres change feed: cannot listen; retrying");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tracing::warn!(error = %e, "postgres change feed: cannot listen; retrying");
             }
         }
         connected_before = true;
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

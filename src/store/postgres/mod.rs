@@ -14,7 +14,7 @@ mod tls;
 use super::migrations::{self, MIGRATIONS};
 use super::{CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError};
 use crate::config::PostgresConfig;
-use crate::resources::{Resource, ResourceKey, ResourceType, Spec};
+use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
@@ -39,21 +39,27 @@ impl Drop for PostgresStore {
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresSetupError {
     #[error("postgres store: {0}")]
-    Tls(String),
+    Tls(#[from] tls::PostgresTlsError),
     #[error("postgres store: cannot build the connection pool: {0}")]
-    Pool(String),
-    #[error("postgres store: cannot reach {host}:{port}: {message}")]
+    Pool(#[from] deadpool_postgres::BuildError),
+    #[error("postgres store: cannot reach {host}:{port}: {source}")]
     Connect {
         host: String,
         port: u16,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
         "postgres store: database schema is at version {found}, this kuma-cp needs version {needed}; run `kuma-cp migrate up` first"
     )]
     SchemaOutdated { found: i64, needed: i64 },
-    #[error("postgres store: migration failed: {0}")]
-    Migration(String),
+    #[error("postgres store: {step} failed: {source}")]
+    Migration {
+        /// What was being done: reading the schema version, or a migration by name.
+        step: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
 }
 
 pub(crate) fn pg_config(cfg: &PostgresConfig) -> tokio_postgres::Config {
@@ -65,7 +71,7 @@ pub(crate) fn pg_config(cfg: &PostgresConfig) -> tokio_postgres::Config {
         .dbname(&cfg.db_name)
         .application_name("kuma-cp")
         .connect_timeout(Duration::from_secs(cfg.connection_timeout.max(1)));
-    c.ssl_mode(tls::ssl_mode(&cfg.tls.mode));
+    c.ssl_mode(tls::ssl_mode(cfg.tls.mode));
     c
 }
 
@@ -81,7 +87,7 @@ impl PostgresStore {
     /// Connects, checks that the schema is current, and starts listening for
     /// changes.
     pub async fn connect(cfg: &PostgresConfig) -> Result<Self, PostgresSetupError> {
-        let connector = tls::connector(&cfg.tls).map_err(PostgresSetupError::Tls)?;
+        let connector = tls::connector(&cfg.tls)?;
         let manager = Manager::from_config(
             pg_config(cfg),
             connector.clone(),
@@ -96,16 +102,19 @@ impl PostgresStore {
             .create_timeout(Some(timeout))
             .recycle_timeout(Some(timeout))
             .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| PostgresSetupError::Pool(e.to_string()))?;
+            .build()?;
         let client = pool.get().await.map_err(|e| PostgresSetupError::Connect {
             host: cfg.host.clone(),
             port: cfg.port,
-            message: e.to_string(),
+            source: e.into(),
         })?;
-        let found = schema_version(&client)
-            .await
-            .map_err(|e| PostgresSetupError::Migration(e.to_string()))?;
+        let found =
+            schema_version(&client)
+                .await
+                .map_err(|source| PostgresSetupError::Migration {
+                    step: "reading the schema version".into(),
+                    source,
+                })?;
         if found < migrations::latest_version() {
             return Err(PostgresSetupError::SchemaOutdated {
                 found,
@@ -128,7 +137,7 @@ impl PostgresStore {
             return Err(PostgresSetupError::Connect {
                 host: cfg.host.clone(),
                 port: cfg.port,
-                message: "the change-feed connection could not LISTEN in time".into(),
+                source: "the change-feed connection could not LISTEN in time".into(),
             });
         }
         Ok(PostgresStore {
@@ -164,18 +173,21 @@ async fn schema_version(client: &tokio_postgres::Client) -> Result<i64, tokio_po
 /// under an advisory lock so that two `kuma-cp migrate up` at once are safe.
 /// Returns the versions applied.
 pub async fn migrate_up(cfg: &PostgresConfig) -> Result<Vec<i64>, PostgresSetupError> {
-    let connector = tls::connector(&cfg.tls).map_err(PostgresSetupError::Tls)?;
+    let connector = tls::connector(&cfg.tls)?;
     let connect_err = |e: tokio_postgres::Error| PostgresSetupError::Connect {
         host: cfg.host.clone(),
         port: cfg.port,
-        message: e.to_string(),
+        source: e.into(),
     };
     let (mut client, connection) = pg_config(cfg)
         .connect(connector)
         .await
         .map_err(connect_err)?;
     let conn = tokio::spawn(connection);
-    let migration_err = |e: tokio_postgres::Error| PostgresSetupError::Migration(e.to_string());
+    let migration_err = |source: tokio_postgres::Error| PostgresSetupError::Migration {
+        step: "migrating".into(),
+        source,
+    };
     client
         .batch_execute("SELECT pg_advisory_lock(4246262)")
         .await
@@ -188,9 +200,12 @@ pub async fn migrate_up(cfg: &PostgresConfig) -> Result<Vec<i64>, PostgresSetupE
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         let tx = client.transaction().await.map_err(migration_err)?;
-        tx.batch_execute(m.sql).await.map_err(|e| {
-            PostgresSetupError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
-        })?;
+        tx.batch_execute(m.sql)
+            .await
+            .map_err(|source| PostgresSetupError::Migration {
+                step: format!("migration {} ({})", m.version, m.name),
+                source,
+            })?;
         tx.batch_execute(&migrations::record_sql(m))
             .await
             .map_err(migration_err)?;
@@ -214,7 +229,7 @@ fn decode(key: ResourceKey, version: i64, spec: serde_json::Value) -> Result<Res
     let spec = Spec::from_fields(key.kind, spec).map_err(|c| corrupt(&key, c.message))?;
     Ok(Resource {
         key,
-        version: version as u64,
+        version: ResourceVersion::new(version.to_string()),
         spec,
     })
 }
@@ -242,7 +257,7 @@ impl ResourceStore for PostgresStore {
         };
         match result {
             Ok(1) => Ok(Resource {
-                version: 1,
+                version: ResourceVersion::new("1"),
                 ..resource
             }),
             Ok(_) => Err(StoreError::AlreadyExists(resource.key)),
@@ -257,7 +272,8 @@ impl ResourceStore for PostgresStore {
         let client = self.client().await?;
         let spec = resource.spec.to_fields();
         let key = &resource.key;
-        let expected = resource.version as i64;
+        // This store's versions are counters; anything else is stale.
+        let expected: i64 = resource.version.as_str().parse().unwrap_or(-1);
         let (table, kind) = table_key(key);
         let updated = if table == "meshes" {
             client
@@ -277,7 +293,7 @@ impl ResourceStore for PostgresStore {
         .map_err(unavailable)?;
         match updated {
             Some(row) => Ok(Resource {
-                version: row.get::<_, i64>(0) as u64,
+                version: ResourceVersion::new(row.get::<_, i64>(0).to_string()),
                 ..resource
             }),
             None => {
@@ -298,6 +314,15 @@ impl ResourceStore for PostgresStore {
             client
                 .execute("DELETE FROM meshes WHERE name = $1", &[&key.name])
                 .await
+        } else if key.kind == ResourceType::Dataplane {
+            // The dataplane and its insight go in one statement.
+            client
+                .query(
+                    "DELETE FROM resources WHERE (type = $1 OR type = $4) AND mesh = $2 AND name = $3 RETURNING type",
+                    &[&kind, &key.mesh, &key.name, &ResourceType::DataplaneInsight.name()],
+                )
+                .await
+                .map(|rows| rows.iter().filter(|r| r.get::<_, &str>(0) == kind).count() as u64)
         } else {
             client
                 .execute(

@@ -2,11 +2,11 @@
 //! trust any certificate), `verifyCa` (the server's certificate must chain
 //! to the CA, any host name) and `verifyFull` (chain and host name).
 
-use crate::config::PostgresTlsConfig;
+use crate::config::{PostgresTlsConfig, PostgresTlsMode};
+use crate::security::pem::{self, PemError};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme,
 };
@@ -14,59 +14,57 @@ use std::sync::Arc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub(super) fn ssl_mode(mode: &str) -> SslMode {
-    if mode == "disable" {
-        SslMode::Disable
-    } else {
-        SslMode::Require
+pub(super) fn ssl_mode(mode: PostgresTlsMode) -> SslMode {
+    match mode {
+        PostgresTlsMode::Disable => SslMode::Disable,
+        PostgresTlsMode::VerifyNone | PostgresTlsMode::VerifyCa | PostgresTlsMode::VerifyFull => {
+            SslMode::Require
+        }
     }
 }
 
-pub(super) fn connector(cfg: &PostgresTlsConfig) -> Result<MakeRustlsConnect, String> {
+/// The TLS settings of the Postgres store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresTlsError {
+    #[error(transparent)]
+    Files(#[from] PemError),
+    #[error("store.postgres.tls.caPath: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
+    #[error("store.postgres.tls: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+pub(super) fn connector(cfg: &PostgresTlsConfig) -> Result<MakeRustlsConnect, PostgresTlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     if cfg.ca_path.is_empty() {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     } else {
-        for cert in CertificateDer::pem_file_iter(&cfg.ca_path)
-            .map_err(|e| format!("tls.caPath {}: {e}", cfg.ca_path))?
-        {
-            let cert = cert.map_err(|e| format!("tls.caPath {}: {e}", cfg.ca_path))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("tls.caPath {}: {e}", cfg.ca_path))?;
-        }
+        pem::add_roots(&mut roots, "KUMA_STORE_POSTGRES_TLS_CA_PATH", &cfg.ca_path)?;
     }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| format!("tls: {e}"))?;
-    let verifier: Arc<dyn ServerCertVerifier> = match cfg.mode.as_str() {
-        "verifyNone" => Arc::new(Lenient {
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let verifier: Arc<dyn ServerCertVerifier> = match cfg.mode {
+        PostgresTlsMode::VerifyNone => Arc::new(Lenient {
             inner: webpki,
             check_chain: false,
         }),
-        "verifyCa" => Arc::new(Lenient {
+        PostgresTlsMode::VerifyCa => Arc::new(Lenient {
             inner: webpki,
             check_chain: true,
         }),
-        _ => webpki,
+        PostgresTlsMode::VerifyFull | PostgresTlsMode::Disable => webpki,
     };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
+        .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let config = if cfg.cert_path.is_empty() {
         builder.with_no_client_auth()
     } else {
-        let certs = CertificateDer::pem_file_iter(&cfg.cert_path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("tls.certPath {}: {e}", cfg.cert_path))?;
-        let key = PrivateKeyDer::from_pem_file(&cfg.key_path)
-            .map_err(|e| format!("tls.keyPath {}: {e}", cfg.key_path))?;
-        builder
-            .with_client_auth_cert(certs, key)
-            .map_err(|e| format!("tls.certPath/keyPath: {e}"))?
+        let certs = pem::certificates("KUMA_STORE_POSTGRES_TLS_CERT_PATH", &cfg.cert_path)?;
+        let key = pem::private_key("KUMA_STORE_POSTGRES_TLS_KEY_PATH", &cfg.key_path)?;
+        builder.with_client_auth_cert(certs, key)?
     };
     Ok(MakeRustlsConnect::new(config))
 }

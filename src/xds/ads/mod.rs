@@ -12,13 +12,14 @@ mod sotw;
 
 use super::cache::{Snapshot, SnapshotCache, SnapshotWatch};
 use super::generator::TypeUrl;
-use super::index::ProxyId;
+use super::index::{IndexHandle, ProxyId};
 use super::insights::{self, SubscriptionTracker};
-use crate::cp::Shutdown;
 use crate::metrics::{Metrics, StreamLabels, XdsType};
-use crate::resources::{ResourceKey, ResourceType};
-use crate::security::tokens::{self, TokenError};
-use crate::store::{SharedStore, StoreError};
+use crate::runtime::{CancellationToken, TaskTracker};
+use crate::security::tokens::{
+    self, MeshTokenKeys, REVOCATIONS_SECRET, SIGNING_KEY_SECRET, TokenError,
+};
+use crate::store::SharedStore;
 use delta::Delta;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
@@ -37,18 +38,28 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+/// How long a stream's first request waits for its dataplane (or its mesh's
+/// token key) to reach the index: it may have been registered a moment ago
+/// and still be on its way from the store or the API server.
+pub const REGISTRATION_GRACE: Duration = Duration::from_secs(2);
 
 pub struct AdsServer {
     pub cache: Arc<SnapshotCache>,
+    /// Who is registered, and the mesh's token keys.
+    pub index: IndexHandle,
+    /// Where insights are written.
     pub store: SharedStore,
     pub metrics: Arc<Metrics>,
     pub instance_id: String,
     /// Insights are written at most this often per stream.
     pub insight_flush_interval: Duration,
     /// Ends every stream, so the server can stop.
-    pub shutdown: Shutdown,
-    /// Held by every insight writer; see [`wait_for_insight_writers`].
-    pub insight_writers: Arc<()>,
+    pub shutdown: CancellationToken,
+    /// Runs every insight writer, so a stopping control plane can wait for
+    /// the last writes.
+    pub insight_writers: TaskTracker,
     /// Every stream must present a dataplane token.
     pub require_token: bool,
 }
@@ -60,16 +71,6 @@ fn presented_token<T>(request: &Request<T>) -> Option<String> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// Waits (up to `limit`) until every stream's last insight write is done,
-/// so a stopping control plane leaves its subscriptions marked
-/// disconnected.
-pub async fn wait_for_insight_writers(writers: &Arc<()>, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Arc::strong_count(writers) > 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 impl AdsServer {
@@ -90,8 +91,6 @@ impl AdsServer {
         )
     }
 
-    /// Checks the node id of a stream's first request: `{mesh}.{name}` of a
-    /// registered dataplane.
     /// Checks a stream's first request: the node id is `{mesh}.{name}` of a
     /// registered dataplane, and (unless authentication is off) the
     /// stream's `authorization` metadata is a valid token for it.
@@ -102,22 +101,43 @@ impl AdsServer {
                 "node id \"{node_id}\" must be {{mesh}}.{{dataplane name}}"
             ))
         })?;
+        let refused = |e: TokenError| match e {
+            TokenError::Store(_) => Status::unavailable(e.to_string()),
+            other => Status::unauthenticated(format!("dataplane {id}: {other}")),
+        };
         if self.require_token {
-            tokens::verify(self.store.as_ref(), token.unwrap_or(""), &id.mesh, &id.name)
-                .await
-                .map_err(|e| match e {
-                    TokenError::Store(_) => Status::unavailable(e.to_string()),
-                    other => Status::unauthenticated(format!("dataplane {id}: {other}")),
-                })?;
+            let token = token.unwrap_or("");
+            tokens::claimed(token, &id.mesh, &id.name).map_err(refused)?;
+            // A token is issued only once its mesh has a key: wait for the key
+            // to arrive rather than call a fresh token forged.
+            self.index
+                .wait_for(REGISTRATION_GRACE, |i| {
+                    i.mesh(&id.mesh)?.secret(SIGNING_KEY_SECRET).map(|_| ())
+                })
+                .await;
+            let keys = {
+                let index = self.index.read();
+                let mesh = index.mesh(&id.mesh);
+                let secret = |name| mesh.and_then(|m| m.secret(name)).map(|s| s.as_ref());
+                MeshTokenKeys::from_secrets(
+                    &id.mesh,
+                    secret(SIGNING_KEY_SECRET),
+                    secret(REVOCATIONS_SECRET),
+                )
+            };
+            keys.and_then(|keys| tokens::verify(&keys, token, &id.mesh, &id.name))
+                .map_err(refused)?;
         }
-        let key = ResourceKey::new(ResourceType::Dataplane, &id.mesh, &id.name);
-        match self.store.get(&key).await {
-            Ok(_) => Ok(id),
-            Err(StoreError::NotFound(_)) => Err(Status::not_found(format!(
+        let registered = self
+            .index
+            .wait_for(REGISTRATION_GRACE, |i| i.dataplane(&id).map(|_| ()))
+            .await;
+        match registered {
+            Some(()) => Ok(id),
+            None => Err(Status::not_found(format!(
                 "dataplane \"{}\" of mesh \"{}\" is not registered: create the Dataplane resource first (kumactl apply)",
                 id.name, id.mesh
             ))),
-            Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
 }
@@ -140,19 +160,21 @@ impl StreamContext {
         let watch = server.cache.watch(id.clone());
         let tracker = SubscriptionTracker::new(id.clone(), &server.instance_id);
         let done = Arc::new(Notify::new());
-        tokio::spawn(insights::flush_loop(
-            server.store.clone(),
-            tracker.clone(),
-            server.insight_flush_interval,
-            done.clone(),
-            server.insight_writers.clone(),
-        ));
+        server.insight_writers.spawn(
+            insights::flush_loop(
+                server.store.clone(),
+                tracker.clone(),
+                server.insight_flush_interval,
+                done.clone(),
+            )
+            .in_current_span(),
+        );
         server
             .metrics
             .streams
             .get_or_create(&StreamLabels { kind })
             .inc();
-        tracing::info!(dataplane = %id, kind, "ADS stream opened");
+        tracing::info!(kind, "ADS stream opened");
         StreamContext {
             id,
             watch,
@@ -217,7 +239,7 @@ impl StreamContext {
                 r#type: type_url.short(),
             })
             .inc();
-        tracing::warn!(dataplane = %self.id, r#type = type_url.short(), error = %error.message, "Envoy rejected the configuration");
+        tracing::warn!(r#type = type_url.short(), error = %error.message, "Envoy rejected the configuration");
     }
 }
 
@@ -228,7 +250,7 @@ impl Drop for StreamContext {
             .streams
             .get_or_create(&StreamLabels { kind: self.kind })
             .dec();
-        tracing::info!(dataplane = %self.id, kind = self.kind, "ADS stream closed");
+        tracing::info!(kind = self.kind, "ADS stream closed");
     }
 }
 
@@ -294,10 +316,25 @@ async fn run_stream<P: Protocol>(
             return;
         }
     };
+    let span = tracing::info_span!("stream", mesh = %id.mesh, dataplane = %id.name);
+    serve_stream::<P>(server, served, id, first, requests, tx)
+        .instrument(span)
+        .await
+}
+
+/// A stream whose proxy is known, until it ends.
+async fn serve_stream<P: Protocol>(
+    server: Arc<AdsServer>,
+    served: &'static [TypeUrl],
+    id: ProxyId,
+    first: P::Request,
+    mut requests: Streaming<P::Request>,
+    tx: Sender<P::Response>,
+) {
     let mut ctx = StreamContext::open(&server, id, P::KIND).await;
     let mut protocol = P::default();
     let mut pending = Some(first);
-    let stop = server.shutdown.clone().wait();
+    let stop = server.shutdown.clone().cancelled_owned();
     tokio::pin!(stop);
     loop {
         if let Some(request) = pending.take() {

@@ -121,8 +121,8 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{Identity, Resource, Spec};
-    use crate::xds::index::ResourceIndex;
+    use crate::resources::{Identity, Resource};
+    use crate::xds::index::{IndexEvent, ProxyId, ResourceIndex};
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
@@ -130,20 +130,19 @@ mod tests {
     use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
     use prost::Message;
 
+    fn resources(docs: &str) -> Vec<Resource> {
+        serde_yaml_ng::Deserializer::from_str(docs)
+            .map(|doc| {
+                let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+                Resource::from_json(value, Identity::FromDocument).unwrap()
+            })
+            .collect()
+    }
+
     fn index(docs: &str) -> ResourceIndex {
         let mut index = ResourceIndex::default();
-        for doc in serde_yaml_ng::Deserializer::from_str(docs) {
-            let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-            let r = Resource::from_json(value, Identity::FromDocument).unwrap();
-            match r.spec {
-                Spec::Mesh(m) => {
-                    index.upsert_mesh(&r.key.name, m);
-                }
-                Spec::Dataplane(d) => {
-                    index.upsert_dataplane(&r.key.mesh, &r.key.name, d);
-                }
-                _ => {}
-            }
+        for r in resources(docs) {
+            index.apply(IndexEvent::Apply(r));
         }
         index
     }
@@ -258,12 +257,97 @@ networking:
     tags: {service: redis}
 ";
 
+    const PERMISSIONS: &str = "
+type: TrafficPermission
+mesh: default
+name: web-to-redis
+rules:
+- sources: [{match: {service: web, version: '*'}}]
+  destinations: [{match: {service: redis}}]
+---
+type: TrafficPermission
+mesh: default
+name: all-to-redis-2
+rules:
+- sources: [{match: {service: '*'}}]
+  destinations: [{match: {service: redis, version: '2'}}]
+---
+type: TrafficPermission
+mesh: default
+name: admin-to-anything
+rules:
+- sources: [{match: {service: admin}}]
+  destinations: [{match: {service: '*'}}]
+";
+
+    /// The PEM inputs are placeholders: the generator only carries them.
+    const TLS: ProxyTls<'static> = ProxyTls {
+        ca_pem: "CA PEM",
+        cert_pem: "CERT PEM",
+        key_pem: "KEY PEM",
+    };
+
+    /// Every resource's name and bytes, in order.
+    fn bytes(config: &ProxyConfig) -> Vec<(String, Vec<u8>)> {
+        [
+            &config.secrets,
+            &config.listeners,
+            &config.clusters,
+            &config.endpoints,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|r| (r.name.clone(), r.body.value.clone()))
+        .collect()
+    }
+
+    /// Same input, same bytes: resource versions are hashes of these bytes,
+    /// so any difference would push unchanged configuration to Envoy again.
+    /// Every proxy of the golden mesh, with and without mTLS, built twice
+    /// from indexes whose permissions (three of them select redis-2) were
+    /// applied in every order.
+    #[test]
+    fn the_same_input_encodes_to_the_same_bytes() {
+        let permissions = resources(PERMISSIONS);
+        let orders: [[usize; 3]; 6] = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for proxy in ["web-1", "redis-1", "redis-2"] {
+            for tls in [None, Some(TLS)] {
+                let mut seen: Option<Vec<(String, Vec<u8>)>> = None;
+                for order in orders {
+                    let mut index = index(MESH);
+                    for i in order {
+                        index.apply(IndexEvent::Apply(permissions[i].clone()));
+                    }
+                    let id = ProxyId::new("default", proxy);
+                    let dp = index.dataplane(&id).unwrap();
+                    let mesh = index.mesh("default").unwrap();
+                    for _ in 0..2 {
+                        let encoded = bytes(&generate(dp, mesh, tls));
+                        match &seen {
+                            Some(first) => assert!(
+                                *first == encoded,
+                                "{proxy} (mTLS: {}) encoded differently with permissions in order {order:?}",
+                                tls.is_some()
+                            ),
+                            None => seen = Some(encoded),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn consumer_golden() {
         let index = index(MESH);
-        let dp = index
-            .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
-            .unwrap();
+        let dp = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
         let config = generate(dp, index.mesh("default").unwrap(), None);
         assert_eq!(config.endpoints.len(), 1);
         golden("web-1", &render(&config));
@@ -273,7 +357,7 @@ networking:
     fn provider_golden() {
         let index = index(MESH);
         let dp = index
-            .dataplane(&crate::xds::index::ProxyId::new("default", "redis-2"))
+            .dataplane(&ProxyId::new("default", "redis-2"))
             .unwrap();
         golden(
             "redis-2",
@@ -282,46 +366,29 @@ networking:
     }
 
     /// mTLS: secrets, TLS on both sides, and RBAC from the permissions.
-    /// The PEM inputs are placeholders: the generator only carries them.
     #[test]
     fn mtls_golden() {
         let mut index = index(MESH);
-        let permission = r#"{"type": "TrafficPermission", "mesh": "default", "name": "web-to-redis",
-            "rules": [{"sources": [{"match": {"service": "web", "version": "*"}}],
-                       "destinations": [{"match": {"service": "redis"}}]}]}"#;
-        let r = Resource::from_json(
-            serde_json::from_str(permission).unwrap(),
-            Identity::FromDocument,
-        )
-        .unwrap();
-        if let Spec::TrafficPermission(p) = r.spec {
-            index.set_permission("default", "web-to-redis", Some(p));
+        for r in resources(PERMISSIONS).into_iter().take(1) {
+            index.apply(IndexEvent::Apply(r));
         }
-        let tls = ProxyTls {
-            ca_pem: "CA PEM",
-            cert_pem: "CERT PEM",
-            key_pem: "KEY PEM",
-        };
+        let tls = TLS;
         let mesh = index.mesh("default").unwrap();
         let redis = index
-            .dataplane(&crate::xds::index::ProxyId::new("default", "redis-2"))
+            .dataplane(&ProxyId::new("default", "redis-2"))
             .unwrap();
         let config = generate(redis, mesh, Some(tls));
         let names: Vec<&str> = config.secrets.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["identity_cert", "mesh_ca"]);
         golden("redis-2-mtls", &render(&config));
-        let web = index
-            .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
-            .unwrap();
+        let web = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
         golden("web-1-mtls", &render(&generate(web, mesh, Some(tls))));
     }
 
     #[test]
     fn endpoints_come_from_the_same_mesh_only() {
         let index = index(MESH);
-        let dp = index
-            .dataplane(&crate::xds::index::ProxyId::new("default", "web-1"))
-            .unwrap();
+        let dp = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
         let text = render(&generate(dp, index.mesh("default").unwrap(), None));
         assert!(text.contains("192.168.0.2") && text.contains("192.168.0.3"));
         assert!(

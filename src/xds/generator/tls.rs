@@ -20,8 +20,10 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     downstream_tls_context, secret, subject_alt_name_matcher,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::protobuf::BoolValue;
-use std::collections::HashMap;
+use prost::{Message, Name};
+use std::collections::{BTreeMap, HashMap};
 
 /// The proxy's own certificate and key.
 pub const IDENTITY_SECRET: &str = "identity_cert";
@@ -207,7 +209,7 @@ pub fn rbac_filter<'a>(
     tags: &Tags,
     permissions: impl Iterator<Item = (&'a str, &'a TrafficPermissionSpec)>,
 ) -> Filter {
-    let mut policies = HashMap::new();
+    let mut policies = BTreeMap::new();
     for (name, permission) in permissions {
         for (i, rule) in permission.rules.iter().enumerate() {
             if !rule.destinations.iter().any(|d| d.matches(tags)) {
@@ -229,17 +231,45 @@ pub fn rbac_filter<'a>(
             );
         }
     }
-    let config = RbacFilter {
-        stat_prefix: stat_prefix.to_string(),
-        rules: Some(Rbac {
-            action: rbac::Action::Allow as i32,
-            policies,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     Filter {
         name: "envoy.filters.network.rbac".into(),
-        config_type: Some(filter::ConfigType::TypedConfig(any(&config))),
+        config_type: Some(filter::ConfigType::TypedConfig(encode_rbac_filter(
+            stat_prefix,
+            policies,
+        ))),
+    }
+}
+
+/// The filter's configuration, encoded with its policies in name order.
+/// prost encodes a map in its iteration order and envoy-types' maps are
+/// `HashMap`s, so the same policies would encode differently on every
+/// rebuild: a new version, and a needless push to Envoy. Protobuf lets a
+/// map's entries come as separate records, so each policy is encoded on its
+/// own, in order, and the filter's `rules` message is put together from
+/// them.
+fn encode_rbac_filter(stat_prefix: &str, policies: BTreeMap<String, Policy>) -> Any {
+    /// `rules` of `envoy.extensions.filters.network.rbac.v3.RBAC`.
+    const RULES_FIELD: u32 = 1;
+    // The action, ALLOW, is protobuf's default: nothing to encode for it.
+    let mut rules = Vec::new();
+    for (name, policy) in policies {
+        let entry = Rbac {
+            action: rbac::Action::Allow as i32,
+            policies: HashMap::from([(name, policy)]),
+            ..Default::default()
+        };
+        rules.extend(entry.encode_to_vec());
+    }
+    let mut value = RbacFilter {
+        stat_prefix: stat_prefix.to_string(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // Present even when empty: an RBAC filter whose rules hold no policy
+    // denies every connection, which is what no permission means.
+    prost::encoding::bytes::encode(RULES_FIELD, &rules, &mut value);
+    Any {
+        type_url: <RbacFilter as Name>::type_url(),
+        value,
     }
 }

@@ -1,13 +1,42 @@
-//! The resource index: what the generator needs to know of each mesh, kept
-//! up to date from the store's change feed, with the reverse maps that tell
-//! which proxies a change affects.
+//! The resource index: what the generator needs to know of each mesh, with
+//! the reverse maps that tell which proxies a change affects.
+//!
+//! It is fed by [`IndexEvent`]s only, through [`ResourceIndex::apply`], the
+//! one place a resource enters it: Universal mode turns the store's change
+//! feed into events (`super::feed`), Kubernetes mode its watchers. Everything
+//! after the index (reconciler, ADS, bootstrap) reads the index, so nothing
+//! downstream knows where resources are kept.
 //!
 //! Everything is looked up by mesh first; nothing computed for one mesh
 //! reads another.
 
-use crate::resources::{DataplaneSpec, MeshSpec, Selector, TrafficPermissionSpec};
+mod handle;
+
+pub use handle::IndexHandle;
+
+use crate::resources::{
+    DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SecretSpec, Selector, Spec,
+    TrafficPermissionSpec,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+
+/// A change the index hears of, whatever the source.
+#[derive(Debug, Clone)]
+pub enum IndexEvent {
+    /// A resource was created or changed: this is its current state.
+    Apply(Resource),
+    /// A resource is gone.
+    Delete(ResourceKey),
+    /// Everything there is, replacing what the index holds: at start, and
+    /// whenever the source may have missed changes (a lagging subscriber,
+    /// a lost database connection, a watch that expired).
+    Reset(Vec<Resource>),
+}
+
+/// The secret holding a mesh's builtin CA, whose change means new
+/// certificates for every proxy of the mesh.
+pub const CA_SECRET: &str = crate::security::ca::CA_SECRET;
 
 /// A proxy: its mesh and its dataplane's name. Envoy's node id is
 /// `{mesh}.{name}`; mesh names hold no dot, so the first dot splits them.
@@ -48,6 +77,8 @@ pub struct MeshView {
     pub spec: Arc<MeshSpec>,
     permissions: BTreeMap<String, Arc<TrafficPermissionSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
+    /// The mesh's secrets (CA, token signing key, revocations), by name.
+    secrets: HashMap<String, Arc<SecretSpec>>,
     /// service -> dataplanes with an inbound of that service.
     providers: HashMap<String, BTreeSet<String>>,
     /// service -> dataplanes with an outbound to that service.
@@ -65,6 +96,10 @@ impl MeshView {
     /// The mesh's traffic permissions, by name.
     pub fn permissions(&self) -> impl Iterator<Item = (&String, &Arc<TrafficPermissionSpec>)> {
         self.permissions.iter()
+    }
+
+    pub fn secret(&self, name: &str) -> Option<&Arc<SecretSpec>> {
+        self.secrets.get(name)
     }
 
     /// Dataplanes serving `service`, in name order (stable output).
@@ -125,16 +160,36 @@ pub struct Affected {
     pub proxies: BTreeSet<ProxyId>,
     /// Every proxy of these meshes.
     pub meshes: BTreeSet<String>,
+    /// Every proxy (the index was reset).
+    pub everything: bool,
 }
 
 impl Affected {
     pub fn contains(&self, id: &ProxyId) -> bool {
-        self.meshes.contains(&id.mesh) || self.proxies.contains(id)
+        self.everything || self.meshes.contains(&id.mesh) || self.proxies.contains(id)
+    }
+
+    /// Whether telling which proxies are affected needs a look at every
+    /// connected proxy, rather than only the few named.
+    pub fn is_wide(&self) -> bool {
+        self.everything || !self.meshes.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.everything && self.meshes.is_empty() && self.proxies.is_empty()
     }
 
     pub fn merge(&mut self, other: Affected) {
         self.proxies.extend(other.proxies);
         self.meshes.extend(other.meshes);
+        self.everything |= other.everything;
+    }
+
+    fn mesh(mesh: &str) -> Affected {
+        Affected {
+            meshes: [mesh.to_string()].into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -156,32 +211,91 @@ impl ResourceIndex {
         self.meshes.get(&id.mesh)?.dataplanes.get(&id.name)
     }
 
-    pub fn upsert_mesh(&mut self, mesh: &str, spec: MeshSpec) -> Affected {
-        self.meshes
-            .entry(mesh.to_string())
-            .or_insert_with(|| MeshView::new(mesh))
-            .spec = Arc::new(spec);
-        Affected {
-            meshes: [mesh.to_string()].into(),
-            ..Default::default()
+    /// Applies one event; answers which proxies it may have changed.
+    pub fn apply(&mut self, event: IndexEvent) -> Affected {
+        match event {
+            IndexEvent::Apply(resource) => self.upsert(&resource.key, resource.spec),
+            IndexEvent::Delete(key) => self.remove(&key),
+            IndexEvent::Reset(resources) => {
+                let mut fresh = ResourceIndex::default();
+                for resource in resources {
+                    fresh.upsert(&resource.key, resource.spec);
+                }
+                *self = fresh;
+                Affected {
+                    everything: true,
+                    ..Default::default()
+                }
+            }
         }
     }
 
-    pub fn remove_mesh(&mut self, mesh: &str) -> Affected {
+    fn upsert(&mut self, key: &ResourceKey, spec: Spec) -> Affected {
+        let (mesh, name) = (key.mesh.as_str(), key.name.as_str());
+        match spec {
+            Spec::Mesh(spec) => self.upsert_mesh(name, spec),
+            Spec::Dataplane(spec) => self.upsert_dataplane(mesh, name, spec),
+            Spec::TrafficPermission(spec) => self.set_permission(mesh, name, Some(spec)),
+            Spec::Secret(spec) => self.set_secret(mesh, name, Some(spec)),
+            // The generator reads neither yet: a change rebuilds nothing.
+            Spec::TrafficLog(_) | Spec::ProxyTemplate(_) | Spec::DataplaneInsight(_) => {
+                Affected::default()
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &ResourceKey) -> Affected {
+        let (mesh, name) = (key.mesh.as_str(), key.name.as_str());
+        match key.kind {
+            ResourceType::Mesh => self.remove_mesh(name),
+            ResourceType::Dataplane => self.remove_dataplane(mesh, name),
+            ResourceType::TrafficPermission => self.set_permission(mesh, name, None),
+            ResourceType::Secret => self.set_secret(mesh, name, None),
+            ResourceType::TrafficLog
+            | ResourceType::ProxyTemplate
+            | ResourceType::DataplaneInsight => Affected::default(),
+        }
+    }
+
+    fn view(&mut self, mesh: &str) -> &mut MeshView {
+        self.meshes
+            .entry(mesh.to_string())
+            .or_insert_with(|| MeshView::new(mesh))
+    }
+
+    fn upsert_mesh(&mut self, mesh: &str, spec: MeshSpec) -> Affected {
+        self.view(mesh).spec = Arc::new(spec);
+        Affected::mesh(mesh)
+    }
+
+    fn remove_mesh(&mut self, mesh: &str) -> Affected {
         self.meshes.remove(mesh);
-        Affected {
-            meshes: [mesh.to_string()].into(),
-            ..Default::default()
+        Affected::mesh(mesh)
+    }
+
+    /// Secrets shape no configuration but the certificates: a new CA means
+    /// new certificates for the whole mesh; other secrets (token keys,
+    /// revocations) are read where tokens are checked.
+    fn set_secret(&mut self, mesh: &str, name: &str, spec: Option<SecretSpec>) -> Affected {
+        let view = self.view(mesh);
+        let changed = match spec {
+            Some(spec) => {
+                let spec = Arc::new(spec);
+                view.secrets.insert(name.to_string(), spec.clone()) != Some(spec)
+            }
+            None => view.secrets.remove(name).is_some(),
+        };
+        if changed && name == CA_SECRET {
+            Affected::mesh(mesh)
+        } else {
+            Affected::default()
         }
     }
 
     /// A dataplane appeared or changed: it is affected, and so is every
     /// proxy consuming a service it serves (before or after the change).
-    pub fn upsert_dataplane(&mut self, mesh: &str, name: &str, spec: DataplaneSpec) -> Affected {
-        let view = self
-            .meshes
-            .entry(mesh.to_string())
-            .or_insert_with(|| MeshView::new(mesh));
+    fn upsert_dataplane(&mut self, mesh: &str, name: &str, spec: DataplaneSpec) -> Affected {
+        let view = self.view(mesh);
         let spec = Arc::new(spec);
         let old = view.dataplanes.insert(name.to_string(), spec.clone());
         let mut services = spec.services();
@@ -203,7 +317,7 @@ impl ResourceIndex {
         }
     }
 
-    pub fn remove_dataplane(&mut self, mesh: &str, name: &str) -> Affected {
+    fn remove_dataplane(&mut self, mesh: &str, name: &str) -> Affected {
         let Some(view) = self.meshes.get_mut(mesh) else {
             return Affected::default();
         };
@@ -224,16 +338,13 @@ impl ResourceIndex {
     /// A traffic permission appeared, changed or went (`None`). It shapes
     /// the RBAC of the inbounds its destinations select, before or after
     /// the change: those proxies are affected, no others.
-    pub fn set_permission(
+    fn set_permission(
         &mut self,
         mesh: &str,
         name: &str,
         spec: Option<TrafficPermissionSpec>,
     ) -> Affected {
-        let view = self
-            .meshes
-            .entry(mesh.to_string())
-            .or_insert_with(|| MeshView::new(mesh));
+        let view = self.view(mesh);
         let old = match spec {
             Some(spec) => view.permissions.insert(name.to_string(), Arc::new(spec)),
             None => view.permissions.remove(name),
@@ -256,15 +367,6 @@ impl ResourceIndex {
             .collect();
         Affected {
             proxies,
-            ..Default::default()
-        }
-    }
-
-    /// A policy of the mesh changed: every proxy of the mesh is looked at
-    /// again (unchanged output is not pushed).
-    pub fn policy_changed(&mut self, mesh: &str) -> Affected {
-        Affected {
-            meshes: [mesh.to_string()].into(),
             ..Default::default()
         }
     }

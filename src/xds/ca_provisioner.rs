@@ -1,0 +1,43 @@
+//! Creates the builtin CA of every mTLS mesh the index shows without one.
+//! The CA is written to the store (a mesh-scoped Secret; on Kubernetes a
+//! Secret in the system namespace) and comes back through the feed into the
+//! index, where [`super::identity`] picks it up: the index stays the only
+//! thing the data-plane side reads.
+
+use super::index::{CA_SECRET, IndexHandle};
+use crate::runtime::{Backoff, CancellationToken};
+use crate::security::ca::MeshCa;
+use crate::store::SharedStore;
+use std::time::Duration;
+
+/// Runs until shutdown, looking again after every change of the index.
+pub async fn run(store: SharedStore, index: IndexHandle, shutdown: CancellationToken) {
+    let mut changes = index.changes();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        let missing: Vec<String> = index
+            .read()
+            .meshes()
+            .filter(|m| m.spec.mtls_enabled() && m.secret(CA_SECRET).is_none())
+            .map(|m| m.name.clone())
+            .collect();
+        let mut failed = false;
+        for mesh in missing {
+            if let Err(e) = MeshCa::ensure(store.as_ref(), &mesh).await {
+                tracing::warn!(mesh, error = %e, "cannot create the mesh CA; retrying");
+                failed = true;
+            }
+        }
+        let wait = if failed {
+            backoff.next_delay()
+        } else {
+            backoff.reset();
+            Duration::MAX
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait.min(Duration::from_secs(3600))) => {}
+        }
+    }
+}
