@@ -1,7 +1,7 @@
 //! `kuma-cp`: the control plane.
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use kuma::config::{Config, Override, StoreType};
+use kuma::config::{Config, Override};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -82,7 +82,7 @@ async fn run(command: Command) -> Result<(), String> {
 
 #[cfg(feature = "universal")]
 async fn migrate_up(config: Config) -> Result<(), String> {
-    if config.store.store_type != StoreType::Postgres {
+    if config.store.store_type != kuma::config::StoreType::Postgres {
         return Err(format!(
             "migrations apply to the postgres store only; KUMA_STORE_TYPE is {:?}",
             config.store.store_type

@@ -18,10 +18,7 @@ impl ApiClient {
             .timeout(std::time::Duration::from_secs(30))
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
-            .map_err(|source| KumactlError::Http {
-                context: "cannot build an HTTP client".into(),
-                source,
-            })?;
+            .map_err(KumactlError::http("cannot build an HTTP client"))?;
         Ok(ApiClient {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -64,10 +61,7 @@ impl ApiClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|source| KumactlError::Http {
-                context: format!("reading the answer of {url}"),
-                source,
-            })?;
+            .map_err(KumactlError::http(format!("reading the answer of {url}")))?;
         if !status.is_success() {
             return Err(KumactlError::Refused(describe_error_body(
                 status,

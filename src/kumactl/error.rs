@@ -59,6 +59,14 @@ impl KumactlError {
     }
 }
 
+impl KumactlError {
+    /// An HTTP failure while doing `context`.
+    pub fn http(context: impl Into<String>) -> impl FnOnce(reqwest::Error) -> KumactlError {
+        let context = context.into();
+        move |source| KumactlError::Http { context, source }
+    }
+}
+
 impl From<String> for KumactlError {
     fn from(message: String) -> Self {
         KumactlError::Invalid(message)

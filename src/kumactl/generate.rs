@@ -35,13 +35,10 @@ pub async fn dataplane_token(
                     .map_err(KumactlError::file(&client.client_key))?,
             );
             let identity =
-                reqwest::Identity::from_pem(&pem).map_err(|source| KumactlError::Http {
-                    context: format!(
-                        "client certificate {} and key {}",
-                        client.client_cert, client.client_key
-                    ),
-                    source,
-                })?;
+                reqwest::Identity::from_pem(&pem).map_err(KumactlError::http(format!(
+                    "client certificate {} and key {}",
+                    client.client_cert, client.client_key
+                )))?;
             // The server's certificate is self-signed (kumactl generate
             // certificate); it is the client certificate that authenticates.
             http = http.identity(identity).danger_accept_invalid_certs(true);
@@ -52,10 +49,9 @@ pub async fn dataplane_token(
             .ok_or("the control plane did not say where its token server is")?
             .to_string(),
     };
-    let http = http.build().map_err(|source| KumactlError::Http {
-        context: "cannot build an HTTP client".into(),
-        source,
-    })?;
+    let http = http
+        .build()
+        .map_err(KumactlError::http("cannot build an HTTP client"))?;
     let body =
         serde_json::json!({"name": name, "mesh": session.mesh, "validForSeconds": valid_for});
     let response = http
@@ -69,10 +65,10 @@ pub async fn dataplane_token(
             source,
         })?;
     let status = response.status();
-    let text = response.text().await.map_err(|source| KumactlError::Http {
-        context: format!("reading the answer of {url}"),
-        source,
-    })?;
+    let text = response
+        .text()
+        .await
+        .map_err(KumactlError::http(format!("reading the answer of {url}")))?;
     if !status.is_success() {
         return Err(KumactlError::Refused(format!(
             "the token server refused: {}",
