@@ -224,7 +224,7 @@ fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
     let cp = common::KumaCp::start(&[
-        ("KUMA_LOGGING_LEVEL", "warn,kuma::cp::listen=info"),
+        ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
         ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
     ]);
     let pid = cp.child.id();
