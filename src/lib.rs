@@ -38,6 +38,8 @@ pub mod cli;
 pub mod config;
 pub mod cp;
 pub mod dp;
+#[cfg(feature = "kubernetes")]
+pub mod k8s;
 pub mod kumactl;
 pub mod metrics;
 pub mod resources;

@@ -28,6 +28,9 @@ pub enum CpError {
     #[cfg(feature = "universal")]
     #[error(transparent)]
     Postgres(#[from] crate::store::postgres::PostgresSetupError),
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    Kubernetes(#[from] crate::k8s::store::KubernetesStoreError),
     #[error("cannot create the default mesh: {0}")]
     DefaultMesh(#[source] StoreError),
     #[error("the public dataplane token server: {0}")]
@@ -46,6 +49,15 @@ pub async fn open_store(config: &Config) -> Result<SharedStore, CpError> {
         StoreType::Postgres => {
             let store =
                 crate::store::postgres::PostgresStore::connect(&config.store.postgres).await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "kubernetes")]
+        StoreType::Kubernetes => {
+            let store = crate::k8s::store::KubernetesStore::connect(
+                &config.system_namespace,
+                Duration::from_secs(30),
+            )
+            .await?;
             Ok(Arc::new(store))
         }
         #[allow(unreachable_patterns)]

@@ -168,6 +168,13 @@ enum InstallCommand {
         #[arg(long, default_value = "postgres")]
         target: String,
     },
+    /// Print Kuma's CustomResourceDefinitions (kuma.io/v1alpha1), for
+    /// `kubectl apply -f -`; with --output-dir, write one file per CRD
+    #[cfg(feature = "kubernetes")]
+    Crds {
+        #[arg(long = "output-dir")]
+        output_dir: Option<PathBuf>,
+    },
 }
 
 struct Session {
@@ -227,6 +234,23 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
             print!("{}", crate::store::migrations::full_schema_sql());
             Ok(())
         }
+        #[cfg(feature = "kubernetes")]
+        Command::Install {
+            command: InstallCommand::Crds { output_dir },
+        } => match output_dir {
+            None => {
+                print!("{}", crate::k8s::crd::definitions_yaml());
+                Ok(())
+            }
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).map_err(KumactlError::file(&dir))?;
+                for (file, text) in crate::k8s::crd::definition_files() {
+                    let path = dir.join(file);
+                    std::fs::write(&path, text).map_err(KumactlError::file(&path))?;
+                }
+                Ok(())
+            }
+        },
         Command::Version { detailed } => {
             println!("{}", crate::version::describe("kumactl", detailed));
             Ok(())

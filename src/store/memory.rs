@@ -48,6 +48,29 @@ fn matches(query: &ListQuery, r: &Resource) -> bool {
     query.tags.is_empty() || matches!(&r.spec, Spec::Dataplane(dp) if dp.matches_tags(&query.tags))
 }
 
+/// A list query over resources kept in key order: a range scan, already in
+/// the order the API pages in. Shared with the kubernetes store's cache.
+pub(crate) fn list_in(map: &BTreeMap<ResourceKey, Resource>, query: &ListQuery) -> ListPage {
+    let start = ResourceKey {
+        kind: query.kind,
+        mesh: query.mesh.clone().unwrap_or_default(),
+        name: String::new(),
+    };
+    let in_range =
+        |k: &ResourceKey| k.kind == query.kind && query.mesh.as_ref().is_none_or(|m| *m == k.mesh);
+    let mut page = ListPage::default();
+    for (_, r) in map.range(start..).take_while(|(k, _)| in_range(k)) {
+        if !matches(query, r) {
+            continue;
+        }
+        if page.total >= query.offset && query.limit.is_none_or(|l| page.items.len() < l) {
+            page.items.push(r.clone());
+        }
+        page.total += 1;
+    }
+    page
+}
+
 #[async_trait]
 impl ResourceStore for MemoryStore {
     async fn create(&self, mut resource: Resource) -> Result<Resource, StoreError> {
@@ -130,26 +153,7 @@ impl ResourceStore for MemoryStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
-        let map = self.read();
-        let start = ResourceKey {
-            kind: query.kind,
-            mesh: query.mesh.clone().unwrap_or_default(),
-            name: String::new(),
-        };
-        let in_range = |k: &ResourceKey| {
-            k.kind == query.kind && query.mesh.as_ref().is_none_or(|m| *m == k.mesh)
-        };
-        let mut page = ListPage::default();
-        for (_, r) in map.range(start..).take_while(|(k, _)| in_range(k)) {
-            if !matches(query, r) {
-                continue;
-            }
-            if page.total >= query.offset && query.limit.is_none_or(|l| page.items.len() < l) {
-                page.items.push(r.clone());
-            }
-            page.total += 1;
-        }
-        Ok(page)
+        Ok(list_in(&self.read(), query))
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {

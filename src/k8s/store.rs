@@ -1,0 +1,597 @@
+//! The kubernetes store (`KUMA_STORE_TYPE=kubernetes`): Kuma's custom
+//! resources, and the control plane's secrets as Kubernetes `Secret`s of
+//! the system namespace.
+//!
+//! One kube-runtime watcher per kind keeps a cache of the valid resources
+//! and turns what it sees into the store's change feed (a watch restart or
+//! a relist after `410 Gone` is a resync). Reads (the HTTP API, the feed
+//! into the index) are served from that cache; writes go to the API
+//! server. An object that fails validation never reaches the cache: it is
+//! reported on the object (a Kubernetes Event) and in the log, naming the
+//! field, and is treated as absent.
+
+use super::crd::{CRDS, KumaCrd, MESH_LABEL};
+use crate::resources::{
+    Resource, ResourceKey, ResourceType, ResourceVersion, SecretSpec, Spec, ValidationError,
+};
+use crate::store::memory::list_in;
+use crate::store::{
+    CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError,
+};
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The data key of a secret's bytes.
+const SECRET_DATA_KEY: &str = "value";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesStoreError {
+    #[error(
+        "kubernetes store: cannot load the Kubernetes client configuration (KUBECONFIG or in-cluster): {0}"
+    )]
+    Config(#[source] kube::Error),
+    #[error(
+        "kubernetes store: the API server did not list {kind} within {seconds}s; are Kuma's CRDs installed (kumactl install crds | kubectl apply -f -)?"
+    )]
+    NotSynced { kind: String, seconds: u64 },
+}
+
+/// Where a resource lives on the API server.
+#[derive(Debug, Clone)]
+struct Location {
+    name: String,
+    namespace: Option<String>,
+    uid: Option<String>,
+}
+
+#[derive(Default)]
+struct Cache {
+    resources: BTreeMap<ResourceKey, Resource>,
+    locations: HashMap<ResourceKey, Location>,
+}
+
+pub struct KubernetesStore {
+    client: kube::Client,
+    system_namespace: String,
+    cache: Arc<RwLock<Cache>>,
+    changes: broadcast::Sender<ChangeEvent>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for KubernetesStore {
+    fn drop(&mut self) {
+        for w in &self.watchers {
+            w.abort();
+        }
+    }
+}
+
+fn store_err(e: kube::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+impl KubernetesStore {
+    /// Connects with the in-cluster configuration or `KUBECONFIG`, starts a
+    /// watcher per kind, and returns once each has listed what exists.
+    pub async fn connect(
+        system_namespace: &str,
+        sync_timeout: Duration,
+    ) -> Result<KubernetesStore, KubernetesStoreError> {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(KubernetesStoreError::Config)?;
+        let cache = Arc::new(RwLock::new(Cache::default()));
+        let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
+        let mut watchers = Vec::new();
+        let mut synced = Vec::new();
+        for crd in CRDS {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd.api_resource());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            synced.push((crd.kind.name().to_string(), rx));
+            let convert = move |o: &DynamicObject| -> Converted {
+                match super::crd::to_resource(&crd, o) {
+                    Ok(r) => Converted::Valid(r),
+                    Err(e) => Converted::Invalid(e),
+                }
+            };
+            watchers.push(tokio::spawn(watch_kind(
+                api,
+                watcher::Config::default(),
+                crd.kind,
+                convert,
+                Reporter {
+                    client: client.clone(),
+                    crd: Some(crd),
+                },
+                cache.clone(),
+                changes.clone(),
+                tx,
+            )));
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), system_namespace);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        synced.push(("Secret".to_string(), rx));
+        watchers.push(tokio::spawn(watch_kind(
+            secrets,
+            watcher::Config::default().labels(MESH_LABEL),
+            ResourceType::Secret,
+            secret_resource,
+            Reporter {
+                client: client.clone(),
+                crd: None,
+            },
+            cache.clone(),
+            changes.clone(),
+            tx,
+        )));
+        let store = KubernetesStore {
+            client,
+            system_namespace: system_namespace.to_string(),
+            cache,
+            changes,
+            watchers,
+        };
+        for (kind, rx) in synced {
+            if tokio::time::timeout(sync_timeout, rx).await.is_err() {
+                return Err(KubernetesStoreError::NotSynced {
+                    kind,
+                    seconds: sync_timeout.as_secs(),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    fn cached(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.system_namespace)
+    }
+
+    /// Where a resource of this key lives: a cluster-scoped object, or
+    /// `{name}.{namespace}` (the system namespace when the name has no dot).
+    fn location(&self, key: &ResourceKey, crd: &KumaCrd) -> Location {
+        if let Some(known) = self.cached().locations.get(key) {
+            return known.clone();
+        }
+        if !crd.namespaced {
+            return Location {
+                name: key.name.clone(),
+                namespace: None,
+                uid: None,
+            };
+        }
+        let (name, namespace) = match key.name.rsplit_once('.') {
+            Some((name, ns)) => (name.to_string(), ns.to_string()),
+            None => (key.name.clone(), self.system_namespace.clone()),
+        };
+        Location {
+            name,
+            namespace: Some(namespace),
+            uid: None,
+        }
+    }
+
+    fn crd_api(&self, crd: &KumaCrd, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &crd.api_resource()),
+            None => Api::all_with(self.client.clone(), &crd.api_resource()),
+        }
+    }
+
+    fn require_mesh(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        if key.kind.is_mesh_scoped()
+            && !self
+                .cached()
+                .resources
+                .contains_key(&ResourceKey::mesh(&key.mesh))
+        {
+            return Err(StoreError::MeshNotFound(key.mesh.clone()));
+        }
+        Ok(())
+    }
+
+    /// The owner of a resource the control plane writes: an insight belongs
+    /// to its dataplane, so it goes when the dataplane goes.
+    fn owner(&self, key: &ResourceKey) -> Option<OwnerReference> {
+        if key.kind != ResourceType::DataplaneInsight {
+            return None;
+        }
+        let dataplane = ResourceKey::new(ResourceType::Dataplane, &key.mesh, &key.name);
+        let location = self.cached().locations.get(&dataplane)?.clone();
+        Some(OwnerReference {
+            api_version: format!("{}/{}", super::crd::GROUP, super::crd::VERSION),
+            kind: ResourceType::Dataplane.name().into(),
+            name: location.name,
+            uid: location.uid?,
+            ..Default::default()
+        })
+    }
+
+    async fn write(&self, resource: &Resource, create: bool) -> Result<Resource, StoreError> {
+        let key = &resource.key;
+        if key.kind == ResourceType::Secret {
+            return self.write_secret(resource, create).await;
+        }
+        let crd = KumaCrd::of(key.kind).ok_or_else(|| {
+            StoreError::Corrupt(format!("{key}: not a kind of the kubernetes store"))
+        })?;
+        let location = self.location(key, &crd);
+        let mut object = super::crd::to_object(
+            &crd,
+            resource,
+            &location.name,
+            location.namespace.as_deref(),
+        );
+        object.metadata.owner_references = self.owner(key).map(|o| vec![o]);
+        object
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(MESH_LABEL.into(), key.mesh.clone());
+        let api = self.crd_api(&crd, location.namespace.as_deref());
+        let written = if create {
+            api.create(&PostParams::default(), &object).await
+        } else {
+            api.replace(&location.name, &PostParams::default(), &object)
+                .await
+        };
+        let written = written.map_err(|e| self.write_error(key, &resource.version, e))?;
+        Ok(Resource {
+            version: ResourceVersion::new(written.metadata.resource_version.unwrap_or_default()),
+            ..resource.clone()
+        })
+    }
+
+    async fn write_secret(
+        &self,
+        resource: &Resource,
+        create: bool,
+    ) -> Result<Resource, StoreError> {
+        let Spec::Secret(spec) = &resource.spec else {
+            return Err(StoreError::Corrupt(format!(
+                "{}: not a secret",
+                resource.key
+            )));
+        };
+        let key = &resource.key;
+        let bytes = spec
+            .bytes()
+            .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+        let name = secret_object_name(key);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(self.system_namespace.clone()),
+                labels: Some([(MESH_LABEL.to_string(), key.mesh.clone())].into()),
+                resource_version: (!resource.version.is_unset())
+                    .then(|| resource.version.to_string()),
+                ..Default::default()
+            },
+            data: Some([(SECRET_DATA_KEY.to_string(), ByteString(bytes))].into()),
+            type_: Some("system.kuma.io/secret".into()),
+            ..Default::default()
+        };
+        let written = if create {
+            self.secrets().create(&PostParams::default(), &secret).await
+        } else {
+            self.secrets()
+                .replace(&name, &PostParams::default(), &secret)
+                .await
+        };
+        let written = written.map_err(|e| self.write_error(key, &resource.version, e))?;
+        Ok(Resource {
+            version: ResourceVersion::new(written.metadata.resource_version.unwrap_or_default()),
+            ..resource.clone()
+        })
+    }
+
+    fn write_error(
+        &self,
+        key: &ResourceKey,
+        expected: &ResourceVersion,
+        e: kube::Error,
+    ) -> StoreError {
+        if is_status(&e, 409) && expected.is_unset() {
+            StoreError::AlreadyExists(key.clone())
+        } else if is_status(&e, 409) {
+            StoreError::Conflict {
+                key: key.clone(),
+                expected: expected.clone(),
+                actual: self
+                    .cached()
+                    .resources
+                    .get(key)
+                    .map(|r| r.version.clone())
+                    .unwrap_or_default(),
+            }
+        } else if is_status(&e, 404) {
+            StoreError::NotFound(key.clone())
+        } else {
+            store_err(e)
+        }
+    }
+}
+
+/// A secret `name` of `mesh` is the Secret `{mesh}.{name}` (mesh names hold
+/// no dot).
+fn secret_object_name(key: &ResourceKey) -> String {
+    format!("{}.{}", key.mesh, key.name)
+}
+
+fn secret_resource(secret: &Secret) -> Converted {
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let Some((mesh, secret_name)) = name.split_once('.') else {
+        return Converted::Ignored;
+    };
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(SECRET_DATA_KEY))
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    let mut resource = Resource::new(
+        ResourceKey::new(ResourceType::Secret, mesh, secret_name),
+        Spec::Secret(SecretSpec::from_bytes(&bytes)),
+    );
+    resource.version =
+        ResourceVersion::new(secret.metadata.resource_version.clone().unwrap_or_default());
+    Converted::Valid(resource)
+}
+
+enum Converted {
+    Valid(Resource),
+    Invalid(ValidationError),
+    /// Not one of ours.
+    Ignored,
+}
+
+/// Says where an invalid object was refused: a log line and a Kubernetes
+/// Event on the object, both naming it and the fields at fault.
+#[derive(Clone)]
+struct Reporter {
+    client: kube::Client,
+    crd: Option<KumaCrd>,
+}
+
+impl Reporter {
+    async fn invalid(&self, meta: &ObjectMeta, error: &ValidationError) {
+        let kind = self.crd.map(|c| c.kind.name()).unwrap_or("Secret");
+        let name = meta.name.clone().unwrap_or_default();
+        let namespace = meta.namespace.clone();
+        tracing::warn!(
+            kind,
+            name,
+            namespace = namespace.as_deref().unwrap_or(""),
+            error = %error,
+            "invalid object is not used"
+        );
+        let event_namespace = namespace.clone().unwrap_or_else(|| "default".into());
+        let event = serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("{name}."), "namespace": event_namespace},
+            "involvedObject": {
+                "apiVersion": format!("{}/{}", super::crd::GROUP, super::crd::VERSION),
+                "kind": kind, "name": name, "namespace": namespace,
+                "uid": meta.uid, "resourceVersion": meta.resource_version,
+            },
+            "reason": "InvalidResource",
+            "message": format!("{kind} {name} is not valid and is not used: {error}"),
+            "type": "Warning",
+            "source": {"component": "kuma-cp"},
+            "firstTimestamp": chrono::Utc::now().to_rfc3339(),
+            "lastTimestamp": chrono::Utc::now().to_rfc3339(),
+            "count": 1,
+        });
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &event_namespace);
+        match serde_json::from_value(event) {
+            Ok(event) => {
+                if let Err(e) = events.create(&PostParams::default(), &event).await {
+                    tracing::warn!(kind, name, error = %e, "cannot record an Event on the object");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot build the Event"),
+        }
+    }
+}
+
+/// Follows one kind until aborted, keeping its part of the cache and
+/// announcing changes. `synced` is told after the first complete list.
+#[allow(clippy::too_many_arguments)]
+async fn watch_kind<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: ResourceType,
+    convert: impl Fn(&K) -> Converted + Send + 'static,
+    reporter: Reporter,
+    cache: Arc<RwLock<Cache>>,
+    changes: broadcast::Sender<ChangeEvent>,
+    synced: tokio::sync::oneshot::Sender<()>,
+) where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let mut synced = Some(synced);
+    let mut listing: Option<Vec<(Resource, Location)>> = None;
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let locate = |meta: &ObjectMeta| Location {
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+    };
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying");
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Init => listing = Some(Vec::new()),
+            watcher::Event::InitApply(object) => match convert(&object) {
+                Converted::Valid(r) => {
+                    if let Some(l) = listing.as_mut() {
+                        l.push((r, locate(object.meta())));
+                    }
+                }
+                Converted::Invalid(e) => reporter.invalid(object.meta(), &e).await,
+                Converted::Ignored => {}
+            },
+            watcher::Event::InitDone => {
+                let fresh = listing.take().unwrap_or_default();
+                {
+                    let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
+                    c.resources.retain(|k, _| k.kind != kind);
+                    c.locations.retain(|k, _| k.kind != kind);
+                    for (r, location) in fresh {
+                        c.locations.insert(r.key.clone(), location);
+                        c.resources.insert(r.key.clone(), r);
+                    }
+                }
+                // Whatever was missed while the watch was down is in the
+                // list: subscribers reload.
+                let _ = changes.send(ChangeEvent::Resync);
+                if let Some(tx) = synced.take() {
+                    let _ = tx.send(());
+                }
+            }
+            watcher::Event::Apply(object) => {
+                let converted = convert(&object);
+                let (events, invalid) = {
+                    let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
+                    match converted {
+                        Converted::Valid(r) => {
+                            let key = r.key.clone();
+                            c.locations.insert(key.clone(), locate(object.meta()));
+                            let event = match c.resources.insert(key.clone(), r) {
+                                Some(_) => ChangeEvent::Updated(key),
+                                None => ChangeEvent::Created(key),
+                            };
+                            (vec![event], None)
+                        }
+                        // What was valid before and is not now is gone.
+                        Converted::Invalid(e) => {
+                            (forget(&mut c, kind, object.meta().uid.as_deref()), Some(e))
+                        }
+                        Converted::Ignored => (Vec::new(), None),
+                    }
+                };
+                for event in events {
+                    let _ = changes.send(event);
+                }
+                if let Some(e) = invalid {
+                    reporter.invalid(object.meta(), &e).await;
+                }
+            }
+            watcher::Event::Delete(object) => {
+                let events = {
+                    let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
+                    forget(&mut c, kind, object.meta().uid.as_deref())
+                };
+                for event in events {
+                    let _ = changes.send(event);
+                }
+            }
+        }
+    }
+}
+
+/// Drops the cached resource of the object with `uid`; answers its deletion.
+fn forget(cache: &mut Cache, kind: ResourceType, uid: Option<&str>) -> Vec<ChangeEvent> {
+    let Some(uid) = uid else {
+        return Vec::new();
+    };
+    let gone: Vec<ResourceKey> = cache
+        .locations
+        .iter()
+        .filter(|(k, l)| k.kind == kind && l.uid.as_deref() == Some(uid))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in &gone {
+        cache.resources.remove(key);
+        cache.locations.remove(key);
+    }
+    gone.into_iter().map(ChangeEvent::Deleted).collect()
+}
+#[async_trait]
+impl ResourceStore for KubernetesStore {
+    async fn create(&self, resource: Resource) -> Result<Resource, StoreError> {
+        self.require_mesh(&resource.key)?;
+        if self.cached().resources.contains_key(&resource.key) {
+            return Err(StoreError::AlreadyExists(resource.key));
+        }
+        self.write(
+            &Resource {
+                version: ResourceVersion::default(),
+                ..resource
+            },
+            true,
+        )
+        .await
+    }
+
+    async fn update(&self, resource: Resource) -> Result<Resource, StoreError> {
+        if !self.cached().resources.contains_key(&resource.key) {
+            return Err(StoreError::NotFound(resource.key));
+        }
+        self.write(&resource, false).await
+    }
+
+    async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        let result = if key.kind == ResourceType::Secret {
+            self.secrets()
+                .delete(&secret_object_name(key), &DeleteParams::default())
+                .await
+                .map(|_| ())
+        } else {
+            let crd = KumaCrd::of(key.kind).ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            let location = self.location(key, &crd);
+            self.crd_api(&crd, location.namespace.as_deref())
+                .delete(&location.name, &DeleteParams::default())
+                .await
+                .map(|_| ())
+        };
+        result.map_err(|e| self.write_error(key, &ResourceVersion::default(), e))
+    }
+
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        self.cached()
+            .resources
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(key.clone()))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        Ok(list_in(&self.cached().resources, query))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        namespaces
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map(|_| ())
+            .map_err(store_err)
+    }
+}

@@ -1,0 +1,236 @@
+//! `kuma-cp` in Kubernetes mode against the in-process API server: Kuma's
+//! custom resources reach `kumactl get` (and the index), bad objects are
+//! refused with the HTTP API's errors and reported on the object, the API
+//! is read-only, and broken or expired watches lose nothing.
+
+mod common;
+#[path = "kube_api/mod.rs"]
+mod kube_api;
+
+use common::{KumaCp, eventually, http, kumactl};
+use kube_api::KubeApi;
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+const MESHES: &str = "/apis/kuma.io/v1alpha1/meshes";
+
+fn dataplanes(ns: &str) -> String {
+    format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/dataplanes")
+}
+
+fn kubernetes_cp(api: &KubeApi) -> KumaCp {
+    let kubeconfig = api.kubeconfig.to_str().expect("utf-8 path");
+    KumaCp::start(&[
+        ("KUMA_ENVIRONMENT", "kubernetes"),
+        ("KUMA_STORE_TYPE", "kubernetes"),
+        ("KUBECONFIG", kubeconfig),
+    ])
+}
+
+fn dataplane(name: &str, mesh: &str, ip: &str, service: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kuma.io/v1alpha1", "kind": "Dataplane",
+        "metadata": {"name": name},
+        "mesh": mesh,
+        "spec": {"networking": {"inbound": [{"interface": format!("{ip}:8080:8080"), "tags": {"service": service}}]}}
+    })
+}
+
+/// The names `kumactl get dataplanes` lists for the mesh.
+fn listed(config: &Path, mesh: &str) -> Vec<String> {
+    let run = kumactl(
+        config,
+        &["--mesh", mesh, "get", "dataplanes", "-o", "json"],
+        None,
+    );
+    if run.code != 0 {
+        // The mesh may not have arrived yet.
+        return vec![run.stderr];
+    }
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+fn kumactl_config(cp: &KumaCp) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kumactl");
+    let add = kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "k8s",
+            "--address",
+            &cp.api,
+        ],
+        None,
+    );
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    (dir, config)
+}
+
+#[test]
+fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
+    let api = KubeApi::start();
+    let cp = kubernetes_cp(&api);
+    // The default mesh is written to the API server on first start.
+    assert!(eventually(Duration::from_secs(10), || api
+        .get(&format!("{MESHES}/default"))
+        .is_some()));
+    let (_dir, config) = kumactl_config(&cp);
+
+    api.apply(
+        MESHES,
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "team-a"}}),
+    );
+    api.apply(
+        &dataplanes("demo"),
+        dataplane("web-1", "team-a", "10.0.0.1", "web"),
+    );
+    api.apply(
+        "/apis/kuma.io/v1alpha1/namespaces/demo/trafficpermissions",
+        json!({
+            "apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
+            "metadata": {"name": "web-to-db", "labels": {"kuma.io/mesh": "team-a"}},
+            "spec": {"rules": [{"sources": [{"match": {"service": "web"}}], "destinations": [{"match": {"service": "db"}}]}]}
+        }),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || listed(&config, "team-a")
+            == ["web-1.demo"]),
+        "{:?}",
+        listed(&config, "team-a")
+    );
+    let permissions = kumactl(
+        &config,
+        &["--mesh", "team-a", "get", "traffic-permissions"],
+        None,
+    );
+    assert!(
+        permissions.stdout.contains("web-to-db.demo"),
+        "{}",
+        permissions.stdout
+    );
+    let meshes = kumactl(&config, &["get", "meshes"], None);
+    assert!(
+        meshes.stdout.contains("default") && meshes.stdout.contains("team-a"),
+        "{}",
+        meshes.stdout
+    );
+
+    // A malformed Dataplane: the same errors the HTTP API gives, on an Event
+    // of the object and in the log; it is not used.
+    let bad = json!({
+        "apiVersion": "kuma.io/v1alpha1", "kind": "Dataplane",
+        "metadata": {"name": "broken"}, "mesh": "team-a",
+        "spec": {"networking": {"inbound": [{"interface": "10.0.0.9:abc", "tags": {"service": "web"}}]}}
+    });
+    api.apply(&dataplanes("demo"), bad.clone());
+    let universal = KumaCp::start(&[]);
+    let http_error = http(
+        "PUT",
+        &format!("{}/meshes/team-a/dataplanes/broken", universal.api),
+        Some(
+            &json!({"type": "Dataplane", "mesh": "team-a", "name": "broken",
+                     "networking": bad["spec"]["networking"]})
+            .to_string(),
+        ),
+    );
+    let expected = http_error.body["causes"][0]["message"]
+        .as_str()
+        .expect("the API explains")
+        .to_string();
+    let event = || {
+        api.list("/api/v1/namespaces/demo/events")
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == "broken")
+    };
+    assert!(eventually(Duration::from_secs(10), || event().is_some()));
+    let event = event().unwrap();
+    let message = event["message"].as_str().unwrap_or("");
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        message.contains("networking.inbound[0].interface") && message.contains(&expected),
+        "{message} (the API says: {expected})"
+    );
+    assert!(cp.log().contains("invalid object is not used"));
+    assert_eq!(listed(&config, "team-a"), ["web-1.demo"]);
+
+    // Read-only: writes name the kubectl to use.
+    let write = http(
+        "PUT",
+        &format!("{}/meshes/team-a/dataplanes/x", cp.api),
+        Some(r#"{"type": "Dataplane", "mesh": "team-a", "name": "x"}"#),
+    );
+    assert_eq!(write.status, 405);
+    assert!(
+        write.body["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("kubectl apply")
+    );
+
+    // Deleted on the API server: gone from kumactl.
+    assert!(api.delete(&format!("{}/web-1", dataplanes("demo"))));
+    assert!(eventually(Duration::from_secs(10), || listed(
+        &config, "team-a"
+    )
+    .is_empty()));
+}
+
+#[test]
+fn broken_and_expired_watches_lose_nothing() {
+    let api = KubeApi::start();
+    let cp = kubernetes_cp(&api);
+    let (_dir, config) = kumactl_config(&cp);
+    for i in 0..3 {
+        api.apply(
+            &dataplanes("demo"),
+            dataplane(&format!("dp-{i}"), "default", "10.0.0.1", "web"),
+        );
+    }
+    let expected = |n: usize| -> Vec<String> { (0..n).map(|i| format!("dp-{i}.demo")).collect() };
+    assert!(eventually(Duration::from_secs(10), || listed(
+        &config, "default"
+    ) == expected(3)));
+
+    // The API server closes every watch; changes made meanwhile arrive.
+    api.break_watches();
+    api.apply(
+        &dataplanes("demo"),
+        dataplane("dp-3", "default", "10.0.0.1", "web"),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || listed(&config, "default")
+            == expected(4)),
+        "{:?}",
+        listed(&config, "default")
+    );
+
+    // The history is gone: resuming watches get 410 and list again, with
+    // a deletion and a creation made while they were away.
+    api.expire_history();
+    api.break_watches();
+    assert!(api.delete(&format!("{}/dp-0", dataplanes("demo"))));
+    api.apply(
+        &dataplanes("demo"),
+        dataplane("dp-4", "default", "10.0.0.1", "web"),
+    );
+    let after: Vec<String> = (1..5).map(|i| format!("dp-{i}.demo")).collect();
+    assert!(
+        eventually(Duration::from_secs(15), || listed(&config, "default")
+            == after),
+        "{:?}",
+        listed(&config, "default")
+    );
+}

@@ -1,0 +1,887 @@
+//! An in-process Kubernetes API server for the tests: no kube-apiserver can
+//! run on these machines, so this speaks the real REST + watch wire format
+//! over HTTP (JSON) and kube-rs's real client, watcher and reflector run
+//! against it unchanged, through a real kubeconfig file.
+//!
+//! What it does: discovery (`/api`, `/apis`, group/version resource lists);
+//! list with `resourceVersion`, `labelSelector`, `limit`/`continue`;
+//! `?watch=true` streams (ADDED, MODIFIED, DELETED, BOOKMARK, and an ERROR
+//! event with `410 Gone` for a resourceVersion older than its history);
+//! get, create, replace, delete with 404 and 409 (a stale resourceVersion
+//! on replace); JSON merge patches and server-side apply patches (applied
+//! as merges); the `status` subresource; garbage collection through owner
+//! references; `TokenReview` from tokens the test registers; `Lease`s as
+//! plain objects. Tests reach into it to create objects, break watches and
+//! forget history. No production code knows it exists.
+
+#![allow(dead_code)] // each test binary uses its own subset
+// An error here is the HTTP answer itself, sent as it is.
+#![allow(clippy::result_large_err)]
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Kinds served, as (group/version, plural, kind, namespaced).
+const KINDS: &[(&str, &str, &str, bool)] = &[
+    ("v1", "namespaces", "Namespace", false),
+    ("v1", "pods", "Pod", true),
+    ("v1", "services", "Service", true),
+    ("v1", "secrets", "Secret", true),
+    ("v1", "serviceaccounts", "ServiceAccount", true),
+    ("v1", "events", "Event", true),
+    ("events.k8s.io/v1", "events", "Event", true),
+    ("coordination.k8s.io/v1", "leases", "Lease", true),
+    (
+        "authentication.k8s.io/v1",
+        "tokenreviews",
+        "TokenReview",
+        false,
+    ),
+    (
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+    ),
+    ("kuma.io/v1alpha1", "meshes", "Mesh", false),
+    ("kuma.io/v1alpha1", "dataplanes", "Dataplane", true),
+    (
+        "kuma.io/v1alpha1",
+        "dataplaneinsights",
+        "DataplaneInsight",
+        true,
+    ),
+    (
+        "kuma.io/v1alpha1",
+        "trafficpermissions",
+        "TrafficPermission",
+        true,
+    ),
+    ("kuma.io/v1alpha1", "trafficlogs", "TrafficLog", true),
+    ("kuma.io/v1alpha1", "proxytemplates", "ProxyTemplate", true),
+];
+
+/// How many events the watch history keeps before a watch from an older
+/// resourceVersion gets `410 Gone`.
+const HISTORY: usize = 100_000;
+
+/// `group/version/plural`, the identity of a collection.
+type Collection = String;
+
+#[derive(Clone, Debug)]
+struct Event {
+    rv: u64,
+    collection: Collection,
+    namespace: String,
+    kind: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct Store {
+    rv: u64,
+    /// (collection, namespace, name) -> object.
+    objects: BTreeMap<(Collection, String, String), Value>,
+    history: std::collections::VecDeque<Event>,
+    /// Watches from a resourceVersion below this get 410.
+    oldest: u64,
+    /// Service-account tokens: token -> (namespace, service account).
+    tokens: HashMap<String, (String, String)>,
+    /// Requests per verb and collection, for tests that count writes.
+    writes: HashMap<String, usize>,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    events: broadcast::Sender<Event>,
+    /// Bumped to end every open watch.
+    epoch: watch::Sender<u64>,
+}
+
+/// The running fixture. Dropping it stops the server.
+pub struct KubeApi {
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    shared: Arc<Shared>,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    (code, axum::Json(body)).into_response()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().expect("object");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn kind_of(gv: &str, plural: &str) -> Option<(&'static str, bool)> {
+    KINDS
+        .iter()
+        .find(|(g, p, _, _)| *g == gv && *p == plural)
+        .map(|(_, _, k, n)| (*k, *n))
+}
+
+fn labels_match(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let labels = &object["metadata"]["labels"];
+        match term.split_once('=') {
+            Some((k, v)) => labels[k.trim_end_matches('=')].as_str() == Some(v),
+            None => match term.strip_prefix('!') {
+                Some(k) => labels.get(k).is_none(),
+                None => labels.get(term).is_some(),
+            },
+        }
+    })
+}
+
+/// What a request path names.
+struct Target {
+    gv: String,
+    plural: String,
+    kind: &'static str,
+    namespaced: bool,
+    namespace: Option<String>,
+    name: Option<String>,
+    status: bool,
+}
+
+fn parse_path(path: &str) -> Option<Result<Target, Response>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (gv, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => ("v1".to_string(), rest),
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => (format!("{g}/{v}"), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (plural, name, status_subresource) = match rest {
+        [plural] => (*plural, None, false),
+        [plural, name] => (*plural, Some(name.to_string()), false),
+        [plural, name, "status"] => (*plural, Some(name.to_string()), true),
+        _ => {
+            return Some(Err(status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {path}"),
+            )));
+        }
+    };
+    let Some((kind, namespaced)) = kind_of(&gv, plural) else {
+        return Some(Err(status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource {gv}/{plural}"),
+        )));
+    };
+    Some(Ok(Target {
+        gv,
+        plural: plural.to_string(),
+        kind,
+        namespaced,
+        namespace,
+        name,
+        status: status_subresource,
+    }))
+}
+
+impl Target {
+    fn collection(&self) -> Collection {
+        format!("{}/{}", self.gv, self.plural)
+    }
+
+    fn key(&self, name: &str) -> (Collection, String, String) {
+        (
+            self.collection(),
+            self.namespace.clone().unwrap_or_default(),
+            name.to_string(),
+        )
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a change: new resourceVersion on the object, history, watchers.
+    fn record(
+        &self,
+        store: &mut Store,
+        collection: &str,
+        namespace: &str,
+        kind: &'static str,
+        object: &mut Value,
+    ) {
+        store.rv += 1;
+        let rv = store.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let event = Event {
+            rv,
+            collection: collection.to_string(),
+            namespace: namespace.to_string(),
+            kind,
+            object: object.clone(),
+        };
+        store.history.push_back(event.clone());
+        while store.history.len() > HISTORY {
+            if let Some(e) = store.history.pop_front() {
+                store.oldest = e.rv;
+            }
+        }
+        let _ = self.events.send(event);
+    }
+
+    fn put_object(
+        &self,
+        store: &mut Store,
+        key: (Collection, String, String),
+        mut object: Value,
+        kind: &'static str,
+    ) -> Value {
+        let event_kind = if store.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.record(store, &key.0, &key.1, event_kind, &mut object);
+        let _ = kind;
+        store.objects.insert(key, object.clone());
+        object
+    }
+
+    fn remove_object(
+        &self,
+        store: &mut Store,
+        key: &(Collection, String, String),
+    ) -> Option<Value> {
+        let mut object = store.objects.remove(key)?;
+        self.record(store, &key.0, &key.1, "DELETED", &mut object);
+        // Garbage collection: whatever this object owned goes too.
+        let uid = object["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        if !uid.is_empty() {
+            let owned: Vec<_> = store
+                .objects
+                .iter()
+                .filter(|(_, o)| {
+                    o["metadata"]["ownerReferences"]
+                        .as_array()
+                        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid.as_str()))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in owned {
+                self.remove_object(store, &k);
+            }
+        }
+        Some(object)
+    }
+}
+
+fn new_object(target: &Target, mut object: Value, name: &str) -> Value {
+    let (api_version, kind) = (target.gv.clone(), target.kind);
+    object["apiVersion"] = json!(api_version);
+    object["kind"] = json!(kind);
+    let meta = &mut object["metadata"];
+    meta["name"] = json!(name);
+    if let Some(ns) = &target.namespace {
+        meta["namespace"] = json!(ns);
+    }
+    meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    meta["creationTimestamp"] = json!(now());
+    meta["generation"] = json!(1);
+    object
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query: HashMap<String, String> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    match path.as_str() {
+        "/api" => {
+            return axum::Json(json!({"kind": "APIVersions", "versions": ["v1"]})).into_response();
+        }
+        "/apis" => {
+            let mut groups: Vec<&str> = KINDS
+                .iter()
+                .map(|k| k.0)
+                .filter(|g| g.contains('/'))
+                .collect();
+            groups.dedup();
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|gv| {
+                    let (g, v) = gv.split_once('/').unwrap_or((gv, ""));
+                    json!({"name": g, "versions": [{"groupVersion": gv, "version": v}],
+                           "preferredVersion": {"groupVersion": gv, "version": v}})
+                })
+                .collect();
+            return axum::Json(
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            )
+            .into_response();
+        }
+        _ => {}
+    }
+    let gv_only = path.trim_matches('/').split('/').collect::<Vec<_>>();
+    let discovery_gv = match gv_only.as_slice() {
+        ["api", "v1"] => Some("v1".to_string()),
+        ["apis", g, v] => Some(format!("{g}/{v}")),
+        _ => None,
+    };
+    if let Some(gv) = discovery_gv {
+        let resources: Vec<Value> = KINDS
+            .iter()
+            .filter(|k| k.0 == gv)
+            .map(|(_, plural, kind, namespaced)| {
+                json!({"name": plural, "singularName": kind.to_ascii_lowercase(), "namespaced": namespaced, "kind": kind,
+                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+            })
+            .collect();
+        return axum::Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})).into_response();
+    }
+    let target = match parse_path(&path) {
+        Some(Ok(t)) => t,
+        Some(Err(r)) => return r,
+        None => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {path}"),
+            );
+        }
+    };
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    {
+        let mut store = shared.lock();
+        *store
+            .writes
+            .entry(format!("{} {}", method, target.collection()))
+            .or_default() += 1;
+    }
+    match (method, &target.name) {
+        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch_stream(shared, target, query)
+        }
+        (Method::GET, None) => list(&shared, &target, &query),
+        (Method::GET, Some(name)) => {
+            let store = shared.lock();
+            match store.objects.get(&target.key(name)) {
+                Some(o) => axum::Json(o.clone()).into_response(),
+                None => not_found(&target, name),
+            }
+        }
+        (Method::POST, None) => create(&shared, &target, &body),
+        (Method::PUT, Some(name)) => replace(&shared, &target, name, &body),
+        (Method::PATCH, Some(name)) => patch(&shared, &target, name, &body, &content_type),
+        (Method::DELETE, Some(name)) => {
+            let mut store = shared.lock();
+            match shared.remove_object(&mut store, &target.key(name)) {
+                Some(o) => axum::Json(o).into_response(),
+                None => not_found(&target, name),
+            }
+        }
+        (m, _) => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{m} {path}"),
+        ),
+    }
+}
+
+fn not_found(target: &Target, name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{} \"{name}\" not found", target.plural),
+    )
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    // A server-side apply body is YAML; kube sends JSON, which is YAML too.
+    serde_yaml_ng::from_slice(body).map_err(|e| {
+        status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("cannot parse the body: {e}"),
+        )
+    })
+}
+
+fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Response {
+    let store = shared.lock();
+    let collection = target.collection();
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let after = query.get("continue").cloned().unwrap_or_default();
+    let mut items = Vec::new();
+    let mut next = None;
+    for ((c, ns, name), object) in &store.objects {
+        if *c != collection
+            || target.namespace.as_ref().is_some_and(|n| n != ns)
+            || !labels_match(object, &selector)
+        {
+            continue;
+        }
+        let position = format!("{ns}/{name}");
+        if !after.is_empty() && position <= after {
+            continue;
+        }
+        if items.len() == limit {
+            next = items.last().map(|o: &Value| {
+                format!(
+                    "{}/{}",
+                    o["metadata"]["namespace"].as_str().unwrap_or(""),
+                    o["metadata"]["name"].as_str().unwrap_or("")
+                )
+            });
+            break;
+        }
+        items.push(object.clone());
+    }
+    let mut metadata = json!({"resourceVersion": store.rv.to_string()});
+    if let Some(next) = next {
+        metadata["continue"] = json!(next);
+    }
+    axum::Json(json!({
+        "kind": format!("{}List", target.kind), "apiVersion": target.gv,
+        "metadata": metadata, "items": items,
+    }))
+    .into_response()
+}
+
+fn create(shared: &Shared, target: &Target, body: &Bytes) -> Response {
+    let object = match parse_body(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if target.kind == "TokenReview" {
+        let token = object["spec"]["token"].as_str().unwrap_or("");
+        let store = shared.lock();
+        let status_field = match store.tokens.get(token) {
+            Some((ns, sa)) => json!({"authenticated": true, "user": {
+                "username": format!("system:serviceaccount:{ns}:{sa}"),
+                "uid": format!("{ns}-{sa}"),
+                "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}")]}}),
+            None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        };
+        let mut review = object.clone();
+        review["status"] = status_field;
+        return (StatusCode::CREATED, axum::Json(review)).into_response();
+    }
+    let name = match object["metadata"]["name"].as_str() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => match object["metadata"]["generateName"].as_str() {
+            Some(prefix) => format!(
+                "{prefix}{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..5]
+            ),
+            None => {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "metadata.name: Required value".into(),
+                );
+            }
+        },
+    };
+    let mut store = shared.lock();
+    let key = target.key(&name);
+    if store.objects.contains_key(&key) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", target.plural),
+        );
+    }
+    let object = new_object(target, object, &name);
+    let stored = shared.put_object(&mut store, key, object, target.kind);
+    (StatusCode::CREATED, axum::Json(stored)).into_response()
+}
+
+fn replace(shared: &Shared, target: &Target, name: &str, body: &Bytes) -> Response {
+    let object = match parse_body(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let mut store = shared.lock();
+    let key = target.key(name);
+    let Some(existing) = store.objects.get(&key).cloned() else {
+        return not_found(target, name);
+    };
+    if let Some(rv) = object["metadata"]["resourceVersion"].as_str()
+        && Some(rv) != existing["metadata"]["resourceVersion"].as_str()
+    {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                target.plural
+            ),
+        );
+    }
+    let updated = if target.status {
+        let mut updated = existing.clone();
+        updated["status"] = object["status"].clone();
+        updated
+    } else {
+        let mut updated = object;
+        // Identity and bookkeeping stay the server's.
+        for field in ["uid", "creationTimestamp", "name", "namespace"] {
+            updated["metadata"][field] = existing["metadata"][field].clone();
+        }
+        updated["apiVersion"] = existing["apiVersion"].clone();
+        updated["kind"] = existing["kind"].clone();
+        if existing.get("status").is_some() && updated.get("status").is_none() {
+            updated["status"] = existing["status"].clone();
+        }
+        updated
+    };
+    let stored = shared.put_object(&mut store, key, updated, target.kind);
+    axum::Json(stored).into_response()
+}
+
+fn patch(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    body: &Bytes,
+    content_type: &str,
+) -> Response {
+    let patch = match parse_body(body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let apply = content_type.starts_with("application/apply-patch");
+    if !apply && !content_type.contains("merge-patch") {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the fixture takes merge and apply patches, not {content_type}"),
+        );
+    }
+    let mut store = shared.lock();
+    let key = target.key(name);
+    let object = match store.objects.get(&key).cloned() {
+        Some(mut existing) => {
+            let patch = if target.status {
+                json!({"status": patch["status"]})
+            } else {
+                patch
+            };
+            merge(&mut existing, &patch);
+            existing
+        }
+        None if apply => new_object(target, patch, name),
+        None => return not_found(target, name),
+    };
+    let stored = shared.put_object(&mut store, key, object, target.kind);
+    axum::Json(stored).into_response()
+}
+
+/// A watch: history after the given resourceVersion (or every object when
+/// none), then live events; bookmarks every second when asked; ends at
+/// `timeoutSeconds` or when the test breaks watches.
+fn watch_stream(shared: Arc<Shared>, target: Target, query: HashMap<String, String>) -> Response {
+    let collection = target.collection();
+    let namespace = target.namespace.clone();
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(300));
+    let from: Option<u64> = query
+        .get("resourceVersion")
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0);
+    let wanted = move |e: &Event| {
+        e.collection == collection
+            && namespace.as_ref().is_none_or(|n| *n == e.namespace)
+            && labels_match(&e.object, &selector)
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1024);
+    let mut live = shared.events.subscribe();
+    let mut epoch = shared.epoch.subscribe();
+    let (backlog, current_rv) = {
+        let store = shared.lock();
+        let backlog: Result<Vec<Event>, ()> = match from {
+            Some(rv) if rv < store.oldest => Err(()),
+            Some(rv) => Ok(store
+                .history
+                .iter()
+                .filter(|e| e.rv > rv && wanted(e))
+                .cloned()
+                .collect()),
+            None => Ok(store
+                .objects
+                .iter()
+                .filter(|((c, ns, _), _)| {
+                    *c == target.collection() && target.namespace.as_ref().is_none_or(|n| n == ns)
+                })
+                .map(|((c, ns, _), o)| Event {
+                    rv: store.rv,
+                    collection: c.clone(),
+                    namespace: ns.clone(),
+                    kind: "ADDED",
+                    object: o.clone(),
+                })
+                .filter(|e| wanted(e))
+                .collect()),
+        };
+        (backlog, store.rv)
+    };
+    let line = |kind: &str, object: &Value| {
+        let mut text = json!({"type": kind, "object": object}).to_string();
+        text.push('\n');
+        Ok(Bytes::from(text))
+    };
+    let kind = target.kind;
+    let gv = target.gv.clone();
+    tokio::spawn(async move {
+        let backlog = match backlog {
+            Ok(b) => b,
+            Err(()) => {
+                let gone = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "too old resource version", "reason": "Expired", "code": 410});
+                let _ = tx.send(line("ERROR", &gone)).await;
+                return;
+            }
+        };
+        let mut last = current_rv;
+        for e in backlog {
+            last = last.max(e.rv);
+            if tx.send(line(e.kind, &e.object)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = epoch.changed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    let mark = json!({"apiVersion": gv, "kind": kind, "metadata": {"resourceVersion": last.to_string()}});
+                    if tx.send(line("BOOKMARK", &mark)).await.is_err() { return; }
+                }
+                event = live.recv() => match event {
+                    Ok(e) if e.rv > last && wanted(&e) => {
+                        last = e.rv;
+                        if tx.send(line(e.kind, &e.object)).await.is_err() { return; }
+                    }
+                    Ok(e) => last = last.max(e.rv),
+                    // Fell behind: end the watch, the client resumes from
+                    // its last resourceVersion.
+                    Err(_) => return,
+                },
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+impl KubeApi {
+    /// Starts the server on a free port and writes a kubeconfig for it.
+    pub fn start() -> KubeApi {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::default()),
+            events: broadcast::channel(HISTORY).0,
+            epoch: watch::channel(0).0,
+        });
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("http://127.0.0.1:{port}");
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fixture\n  cluster:\n    server: {url}\nusers:\n- name: fixture\n  user:\n    token: fixture-admin\ncontexts:\n- name: fixture\n  context:\n    cluster: fixture\n    user: fixture\n    namespace: default\ncurrent-context: fixture\n"
+            ),
+        )
+        .expect("kubeconfig");
+        KubeApi {
+            url,
+            kubeconfig,
+            shared,
+            _dir: dir,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    fn target(api_path: &str) -> Target {
+        match parse_path(api_path) {
+            Some(Ok(t)) => t,
+            _ => panic!("not an object path of the fixture: {api_path}"),
+        }
+    }
+
+    /// Creates or replaces the object at `path` (a collection path; the
+    /// name comes from the object) as a client's apply would.
+    pub fn apply(&self, collection_path: &str, object: Value) -> Value {
+        let target = Self::target(collection_path);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        let mut store = self.shared.lock();
+        let key = target.key(&name);
+        let object = match store.objects.get(&key).cloned() {
+            Some(mut existing) => {
+                for field in ["spec", "status", "data", "mesh", "subsets"] {
+                    if let Some(v) = object.get(field) {
+                        existing[field] = v.clone();
+                    }
+                }
+                if let Some(labels) = object["metadata"].get("labels") {
+                    existing["metadata"]["labels"] = labels.clone();
+                }
+                if let Some(annotations) = object["metadata"].get("annotations") {
+                    existing["metadata"]["annotations"] = annotations.clone();
+                }
+                existing
+            }
+            None => new_object(&target, object, &name),
+        };
+        self.shared.put_object(&mut store, key, object, target.kind)
+    }
+
+    pub fn get(&self, object_path: &str) -> Option<Value> {
+        let target = Self::target(object_path);
+        let name = target.name.clone().expect("an object path");
+        self.shared.lock().objects.get(&target.key(&name)).cloned()
+    }
+
+    /// Every object of a collection path (all namespaces unless the path
+    /// names one).
+    pub fn list(&self, collection_path: &str) -> Vec<Value> {
+        let target = Self::target(collection_path);
+        let collection = target.collection();
+        self.shared
+            .lock()
+            .objects
+            .iter()
+            .filter(|((c, ns, _), _)| {
+                *c == collection && target.namespace.as_ref().is_none_or(|n| n == ns)
+            })
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    pub fn delete(&self, object_path: &str) -> bool {
+        let target = Self::target(object_path);
+        let name = target.name.clone().expect("an object path");
+        let mut store = self.shared.lock();
+        self.shared
+            .remove_object(&mut store, &target.key(&name))
+            .is_some()
+    }
+
+    /// A service-account token that TokenReview will vouch for.
+    pub fn add_token(&self, token: &str, namespace: &str, service_account: &str) {
+        self.shared
+            .lock()
+            .tokens
+            .insert(token.into(), (namespace.into(), service_account.into()));
+    }
+
+    /// Ends every open watch stream, as a restarting API server would.
+    pub fn break_watches(&self) {
+        self.shared.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Forgets the watch history: a watch resuming from any earlier
+    /// resourceVersion gets `410 Gone` and must list again.
+    pub fn expire_history(&self) {
+        let mut store = self.shared.lock();
+        store.history.clear();
+        store.oldest = store.rv + 1;
+    }
+
+    /// How many requests of `verb` (GET, POST, PUT, PATCH, DELETE) reached
+    /// `group/version/plural` (e.g. `kuma.io/v1alpha1/dataplanes`).
+    pub fn requests(&self, verb: &str, collection: &str) -> usize {
+        self.shared
+            .lock()
+            .writes
+            .get(&format!("{verb} {collection}"))
+            .copied()
+            .unwrap_or(0)
+    }
+}
