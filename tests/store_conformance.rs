@@ -23,8 +23,9 @@ fn dataplane(mesh: &str, name: &str, service: &str, port: u16) -> Resource {
                 inbound: vec![InboundInterface {
                     interface: format!("127.0.0.1:{port}:{}", port + 1),
                     tags: [("service".to_string(), service.to_string())].into(),
+                    ..Default::default()
                 }],
-                outbound: vec![],
+                ..Default::default()
             },
         }),
     )

@@ -20,15 +20,57 @@ pub struct Networking {
     pub inbound: Vec<InboundInterface>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbound: Vec<OutboundInterface>,
+    /// Set for a proxy that reaches the services of its mesh at their
+    /// Service addresses (Kubernetes): it gets an outbound for every
+    /// service of the mesh that has one, derived from the index rather than
+    /// listed here.
+    #[serde(
+        default,
+        rename = "transparentProxying",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub transparent_proxying: Option<TransparentProxying>,
+}
+
+/// Where the node's redirection (iptables) sends a pod's traffic. A port of
+/// 0 means no redirection: the outbound listeners then listen on the
+/// Service addresses themselves.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TransparentProxying {
+    #[serde(default)]
+    pub redirect_port_inbound: u16,
+    #[serde(default)]
+    pub redirect_port_outbound: u16,
 }
 
 /// `interface: {address}:{dataplane-port}:{service-port}` plus its tags.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InboundInterface {
     pub interface: String,
     #[serde(default)]
     pub tags: Tags,
+    /// Whether the workload behind this inbound takes traffic now (a pod
+    /// and its sidecar are ready, and it is not terminating). Absent means
+    /// ready; a not-ready inbound's endpoint is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<InboundHealth>,
+    /// The Service address (`{ip}:{port}`) at which transparent proxies of
+    /// the mesh reach this inbound's service (Kubernetes: the cluster IP
+    /// and port of the Service it was made from).
+    #[serde(
+        default,
+        rename = "serviceVip",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_vip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundHealth {
+    pub ready: bool,
 }
 
 /// `interface: [address]:port` and the service it leads to.
@@ -89,6 +131,27 @@ impl InboundInterface {
 
     pub fn service(&self) -> Option<&str> {
         self.tags.get(SERVICE_TAG).map(String::as_str)
+    }
+
+    /// Whether its endpoint may be used now.
+    pub fn is_ready(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.ready)
+    }
+
+    /// The parsed Service address, if it has one.
+    pub fn vip(&self) -> Option<Result<OutboundEndpoint, String>> {
+        let vip = self.service_vip.as_ref()?;
+        let expected = || {
+            format!(
+                "\"{vip}\" must be {{ip}}:{{port}}, e.g. 10.96.0.10:80, with a port from 1 to 65535"
+            )
+        };
+        Some(
+            vip.rsplit_once(':')
+                .and_then(|(a, p)| Some((parse_address(a)?, parse_port(p)?)))
+                .map(|(address, port)| OutboundEndpoint { address, port })
+                .ok_or_else(expected),
+        )
     }
 }
 
@@ -174,6 +237,9 @@ impl DataplaneSpec {
                 &inbound.tags,
                 false,
             ));
+            if let Some(Err(msg)) = inbound.vip() {
+                causes.push(Cause::new(format!("{field}.serviceVip"), msg));
+            }
         }
         for (i, outbound) in self.networking.outbound.iter().enumerate() {
             let field = format!("networking.outbound[{i}]");
@@ -204,6 +270,7 @@ mod tests {
         InboundInterface {
             interface: s.into(),
             tags: [("service".to_string(), "redis".to_string())].into(),
+            ..Default::default()
         }
     }
 
@@ -249,6 +316,7 @@ mod tests {
                     interface: ":9000".into(),
                     service: "x".into(),
                 }],
+                ..Default::default()
             },
         };
         let causes = spec.validate();

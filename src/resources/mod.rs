@@ -18,8 +18,8 @@ pub mod tags;
 mod validation;
 
 pub use dataplane::{
-    DataplaneSpec, InboundEndpoint, InboundInterface, Networking, OutboundEndpoint,
-    OutboundInterface,
+    DataplaneSpec, InboundEndpoint, InboundHealth, InboundInterface, Networking, OutboundEndpoint,
+    OutboundInterface, TransparentProxying,
 };
 pub use dataplane_insight::{
     DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, SubscriptionStatus,

@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::protobuf::{Any, Duration};
 use prost::{Message, Name};
 use std::net::IpAddr;
@@ -106,9 +107,12 @@ pub(super) fn ads_source() -> ConfigSource {
 
 /// A listener that proxies every TCP connection to `cluster`, after
 /// `filters_before` (RBAC), over `transport` (TLS) when given.
+/// A listener proxying TCP to `cluster`. One that does not bind its port
+/// receives only connections redirected to it (transparent proxying).
 pub fn tcp_listener(
     name: &str,
     (ip, port): (IpAddr, u16),
+    bind_to_port: bool,
     cluster: &str,
     stat_prefix: &str,
     filters_before: Vec<Filter>,
@@ -133,6 +137,8 @@ pub fn tcp_listener(
             transport_socket: transport,
             ..Default::default()
         }],
+        // Unset is Envoy's default (bind), so bound listeners encode as before.
+        bind_to_port: (!bind_to_port).then_some(BoolValue { value: false }),
         ..Default::default()
     };
     XdsResource {

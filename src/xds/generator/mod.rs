@@ -5,8 +5,11 @@
 //! - one inbound listener per inbound interface, `{address}:{dataplane-port}`,
 //!   proxying TCP to the local cluster `localhost:{service-port}`;
 //! - one outbound listener per outbound interface, proxying TCP to the
-//!   cluster named after the service, whose endpoints (EDS) are every
-//!   inbound of that service in the same mesh.
+//!   cluster named after the service, whose endpoints (EDS) are every ready
+//!   inbound of that service in the same mesh;
+//! - for a transparent proxy, one outbound listener more per Service
+//!   address of every service of the mesh (bound on that address, or, when
+//!   the node redirects traffic, left unbound for the redirect to reach).
 
 mod envoy;
 pub mod tls;
@@ -17,6 +20,7 @@ pub use tls::ProxyTls;
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// Everything one proxy is sent, by type, each sorted by name.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,6 +68,7 @@ pub fn generate(
             envoy::tcp_listener(
                 &name,
                 (ep.address, ep.dataplane_port),
+                true,
                 &cluster,
                 &name,
                 filters,
@@ -80,35 +85,46 @@ pub fn generate(
         );
     }
 
-    for outbound in &dataplane.networking.outbound {
-        let Ok(ep) = outbound.endpoint() else {
-            continue;
-        };
-        let name = format!("outbound:{}:{}", ep.address, ep.port);
-        let target = &outbound.service;
-        listeners.insert(
-            name.clone(),
+    let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
+        listeners.entry(name.clone()).or_insert_with(|| {
             envoy::tcp_listener(
                 &name,
-                (ep.address, ep.port),
+                address,
+                bind,
                 target,
                 &format!("{service}->{target}"),
                 Vec::new(),
                 None,
-            ),
-        );
+            )
+        });
         let transport = tls.map(|_| tls::upstream(&mesh.name, target));
-        clusters.insert(target.clone(), envoy::eds_cluster(target, transport));
+        clusters.insert(target.to_string(), envoy::eds_cluster(target, transport));
         let addresses = mesh.providers(target).flat_map(|(_, provider)| {
             provider
                 .networking
                 .inbound
                 .iter()
-                .filter(|i| i.service() == Some(target.as_str()))
+                .filter(|i| i.service() == Some(target) && i.is_ready())
                 .filter_map(|i| i.endpoint().ok())
                 .map(|e| (e.address, e.dataplane_port))
         });
-        endpoints.insert(target.clone(), envoy::load_assignment(target, addresses));
+        endpoints.insert(
+            target.to_string(),
+            envoy::load_assignment(target, addresses),
+        );
+    };
+    for o in &dataplane.networking.outbound {
+        let Ok(ep) = o.endpoint() else {
+            continue;
+        };
+        let name = format!("outbound:{}:{}", ep.address, ep.port);
+        outbound(name, (ep.address, ep.port), true, &o.service);
+    }
+    if let Some(transparent) = &dataplane.networking.transparent_proxying {
+        let bind = transparent.redirect_port_outbound == 0;
+        for (target, (ip, port)) in mesh.service_vips() {
+            outbound(format!("outbound:{ip}:{port}"), (ip, port), bind, target);
+        }
     }
     ProxyConfig {
         secrets: tls.as_ref().map(tls::secrets).unwrap_or_default(),
@@ -383,6 +399,53 @@ rules:
         golden("redis-2-mtls", &render(&config));
         let web = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
         golden("web-1-mtls", &render(&generate(web, mesh, Some(tls))));
+    }
+
+    /// Kubernetes: a transparent proxy reaches every service at its Service
+    /// address; a not-ready pod's endpoint is left out.
+    #[test]
+    fn a_transparent_proxy_gets_a_listener_per_service_vip_and_ready_endpoints_only() {
+        let index = index(
+            "
+type: Mesh
+name: default
+---
+type: Dataplane
+mesh: default
+name: client
+networking:
+  inbound:
+  - interface: 10.0.0.1:8080:8080
+    tags: {service: client}
+  transparentProxying: {}
+---
+type: Dataplane
+mesh: default
+name: echo-ready
+networking:
+  inbound:
+  - interface: 10.0.0.2:7000:7000
+    tags: {service: echo}
+    serviceVip: 10.96.0.5:80
+---
+type: Dataplane
+mesh: default
+name: echo-starting
+networking:
+  inbound:
+  - interface: 10.0.0.3:7000:7000
+    tags: {service: echo}
+    serviceVip: 10.96.0.5:80
+    health: {ready: false}
+",
+        );
+        let client = index.dataplane(&ProxyId::new("default", "client")).unwrap();
+        let config = generate(client, index.mesh("default").unwrap(), None);
+        let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["inbound:10.0.0.1:8080", "outbound:10.96.0.5:80"]);
+        let text = render(&config);
+        assert!(text.contains("10.0.0.2"), "the ready pod is an endpoint");
+        assert!(!text.contains("10.0.0.3"), "the starting pod is not");
     }
 
     #[test]

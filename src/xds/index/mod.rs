@@ -19,6 +19,7 @@ use crate::resources::{
     TrafficPermissionSpec,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// A change the index hears of, whatever the source.
@@ -83,6 +84,12 @@ pub struct MeshView {
     providers: HashMap<String, BTreeSet<String>>,
     /// service -> dataplanes with an outbound to that service.
     consumers: HashMap<String, BTreeSet<String>>,
+    /// Dataplanes that reach every service of the mesh at its Service
+    /// address (transparent proxying): consumers of every service.
+    transparent: BTreeSet<String>,
+    /// service -> its Service addresses, each with how many inbounds
+    /// announce it.
+    vips: BTreeMap<String, BTreeMap<(IpAddr, u16), usize>>,
 }
 
 impl MeshView {
@@ -111,11 +118,22 @@ impl MeshView {
             .filter_map(|name| Some((name.as_str(), self.dataplanes.get(name)?.as_ref())))
     }
 
+    /// Every service of the mesh with a Service address, and its
+    /// addresses, in order (stable output).
+    pub fn service_vips(&self) -> impl Iterator<Item = (&str, (IpAddr, u16))> {
+        self.vips
+            .iter()
+            .flat_map(|(service, vips)| vips.keys().map(move |vip| (service.as_str(), *vip)))
+    }
+
     fn consumers_of<'a>(&'a self, services: &[&str]) -> impl Iterator<Item = &'a String> + 'a {
-        let sets: Vec<&BTreeSet<String>> = services
+        let mut sets: Vec<&BTreeSet<String>> = services
             .iter()
             .filter_map(|s| self.consumers.get(*s))
             .collect();
+        if !services.is_empty() {
+            sets.push(&self.transparent);
+        }
         sets.into_iter().flatten()
     }
 
@@ -131,6 +149,17 @@ impl MeshView {
                 .entry(o.service.clone())
                 .or_default()
                 .insert(name.to_string());
+        }
+        if dp.networking.transparent_proxying.is_some() {
+            self.transparent.insert(name.to_string());
+        }
+        for (service, vip) in vips(dp) {
+            *self
+                .vips
+                .entry(service.to_string())
+                .or_default()
+                .entry(vip)
+                .or_default() += 1;
         }
     }
 
@@ -151,7 +180,29 @@ impl MeshView {
                 }
             }
         }
+        self.transparent.remove(name);
+        for (service, vip) in vips(dp) {
+            if let Some(by_vip) = self.vips.get_mut(service) {
+                if let Some(count) = by_vip.get_mut(&vip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        by_vip.remove(&vip);
+                    }
+                }
+                if by_vip.is_empty() {
+                    self.vips.remove(service);
+                }
+            }
+        }
     }
+}
+
+/// The (service, Service address) pairs a dataplane's inbounds announce.
+fn vips(dp: &DataplaneSpec) -> impl Iterator<Item = (&str, (IpAddr, u16))> {
+    dp.networking.inbound.iter().filter_map(|i| {
+        let vip = i.vip()?.ok()?;
+        Some((i.service()?, (vip.address, vip.port)))
+    })
 }
 
 /// Proxies whose configuration may have changed.
@@ -383,6 +434,7 @@ mod tests {
                 inbound: vec![InboundInterface {
                     interface: "127.0.0.1:1000:2000".into(),
                     tags: [("service".to_string(), service.to_string())].into(),
+                    ..Default::default()
                 }],
                 outbound: outbound
                     .iter()
@@ -392,6 +444,7 @@ mod tests {
                         service: s.to_string(),
                     })
                     .collect(),
+                ..Default::default()
             },
         }
     }
@@ -458,6 +511,26 @@ mod tests {
             ["m.db-1", "m.redis-1"]
         );
         assert_eq!(ids(&index.set_permission("m", "p", None)), ["m.db-1"]);
+    }
+
+    #[test]
+    fn a_transparent_proxy_consumes_every_service_at_its_vip() {
+        let mut index = ResourceIndex::default();
+        let mut client = dp("client", &[]);
+        client.networking.transparent_proxying = Some(Default::default());
+        index.upsert_dataplane("m", "client", client);
+        let mut echo = dp("echo", &[]);
+        echo.networking.inbound[0].service_vip = Some("10.96.0.5:80".into());
+        let a = index.upsert_dataplane("m", "echo-1", echo.clone());
+        assert_eq!(ids(&a), ["m.client", "m.echo-1"]);
+        index.upsert_dataplane("m", "echo-2", echo);
+        let vips: Vec<_> = index.mesh("m").unwrap().service_vips().collect();
+        assert_eq!(vips, [("echo", ("10.96.0.5".parse().unwrap(), 80))]);
+        index.remove_dataplane("m", "echo-1");
+        assert_eq!(index.mesh("m").unwrap().service_vips().count(), 1);
+        let a = index.remove_dataplane("m", "echo-2");
+        assert_eq!(ids(&a), ["m.client"]);
+        assert_eq!(index.mesh("m").unwrap().service_vips().count(), 0);
     }
 
     #[test]
