@@ -236,6 +236,16 @@ pub async fn run(
                 .instrument(tracing::info_span!("ca_provisioner")),
         ),
     ];
+    #[cfg(feature = "kubernetes")]
+    if config.store.store_type == StoreType::Kubernetes {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(crate::k8s::store::KubernetesStoreError::Config)?;
+        servers.push(tokio::spawn(
+            crate::k8s::pods::run(client, shutdown.clone())
+                .instrument(tracing::info_span!("pods_to_dataplanes")),
+        ));
+    }
     if let Some((bound, tls)) = public_token_server {
         let router = token_server::router(token_context(&config, &store));
         servers.push(tokio::spawn(bound.serve_tls(tls, router, shutdown.clone())));

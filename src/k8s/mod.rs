@@ -4,4 +4,5 @@
 //! controller that turns pods into `Dataplane`s.
 
 pub mod crd;
+pub mod pods;
 pub mod store;

@@ -1,0 +1,456 @@
+//! Pods become Dataplanes. Every running pod that carries the sidecar
+//! (annotation `kuma.io/sidecar-injected: "true"`) gets a `Dataplane` in its
+//! namespace, named after it and owned by it (Kubernetes deletes it with
+//! the pod):
+//!
+//! - one inbound per port of every `Service` selecting the pod, interface
+//!   `{podIP}:{targetPort}:{targetPort}`, tags = the pod's labels +
+//!   `service: {service}_{namespace}_svc_{port}` + `protocol` (the port's
+//!   `appProtocol`, else the Service annotation
+//!   `{port}.service.kuma.io/protocol`, else `tcp`), and the Service's
+//!   cluster IP and port as the inbound's `serviceVip`;
+//! - `health.ready: false` on every inbound while the pod (or its sidecar)
+//!   is not ready, or is terminating, so its endpoints are not used;
+//! - `transparentProxying`: the pod reaches every service of its mesh at the
+//!   Service address. The outbounds are not written into each Dataplane (as
+//!   Kuma does) but derived by the generator from the index: with 10,000
+//!   pods, a Service change then rewrites only the Dataplanes of the pods
+//!   it selects, not all 10,000.
+//!
+//! The mesh is the pod's `kuma.io/mesh` annotation, else its namespace's,
+//! else `default`. A pod that succeeded, failed or has no IP has no
+//! Dataplane; neither has a pod no Service selects (logged).
+
+use super::crd::{DEFAULT_MESH, KumaCrd, MESH_LABEL};
+use crate::resources::{
+    DataplaneSpec, InboundHealth, InboundInterface, Networking, ResourceType, TransparentProxying,
+};
+use crate::runtime::CancellationToken;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+pub const SIDECAR_INJECTED: &str = "kuma.io/sidecar-injected";
+pub const TRANSPARENT_PROXYING: &str = "kuma.io/transparent-proxying";
+pub const INBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-inbound-port";
+pub const OUTBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-outbound-port";
+
+/// What a change asks to look at again.
+enum Touch {
+    Pod { namespace: String, name: String },
+    Namespace(String),
+    Everything,
+}
+
+/// The desired Dataplane of a pod: its mesh and spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub mesh: String,
+    pub spec: DataplaneSpec,
+}
+
+fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn selects(service: &Service, pod: &Pod) -> bool {
+    let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+        return false;
+    };
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The container port a Service's `targetPort` names.
+fn target_port(pod: &Pod, port: &k8s_openapi::api::core::v1::ServicePort) -> Option<u16> {
+    let port_number = match &port.target_port {
+        None => port.port,
+        Some(IntOrString::Int(n)) => *n,
+        Some(IntOrString::String(name)) => {
+            pod.spec
+                .as_ref()?
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some(name.as_str()))?
+                .container_port
+        }
+    };
+    u16::try_from(port_number).ok().filter(|p| *p != 0)
+}
+
+/// The Dataplane a pod should have, given the Services of its namespace and
+/// the namespace itself; `None` when it should have none.
+pub fn desired(pod: &Pod, services: &[&Service], namespace: Option<&Namespace>) -> Option<Desired> {
+    if annotation(&pod.metadata, SIDECAR_INJECTED) != Some("true") {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    let pod_namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let mesh = annotation(&pod.metadata, MESH_LABEL)
+        .or_else(|| namespace.and_then(|ns| annotation(&ns.metadata, MESH_LABEL)))
+        .unwrap_or(DEFAULT_MESH)
+        .to_string();
+    let labels: BTreeMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        // Labels whose value is no valid tag (tags are stricter) are left out.
+        .filter(|(k, v)| {
+            let tag = [(k.clone(), v.clone())].into();
+            crate::resources::tags::validate_tags("", &tag, false).is_empty()
+        })
+        .collect();
+    let health = Some(InboundHealth {
+        ready: is_ready(pod),
+    });
+    let mut inbound: Vec<InboundInterface> = Vec::new();
+    let mut sorted: Vec<&&Service> = services.iter().filter(|s| selects(s, pod)).collect();
+    sorted.sort_by_key(|s| s.metadata.name.clone());
+    for service in sorted {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        let Some(spec) = &service.spec else { continue };
+        let vip = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None");
+        for port in spec.ports.iter().flatten() {
+            let Some(target) = target_port(pod, port) else {
+                continue;
+            };
+            let interface = format!("{ip}:{target}:{target}");
+            // Two Services on one container port: the first one names it.
+            if inbound.iter().any(|i| i.interface == interface) {
+                continue;
+            }
+            let protocol = port
+                .app_protocol
+                .clone()
+                .or_else(|| {
+                    annotation(
+                        &service.metadata,
+                        &format!("{}.service.kuma.io/protocol", port.port),
+                    )
+                    .map(str::to_string)
+                })
+                .unwrap_or_else(|| "tcp".into());
+            let mut tags = labels.clone();
+            tags.insert(
+                "service".into(),
+                format!("{name}_{pod_namespace}_svc_{}", port.port),
+            );
+            tags.insert("protocol".into(), protocol);
+            inbound.push(InboundInterface {
+                interface,
+                tags,
+                health: health.clone(),
+                service_vip: vip.map(|v| format!("{v}:{}", port.port)),
+            });
+        }
+    }
+    if inbound.is_empty() {
+        return None;
+    }
+    let port = |key: &str, default: u16| {
+        annotation(&pod.metadata, key)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default)
+    };
+    let transparent = if annotation(&pod.metadata, TRANSPARENT_PROXYING) == Some("enabled") {
+        TransparentProxying {
+            redirect_port_inbound: port(INBOUND_REDIRECT_PORT, 15006),
+            redirect_port_outbound: port(OUTBOUND_REDIRECT_PORT, 15001),
+        }
+    } else {
+        TransparentProxying::default()
+    };
+    Some(Desired {
+        mesh,
+        spec: DataplaneSpec {
+            networking: Networking {
+                inbound,
+                outbound: Vec::new(),
+                transparent_proxying: Some(transparent),
+            },
+        },
+    })
+}
+
+/// Follows pods, Services, namespaces and Dataplanes until shutdown,
+/// keeping every pod's Dataplane as [`desired`] says.
+pub async fn run(client: kube::Client, shutdown: CancellationToken) {
+    let dataplane_crd = match KumaCrd::of(ResourceType::Dataplane) {
+        Some(c) => c,
+        None => return,
+    };
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let (services, services_writer) = reflector::store::<Service>();
+    let (namespaces, namespaces_writer) = reflector::store::<Namespace>();
+    let dataplanes_writer =
+        reflector::store::Writer::<DynamicObject>::new(dataplane_crd.api_resource());
+    let dataplanes = dataplanes_writer.as_reader();
+
+    let config = watcher::Config::default;
+    let touch_pod = |meta: &kube::api::ObjectMeta| Touch::Pod {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+    };
+    let pod_events = reflector::reflector(
+        pods_writer,
+        watcher(Api::<Pod>::all(client.clone()), config()),
+    )
+    .default_backoff()
+    .map(move |e| match e {
+        Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) => Some(touch_pod(&p.metadata)),
+        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
+        _ => None,
+    })
+    .boxed();
+    let service_events = reflector::reflector(
+        services_writer,
+        watcher(Api::<Service>::all(client.clone()), config()),
+    )
+    .default_backoff()
+    .map(|e| match e {
+        Ok(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => {
+            Some(Touch::Namespace(s.metadata.namespace.unwrap_or_default()))
+        }
+        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
+        _ => None,
+    })
+    .boxed();
+    let namespace_events = reflector::reflector(
+        namespaces_writer,
+        watcher(Api::<Namespace>::all(client.clone()), config()),
+    )
+    .default_backoff()
+    .map(|e| match e {
+        Ok(watcher::Event::Apply(n) | watcher::Event::Delete(n)) => {
+            Some(Touch::Namespace(n.metadata.name.unwrap_or_default()))
+        }
+        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
+        _ => None,
+    })
+    .boxed();
+    let dataplane_events = reflector::reflector(
+        dataplanes_writer,
+        watcher(
+            Api::<DynamicObject>::all_with(client.clone(), &dataplane_crd.api_resource()),
+            config(),
+        ),
+    )
+    .default_backoff()
+    .map(move |e| match e {
+        // Someone else changed or deleted a Dataplane: put it back.
+        Ok(watcher::Event::Apply(d) | watcher::Event::Delete(d)) => Some(touch_pod(&d.metadata)),
+        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
+        _ => None,
+    })
+    .boxed();
+    let mut touches = futures::stream::select_all([
+        pod_events,
+        service_events,
+        namespace_events,
+        dataplane_events,
+    ])
+    .filter_map(|t| async move { t })
+    .boxed();
+
+    let stores = Stores {
+        pods,
+        services,
+        namespaces,
+        dataplanes,
+        crd: dataplane_crd,
+        client,
+    };
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            t = touches.next() => match t { Some(t) => t, None => return },
+        };
+        // Coalesce a burst: a new Service touches many pods at once.
+        let mut batch = vec![first];
+        let deadline = tokio::time::sleep(Duration::from_millis(20));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                t = touches.next() => match t { Some(t) => batch.push(t), None => break },
+            }
+        }
+        for (namespace, name) in stores.pods_touched(batch) {
+            stores.reconcile(&namespace, &name).await;
+        }
+    }
+}
+
+struct Stores {
+    pods: Store<Pod>,
+    services: Store<Service>,
+    namespaces: Store<Namespace>,
+    dataplanes: Store<DynamicObject>,
+    crd: KumaCrd,
+    client: kube::Client,
+}
+
+impl Stores {
+    /// The pods (and Dataplanes whose pod may be gone) a batch names.
+    fn pods_touched(&self, batch: Vec<Touch>) -> BTreeSet<(String, String)> {
+        let mut namespaces = BTreeSet::new();
+        let mut out = BTreeSet::new();
+        let mut everything = false;
+        for t in batch {
+            match t {
+                Touch::Pod { namespace, name } => {
+                    out.insert((namespace, name));
+                }
+                Touch::Namespace(ns) => {
+                    namespaces.insert(ns);
+                }
+                Touch::Everything => everything = true,
+            }
+        }
+        let key = |meta: &kube::api::ObjectMeta| {
+            (
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+            )
+        };
+        for pod in self.pods.state() {
+            if everything || namespaces.contains(pod.metadata.namespace.as_deref().unwrap_or("")) {
+                out.insert(key(&pod.metadata));
+            }
+        }
+        if everything {
+            out.extend(self.dataplanes.state().iter().map(|d| key(&d.metadata)));
+        }
+        out
+    }
+
+    async fn reconcile(&self, namespace: &str, name: &str) {
+        let pod = self.pods.get(&ObjectRef::new(name).within(namespace));
+        let existing = self
+            .dataplanes
+            .get(&ObjectRef::new_with(name, self.crd.api_resource()).within(namespace));
+        let owned = |d: &DynamicObject, uid: Option<&str>| {
+            d.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Pod" && o.name == name && uid.is_none_or(|u| o.uid == u))
+        };
+        let want = pod.as_ref().and_then(|pod| {
+            let services: Vec<std::sync::Arc<Service>> = self
+                .services
+                .state()
+                .into_iter()
+                .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+                .collect();
+            let services: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
+            let ns = self.namespaces.get(&ObjectRef::new(namespace));
+            let want = desired(pod, &services, ns.as_deref());
+            if want.is_none()
+                && annotation(&pod.metadata, SIDECAR_INJECTED) == Some("true")
+                && pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_ref())
+                    .is_some()
+                && !matches!(
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            {
+                tracing::warn!(
+                    namespace,
+                    pod = name,
+                    "no Service selects the pod: it gets no Dataplane until one does"
+                );
+            }
+            want
+        });
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &self.crd.api_resource());
+        let pod_uid = pod.as_ref().and_then(|p| p.metadata.uid.clone());
+        let result = match (want, existing) {
+            (None, Some(d)) if owned(&d, None) => {
+                tracing::info!(
+                    namespace,
+                    dataplane = name,
+                    "deleting the Dataplane of a pod that no longer qualifies"
+                );
+                api.delete(name, &DeleteParams::default()).await.map(|_| ())
+            }
+            (None, _) => Ok(()),
+            (Some(want), existing) => {
+                let Some(pod) = pod else { return };
+                let mut object = self.object(&want, &pod, name, namespace);
+                match existing {
+                    Some(d)
+                        if d.data.get("mesh") == object.data.get("mesh")
+                            && d.data.get("spec") == object.data.get("spec")
+                            && owned(&d, pod_uid.as_deref()) =>
+                    {
+                        Ok(())
+                    }
+                    Some(d) => {
+                        object.metadata.resource_version = d.metadata.resource_version.clone();
+                        api.replace(name, &PostParams::default(), &object)
+                            .await
+                            .map(|_| ())
+                    }
+                    None => api
+                        .create(&PostParams::default(), &object)
+                        .await
+                        .map(|_| ()),
+                }
+            }
+        };
+        if let Err(e) = result {
+            // A conflict or a race with the pod's deletion: the next event
+            // about it brings it back here.
+            tracing::warn!(namespace, dataplane = name, error = %e, "cannot write the pod's Dataplane");
+        }
+    }
+
+    fn object(&self, want: &Desired, pod: &Pod, name: &str, namespace: &str) -> DynamicObject {
+        let mut object = DynamicObject::new(name, &self.crd.api_resource()).within(namespace);
+        object.metadata.labels = Some([(MESH_LABEL.to_string(), want.mesh.clone())].into());
+        object.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: name.into(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        object.data = json!({
+            "mesh": want.mesh,
+            "spec": serde_json::to_value(&want.spec).unwrap_or(Value::Null),
+        });
+        object
+    }
+}

@@ -1,0 +1,111 @@
+//! Pods become Dataplanes, with `kuma-cp` in Kubernetes mode against the
+//! in-process API server: a pod with the sidecar and a Service selecting it
+//! gets its Dataplane; Service and readiness changes follow; it goes with
+//! the pod.
+
+mod common;
+#[path = "kube_api/mod.rs"]
+mod kube_api;
+
+use common::{KumaCp, eventually};
+use kube_api::KubeApi;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const PODS: &str = "/api/v1/namespaces/demo/pods";
+const SERVICES: &str = "/api/v1/namespaces/demo/services";
+const DATAPLANE: &str = "/apis/kuma.io/v1alpha1/namespaces/demo/dataplanes/echo-1";
+
+fn pod(name: &str, ip: &str, ready: bool, phase: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "echo", "version": "v1"},
+                     "annotations": {"kuma.io/sidecar-injected": "true"}},
+        "spec": {"containers": [{"name": "echo", "image": "kuma-tcp-echo",
+                                 "ports": [{"name": "tcp-echo", "containerPort": 7000}]}]},
+        "status": {"phase": phase, "podIP": ip,
+                   "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+    })
+}
+
+fn service(target_port: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "echo"},
+        "spec": {"selector": {"app": "echo"}, "clusterIP": "10.96.0.5",
+                 "ports": [{"port": 80, "targetPort": target_port}]}
+    })
+}
+
+fn inbound(api: &KubeApi) -> Option<Value> {
+    api.get(DATAPLANE)
+        .map(|d| d["spec"]["networking"]["inbound"][0].clone())
+}
+
+#[test]
+fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
+    let api = KubeApi::start();
+    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
+    let _cp = KumaCp::start(&[
+        ("KUMA_ENVIRONMENT", "kubernetes"),
+        ("KUMA_STORE_TYPE", "kubernetes"),
+        ("KUBECONFIG", &kubeconfig),
+    ]);
+    api.apply(
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "demo", "labels": {"kuma.io/sidecar-injection": "enabled"}}}),
+    );
+    api.apply(SERVICES, service(json!("tcp-echo")));
+    let created = api.apply(PODS, pod("echo-1", "10.0.0.2", true, "Running"));
+    // A pod without the sidecar gets nothing.
+    let mut plain = pod("plain", "10.0.0.9", true, "Running");
+    plain["metadata"]["annotations"] = json!({});
+    api.apply(PODS, plain);
+
+    assert!(eventually(Duration::from_secs(10), || api
+        .get(DATAPLANE)
+        .is_some()));
+    let dataplane = api.get(DATAPLANE).unwrap();
+    assert_eq!(dataplane["mesh"], "default");
+    assert_eq!(
+        dataplane["metadata"]["ownerReferences"][0]["uid"], created["metadata"]["uid"],
+        "owned by its pod"
+    );
+    assert_eq!(
+        inbound(&api).unwrap(),
+        json!({"interface": "10.0.0.2:7000:7000",
+               "tags": {"app": "echo", "version": "v1", "service": "echo_demo_svc_80", "protocol": "tcp"},
+               "health": {"ready": true},
+               "serviceVip": "10.96.0.5:80"})
+    );
+    assert!(
+        api.get("/apis/kuma.io/v1alpha1/namespaces/demo/dataplanes/plain")
+            .is_none()
+    );
+
+    // The Service's target port changes: so does the inbound.
+    api.apply(SERVICES, service(json!(7001)));
+    assert!(eventually(Duration::from_secs(10), || inbound(&api)
+        .is_some_and(|i| i["interface"] == "10.0.0.2:7001:7001")));
+
+    // The pod stops being ready: its inbound says so.
+    api.apply(PODS, pod("echo-1", "10.0.0.2", false, "Running"));
+    assert!(eventually(Duration::from_secs(10), || inbound(&api)
+        .is_some_and(|i| i["health"]["ready"] == false)));
+
+    // It completes: no Dataplane.
+    api.apply(PODS, pod("echo-1", "10.0.0.2", false, "Succeeded"));
+    assert!(eventually(Duration::from_secs(10), || api
+        .get(DATAPLANE)
+        .is_none()));
+
+    // A new one, then deleted: its Dataplane goes with it.
+    api.apply(PODS, pod("echo-1", "10.0.0.3", true, "Running"));
+    assert!(eventually(Duration::from_secs(10), || inbound(&api)
+        .is_some_and(|i| i["interface"] == "10.0.0.3:7001:7001")));
+    assert!(api.delete(&format!("{PODS}/echo-1")));
+    assert!(eventually(Duration::from_secs(10), || api
+        .get(DATAPLANE)
+        .is_none()));
+}
