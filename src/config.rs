@@ -59,9 +59,14 @@ pub enum XdsApiType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DpAuthType {
-    /// A dataplane token on every stream.
+    /// `serviceAccountToken` on Kubernetes, `dpToken` in Universal.
     #[default]
+    Auto,
+    /// A dataplane token on every stream.
     DpToken,
+    /// Kubernetes: the pod's service-account token, checked with a
+    /// TokenReview against the pod behind the Dataplane.
+    ServiceAccountToken,
     /// Any stream naming a registered dataplane is served.
     None,
 }
@@ -659,6 +664,15 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// How streams authenticate, `auto` resolved for the environment.
+    pub fn dp_auth(&self) -> DpAuthType {
+        match (self.dp_server.auth.auth_type, self.environment) {
+            (DpAuthType::Auto, Environment::Kubernetes) => DpAuthType::ServiceAccountToken,
+            (DpAuthType::Auto, Environment::Universal) => DpAuthType::DpToken,
+            (chosen, _) => chosen,
+        }
     }
 
     /// The HTTP API refuses writes: always on Kubernetes (resources are

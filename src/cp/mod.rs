@@ -12,7 +12,7 @@ use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
 use crate::runtime::{self, CancellationToken, ListenError, TaskTracker};
 use crate::security::token_server::{self, PublicTlsError, TokenContext};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
-use crate::xds::ads::AdsServer;
+use crate::xds::ads::{AdsServer, StreamAuth};
 use crate::xds::cache::SnapshotCache;
 use crate::xds::index::IndexHandle;
 use crate::xds::reconciler::Reconciler;
@@ -35,6 +35,9 @@ pub enum CpError {
     DefaultMesh(#[source] StoreError),
     #[error("the public dataplane token server: {0}")]
     PublicTokenServer(#[from] PublicTlsError),
+    #[cfg(not(feature = "kubernetes"))]
+    #[error("dpServer.auth.type serviceAccountToken needs the cargo feature \"kubernetes\"")]
+    NoServiceAccountAuth,
     #[error(
         "store type \"{0:?}\" is not available in this build (enable the cargo feature that provides it)"
     )]
@@ -118,6 +121,23 @@ async fn public_token_server(
     Ok(Some((bound, tls)))
 }
 
+/// What ADS and SDS streams must present.
+async fn stream_auth(config: &Config) -> Result<StreamAuth, CpError> {
+    Ok(match config.dp_auth() {
+        DpAuthType::None => StreamAuth::None,
+        DpAuthType::DpToken | DpAuthType::Auto => StreamAuth::DataplaneToken,
+        #[cfg(feature = "kubernetes")]
+        DpAuthType::ServiceAccountToken => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(crate::k8s::store::KubernetesStoreError::Config)?;
+            StreamAuth::ServiceAccount(crate::k8s::identity::ServiceAccountVerifier { client })
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        DpAuthType::ServiceAccountToken => return Err(CpError::NoServiceAccountAuth),
+    })
+}
+
 /// Runs the control plane until `stop` completes.
 pub async fn run(
     config: Config,
@@ -198,7 +218,7 @@ pub async fn run(
         instance_id,
         shutdown: shutdown.clone(),
         insight_writers: insight_writers.clone(),
-        require_token: config.dp_server.auth.auth_type == DpAuthType::DpToken,
+        auth: stream_auth(&config).await?,
         insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
     let (ads_service, sds_service) = ads.into_services();

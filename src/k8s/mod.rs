@@ -4,5 +4,6 @@
 //! controller that turns pods into `Dataplane`s.
 
 pub mod crd;
+pub mod identity;
 pub mod pods;
 pub mod store;

@@ -130,6 +130,30 @@ impl Dataplane {
         }
     }
 
+    /// Starts `kuma-dp run` the way a pod's injected sidecar does: no
+    /// flags, everything from the environment (`env`, plus the admin port,
+    /// the Envoy binary and a config directory of its own).
+    pub fn launch_sidecar(env: &[(&str, &str)]) -> Dataplane {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin_port = free_port();
+        let child = Command::new(bin("kuma-dp"))
+            .arg("run")
+            .env_clear()
+            .env("KUMA_DATAPLANE_ADMIN_PORT", admin_port.to_string())
+            .env("KUMA_DATAPLANE_RUNTIME_BINARY_PATH", envoy_binary())
+            .env("KUMA_DATAPLANE_RUNTIME_CONFIG_DIR", dir.path())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("kuma-dp.log")).expect("log file"))
+            .spawn()
+            .expect("kuma-dp runs");
+        Dataplane {
+            process: Process(child),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            _dir: dir,
+        }
+    }
+
     /// Waits until Envoy reports LIVE.
     pub fn wait_ready(&self) {
         assert!(
@@ -185,7 +209,19 @@ impl Dataplane {
 /// half-closed TCP does not survive TLS between proxies, and real clients
 /// do not rely on it.
 pub fn echo_roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    echo_roundtrip_at(("127.0.0.1", port), payload)
+}
+
+/// [`echo_roundtrip`] to any address.
+pub fn echo_roundtrip_at(
+    address: impl std::net::ToSocketAddrs,
+    payload: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let address = address
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut writer = stream.try_clone()?;
     let data = payload.to_vec();
@@ -205,7 +241,12 @@ pub fn echo_roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// True once bytes sent to `port` come back unchanged.
 pub fn echo_works(port: u16) -> bool {
-    echo_roundtrip(port, b"ping")
+    echo_works_at(("127.0.0.1", port))
+}
+
+/// [`echo_works`] at any address.
+pub fn echo_works_at(address: impl std::net::ToSocketAddrs) -> bool {
+    echo_roundtrip_at(address, b"ping")
         .map(|b| b == b"ping")
         .unwrap_or(false)
 }

@@ -60,8 +60,19 @@ pub struct AdsServer {
     /// Runs every insight writer, so a stopping control plane can wait for
     /// the last writes.
     pub insight_writers: TaskTracker,
-    /// Every stream must present a dataplane token.
-    pub require_token: bool,
+    /// What a stream must present.
+    pub auth: StreamAuth,
+}
+
+/// How a stream proves it is the dataplane its node id names.
+pub enum StreamAuth {
+    /// Nothing: any stream naming a registered dataplane is served.
+    None,
+    /// A dataplane token signed with its mesh's key (Universal).
+    DataplaneToken,
+    /// Its pod's service-account token (Kubernetes).
+    #[cfg(feature = "kubernetes")]
+    ServiceAccount(crate::k8s::identity::ServiceAccountVerifier),
 }
 
 /// The token a stream presents, from its `authorization` metadata.
@@ -101,32 +112,22 @@ impl AdsServer {
                 "node id \"{node_id}\" must be {{mesh}}.{{dataplane name}}"
             ))
         })?;
-        let refused = |e: TokenError| match e {
-            TokenError::Store(_) => Status::unavailable(e.to_string()),
-            other => Status::unauthenticated(format!("dataplane {id}: {other}")),
-        };
-        if self.require_token {
-            let token = token.unwrap_or("");
-            tokens::claimed(token, &id.mesh, &id.name).map_err(refused)?;
-            // A token is issued only once its mesh has a key: wait for the key
-            // to arrive rather than call a fresh token forged.
-            self.index
-                .wait_for(REGISTRATION_GRACE, |i| {
-                    i.mesh(&id.mesh)?.secret(SIGNING_KEY_SECRET).map(|_| ())
-                })
-                .await;
-            let keys = {
-                let index = self.index.read();
-                let mesh = index.mesh(&id.mesh);
-                let secret = |name| mesh.and_then(|m| m.secret(name)).map(|s| s.as_ref());
-                MeshTokenKeys::from_secrets(
-                    &id.mesh,
-                    secret(SIGNING_KEY_SECRET),
-                    secret(REVOCATIONS_SECRET),
-                )
-            };
-            keys.and_then(|keys| tokens::verify(&keys, token, &id.mesh, &id.name))
-                .map_err(refused)?;
+        match &self.auth {
+            StreamAuth::None => {}
+            StreamAuth::DataplaneToken => {
+                self.check_dataplane_token(&id, token.unwrap_or("")).await?
+            }
+            #[cfg(feature = "kubernetes")]
+            StreamAuth::ServiceAccount(verifier) => {
+                use crate::k8s::identity::IdentityError;
+                verifier
+                    .verify(token.unwrap_or(""), &id)
+                    .await
+                    .map_err(|e| match e {
+                        IdentityError::Api(_) => Status::unavailable(e.to_string()),
+                        other => Status::unauthenticated(format!("dataplane {id}: {other}")),
+                    })?;
+            }
         }
         let registered = self
             .index
@@ -139,6 +140,38 @@ impl AdsServer {
                 id.name, id.mesh
             ))),
         }
+    }
+}
+
+impl AdsServer {
+    /// A dataplane token: for this mesh and name, signed with the mesh's
+    /// key (read from the index), not expired, not revoked.
+    async fn check_dataplane_token(&self, id: &ProxyId, token: &str) -> Result<(), Status> {
+        let refused = |e: TokenError| match e {
+            TokenError::Store(_) => Status::unavailable(e.to_string()),
+            other => Status::unauthenticated(format!("dataplane {id}: {other}")),
+        };
+        tokens::claimed(token, &id.mesh, &id.name).map_err(refused)?;
+        // A token is issued only once its mesh has a key: wait for the key
+        // to arrive rather than call a fresh token forged.
+        self.index
+            .wait_for(REGISTRATION_GRACE, |i| {
+                i.mesh(&id.mesh)?.secret(SIGNING_KEY_SECRET).map(|_| ())
+            })
+            .await;
+        let keys = {
+            let index = self.index.read();
+            let mesh = index.mesh(&id.mesh);
+            let secret = |name| mesh.and_then(|m| m.secret(name)).map(|s| s.as_ref());
+            MeshTokenKeys::from_secrets(
+                &id.mesh,
+                secret(SIGNING_KEY_SECRET),
+                secret(REVOCATIONS_SECRET),
+            )
+        };
+        keys.and_then(|keys| tokens::verify(&keys, token, &id.mesh, &id.name))
+            .map(|_| ())
+            .map_err(refused)
     }
 }
 
