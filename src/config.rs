@@ -98,6 +98,23 @@ pub struct Config {
     pub general: GeneralConfig,
     pub defaults: DefaultsConfig,
     pub logging: LoggingConfig,
+    pub leader_election: LeaderElectionConfig,
+}
+
+/// Kubernetes: replicas elect the one that writes with a Lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LeaderElectionConfig {
+    /// A leader that has not renewed the lease for this long is replaced.
+    pub lease_duration_seconds: u64,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            lease_duration_seconds: 15,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +277,7 @@ impl Default for Config {
             general: GeneralConfig::default(),
             defaults: DefaultsConfig::default(),
             logging: LoggingConfig::default(),
+            leader_election: LeaderElectionConfig::default(),
         }
     }
 }

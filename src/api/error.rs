@@ -68,7 +68,7 @@ impl From<StoreError> for ApiError {
                     format!("mesh \"{mesh}\" does not exist; create the Mesh first"),
                 )],
             ),
-            StoreError::Unavailable(_) => Self::new(
+            StoreError::Unavailable(_) | StoreError::NotLeader(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Store unavailable",
                 details,

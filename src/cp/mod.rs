@@ -3,13 +3,15 @@
 //! before anything serves), then serves until SIGTERM or SIGINT.
 
 mod health;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 
 use crate::api::{self, ApiContext};
 use crate::bootstrap::{self, BootstrapContext};
 use crate::config::{Config, DpAuthType, StoreType};
 use crate::metrics::Metrics;
 use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
-use crate::runtime::{self, CancellationToken, ListenError, TaskTracker};
+use crate::runtime::{self, CancellationToken, Leadership, ListenError, TaskTracker};
 use crate::security::token_server::{self, PublicTlsError, TokenContext};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
 use crate::xds::ads::{AdsServer, StreamAuth};
@@ -44,32 +46,56 @@ pub enum CpError {
     UnsupportedStore(StoreType),
 }
 
+/// The store, whether this control plane may write to it, and the
+/// background work that keeps both.
+pub struct Opened {
+    pub store: SharedStore,
+    pub leadership: Leadership,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Kubernetes mode: the API server client.
+    #[cfg(feature = "kubernetes")]
+    pub kube: Option<kube::Client>,
+}
+
+impl Opened {
+    fn single_writer(store: SharedStore) -> Opened {
+        Opened {
+            store,
+            leadership: Leadership::always(),
+            tasks: Vec::new(),
+            #[cfg(feature = "kubernetes")]
+            kube: None,
+        }
+    }
+}
+
 /// Opens the store the configuration names.
-pub async fn open_store(config: &Config) -> Result<SharedStore, CpError> {
+#[cfg_attr(not(feature = "kubernetes"), allow(unused_variables))]
+pub async fn open_store(
+    config: &Config,
+    instance_id: &str,
+    shutdown: &CancellationToken,
+) -> Result<Opened, CpError> {
     match config.store.store_type {
-        StoreType::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreType::Memory => Ok(Opened::single_writer(Arc::new(MemoryStore::new()))),
         #[cfg(feature = "universal")]
         StoreType::Postgres => {
             let store =
                 crate::store::postgres::PostgresStore::connect(&config.store.postgres).await?;
-            Ok(Arc::new(store))
+            // Postgres replicas all write: every write is a
+            // compare-and-swap in the database.
+            Ok(Opened::single_writer(Arc::new(store)))
         }
         #[cfg(feature = "kubernetes")]
-        StoreType::Kubernetes => {
-            let store = crate::k8s::store::KubernetesStore::connect(
-                &config.system_namespace,
-                Duration::from_secs(30),
-            )
-            .await?;
-            Ok(Arc::new(store))
-        }
+        StoreType::Kubernetes => kubernetes::open(config, instance_id, shutdown).await,
         #[allow(unreachable_patterns)]
         other => Err(CpError::UnsupportedStore(other)),
     }
 }
 
 /// Creates the `default` mesh unless it exists or the setting
-/// `defaults.skipMeshCreation` says not to.
+/// `defaults.skipMeshCreation` says not to; with several replicas, the
+/// leader does.
 async fn ensure_default_mesh(config: &Config, store: &SharedStore) -> Result<(), CpError> {
     if config.defaults.skip_mesh_creation {
         return Ok(());
@@ -83,7 +109,7 @@ async fn ensure_default_mesh(config: &Config, store: &SharedStore) -> Result<(),
             tracing::info!("created the default mesh");
             Ok(())
         }
-        Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Err(StoreError::AlreadyExists(_) | StoreError::NotLeader(_)) => Ok(()),
         Err(e) => Err(CpError::DefaultMesh(e)),
     }
 }
@@ -122,15 +148,19 @@ async fn public_token_server(
 }
 
 /// What ADS and SDS streams must present.
-async fn stream_auth(config: &Config) -> Result<StreamAuth, CpError> {
+#[cfg_attr(not(feature = "kubernetes"), allow(unused_variables))]
+async fn stream_auth(config: &Config, opened: &Opened) -> Result<StreamAuth, CpError> {
     Ok(match config.dp_auth() {
         DpAuthType::None => StreamAuth::None,
         DpAuthType::DpToken | DpAuthType::Auto => StreamAuth::DataplaneToken,
         #[cfg(feature = "kubernetes")]
         DpAuthType::ServiceAccountToken => {
-            let client = kube::Client::try_default()
-                .await
-                .map_err(crate::k8s::store::KubernetesStoreError::Config)?;
+            let client = match &opened.kube {
+                Some(client) => client.clone(),
+                None => kube::Client::try_default()
+                    .await
+                    .map_err(crate::k8s::store::KubernetesStoreError::Config)?,
+            };
             StreamAuth::ServiceAccount(crate::k8s::identity::ServiceAccountVerifier { client })
         }
         #[cfg(not(feature = "kubernetes"))]
@@ -138,13 +168,39 @@ async fn stream_auth(config: &Config) -> Result<StreamAuth, CpError> {
     })
 }
 
+/// A replica that is not the leader yet creates the default mesh once it is.
+async fn default_mesh_when_leading(
+    config: Config,
+    store: SharedStore,
+    mut leadership: Leadership,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = leadership.acquired() => {}
+        }
+        match ensure_default_mesh(&config, &store).await {
+            Ok(()) if leadership.is_leader() => return,
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Runs the control plane until `stop` completes.
 pub async fn run(
     config: Config,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CpError> {
-    let store = open_store(&config).await?;
-    ensure_default_mesh(&config, &store).await?;
+    let shutdown = CancellationToken::new();
+    let instance_id = uuid::Uuid::new_v4().to_string();
+    let opened = open_store(&config, &instance_id, &shutdown).await?;
+    let store = opened.store.clone();
+    if opened.leadership.is_leader() {
+        ensure_default_mesh(&config, &store).await?;
+    }
 
     let api_listener = runtime::bind("HTTP API", "apiServer.port", config.api_server.port).await?;
     let health_listener = runtime::bind(
@@ -172,8 +228,6 @@ pub async fn run(
     .await?;
     let public_token_server = public_token_server(&config, token_listener.address.port()).await?;
 
-    let shutdown = CancellationToken::new();
-    let instance_id = uuid::Uuid::new_v4().to_string();
     let metrics = Arc::new(Metrics::new());
     let (cache, connected) = SnapshotCache::new();
     let index = IndexHandle::default();
@@ -218,7 +272,7 @@ pub async fn run(
         instance_id,
         shutdown: shutdown.clone(),
         insight_writers: insight_writers.clone(),
-        auth: stream_auth(&config).await?,
+        auth: stream_auth(&config, &opened).await?,
         insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
     let (ads_service, sds_service) = ads.into_services();
@@ -252,20 +306,24 @@ pub async fn run(
                 .instrument(tracing::info_span!("reconciler")),
         ),
         tokio::spawn(
-            ca_provisioner::run(store.clone(), index, shutdown.clone())
-                .instrument(tracing::info_span!("ca_provisioner")),
+            ca_provisioner::run(
+                store.clone(),
+                index,
+                opened.leadership.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("ca_provisioner")),
         ),
     ];
-    #[cfg(feature = "kubernetes")]
-    if config.store.store_type == StoreType::Kubernetes {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(crate::k8s::store::KubernetesStoreError::Config)?;
-        servers.push(tokio::spawn(
-            crate::k8s::pods::run(client, shutdown.clone())
-                .instrument(tracing::info_span!("pods_to_dataplanes")),
-        ));
+    if !opened.leadership.is_leader() {
+        servers.push(tokio::spawn(default_mesh_when_leading(
+            config.clone(),
+            store.clone(),
+            opened.leadership.clone(),
+            shutdown.clone(),
+        )));
     }
+    servers.extend(opened.tasks);
     if let Some((bound, tls)) = public_token_server {
         let router = token_server::router(token_context(&config, &store));
         servers.push(tokio::spawn(bound.serve_tls(tls, router, shutdown.clone())));

@@ -5,5 +5,6 @@
 
 pub mod crd;
 pub mod identity;
+pub mod leader;
 pub mod pods;
 pub mod store;

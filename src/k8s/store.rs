@@ -14,6 +14,7 @@ use super::crd::{CRDS, KumaCrd, MESH_LABEL};
 use crate::resources::{
     Resource, ResourceKey, ResourceType, ResourceVersion, SecretSpec, Spec, ValidationError,
 };
+use crate::runtime::Leadership;
 use crate::store::memory::list_in;
 use crate::store::{
     CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError,
@@ -61,6 +62,8 @@ struct Cache {
 
 pub struct KubernetesStore {
     client: kube::Client,
+    /// Only the leader writes.
+    leadership: Leadership,
     system_namespace: String,
     cache: Arc<RwLock<Cache>>,
     changes: broadcast::Sender<ChangeEvent>,
@@ -87,12 +90,11 @@ impl KubernetesStore {
     /// Connects with the in-cluster configuration or `KUBECONFIG`, starts a
     /// watcher per kind, and returns once each has listed what exists.
     pub async fn connect(
+        client: kube::Client,
         system_namespace: &str,
+        leadership: Leadership,
         sync_timeout: Duration,
     ) -> Result<KubernetesStore, KubernetesStoreError> {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(KubernetesStoreError::Config)?;
         let cache = Arc::new(RwLock::new(Cache::default()));
         let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
         let mut watchers = Vec::new();
@@ -139,6 +141,7 @@ impl KubernetesStore {
         )));
         let store = KubernetesStore {
             client,
+            leadership,
             system_namespace: system_namespace.to_string(),
             cache,
             changes,
@@ -223,8 +226,17 @@ impl KubernetesStore {
         })
     }
 
+    fn require_leader(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        if self.leadership.is_leader() {
+            Ok(())
+        } else {
+            Err(StoreError::NotLeader(key.clone()))
+        }
+    }
+
     async fn write(&self, resource: &Resource, create: bool) -> Result<Resource, StoreError> {
         let key = &resource.key;
+        self.require_leader(key)?;
         if key.kind == ResourceType::Secret {
             return self.write_secret(resource, create).await;
         }
@@ -554,6 +566,7 @@ impl ResourceStore for KubernetesStore {
     }
 
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        self.require_leader(key)?;
         let result = if key.kind == ResourceType::Secret {
             self.secrets()
                 .delete(&secret_object_name(key), &DeleteParams::default())

@@ -7,9 +7,11 @@
 //! exit (the last insight writes) runs on a [`TaskTracker`] the program
 //! waits for.
 
+mod leadership;
 mod listen;
 mod signals;
 
+pub use leadership::Leadership;
 pub use listen::{Bound, ListenError, bind, bind_on, serve_tls};
 pub use signals::termination_signal;
 pub use tokio_util::sync::CancellationToken;

@@ -52,6 +52,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store holds data it cannot read: {0}")]
     Corrupt(String),
+    /// Several control planes share the store and another one writes now.
+    #[error("{0} was not written: this control plane is not the leader")]
+    NotLeader(ResourceKey),
 }
 
 /// Which resources to list. Results are ordered by mesh, then name.

@@ -5,16 +5,28 @@
 //! thing the data-plane side reads.
 
 use super::index::{CA_SECRET, IndexHandle};
-use crate::runtime::{Backoff, CancellationToken};
+use crate::runtime::{Backoff, CancellationToken, Leadership};
 use crate::security::ca::MeshCa;
 use crate::store::SharedStore;
 use std::time::Duration;
 
-/// Runs until shutdown, looking again after every change of the index.
-pub async fn run(store: SharedStore, index: IndexHandle, shutdown: CancellationToken) {
+/// Runs until shutdown, looking again after every change of the index,
+/// while this control plane leads (another replica creates them otherwise).
+pub async fn run(
+    store: SharedStore,
+    index: IndexHandle,
+    mut leadership: Leadership,
+    shutdown: CancellationToken,
+) {
     let mut changes = index.changes();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
+        if !leadership.is_leader() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = leadership.acquired() => {}
+            }
+        }
         let missing: Vec<String> = index
             .read()
             .meshes()

@@ -130,8 +130,9 @@ async fn write(store: &SharedStore, tracker: &SubscriptionTracker) {
     })
     .await;
     match written {
-        // The mesh is gone, and the dataplane with it.
-        Ok(_) | Err(StoreError::MeshNotFound(_)) => {}
+        // The mesh is gone, and the dataplane with it; or another replica
+        // is the one that writes.
+        Ok(_) | Err(StoreError::MeshNotFound(_) | StoreError::NotLeader(_)) => {}
         Err(e) => tracing::warn!(error = %e, "cannot write the dataplane insight"),
     }
 }

@@ -400,10 +400,16 @@ async fn handle(
         .unwrap_or("")
         .to_string();
     {
+        let client = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .to_string();
         let mut store = shared.lock();
         *store
             .writes
-            .entry(format!("{} {}", method, target.collection()))
+            .entry(format!("{} {} {client}", method, target.collection()))
             .or_default() += 1;
     }
     match (method, &target.name) {
@@ -741,6 +747,12 @@ fn watch_stream(shared: Arc<Shared>, target: Target, query: HashMap<String, Stri
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+fn kubeconfig_text(url: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fixture\n  cluster:\n    server: {url}\nusers:\n- name: fixture\n  user:\n    token: {token}\ncontexts:\n- name: fixture\n  context:\n    cluster: fixture\n    user: fixture\n    namespace: default\ncurrent-context: fixture\n"
+    )
+}
+
 impl KubeApi {
     /// Starts the server on a free port and writes a kubeconfig for it.
     pub fn start() -> KubeApi {
@@ -765,13 +777,7 @@ impl KubeApi {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("http://127.0.0.1:{port}");
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fixture\n  cluster:\n    server: {url}\nusers:\n- name: fixture\n  user:\n    token: fixture-admin\ncontexts:\n- name: fixture\n  context:\n    cluster: fixture\n    user: fixture\n    namespace: default\ncurrent-context: fixture\n"
-            ),
-        )
-        .expect("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_text(&url, "fixture-admin")).expect("kubeconfig");
         KubeApi {
             url,
             kubeconfig,
@@ -875,13 +881,30 @@ impl KubeApi {
     }
 
     /// How many requests of `verb` (GET, POST, PUT, PATCH, DELETE) reached
-    /// `group/version/plural` (e.g. `kuma.io/v1alpha1/dataplanes`).
-    pub fn requests(&self, verb: &str, collection: &str) -> usize {
+    /// `group/version/plural` (e.g. `kuma.io/v1alpha1/dataplanes`) from the
+    /// client whose kubeconfig holds `token`.
+    pub fn requests(&self, verb: &str, collection: &str, token: &str) -> usize {
         self.shared
             .lock()
             .writes
-            .get(&format!("{verb} {collection}"))
+            .get(&format!("{verb} {collection} {token}"))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Writes (POST, PUT, PATCH, DELETE) of `collection` by `token`.
+    pub fn writes(&self, collection: &str, token: &str) -> usize {
+        ["POST", "PUT", "PATCH", "DELETE"]
+            .iter()
+            .map(|verb| self.requests(verb, collection, token))
+            .sum()
+    }
+
+    /// Another kubeconfig for this server, whose client presents `token`;
+    /// the server tells the clients apart by it.
+    pub fn kubeconfig_for(&self, token: &str) -> PathBuf {
+        let path = self._dir.path().join(format!("kubeconfig-{token}"));
+        std::fs::write(&path, kubeconfig_text(&self.url, token)).expect("kubeconfig");
+        path
     }
 }

@@ -1,0 +1,72 @@
+//! Kubernetes mode's part of `kuma-cp run`: the API server client, the
+//! leader election, the kubernetes store, and the pod controller, which
+//! runs only while this replica leads.
+
+use super::{CpError, Opened};
+use crate::config::Config;
+use crate::k8s::store::{KubernetesStore, KubernetesStoreError};
+use crate::k8s::{leader, pods};
+use crate::runtime::{CancellationToken, Leadership};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// How long the watchers may take to list what exists at start.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn open(
+    config: &Config,
+    instance_id: &str,
+    shutdown: &CancellationToken,
+) -> Result<Opened, CpError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(KubernetesStoreError::Config)?;
+    let (leadership, election) = leader::campaign(
+        client.clone(),
+        &config.system_namespace,
+        instance_id.to_string(),
+        Duration::from_secs(config.leader_election.lease_duration_seconds),
+        shutdown.clone(),
+    );
+    let store = KubernetesStore::connect(
+        client.clone(),
+        &config.system_namespace,
+        leadership.clone(),
+        SYNC_TIMEOUT,
+    )
+    .await?;
+    let controller = tokio::spawn(
+        pods_while_leading(client.clone(), leadership.clone(), shutdown.clone())
+            .instrument(tracing::info_span!("pods_to_dataplanes")),
+    );
+    Ok(Opened {
+        store: Arc::new(store),
+        leadership,
+        tasks: vec![election, controller],
+        kube: Some(client),
+    })
+}
+
+/// Runs the pod controller whenever this replica leads, and stops it as
+/// soon as it does not.
+async fn pods_while_leading(
+    client: kube::Client,
+    mut leadership: Leadership,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = leadership.acquired() => {}
+        }
+        let term = shutdown.child_token();
+        let controller = tokio::spawn(pods::run(client.clone(), term.clone()).in_current_span());
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = leadership.lost() => tracing::info!("no longer the leader: the pod controller stops"),
+        }
+        term.cancel();
+        let _ = controller.await;
+    }
+}
