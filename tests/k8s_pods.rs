@@ -7,7 +7,7 @@ mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;
 
-use common::{KumaCp, eventually};
+use common::{KumaCp, eventually, kumactl};
 use kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -46,7 +46,7 @@ fn inbound(api: &KubeApi) -> Option<Value> {
 fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
     let api = KubeApi::start();
     let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
-    let _cp = KumaCp::start(&[
+    let cp = KumaCp::start(&[
         ("KUMA_ENVIRONMENT", "kubernetes"),
         ("KUMA_STORE_TYPE", "kubernetes"),
         ("KUBECONFIG", &kubeconfig),
@@ -58,10 +58,47 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
     );
     api.apply(SERVICES, service(json!("tcp-echo")));
     let created = api.apply(PODS, pod("echo-1", "10.0.0.2", true, "Running"));
-    // A pod without the sidecar gets nothing.
+    // A pod without the sidecar in this labelled namespace (created before
+    // the injector was up) gets no Dataplane; it is reported instead.
     let mut plain = pod("plain", "10.0.0.9", true, "Running");
     plain["metadata"]["annotations"] = json!({});
     api.apply(PODS, plain);
+    let reported = || {
+        api.list("/api/v1/namespaces/demo/events")
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == "plain" && e["reason"] == "SidecarMissing")
+    };
+    assert!(eventually(Duration::from_secs(10), || reported().is_some()));
+    let message = reported().unwrap()["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("restart"), "{message}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kumactl");
+    let add = kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "k8s",
+            "--address",
+            &cp.api,
+        ],
+        None,
+    );
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let inspect = kumactl(&config, &["inspect", "dataplanes"], None);
+    assert!(
+        inspect
+            .stdout
+            .contains("pod demo/plain is outside the mesh")
+            && inspect.stdout.contains("kubectl -n demo delete pod plain"),
+        "{}",
+        inspect.stdout
+    );
 
     assert!(eventually(Duration::from_secs(10), || api
         .get(DATAPLANE)

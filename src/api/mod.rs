@@ -2,6 +2,7 @@
 //! resources inside them, dataplanes with their insights, and the version.
 
 mod error;
+pub mod outside_mesh;
 mod overview;
 mod paging;
 mod resources;
@@ -30,6 +31,8 @@ pub struct ApiContext {
     pub token_server_local: String,
     pub token_server_public: Option<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Kubernetes: pods that should be in a mesh and have no sidecar.
+    pub outside_mesh: outside_mesh::OutsideMesh,
 }
 
 pub type SharedContext = Arc<ApiContext>;

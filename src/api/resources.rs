@@ -18,12 +18,14 @@ use serde_json::Value;
 enum Collection {
     Kind(ResourceType),
     DataplaneOverviews,
+    PodsWithoutSidecar,
 }
 
 fn collection(segment: &str) -> Result<Collection, ApiError> {
     match segment {
         // The reference writes both spellings.
         "dataplanes+insights" | "dataplane+insights" => Ok(Collection::DataplaneOverviews),
+        "pods-without-sidecar" => Ok(Collection::PodsWithoutSidecar),
         _ => ResourceType::from_collection(segment)
             .map(Collection::Kind)
             .ok_or_else(|| {
@@ -198,6 +200,15 @@ pub(super) async fn list_in_mesh(
     match collection(&segment)? {
         Collection::Kind(kind) => list(&ctx, kind, Some(&mesh), &uri, &headers).await,
         Collection::DataplaneOverviews => overview::list(&ctx, &mesh, &uri, &headers).await,
+        Collection::PodsWithoutSidecar => {
+            let items = ctx
+                .outside_mesh
+                .of_mesh(&mesh)
+                .into_iter()
+                .map(|p| serde_json::to_value(p).unwrap_or_default())
+                .collect();
+            Ok(page_response(items, None))
+        }
     }
 }
 
@@ -211,16 +222,21 @@ pub(super) async fn get_in_mesh(
             .get(&ResourceKey::new(kind, &mesh, &name))
             .await?)),
         Collection::DataplaneOverviews => overview::get(&ctx, &mesh, &name).await,
+        Collection::PodsWithoutSidecar => Err(ApiError::not_found(
+            "list /meshes/{mesh}/pods-without-sidecar as a whole",
+        )),
     }
 }
 
 fn writable_kind(segment: &str) -> Result<ResourceType, ApiError> {
     match collection(segment)? {
         Collection::Kind(kind) => Ok(kind),
-        Collection::DataplaneOverviews => Err(ApiError::new(
+        Collection::DataplaneOverviews | Collection::PodsWithoutSidecar => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed",
-            "dataplanes+insights is read-only; write dataplanes at /meshes/{mesh}/dataplanes/{name}",
+            format!(
+                "{segment} is read-only; write dataplanes at /meshes/{{mesh}}/dataplanes/{{name}}"
+            ),
         )),
     }
 }

@@ -1,12 +1,13 @@
 //! Kubernetes mode's part of `kuma-cp run`: the API server client, the
-//! leader election, the kubernetes store, and the pod controller, which
-//! runs only while this replica leads.
+//! leader election, the kubernetes store, and the pod controller (which
+//! writes only while this replica leads).
 
 use super::{CpError, Opened};
+use crate::api::outside_mesh::OutsideMesh;
 use crate::config::Config;
 use crate::k8s::store::{KubernetesStore, KubernetesStoreError};
 use crate::k8s::{leader, pods};
-use crate::runtime::{CancellationToken, Leadership};
+use crate::runtime::CancellationToken;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -17,6 +18,7 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn open(
     config: &Config,
     instance_id: &str,
+    outside_mesh: &OutsideMesh,
     shutdown: &CancellationToken,
 ) -> Result<Opened, CpError> {
     let client = kube::Client::try_default()
@@ -37,8 +39,13 @@ pub async fn open(
     )
     .await?;
     let controller = tokio::spawn(
-        pods_while_leading(client.clone(), leadership.clone(), shutdown.clone())
-            .instrument(tracing::info_span!("pods_to_dataplanes")),
+        pods::run(
+            client.clone(),
+            leadership.clone(),
+            outside_mesh.clone(),
+            shutdown.clone(),
+        )
+        .instrument(tracing::info_span!("pods_to_dataplanes")),
     );
     Ok(Opened {
         store: Arc::new(store),
@@ -46,27 +53,4 @@ pub async fn open(
         tasks: vec![election, controller],
         kube: Some(client),
     })
-}
-
-/// Runs the pod controller whenever this replica leads, and stops it as
-/// soon as it does not.
-async fn pods_while_leading(
-    client: kube::Client,
-    mut leadership: Leadership,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = leadership.acquired() => {}
-        }
-        let term = shutdown.child_token();
-        let controller = tokio::spawn(pods::run(client.clone(), term.clone()).in_current_span());
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = leadership.lost() => tracing::info!("no longer the leader: the pod controller stops"),
-        }
-        term.cancel();
-        let _ = controller.await;
-    }
 }

@@ -6,6 +6,7 @@ mod health;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 
+use crate::api::outside_mesh::OutsideMesh;
 use crate::api::{self, ApiContext};
 use crate::bootstrap::{self, BootstrapContext};
 use crate::config::{Config, DpAuthType, StoreType};
@@ -74,6 +75,7 @@ impl Opened {
 pub async fn open_store(
     config: &Config,
     instance_id: &str,
+    outside_mesh: &OutsideMesh,
     shutdown: &CancellationToken,
 ) -> Result<Opened, CpError> {
     match config.store.store_type {
@@ -87,7 +89,9 @@ pub async fn open_store(
             Ok(Opened::single_writer(Arc::new(store)))
         }
         #[cfg(feature = "kubernetes")]
-        StoreType::Kubernetes => kubernetes::open(config, instance_id, shutdown).await,
+        StoreType::Kubernetes => {
+            kubernetes::open(config, instance_id, outside_mesh, shutdown).await
+        }
         #[allow(unreachable_patterns)]
         other => Err(CpError::UnsupportedStore(other)),
     }
@@ -196,7 +200,8 @@ pub async fn run(
 ) -> Result<(), CpError> {
     let shutdown = CancellationToken::new();
     let instance_id = uuid::Uuid::new_v4().to_string();
-    let opened = open_store(&config, &instance_id, &shutdown).await?;
+    let outside_mesh = OutsideMesh::default();
+    let opened = open_store(&config, &instance_id, &outside_mesh, &shutdown).await?;
     let store = opened.store.clone();
     if opened.leadership.is_leader() {
         ensure_default_mesh(&config, &store).await?;
@@ -255,6 +260,7 @@ pub async fn run(
                 )
             }),
             metrics: metrics.clone(),
+            outside_mesh,
         },
         config.api_server.max_request_body_bytes,
     );

@@ -4,6 +4,7 @@
 //! controller that turns pods into `Dataplane`s.
 
 pub mod crd;
+pub mod events;
 pub mod identity;
 pub mod leader;
 pub mod pods;

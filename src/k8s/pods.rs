@@ -22,10 +22,11 @@
 //! Dataplane; neither has a pod no Service selects (logged).
 
 use super::crd::{DEFAULT_MESH, KumaCrd, MESH_LABEL};
+use crate::api::outside_mesh::{OutsideMesh, PodWithoutSidecar};
 use crate::resources::{
     DataplaneSpec, InboundHealth, InboundInterface, Networking, ResourceType, TransparentProxying,
 };
-use crate::runtime::CancellationToken;
+use crate::runtime::{CancellationToken, Leadership};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -38,6 +39,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 pub const SIDECAR_INJECTED: &str = "kuma.io/sidecar-injected";
+/// On a namespace (label) or a pod (annotation): `enabled` or `disabled`.
+pub const SIDECAR_INJECTION: &str = "kuma.io/sidecar-injection";
 pub const TRANSPARENT_PROXYING: &str = "kuma.io/transparent-proxying";
 pub const INBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-inbound-port";
 pub const OUTBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-outbound-port";
@@ -199,8 +202,14 @@ pub fn desired(pod: &Pod, services: &[&Service], namespace: Option<&Namespace>) 
 }
 
 /// Follows pods, Services, namespaces and Dataplanes until shutdown,
-/// keeping every pod's Dataplane as [`desired`] says.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) {
+/// keeping every pod's Dataplane as [`desired`] says while `leadership`
+/// says this replica writes, and `outside` listing the pods without sidecar.
+pub async fn run(
+    client: kube::Client,
+    mut leadership: Leadership,
+    outside: OutsideMesh,
+    shutdown: CancellationToken,
+) {
     let dataplane_crd = match KumaCrd::of(ResourceType::Dataplane) {
         Some(c) => c,
         None => return,
@@ -278,17 +287,26 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) {
     .filter_map(|t| async move { t })
     .boxed();
 
-    let stores = Stores {
+    let mut stores = Stores {
         pods,
         services,
         namespaces,
         dataplanes,
         crd: dataplane_crd,
         client,
+        outside,
+        reported: BTreeSet::new(),
+        leading: leadership.is_leader(),
     };
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
+            // A new leader looks at everything: the old one may have left
+            // work undone.
+            _ = leadership.changed() => {
+                stores.leading = leadership.is_leader();
+                Touch::Everything
+            }
             t = touches.next() => match t { Some(t) => t, None => return },
         };
         // Coalesce a burst: a new Service touches many pods at once.
@@ -314,6 +332,11 @@ struct Stores {
     dataplanes: Store<DynamicObject>,
     crd: KumaCrd,
     client: kube::Client,
+    outside: OutsideMesh,
+    /// Pods (by uid) already given an Event for their missing sidecar.
+    reported: BTreeSet<String>,
+    /// Whether this replica writes.
+    leading: bool,
 }
 
 impl Stores {
@@ -350,8 +373,62 @@ impl Stores {
         out
     }
 
-    async fn reconcile(&self, namespace: &str, name: &str) {
+    /// Lists (or forgets) a pod of a namespace labelled for injection that
+    /// has no sidecar, and records an Event on it once.
+    async fn check_sidecar(&mut self, pod: Option<&Pod>, namespace: &str, name: &str) {
+        let ns = self.namespaces.get(&ObjectRef::new(namespace));
+        let injecting = ns.as_ref().is_some_and(|ns| {
+            ns.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SIDECAR_INJECTION))
+                .is_some_and(|v| v == "enabled")
+        });
+        let missing = pod.filter(|pod| {
+            injecting
+                && annotation(&pod.metadata, SIDECAR_INJECTED) != Some("true")
+                && annotation(&pod.metadata, SIDECAR_INJECTION) != Some("disabled")
+                && pod.metadata.deletion_timestamp.is_none()
+                && !matches!(
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+        });
+        let Some(pod) = missing else {
+            self.outside.remove(namespace, name);
+            return;
+        };
+        let mesh = annotation(&pod.metadata, MESH_LABEL)
+            .or_else(|| {
+                ns.as_ref()
+                    .and_then(|ns| annotation(&ns.metadata, MESH_LABEL))
+            })
+            .unwrap_or(DEFAULT_MESH)
+            .to_string();
+        let reason = format!(
+            "pod {namespace}/{name} is outside the mesh: its namespace is labelled {SIDECAR_INJECTION}=enabled but the pod has no kuma-sidecar (it was probably created before the injector was up); restart it, e.g. kubectl -n {namespace} delete pod {name}"
+        );
+        self.outside.set(PodWithoutSidecar {
+            mesh,
+            namespace: namespace.into(),
+            pod: name.into(),
+            reason: reason.clone(),
+        });
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if self.leading && self.reported.insert(uid.clone()) {
+            tracing::warn!(namespace, pod = name, "{reason}");
+            let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": name,
+                                  "namespace": namespace, "uid": uid});
+            super::events::warn(&self.client, involved, "SidecarMissing", &reason).await;
+        }
+    }
+
+    async fn reconcile(&mut self, namespace: &str, name: &str) {
         let pod = self.pods.get(&ObjectRef::new(name).within(namespace));
+        self.check_sidecar(pod.as_deref(), namespace, name).await;
+        if !self.leading {
+            return;
+        }
         let existing = self
             .dataplanes
             .get(&ObjectRef::new_with(name, self.crd.api_resource()).within(namespace));

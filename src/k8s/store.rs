@@ -393,33 +393,13 @@ impl Reporter {
             error = %error,
             "invalid object is not used"
         );
-        let event_namespace = namespace.clone().unwrap_or_else(|| "default".into());
-        let event = serde_json::json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": format!("{name}."), "namespace": event_namespace},
-            "involvedObject": {
-                "apiVersion": format!("{}/{}", super::crd::GROUP, super::crd::VERSION),
-                "kind": kind, "name": name, "namespace": namespace,
-                "uid": meta.uid, "resourceVersion": meta.resource_version,
-            },
-            "reason": "InvalidResource",
-            "message": format!("{kind} {name} is not valid and is not used: {error}"),
-            "type": "Warning",
-            "source": {"component": "kuma-cp"},
-            "firstTimestamp": chrono::Utc::now().to_rfc3339(),
-            "lastTimestamp": chrono::Utc::now().to_rfc3339(),
-            "count": 1,
+        let involved = serde_json::json!({
+            "apiVersion": format!("{}/{}", super::crd::GROUP, super::crd::VERSION),
+            "kind": kind, "name": name, "namespace": namespace,
+            "uid": meta.uid, "resourceVersion": meta.resource_version,
         });
-        let events: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(self.client.clone(), &event_namespace);
-        match serde_json::from_value(event) {
-            Ok(event) => {
-                if let Err(e) = events.create(&PostParams::default(), &event).await {
-                    tracing::warn!(kind, name, error = %e, "cannot record an Event on the object");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot build the Event"),
-        }
+        let message = format!("{kind} {name} is not valid and is not used: {error}");
+        super::events::warn(&self.client, involved, "InvalidResource", &message).await;
     }
 }
 

@@ -73,5 +73,16 @@ pub async fn dataplanes(session: &Session, format: Format) -> Result<(), Kumactl
         _ => output::document(&json!({ "items": items }), format)?,
     };
     print!("{text}");
+    // Kubernetes: pods that should be in the mesh and are not. A control
+    // plane without the list (Universal) answers an empty one.
+    if format == Format::Table
+        && let Ok(outside) = client
+            .get(&format!("/meshes/{}/pods-without-sidecar", session.mesh))
+            .await
+    {
+        for pod in outside["items"].as_array().into_iter().flatten() {
+            println!("{}", pod["reason"].as_str().unwrap_or_default());
+        }
+    }
     Ok(())
 }

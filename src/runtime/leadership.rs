@@ -33,9 +33,9 @@ impl Leadership {
         }
     }
 
-    /// Waits until this replica stops leading (forever if it never does).
-    pub async fn lost(&mut self) {
-        if self.0.wait_for(|leading| !*leading).await.is_err() {
+    /// Waits until leadership changes (forever if it never does).
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
     }
