@@ -42,3 +42,4 @@ bench: deps
 	cargo build --release --bins
 	cargo run --release --example api_bench
 	cargo run --release --example xds_bench
+	cargo run --release --example k8s_bench

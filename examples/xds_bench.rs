@@ -8,32 +8,15 @@ mod common;
 #[allow(dead_code)] // the HTTP latency figures are api_bench's
 mod support;
 
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use kuma::resources::{Identity, Resource};
 use kuma::security::ca::MeshCa;
 use kuma::xds::generator::{self, ProxyTls};
 use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
-use prost::Message;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use support::ads::{Observed, connect_all, ms, percentile, wait_for};
 use support::{cpu_seconds, load, proc_status_kib};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-const TYPES: [&str; 4] = [
-    "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-    "type.googleapis.com/envoy.config.listener.v3.Listener",
-    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
-];
-const EDS: usize = 1;
-const LDS: usize = 2;
-/// Simulated proxies per HTTP/2 connection.
-const STREAMS_PER_CONNECTION: usize = 100;
 const CHANGE_ROUNDS: usize = 20;
 
 fn dataplane(i: usize, services: usize) -> serde_json::Value {
@@ -45,86 +28,6 @@ fn dataplane(i: usize, services: usize) -> serde_json::Value {
             "outbound": [{"interface": ":20000", "service": format!("svc-{}", (i + 1) % services)}]
         }
     })
-}
-
-/// What the simulated proxies saw, as nanoseconds since the bench started.
-struct Observed {
-    started: Instant,
-    /// When each proxy had CDS, EDS and LDS at least once.
-    full_config: Vec<AtomicU64>,
-    /// When each proxy last received (and ACKed) endpoints, and listeners.
-    last_eds: Vec<AtomicU64>,
-    last_lds: Vec<AtomicU64>,
-    bytes: AtomicU64,
-    complete: AtomicUsize,
-}
-
-impl Observed {
-    fn now(&self) -> u64 {
-        self.started.elapsed().as_nanos() as u64
-    }
-}
-
-/// One simulated proxy. Its configuration is full once it has clusters,
-/// endpoints and listeners (and, with mTLS, secrets).
-async fn simulate(channel: Channel, i: usize, needed: usize, seen: Arc<Observed>) {
-    let mut client = AggregatedDiscoveryServiceClient::new(channel);
-    let (tx, rx) = mpsc::channel(8);
-    for (n, t) in TYPES.iter().enumerate() {
-        let node = (n == 0).then(|| Node {
-            id: format!("default.dp-{i}"),
-            ..Default::default()
-        });
-        let _ = tx
-            .send(DeltaDiscoveryRequest {
-                node,
-                type_url: t.to_string(),
-                ..Default::default()
-            })
-            .await;
-    }
-    let Ok(response) = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-    else {
-        return;
-    };
-    let mut stream = response.into_inner();
-    let mut got = [false; 4];
-    let full = |got: &[bool; 4]| got[..needed].iter().all(|g| *g);
-    while let Ok(Some(r)) = stream.message().await {
-        seen.bytes
-            .fetch_add(r.encoded_len() as u64, Ordering::Relaxed);
-        if let Some(t) = TYPES.iter().position(|t| *t == r.type_url) {
-            match t {
-                EDS => seen.last_eds[i].store(seen.now(), Ordering::Relaxed),
-                LDS => seen.last_lds[i].store(seen.now(), Ordering::Relaxed),
-                _ => {}
-            }
-            if !full(&got) {
-                got[t] = true;
-                if full(&got) {
-                    seen.full_config[i].store(seen.now(), Ordering::Relaxed);
-                    seen.complete.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        let _ = tx
-            .send(DeltaDiscoveryRequest {
-                type_url: r.type_url.clone(),
-                response_nonce: r.nonce.clone(),
-                ..Default::default()
-            })
-            .await;
-    }
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// One permission per service: its consumers may reach it.
@@ -193,24 +96,6 @@ fn metric(api: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits until every proxy of `watched` got a response of `last` after its
-/// `before` value; returns each one's delay from `t0`.
-fn wait_for(last: &[AtomicU64], watched: &[usize], before: &[u64], t0: u64) -> Vec<Duration> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !watched
-        .iter()
-        .zip(before)
-        .all(|(c, b)| last[*c].load(Ordering::Relaxed) > *b)
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    watched
-        .iter()
-        .map(|c| Duration::from_nanos(last[*c].load(Ordering::Relaxed).saturating_sub(t0)))
-        .collect()
-}
-
 fn put(api: &str, path: &str, body: &serde_json::Value) {
     let answer = common::http("PUT", &format!("{api}{path}"), Some(&body.to_string()));
     assert!(
@@ -252,29 +137,11 @@ fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
     let rss_before = proc_status_kib(pid, "VmRSS:");
     let cpu_before = cpu_seconds(pid);
 
-    let seen = Arc::new(Observed {
-        started: Instant::now(),
-        full_config: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        last_eds: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        last_lds: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        bytes: AtomicU64::new(0),
-        complete: AtomicUsize::new(0),
-    });
+    let seen = Observed::new(n);
     let needed = if mtls { 4 } else { 3 };
-    let xds = cp.xds.clone();
+    let node_ids = (0..n).map(|i| format!("default.dp-{i}")).collect();
     let connect_started = Instant::now();
-    rt.block_on(async {
-        for chunk in 0..n.div_ceil(STREAMS_PER_CONNECTION) {
-            let channel = Channel::from_shared(xds.clone())
-                .expect("url")
-                .connect()
-                .await
-                .expect("connect");
-            for i in chunk * STREAMS_PER_CONNECTION..((chunk + 1) * STREAMS_PER_CONNECTION).min(n) {
-                tokio::spawn(simulate(channel.clone(), i, needed, seen.clone()));
-            }
-        }
-    });
+    rt.block_on(connect_all(&cp.xds, node_ids, needed, seen.clone()));
     while seen.complete.load(Ordering::Relaxed) < n
         && connect_started.elapsed() < Duration::from_secs(120)
     {

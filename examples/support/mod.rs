@@ -1,4 +1,7 @@
-//! What the benchmarks share: an HTTP load loop and process readings.
+//! What the benchmarks share: an HTTP load loop, process readings, and a
+//! simulated-proxy ADS load generator.
+
+pub mod ads;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -850,6 +850,20 @@ impl KubeApi {
             .collect()
     }
 
+    /// How many objects a collection path holds.
+    pub fn count(&self, collection_path: &str) -> usize {
+        let target = Self::target(collection_path);
+        let collection = target.collection();
+        self.shared
+            .lock()
+            .objects
+            .keys()
+            .filter(|(c, ns, _)| {
+                *c == collection && target.namespace.as_ref().is_none_or(|n| n == ns)
+            })
+            .count()
+    }
+
     pub fn delete(&self, object_path: &str) -> bool {
         let target = Self::target(object_path);
         let name = target.name.clone().expect("an object path");
