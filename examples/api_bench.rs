@@ -5,8 +5,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[allow(dead_code)] // the process readings are xds_bench's
-#[allow(dead_code)] // the ADS load generator is for the xDS benchmarks
+#[allow(dead_code)] // process readings and the ADS load generator are the xDS benchmarks'
 mod support;
 
 use support::{Load, load, proc_status_kib};
