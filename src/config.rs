@@ -59,7 +59,7 @@ pub enum XdsApiType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DpAuthType {
-    /// `serviceAccountToken` on Kubernetes, `dpToken` in Universal.
+    /// `serviceAccountToken` with the kubernetes store, `dpToken` otherwise.
     #[default]
     Auto,
     /// A dataplane token on every stream.
@@ -686,9 +686,9 @@ impl Config {
 
     /// How streams authenticate, `auto` resolved for the environment.
     pub fn dp_auth(&self) -> DpAuthType {
-        match (self.dp_server.auth.auth_type, self.environment) {
-            (DpAuthType::Auto, Environment::Kubernetes) => DpAuthType::ServiceAccountToken,
-            (DpAuthType::Auto, Environment::Universal) => DpAuthType::DpToken,
+        match (self.dp_server.auth.auth_type, self.store.store_type) {
+            (DpAuthType::Auto, StoreType::Kubernetes) => DpAuthType::ServiceAccountToken,
+            (DpAuthType::Auto, _) => DpAuthType::DpToken,
             (chosen, _) => chosen,
         }
     }
