@@ -6,6 +6,8 @@
 //! Envoy to `kuma-tcp-echo`; with mTLS on, the mesh CA lands in a Secret of
 //! `kuma-system` and traffic waits for a TrafficPermission.
 
+#![cfg(feature = "kubernetes")]
+
 mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;

@@ -2,6 +2,8 @@
 //! Lease writes; killing it hands the lease, and the writing, to the other
 //! within the lease duration.
 
+#![cfg(feature = "kubernetes")]
+
 mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;

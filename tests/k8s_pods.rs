@@ -3,6 +3,8 @@
 //! gets its Dataplane; Service and readiness changes follow; it goes with
 //! the pod.
 
+#![cfg(feature = "kubernetes")]
+
 mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;
@@ -90,6 +92,12 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
         None,
     );
     assert_eq!(add.code, 0, "{}", add.stderr);
+    let listed = kumactl(&config, &["get", "dataplanes"], None);
+    assert!(
+        listed.stdout.contains("echo-1.demo") && !listed.stdout.contains("plain"),
+        "kumactl get dataplanes lists the Dataplanes made from pods:\n{}",
+        listed.stdout
+    );
     let inspect = kumactl(&config, &["inspect", "dataplanes"], None);
     assert!(
         inspect

@@ -3,6 +3,8 @@
 //! refused with the HTTP API's errors and reported on the object, the API
 //! is read-only, and broken or expired watches lose nothing.
 
+#![cfg(feature = "kubernetes")]
+
 mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;

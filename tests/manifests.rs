@@ -1,28 +1,41 @@
 //! Every manifest the project ships validates against the Kubernetes API
 //! schemas (with `kubernetes-validate` from PyPI, installed by `make test`)
-//! for Kubernetes 1.30, the oldest version supported.
+//! for Kubernetes 1.30, the oldest version supported. Kuma's own objects in
+//! the examples, which `kubernetes-validate` has no schema for, must pass
+//! the control plane's validation of a custom resource.
 
-use std::path::Path;
+#![cfg(feature = "kubernetes")]
+
+use kuma::k8s::crd::{CRDS, GROUP, to_resource};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[test]
-fn crds_validate_for_kubernetes_1_30() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let validator = root.join(".venv/bin/kubernetes-validate");
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files_in(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `kubernetes-validate` for Kubernetes 1.30 on `files`; every object
+/// must pass.
+fn validate(files: &[PathBuf], objects: usize) {
+    let validator = root().join(".venv/bin/kubernetes-validate");
     assert!(
         validator.is_file(),
         "{} is missing: run `make deps`",
         validator.display()
     );
-    let mut files: Vec<_> = std::fs::read_dir(root.join("crds"))
-        .expect("crds/")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), 6, "one CRD per Kuma kind");
     let out = Command::new(&validator)
         .args(["--kubernetes-version", "1.30.0", "--strict"])
-        .args(&files)
+        .args(files)
         .output()
         .expect("kubernetes-validate runs");
     let report = format!(
@@ -31,5 +44,44 @@ fn crds_validate_for_kubernetes_1_30() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{report}");
-    assert_eq!(report.matches("passed").count(), files.len(), "{report}");
+    assert_eq!(report.matches("passed").count(), objects, "{report}");
+}
+
+#[test]
+fn crds_validate_for_kubernetes_1_30() {
+    let files = files_in("crds");
+    assert_eq!(files.len(), 6, "one CRD per Kuma kind");
+    validate(&files, files.len());
+}
+
+#[test]
+fn example_objects_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut builtin = Vec::new();
+    let mut kuma_objects = 0;
+    for file in files_in("examples/kubernetes") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+            let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            let api_version = value["apiVersion"].as_str().unwrap_or_default();
+            if api_version.starts_with(&format!("{GROUP}/")) {
+                let kind = value["kind"].as_str().unwrap_or_default();
+                let crd = CRDS
+                    .iter()
+                    .find(|c| c.kind.name() == kind)
+                    .unwrap_or_else(|| panic!("{}: unknown kind {kind}", file.display()));
+                let object = serde_json::from_value(value.clone()).unwrap();
+                if let Err(e) = to_resource(crd, &object) {
+                    panic!("{} document {}: {e}", file.display(), i + 1);
+                }
+                kuma_objects += 1;
+            } else {
+                let path = dir.path().join(format!("{}-{i}.yaml", builtin.len()));
+                std::fs::write(&path, serde_yaml_ng::to_string(&value).unwrap()).unwrap();
+                builtin.push(path);
+            }
+        }
+    }
+    assert!(kuma_objects > 0 && !builtin.is_empty());
+    validate(&builtin, builtin.len());
 }
