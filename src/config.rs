@@ -233,10 +233,87 @@ pub struct TokenServerPublicConfig {
     pub client_certs_dir: String,
 }
 
+/// The sidecar injector (`kuma-injector run`, or inside `kuma-cp` when
+/// `enabled`): its webhook server and what it injects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct InjectorConfig {
+    /// Serve the webhook from `kuma-cp` itself.
+    pub enabled: bool,
+    pub webhook_server: WebhookServerConfig,
+    pub control_plane: InjectorControlPlaneConfig,
+    pub sidecar_container: SidecarContainerConfig,
+    pub init_container: InitContainerConfig,
+    /// Inject `kuma-sidecar` as a native sidecar (an init container with
+    /// `restartPolicy: Always`, Kubernetes 1.29+): the application starts
+    /// once its proxy is ready, and a Job's pod completes when it exits.
+    pub native_sidecars: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Missing keys come from the defaults, merged in before parsing.
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookServerConfig {
+    pub address: String,
     pub port: u16,
+    /// A directory holding `tls.crt` and `tls.key`.
+    pub cert_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Missing keys come from the defaults, merged in before parsing.
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InjectorControlPlaneConfig {
+    /// Where the injected `kuma-dp` fetches its bootstrap.
+    pub bootstrap_server_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Missing keys come from the defaults, merged in before parsing.
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarContainerConfig {
+    pub image: String,
+    pub redirect_port_inbound: u16,
+    pub redirect_port_outbound: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub admin_port: u16,
+    pub drain_time_seconds: u64,
+    pub readiness_probe: ProbeConfig,
+    pub liveness_probe: ProbeConfig,
+    pub resources: ResourcesConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Missing keys come from the defaults, merged in before parsing.
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub initial_delay_seconds: u32,
+    pub timeout_seconds: u32,
+    pub period_seconds: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ResourcesConfig {
+    pub requests: ResourceAmounts,
+    pub limits: ResourceAmounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ResourceAmounts {
+    pub cpu: String,
+    pub memory: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Missing keys come from the defaults, merged in before parsing.
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitContainerConfig {
+    pub image: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -371,7 +448,54 @@ impl Default for DataplaneTokenServerConfig {
 
 impl Default for InjectorConfig {
     fn default() -> Self {
-        InjectorConfig { port: 5443 }
+        InjectorConfig {
+            enabled: false,
+            webhook_server: WebhookServerConfig {
+                address: "0.0.0.0".into(),
+                port: 8443,
+                cert_dir: String::new(),
+            },
+            control_plane: InjectorControlPlaneConfig {
+                bootstrap_server_url: "http://kuma-control-plane.kuma-system:5682".into(),
+            },
+            sidecar_container: SidecarContainerConfig {
+                image: format!("kuma/kuma-dp:{}", crate::version::VERSION),
+                redirect_port_inbound: 15006,
+                redirect_port_outbound: 15001,
+                uid: 5678,
+                gid: 5678,
+                admin_port: 9901,
+                drain_time_seconds: 30,
+                readiness_probe: ProbeConfig {
+                    initial_delay_seconds: 1,
+                    timeout_seconds: 3,
+                    period_seconds: 5,
+                    success_threshold: 1,
+                    failure_threshold: 12,
+                },
+                liveness_probe: ProbeConfig {
+                    initial_delay_seconds: 60,
+                    timeout_seconds: 3,
+                    period_seconds: 5,
+                    success_threshold: 1,
+                    failure_threshold: 12,
+                },
+                resources: ResourcesConfig {
+                    requests: ResourceAmounts {
+                        cpu: "50m".into(),
+                        memory: "64Mi".into(),
+                    },
+                    limits: ResourceAmounts {
+                        cpu: "1000m".into(),
+                        memory: "512Mi".into(),
+                    },
+                },
+            },
+            init_container: InitContainerConfig {
+                image: format!("kuma/kuma-init:{}", crate::version::VERSION),
+            },
+            native_sidecars: true,
+        }
     }
 }
 
@@ -728,7 +852,14 @@ mod tests {
             "KUMA_DATAPLANE_TOKEN_SERVER_LOCAL_PORT",
             "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_CLIENT_CERTS_DIR",
             "KUMA_GENERAL_ADVERTISED_HOSTNAME",
-            "KUMA_INJECTOR_PORT",
+            "KUMA_INJECTOR_ENABLED",
+            "KUMA_INJECTOR_WEBHOOK_SERVER_PORT",
+            "KUMA_INJECTOR_WEBHOOK_SERVER_CERT_DIR",
+            "KUMA_INJECTOR_CONTROL_PLANE_BOOTSTRAP_SERVER_URL",
+            "KUMA_INJECTOR_SIDECAR_CONTAINER_IMAGE",
+            "KUMA_INJECTOR_SIDECAR_CONTAINER_ADMIN_PORT",
+            "KUMA_INJECTOR_SIDECAR_CONTAINER_RESOURCES_LIMITS_MEMORY",
+            "KUMA_INJECTOR_NATIVE_SIDECARS",
             "KUMA_DP_SERVER_AUTH_TYPE",
             "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_TLS_CERT_FILE",
             "KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_INTERFACE",

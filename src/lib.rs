@@ -39,6 +39,8 @@ pub mod config;
 pub mod cp;
 pub mod dp;
 #[cfg(feature = "kubernetes")]
+pub mod injector;
+#[cfg(feature = "kubernetes")]
 pub mod k8s;
 pub mod kumactl;
 pub mod metrics;

@@ -6,9 +6,11 @@
 
 #![cfg(feature = "kubernetes")]
 
+mod common;
+
+use common::kubernetes_validate;
 use kuma::k8s::crd::{CRDS, GROUP, to_resource};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,34 +26,11 @@ fn files_in(dir: &str) -> Vec<PathBuf> {
     files
 }
 
-/// Runs `kubernetes-validate` for Kubernetes 1.30 on `files`; every object
-/// must pass.
-fn validate(files: &[PathBuf], objects: usize) {
-    let validator = root().join(".venv/bin/kubernetes-validate");
-    assert!(
-        validator.is_file(),
-        "{} is missing: run `make deps`",
-        validator.display()
-    );
-    let out = Command::new(&validator)
-        .args(["--kubernetes-version", "1.30.0", "--strict"])
-        .args(files)
-        .output()
-        .expect("kubernetes-validate runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{report}");
-    assert_eq!(report.matches("passed").count(), objects, "{report}");
-}
-
 #[test]
 fn crds_validate_for_kubernetes_1_30() {
     let files = files_in("crds");
     assert_eq!(files.len(), 6, "one CRD per Kuma kind");
-    validate(&files, files.len());
+    kubernetes_validate(&files, files.len());
 }
 
 #[test]
@@ -83,5 +62,5 @@ fn example_objects_validate() {
         }
     }
     assert!(kuma_objects > 0 && !builtin.is_empty());
-    validate(&builtin, builtin.len());
+    kubernetes_validate(&builtin, builtin.len());
 }

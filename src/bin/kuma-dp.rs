@@ -47,12 +47,35 @@ enum Command {
         /// Where the bootstrap is written
         #[arg(long = "config-dir", env = "KUMA_DATAPLANE_RUNTIME_CONFIG_DIR")]
         config_dir: Option<PathBuf>,
+        /// How long Envoy drains a listener it replaces or removes, e.g. 30s
+        #[arg(long = "drain-time", env = "KUMA_DATAPLANE_DRAIN_TIME", default_value = "1s", value_parser = seconds)]
+        drain_time: u64,
+    },
+    /// Exit 0 when Envoy is ready (its admin `/ready` says LIVE), 1 when
+    /// not: the sidecar's readiness, liveness and startup probe
+    Probe {
+        /// Port of Envoy's admin API on 127.0.0.1
+        #[arg(
+            long = "admin-port",
+            env = "KUMA_DATAPLANE_ADMIN_PORT",
+            default_value_t = 9901
+        )]
+        admin_port: u16,
     },
     /// Print the version
     Version {
         #[arg(long)]
         detailed: bool,
     },
+}
+
+/// `30s` or `30`: seconds.
+fn seconds(value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("\"{value}\" must be a number of seconds, e.g. 30s"))
 }
 
 fn main() -> ExitCode {
@@ -74,6 +97,7 @@ fn main() -> ExitCode {
             dataplane_token_file,
             binary_path,
             config_dir,
+            drain_time,
         } => DpConfig {
             cp_address: cp_address
                 .or_else(|| std::env::var("KUMA_CONTROL_PLANE_URL").ok())
@@ -84,7 +108,17 @@ fn main() -> ExitCode {
             dataplane_token_file,
             binary_path,
             config_dir: config_dir.unwrap_or_else(|| std::env::temp_dir().join("kuma-dp")),
+            drain_time_seconds: drain_time,
         },
+        Command::Probe { admin_port } => {
+            return kuma::cli::run(false, async move {
+                Ok::<_, std::convert::Infallible>(if kuma::dp::envoy_ready(admin_port).await {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            });
+        }
     };
     kuma::cli::run(false, async {
         let code = kuma::dp::run(config).await?;

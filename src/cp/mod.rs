@@ -34,6 +34,12 @@ pub enum CpError {
     #[cfg(feature = "kubernetes")]
     #[error(transparent)]
     Kubernetes(#[from] crate::k8s::store::KubernetesStoreError),
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    Injector(#[from] crate::injector::InjectorError),
+    #[cfg(not(feature = "kubernetes"))]
+    #[error("KUMA_INJECTOR_ENABLED needs the cargo feature \"kubernetes\"")]
+    NoInjector,
     #[error("cannot create the default mesh: {0}")]
     DefaultMesh(#[source] StoreError),
     #[error("the public dataplane token server: {0}")]
@@ -172,6 +178,45 @@ async fn stream_auth(config: &Config, opened: &Opened) -> Result<StreamAuth, CpE
     })
 }
 
+/// The sidecar injector, when `kuma-cp` serves it too
+/// (`KUMA_INJECTOR_ENABLED`), bound and ready.
+#[cfg(feature = "kubernetes")]
+async fn injector(
+    config: &Config,
+    opened: &Opened,
+) -> Result<
+    Option<(
+        crate::injector::Injector,
+        (runtime::Bound, rustls::ServerConfig),
+    )>,
+    CpError,
+> {
+    if !config.injector.enabled {
+        return Ok(None);
+    }
+    let client = match &opened.kube {
+        Some(client) => client.clone(),
+        None => kube::Client::try_default()
+            .await
+            .map_err(crate::k8s::store::KubernetesStoreError::Config)?,
+    };
+    let bound = crate::injector::bind(&config.injector).await?;
+    let injector = crate::injector::Injector {
+        config: config.injector.clone(),
+        client,
+    };
+    Ok(Some((injector, bound)))
+}
+
+/// Without the `kubernetes` feature there is no injector to serve.
+#[cfg(not(feature = "kubernetes"))]
+async fn injector(config: &Config, _opened: &Opened) -> Result<(), CpError> {
+    if config.injector.enabled {
+        return Err(CpError::NoInjector);
+    }
+    Ok(())
+}
+
 /// A replica that is not the leader yet creates the default mesh once it is.
 async fn default_mesh_when_leading(
     config: Config,
@@ -232,6 +277,10 @@ pub async fn run(
     )
     .await?;
     let public_token_server = public_token_server(&config, token_listener.address.port()).await?;
+    #[cfg(feature = "kubernetes")]
+    let injector = injector(&config, &opened).await?;
+    #[cfg(not(feature = "kubernetes"))]
+    injector(&config, &opened).await?;
 
     let metrics = Arc::new(Metrics::new());
     let (cache, connected) = SnapshotCache::new();
@@ -330,6 +379,14 @@ pub async fn run(
         )));
     }
     servers.extend(opened.tasks);
+    #[cfg(feature = "kubernetes")]
+    if let Some((injector, bound)) = injector {
+        servers.push(tokio::spawn(crate::injector::serve(
+            injector,
+            bound,
+            shutdown.clone(),
+        )));
+    }
     if let Some((bound, tls)) = public_token_server {
         let router = token_server::router(token_context(&config, &store));
         servers.push(tokio::spawn(bound.serve_tls(tls, router, shutdown.clone())));

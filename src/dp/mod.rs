@@ -19,6 +19,8 @@ pub struct DpConfig {
     /// Envoy: a path, or a name looked up on `PATH`.
     pub binary_path: String,
     pub config_dir: PathBuf,
+    /// Envoy's `--drain-time-s`.
+    pub drain_time_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +151,11 @@ pub fn write_bootstrap(
 }
 
 /// Runs Envoy until it exits, forwarding SIGTERM and SIGINT.
-pub async fn run_envoy(envoy: &Path, bootstrap: &Path) -> Result<ExitStatus, DpError> {
+pub async fn run_envoy(
+    envoy: &Path,
+    bootstrap: &Path,
+    drain_time_seconds: u64,
+) -> Result<ExitStatus, DpError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(DpError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DpError::Signals)?;
@@ -170,7 +176,7 @@ pub async fn run_envoy(envoy: &Path, bootstrap: &Path) -> Result<ExitStatus, DpE
         // one shared-memory region.
         .arg("--disable-hot-restart")
         .arg("--drain-time-s")
-        .arg("1")
+        .arg(drain_time_seconds.to_string())
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| DpError::Start {
@@ -207,9 +213,23 @@ pub async fn run(config: DpConfig) -> Result<i32, DpError> {
     }
     let path = write_bootstrap(&config, &bootstrap)?;
     tracing::info!(bootstrap = %path.display(), envoy = %envoy.display(), "starting Envoy");
-    let status = run_envoy(&envoy, &path).await?;
+    let status = run_envoy(&envoy, &path, config.drain_time_seconds).await?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Whether the Envoy whose admin API listens on 127.0.0.1:`admin_port` is
+/// ready: its `/ready` answers 200 (LIVE).
+pub async fn envoy_ready(admin_port: u16) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap_or_default();
+    client
+        .get(format!("http://127.0.0.1:{admin_port}/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }

@@ -19,6 +19,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kumactl" => option_env!("CARGO_BIN_EXE_kumactl"),
         "kuma-dp" => option_env!("CARGO_BIN_EXE_kuma-dp"),
         "kuma-tcp-echo" => option_env!("CARGO_BIN_EXE_kuma-tcp-echo"),
+        "kuma-injector" => option_env!("CARGO_BIN_EXE_kuma-injector"),
         _ => None,
     };
     built.map(PathBuf::from).unwrap_or_else(|| {
@@ -304,6 +305,29 @@ pub fn kumactl(config: &Path, args: &[&str], stdin: Option<&str>) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `kubernetes-validate` (installed by `make deps`) for Kubernetes
+/// 1.30 on `files`; every one of their `objects` must pass.
+pub fn kubernetes_validate(files: &[PathBuf], objects: usize) {
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/kubernetes-validate");
+    assert!(
+        validator.is_file(),
+        "{} is missing: run `make deps`",
+        validator.display()
+    );
+    let out = Command::new(&validator)
+        .args(["--kubernetes-version", "1.30.0", "--strict"])
+        .args(files)
+        .output()
+        .expect("kubernetes-validate runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report.matches("passed").count(), objects, "{report}");
 }
 
 /// Polls `check` every 20 ms until it is true or `within` has passed.

@@ -1,0 +1,85 @@
+//! `kuma-injector`: the Kubernetes admission webhook that adds the
+//! `kuma-sidecar` container (and `kuma-init`) to the pods of labelled
+//! namespaces.
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use kuma::config::Config;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kuma-injector",
+    about = "Kuma Sidecar Injector: a mutating admission webhook for Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the webhook
+    Run {
+        /// Configuration file (YAML); environment variables override it
+        #[arg(short = 'c', long = "config-file")]
+        config_file: Option<String>,
+    },
+    /// Print the version
+    Version {
+        #[arg(long)]
+        detailed: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Config(#[from] kuma::config::ConfigError),
+    #[error("cannot load the Kubernetes client configuration (KUBECONFIG or in-cluster): {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Injector(#[from] kuma::injector::InjectorError),
+}
+
+async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Version { detailed } => {
+            println!("{}", kuma::version::describe("kuma-injector", detailed));
+            Ok(())
+        }
+        Command::Run { config_file } => {
+            let config = Config::from_env(config_file.as_deref(), &[])?;
+            kuma::cli::init_logging(
+                &config.logging.level,
+                config.logging.format,
+                kuma::cli::LogTo::Stdout,
+            );
+            let client = kube::Client::try_default().await?;
+            let bound = kuma::injector::bind(&config.injector).await?;
+            let shutdown = kuma::runtime::CancellationToken::new();
+            let stop = shutdown.clone();
+            let signal = kuma::runtime::termination_signal();
+            tokio::spawn(async move {
+                signal.await;
+                stop.cancel();
+            });
+            let injector = kuma::injector::Injector {
+                config: config.injector,
+                client,
+            };
+            kuma::injector::serve(injector, bound, shutdown).await;
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let command = Cli::command().mut_subcommand("run", |c| c.after_help(kuma::config::env_help()));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    kuma::cli::run(true, async {
+        run(cli.command).await.map(|()| ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,210 @@
+//! The sidecar injector: a mutating admission webhook over HTTPS
+//! (`POST /inject-sidecar`, `admission.k8s.io/v1` `AdmissionReview`). For a
+//! pod of a namespace labelled `kuma.io/sidecar-injection: enabled` it
+//! answers a JSON patch adding `kuma-init` and `kuma-sidecar`
+//! ([`sidecar`]); every other pod is allowed as it is.
+//!
+//! A review that cannot be read gets a 400 naming what is wrong, one over
+//! [`MAX_REVIEW_BYTES`] a 413; a failure on our side (the namespace cannot be
+//! read) a 500, so the webhook's failure policy decides.
+
+pub mod sidecar;
+
+use crate::config::InjectorConfig;
+use crate::runtime::{self, CancellationToken, ListenError};
+use crate::security::pem::{self, PemError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use sidecar::Decision;
+use std::sync::Arc;
+
+/// Reviews larger than this are refused (the API server's own request
+/// limit is 3 MiB).
+pub const MAX_REVIEW_BYTES: usize = 3 * 1024 * 1024;
+
+pub struct Injector {
+    pub config: InjectorConfig,
+    /// Reads the labels of a pod's namespace.
+    pub client: kube::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InjectorError {
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error(
+        "the webhook's certificate: {0} (KUMA_INJECTOR_WEBHOOK_SERVER_CERT_DIR must hold tls.crt and tls.key)"
+    )]
+    Certificate(#[from] PemError),
+    #[error("the webhook's TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+pub fn router(injector: Arc<Injector>) -> Router {
+    Router::new()
+        .route("/inject-sidecar", post(review))
+        .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .with_state(injector)
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    tracing::warn!(%status, message, "admission review refused");
+    (status, message).into_response()
+}
+
+async fn review(
+    State(injector): State<Arc<Injector>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the AdmissionReview is larger than {MAX_REVIEW_BYTES} bytes"),
+            );
+        }
+        Err(rejection) => return refuse(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not an admission.k8s.io/v1 AdmissionReview: {e}"),
+            );
+        }
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the AdmissionReview has no request".into(),
+            );
+        }
+    };
+    match answer(&injector, &request).await {
+        Ok(response) => axum::Json(wire_review(response)).into_response(),
+        Err(status) => status,
+    }
+}
+
+/// The review as the API server reads it. kube keeps the patch as bytes
+/// and serde writes bytes as an array of numbers; the API server (Go's
+/// `[]byte`) reads a base64 string.
+fn wire_review(response: AdmissionResponse) -> serde_json::Value {
+    let patch = response.patch.clone();
+    let mut review = serde_json::to_value(response.into_review()).unwrap_or_default();
+    if let Some(patch) = patch {
+        review["response"]["patch"] =
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    review
+}
+
+/// The response to one request: allowed, with a patch when injecting.
+async fn answer(
+    injector: &Injector,
+    request: &AdmissionRequest<DynamicObject>,
+) -> Result<AdmissionResponse, Response> {
+    let allowed = AdmissionResponse::from(request);
+    let Some(object) = request
+        .object
+        .as_ref()
+        .filter(|_| request.kind.kind == "Pod")
+    else {
+        return Ok(allowed);
+    };
+    let pod = serde_json::to_value(object).unwrap_or_default();
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| object.metadata.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    let ns = Api::<Namespace>::all(injector.client.clone())
+        .get_opt(&namespace)
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read namespace {namespace}: {e}"),
+            )
+        })?;
+    let labels = ns
+        .as_ref()
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    let annotations = ns
+        .as_ref()
+        .and_then(|n| n.metadata.annotations.clone())
+        .unwrap_or_default();
+    let name = object
+        .metadata
+        .name
+        .clone()
+        .or_else(|| object.metadata.generate_name.clone())
+        .unwrap_or_default();
+    match sidecar::decide(&pod, &labels, &annotations) {
+        Decision::Inject { mesh } => {
+            let patch = sidecar::patch(&pod, &injector.config, &mesh);
+            tracing::info!(namespace, pod = name, mesh, "injecting the sidecar");
+            allowed.with_patch(patch).map_err(|e| {
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode the patch: {e}"),
+                )
+            })
+        }
+        other => {
+            tracing::debug!(namespace, pod = name, decision = ?other, "not injecting");
+            Ok(allowed)
+        }
+    }
+}
+
+/// The webhook's socket and TLS (the certificate of
+/// `webhookServer.certDir`), ready to serve: a taken port or a missing
+/// certificate ends the start before anything serves.
+pub async fn bind(
+    config: &InjectorConfig,
+) -> Result<(runtime::Bound, rustls::ServerConfig), InjectorError> {
+    let server = &config.webhook_server;
+    let dir = std::path::Path::new(&server.cert_dir);
+    let certs = pem::certificates("KUMA_INJECTOR_WEBHOOK_SERVER_CERT_DIR", dir.join("tls.crt"))?;
+    let key = pem::private_key("KUMA_INJECTOR_WEBHOOK_SERVER_CERT_DIR", dir.join("tls.key"))?;
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    let bound = runtime::bind_on(
+        "injector webhook",
+        "injector.webhookServer.port",
+        &server.address,
+        server.port,
+    )
+    .await?;
+    Ok((bound, tls))
+}
+
+/// Serves the webhook over HTTPS until shutdown.
+pub async fn serve(
+    injector: Injector,
+    (bound, tls): (runtime::Bound, rustls::ServerConfig),
+    shutdown: CancellationToken,
+) {
+    bound
+        .serve_tls(tls, router(Arc::new(injector)), shutdown)
+        .await
+}
