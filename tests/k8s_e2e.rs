@@ -42,12 +42,15 @@ fn service(name: &str, vip: &str, port: u16, target: u16) -> Value {
                     "ports": [{"port": port, "targetPort": target}]}})
 }
 
-/// A running pod with the sidecar injected; `transparent` as the injector
-/// marks a pod whose traffic the node redirects.
-fn pod(name: &str, app: &str, ip: &str, account: &str, transparent: bool) -> Value {
+/// A running pod with the sidecar injected. `outbound_redirected`: the node
+/// redirects its outgoing traffic (so its outbound listeners need not bind
+/// the Service addresses); its incoming traffic is not redirected here, so
+/// its inbound listener binds the pod's address.
+fn pod(name: &str, app: &str, ip: &str, account: &str, outbound_redirected: bool) -> Value {
     let mut annotations = json!({"kuma.io/sidecar-injected": "true"});
-    if transparent {
+    if outbound_redirected {
         annotations["kuma.io/transparent-proxying"] = json!("enabled");
+        annotations["kuma.io/transparent-proxying-inbound-port"] = json!("0");
     }
     json!({"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "labels": {"app": app}, "annotations": annotations},

@@ -9,7 +9,10 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, Listener, ListenerFilter, filter, listener_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::protobuf::{Any, Duration};
@@ -139,6 +142,61 @@ pub fn tcp_listener(
         }],
         // Unset is Envoy's default (bind), so bound listeners encode as before.
         bind_to_port: (!bind_to_port).then_some(BoolValue { value: false }),
+        ..Default::default()
+    };
+    XdsResource {
+        name: name.to_string(),
+        body: any(&listener),
+    }
+}
+
+/// A cluster that connects to where a redirected connection was going
+/// (transparent proxying's passthrough).
+pub fn original_destination_cluster(name: &str) -> XdsResource {
+    let cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: connect_timeout(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::OriginalDst as i32,
+        )),
+        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        ..Default::default()
+    };
+    XdsResource {
+        name: name.to_string(),
+        body: any(&cluster),
+    }
+}
+
+/// The listener the node's redirection (iptables) sends a pod's traffic to:
+/// it hands each connection to the listener of its original destination,
+/// and passes what no listener claims through to `passthrough`.
+pub fn redirect_listener(name: &str, port: u16, passthrough: &str) -> XdsResource {
+    let proxy = TcpProxy {
+        stat_prefix: name.to_string(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(
+            passthrough.to_string(),
+        )),
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: name.to_string(),
+        address: Some(socket(std::net::Ipv4Addr::UNSPECIFIED.into(), port)),
+        use_original_dst: Some(BoolValue { value: true }),
+        listener_filters: vec![ListenerFilter {
+            name: "envoy.filters.listener.original_dst".into(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+                &OriginalDst {},
+            ))),
+            ..Default::default()
+        }],
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.tcp_proxy".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
+            }],
+            ..Default::default()
+        }],
         ..Default::default()
     };
     XdsResource {

@@ -48,6 +48,10 @@ pub fn generate(
     let mut clusters = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
     let service = dataplane.services().first().copied().unwrap_or("");
+    let transparent = dataplane.networking.transparent_proxying.as_ref();
+    // Redirected inbound traffic reaches the inbound listeners through the
+    // redirect listener: they must not bind the application's ports.
+    let bind_inbound = transparent.is_none_or(|t| t.redirect_port_inbound == 0);
 
     for inbound in &dataplane.networking.inbound {
         // Validated on the way into the store; an unparsable one cannot be
@@ -68,7 +72,7 @@ pub fn generate(
             envoy::tcp_listener(
                 &name,
                 (ep.address, ep.dataplane_port),
-                true,
+                bind_inbound,
                 &cluster,
                 &name,
                 filters,
@@ -120,10 +124,26 @@ pub fn generate(
         let name = format!("outbound:{}:{}", ep.address, ep.port);
         outbound(name, (ep.address, ep.port), true, &o.service);
     }
-    if let Some(transparent) = &dataplane.networking.transparent_proxying {
+    if let Some(transparent) = transparent {
         let bind = transparent.redirect_port_outbound == 0;
         for (target, (ip, port)) in mesh.service_vips() {
             outbound(format!("outbound:{ip}:{port}"), (ip, port), bind, target);
+        }
+        let redirects = [
+            (transparent.redirect_port_outbound, "outbound"),
+            (transparent.redirect_port_inbound, "inbound"),
+        ];
+        for (port, direction) in redirects.into_iter().filter(|(port, _)| *port != 0) {
+            let name = format!("{direction}:0.0.0.0:{port}");
+            let passthrough = format!("{direction}:passthrough");
+            listeners.insert(
+                name.clone(),
+                envoy::redirect_listener(&name, port, &passthrough),
+            );
+            clusters.insert(
+                passthrough.clone(),
+                envoy::original_destination_cluster(&passthrough),
+            );
         }
     }
     ProxyConfig {
@@ -443,9 +463,46 @@ networking:
         let config = generate(client, index.mesh("default").unwrap(), None);
         let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["inbound:10.0.0.1:8080", "outbound:10.96.0.5:80"]);
+        let bound = |config: &ProxyConfig, name: &str| {
+            let l = config.listeners.iter().find(|l| l.name == name).unwrap();
+            Listener::decode(l.body.value.as_slice())
+                .unwrap()
+                .bind_to_port
+                .is_none_or(|b| b.value)
+        };
+        assert!(
+            bound(&config, "outbound:10.96.0.5:80"),
+            "no redirection: bound"
+        );
         let text = render(&config);
         assert!(text.contains("10.0.0.2"), "the ready pod is an endpoint");
         assert!(!text.contains("10.0.0.3"), "the starting pod is not");
+
+        // With the node redirecting (kuma-init): two redirect listeners,
+        // and the others no longer bind.
+        let mut redirected = client.as_ref().clone();
+        redirected.networking.transparent_proxying = Some(crate::resources::TransparentProxying {
+            redirect_port_inbound: 15006,
+            redirect_port_outbound: 15001,
+        });
+        let config = generate(&redirected, index.mesh("default").unwrap(), None);
+        let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "inbound:0.0.0.0:15006",
+                "inbound:10.0.0.1:8080",
+                "outbound:0.0.0.0:15001",
+                "outbound:10.96.0.5:80"
+            ]
+        );
+        assert!(!bound(&config, "inbound:10.0.0.1:8080"));
+        assert!(!bound(&config, "outbound:10.96.0.5:80"));
+        assert!(bound(&config, "outbound:0.0.0.0:15001"));
+        let clusters: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert!(
+            clusters.contains(&"outbound:passthrough") && clusters.contains(&"inbound:passthrough")
+        );
     }
 
     #[test]
