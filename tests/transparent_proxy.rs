@@ -1,0 +1,391 @@
+//! Transparent proxying for real: two "pods" are network namespaces this
+//! test builds (`ip netns`, veth pairs), each set up as `kuma-init` sets a
+//! pod up (`kumactl install transparent-proxy`: nft iptables in one,
+//! legacy in the other, each detected) and running `kuma-dp` and Envoy as
+//! UID 5678. An unmodified client (bash's `/dev/tcp`) connecting to the
+//! echo Service's address is carried through both Envoys to the echo
+//! server; with mTLS on, only once a TrafficPermission allows it. Needs
+//! root (`make test` runs as root here) and Debian's iptables.
+
+#![cfg(feature = "kubernetes")]
+
+mod common;
+#[path = "kube_api/mod.rs"]
+mod kube_api;
+
+use common::{KumaCp, bin, envoy_binary, eventually};
+use kube_api::KubeApi;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, removed (with its veth pairs) on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Netns(name)
+    }
+
+    fn exec(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real Envoy binary (the `.venv/bin/envoy` launcher needs root's
+/// Python, which UID 5678 cannot read).
+fn envoy_executable() -> PathBuf {
+    let launcher = envoy_binary();
+    let lib = launcher.parent().unwrap().parent().unwrap().join("lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file())
+        .unwrap_or(launcher)
+}
+
+fn pod(name: &str, app: &str, ip: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "labels": {"app": app},
+                        "annotations": {"kuma.io/sidecar-injected": "true",
+                                        "kuma.io/transparent-proxying": "enabled",
+                                        "kuma.io/transparent-proxying-inbound-port": "15006",
+                                        "kuma.io/transparent-proxying-outbound-port": "15001"}},
+           "spec": {"serviceAccountName": app, "containers": [{"name": app, "image": app}]},
+           "status": {"phase": "Running", "podIP": ip,
+                      "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+fn service(name: &str, vip: &str, target: u16) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+           "spec": {"selector": {"app": name}, "clusterIP": vip,
+                    "ports": [{"port": 80, "targetPort": target}]}})
+}
+
+/// Sends `hello` from inside `ns` to `ip:80` with bash's `/dev/tcp`, as an
+/// unmodified application would; answers what came back.
+fn hello(ns: &Netns, ip: &str) -> String {
+    let script = format!("exec 3<>/dev/tcp/{ip}/80 && printf hello >&3 && timeout 3 head -c 5 <&3");
+    let out = ns
+        .exec(Path::new("/bin/bash"))
+        .args(["-c", &script])
+        .output()
+        .expect("bash runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
+    let api = KubeApi::start();
+    api.add_token("client-token", "demo", "client");
+    api.add_token("echo-token", "demo", "echo");
+    let r = 1 + rand::random::<u8>() % 250;
+    let (a, b) = (format!("kuma{r}a"), format!("kuma{r}b"));
+    let (client_ns, echo_ns) = (Netns::new(format!("{a}-ns")), Netns::new(format!("{b}-ns")));
+    // Each pod reaches the host (and the control plane) over its own veth
+    // pair, and the other pod over a third one.
+    let host_ip = format!("10.250.{r}.1");
+    for (ns, host_side, net) in [(&client_ns, &a, 250), (&echo_ns, &b, 251)] {
+        let peer = format!("{host_side}p");
+        run(
+            "ip",
+            &[
+                "link", "add", host_side, "type", "veth", "peer", "name", &peer,
+            ],
+        );
+        run("ip", &["link", "set", &peer, "netns", &ns.0]);
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("10.{net}.{r}.1/24"),
+                "dev",
+                host_side,
+            ],
+        );
+        run("ip", &["link", "set", host_side, "up"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns.0,
+                "addr",
+                "add",
+                &format!("10.{net}.{r}.2/24"),
+                "dev",
+                &peer,
+            ],
+        );
+        run("ip", &["-n", &ns.0, "link", "set", &peer, "up"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns.0,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.{net}.{r}.1"),
+            ],
+        );
+    }
+    let link = format!("kuma{r}l");
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            &link,
+            "netns",
+            &client_ns.0,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{link}p"),
+            "netns",
+            &echo_ns.0,
+        ],
+    );
+    let (client_ip, echo_ip) = (format!("10.252.{r}.1"), format!("10.252.{r}.2"));
+    run(
+        "ip",
+        &[
+            "-n",
+            &client_ns.0,
+            "addr",
+            "add",
+            &format!("{client_ip}/24"),
+            "dev",
+            &link,
+        ],
+    );
+    run("ip", &["-n", &client_ns.0, "link", "set", &link, "up"]);
+    run(
+        "ip",
+        &[
+            "-n",
+            &echo_ns.0,
+            "addr",
+            "add",
+            &format!("{echo_ip}/24"),
+            "dev",
+            &format!("{link}p"),
+        ],
+    );
+    run(
+        "ip",
+        &["-n", &echo_ns.0, "link", "set", &format!("{link}p"), "up"],
+    );
+
+    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
+    let cp = KumaCp::start(&[
+        ("KUMA_ENVIRONMENT", "kubernetes"),
+        ("KUMA_STORE_TYPE", "kubernetes"),
+        ("KUBECONFIG", &kubeconfig),
+        ("KUMA_GENERAL_ADVERTISED_HOSTNAME", &host_ip),
+    ]);
+    let echo_vip = format!("10.96.{r}.10");
+    api.apply(
+        "/api/v1/namespaces/demo/services",
+        service("echo", &echo_vip, 7000),
+    );
+    api.apply(
+        "/api/v1/namespaces/demo/services",
+        service("client", &format!("10.96.{r}.11"), 8080),
+    );
+    api.apply(
+        "/api/v1/namespaces/demo/pods",
+        pod("client-1", "client", &client_ip),
+    );
+    api.apply(
+        "/api/v1/namespaces/demo/pods",
+        pod("echo-1", "echo", &echo_ip),
+    );
+
+    // kuma-init: the echo pod's node uses legacy iptables (it holds a rule
+    // already), the client's the default (nft).
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &echo_ns.0,
+            "iptables-legacy",
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            "9",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    let kumactl = bin("kumactl");
+    for (ns, backend) in [(&client_ns, "Nft"), (&echo_ns, "Legacy")] {
+        let out = ns
+            .exec(&kumactl)
+            .args(["install", "transparent-proxy", "--kuma-dp-uid", "5678"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains(&format!("({backend} iptables)")), "{said}");
+    }
+
+    // The echo application, as root in its pod.
+    let _echo = Running(
+        echo_ns
+            .exec(&bin("kuma-tcp-echo"))
+            .args(["run", "--port", "7000", "--address", "0.0.0.0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The sidecars, as UID 5678, configured from the environment.
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bootstrap_port = cp.bootstrap.rsplit(':').next().unwrap().to_string();
+    let mut sidecars = Vec::new();
+    for (ns, name, token) in [
+        (&client_ns, "client-1", "client-token"),
+        (&echo_ns, "echo-1", "echo-token"),
+    ] {
+        let token_file = dir.path().join(format!("{name}-token"));
+        std::fs::write(&token_file, token).unwrap();
+        let config_dir = dir.path().join(name);
+        std::fs::create_dir(&config_dir).unwrap();
+        std::fs::set_permissions(&config_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        sidecars.push(Running(
+            ns.exec(Path::new("/usr/bin/setpriv"))
+                .args(["--reuid=5678", "--regid=5678", "--clear-groups"])
+                .arg(bin("kuma-dp"))
+                .arg("run")
+                .env_clear()
+                .env(
+                    "KUMA_CONTROL_PLANE_URL",
+                    format!("http://{host_ip}:{bootstrap_port}"),
+                )
+                .env("KUMA_DATAPLANE_MESH", "default")
+                .env("KUMA_DATAPLANE_NAME", format!("{name}.demo"))
+                .env("KUMA_DATAPLANE_ADMIN_PORT", "9901")
+                .env("KUMA_DATAPLANE_RUNTIME_TOKEN_PATH", &token_file)
+                .env("KUMA_DATAPLANE_RUNTIME_BINARY_PATH", envoy_executable())
+                .env("KUMA_DATAPLANE_RUNTIME_CONFIG_DIR", &config_dir)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    let logs = || {
+        ["client-1", "echo-1"]
+            .iter()
+            .map(|n| {
+                std::fs::read_to_string(dir.path().join(format!("{n}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    for ns in [&client_ns, &echo_ns] {
+        assert!(
+            eventually(Duration::from_secs(30), || ns
+                .exec(&bin("kuma-dp"))
+                .args(["probe", "--admin-port", "9901"])
+                .status()
+                .is_ok_and(|s| s.success())),
+            "a sidecar did not become ready:\n{}",
+            logs()
+        );
+    }
+
+    assert!(
+        eventually(Duration::from_secs(15), || hello(&client_ns, &echo_vip)
+            == "hello"),
+        "no echo through the Service address; sidecars:\n{}",
+        logs()
+    );
+    // It went through the echo pod's Envoy, whose inbound took it.
+    let stats = Command::new("ip")
+        .args(["netns", "exec", &echo_ns.0, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9901 && printf 'GET /stats?filter=inbound HTTP/1.1\\r\\nHost: admin\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"])
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        stats.lines().any(|l| l
+            .starts_with(&format!("tcp.inbound_{echo_ip}_7000.downstream_cx_total:"))
+            && !l.ends_with(": 0")),
+        "{stats}"
+    );
+
+    // mTLS: denied until a TrafficPermission allows the client.
+    api.apply(
+        "/apis/kuma.io/v1alpha1/meshes",
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"},
+               "spec": {"mtls": {"enabled": true, "ca": {"builtin": {}}}}}),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || hello(&client_ns, &echo_vip)
+            .is_empty()),
+        "traffic flowed with mTLS on and no permission"
+    );
+    api.apply(
+        "/apis/kuma.io/v1alpha1/namespaces/demo/trafficpermissions",
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
+               "metadata": {"name": "client-to-echo"}, "mesh": "default",
+               "spec": {"rules": [{"sources": [{"match": {"app": "client"}}],
+                                   "destinations": [{"match": {"service": "echo_demo_svc_80"}}]}]}}),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || hello(&client_ns, &echo_vip)
+            == "hello"),
+        "the permission did not open the path; sidecars:\n{}",
+        logs()
+    );
+}
