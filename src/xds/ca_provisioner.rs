@@ -4,9 +4,9 @@
 //! index, where [`super::identity`] picks it up: the index stays the only
 //! thing the data-plane side reads.
 
-use super::index::{CA_SECRET, IndexHandle};
+use super::index::IndexHandle;
 use crate::runtime::{Backoff, CancellationToken, Leadership};
-use crate::security::ca::MeshCa;
+use crate::security::ca::{CA_SECRET, MeshCa};
 use crate::store::SharedStore;
 use std::time::Duration;
 

@@ -4,9 +4,9 @@
 //! its services or tags change, and again before it expires. Certificates
 //! live in memory only.
 
-use super::index::{CA_SECRET, MeshView, ProxyId, ResourceIndex};
+use super::index::{MeshView, ProxyId, ResourceIndex};
 use crate::resources::{DataplaneSpec, SecretSpec, tags::Tags};
-use crate::security::ca::{MeshCa, WorkloadCert};
+use crate::security::ca::{CA_SECRET, MeshCa, WorkloadCert};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

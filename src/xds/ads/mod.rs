@@ -141,9 +141,7 @@ impl AdsServer {
             ))),
         }
     }
-}
 
-impl AdsServer {
     /// A dataplane token: for this mesh and name, signed with the mesh's
     /// key (read from the index), not expired, not revoked.
     async fn check_dataplane_token(&self, id: &ProxyId, token: &str) -> Result<(), Status> {
@@ -189,7 +187,7 @@ struct StreamContext {
 }
 
 impl StreamContext {
-    async fn open(server: &AdsServer, id: ProxyId, kind: &'static str) -> StreamContext {
+    fn open(server: &AdsServer, id: ProxyId, kind: &'static str) -> StreamContext {
         let watch = server.cache.watch(id.clone());
         let tracker = SubscriptionTracker::new(id.clone(), &server.instance_id);
         let done = Arc::new(Notify::new());
@@ -364,7 +362,7 @@ async fn serve_stream<P: Protocol>(
     mut requests: Streaming<P::Request>,
     tx: Sender<P::Response>,
 ) {
-    let mut ctx = StreamContext::open(&server, id, P::KIND).await;
+    let mut ctx = StreamContext::open(&server, id, P::KIND);
     let mut protocol = P::default();
     let mut pending = Some(first);
     let stop = server.shutdown.clone().cancelled_owned();

@@ -14,8 +14,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
-use envoy_types::pb::google::protobuf::BoolValue;
-use envoy_types::pb::google::protobuf::{Any, Duration};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration};
 use prost::{Message, Name};
 use std::net::IpAddr;
 
@@ -109,9 +108,9 @@ pub(super) fn ads_source() -> ConfigSource {
 }
 
 /// A listener that proxies every TCP connection to `cluster`, after
-/// `filters_before` (RBAC), over `transport` (TLS) when given.
-/// A listener proxying TCP to `cluster`. One that does not bind its port
-/// receives only connections redirected to it (transparent proxying).
+/// `filters_before` (RBAC), over `transport` (TLS) when given. One that does
+/// not bind its port receives only connections redirected to it
+/// (transparent proxying).
 pub fn tcp_listener(
     name: &str,
     (ip, port): (IpAddr, u16),

@@ -89,6 +89,9 @@ pub fn generate(
         );
     }
 
+    // A service reached by several outbounds (an explicit one and its
+    // Service address, or several ports) gets its cluster and endpoints
+    // computed once.
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
         listeners.entry(name.clone()).or_insert_with(|| {
             envoy::tcp_listener(
@@ -101,6 +104,9 @@ pub fn generate(
                 None,
             )
         });
+        if clusters.contains_key(target) {
+            return;
+        }
         let transport = tls.map(|_| tls::upstream(&mesh.name, target));
         clusters.insert(target.to_string(), envoy::eds_cluster(target, transport));
         let addresses = mesh.providers(target).flat_map(|(_, provider)| {

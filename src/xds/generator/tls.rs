@@ -20,8 +20,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     downstream_tls_context, secret, subject_alt_name_matcher,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
-use envoy_types::pb::google::protobuf::Any;
-use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use prost::{Message, Name};
 use std::collections::{BTreeMap, HashMap};
 

@@ -18,6 +18,7 @@ use crate::resources::{
     DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SecretSpec, Selector, Spec,
     TrafficPermissionSpec,
 };
+use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,10 +35,6 @@ pub enum IndexEvent {
     /// a lost database connection, a watch that expired).
     Reset(Vec<Resource>),
 }
-
-/// The secret holding a mesh's builtin CA, whose change means new
-/// certificates for every proxy of the mesh.
-pub const CA_SECRET: &str = crate::security::ca::CA_SECRET;
 
 /// A proxy: its mesh and its dataplane's name. Envoy's node id is
 /// `{mesh}.{name}`; mesh names hold no dot, so the first dot splits them.
@@ -84,9 +81,9 @@ pub struct MeshView {
     providers: HashMap<String, BTreeSet<String>>,
     /// service -> dataplanes with an outbound to that service.
     consumers: HashMap<String, BTreeSet<String>>,
-    /// Dataplanes that reach every service of the mesh at its Service
-    /// address (transparent proxying): consumers of every service.
-    transparent: BTreeSet<String>,
+    /// How many dataplanes reach every service of the mesh at its Service
+    /// address (transparent proxying): they consume every service.
+    transparent: usize,
     /// service -> its Service addresses, each with how many inbounds
     /// announce it.
     vips: BTreeMap<String, BTreeMap<(IpAddr, u16), usize>>,
@@ -138,7 +135,7 @@ impl MeshView {
             .flatten()
             .map(|c| ProxyId::new(&self.name, c))
             .collect();
-        let meshes = if services.is_empty() || self.transparent.is_empty() {
+        let meshes = if services.is_empty() || self.transparent == 0 {
             BTreeSet::new()
         } else {
             [self.name.clone()].into()
@@ -164,7 +161,7 @@ impl MeshView {
                 .insert(name.to_string());
         }
         if dp.networking.transparent_proxying.is_some() {
-            self.transparent.insert(name.to_string());
+            self.transparent += 1;
         }
         for (service, vip) in vips(dp) {
             *self
@@ -193,7 +190,9 @@ impl MeshView {
                 }
             }
         }
-        self.transparent.remove(name);
+        if dp.networking.transparent_proxying.is_some() {
+            self.transparent -= 1;
+        }
         for (service, vip) in vips(dp) {
             if let Some(by_vip) = self.vips.get_mut(service) {
                 if let Some(count) = by_vip.get_mut(&vip) {
