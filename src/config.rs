@@ -7,6 +7,7 @@
 //! from the defaults rather than listed by hand, so a new setting cannot
 //! lack one and `kuma-cp run --help` lists them all.
 
+use crate::resources::TransparentProxying;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -460,10 +461,10 @@ impl Default for InjectorConfig {
             },
             sidecar_container: SidecarContainerConfig {
                 image: format!("kuma/kuma-dp:{}", crate::version::VERSION),
-                redirect_port_inbound: 15006,
-                redirect_port_outbound: 15001,
-                uid: 5678,
-                gid: 5678,
+                redirect_port_inbound: TransparentProxying::INBOUND_PORT,
+                redirect_port_outbound: TransparentProxying::OUTBOUND_PORT,
+                uid: TransparentProxying::PROXY_UID,
+                gid: TransparentProxying::PROXY_UID,
                 admin_port: 9901,
                 drain_time_seconds: 30,
                 readiness_probe: ProbeConfig {

@@ -6,11 +6,11 @@
 //! the injected pod, so reviewing an injected pod again yields none.
 
 use crate::config::{InjectorConfig, ProbeConfig};
-use crate::k8s::crd::{DEFAULT_MESH, MESH_LABEL};
+use crate::k8s::crd::MESH_LABEL;
 use crate::k8s::identity::DEFAULT_TOKEN_PATH;
 use crate::k8s::pods::{
     INBOUND_REDIRECT_PORT, OUTBOUND_REDIRECT_PORT, SIDECAR_INJECTED, SIDECAR_INJECTION,
-    TRANSPARENT_PROXYING,
+    TRANSPARENT_PROXYING, pod_mesh,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -56,10 +56,10 @@ pub fn decide(
     if has_sidecar || annotation(pod, SIDECAR_INJECTED) == Some("true") {
         return Decision::AlreadyInjected;
     }
-    let mesh = annotation(pod, MESH_LABEL)
-        .map(str::to_string)
-        .or_else(|| namespace_annotations.get(MESH_LABEL).cloned())
-        .unwrap_or_else(|| DEFAULT_MESH.to_string());
+    let mesh = pod_mesh(
+        annotation(pod, MESH_LABEL),
+        namespace_annotations.get(MESH_LABEL).map(String::as_str),
+    );
     Decision::Inject { mesh }
 }
 

@@ -35,7 +35,8 @@ use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SIDECAR_INJECTED: &str = "kuma.io/sidecar-injected";
@@ -61,6 +62,36 @@ pub struct Desired {
 
 fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+/// Whether the pod ran to its end (a Job's pod, an evicted one).
+fn has_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The mesh a pod joins: its `kuma.io/mesh` annotation, else its
+/// namespace's, else `default`. The injector and the controller both ask.
+pub fn pod_mesh(pod_annotation: Option<&str>, namespace_annotation: Option<&str>) -> String {
+    pod_annotation
+        .or(namespace_annotation)
+        .unwrap_or(DEFAULT_MESH)
+        .to_string()
+}
+
+/// Why a pod has no Dataplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoDataplane {
+    /// It has no sidecar.
+    NotInjected,
+    /// It succeeded or failed.
+    Finished,
+    /// It has no IP yet.
+    NoAddress,
+    /// No Service selects it, so it serves nothing.
+    NoService,
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -99,21 +130,29 @@ fn target_port(pod: &Pod, port: &k8s_openapi::api::core::v1::ServicePort) -> Opt
 }
 
 /// The Dataplane a pod should have, given the Services of its namespace and
-/// the namespace itself; `None` when it should have none.
-pub fn desired(pod: &Pod, services: &[&Service], namespace: Option<&Namespace>) -> Option<Desired> {
+/// the namespace itself; or why it should have none.
+pub fn desired(
+    pod: &Pod,
+    services: &[Arc<Service>],
+    namespace: Option<&Namespace>,
+) -> Result<Desired, NoDataplane> {
     if annotation(&pod.metadata, SIDECAR_INJECTED) != Some("true") {
-        return None;
+        return Err(NoDataplane::NotInjected);
     }
-    let status = pod.status.as_ref()?;
-    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
-        return None;
+    if has_finished(pod) {
+        return Err(NoDataplane::Finished);
     }
-    let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .filter(|ip| !ip.is_empty())
+        .ok_or(NoDataplane::NoAddress)?;
     let pod_namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let mesh = annotation(&pod.metadata, MESH_LABEL)
-        .or_else(|| namespace.and_then(|ns| annotation(&ns.metadata, MESH_LABEL)))
-        .unwrap_or(DEFAULT_MESH)
-        .to_string();
+    let mesh = pod_mesh(
+        annotation(&pod.metadata, MESH_LABEL),
+        namespace.and_then(|ns| annotation(&ns.metadata, MESH_LABEL)),
+    );
     let labels: BTreeMap<String, String> = pod
         .metadata
         .labels
@@ -130,7 +169,7 @@ pub fn desired(pod: &Pod, services: &[&Service], namespace: Option<&Namespace>) 
         ready: is_ready(pod),
     });
     let mut inbound: Vec<InboundInterface> = Vec::new();
-    let mut sorted: Vec<&&Service> = services.iter().filter(|s| selects(s, pod)).collect();
+    let mut sorted: Vec<&Arc<Service>> = services.iter().filter(|s| selects(s, pod)).collect();
     sorted.sort_by_key(|s| s.metadata.name.clone());
     for service in sorted {
         let name = service.metadata.name.clone().unwrap_or_default();
@@ -174,7 +213,7 @@ pub fn desired(pod: &Pod, services: &[&Service], namespace: Option<&Namespace>) 
         }
     }
     if inbound.is_empty() {
-        return None;
+        return Err(NoDataplane::NoService);
     }
     let port = |key: &str, default: u16| {
         annotation(&pod.metadata, key)
@@ -183,13 +222,16 @@ pub fn desired(pod: &Pod, services: &[&Service], namespace: Option<&Namespace>) 
     };
     let transparent = if annotation(&pod.metadata, TRANSPARENT_PROXYING) == Some("enabled") {
         TransparentProxying {
-            redirect_port_inbound: port(INBOUND_REDIRECT_PORT, 15006),
-            redirect_port_outbound: port(OUTBOUND_REDIRECT_PORT, 15001),
+            redirect_port_inbound: port(INBOUND_REDIRECT_PORT, TransparentProxying::INBOUND_PORT),
+            redirect_port_outbound: port(
+                OUTBOUND_REDIRECT_PORT,
+                TransparentProxying::OUTBOUND_PORT,
+            ),
         }
     } else {
         TransparentProxying::default()
     };
-    Some(Desired {
+    Ok(Desired {
         mesh,
         spec: DataplaneSpec {
             networking: Networking {
@@ -221,63 +263,27 @@ pub async fn run(
         reflector::store::Writer::<DynamicObject>::new(dataplane_crd.api_resource());
     let dataplanes = dataplanes_writer.as_reader();
 
-    let config = watcher::Config::default;
-    let touch_pod = |meta: &kube::api::ObjectMeta| Touch::Pod {
+    let pod_of = |meta: &kube::api::ObjectMeta| Touch::Pod {
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
     };
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .map(move |e| match e {
-        Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) => Some(touch_pod(&p.metadata)),
-        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
-        _ => None,
-    })
-    .boxed();
-    let service_events = reflector::reflector(
-        services_writer,
-        watcher(Api::<Service>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .map(|e| match e {
-        Ok(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => {
-            Some(Touch::Namespace(s.metadata.namespace.unwrap_or_default()))
-        }
-        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
-        _ => None,
-    })
-    .boxed();
-    let namespace_events = reflector::reflector(
+    let pod_events = follow(pods_writer, Api::<Pod>::all(client.clone()), move |p| {
+        pod_of(&p.metadata)
+    });
+    let service_events = follow(services_writer, Api::<Service>::all(client.clone()), |s| {
+        Touch::Namespace(s.metadata.namespace.clone().unwrap_or_default())
+    });
+    let namespace_events = follow(
         namespaces_writer,
-        watcher(Api::<Namespace>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .map(|e| match e {
-        Ok(watcher::Event::Apply(n) | watcher::Event::Delete(n)) => {
-            Some(Touch::Namespace(n.metadata.name.unwrap_or_default()))
-        }
-        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
-        _ => None,
-    })
-    .boxed();
-    let dataplane_events = reflector::reflector(
+        Api::<Namespace>::all(client.clone()),
+        |n| Touch::Namespace(n.metadata.name.clone().unwrap_or_default()),
+    );
+    // Someone else changed or deleted a Dataplane: put it back.
+    let dataplane_events = follow(
         dataplanes_writer,
-        watcher(
-            Api::<DynamicObject>::all_with(client.clone(), &dataplane_crd.api_resource()),
-            config(),
-        ),
-    )
-    .default_backoff()
-    .map(move |e| match e {
-        // Someone else changed or deleted a Dataplane: put it back.
-        Ok(watcher::Event::Apply(d) | watcher::Event::Delete(d)) => Some(touch_pod(&d.metadata)),
-        Ok(watcher::Event::InitDone) => Some(Touch::Everything),
-        _ => None,
-    })
-    .boxed();
+        Api::<DynamicObject>::all_with(client.clone(), &dataplane_crd.api_resource()),
+        move |d| pod_of(&d.metadata),
+    );
     let mut touches = futures::stream::select_all([
         pod_events,
         service_events,
@@ -319,10 +325,39 @@ pub async fn run(
                 t = touches.next() => match t { Some(t) => batch.push(t), None => break },
             }
         }
+        let services = stores.services_by_namespace();
         for (namespace, name) in stores.pods_touched(batch) {
-            stores.reconcile(&namespace, &name).await;
+            let in_namespace = services.get(&namespace).map(Vec::as_slice).unwrap_or(&[]);
+            stores.reconcile(&namespace, &name, in_namespace).await;
         }
     }
+}
+
+/// Follows one kind into its reflector store; every change says what to
+/// look at again, and a (re)list means everything.
+fn follow<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    touch: impl Fn(&K) -> Touch + Send + 'static,
+) -> futures::stream::BoxStream<'static, Option<Touch>>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .map(move |e| match e {
+            Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => Some(touch(&o)),
+            Ok(watcher::Event::InitDone) => Some(Touch::Everything),
+            _ => None,
+        })
+        .boxed()
 }
 
 struct Stores {
@@ -389,22 +424,17 @@ impl Stores {
                 && annotation(&pod.metadata, SIDECAR_INJECTED) != Some("true")
                 && annotation(&pod.metadata, SIDECAR_INJECTION) != Some("disabled")
                 && pod.metadata.deletion_timestamp.is_none()
-                && !matches!(
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
+                && !has_finished(pod)
         });
         let Some(pod) = missing else {
             self.outside.remove(namespace, name);
             return;
         };
-        let mesh = annotation(&pod.metadata, MESH_LABEL)
-            .or_else(|| {
-                ns.as_ref()
-                    .and_then(|ns| annotation(&ns.metadata, MESH_LABEL))
-            })
-            .unwrap_or(DEFAULT_MESH)
-            .to_string();
+        let mesh = pod_mesh(
+            annotation(&pod.metadata, MESH_LABEL),
+            ns.as_ref()
+                .and_then(|ns| annotation(&ns.metadata, MESH_LABEL)),
+        );
         let reason = format!(
             "pod {namespace}/{name} is outside the mesh: its namespace is labelled {SIDECAR_INJECTION}=enabled but the pod has no kuma-sidecar (it was probably created before the injector was up); restart it, e.g. kubectl -n {namespace} delete pod {name}"
         );
@@ -423,7 +453,18 @@ impl Stores {
         }
     }
 
-    async fn reconcile(&mut self, namespace: &str, name: &str) {
+    /// Every Service, by namespace: read once per batch rather than once
+    /// per pod.
+    fn services_by_namespace(&self) -> HashMap<String, Vec<Arc<Service>>> {
+        let mut by_namespace: HashMap<String, Vec<Arc<Service>>> = HashMap::new();
+        for service in self.services.state() {
+            let namespace = service.metadata.namespace.clone().unwrap_or_default();
+            by_namespace.entry(namespace).or_default().push(service);
+        }
+        by_namespace
+    }
+
+    async fn reconcile(&mut self, namespace: &str, name: &str, services: &[Arc<Service>]) {
         let pod = self.pods.get(&ObjectRef::new(name).within(namespace));
         self.check_sidecar(pod.as_deref(), namespace, name).await;
         if !self.leading {
@@ -439,36 +480,22 @@ impl Stores {
                 .flatten()
                 .any(|o| o.kind == "Pod" && o.name == name && uid.is_none_or(|u| o.uid == u))
         };
-        let want = pod.as_ref().and_then(|pod| {
-            let services: Vec<std::sync::Arc<Service>> = self
-                .services
-                .state()
-                .into_iter()
-                .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
-                .collect();
-            let services: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
-            let ns = self.namespaces.get(&ObjectRef::new(namespace));
-            let want = desired(pod, &services, ns.as_deref());
-            if want.is_none()
-                && annotation(&pod.metadata, SIDECAR_INJECTED) == Some("true")
-                && pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.pod_ip.as_ref())
-                    .is_some()
-                && !matches!(
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
-            {
+        let ns = self.namespaces.get(&ObjectRef::new(namespace));
+        let want = match pod
+            .as_deref()
+            .map(|pod| desired(pod, services, ns.as_deref()))
+        {
+            Some(Ok(want)) => Some(want),
+            Some(Err(NoDataplane::NoService)) => {
                 tracing::warn!(
                     namespace,
                     pod = name,
                     "no Service selects the pod: it gets no Dataplane until one does"
                 );
+                None
             }
-            want
-        });
+            Some(Err(_)) | None => None,
+        };
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &self.crd.api_resource());
         let pod_uid = pod.as_ref().and_then(|p| p.metadata.uid.clone());

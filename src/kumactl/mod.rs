@@ -173,19 +173,8 @@ enum InstallCommand {
     /// the kuma-init container runs; needs NET_ADMIN)
     #[command(name = "transparent-proxy")]
     TransparentProxy {
-        #[arg(long = "redirect-inbound-port", default_value_t = 15006)]
-        redirect_inbound_port: u16,
-        #[arg(long = "redirect-outbound-port", default_value_t = 15001)]
-        redirect_outbound_port: u16,
-        /// The user Envoy runs as; its own traffic is not redirected
-        #[arg(long = "kuma-dp-uid", default_value_t = 5678)]
-        kuma_dp_uid: u32,
-        /// Inbound ports left alone, comma-separated
-        #[arg(long = "exclude-inbound-ports", value_delimiter = ',')]
-        exclude_inbound_ports: Vec<u16>,
-        /// Outbound ports left alone, comma-separated
-        #[arg(long = "exclude-outbound-ports", value_delimiter = ',')]
-        exclude_outbound_ports: Vec<u16>,
+        #[command(flatten)]
+        settings: transparent_proxy::Settings,
         /// The iptables back end; detected from the node when not given
         #[arg(long = "iptables-backend", value_enum)]
         iptables_backend: Option<transparent_proxy::Backend>,
@@ -262,25 +251,11 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
         Command::Install {
             command:
                 InstallCommand::TransparentProxy {
-                    redirect_inbound_port,
-                    redirect_outbound_port,
-                    kuma_dp_uid,
-                    exclude_inbound_ports,
-                    exclude_outbound_ports,
+                    settings,
                     iptables_backend,
                     dry_run,
                 },
-        } => transparent_proxy::install(
-            &transparent_proxy::Settings {
-                redirect_inbound_port,
-                redirect_outbound_port,
-                kuma_dp_uid,
-                exclude_inbound_ports,
-                exclude_outbound_ports,
-            },
-            iptables_backend,
-            dry_run,
-        ),
+        } => transparent_proxy::install(&settings, iptables_backend, dry_run),
         #[cfg(feature = "kubernetes")]
         Command::Install {
             command: InstallCommand::Crds { output_dir },

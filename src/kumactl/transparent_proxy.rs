@@ -9,15 +9,24 @@
 //! already holding rules is used, else the one `iptables` itself is.
 
 use super::KumactlError;
+use crate::resources::TransparentProxying;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
+    #[arg(long = "redirect-inbound-port", default_value_t = TransparentProxying::INBOUND_PORT)]
     pub redirect_inbound_port: u16,
+    #[arg(long = "redirect-outbound-port", default_value_t = TransparentProxying::OUTBOUND_PORT)]
     pub redirect_outbound_port: u16,
+    /// The user Envoy runs as; its own traffic is not redirected
+    #[arg(long = "kuma-dp-uid", default_value_t = TransparentProxying::PROXY_UID)]
     pub kuma_dp_uid: u32,
+    /// Inbound ports left alone, comma-separated
+    #[arg(long = "exclude-inbound-ports", value_delimiter = ',')]
     pub exclude_inbound_ports: Vec<u16>,
+    /// Outbound ports left alone, comma-separated
+    #[arg(long = "exclude-outbound-ports", value_delimiter = ',')]
     pub exclude_outbound_ports: Vec<u16>,
 }
 

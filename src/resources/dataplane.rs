@@ -44,6 +44,16 @@ pub struct TransparentProxying {
     pub redirect_port_outbound: u16,
 }
 
+impl TransparentProxying {
+    /// Where the node redirects a pod's inbound TCP, by default.
+    pub const INBOUND_PORT: u16 = 15006;
+    /// Where the node redirects a pod's outbound TCP, by default.
+    pub const OUTBOUND_PORT: u16 = 15001;
+    /// The user the sidecar (Envoy) runs as: its own traffic is never
+    /// redirected.
+    pub const PROXY_UID: u32 = 5678;
+}
+
 /// `interface: {address}:{dataplane-port}:{service-port}` plus its tags.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
