@@ -2,7 +2,7 @@
 //! Tokio runtime, and turn an error into one line on standard error and
 //! exit code 1.
 
-use crate::config::LogFormat;
+use crate::config::{Config, ConfigError, LogFormat, Override};
 use std::fmt::Display;
 use std::future::Future;
 use std::io::IsTerminal;
@@ -81,4 +81,22 @@ pub fn root_cause<'a>(
         cause = inner;
     }
     cause
+}
+
+/// Parses a server's command line, with every setting's environment
+/// variable listed under `run --help`.
+pub fn parse_server_cli<C: clap::Parser>() -> C {
+    let command = C::command().mut_subcommand("run", |c| c.after_help(crate::config::env_help()));
+    match C::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
+}
+
+/// A server's settings (file, environment, flags), with its logging set
+/// up from them.
+pub fn server_settings(file: Option<&str>, overrides: &[Override]) -> Result<Config, ConfigError> {
+    let config = Config::from_env(file, overrides)?;
+    init_logging(&config.logging.level, config.logging.format, LogTo::Stdout);
+    Ok(config)
 }

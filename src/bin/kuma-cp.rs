@@ -1,6 +1,6 @@
 //! `kuma-cp`: the control plane.
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use kuma::config::{Config, Override};
 use std::process::ExitCode;
 
@@ -64,12 +64,8 @@ async fn run(command: Command) -> Result<(), String> {
                 .into_iter()
                 .map(|l| ("logging.level", l))
                 .collect();
-            let config = load(config_file.as_deref(), &overrides)?;
-            kuma::cli::init_logging(
-                &config.logging.level,
-                config.logging.format,
-                kuma::cli::LogTo::Stdout,
-            );
+            let config = kuma::cli::server_settings(config_file.as_deref(), &overrides)
+                .map_err(|e| e.to_string())?;
             kuma::cp::run(config, kuma::runtime::termination_signal())
                 .await
                 .map_err(|e| e.to_string())
@@ -105,11 +101,7 @@ async fn migrate_up(_config: Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let command = Cli::command().mut_subcommand("run", |c| c.after_help(kuma::config::env_help()));
-    let cli = match Cli::from_arg_matches(&command.get_matches()) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
+    let cli: Cli = kuma::cli::parse_server_cli();
     kuma::cli::run(true, async {
         run(cli.command).await.map(|()| ExitCode::SUCCESS)
     })

@@ -2,8 +2,7 @@
 //! `kuma-sidecar` container (and `kuma-init`) to the pods of labelled
 //! namespaces.
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use kuma::config::Config;
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -48,12 +47,7 @@ async fn run(command: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Run { config_file } => {
-            let config = Config::from_env(config_file.as_deref(), &[])?;
-            kuma::cli::init_logging(
-                &config.logging.level,
-                config.logging.format,
-                kuma::cli::LogTo::Stdout,
-            );
+            let config = kuma::cli::server_settings(config_file.as_deref(), &[])?;
             let client = kube::Client::try_default().await?;
             let bound = kuma::injector::bind(&config.injector).await?;
             let shutdown = kuma::runtime::CancellationToken::new();
@@ -74,11 +68,7 @@ async fn run(command: Command) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    let command = Cli::command().mut_subcommand("run", |c| c.after_help(kuma::config::env_help()));
-    let cli = match Cli::from_arg_matches(&command.get_matches()) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
+    let cli: Cli = kuma::cli::parse_server_cli();
     kuma::cli::run(true, async {
         run(cli.command).await.map(|()| ExitCode::SUCCESS)
     })

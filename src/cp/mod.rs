@@ -65,6 +65,18 @@ pub struct Opened {
 }
 
 impl Opened {
+    /// The API server client: the store's, or (a Kubernetes feature on
+    /// another store) one from the in-cluster configuration or `KUBECONFIG`.
+    #[cfg(feature = "kubernetes")]
+    async fn kube_client(&self) -> Result<kube::Client, CpError> {
+        match &self.kube {
+            Some(client) => Ok(client.clone()),
+            None => Ok(kube::Client::try_default()
+                .await
+                .map_err(crate::k8s::store::KubernetesStoreError::Config)?),
+        }
+    }
+
     fn single_writer(store: SharedStore) -> Opened {
         Opened {
             store,
@@ -165,13 +177,9 @@ async fn stream_auth(config: &Config, opened: &Opened) -> Result<StreamAuth, CpE
         DpAuthType::DpToken | DpAuthType::Auto => StreamAuth::DataplaneToken,
         #[cfg(feature = "kubernetes")]
         DpAuthType::ServiceAccountToken => {
-            let client = match &opened.kube {
-                Some(client) => client.clone(),
-                None => kube::Client::try_default()
-                    .await
-                    .map_err(crate::k8s::store::KubernetesStoreError::Config)?,
-            };
-            StreamAuth::ServiceAccount(crate::k8s::identity::ServiceAccountVerifier { client })
+            StreamAuth::ServiceAccount(crate::k8s::identity::ServiceAccountVerifier {
+                client: opened.kube_client().await?,
+            })
         }
         #[cfg(not(feature = "kubernetes"))]
         DpAuthType::ServiceAccountToken => return Err(CpError::NoServiceAccountAuth),
@@ -194,16 +202,10 @@ async fn injector(
     if !config.injector.enabled {
         return Ok(None);
     }
-    let client = match &opened.kube {
-        Some(client) => client.clone(),
-        None => kube::Client::try_default()
-            .await
-            .map_err(crate::k8s::store::KubernetesStoreError::Config)?,
-    };
     let bound = crate::injector::bind(&config.injector).await?;
     let injector = crate::injector::Injector {
         config: config.injector.clone(),
-        client,
+        client: opened.kube_client().await?,
     };
     Ok(Some((injector, bound)))
 }
