@@ -225,21 +225,7 @@ fn insights_show_the_streams_and_inspect_shows_online() {
         "{}",
         http("GET", &url, None).body
     );
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config");
-    common::kumactl(
-        &config,
-        &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "t",
-            "--address",
-            &cp.api,
-        ],
-        None,
-    );
+    let (_dir, config) = common::kumactl_config(&cp);
     let run = common::kumactl(&config, &["inspect", "dataplanes"], None);
     let client_line = run
         .stdout

@@ -11,7 +11,7 @@ mod common;
 mod kube_api;
 
 use base64::Engine;
-use common::{KumaCp, bin, envoy_binary, eventually, free_port, kubernetes_validate};
+use common::{bin, envoy_binary, eventually, free_port, kubernetes_validate};
 use kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -306,12 +306,7 @@ fn the_injected_sidecar_starts_kuma_dp_and_envoy_against_the_control_plane() {
     let api = KubeApi::start();
     namespaces(&api);
     api.add_token("web-token", "demo", "web");
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
-    let cp = KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
-        ("KUBECONFIG", &kubeconfig),
-    ]);
+    let cp = api.kuma_cp(&[]);
     let dir = tempfile::tempdir().unwrap();
     let admin_port = free_port().to_string();
     let injector = injector(
@@ -423,11 +418,7 @@ fn kuma_cp_serves_the_webhook_too_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let (certs, ca_pem) = webhook_certificate(dir.path());
     let port = free_port().to_string();
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
-    let _cp = KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
-        ("KUBECONFIG", &kubeconfig),
+    let _cp = api.kuma_cp(&[
         ("KUMA_INJECTOR_ENABLED", "true"),
         ("KUMA_INJECTOR_WEBHOOK_SERVER_PORT", &port),
         (

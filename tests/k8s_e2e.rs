@@ -80,12 +80,7 @@ fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permissio
     let api = KubeApi::start();
     api.add_token("echo-token", "demo", "echo");
     api.add_token("client-token", "demo", "client");
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
-    let cp = KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
-        ("KUBECONFIG", &kubeconfig),
-    ]);
+    let cp = api.kuma_cp(&[]);
     let ips = Addresses::new();
     let (echo_port, echo_vip_port, client_port) = (free_port(), free_port(), free_port());
     let _echo = echo_server(echo_port);
@@ -171,12 +166,7 @@ fn a_wrong_or_missing_service_account_token_is_refused() {
     api.add_token("echo-token", "demo", "echo");
     api.add_token("other-token", "demo", "other");
     api.add_token("elsewhere-token", "prod", "echo");
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
-    let cp = KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
-        ("KUBECONFIG", &kubeconfig),
-    ]);
+    let cp = api.kuma_cp(&[]);
     let ips = Addresses::new();
     api.apply("/api/v1/namespaces", namespace());
     api.apply(

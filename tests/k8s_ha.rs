@@ -18,9 +18,7 @@ const DATAPLANES: &str = "kuma.io/v1alpha1/dataplanes";
 
 fn replica(api: &KubeApi, token: &str) -> (KumaCp, String) {
     let kubeconfig = api.kubeconfig_for(token);
-    let mut cp = KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
+    let mut cp = api.kuma_cp(&[
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("KUMA_LEADER_ELECTION_LEASE_DURATION_SECONDS", "2"),
     ]);

@@ -9,7 +9,7 @@ mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;
 
-use common::{KumaCp, eventually, kumactl};
+use common::{eventually, kumactl, kumactl_config};
 use kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -47,12 +47,7 @@ fn inbound(api: &KubeApi) -> Option<Value> {
 #[test]
 fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
     let api = KubeApi::start();
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
-    let cp = KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
-        ("KUBECONFIG", &kubeconfig),
-    ]);
+    let cp = api.kuma_cp(&[]);
     api.apply(
         "/api/v1/namespaces",
         json!({"apiVersion": "v1", "kind": "Namespace",
@@ -76,22 +71,7 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
         .unwrap_or("")
         .to_string();
     assert!(message.contains("restart"), "{message}");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("kumactl");
-    let add = kumactl(
-        &config,
-        &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "k8s",
-            "--address",
-            &cp.api,
-        ],
-        None,
-    );
-    assert_eq!(add.code, 0, "{}", add.stderr);
+    let (_dir, config) = kumactl_config(&cp);
     let listed = kumactl(&config, &["get", "dataplanes"], None);
     assert!(
         listed.stdout.contains("echo-1.demo") && !listed.stdout.contains("plain"),

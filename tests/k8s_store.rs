@@ -9,7 +9,7 @@ mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;
 
-use common::{KumaCp, eventually, http, kumactl};
+use common::{KumaCp, eventually, http, kumactl, kumactl_config};
 use kube_api::KubeApi;
 use serde_json::json;
 use std::path::Path;
@@ -19,15 +19,6 @@ const MESHES: &str = "/apis/kuma.io/v1alpha1/meshes";
 
 fn dataplanes(ns: &str) -> String {
     format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/dataplanes")
-}
-
-fn kubernetes_cp(api: &KubeApi) -> KumaCp {
-    let kubeconfig = api.kubeconfig.to_str().expect("utf-8 path");
-    KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
-        ("KUBECONFIG", kubeconfig),
-    ])
 }
 
 fn dataplane(name: &str, mesh: &str, ip: &str, service: &str) -> serde_json::Value {
@@ -61,30 +52,10 @@ fn listed(config: &Path, mesh: &str) -> Vec<String> {
     names
 }
 
-fn kumactl_config(cp: &KumaCp) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("kumactl");
-    let add = kumactl(
-        &config,
-        &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "k8s",
-            "--address",
-            &cp.api,
-        ],
-        None,
-    );
-    assert_eq!(add.code, 0, "{}", add.stderr);
-    (dir, config)
-}
-
 #[test]
 fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
     let api = KubeApi::start();
-    let cp = kubernetes_cp(&api);
+    let cp = api.kuma_cp(&[]);
     // The default mesh is written to the API server on first start.
     assert!(eventually(Duration::from_secs(10), || api
         .get(&format!("{MESHES}/default"))
@@ -193,7 +164,7 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
 #[test]
 fn broken_and_expired_watches_lose_nothing() {
     let api = KubeApi::start();
-    let cp = kubernetes_cp(&api);
+    let cp = api.kuma_cp(&[]);
     let (_dir, config) = kumactl_config(&cp);
     for i in 0..3 {
         api.apply(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{KumaCp, kumactl};
+use common::{KumaCp, kumactl, kumactl_config};
 use std::path::PathBuf;
 
 struct Setup {
@@ -13,22 +13,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let cp = KumaCp::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config");
-    let run = kumactl(
-        &config,
-        &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "test",
-            "--address",
-            &cp.api,
-        ],
-        None,
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (dir, config) = kumactl_config(&cp);
     Setup {
         cp,
         _dir: dir,

@@ -13,7 +13,7 @@ mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;
 
-use common::{KumaCp, bin, envoy_binary, eventually};
+use common::{bin, envoy_binary, eventually};
 use kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -216,13 +216,7 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
         &["-n", &echo_ns.0, "link", "set", &format!("{link}p"), "up"],
     );
 
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
-    let cp = KumaCp::start(&[
-        ("KUMA_ENVIRONMENT", "kubernetes"),
-        ("KUMA_STORE_TYPE", "kubernetes"),
-        ("KUBECONFIG", &kubeconfig),
-        ("KUMA_GENERAL_ADVERTISED_HOSTNAME", &host_ip),
-    ]);
+    let cp = api.kuma_cp(&[("KUMA_GENERAL_ADVERTISED_HOSTNAME", &host_ip)]);
     let echo_vip = format!("10.96.{r}.10");
     api.apply(
         "/api/v1/namespaces/demo/services",

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Kinds the index keeps. Insights are written by the control plane and
 /// read by the API only.
-pub fn is_indexed(kind: ResourceType) -> bool {
+fn is_indexed(kind: ResourceType) -> bool {
     kind != ResourceType::DataplaneInsight
 }
 

@@ -95,54 +95,44 @@ impl Dataplane {
         token: Option<&str>,
         extra: &[&str],
     ) -> Dataplane {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let admin_port = free_port();
-        let mut cmd = Command::new(bin("kuma-dp"));
-        cmd.args([
-            "run",
-            "--cp-address",
-            bootstrap,
-            "--mesh",
-            mesh,
-            "--name",
-            name,
-        ])
-        .args(["--admin-port", &admin_port.to_string()])
-        .arg("--binary-path")
-        .arg(envoy_binary())
-        .arg("--config-dir")
-        .arg(dir.path())
-        .args(extra);
-        if let Some(token) = token {
-            let file = dir.path().join("token");
-            std::fs::write(&file, token).expect("token file");
-            cmd.arg("--dataplane-token-file").arg(file);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("kuma-dp.log")).expect("log file"))
-            .spawn()
-            .expect("kuma-dp runs");
-        Dataplane {
-            process: Process(child),
-            admin: format!("http://127.0.0.1:{admin_port}"),
-            _dir: dir,
-        }
+        Self::spawn(|cmd, dir, admin_port| {
+            cmd.args(["--cp-address", bootstrap, "--mesh", mesh, "--name", name])
+                .args(["--admin-port", &admin_port.to_string()])
+                .arg("--binary-path")
+                .arg(envoy_binary())
+                .arg("--config-dir")
+                .arg(dir)
+                .args(extra);
+            if let Some(token) = token {
+                let file = dir.join("token");
+                std::fs::write(&file, token).expect("token file");
+                cmd.arg("--dataplane-token-file").arg(file);
+            }
+        })
     }
 
     /// Starts `kuma-dp run` the way a pod's injected sidecar does: no
     /// flags, everything from the environment (`env`, plus the admin port,
     /// the Envoy binary and a config directory of its own).
     pub fn launch_sidecar(env: &[(&str, &str)]) -> Dataplane {
+        Self::spawn(|cmd, dir, admin_port| {
+            cmd.env_clear()
+                .env("KUMA_DATAPLANE_ADMIN_PORT", admin_port.to_string())
+                .env("KUMA_DATAPLANE_RUNTIME_BINARY_PATH", envoy_binary())
+                .env("KUMA_DATAPLANE_RUNTIME_CONFIG_DIR", dir)
+                .envs(env.iter().copied());
+        })
+    }
+
+    /// `kuma-dp run` as `configure` sets it up, given a directory and an
+    /// admin port of its own; its log goes to `kuma-dp.log` there.
+    fn spawn(configure: impl FnOnce(&mut Command, &std::path::Path, u16)) -> Dataplane {
         let dir = tempfile::tempdir().expect("tempdir");
         let admin_port = free_port();
-        let child = Command::new(bin("kuma-dp"))
-            .arg("run")
-            .env_clear()
-            .env("KUMA_DATAPLANE_ADMIN_PORT", admin_port.to_string())
-            .env("KUMA_DATAPLANE_RUNTIME_BINARY_PATH", envoy_binary())
-            .env("KUMA_DATAPLANE_RUNTIME_CONFIG_DIR", dir.path())
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(bin("kuma-dp"));
+        cmd.arg("run");
+        configure(&mut cmd, dir.path(), admin_port);
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("kuma-dp.log")).expect("log file"))
             .spawn()

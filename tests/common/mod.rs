@@ -307,6 +307,28 @@ pub fn kumactl(config: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     }
 }
 
+/// A `kumactl` configuration, in a directory of its own, whose current
+/// control plane (`test`) is `cp`.
+pub fn kumactl_config(cp: &KumaCp) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kumactl");
+    let add = kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "test",
+            "--address",
+            &cp.api,
+        ],
+        None,
+    );
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    (dir, config)
+}
+
 /// Runs `kubernetes-validate` (installed by `make deps`) for Kubernetes
 /// 1.30 on `files`; every one of their `objects` must pass.
 pub fn kubernetes_validate(files: &[PathBuf], objects: usize) {

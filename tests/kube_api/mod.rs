@@ -873,6 +873,20 @@ impl KubeApi {
             .is_some()
     }
 
+    /// `kuma-cp` in Kubernetes mode against this server, with `extra`
+    /// settings (a `KUBECONFIG` among them replaces this server's default
+    /// one).
+    pub fn kuma_cp(&self, extra: &[(&str, &str)]) -> super::common::KumaCp {
+        let kubeconfig = self.kubeconfig.to_str().expect("a UTF-8 path");
+        let mut env = vec![
+            ("KUMA_ENVIRONMENT", "kubernetes"),
+            ("KUMA_STORE_TYPE", "kubernetes"),
+            ("KUBECONFIG", kubeconfig),
+        ];
+        env.extend_from_slice(extra);
+        super::common::KumaCp::start(&env)
+    }
+
     /// A service-account token that TokenReview will vouch for.
     pub fn add_token(&self, token: &str, namespace: &str, service_account: &str) {
         self.shared
