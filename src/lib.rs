@@ -41,6 +41,8 @@ pub mod dp;
 #[cfg(feature = "kubernetes")]
 pub mod injector;
 #[cfg(feature = "kubernetes")]
+pub mod install;
+#[cfg(feature = "kubernetes")]
 pub mod k8s;
 pub mod kumactl;
 pub mod metrics;

@@ -91,3 +91,227 @@ fn the_chart_carries_the_generated_crds() {
         );
     }
 }
+
+/// `kumactl install control-plane` with `args`.
+fn kumactl_install(args: &[&str]) -> String {
+    let out = Command::new(common::bin("kumactl"))
+        .args(["install", "control-plane"])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("kumactl runs");
+    assert!(
+        out.status.success(),
+        "kumactl install control-plane {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn objects(yaml: &str) -> Vec<serde_json::Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML document"))
+        .filter(|o: &serde_json::Value| !o.is_null())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("a PEM certificate")
+        .to_vec()
+}
+
+fn b64(value: &serde_json::Value) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.as_str().expect("a base64 string"))
+        .expect("base64");
+    String::from_utf8(bytes).expect("PEM text")
+}
+
+/// Checks that the webhook's certificate is signed by the CA the API
+/// server is given (`caBundle`) and names the Service the webhook is
+/// reached at, then replaces the three (fresh on every rendering) with a
+/// placeholder and orders the objects, so that renderings compare.
+fn comparable(mut objects: Vec<serde_json::Value>, namespace: &str) -> Vec<serde_json::Value> {
+    let secret = find(&objects, "Secret");
+    let webhook = find(&objects, "MutatingWebhookConfiguration")["webhooks"][0].clone();
+    let ca_pem = b64(&webhook["clientConfig"]["caBundle"]);
+    let cert_pem = b64(&secret["data"]["tls.crt"]);
+    assert!(b64(&secret["data"]["tls.key"]).contains("PRIVATE KEY"));
+    let (ca_der, cert_der) = (pem_der(&ca_pem), pem_der(&cert_pem));
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).expect("the CA parses");
+    let (_, cert) = x509_parser::parse_x509_certificate(&cert_der).expect("the certificate parses");
+    cert.verify_signature(Some(ca.public_key()))
+        .expect("the webhook certificate is signed by the caBundle");
+    let service = webhook["clientConfig"]["service"]["name"].as_str().unwrap();
+    let host = format!("{service}.{namespace}.svc");
+    let names = cert
+        .subject_alternative_name()
+        .expect("SANs parse")
+        .expect("SANs present")
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        names.iter().any(|n| n == &format!("DNSName({host})")),
+        "{host} not in {names:?}"
+    );
+    for object in &mut objects {
+        match object["kind"].as_str() {
+            Some("Secret") => {
+                for key in ["tls.crt", "tls.key"] {
+                    object["data"][key] = "<certificate>".into();
+                }
+            }
+            Some("MutatingWebhookConfiguration") => {
+                for hook in object["webhooks"].as_array_mut().unwrap() {
+                    hook["clientConfig"]["caBundle"] = "<certificate>".into();
+                }
+            }
+            _ => {}
+        }
+    }
+    objects.sort_by_key(|o| {
+        (
+            o["kind"].to_string(),
+            o["metadata"]["namespace"].to_string(),
+            o["metadata"]["name"].to_string(),
+        )
+    });
+    objects
+}
+
+/// kumactl's rendering is Helm's plus the Namespace Helm's
+/// `--create-namespace` makes.
+fn assert_same_as_helm(kumactl: &str, helm: &str, namespace: &str) {
+    let mut ours = objects(kumactl);
+    assert_eq!(ours[0]["kind"], "Namespace", "the Namespace comes first");
+    assert_eq!(ours[0]["metadata"]["name"], namespace);
+    ours.remove(0);
+    let ours = comparable(ours, namespace);
+    let helms = comparable(objects(helm), namespace);
+    assert_eq!(ours.len(), helms.len(), "as many objects as Helm renders");
+    for (ours, helms) in ours.iter().zip(&helms) {
+        assert!(
+            ours == helms,
+            "kumactl and helm differ on {} {}:\nkumactl: {ours:#}\nhelm: {helms:#}",
+            helms["kind"],
+            helms["metadata"]["name"]
+        );
+    }
+}
+
+#[test]
+fn kumactl_renders_what_helm_renders_for_the_default_values() {
+    let helm = helm(&[
+        "template",
+        "kuma",
+        "charts/kuma",
+        "--namespace",
+        "kuma-system",
+        "--include-crds",
+    ]);
+    assert_same_as_helm(&kumactl_install(&[]), &helm, "kuma-system");
+}
+
+#[test]
+fn kumactl_renders_what_helm_renders_for_a_values_file_and_flags() {
+    let helm = helm(&[
+        "template",
+        "kuma",
+        "charts/kuma",
+        "--namespace",
+        "mesh-system",
+        "--include-crds",
+        "--values",
+        "tests/data/chart-values.yaml",
+        "--set",
+        "global.image.registry=quay.example/kuma,global.image.tag=2.1.0",
+        "--set",
+        "injector.failurePolicy=Ignore",
+        "--set",
+        "controlPlane.replicas=5,controlPlane.resources.limits.memory=null,injector.resources.limits=null",
+    ]);
+    let kumactl = kumactl_install(&[
+        "--namespace",
+        "mesh-system",
+        "--values",
+        "tests/data/chart-values.yaml",
+        "--image-registry",
+        "quay.example/kuma",
+        "--control-plane-version",
+        "2.1.0",
+        "--injector-failure-policy",
+        "Ignore",
+        "--set",
+        "controlPlane.replicas=5,controlPlane.resources.limits.memory=null,injector.resources.limits=null",
+    ]);
+    assert_same_as_helm(&kumactl, &helm, "mesh-system");
+    // And what the test claims to vary does vary.
+    let ours = objects(&kumactl);
+    let injector = ours
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "kuma-injector")
+        .expect("the separate injector");
+    assert_eq!(
+        injector["spec"]["template"]["spec"]["containers"][0]["image"],
+        "quay.example/kuma/kuma-injector:2.1.0"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, &kumactl).unwrap();
+    kubernetes_validate(&[file], ours.len());
+}
+
+/// `manifests/kuma-control-plane.yaml` is `kumactl install control-plane`
+/// with the default values, its certificate fields left empty (each
+/// installation must generate its own).
+const MANIFEST: &str = "manifests/kuma-control-plane.yaml";
+
+fn without_certificates(rendering: &str) -> String {
+    let mut out = String::from(
+        "# The default installation, for reading and diffing: generated by\n\
+         # `kumactl install control-plane` (UPDATE_GOLDEN=1 cargo test --test chart).\n\
+         # Its webhook certificate is left empty; install with `helm install` or\n\
+         # `kumactl install control-plane | kubectl apply -f -`, which generate one.\n",
+    );
+    for line in rendering.lines() {
+        let key = line.trim_start();
+        match ["tls.crt: ", "tls.key: ", "caBundle: "]
+            .iter()
+            .find(|k| key.starts_with(*k))
+        {
+            Some(k) => out.push_str(&format!("{}{k}\"\"", &line[..line.len() - key.len()])),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn manifests_hold_the_default_rendering() {
+    let current = without_certificates(&kumactl_install(&[]));
+    let path = root().join(MANIFEST);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "{MANIFEST} is stale: UPDATE_GOLDEN=1 cargo test --test chart manifests_hold_the_default_rendering"
+    );
+    kubernetes_validate(&[path], objects(&current).len());
+}

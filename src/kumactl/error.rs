@@ -45,6 +45,10 @@ pub enum KumactlError {
     },
     #[error("cannot generate the certificate: {0}")]
     Certificate(#[from] rcgen::Error),
+    /// The chart could not be rendered as asked (a bad value, file or flag).
+    #[cfg(feature = "kubernetes")]
+    #[error("{0}")]
+    Install(#[from] crate::install::InstallError),
     /// What the user asked for cannot be done as asked (an unknown type, a
     /// missing control plane, a bad document); the message says why.
     #[error("{0}")]

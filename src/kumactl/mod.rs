@@ -189,6 +189,15 @@ enum InstallCommand {
         #[arg(long = "output-dir")]
         output_dir: Option<PathBuf>,
     },
+    /// Print the control plane's Kubernetes objects (the Helm chart
+    /// charts/kuma rendered, with a fresh webhook certificate), for
+    /// `kubectl apply -f -`
+    #[cfg(feature = "kubernetes")]
+    #[command(name = "control-plane")]
+    ControlPlane {
+        #[command(flatten)]
+        options: crate::install::ControlPlaneOptions,
+    },
 }
 
 struct Session {
@@ -273,6 +282,13 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
                 Ok(())
             }
         },
+        #[cfg(feature = "kubernetes")]
+        Command::Install {
+            command: InstallCommand::ControlPlane { options },
+        } => {
+            print!("{}", crate::install::control_plane(&options)?);
+            Ok(())
+        }
         Command::Version { detailed } => {
             println!("{}", crate::version::describe("kumactl", detailed));
             Ok(())
