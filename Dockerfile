@@ -4,7 +4,9 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# kumactl embeds the chart when it is built.
+COPY charts ./charts
 COPY src ./src
 RUN cargo build --release --locked --bins \
     && mkdir /out \
