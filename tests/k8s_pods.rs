@@ -72,7 +72,13 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
         .to_string();
     assert!(message.contains("restart"), "{message}");
     let (_dir, config) = kumactl_config(&cp);
-    let listed = kumactl(&config, &["get", "dataplanes"], None);
+    // The Dataplane is written (and seen by the API's cache) a moment after
+    // the Event: wait for it rather than race it.
+    let list = || kumactl(&config, &["get", "dataplanes"], None);
+    assert!(eventually(Duration::from_secs(10), || list()
+        .stdout
+        .contains("echo-1.demo")));
+    let listed = list();
     assert!(
         listed.stdout.contains("echo-1.demo") && !listed.stdout.contains("plain"),
         "kumactl get dataplanes lists the Dataplanes made from pods:\n{}",

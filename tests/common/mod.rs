@@ -367,6 +367,8 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 mod dataplane;
+mod kube_clients;
 mod postgres;
 pub use dataplane::*;
+pub use kube_clients::*;
 pub use postgres::*;

@@ -1,22 +1,38 @@
 //! An in-process Kubernetes API server for the tests: no kube-apiserver can
 //! run on these machines, so this speaks the real REST + watch wire format
-//! over HTTP (JSON) and kube-rs's real client, watcher and reflector run
-//! against it unchanged, through a real kubeconfig file.
+//! over HTTP (JSON) and kube-rs's real client, watcher and reflector, real
+//! `kubectl` and real Helm run against it unchanged, through a real
+//! kubeconfig file (`tests/k8s_clients.rs` runs the clients).
 //!
-//! What it does: discovery (`/api`, `/apis`, group/version resource lists);
-//! list with `resourceVersion`, `labelSelector`, `limit`/`continue`;
-//! `?watch=true` streams (ADDED, MODIFIED, DELETED, BOOKMARK, and an ERROR
-//! event with `410 Gone` for a resourceVersion older than its history);
-//! get, create, replace, delete with 404 and 409 (a stale resourceVersion
-//! on replace); JSON merge patches and server-side apply patches (applied
-//! as merges); the `status` subresource; garbage collection through owner
-//! references; `TokenReview` from tokens the test registers; `Lease`s as
-//! plain objects. Tests reach into it to create objects, break watches and
-//! forget history. No production code knows it exists.
+//! What it does: `/version`; discovery (`/api`, `/apis`, group/version
+//! resource lists with short names and categories); OpenAPI v3 documents
+//! that tell clients the server takes `fieldValidation` (it carries no
+//! schemas: unknown fields are not rejected); list with `resourceVersion`,
+//! `labelSelector`, `limit`/`continue`; `?watch=true` streams (ADDED,
+//! MODIFIED, DELETED, BOOKMARK, and an ERROR event with `410 Gone` for a
+//! resourceVersion older than its history); get, create, replace, delete
+//! (with `DeleteOptions`: orphaning, preconditions, dry run) with 404 and
+//! 409 (a stale resourceVersion on replace); JSON merge, JSON, strategic
+//! merge and server-side apply patches (see `patch`); protobuf bodies of
+//! the kinds kubectl and Helm send that way (see `protobuf`), any other
+//! refused with 415; the `status` subresource; cluster IPs for Services;
+//! garbage collection through owner references and of a deleted
+//! namespace's contents; `TokenReview` from tokens the test registers;
+//! `Lease`s as plain objects. Tests reach into it to create objects, break
+//! watches and forget history. No production code knows it exists.
+//!
+//! Left out, and answered as a real server answers what it does not
+//! serve (404 for an unknown kind or route, 415 for a body it cannot
+//! read): Table output (clients print names and ages), admission, and
+//! conflicts between server-side apply field managers (applied as if
+//! forced).
 
 #![allow(dead_code)] // each test binary uses its own subset
 // An error here is the HTTP answer itself, sent as it is.
 #![allow(clippy::result_large_err)]
+
+mod patch;
+mod protobuf;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -30,44 +46,112 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// Kinds served, as (group/version, plural, kind, namespaced).
-const KINDS: &[(&str, &str, &str, bool)] = &[
-    ("v1", "namespaces", "Namespace", false),
-    ("v1", "pods", "Pod", true),
-    ("v1", "services", "Service", true),
-    ("v1", "secrets", "Secret", true),
-    ("v1", "serviceaccounts", "ServiceAccount", true),
-    ("v1", "events", "Event", true),
-    ("events.k8s.io/v1", "events", "Event", true),
-    ("coordination.k8s.io/v1", "leases", "Lease", true),
-    (
+/// A kind the fixture serves.
+struct Kind {
+    gv: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    /// What `kubectl get` also accepts (`ns`, `svc`, ...), as the real
+    /// server's discovery lists them.
+    short_names: &'static [&'static str],
+}
+
+const fn kind(
+    gv: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+) -> Kind {
+    Kind {
+        gv,
+        plural,
+        kind,
+        namespaced,
+        short_names,
+    }
+}
+
+/// Kinds served. Kuma's are served whether or not their CRDs were applied.
+const KINDS: &[Kind] = &[
+    kind("v1", "namespaces", "Namespace", false, &["ns"]),
+    kind("v1", "pods", "Pod", true, &["po"]),
+    kind("v1", "services", "Service", true, &["svc"]),
+    kind("v1", "secrets", "Secret", true, &[]),
+    kind("v1", "configmaps", "ConfigMap", true, &["cm"]),
+    kind("v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
+    kind("v1", "events", "Event", true, &["ev"]),
+    kind("events.k8s.io/v1", "events", "Event", true, &["ev"]),
+    kind("apps/v1", "deployments", "Deployment", true, &["deploy"]),
+    kind("coordination.k8s.io/v1", "leases", "Lease", true, &[]),
+    kind(
         "authentication.k8s.io/v1",
         "tokenreviews",
         "TokenReview",
         false,
+        &[],
     ),
-    (
+    kind(
+        "rbac.authorization.k8s.io/v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+    ),
+    kind(
+        "rbac.authorization.k8s.io/v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+    ),
+    kind("rbac.authorization.k8s.io/v1", "roles", "Role", true, &[]),
+    kind(
+        "rbac.authorization.k8s.io/v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+    ),
+    kind(
+        "admissionregistration.k8s.io/v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        false,
+        &[],
+    ),
+    kind(
         "apiextensions.k8s.io/v1",
         "customresourcedefinitions",
         "CustomResourceDefinition",
         false,
+        &["crd", "crds"],
     ),
-    ("kuma.io/v1alpha1", "meshes", "Mesh", false),
-    ("kuma.io/v1alpha1", "dataplanes", "Dataplane", true),
-    (
+    kind("kuma.io/v1alpha1", "meshes", "Mesh", false, &[]),
+    kind("kuma.io/v1alpha1", "dataplanes", "Dataplane", true, &[]),
+    kind(
         "kuma.io/v1alpha1",
         "dataplaneinsights",
         "DataplaneInsight",
         true,
+        &[],
     ),
-    (
+    kind(
         "kuma.io/v1alpha1",
         "trafficpermissions",
         "TrafficPermission",
         true,
+        &[],
     ),
-    ("kuma.io/v1alpha1", "trafficlogs", "TrafficLog", true),
-    ("kuma.io/v1alpha1", "proxytemplates", "ProxyTemplate", true),
+    kind("kuma.io/v1alpha1", "trafficlogs", "TrafficLog", true, &[]),
+    kind(
+        "kuma.io/v1alpha1",
+        "proxytemplates",
+        "ProxyTemplate",
+        true,
+        &[],
+    ),
 ];
 
 /// How many events the watch history keeps before a watch from an older
@@ -98,6 +182,11 @@ struct Store {
     tokens: HashMap<String, (String, String)>,
     /// Requests per verb and collection, for tests that count writes.
     writes: HashMap<String, usize>,
+    /// Cluster IPs handed out.
+    cluster_ips: u32,
+    /// Server-side apply: the configuration each field manager last
+    /// applied to each object, so that what it stops applying is removed.
+    applied: HashMap<((Collection, String, String), String), Value>,
 }
 
 struct Shared {
@@ -128,31 +217,11 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// RFC 7386 JSON merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            let t = target.as_object_mut().expect("object");
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
-
 fn kind_of(gv: &str, plural: &str) -> Option<(&'static str, bool)> {
     KINDS
         .iter()
-        .find(|(g, p, _, _)| *g == gv && *p == plural)
-        .map(|(_, _, k, n)| (*k, *n))
+        .find(|k| k.gv == gv && k.plural == plural)
+        .map(|k| (k.kind, k.namespaced))
 }
 
 fn labels_match(object: &Value, selector: &str) -> bool {
@@ -285,16 +354,32 @@ impl Shared {
         object
     }
 
+    /// Removes an object and, when `cascade`, what it owns (garbage
+    /// collection through owner references).
     fn remove_object(
         &self,
         store: &mut Store,
         key: &(Collection, String, String),
+        cascade: bool,
     ) -> Option<Value> {
         let mut object = store.objects.remove(key)?;
+        store.applied.retain(|(k, _), _| k != key);
         self.record(store, &key.0, &key.1, "DELETED", &mut object);
-        // Garbage collection: whatever this object owned goes too.
+        // The namespace controller's work, done at once: a deleted
+        // Namespace takes everything in it.
+        if key.0 == "v1/namespaces" {
+            let inside: Vec<_> = store
+                .objects
+                .keys()
+                .filter(|(_, ns, _)| *ns == key.2)
+                .cloned()
+                .collect();
+            for k in inside {
+                self.remove_object(store, &k, true);
+            }
+        }
         let uid = object["metadata"]["uid"].as_str().unwrap_or("").to_string();
-        if !uid.is_empty() {
+        if cascade && !uid.is_empty() {
             let owned: Vec<_> = store
                 .objects
                 .iter()
@@ -306,7 +391,7 @@ impl Shared {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in owned {
-                self.remove_object(store, &k);
+                self.remove_object(store, &k, true);
             }
         }
         Some(object)
@@ -341,13 +426,34 @@ async fn handle(
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     match path.as_str() {
+        // The Kubernetes version the fixture stands for (k8s-openapi's).
+        "/version" => {
+            return axum::Json(json!({
+                "major": "1", "minor": "33", "gitVersion": "v1.33.0",
+                "gitCommit": "fixture", "gitTreeState": "clean",
+                "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
+                "compiler": "gc", "platform": "linux/amd64",
+            }))
+            .into_response();
+        }
         "/api" => {
             return axum::Json(json!({"kind": "APIVersions", "versions": ["v1"]})).into_response();
+        }
+        "/openapi/v3" => return axum::Json(openapi_root()).into_response(),
+        _ if path.starts_with("/openapi/v3/") => {
+            return match openapi_group_version(&path["/openapi/v3/".len()..]) {
+                Some(doc) => axum::Json(doc).into_response(),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("no route {path}"),
+                ),
+            };
         }
         "/apis" => {
             let mut groups: Vec<&str> = KINDS
                 .iter()
-                .map(|k| k.0)
+                .map(|k| k.gv)
                 .filter(|g| g.contains('/'))
                 .collect();
             groups.dedup();
@@ -375,9 +481,10 @@ async fn handle(
     if let Some(gv) = discovery_gv {
         let resources: Vec<Value> = KINDS
             .iter()
-            .filter(|k| k.0 == gv)
-            .map(|(_, plural, kind, namespaced)| {
-                json!({"name": plural, "singularName": kind.to_ascii_lowercase(), "namespaced": namespaced, "kind": kind,
+            .filter(|k| k.gv == gv)
+            .map(|k| {
+                json!({"name": k.plural, "singularName": k.kind.to_ascii_lowercase(), "namespaced": k.namespaced,
+                       "kind": k.kind, "shortNames": k.short_names, "categories": categories(k),
                        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
             })
             .collect();
@@ -399,6 +506,21 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let body =
+        if content_type.starts_with("application/vnd.kubernetes.protobuf") && !body.is_empty() {
+            match protobuf::to_json(&body) {
+                Ok(object) => Bytes::from(object.to_string()),
+                Err(message) => {
+                    return status(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "UnsupportedMediaType",
+                        format!("the server cannot take {message}"),
+                    );
+                }
+            }
+        } else {
+            body
+        };
     {
         let client = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -426,14 +548,8 @@ async fn handle(
         }
         (Method::POST, None) => create(&shared, &target, &body),
         (Method::PUT, Some(name)) => replace(&shared, &target, name, &body),
-        (Method::PATCH, Some(name)) => patch(&shared, &target, name, &body, &content_type),
-        (Method::DELETE, Some(name)) => {
-            let mut store = shared.lock();
-            match shared.remove_object(&mut store, &target.key(name)) {
-                Some(o) => axum::Json(o).into_response(),
-                None => not_found(&target, name),
-            }
-        }
+        (Method::PATCH, Some(name)) => patch(&shared, &target, name, &body, &content_type, &query),
+        (Method::DELETE, Some(name)) => delete(&shared, &target, name, &body),
         (m, _) => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -442,12 +558,141 @@ async fn handle(
     }
 }
 
+/// The categories discovery lists a kind under (`kubectl get all`,
+/// `kubectl get kuma`), as the real server and Kuma's CRDs do.
+fn categories(k: &Kind) -> &'static [&'static str] {
+    match (k.gv, k.plural) {
+        ("v1", "pods" | "services") | ("apps/v1", "deployments") => &["all"],
+        ("kuma.io/v1alpha1", _) => &["kuma"],
+        _ => &[],
+    }
+}
+
+/// The API path prefix of a group/version: `api/v1`, `apis/apps/v1`.
+fn gv_path(gv: &str) -> String {
+    if gv.contains('/') {
+        format!("apis/{gv}")
+    } else {
+        format!("api/{gv}")
+    }
+}
+
+/// `/openapi/v3`: where each group/version's document is. Clients read
+/// it to learn whether the server validates fields (`fieldValidation`).
+fn openapi_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    for k in KINDS {
+        let prefix = gv_path(k.gv);
+        paths.insert(
+            prefix.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{prefix}?hash=fixture")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// One group/version's OpenAPI v3 document: its object paths with their
+/// PATCH operations, which tell clients (by the operation's
+/// `x-kubernetes-group-version-kind` and its `fieldValidation` parameter)
+/// that the server takes `fieldValidation`. It carries no schemas: the
+/// fixture checks unknown fields of built-in kinds itself (see
+/// `unknown_fields`), and clients fall back to their compiled-in types for
+/// strategic merge patches, as they do for a server without schemas.
+fn openapi_group_version(prefix: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for k in KINDS.iter().filter(|k| gv_path(k.gv) == prefix) {
+        let (group, version) = k.gv.split_once('/').unwrap_or(("", k.gv));
+        let namespace = if k.namespaced {
+            "namespaces/{namespace}/"
+        } else {
+            ""
+        };
+        let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string"}});
+        paths.insert(
+            format!("/{prefix}/{namespace}{}/{{name}}", k.plural),
+            json!({"patch": {
+                "operationId": format!("patch{}", k.kind),
+                "parameters": [query("dryRun"), query("fieldManager"), query("fieldValidation"), query("force")],
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": k.kind},
+            }}),
+        );
+    }
+    (!paths.is_empty()).then(|| {
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
+               "paths": paths, "components": {"schemas": {}}})
+    })
+}
+
 fn not_found(target: &Target, name: &str) -> Response {
     status(
         StatusCode::NOT_FOUND,
         "NotFound",
         format!("{} \"{name}\" not found", target.plural),
     )
+}
+
+/// A delete, with the `DeleteOptions` clients send: `propagationPolicy:
+/// Orphan` (or `orphanDependents`) leaves what the object owns,
+/// `preconditions` must match, `dryRun` changes nothing.
+fn delete(shared: &Shared, target: &Target, name: &str, body: &Bytes) -> Response {
+    let options = if body.is_empty() {
+        json!({})
+    } else {
+        match parse_body(body) {
+            Ok(o) => o,
+            Err(r) => return r,
+        }
+    };
+    let mut store = shared.lock();
+    let key = target.key(name);
+    let Some(existing) = store.objects.get(&key).cloned() else {
+        return not_found(target, name);
+    };
+    for field in ["uid", "resourceVersion"] {
+        if let Some(expected) = options["preconditions"][field].as_str()
+            && Some(expected) != existing["metadata"][field].as_str()
+        {
+            return status(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Precondition failed: {field} in precondition: {expected}, {field} in object meta: {}",
+                    existing["metadata"][field].as_str().unwrap_or("")
+                ),
+            );
+        }
+    }
+    if options["dryRun"].as_array().is_some_and(|d| !d.is_empty()) {
+        return axum::Json(existing).into_response();
+    }
+    let orphan = options["propagationPolicy"] == "Orphan" || options["orphanDependents"] == true;
+    match shared.remove_object(&mut store, &key, !orphan) {
+        Some(o) => axum::Json(o).into_response(),
+        None => not_found(target, name),
+    }
+}
+
+/// What the real server fills in on create that clients read back: a
+/// Service's cluster IP (from 10.96.0.0/12, unless the Service is
+/// headless or names one) and a Namespace's phase.
+fn defaults(store: &mut Store, object: &mut Value) {
+    match object["kind"].as_str() {
+        Some("Service") => {
+            let ip = &object["spec"]["clusterIP"];
+            if ip.is_null() || ip == "" {
+                store.cluster_ips += 1;
+                let n = 10 + store.cluster_ips;
+                object["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", n / 256, n % 256));
+            }
+            if object["spec"]["type"].is_null() {
+                object["spec"]["type"] = json!("ClusterIP");
+            }
+        }
+        Some("Namespace") => object["status"] = json!({"phase": "Active"}),
+        _ => {}
+    }
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
@@ -551,7 +796,8 @@ fn create(shared: &Shared, target: &Target, body: &Bytes) -> Response {
             format!("{} \"{name}\" already exists", target.plural),
         );
     }
-    let object = new_object(target, object, &name);
+    let mut object = new_object(target, object, &name);
+    defaults(&mut store, &mut object);
     let stored = shared.put_object(&mut store, key, object, target.kind);
     (StatusCode::CREATED, axum::Json(stored)).into_response()
 }
@@ -605,33 +851,90 @@ fn patch(
     name: &str,
     body: &Bytes,
     content_type: &str,
+    query: &HashMap<String, String>,
 ) -> Response {
-    let patch = match parse_body(body) {
+    let body = match parse_body(body) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let apply = content_type.starts_with("application/apply-patch");
-    if !apply && !content_type.contains("merge-patch") {
-        return status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            format!("the fixture takes merge and apply patches, not {content_type}"),
-        );
-    }
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    let custom = target.gv.starts_with("kuma.io/");
+    let invalid = |message: String| status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message);
     let mut store = shared.lock();
     let key = target.key(name);
-    let object = match store.objects.get(&key).cloned() {
-        Some(mut existing) => {
-            let patch = if target.status {
-                json!({"status": patch["status"]})
-            } else {
-                patch
-            };
-            merge(&mut existing, &patch);
-            existing
+    let manager = query.get("fieldManager").cloned().unwrap_or_default();
+    let applied_key = (key.clone(), manager);
+    let existing = store.objects.get(&key).cloned();
+    // A status patch changes the status only.
+    let scope = |mut object: Value, patched: Value| {
+        if target.status {
+            object["status"] = patched["status"].clone();
+            object
+        } else {
+            patched
         }
-        None if apply => new_object(target, patch, name),
-        None => return not_found(target, name),
+    };
+    let object = match (media_type, existing) {
+        ("application/apply-patch+yaml", existing) => {
+            let previous = store.applied.get(&applied_key).cloned();
+            let object = match existing {
+                Some(existing) => {
+                    let mut patched = existing.clone();
+                    patch::apply(&mut patched, previous.as_ref(), &body);
+                    scope(existing, patched)
+                }
+                None => {
+                    let mut object = new_object(target, body.clone(), name);
+                    defaults(&mut store, &mut object);
+                    object
+                }
+            };
+            store.applied.insert(applied_key, body);
+            object
+        }
+        (_, None) => return not_found(target, name),
+        ("application/merge-patch+json", Some(existing)) => {
+            let mut patched = existing.clone();
+            patch::merge(&mut patched, &body);
+            scope(existing, patched)
+        }
+        ("application/strategic-merge-patch+json", Some(_)) if custom => {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (strategic merge patches are not supported for {})",
+                    target.plural
+                ),
+            );
+        }
+        ("application/strategic-merge-patch+json", Some(existing)) => {
+            let mut patched = existing.clone();
+            if let Err(e) = patch::strategic(&mut patched, &body) {
+                return invalid(format!("strategic merge patch: {e}"));
+            }
+            scope(existing, patched)
+        }
+        ("application/json-patch+json", Some(existing)) => {
+            let operations: json_patch::Patch = match serde_json::from_value(body) {
+                Ok(p) => p,
+                Err(e) => return invalid(format!("json patch: {e}")),
+            };
+            let mut patched = existing.clone();
+            if let Err(e) = json_patch::patch(&mut patched, &operations) {
+                return invalid(format!("json patch: {e}"));
+            }
+            scope(existing, patched)
+        }
+        (other, Some(_)) => {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (not {other})"
+                ),
+            );
+        }
     };
     let stored = shared.put_object(&mut store, key, object, target.kind);
     axum::Json(stored).into_response()
@@ -869,7 +1172,7 @@ impl KubeApi {
         let name = target.name.clone().expect("an object path");
         let mut store = self.shared.lock();
         self.shared
-            .remove_object(&mut store, &target.key(&name))
+            .remove_object(&mut store, &target.key(&name), true)
             .is_some()
     }
 

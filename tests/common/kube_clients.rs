@@ -1,0 +1,105 @@
+//! Real `kubectl` and `helm` (installed into `.venv/bin` by `make deps`),
+//! each run as a process against a kubeconfig, with their caches and
+//! configuration in a directory of the test's own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct KubeClients {
+    kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+}
+
+/// What a client printed, and whether it succeeded.
+pub struct Ran {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl KubeClients {
+    pub fn new(kubeconfig: &Path) -> KubeClients {
+        KubeClients {
+            kubeconfig: kubeconfig.to_path_buf(),
+            home: tempfile::tempdir().expect("a home for the clients"),
+        }
+    }
+
+    fn tool(name: &str) -> PathBuf {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".venv/bin")
+            .join(name);
+        assert!(
+            path.is_file(),
+            "{} is missing: run `make deps`",
+            path.display()
+        );
+        path
+    }
+
+    fn run(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Ran {
+        use std::io::Write;
+        let home = self.home.path();
+        let mut child = Command::new(Self::tool(tool))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", home)
+            .env("KUBECACHEDIR", home.join("kube-cache"))
+            .env("HELM_CACHE_HOME", home.join("helm-cache"))
+            .env("HELM_CONFIG_HOME", home.join("helm-config"))
+            .env("HELM_DATA_HOME", home.join("helm-data"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool} starts: {e}"));
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("stdin written");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("the client ends");
+        Ran {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `kubectl ARGS`, which must succeed; its standard output.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.must("kubectl", args, None)
+    }
+
+    /// `kubectl ARGS` with `stdin` (for `-f -`), which must succeed.
+    pub fn kubectl_with(&self, args: &[&str], stdin: &str) -> String {
+        self.must("kubectl", args, Some(stdin))
+    }
+
+    /// `kubectl ARGS`, succeed or fail.
+    pub fn try_kubectl(&self, args: &[&str]) -> Ran {
+        self.run("kubectl", args, None)
+    }
+
+    /// `helm ARGS`, which must succeed.
+    pub fn helm(&self, args: &[&str]) -> String {
+        self.must("helm", args, None)
+    }
+
+    fn must(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let ran = self.run(tool, args, stdin);
+        assert!(
+            ran.ok,
+            "{tool} {}:\n{}{}",
+            args.join(" "),
+            ran.stdout,
+            ran.stderr
+        );
+        ran.stdout
+    }
+}
