@@ -86,6 +86,11 @@ impl KubeClients {
         self.run("kubectl", args, None)
     }
 
+    /// `kubectl ARGS` with `stdin`, succeed or fail.
+    pub fn try_kubectl_with(&self, args: &[&str], stdin: &str) -> Ran {
+        self.run("kubectl", args, Some(stdin))
+    }
+
     /// `helm ARGS`, which must succeed.
     pub fn helm(&self, args: &[&str]) -> String {
         self.must("helm", args, None)

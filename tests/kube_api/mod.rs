@@ -21,16 +21,19 @@
 //! `Lease`s as plain objects. Tests reach into it to create objects, break
 //! watches and forget history. No production code knows it exists.
 //!
+//! Mutating admission webhooks are called on create (see `admission`).
+//!
 //! Left out, and answered as a real server answers what it does not
 //! serve (404 for an unknown kind or route, 415 for a body it cannot
-//! read): Table output (clients print names and ages), admission, and
-//! conflicts between server-side apply field managers (applied as if
+//! read): Table output (clients print names and ages), validating
+//! webhooks, admission on update, and conflicts between server-side apply field managers (applied as if
 //! forced).
 
 #![allow(dead_code)] // each test binary uses its own subset
 // An error here is the HTTP answer itself, sent as it is.
 #![allow(clippy::result_large_err)]
 
+mod admission;
 mod patch;
 mod protobuf;
 
@@ -546,7 +549,19 @@ async fn handle(
                 None => not_found(&target, name),
             }
         }
-        (Method::POST, None) => create(&shared, &target, &body),
+        (Method::POST, None) => {
+            let mut object = match parse_body(&body) {
+                Ok(o) => o,
+                Err(r) => return r,
+            };
+            if let Some(ns) = &target.namespace {
+                object["metadata"]["namespace"] = json!(ns);
+            }
+            match admission::mutate(&shared, &target, object).await {
+                Ok(object) => create(&shared, &target, object),
+                Err(refused) => refused,
+            }
+        }
         (Method::PUT, Some(name)) => replace(&shared, &target, name, &body),
         (Method::PATCH, Some(name)) => patch(&shared, &target, name, &body, &content_type, &query),
         (Method::DELETE, Some(name)) => delete(&shared, &target, name, &body),
@@ -752,11 +767,7 @@ fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Re
     .into_response()
 }
 
-fn create(shared: &Shared, target: &Target, body: &Bytes) -> Response {
-    let object = match parse_body(body) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+fn create(shared: &Shared, target: &Target, object: Value) -> Response {
     if target.kind == "TokenReview" {
         let token = object["spec"]["token"].as_str().unwrap_or("");
         let store = shared.lock();
