@@ -61,24 +61,34 @@ postgres:
 	@test -x $(PG_BIN)/initdb || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql-15; }
 
 # For users with Docker, kind, kubectl and helm: images, a kind cluster,
-# the chart, a labelled namespace, kuma-tcp-echo and a client; bytes must
-# echo through both sidecars. Not part of `make test` (no Docker engine
-# runs where the tests run).
-KIND_TAG ?= dev
+# then the Kubernetes journey of examples/kubernetes/journey.sh, the script
+# the journey test runs against the test API server: the chart, a labelled
+# namespace, the demo; the client's bytes echo through both sidecars, stop
+# under mTLS, flow again once permitted; kumactl lists the Dataplanes. Not
+# part of `make test` (no Docker engine runs where the tests run).
+KIND_TAG ?= 0.1.0
 KIND_IMAGES := kuma-cp kuma-dp kuma-init kuma-injector kuma-tcp-echo
+JOURNEY := examples/kubernetes/journey.sh
+# Retries a shell condition for up to two minutes.
+eventually = for i in $$(seq 120); do if $(1); then break; fi; if [ $$i = 120 ]; then echo "timed out: $(1)"; exit 1; fi; sleep 1; done
 kind-e2e:
-	for image in $(KIND_IMAGES); do docker build --target $$image -t kuma/$$image:$(KIND_TAG) . || exit 1; done
+	for image in $(KIND_IMAGES); do docker build --target $$image -t docker.io/kuma/$$image:$(KIND_TAG) . || exit 1; done
 	kind create cluster --config kind-config.yaml
-	for image in $(KIND_IMAGES); do kind load docker-image --name kuma kuma/$$image:$(KIND_TAG) || exit 1; done
-	helm install kuma charts/kuma --namespace kuma-system --create-namespace --set global.image.tag=$(KIND_TAG) --wait
-	kubectl apply -f examples/kubernetes/echo.yaml
-	kubectl -n kuma-demo set image deployment/echo echo=kuma/kuma-tcp-echo:$(KIND_TAG)
-	kubectl -n kuma-demo rollout status deployment/echo --timeout=180s
-	kubectl -n kuma-demo create service clusterip client --tcp=8080:8080
-	kubectl -n kuma-demo run client --image=busybox:1.36 --labels=app=client --restart=Never -- sh -c 'sleep 3600'
-	kubectl -n kuma-demo wait --for=condition=Ready pod/client --timeout=180s
-	kubectl -n kuma-demo exec client -c client -- sh -c 'echo hello-mesh | nc -w 3 echo 80' | grep hello-mesh
-	@echo "kind-e2e: traffic flows through the mesh"
+	for image in $(KIND_IMAGES); do kind load docker-image --name kuma docker.io/kuma/$$image:$(KIND_TAG) || exit 1; done
+	HELM_FLAGS="--set global.image.tag=$(KIND_TAG)" $(JOURNEY) install
+	kubectl -n kuma-system rollout status deployment/kuma-control-plane --timeout=180s
+	$(JOURNEY) demo
+	kubectl -n demo rollout status deployment/echo --timeout=180s
+	kubectl -n demo wait --for=condition=Ready pod/client --timeout=180s
+	$(call eventually,$(JOURNEY) replies | grep -q 'reply: hello mesh')
+	$(JOURNEY) mtls
+	$(call eventually,! $(JOURNEY) replies | grep -q 'reply: hello mesh')
+	$(JOURNEY) permit
+	$(call eventually,$(JOURNEY) replies | grep -q 'reply: hello mesh')
+	kubectl -n kuma-system port-forward svc/kuma-control-plane 5681:5681 & forward=$$!; sleep 3; \
+	  KUMA_API_URL=http://localhost:5681 $(JOURNEY) dataplanes; status=$$?; kill $$forward; exit $$status
+	$(JOURNEY) uninstall
+	@echo "kind-e2e: the journey passed"
 
 bench: deps
 	cargo build --release --bins

@@ -91,6 +91,37 @@ impl KubeClients {
         self.run("kubectl", args, Some(stdin))
     }
 
+    /// A step of `examples/kubernetes/journey.sh`, run with `sh` as a
+    /// user runs it: kubectl and helm from `.venv/bin`, kumactl from this
+    /// build, on `PATH`; `env` added.
+    pub fn journey(&self, step: &str, env: &[(&str, &str)]) -> Ran {
+        let kumactl_dir = super::bin("kumactl");
+        let path = format!(
+            "{}:{}:{}",
+            Self::tool("kubectl").parent().unwrap().display(),
+            kumactl_dir.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("sh")
+            .arg("examples/kubernetes/journey.sh")
+            .arg(step)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PATH", path)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .env("HELM_CACHE_HOME", self.home.path().join("helm-cache"))
+            .env("HELM_CONFIG_HOME", self.home.path().join("helm-config"))
+            .env("HELM_DATA_HOME", self.home.path().join("helm-data"))
+            .envs(env.iter().copied())
+            .output()
+            .expect("sh runs");
+        Ran {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// `helm ARGS`, which must succeed.
     pub fn helm(&self, args: &[&str]) -> String {
         self.must("helm", args, None)

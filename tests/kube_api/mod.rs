@@ -185,6 +185,8 @@ struct Store {
     tokens: HashMap<String, (String, String)>,
     /// Requests per verb and collection, for tests that count writes.
     writes: HashMap<String, usize>,
+    /// Container output files, by (namespace, pod, container).
+    logs: HashMap<(String, String, String), PathBuf>,
     /// Cluster IPs handed out.
     cluster_ips: u32,
     /// Server-side apply: the configuration each field manager last
@@ -204,6 +206,7 @@ pub struct KubeApi {
     pub url: String,
     pub kubeconfig: PathBuf,
     shared: Arc<Shared>,
+    app: Router,
     _dir: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
 }
@@ -424,6 +427,14 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
+    if let ["api", "v1", "namespaces", ns, "pods", pod, "log"] = path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        return pod_log(&shared, ns, pod, &uri);
+    }
     let query: HashMap<String, String> = uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -638,6 +649,57 @@ fn openapi_group_version(prefix: &str) -> Option<Value> {
         json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
                "paths": paths, "components": {"schemas": {}}})
     })
+}
+
+/// `pods/{name}/log`: the output of a container (`?container=`, else the
+/// pod's first; `?tailLines=`), as the kubelet that runs it recorded it.
+fn pod_log(shared: &Shared, namespace: &str, pod: &str, uri: &Uri) -> Response {
+    let query: HashMap<String, String> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let store = shared.lock();
+    let Some(object) = store.objects.get(&(
+        "v1/pods".to_string(),
+        namespace.to_string(),
+        pod.to_string(),
+    )) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("pods \"{pod}\" not found"),
+        );
+    };
+    let container = query.get("container").cloned().unwrap_or_else(|| {
+        object["spec"]["containers"][0]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    });
+    match store
+        .logs
+        .get(&(namespace.to_string(), pod.to_string(), container.clone()))
+    {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            match query.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
+                    tail.push('\n');
+                    tail.into_response()
+                }
+                None => text.into_response(),
+            }
+        }
+        None => status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            ),
+        ),
+    }
 }
 
 fn not_found(target: &Target, name: &str) -> Response {
@@ -1085,8 +1147,9 @@ impl KubeApi {
             .expect("bind");
         let port = listener.local_addr().expect("address").port();
         let app = Router::new().fallback(handle).with_state(shared.clone());
+        let served = app.clone();
         runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, served).await;
         });
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("http://127.0.0.1:{port}");
@@ -1097,8 +1160,56 @@ impl KubeApi {
             kubeconfig,
             shared,
             _dir: dir,
+            app,
             _runtime: runtime,
         }
+    }
+
+    /// Also serves the API over HTTPS on `ip:443`, as pods reach a real
+    /// API server (`KUBERNETES_SERVICE_HOST`); answers the address and the
+    /// CA certificate (PEM) clients verify it with.
+    pub fn serve_https(&self, ip: std::net::IpAddr) -> (std::net::SocketAddr, String) {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver");
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
+        let cert = params.self_signed(&key).expect("a certificate");
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::try_from(key.serialize_der()).expect("the key"),
+        )
+        .expect("a TLS configuration");
+        let listener = self
+            ._runtime
+            .block_on(tokio::net::TcpListener::bind((ip, 443)))
+            .expect("bind the HTTPS port");
+        let address = listener.local_addr().expect("address");
+        let app = self.app.clone();
+        self._runtime.spawn(kuma::runtime::serve_tls(
+            "kube-api",
+            listener,
+            tls,
+            app,
+            kuma::runtime::CancellationToken::new(),
+        ));
+        (address, cert.pem())
+    }
+
+    /// Where a container's output is, for `kubectl logs`.
+    pub fn set_log(&self, namespace: &str, pod: &str, container: &str, file: &Path) {
+        self.shared.lock().logs.insert(
+            (namespace.into(), pod.into(), container.into()),
+            file.to_path_buf(),
+        );
     }
 
     pub fn kubeconfig_path(&self) -> &Path {
