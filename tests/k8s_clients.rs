@@ -274,3 +274,40 @@ fn helm_installs_upgrades_and_uninstalls_the_chart() {
         6
     );
 }
+
+#[test]
+fn unknown_fields_are_refused_as_kubectl_asks_and_secrets_keep_data() {
+    let (api, k) = setup();
+    k.kubectl(&["create", "namespace", "demo"]);
+    let typo = DEPLOYMENT.replace("replicas: 2", "replica: 2");
+    let ran = k.try_kubectl_with(&["apply", "-f", "-"], &typo);
+    assert!(!ran.ok);
+    assert!(
+        ran.stderr
+            .contains("strict decoding error: unknown field \"spec.replica\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        api.get("/apis/apps/v1/namespaces/demo/deployments/echo")
+            .is_none()
+    );
+    // A wrong type is refused whatever the client asks.
+    let ran = k.try_kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &DEPLOYMENT.replace("replicas: 2", "replicas: two"),
+    );
+    assert!(
+        !ran.ok && ran.stderr.contains("cannot be handled as a Deployment"),
+        "{}",
+        ran.stderr
+    );
+    // stringData is stored as data, as a real server does.
+    k.kubectl_with(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: demo}\nstringData: {token: abc}\n",
+    );
+    let secret = api.get("/api/v1/namespaces/demo/secrets/s").unwrap();
+    assert_eq!(secret["data"]["token"], "YWJj");
+    assert!(secret.get("stringData").is_none(), "{secret}");
+}

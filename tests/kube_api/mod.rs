@@ -6,8 +6,8 @@
 //!
 //! What it does: `/version`; discovery (`/api`, `/apis`, group/version
 //! resource lists with short names and categories); OpenAPI v3 documents
-//! that tell clients the server takes `fieldValidation` (it carries no
-//! schemas: unknown fields are not rejected); list with `resourceVersion`,
+//! that tell clients the server takes `fieldValidation` (unknown fields of
+//! built-in kinds are dropped, or refused when asked, see `fields`); list with `resourceVersion`,
 //! `labelSelector`, `limit`/`continue`; `?watch=true` streams (ADDED,
 //! MODIFIED, DELETED, BOOKMARK, and an ERROR event with `410 Gone` for a
 //! resourceVersion older than its history); get, create, replace, delete
@@ -34,6 +34,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admission;
+mod fields;
 mod patch;
 mod protobuf;
 
@@ -569,11 +570,11 @@ async fn handle(
                 object["metadata"]["namespace"] = json!(ns);
             }
             match admission::mutate(&shared, &target, object).await {
-                Ok(object) => create(&shared, &target, object),
+                Ok(object) => create(&shared, &target, object, strict(&query)),
                 Err(refused) => refused,
             }
         }
-        (Method::PUT, Some(name)) => replace(&shared, &target, name, &body),
+        (Method::PUT, Some(name)) => replace(&shared, &target, name, &body, strict(&query)),
         (Method::PATCH, Some(name)) => patch(&shared, &target, name, &body, &content_type, &query),
         (Method::DELETE, Some(name)) => delete(&shared, &target, name, &body),
         (m, _) => status(
@@ -621,9 +622,9 @@ fn openapi_root() -> Value {
 /// PATCH operations, which tell clients (by the operation's
 /// `x-kubernetes-group-version-kind` and its `fieldValidation` parameter)
 /// that the server takes `fieldValidation`. It carries no schemas: the
-/// fixture checks unknown fields of built-in kinds itself (see
-/// `unknown_fields`), and clients fall back to their compiled-in types for
-/// strategic merge patches, as they do for a server without schemas.
+/// fixture checks the fields of built-in kinds itself (see `fields`), and
+/// clients fall back to their compiled-in types for strategic merge
+/// patches, as they do for a server without schemas.
 fn openapi_group_version(prefix: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     for k in KINDS.iter().filter(|k| gv_path(k.gv) == prefix) {
@@ -829,7 +830,29 @@ fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Re
     .into_response()
 }
 
-fn create(shared: &Shared, target: &Target, object: Value) -> Response {
+/// Whether the client asked unknown fields to be refused (kubectl and Helm
+/// do); otherwise they are dropped, as by a real server.
+fn strict(query: &HashMap<String, String>) -> bool {
+    query.get("fieldValidation").is_some_and(|v| v == "Strict")
+}
+
+/// The object as the server keeps it (see `fields`), or a 400 as a real
+/// server words it.
+fn decoded(target: &Target, object: Value, strict: bool) -> Result<Value, Response> {
+    fields::decode(&target.gv, target.kind, object, strict).map_err(|e| {
+        let version = target.gv.rsplit('/').next().unwrap_or("");
+        status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+                kind = target.kind
+            ),
+        )
+    })
+}
+
+fn create(shared: &Shared, target: &Target, object: Value, strict: bool) -> Response {
     if target.kind == "TokenReview" {
         let token = object["spec"]["token"].as_str().unwrap_or("");
         let store = shared.lock();
@@ -871,11 +894,15 @@ fn create(shared: &Shared, target: &Target, object: Value) -> Response {
     }
     let mut object = new_object(target, object, &name);
     defaults(&mut store, &mut object);
+    let object = match decoded(target, object, strict) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
     let stored = shared.put_object(&mut store, key, object, target.kind);
     (StatusCode::CREATED, axum::Json(stored)).into_response()
 }
 
-fn replace(shared: &Shared, target: &Target, name: &str, body: &Bytes) -> Response {
+fn replace(shared: &Shared, target: &Target, name: &str, body: &Bytes, strict: bool) -> Response {
     let object = match parse_body(body) {
         Ok(o) => o,
         Err(r) => return r,
@@ -913,6 +940,10 @@ fn replace(shared: &Shared, target: &Target, name: &str, body: &Bytes) -> Respon
             updated["status"] = existing["status"].clone();
         }
         updated
+    };
+    let updated = match decoded(target, updated, strict) {
+        Ok(o) => o,
+        Err(r) => return r,
     };
     let stored = shared.put_object(&mut store, key, updated, target.kind);
     axum::Json(stored).into_response()
@@ -1008,6 +1039,10 @@ fn patch(
                 ),
             );
         }
+    };
+    let object = match decoded(target, object, strict(query)) {
+        Ok(o) => o,
+        Err(r) => return r,
     };
     let stored = shared.put_object(&mut store, key, object, target.kind);
     axum::Json(stored).into_response()
