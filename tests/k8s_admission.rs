@@ -134,33 +134,20 @@ fn has_sidecar(api: &KubeApi, namespace: &str, name: &str) -> bool {
 }
 
 fn upgrade(k: &KubeClients, failure_policy: &str) {
-    k.helm(&[
+    k.chart(
         "upgrade",
-        "kuma",
-        "charts/kuma",
-        "-n",
-        "kuma-system",
-        "--set",
-        "injector.separate=true",
-        "--set",
-        &format!("injector.failurePolicy={failure_policy}"),
-    ]);
+        &[
+            "injector.separate=true",
+            &format!("injector.failurePolicy={failure_policy}"),
+        ],
+    );
 }
 
 #[test]
 fn pods_created_with_kubectl_get_their_sidecar_from_the_webhook_the_chart_registered() {
     let api = KubeApi::start();
     let k = KubeClients::new(api.kubeconfig_path());
-    k.helm(&[
-        "install",
-        "kuma",
-        "charts/kuma",
-        "--namespace",
-        "kuma-system",
-        "--create-namespace",
-        "--set",
-        "injector.separate=true",
-    ]);
+    k.chart("install", &["injector.separate=true"]);
     let injector = start_injector(&api);
     for ns in ["demo", "plain"] {
         k.kubectl(&["create", "namespace", ns]);

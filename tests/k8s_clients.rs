@@ -208,14 +208,7 @@ fn chart_objects(api: &KubeApi) -> Vec<String> {
 #[test]
 fn helm_installs_upgrades_and_uninstalls_the_chart() {
     let (api, k) = setup();
-    let installed = k.helm(&[
-        "install",
-        "kuma",
-        "charts/kuma",
-        "--namespace",
-        "kuma-system",
-        "--create-namespace",
-    ]);
+    let installed = k.chart("install", &[]);
     assert!(installed.contains("STATUS: deployed"), "{installed}");
     assert_eq!(
         chart_objects(&api),
@@ -233,15 +226,7 @@ fn helm_installs_upgrades_and_uninstalls_the_chart() {
     );
     assert!(k.helm(&["list", "-n", "kuma-system"]).contains("deployed"));
 
-    k.helm(&[
-        "upgrade",
-        "kuma",
-        "charts/kuma",
-        "-n",
-        "kuma-system",
-        "--set",
-        "injector.separate=true",
-    ]);
+    k.chart("upgrade", &["injector.separate=true"]);
     assert!(chart_objects(&api).contains(&"Deployment/kuma-injector".to_string()));
     let cp = api
         .get("/apis/apps/v1/namespaces/kuma-system/deployments/kuma-control-plane")
@@ -249,15 +234,7 @@ fn helm_installs_upgrades_and_uninstalls_the_chart() {
     let env = cp["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
     assert!(!env.contains("KUMA_INJECTOR_ENABLED"), "{env}");
 
-    k.helm(&[
-        "upgrade",
-        "kuma",
-        "charts/kuma",
-        "-n",
-        "kuma-system",
-        "--set",
-        "injector.separate=false",
-    ]);
+    k.chart("upgrade", &["injector.separate=false"]);
     assert!(!chart_objects(&api).contains(&"Deployment/kuma-injector".to_string()));
     let history = k.helm(&["history", "kuma", "-n", "kuma-system"]);
     assert_eq!(history.matches("superseded").count(), 2, "{history}");

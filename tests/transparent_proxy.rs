@@ -13,10 +13,10 @@ mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;
 
-use common::{bin, envoy_binary, eventually};
+use common::{bin, envoy_executable, eventually};
 use kube_api::KubeApi;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -64,20 +64,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The real Envoy binary (the `.venv/bin/envoy` launcher needs root's
-/// Python, which UID 5678 cannot read).
-fn envoy_executable() -> PathBuf {
-    let launcher = envoy_binary();
-    let lib = launcher.parent().unwrap().parent().unwrap().join("lib");
-    std::fs::read_dir(&lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.is_file())
-        .unwrap_or(launcher)
 }
 
 fn pod(name: &str, app: &str, ip: &str) -> Value {

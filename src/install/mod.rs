@@ -16,10 +16,10 @@ use chart::{Manifest, Release};
 
 /// The flags of `kumactl install control-plane`, each a shorthand for a
 /// chart value, then `--values` files and `--set` (Helm's order).
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 pub struct ControlPlaneOptions {
     /// Namespace to install the control plane to
-    #[arg(long, default_value = "kuma-system")]
+    #[arg(long, default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Registry of Kuma's images (value global.image.registry)
     #[arg(long = "image-registry")]
@@ -37,6 +37,23 @@ pub struct ControlPlaneOptions {
     /// A chart value, as `helm install --set` (repeatable; applied last)
     #[arg(long = "set")]
     pub set: Vec<String>,
+}
+
+/// Where Kuma installs itself unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "kuma-system";
+
+/// What `kumactl install control-plane` with no flags renders.
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        ControlPlaneOptions {
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            image_registry: None,
+            control_plane_version: None,
+            injector_failure_policy: None,
+            values: Vec::new(),
+            set: Vec::new(),
+        }
+    }
 }
 
 /// The admission webhook's `failurePolicy`.
@@ -238,13 +255,10 @@ mod tests {
 
     #[test]
     fn objects_come_in_install_order() {
-        let kinds: Vec<String> = objects(&ControlPlaneOptions {
-            namespace: "kuma-system".into(),
-            ..Default::default()
-        })
-        .iter()
-        .map(|o| o["kind"].as_str().unwrap().to_string())
-        .collect();
+        let kinds: Vec<String> = objects(&ControlPlaneOptions::default())
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap().to_string())
+            .collect();
         let position = |kind: &str| kinds.iter().position(|k| k == kind).unwrap();
         assert_eq!(position("Namespace"), 0);
         assert!(position("CustomResourceDefinition") < position("ServiceAccount"));
@@ -254,40 +268,33 @@ mod tests {
 
     #[test]
     fn every_run_generates_a_fresh_webhook_certificate() {
-        let options = ControlPlaneOptions {
-            namespace: "kuma-system".into(),
-            ..Default::default()
-        };
+        let options = ControlPlaneOptions::default();
         let secret = |objects: &[serde_json::Value]| {
             find(objects, "Secret", "kuma-injector-tls")["data"]["tls.crt"].clone()
         };
         assert_ne!(secret(&objects(&options)), secret(&objects(&options)));
     }
 
+    fn refused(options: ControlPlaneOptions) -> String {
+        control_plane(&options).unwrap_err().to_string()
+    }
+
     #[test]
     fn bad_options_are_refused_with_their_origin() {
-        let e = control_plane(&ControlPlaneOptions {
-            namespace: "kuma-system".into(),
+        let e = refused(ControlPlaneOptions {
             values: vec!["/nonexistent/values.yaml".into()],
             ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        });
         assert!(e.starts_with("/nonexistent/values.yaml: "), "{e}");
-        let e = control_plane(&ControlPlaneOptions {
-            namespace: "kuma-system".into(),
+        let e = refused(ControlPlaneOptions {
             set: vec!["controlPlane.replicas".into()],
             ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        });
         assert!(e.starts_with("--set controlPlane.replicas: "), "{e}");
-        let e = control_plane(&ControlPlaneOptions {
+        let e = refused(ControlPlaneOptions {
             namespace: "Kuma_System".into(),
             ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        });
         assert!(e.contains("\"Kuma_System\" is not a namespace name"), "{e}");
     }
 }

@@ -28,7 +28,7 @@
 //! Needs root, `ip`, `setpriv` and the iptables the transparent-proxy test
 //! uses.
 
-use super::common::{bin, envoy_binary};
+use super::common::{bin, envoy_executable};
 use super::kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -70,20 +70,6 @@ fn run(program: &str, args: &[&str]) {
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The real Envoy binary, readable by any user (the `.venv/bin/envoy`
-/// launcher needs root's Python).
-fn envoy_executable() -> PathBuf {
-    let launcher = envoy_binary();
-    let lib = launcher.parent().unwrap().parent().unwrap().join("lib");
-    std::fs::read_dir(&lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.is_file())
-        .unwrap_or(launcher)
 }
 
 /// What an image holds.

@@ -21,6 +21,21 @@ pub fn envoy_binary() -> PathBuf {
     path
 }
 
+/// The real Envoy binary behind the `.venv/bin/envoy` launcher, for
+/// Envoys run as another user (the launcher needs root's Python, which
+/// UID 5678 cannot read).
+pub fn envoy_executable() -> PathBuf {
+    let launcher = envoy_binary();
+    let lib = launcher.parent().unwrap().parent().unwrap().join("lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file())
+        .unwrap_or(launcher)
+}
+
 /// A child process stopped with SIGTERM (then SIGKILL) on drop.
 pub struct Process(pub Child);
 

@@ -122,6 +122,19 @@ impl KubeClients {
         }
     }
 
+    /// `helm install|upgrade kuma charts/kuma` into `kuma-system`, with
+    /// `--set` for each of `sets`; must succeed.
+    pub fn chart(&self, verb: &str, sets: &[&str]) -> String {
+        let mut args = vec![verb, "kuma", "charts/kuma", "--namespace", "kuma-system"];
+        if verb == "install" {
+            args.push("--create-namespace");
+        }
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        self.helm(&args)
+    }
+
     /// `helm ARGS`, which must succeed.
     pub fn helm(&self, args: &[&str]) -> String {
         self.must("helm", args, None)
