@@ -240,6 +240,25 @@ fn insights_show_the_streams_and_inspect_shows_online() {
     assert!(text.contains("xds_streams{kind=\"delta\"} 2"), "{text}");
     assert!(text.contains("xds_push_to_ack_seconds_count"), "{text}");
 
+    // With mTLS, secrets are sent too, and counted on their own line: the
+    // parts add up to the total.
+    cp.enable_mtls("default");
+    let sent = |s: &serde_json::Value, part: &str| {
+        s[part]["responsesSent"]
+            .as_str()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let s = &http("GET", &url, None).body["dataplaneInsight"]["subscriptions"][0]["status"];
+            let parts: u64 = ["cds", "eds", "lds", "rds", "sds"].iter().map(|p| sent(s, p)).sum();
+            sent(s, "sds") > 0 && parts == sent(s, "total")
+        }),
+        "{}",
+        http("GET", &url, None).body
+    );
+
     // Stopped: offline, with a disconnect time.
     drop(mesh);
     assert!(eventually(Duration::from_secs(5), || {
@@ -304,4 +323,55 @@ fn envoy_keeps_traffic_while_kuma_cp_restarts_on_postgres() {
         mesh.client.log()
     );
     assert!(echo_works(mesh.outbound));
+}
+
+/// A second kuma-dp with the name of a running one is accepted (with a
+/// warning in the control plane's log and in `kumactl inspect`); when it
+/// goes, the first is still Online, and still carries traffic.
+#[test]
+fn a_second_stream_for_a_dataplane_is_flagged_and_its_end_leaves_it_online() {
+    let cp = KumaCp::start(&[("KUMA_XDS_SERVER_INSIGHT_FLUSH_INTERVAL_MS", "100")]);
+    let mesh = echo_mesh(&cp, "default");
+    let url = format!("{}/meshes/default/dataplanes+insights/client-1", cp.api);
+    let connected = || {
+        http("GET", &url, None).body["dataplaneInsight"]["subscriptions"]
+            .as_array()
+            .map(|s| s.iter().filter(|s| s["disconnectTime"].is_null()).count())
+            .unwrap_or(0)
+    };
+    let token = cp.token("default", "client-1");
+    let second = Dataplane::launch(&cp.bootstrap, "default", "client-1", Some(&token), &[]);
+    assert!(
+        eventually(Duration::from_secs(15), || connected() == 2),
+        "the second stream is not in the insight; its log:\n{}",
+        second.log()
+    );
+    assert!(
+        cp.log()
+            .contains("is a second kuma-dp running with the same name?"),
+        "{}",
+        cp.log()
+    );
+    let (_dir, config) = common::kumactl_config(&cp);
+    let inspect = || common::kumactl(&config, &["inspect", "dataplanes"], None).stdout;
+    let shown = inspect();
+    assert!(
+        shown.contains("dataplane \"client-1\" has 2 connected kuma-dp streams"),
+        "{shown}"
+    );
+
+    drop(second);
+    assert!(eventually(Duration::from_secs(10), || connected() == 1));
+    let shown = inspect();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("client-1") && l.contains("Online")),
+        "{shown}"
+    );
+    assert!(!shown.contains("connected kuma-dp streams"), "{shown}");
+    assert!(
+        echo_works(mesh.outbound),
+        "the first proxy still carries traffic"
+    );
 }

@@ -7,19 +7,25 @@ use crate::resources::DataplaneInsightSpec;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-fn status_row(overview: &Value) -> Vec<String> {
-    let field = |k: &str| {
-        overview
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let insight: DataplaneInsightSpec = overview
+fn field(overview: &Value, k: &str) -> String {
+    overview
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+fn insight(overview: &Value) -> DataplaneInsightSpec {
+    overview
         .get("dataplaneInsight")
         .cloned()
         .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn status_row(overview: &Value) -> Vec<String> {
+    let field = |k: &str| field(overview, k);
+    let insight = insight(overview);
     let now = Utc::now();
     let latest = insight.latest();
     let seconds_since = |t: Option<chrono::DateTime<Utc>>| t.map(|t| (now - t).num_seconds());
@@ -73,6 +79,17 @@ pub async fn dataplanes(session: &Session, format: Format) -> Result<(), Kumactl
         _ => output::document(&json!({ "items": items }), format)?,
     };
     print!("{text}");
+    if format == Format::Table {
+        for overview in &items {
+            let streams = insight(overview).connected_streams();
+            if streams > 1 {
+                println!(
+                    "dataplane \"{}\" has {streams} connected kuma-dp streams: is a second kuma-dp running with its name? It is Online while any of them is",
+                    field(overview, "name")
+                );
+            }
+        }
+    }
     // Kubernetes: pods that should be in the mesh and are not. A control
     // plane without the list (Universal) answers an empty one.
     if format == Format::Table

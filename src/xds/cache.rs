@@ -181,6 +181,11 @@ impl SnapshotCache {
         })
     }
 
+    /// How many streams a proxy has open.
+    pub fn streams(&self, id: &ProxyId) -> usize {
+        self.lock().get(id).map_or(0, |e| e.streams)
+    }
+
     pub fn is_connected(&self, id: &ProxyId) -> bool {
         self.lock().contains_key(id)
     }

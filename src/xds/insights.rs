@@ -52,12 +52,11 @@ impl SubscriptionTracker {
         f: impl Fn(&mut DiscoveryServiceStats),
     ) {
         f(&mut s.status.total);
-        // Secrets count in the total only: Kuma's insight has no SDS entry.
         match type_url {
             TypeUrl::Listener => f(&mut s.status.lds),
             TypeUrl::Cluster => f(&mut s.status.cds),
             TypeUrl::ClusterLoadAssignment => f(&mut s.status.eds),
-            TypeUrl::Secret => {}
+            TypeUrl::Secret => f(&mut s.status.sds),
         }
     }
 

@@ -206,6 +206,19 @@ impl StreamContext {
             .get_or_create(&StreamLabels { kind })
             .inc();
         tracing::info!(kind, "ADS stream opened");
+        // Accepted, not refused: a restarting kuma-dp overlaps its old
+        // stream for a moment, and a reconnect can beat the server's
+        // noticing that the old connection died. Both get the same
+        // configuration; the insight lists both, and the dataplane is
+        // online while either is open.
+        let streams = server.cache.streams(&id);
+        if streams > 1 {
+            tracing::warn!(
+                kind,
+                streams,
+                "this dataplane now has {streams} ADS streams: is a second kuma-dp running with the same name? Each is served the same configuration"
+            );
+        }
         StreamContext {
             id,
             watch,
