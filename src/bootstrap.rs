@@ -5,6 +5,7 @@
 use crate::api::ApiError;
 use crate::config::XdsApiType;
 use crate::xds::ads::REGISTRATION_GRACE;
+use crate::xds::auth::{AuthError, DataplaneAuth};
 use crate::xds::index::{IndexHandle, ProxyId};
 use axum::Json;
 use axum::Router;
@@ -26,11 +27,17 @@ pub struct BootstrapRequest {
     pub admin_port: Option<u16>,
     #[serde(default)]
     pub dataplane_token_path: Option<String>,
+    /// The token itself, checked here as the ADS stream will check it, so
+    /// that a refusal reaches `kuma-dp` before Envoy starts.
+    #[serde(default)]
+    pub dataplane_token: Option<String>,
 }
 
 pub struct BootstrapContext {
     /// Who is registered.
     pub index: IndexHandle,
+    /// What a dataplane must present.
+    pub auth: Arc<DataplaneAuth>,
     /// Host name Envoy uses to reach the control plane.
     pub xds_host: String,
     pub xds_port: u16,
@@ -49,7 +56,7 @@ async fn bootstrap(
 ) -> Result<Json<Value>, ApiError> {
     let request: BootstrapRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
-            format!("the bootstrap request is not valid: {e}; expected {{\"mesh\", \"name\", \"adminPort\", \"dataplaneTokenPath\"}}"),
+            format!("the bootstrap request is not valid: {e}; expected {{\"mesh\", \"name\", \"adminPort\", \"dataplaneTokenPath\", \"dataplaneToken\"}}"),
             Vec::new(),
         )
     })?;
@@ -58,17 +65,29 @@ async fn bootstrap(
         .index
         .wait_for(REGISTRATION_GRACE, |i| i.dataplane(&id).map(|_| ()))
         .await;
-    match registered {
-        Some(()) => Ok(Json(envoy_bootstrap(&ctx, &request))),
-        None => Err(ApiError::new(
+    if registered.is_none() {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "Dataplane not found",
             format!(
                 "Dataplane \"{}\" of mesh \"{}\" is not registered. On Universal, create the Dataplane resource (kumactl apply -f dataplane.yaml) before starting kuma-dp",
                 request.name, request.mesh
             ),
-        )),
+        ));
     }
+    let token = request.dataplane_token.as_deref().unwrap_or("").trim();
+    ctx.auth.check(&id, token).await.map_err(|e| match e {
+        AuthError::Refused(message) => {
+            tracing::warn!(mesh = %id.mesh, dataplane = %id.name, "bootstrap refused: {message}");
+            ApiError::new(StatusCode::UNAUTHORIZED, "Dataplane token refused", message)
+        }
+        AuthError::Unavailable(message) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Cannot check the dataplane token now",
+            message,
+        ),
+    })?;
+    Ok(Json(envoy_bootstrap(&ctx, &request)))
 }
 
 /// Envoy's bootstrap, v3, as JSON.
@@ -118,8 +137,16 @@ pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest) -> Va
                 }
             }]
         },
-        "layered_runtime": {
-            "layers": [{"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 50000}}}]
+        // The cap on downstream connections, as the resource monitor that
+        // replaced the deprecated runtime key Envoy warned about.
+        "overload_manager": {
+            "resource_monitors": [{
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": 50000
+                }
+            }]
         }
     });
     if let Some(port) = request.admin_port {

@@ -252,7 +252,10 @@ fn insights_show_the_streams_and_inspect_shows_online() {
     assert!(
         eventually(Duration::from_secs(10), || {
             let s = &http("GET", &url, None).body["dataplaneInsight"]["subscriptions"][0]["status"];
-            let parts: u64 = ["cds", "eds", "lds", "rds", "sds"].iter().map(|p| sent(s, p)).sum();
+            let parts: u64 = ["cds", "eds", "lds", "rds", "sds"]
+                .iter()
+                .map(|p| sent(s, p))
+                .sum();
             sent(s, "sds") > 0 && parts == sent(s, "total")
         }),
         "{}",

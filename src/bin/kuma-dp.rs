@@ -19,7 +19,9 @@ struct Cli {
 enum Command {
     /// Launch the dataplane: fetch the bootstrap, then run Envoy
     Run {
-        /// URL of the control plane's bootstrap server (KUMA_CONTROL_PLANE_URL is read too)
+        /// URL of the control plane's bootstrap server; a bare HOST:PORT is
+        /// taken as http:// (KUMA_CONTROL_PLANE_URL is read too) [default:
+        /// http://localhost:5682]
         #[arg(long = "cp-address", env = "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL")]
         cp_address: Option<String>,
         /// Mesh of the dataplane
@@ -44,12 +46,28 @@ enum Command {
             default_value = "envoy"
         )]
         binary_path: String,
-        /// Where the bootstrap is written
+        /// Where the bootstrap is written [default: the system's temporary
+        /// directory, then kuma-dp, e.g. /tmp/kuma-dp]
         #[arg(long = "config-dir", env = "KUMA_DATAPLANE_RUNTIME_CONFIG_DIR")]
         config_dir: Option<PathBuf>,
         /// How long Envoy drains a listener it replaces or removes, e.g. 30s
         #[arg(long = "drain-time", env = "KUMA_DATAPLANE_DRAIN_TIME", default_value = "1s", value_parser = seconds)]
         drain_time: u64,
+        /// Envoy's log level
+        #[arg(
+            long = "envoy-log-level",
+            env = "KUMA_DATAPLANE_RUNTIME_ENVOY_LOG_LEVEL",
+            value_enum,
+            default_value = "warning"
+        )]
+        envoy_log_level: kuma::dp::EnvoyLogLevel,
+        /// kuma-dp's own log level (a tracing filter: info, debug, warn, ...)
+        #[arg(
+            long = "log-level",
+            env = "KUMA_DATAPLANE_LOG_LEVEL",
+            default_value = "info"
+        )]
+        log_level: String,
     },
     /// Exit 0 when Envoy is ready (its admin `/ready` says LIVE), 1 when
     /// not: the sidecar's readiness, liveness and startup probe
@@ -79,12 +97,17 @@ fn seconds(value: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    let command = Cli::parse().command;
+    let log_level = match &command {
+        Command::Run { log_level, .. } => log_level.clone(),
+        _ => "info".to_string(),
+    };
     kuma::cli::init_logging(
-        &std::env::var("KUMA_DATAPLANE_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+        &log_level,
         kuma::config::LogFormat::Text,
         kuma::cli::LogTo::Stderr,
     );
-    let config = match Cli::parse().command {
+    let config = match command {
         Command::Version { detailed } => {
             println!("{}", kuma::version::describe("kuma-dp", detailed));
             return ExitCode::SUCCESS;
@@ -98,10 +121,14 @@ fn main() -> ExitCode {
             binary_path,
             config_dir,
             drain_time,
+            envoy_log_level,
+            log_level: _,
         } => DpConfig {
-            cp_address: cp_address
-                .or_else(|| std::env::var("KUMA_CONTROL_PLANE_URL").ok())
-                .unwrap_or_else(|| "http://localhost:5682".into()),
+            cp_address: kuma::dp::bootstrap_url(
+                &cp_address
+                    .or_else(|| std::env::var("KUMA_CONTROL_PLANE_URL").ok())
+                    .unwrap_or_else(|| "http://localhost:5682".into()),
+            ),
             mesh,
             name,
             admin_port,
@@ -109,6 +136,7 @@ fn main() -> ExitCode {
             binary_path,
             config_dir: config_dir.unwrap_or_else(|| std::env::temp_dir().join("kuma-dp")),
             drain_time_seconds: drain_time,
+            envoy_log_level,
         },
         Command::Probe { admin_port } => {
             return kuma::cli::run(false, async move {

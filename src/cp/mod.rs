@@ -15,7 +15,8 @@ use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
 use crate::runtime::{self, CancellationToken, Leadership, ListenError, TaskTracker};
 use crate::security::token_server::{self, PublicTlsError, TokenContext};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
-use crate::xds::ads::{AdsServer, StreamAuth};
+use crate::xds::ads::AdsServer;
+use crate::xds::auth::{DataplaneAuth, StreamAuth};
 use crate::xds::cache::SnapshotCache;
 use crate::xds::index::IndexHandle;
 use crate::xds::reconciler::Reconciler;
@@ -315,8 +316,13 @@ pub async fn run(
         },
         config.api_server.max_request_body_bytes,
     );
+    let auth = Arc::new(DataplaneAuth {
+        kind: stream_auth(&config, &opened).await?,
+        index: index.clone(),
+    });
     let bootstrap = bootstrap::router(BootstrapContext {
         index: index.clone(),
+        auth: auth.clone(),
         xds_host: config.general.advertised_hostname.clone(),
         xds_port: xds_listener.address.port(),
         api_type: config.bootstrap_server.xds_api_type,
@@ -329,7 +335,7 @@ pub async fn run(
         instance_id,
         shutdown: shutdown.clone(),
         insight_writers: insight_writers.clone(),
-        auth: stream_auth(&config, &opened).await?,
+        auth,
         insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
     let (ads_service, sds_service) = ads.into_services();

@@ -21,6 +21,45 @@ pub struct DpConfig {
     pub config_dir: PathBuf,
     /// Envoy's `--drain-time-s`.
     pub drain_time_seconds: u64,
+    /// Envoy's `--log-level`.
+    pub envoy_log_level: EnvoyLogLevel,
+}
+
+/// Envoy's log levels (its `--log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum EnvoyLogLevel {
+    Trace,
+    Debug,
+    Info,
+    #[value(alias = "warn")]
+    Warning,
+    Error,
+    Critical,
+    Off,
+}
+
+impl EnvoyLogLevel {
+    fn as_arg(self) -> &'static str {
+        match self {
+            EnvoyLogLevel::Trace => "trace",
+            EnvoyLogLevel::Debug => "debug",
+            EnvoyLogLevel::Info => "info",
+            EnvoyLogLevel::Warning => "warning",
+            EnvoyLogLevel::Error => "error",
+            EnvoyLogLevel::Critical => "critical",
+            EnvoyLogLevel::Off => "off",
+        }
+    }
+}
+
+/// The bootstrap server's URL from `--cp-address`: a bare `host:port` is
+/// taken as plain HTTP, the bootstrap server's protocol.
+pub fn bootstrap_url(cp_address: &str) -> String {
+    if cp_address.contains("://") {
+        cp_address.to_string()
+    } else {
+        format!("http://{cp_address}")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +84,16 @@ pub enum DpError {
     },
     #[error("the bootstrap has no ADS gRPC service to put the dataplane token on")]
     NoAdsService,
+    #[error("the control plane refused this dataplane: {0}")]
+    Refused(String),
+    #[error(
+        "--cp-address {address} is {what}: it answered 404 to POST /bootstrap; point it at the bootstrap server (default port 5682), e.g. --cp-address http://HOST:5682"
+    )]
+    NotBootstrapServer { address: String, what: String },
+    #[error(
+        "{url} does not speak HTTPS (the bootstrap server answered in plain HTTP): use {plain}"
+    )]
+    NotHttps { url: String, plain: String },
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
     #[error("lost track of Envoy: {0}")]
@@ -81,46 +130,117 @@ pub fn find_envoy(binary: &str) -> Result<PathBuf, DpError> {
         })
 }
 
+/// What one request for the bootstrap came to.
+enum Answer {
+    Bootstrap(serde_json::Value),
+    /// Worth asking again (the control plane is not up, the Dataplane is
+    /// not registered yet); why.
+    Retry(String),
+    /// Asking again cannot help.
+    Stop(DpError),
+}
+
 /// Asks the control plane for the bootstrap until it answers, backing off
-/// from 200 ms to 5 s and logging why each attempt failed.
-pub async fn fetch_bootstrap(config: &DpConfig) -> serde_json::Value {
+/// from 200 ms to 5 s and logging why each attempt failed; stops at once
+/// on an answer that no retry can change (a refused token, an address that
+/// is not a bootstrap server, HTTPS against plain HTTP).
+pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default();
-    let url = format!("{}/bootstrap", config.cp_address.trim_end_matches('/'));
+    let base = config.cp_address.trim_end_matches('/');
+    let url = format!("{base}/bootstrap");
+    let token = match &config.dataplane_token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .map_err(token_file_err(file))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
     let body = json!({
         "mesh": config.mesh,
         "name": config.name,
         "adminPort": config.admin_port,
         "dataplaneTokenPath": config.dataplane_token_file.as_ref().map(|p| p.display().to_string()),
+        "dataplaneToken": token,
     });
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
-        let why = match client.post(&url).json(&body).send().await {
-            Ok(resp) if resp.status().is_success() => match resp.json().await {
-                Ok(bootstrap) => return bootstrap,
-                Err(e) => format!("unreadable answer: {e}"),
-            },
-            Ok(resp) => {
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
-                crate::api::describe_error_body(status, &text)
+        match ask(&client, base, &url, &body).await {
+            Answer::Bootstrap(bootstrap) => return Ok(bootstrap),
+            Answer::Stop(e) => return Err(e),
+            Answer::Retry(why) => {
+                let retry_in = backoff.next_delay();
+                tracing::warn!(url, ?retry_in, "cannot get the bootstrap: {why}");
+                tokio::time::sleep(retry_in).await;
             }
-            Err(e) => format!(
-                "control plane not reachable: {}",
-                crate::cli::root_cause(&e)
-            ),
-        };
-        let retry_in = backoff.next_delay();
-        tracing::warn!(url, ?retry_in, "cannot get the bootstrap: {why}");
-        tokio::time::sleep(retry_in).await;
+        }
     }
 }
 
-/// Puts the dataplane token into the metadata of Envoy's ADS stream. The
-/// token stays on this machine: it is read here, not sent to the bootstrap
-/// server.
+async fn ask(client: &reqwest::Client, base: &str, url: &str, body: &serde_json::Value) -> Answer {
+    let resp = match client.post(url).json(body).send().await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let cause = crate::cli::root_cause(&e).to_string();
+            // rustls' words for a plain-HTTP answer to a TLS handshake.
+            if url.starts_with("https://")
+                && (cause.contains("InvalidContentType") || cause.contains("corrupt message"))
+            {
+                return Answer::Stop(DpError::NotHttps {
+                    url: url.to_string(),
+                    plain: url.replacen("https://", "http://", 1),
+                });
+            }
+            return Answer::Retry(format!("control plane not reachable: {cause}"));
+        }
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return match resp.json().await {
+            Ok(bootstrap) => Answer::Bootstrap(bootstrap),
+            Err(e) => Answer::Retry(format!("unreadable answer: {e}")),
+        };
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let why = crate::api::describe_error_body(status, &text);
+    let title = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["title"].as_str().map(str::to_string));
+    match status.as_u16() {
+        401 | 403 => Answer::Stop(DpError::Refused(why)),
+        // The bootstrap server's own 404 (the Dataplane is not registered
+        // yet) heals; any other means the address is not a bootstrap server.
+        404 if title.as_deref() != Some("Dataplane not found") => {
+            Answer::Stop(not_a_bootstrap_server(client, base).await)
+        }
+        _ => Answer::Retry(why),
+    }
+}
+
+/// Says what `base` is instead, when it can tell.
+async fn not_a_bootstrap_server(client: &reqwest::Client, base: &str) -> DpError {
+    let index: Option<serde_json::Value> = match client.get(base).send().await {
+        Ok(resp) => resp.json().await.ok(),
+        Err(_) => None,
+    };
+    let what = if index.is_some_and(|i| i["tagline"] == "Kuma") {
+        "kuma-cp's HTTP API (default port 5681), the one kumactl talks to".to_string()
+    } else {
+        "not kuma-cp's bootstrap server".to_string()
+    };
+    DpError::NotBootstrapServer {
+        address: base.to_string(),
+        what,
+    }
+}
+
+/// Puts the dataplane token into the metadata of Envoy's ADS stream (the
+/// bootstrap server checked it already; it does not put it in the
+/// bootstrap it answers).
 pub fn add_token(bootstrap: &mut serde_json::Value, token_file: &Path) -> Result<(), DpError> {
     let token = std::fs::read_to_string(token_file).map_err(token_file_err(token_file))?;
     let services = bootstrap
@@ -154,7 +274,7 @@ pub fn write_bootstrap(
 pub async fn run_envoy(
     envoy: &Path,
     bootstrap: &Path,
-    drain_time_seconds: u64,
+    config: &DpConfig,
 ) -> Result<ExitStatus, DpError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(DpError::Signals)?;
@@ -176,7 +296,9 @@ pub async fn run_envoy(
         // one shared-memory region.
         .arg("--disable-hot-restart")
         .arg("--drain-time-s")
-        .arg(drain_time_seconds.to_string())
+        .arg(config.drain_time_seconds.to_string())
+        .arg("--log-level")
+        .arg(config.envoy_log_level.as_arg())
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| DpError::Start {
@@ -203,17 +325,13 @@ pub async fn run_envoy(
 /// `kuma-dp run`: the exit code is Envoy's.
 pub async fn run(config: DpConfig) -> Result<i32, DpError> {
     let envoy = find_envoy(&config.binary_path)?;
-    if let Some(file) = &config.dataplane_token_file {
-        // Fail before waiting on the control plane if the file is unreadable.
-        std::fs::metadata(file).map_err(token_file_err(file))?;
-    }
-    let mut bootstrap = fetch_bootstrap(&config).await;
+    let mut bootstrap = fetch_bootstrap(&config).await?;
     if let Some(file) = &config.dataplane_token_file {
         add_token(&mut bootstrap, file)?;
     }
     let path = write_bootstrap(&config, &bootstrap)?;
     tracing::info!(bootstrap = %path.display(), envoy = %envoy.display(), "starting Envoy");
-    let status = run_envoy(&envoy, &path, config.drain_time_seconds).await?;
+    let status = run_envoy(&envoy, &path, &config).await?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()

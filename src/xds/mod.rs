@@ -4,6 +4,7 @@
 //! snapshots to proxies, and the provisioner of mesh CAs.
 
 pub mod ads;
+pub mod auth;
 pub mod ca_provisioner;
 pub mod cache;
 pub mod feed;

@@ -10,15 +10,13 @@
 mod delta;
 mod sotw;
 
+use super::auth::{AuthError, DataplaneAuth};
 use super::cache::{Snapshot, SnapshotCache, SnapshotWatch};
 use super::generator::TypeUrl;
 use super::index::{IndexHandle, ProxyId};
 use super::insights::{self, SubscriptionTracker};
 use crate::metrics::{Metrics, StreamLabels, XdsType};
 use crate::runtime::{CancellationToken, TaskTracker};
-use crate::security::tokens::{
-    self, MeshTokenKeys, REVOCATIONS_SECRET, SIGNING_KEY_SECRET, TokenError,
-};
 use crate::store::SharedStore;
 use delta::Delta;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -61,18 +59,7 @@ pub struct AdsServer {
     /// the last writes.
     pub insight_writers: TaskTracker,
     /// What a stream must present.
-    pub auth: StreamAuth,
-}
-
-/// How a stream proves it is the dataplane its node id names.
-pub enum StreamAuth {
-    /// Nothing: any stream naming a registered dataplane is served.
-    None,
-    /// A dataplane token signed with its mesh's key (Universal).
-    DataplaneToken,
-    /// Its pod's service-account token (Kubernetes).
-    #[cfg(feature = "kubernetes")]
-    ServiceAccount(crate::k8s::identity::ServiceAccountVerifier),
+    pub auth: Arc<DataplaneAuth>,
 }
 
 /// The token a stream presents, from its `authorization` metadata.
@@ -112,23 +99,13 @@ impl AdsServer {
                 "node id \"{node_id}\" must be {{mesh}}.{{dataplane name}}"
             ))
         })?;
-        match &self.auth {
-            StreamAuth::None => {}
-            StreamAuth::DataplaneToken => {
-                self.check_dataplane_token(&id, token.unwrap_or("")).await?
-            }
-            #[cfg(feature = "kubernetes")]
-            StreamAuth::ServiceAccount(verifier) => {
-                use crate::k8s::identity::IdentityError;
-                verifier
-                    .verify(token.unwrap_or(""), &id)
-                    .await
-                    .map_err(|e| match e {
-                        IdentityError::Api(_) => Status::unavailable(e.to_string()),
-                        other => Status::unauthenticated(format!("dataplane {id}: {other}")),
-                    })?;
-            }
-        }
+        self.auth
+            .check(&id, token.unwrap_or(""))
+            .await
+            .map_err(|e| match e {
+                AuthError::Unavailable(m) => Status::unavailable(m),
+                AuthError::Refused(m) => Status::unauthenticated(m),
+            })?;
         let registered = self
             .index
             .wait_for(REGISTRATION_GRACE, |i| i.dataplane(&id).map(|_| ()))
@@ -140,36 +117,6 @@ impl AdsServer {
                 id.name, id.mesh
             ))),
         }
-    }
-
-    /// A dataplane token: for this mesh and name, signed with the mesh's
-    /// key (read from the index), not expired, not revoked.
-    async fn check_dataplane_token(&self, id: &ProxyId, token: &str) -> Result<(), Status> {
-        let refused = |e: TokenError| match e {
-            TokenError::Store(_) => Status::unavailable(e.to_string()),
-            other => Status::unauthenticated(format!("dataplane {id}: {other}")),
-        };
-        tokens::claimed(token, &id.mesh, &id.name).map_err(refused)?;
-        // A token is issued only once its mesh has a key: wait for the key
-        // to arrive rather than call a fresh token forged.
-        self.index
-            .wait_for(REGISTRATION_GRACE, |i| {
-                i.mesh(&id.mesh)?.secret(SIGNING_KEY_SECRET).map(|_| ())
-            })
-            .await;
-        let keys = {
-            let index = self.index.read();
-            let mesh = index.mesh(&id.mesh);
-            let secret = |name| mesh.and_then(|m| m.secret(name)).map(|s| s.as_ref());
-            MeshTokenKeys::from_secrets(
-                &id.mesh,
-                secret(SIGNING_KEY_SECRET),
-                secret(REVOCATIONS_SECRET),
-            )
-        };
-        keys.and_then(|keys| tokens::verify(&keys, token, &id.mesh, &id.name))
-            .map(|_| ())
-            .map_err(refused)
     }
 }
 
