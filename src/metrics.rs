@@ -1,5 +1,8 @@
-//! Prometheus metrics of the control plane, served as text on
-//! `GET /metrics` of the API port.
+//! Prometheus metrics of the control plane, served on `GET /metrics` of
+//! the API port in the OpenMetrics text format (with its content type, so
+//! a scraper reads `# TYPE x counter` with samples `x_total` right).
+//! Every family and label set is there from the start, at zero, so that a
+//! dashboard tells "none yet" from "missing".
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +22,9 @@ pub struct StreamLabels {
 pub struct XdsType {
     pub r#type: &'static str,
 }
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub struct Metrics {
     registry: Registry,
@@ -42,6 +48,16 @@ impl Metrics {
         let pushes = Family::<XdsType, Counter>::default();
         let nacks = Family::<XdsType, Counter>::default();
         // 10 µs .. ~20 s
+        for kind in ["sotw", "delta"] {
+            streams.get_or_create(&StreamLabels { kind });
+        }
+        for type_url in crate::xds::generator::TypeUrl::ALL {
+            let labels = XdsType {
+                r#type: type_url.short(),
+            };
+            pushes.get_or_create(&labels);
+            nacks.get_or_create(&labels);
+        }
         let generation_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 22));
         let push_to_ack_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         registry.register(
@@ -79,7 +95,7 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text format.
+    /// The OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -100,3 +100,67 @@ fn version_answers() {
         "run --help lists the settings"
     );
 }
+
+/// A fresh control plane's `/metrics`, read by a real Prometheus parser
+/// (prometheus-client's, from PyPI): the content type names the format
+/// the body is in, and every family is there, typed, before anything
+/// happened.
+#[test]
+fn metrics_parse_as_what_their_content_type_says_with_every_family_from_the_start() {
+    let cp = KumaCp::start(&[]);
+    let answer = reqwest::blocking::get(format!("{}/metrics", cp.api)).unwrap();
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    let text = answer.text().unwrap();
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    let script = "import json, sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        print(json.dumps({f.name: [f.type, [[s.name, s.labels, s.value] for s in f.samples]]\n\
+                          for f in text_string_to_metric_families(sys.stdin.read())}))";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs (make deps installs prometheus-client)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, kind) in [
+        ("xds_streams", "gauge"),
+        ("xds_responses_sent", "counter"),
+        ("xds_nacks", "counter"),
+        ("xds_generation_seconds", "histogram"),
+        ("xds_push_to_ack_seconds", "histogram"),
+    ] {
+        assert_eq!(families[name][0], kind, "{name}: {families}");
+    }
+    // A NACK counter per xDS type, at zero, before any NACK.
+    let nacks = families["xds_nacks"][1].as_array().unwrap();
+    for t in ["cds", "eds", "lds", "sds"] {
+        assert!(
+            nacks
+                .iter()
+                .any(|s| s[0] == "xds_nacks_total" && s[1]["type"] == t && s[2] == 0.0),
+            "{nacks:?}"
+        );
+    }
+}

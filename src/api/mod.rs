@@ -73,7 +73,7 @@ async fn metrics(State(ctx): State<SharedContext>) -> impl axum::response::IntoR
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::CONTENT_TYPE,
         )],
         ctx.metrics.encode(),
     )
