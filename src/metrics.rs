@@ -49,14 +49,14 @@ impl Metrics {
         let nacks = Family::<XdsType, Counter>::default();
         // 10 µs .. ~20 s
         for kind in ["sotw", "delta"] {
-            streams.get_or_create(&StreamLabels { kind });
+            let _ = streams.get_or_create(&StreamLabels { kind });
         }
         for type_url in crate::xds::generator::TypeUrl::ALL {
             let labels = XdsType {
                 r#type: type_url.short(),
             };
-            pushes.get_or_create(&labels);
-            nacks.get_or_create(&labels);
+            let _ = pushes.get_or_create(&labels);
+            let _ = nacks.get_or_create(&labels);
         }
         let generation_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 22));
         let push_to_ack_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
