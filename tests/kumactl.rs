@@ -317,3 +317,62 @@ fn install_database_schema_prints_the_migrations() {
     let run = kumactl(&dir.path().join("config"), &["version"], None);
     assert_eq!(run.stdout.trim(), env!("CARGO_PKG_VERSION"));
 }
+
+/// Each mistake is named as what it is, not as what it caused.
+#[test]
+fn errors_name_the_actual_mistake() {
+    let s = setup();
+    let run = |args: &[&str], stdin: Option<&str>| kumactl(&s.config, args, stdin);
+
+    let wrong_case = run(
+        &["apply", "-f", "-"],
+        Some("type: DataPlane\nmesh: default\nname: web\n"),
+    );
+    assert_ne!(wrong_case.code, 0);
+    assert!(
+        wrong_case
+            .stderr
+            .contains("unknown type \"DataPlane\"; did you mean \"Dataplane\"?")
+            && !wrong_case.stderr.contains("does not belong to a mesh"),
+        "{}",
+        wrong_case.stderr
+    );
+
+    let host_name = run(
+        &["apply", "-f", "-"],
+        Some(
+            "type: Dataplane\nmesh: default\nname: web\nnetworking:\n  inbound:\n  - interface: localhost:10004:9004\n    tags: {service: web}\n",
+        ),
+    );
+    assert_ne!(host_name.code, 0);
+    assert!(
+        host_name
+            .stderr
+            .contains("\"localhost\" is a host name; addresses here are IP addresses"),
+        "{}",
+        host_name.stderr
+    );
+
+    let no_mesh = run(
+        &["delete", "dataplane", "web", "--mesh", "nosuchmesh"],
+        None,
+    );
+    assert_ne!(no_mesh.code, 0);
+    assert!(
+        no_mesh
+            .stderr
+            .contains("mesh \"nosuchmesh\" does not exist"),
+        "{}",
+        no_mesh.stderr
+    );
+
+    // The API's spelling of a kind works as a kumactl word too.
+    for word in [
+        "trafficpermissions",
+        "traffic-permissions",
+        "trafficpermission",
+    ] {
+        let listed = run(&["get", word], None);
+        assert_eq!(listed.code, 0, "{word}: {}", listed.stderr);
+    }
+}

@@ -5,7 +5,7 @@ use super::overview;
 use super::paging::{ListParams, page_response};
 use super::{ApiError, SharedContext};
 use crate::resources::{Identity, Resource, ResourceKey, ResourceType, ResourceVersion};
-use crate::store::{ListQuery, require_mesh, upsert};
+use crate::store::{ListQuery, StoreError, require_mesh, upsert};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -155,9 +155,29 @@ async fn delete(ctx: &SharedContext, key: ResourceKey) -> Result<Response, ApiEr
     if ctx.read_only {
         return Err(ApiError::read_only());
     }
-    ctx.store.delete(&key).await?;
+    if let Err(e) = ctx.store.delete(&key).await {
+        return Err(missing(ctx, &key, e).await);
+    }
     tracing::info!(resource = %key, "resource deleted");
     Ok(StatusCode::OK.into_response())
+}
+
+/// A resource that is not found because its mesh is not there says so,
+/// rather than that the resource is missing.
+async fn missing(ctx: &SharedContext, key: &ResourceKey, e: StoreError) -> ApiError {
+    if matches!(e, StoreError::NotFound(_))
+        && key.kind.is_mesh_scoped()
+        && matches!(
+            ctx.store.get(&ResourceKey::mesh(&key.mesh)).await,
+            Err(StoreError::NotFound(_))
+        )
+    {
+        return ApiError::not_found(format!(
+            "mesh \"{}\" does not exist, so neither does its {} \"{}\" (kumactl get meshes lists them)",
+            key.mesh, key.kind, key.name
+        ));
+    }
+    e.into()
 }
 
 pub(super) async fn list_meshes(
@@ -217,10 +237,13 @@ pub(super) async fn get_in_mesh(
     Path((mesh, segment, name)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     match collection(&segment)? {
-        Collection::Kind(kind) => Ok(one(&ctx
-            .store
-            .get(&ResourceKey::new(kind, &mesh, &name))
-            .await?)),
+        Collection::Kind(kind) => {
+            let key = ResourceKey::new(kind, &mesh, &name);
+            match ctx.store.get(&key).await {
+                Ok(resource) => Ok(one(&resource)),
+                Err(e) => Err(missing(&ctx, &key, e).await),
+            }
+        }
         Collection::DataplaneOverviews => overview::get(&ctx, &mesh, &name).await,
         Collection::PodsWithoutSidecar => Err(ApiError::not_found(
             "list /meshes/{mesh}/pods-without-sidecar as a whole",

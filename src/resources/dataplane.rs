@@ -116,6 +116,22 @@ fn parse_address(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
+/// An interface's address, or what is wrong with it: a host name gets its
+/// own words (addresses are IPs; Envoy listens on and dials IPs), anything
+/// else the interface's expected shape.
+fn address(s: &str, expected: impl Fn() -> String) -> Result<IpAddr, String> {
+    parse_address(s).ok_or_else(|| {
+        let host_name = !s.is_empty()
+            && s.chars().any(|c| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if host_name {
+            format!("\"{s}\" is a host name; addresses here are IP addresses (e.g. 127.0.0.1 for localhost): {}", expected())
+        } else {
+            expected()
+        }
+    })
+}
+
 fn parse_port(s: &str) -> Option<u16> {
     s.parse::<u16>().ok().filter(|p| *p != 0)
 }
@@ -133,7 +149,7 @@ impl InboundInterface {
         let dataplane = parts.next().ok_or_else(expected)?;
         let address = parts.next().ok_or_else(expected)?;
         Ok(InboundEndpoint {
-            address: parse_address(address).ok_or_else(expected)?,
+            address: self::address(address, expected)?,
             dataplane_port: parse_port(dataplane).ok_or_else(expected)?,
             service_port: parse_port(service).ok_or_else(expected)?,
         })
@@ -158,9 +174,13 @@ impl InboundInterface {
         };
         Some(
             vip.rsplit_once(':')
-                .and_then(|(a, p)| Some((parse_address(a)?, parse_port(p)?)))
-                .map(|(address, port)| OutboundEndpoint { address, port })
-                .ok_or_else(expected),
+                .ok_or_else(expected)
+                .and_then(|(a, p)| {
+                    Ok(OutboundEndpoint {
+                        address: address(a, expected)?,
+                        port: parse_port(p).ok_or_else(expected)?,
+                    })
+                }),
         )
     }
 }
@@ -178,7 +198,7 @@ impl OutboundInterface {
             address: if address.is_empty() {
                 LOOPBACK
             } else {
-                parse_address(address).ok_or_else(expected)?
+                self::address(address, expected)?
             },
             port: parse_port(port).ok_or_else(expected)?,
         })

@@ -101,12 +101,19 @@ impl ResourceType {
         }
     }
 
-    /// Resolves a `kumactl` word, singular or plural.
+    /// Resolves a `kumactl` word, singular or plural, with or without its
+    /// dash, as the API's paths are (`traffic-permissions`,
+    /// `trafficpermissions`, `trafficpermission`).
     pub fn from_cli_word(word: &str) -> Option<ResourceType> {
+        let undashed = |w: &str| w.replace('-', "");
         Self::ALL
             .into_iter()
             .filter(|k| k.is_user_managed())
-            .find(|k| k.singular() == word || k.collection() == Some(word))
+            .find(|k| {
+                undashed(k.singular()) == undashed(word)
+                    || k.collection()
+                        .is_some_and(|c| undashed(c) == undashed(word))
+            })
     }
 }
 

@@ -236,11 +236,17 @@ impl Resource {
             (Identity::FromDocument, Some(t)) => match ResourceType::from_name(t) {
                 Some(k) if k.is_user_managed() => Some(k),
                 _ => {
+                    let names = ResourceType::user_managed_names();
+                    let suggestion = names
+                        .iter()
+                        .find(|n| n.eq_ignore_ascii_case(t))
+                        .map(|n| format!("did you mean \"{n}\"? "))
+                        .unwrap_or_default();
                     causes.push(Cause::new(
                         "type",
                         format!(
-                            "unknown type \"{t}\"; expected one of {}",
-                            ResourceType::user_managed_names().join(", ")
+                            "unknown type \"{t}\"; {suggestion}expected one of {}",
+                            names.join(", ")
                         ),
                     ));
                     None
@@ -257,7 +263,9 @@ impl Resource {
             Some(k) if k.is_mesh_scoped() => {
                 resolve_identity(&identity, "mesh", mesh_field, &mut causes)
             }
-            _ => {
+            // An unknown type: whether it has a mesh cannot be told.
+            None => String::new(),
+            Some(_) => {
                 if let Some(m) = mesh_field {
                     causes.push(Cause::new(
                         "mesh",
