@@ -100,7 +100,7 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
             dp_url.clone(),
             DP.replace("networking", "netwerking"),
             400,
-            "unknown field `netwerking`",
+            "(\"netwerking\", \"unknown field for a Dataplane; expected one of networking\")",
         ),
     ];
     for (what, url, body, status, needle) in cases {

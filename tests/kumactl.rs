@@ -376,3 +376,103 @@ fn errors_name_the_actual_mistake() {
         assert_eq!(listed.code, 0, "{word}: {}", listed.stderr);
     }
 }
+
+/// Today's Kuma YAML is taken as well as the reference's, and read back in
+/// the reference's dialect (the one model inside).
+#[test]
+fn todays_kuma_yaml_is_accepted_and_read_back_in_the_references_dialect() {
+    let s = setup();
+    let run = |args: &[&str], stdin: Option<&str>| kumactl(&s.config, args, stdin);
+    let applied = run(
+        &["apply", "-f", "-"],
+        Some(
+            "type: Dataplane
+mesh: default
+name: backend-1
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 11011
+    servicePort: 11012
+    tags:
+      kuma.io/service: backend
+      kuma.io/protocol: tcp
+  outbound:
+  - port: 33033
+    tags:
+      kuma.io/service: database
+---
+type: TrafficPermission
+mesh: default
+name: web-to-backend
+sources:
+- match:
+    kuma.io/service: web
+destinations:
+- match:
+    kuma.io/service: backend
+---
+type: TrafficLog
+mesh: default
+name: all
+sources:
+- match:
+    kuma.io/service: '*'
+destinations:
+- match:
+    kuma.io/service: '*'
+",
+        ),
+    );
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let dataplane = common::http(
+        "GET",
+        &format!("{}/meshes/default/dataplanes/backend-1", s.cp.api),
+        None,
+    )
+    .body;
+    assert_eq!(
+        dataplane["networking"],
+        serde_json::json!({
+            "inbound": [{"interface": "127.0.0.1:11011:11012",
+                         "tags": {"service": "backend", "protocol": "tcp"}}],
+            "outbound": [{"interface": ":33033", "service": "database"}]
+        })
+    );
+    let permission = common::http(
+        "GET",
+        &format!(
+            "{}/meshes/default/traffic-permissions/web-to-backend",
+            s.cp.api
+        ),
+        None,
+    )
+    .body;
+    assert_eq!(
+        permission["rules"],
+        serde_json::json!([{"sources": [{"match": {"service": "web"}}],
+                            "destinations": [{"match": {"service": "backend"}}]}])
+    );
+    let log = common::http(
+        "GET",
+        &format!("{}/meshes/default/traffic-logs/all", s.cp.api),
+        None,
+    )
+    .body;
+    assert_eq!(log["rules"][0]["sources"][0]["match"]["service"], "*");
+
+    // A document mixing both shapes names each field of the newer one.
+    let mixed = run(
+        &["apply", "-f", "-"],
+        Some(
+            "type: TrafficPermission\nmesh: default\nname: mixed\nrules: []\nsources: []\ndestinations: []\n",
+        ),
+    );
+    assert_ne!(mixed.code, 0);
+    assert!(
+        mixed.stderr.contains("sources: is today's Kuma shape")
+            && mixed.stderr.contains("destinations: is today's Kuma shape"),
+        "{}",
+        mixed.stderr
+    );
+}

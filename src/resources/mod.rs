@@ -9,6 +9,7 @@
 
 mod dataplane;
 mod dataplane_insight;
+mod dialect;
 mod kind;
 mod mesh;
 mod policy;
@@ -286,6 +287,12 @@ impl Resource {
         let Some(kind) = kind else {
             return Err(ValidationError::new(causes));
         };
+        dialect::translate(kind, &mut fields, &mut causes);
+        let unknown: Vec<Cause> = unknown_fields(kind, &fields);
+        if !unknown.is_empty() {
+            causes.extend(unknown);
+            return Err(ValidationError::new(causes));
+        }
         match Spec::from_fields(kind, Value::Object(fields)) {
             Ok(spec) => {
                 causes.extend(spec.validate());
@@ -301,7 +308,48 @@ impl Resource {
             }
         }
     }
+}
 
+/// Every top-level field the kind does not have, each its own cause (the
+/// parser would name only the first).
+fn unknown_fields(kind: ResourceType, fields: &Map<String, Value>) -> Vec<Cause> {
+    fn properties<T: schemars::JsonSchema>() -> Vec<String> {
+        schemars::schema_for!(T)
+            .as_value()
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+    let known = match kind {
+        ResourceType::Mesh => properties::<MeshSpec>(),
+        ResourceType::Dataplane => properties::<DataplaneSpec>(),
+        ResourceType::TrafficPermission => properties::<TrafficPermissionSpec>(),
+        ResourceType::TrafficLog => properties::<TrafficLogSpec>(),
+        ResourceType::ProxyTemplate => properties::<ProxyTemplateSpec>(),
+        ResourceType::Secret => properties::<SecretSpec>(),
+        ResourceType::DataplaneInsight => properties::<DataplaneInsightSpec>(),
+    };
+    fields
+        .keys()
+        .filter(|k| !known.contains(k))
+        .map(|k| {
+            Cause::new(
+                k.as_str(),
+                format!(
+                    "unknown field for a {kind}; expected {}",
+                    if known.is_empty() {
+                        "no other fields".to_string()
+                    } else {
+                        format!("one of {}", known.join(", "))
+                    }
+                ),
+            )
+        })
+        .collect()
+}
+
+impl Resource {
     /// The wire form: `type`, `name`, `mesh` and the spec's fields.
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
@@ -455,10 +503,16 @@ mod tests {
         let doc = json!({"type": "Mesh", "name": "m", "mtls": {"enabled": "yes"}});
         let err = Resource::from_json(doc, Identity::FromDocument).unwrap_err();
         assert_eq!(err.causes[0].field, "mtls.enabled");
-        let doc = json!({"type": "Mesh", "name": "m", "mtsl": {}});
+        // Every unknown field at once, each with what was expected.
+        let doc = json!({"type": "Mesh", "name": "m", "mtsl": {}, "loging": {}});
         let err = Resource::from_json(doc, Identity::FromDocument).unwrap_err();
+        let mut fields: Vec<&str> = err.causes.iter().map(|c| c.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(fields, ["loging", "mtsl"], "{err}");
         assert!(
-            err.causes[0].message.contains("unknown field `mtsl`"),
+            err.causes[0]
+                .message
+                .contains("expected one of mtls, tracing, logging"),
             "{err}"
         );
     }
