@@ -476,3 +476,63 @@ destinations:
         mixed.stderr
     );
 }
+
+#[test]
+fn inspect_meshes_and_services_config_view_completion_and_version() {
+    let s = setup();
+    let run = |args: &[&str], stdin: Option<&str>| kumactl(&s.config, args, stdin);
+    let applied = run(
+        &["apply", "-f", "-"],
+        Some(
+            "type: Dataplane\nmesh: default\nname: redis-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:9000:6379\n    tags: {service: redis}\n",
+        ),
+    );
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+
+    let meshes = run(&["inspect", "meshes"], None).stdout;
+    let default = meshes
+        .lines()
+        .find(|l| l.starts_with("default"))
+        .unwrap_or("");
+    assert!(
+        meshes.starts_with("NAME") && default.contains("off") && default.ends_with("0/1"),
+        "{meshes}"
+    );
+    let services = run(&["inspect", "services"], None).stdout;
+    let redis = services
+        .lines()
+        .find(|l| l.starts_with("redis"))
+        .unwrap_or("");
+    assert!(
+        redis.contains("Offline") && redis.ends_with("0/1"),
+        "{services}"
+    );
+    let as_json: serde_json::Value =
+        serde_json::from_str(&run(&["inspect", "services", "-o", "json"], None).stdout).unwrap();
+    assert_eq!(as_json["items"][0]["service"], "redis");
+
+    let view = run(&["config", "view"], None).stdout;
+    assert!(view.contains(&s.cp.api), "{view}");
+
+    let completion = run(&["completion", "bash"], None);
+    assert_eq!(completion.code, 0);
+    assert!(completion.stdout.contains("kumactl") && completion.stdout.contains("inspect"));
+
+    for program in [
+        "kumactl",
+        "kuma-cp",
+        "kuma-dp",
+        "kuma-injector",
+        "kuma-tcp-echo",
+    ] {
+        let out = std::process::Command::new(common::bin(program))
+            .arg("--version")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(env!("CARGO_PKG_VERSION")),
+            "{program}: {text}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "kuma-cp",
+    version,
     about = "Universal Control Plane for Envoy-based Service Mesh"
 )]
 struct Cli {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "kuma-dp",
+    version,
     about = "Dataplane manager for Envoy-based Service Mesh"
 )]
 struct Cli {

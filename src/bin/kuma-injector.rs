@@ -8,6 +8,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "kuma-injector",
+    version,
     about = "Kuma Sidecar Injector: a mutating admission webhook for Kubernetes"
 )]
 struct Cli {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "kuma-tcp-echo",
+    version,
     about = "A TCP server that echoes back what it receives"
 )]
 struct Cli {

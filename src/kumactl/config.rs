@@ -91,11 +91,15 @@ impl KumactlConfig {
         {
             std::fs::create_dir_all(dir).map_err(KumactlError::file(dir))?;
         }
-        let text = serde_yaml_ng::to_string(self).map_err(|source| KumactlError::Yaml {
-            context: format!("{}: cannot write the configuration", path.display()),
+        std::fs::write(path, self.to_yaml()?).map_err(KumactlError::file(path))
+    }
+
+    /// The configuration as its file holds it.
+    pub fn to_yaml(&self) -> Result<String, KumactlError> {
+        serde_yaml_ng::to_string(self).map_err(|source| KumactlError::Yaml {
+            context: "cannot write the configuration".into(),
             source,
-        })?;
-        std::fs::write(path, text).map_err(KumactlError::file(path))
+        })
     }
 
     /// The API URL of the current control plane.

@@ -103,3 +103,108 @@ pub async fn dataplanes(session: &Session, format: Format) -> Result<(), Kumactl
     }
     Ok(())
 }
+
+/// Prints `rows` as a table under `headers`, or as `{items: [...]}` with
+/// each row an object keyed by its header.
+fn print_rows(headers: &[&str], rows: &[Vec<String>], format: Format) -> Result<(), KumactlError> {
+    let text = match format {
+        Format::Table => output::table(headers, rows),
+        _ => {
+            let items: Vec<Value> = rows
+                .iter()
+                .map(|row| {
+                    headers
+                        .iter()
+                        .zip(row)
+                        .map(|(h, cell)| (h.to_lowercase(), Value::from(cell.as_str())))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into()
+                })
+                .collect();
+            output::document(&json!({ "items": items }), format)?
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// (online, total) of dataplane overviews.
+fn online_of(overviews: &[&Value]) -> (usize, usize) {
+    let online = overviews.iter().filter(|o| insight(o).is_online()).count();
+    (online, overviews.len())
+}
+
+/// `kumactl inspect meshes`: each mesh with what is on in it and its
+/// dataplanes online / total.
+pub async fn meshes(session: &Session, format: Format) -> Result<(), KumactlError> {
+    let client = session.client()?;
+    let mut rows = Vec::new();
+    for mesh in client.get_all("/meshes").await? {
+        let name = field(&mesh, "name");
+        let overviews = client
+            .get_all(&format!("/meshes/{name}/dataplanes+insights"))
+            .await?;
+        let (online, total) = online_of(&overviews.iter().collect::<Vec<_>>());
+        let mtls = if mesh["mtls"]["enabled"] == true {
+            "builtin"
+        } else {
+            "off"
+        };
+        let logging: Vec<&str> = mesh["logging"]["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["name"].as_str())
+            .collect();
+        rows.push(vec![
+            name,
+            mtls.to_string(),
+            if logging.is_empty() {
+                "off".to_string()
+            } else {
+                logging.join(",")
+            },
+            format!("{online}/{total}"),
+        ]);
+    }
+    print_rows(&["NAME", "MTLS", "LOGGING", "DATAPLANES"], &rows, format)
+}
+
+/// `kumactl inspect services`: the services of the mesh (its dataplanes'
+/// inbound `service` tags), each with its dataplanes online / total.
+pub async fn services(session: &Session, format: Format) -> Result<(), KumactlError> {
+    let client = session.client()?;
+    let overviews = client
+        .get_all(&format!("/meshes/{}/dataplanes+insights", session.mesh))
+        .await?;
+    let mut by_service: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
+    for overview in &overviews {
+        let mut services: Vec<String> = overview["dataplane"]["networking"]["inbound"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["tags"]["service"].as_str().map(str::to_string))
+            .collect();
+        services.dedup();
+        for service in services {
+            by_service.entry(service).or_default().push(overview);
+        }
+    }
+    let rows: Vec<Vec<String>> = by_service
+        .iter()
+        .map(|(service, overviews)| {
+            let (online, total) = online_of(overviews);
+            let status = match online {
+                0 => "Offline",
+                n if n == total => "Online",
+                _ => "Partially degraded",
+            };
+            vec![
+                service.clone(),
+                status.to_string(),
+                format!("{online}/{total}"),
+            ]
+        })
+        .collect();
+    print_rows(&["SERVICE", "STATUS", "DATAPLANES"], &rows, format)
+}

@@ -19,7 +19,7 @@ use output::Format;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "kumactl", about = "Management tool for Kuma")]
+#[command(name = "kumactl", version, about = "Management tool for Kuma")]
 pub struct Cli {
     /// Path to the configuration file [default: ~/.kumactl/config]
     #[arg(long = "config-file", global = true)]
@@ -74,8 +74,14 @@ enum Command {
     },
     /// Print the version
     Version {
+        /// With the build's details
         #[arg(long)]
         detailed: bool,
+    },
+    /// Print a shell completion script: `source <(kumactl completion bash)`
+    Completion {
+        /// The shell
+        shell: clap_complete::Shell,
     },
 }
 
@@ -106,6 +112,9 @@ enum GenerateCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Print kumactl's configuration (its control planes, the current one)
+    View,
+    /// Manage the control planes kumactl knows
     #[command(name = "control-planes")]
     ControlPlanes {
         #[command(subcommand)]
@@ -156,6 +165,19 @@ enum ControlPlanesCommand {
 enum InspectCommand {
     /// Dataplanes with their status
     Dataplanes {
+        /// table, yaml or json
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Meshes with what is on in each and their dataplanes online / total
+    Meshes {
+        /// table, yaml or json
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// The services of a mesh, with their dataplanes online / total
+    Services {
+        /// table, yaml or json
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Format,
     },
@@ -231,9 +253,27 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
             get::get(&session, &kind, name.as_deref(), output).await
         }
         Command::Delete { kind, name } => get::delete(&session, &kind, &name).await,
-        Command::Inspect {
-            command: InspectCommand::Dataplanes { output },
-        } => inspect::dataplanes(&session, output).await,
+        Command::Inspect { command } => match command {
+            InspectCommand::Dataplanes { output } => inspect::dataplanes(&session, output).await,
+            InspectCommand::Meshes { output } => inspect::meshes(&session, output).await,
+            InspectCommand::Services { output } => inspect::services(&session, output).await,
+        },
+        Command::Config {
+            command: ConfigCommand::View,
+        } => {
+            print!("{}", session.config()?.to_yaml()?);
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "kumactl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Generate { command } => match command {
             GenerateCommand::DataplaneToken {
                 name,
