@@ -31,6 +31,10 @@ pub struct BootstrapRequest {
     /// that a refusal reaches `kuma-dp` before Envoy starts.
     #[serde(default)]
     pub dataplane_token: Option<String>,
+    /// What kuma-dp runs (`{"kumaDp": {"version": ...}}`), passed to the
+    /// ADS stream in the node's metadata, for the insight.
+    #[serde(default)]
+    pub version: Option<Value>,
 }
 
 pub struct BootstrapContext {
@@ -105,6 +109,7 @@ pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest) -> Va
                 "dataplane.name": request.name,
                 "dataplane.admin.port": request.admin_port.map(|p| p.to_string()).unwrap_or_default(),
                 "dataplaneTokenPath": request.dataplane_token_path.clone().unwrap_or_default(),
+                "version": request.version.clone().unwrap_or_else(|| json!({})),
             }
         },
         "dynamic_resources": {

@@ -262,6 +262,50 @@ fn insights_show_the_streams_and_inspect_shows_online() {
         http("GET", &url, None).body
     );
 
+    // The certificate it was sent, and the versions it runs, as Kuma's
+    // inspect shows them.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            http("GET", &url, None).body["dataplaneInsight"]["mTLS"]["certificateRegenerations"]
+                .as_u64()
+                .is_some_and(|n| n >= 1)
+        }),
+        "{}",
+        http("GET", &url, None).body
+    );
+    let run = common::kumactl(&config, &["inspect", "dataplanes"], None);
+    let header = run.stdout.lines().next().unwrap_or("");
+    for column in [
+        "CERT REGENERATED AGO",
+        "CERT EXPIRATION",
+        "CERT REGENERATIONS",
+        "KUMA-DP VERSION",
+        "ENVOY VERSION",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let client_line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("client-1"))
+        .unwrap_or("")
+        .to_string();
+    let cells: Vec<&str> = client_line
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cells[cells.len() - 2],
+        env!("CARGO_PKG_VERSION"),
+        "{client_line}"
+    );
+    assert!(
+        cells[cells.len() - 1].starts_with("1."),
+        "Envoy's version: {client_line}"
+    );
+    assert_ne!(cells[cells.len() - 3], "0", "regenerations: {client_line}");
+
     // Stopped: offline, with a disconnect time.
     drop(mesh);
     assert!(eventually(Duration::from_secs(5), || {

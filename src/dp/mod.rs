@@ -166,6 +166,7 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpE
         "adminPort": config.admin_port,
         "dataplaneTokenPath": config.dataplane_token_file.as_ref().map(|p| p.display().to_string()),
         "dataplaneToken": token,
+        "version": {"kumaDp": {"version": crate::version::VERSION}},
     });
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {

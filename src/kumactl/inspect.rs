@@ -3,7 +3,7 @@
 
 use super::output::{self, Format};
 use super::{KumactlError, Session};
-use crate::resources::DataplaneInsightSpec;
+use crate::resources::{ComponentVersion, DataplaneInsightSpec, SubscriptionVersion};
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -28,6 +28,14 @@ fn status_row(overview: &Value) -> Vec<String> {
     let insight = insight(overview);
     let now = Utc::now();
     let latest = insight.latest();
+    let mtls = insight.mtls.as_ref();
+    let version = |component: fn(&SubscriptionVersion) -> Option<&ComponentVersion>| {
+        latest
+            .and_then(|s| s.version.as_ref())
+            .and_then(component)
+            .map(|c| c.version.clone())
+            .unwrap_or_else(|| "unknown".into())
+    };
     let seconds_since = |t: Option<chrono::DateTime<Utc>>| t.map(|t| (now - t).num_seconds());
     let (updates, errors) = insight.subscriptions.iter().fold((0, 0), |(u, e), s| {
         (
@@ -51,6 +59,16 @@ fn status_row(overview: &Value) -> Vec<String> {
         )),
         updates.to_string(),
         errors.to_string(),
+        output::ago(seconds_since(
+            mtls.and_then(|m| m.last_certificate_regeneration),
+        )),
+        mtls.and_then(|m| m.certificate_expiration_time)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into()),
+        mtls.map(|m| m.certificate_regenerations.to_string())
+            .unwrap_or_else(|| "0".into()),
+        version(|v| v.kuma_dp.as_ref()),
+        version(|v| v.envoy.as_ref()),
     ]
 }
 
@@ -72,6 +90,11 @@ pub async fn dataplanes(session: &Session, format: Format) -> Result<(), Kumactl
                     "LAST UPDATED AGO",
                     "TOTAL UPDATES",
                     "TOTAL ERRORS",
+                    "CERT REGENERATED AGO",
+                    "CERT EXPIRATION",
+                    "CERT REGENERATIONS",
+                    "KUMA-DP VERSION",
+                    "ENVOY VERSION",
                 ],
                 &rows,
             )

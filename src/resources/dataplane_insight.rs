@@ -13,6 +13,38 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct DataplaneInsightSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<DiscoverySubscription>,
+    /// The proxy's workload certificate, in an mTLS mesh (Kuma's `mTLS`).
+    #[serde(rename = "mTLS", default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsInsight>,
+}
+
+/// What the control plane issued to the proxy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MtlsInsight {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiration_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_certificate_regeneration: Option<DateTime<Utc>>,
+    /// How many certificates the proxy has been sent.
+    #[serde(default)]
+    pub certificate_regenerations: u64,
+}
+
+/// The versions a stream's proxy reported (Kuma's `version`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SubscriptionVersion {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kuma_dp: Option<ComponentVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy: Option<ComponentVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentVersion {
+    pub version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -25,6 +57,8 @@ pub struct DiscoverySubscription {
     pub disconnect_time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub status: SubscriptionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<SubscriptionVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]

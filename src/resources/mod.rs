@@ -23,7 +23,8 @@ pub use dataplane::{
     OutboundInterface, TransparentProxying,
 };
 pub use dataplane_insight::{
-    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, SubscriptionStatus,
+    ComponentVersion, DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription,
+    MtlsInsight, SubscriptionStatus, SubscriptionVersion,
 };
 pub use kind::ResourceType;
 pub use mesh::{

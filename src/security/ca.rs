@@ -54,6 +54,8 @@ pub struct WorkloadCert {
     pub cert_pem: String,
     pub key_pem: String,
     pub not_after: SystemTime,
+    /// When it was issued.
+    pub issued_at: SystemTime,
 }
 
 fn cert_err(mesh: &str, e: impl std::fmt::Display) -> CaError {
@@ -199,6 +201,7 @@ impl MeshCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             not_after: expires,
+            issued_at: SystemTime::now(),
         })
     }
 }

@@ -31,6 +31,15 @@ pub struct Snapshot {
     listeners: TypeSnapshot,
     clusters: TypeSnapshot,
     endpoints: TypeSnapshot,
+    /// The workload certificate among the secrets, for the insight.
+    pub certificate: Option<CertificateTimes>,
+}
+
+/// When a proxy's workload certificate was issued and when it expires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CertificateTimes {
+    pub issued_at: std::time::SystemTime,
+    pub not_after: std::time::SystemTime,
 }
 
 fn hash_hex(write: impl FnOnce(&mut std::collections::hash_map::DefaultHasher)) -> String {
@@ -66,12 +75,13 @@ impl TypeSnapshot {
 }
 
 impl Snapshot {
-    pub fn new(config: &ProxyConfig) -> Self {
+    pub fn new(config: &ProxyConfig, certificate: Option<CertificateTimes>) -> Self {
         Snapshot {
             secrets: TypeSnapshot::new(&config.secrets),
             listeners: TypeSnapshot::new(&config.listeners),
             clusters: TypeSnapshot::new(&config.clusters),
             endpoints: TypeSnapshot::new(&config.endpoints),
+            certificate,
         }
     }
 

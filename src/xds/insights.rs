@@ -2,11 +2,12 @@
 //! written to the store at a bounded rate (at most once per flush interval
 //! per stream, and once more when the stream ends).
 
+use super::cache::CertificateTimes;
 use super::generator::TypeUrl;
 use super::index::ProxyId;
 use crate::resources::{
-    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, ResourceKey, ResourceType,
-    Spec,
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, MtlsInsight, ResourceKey,
+    ResourceType, Spec, SubscriptionVersion,
 };
 use crate::store::{self, SharedStore, StoreError};
 use chrono::Utc;
@@ -21,21 +22,35 @@ const KEPT_SUBSCRIPTIONS: usize = 5;
 pub struct SubscriptionTracker {
     id: ProxyId,
     state: Mutex<DiscoverySubscription>,
+    /// The workload certificate last sent on this stream.
+    certificate: Mutex<Option<CertificateTimes>>,
     changed: Notify,
 }
 
 impl SubscriptionTracker {
-    pub fn new(id: ProxyId, control_plane_instance_id: &str) -> Arc<Self> {
+    pub fn new(
+        id: ProxyId,
+        control_plane_instance_id: &str,
+        version: Option<SubscriptionVersion>,
+    ) -> Arc<Self> {
         Arc::new(SubscriptionTracker {
             id,
             state: Mutex::new(DiscoverySubscription {
                 id: uuid::Uuid::new_v4().to_string(),
                 control_plane_instance_id: control_plane_instance_id.to_string(),
                 connect_time: Utc::now(),
+                version,
                 ..Default::default()
             }),
+            certificate: Mutex::new(None),
             changed: Notify::new(),
         })
+    }
+
+    /// A workload certificate was sent.
+    pub fn certificate(&self, times: CertificateTimes) {
+        *self.certificate.lock().unwrap_or_else(|e| e.into_inner()) = Some(times);
+        self.changed.notify_one();
     }
 
     fn update(&self, f: impl FnOnce(&mut DiscoverySubscription)) {
@@ -125,6 +140,13 @@ async fn write(store: &SharedStore, tracker: &SubscriptionTracker) {
             _ => DataplaneInsightSpec::default(),
         };
         merge(&mut insight, tracker.current());
+        if let Some(times) = *tracker
+            .certificate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            record_certificate(&mut insight, times);
+        }
         Ok::<_, StoreError>(Some(Spec::DataplaneInsight(insight)))
     })
     .await;
@@ -133,6 +155,17 @@ async fn write(store: &SharedStore, tracker: &SubscriptionTracker) {
         // is the one that writes.
         Ok(_) | Err(StoreError::MeshNotFound(_) | StoreError::NotLeader(_)) => {}
         Err(e) => tracing::warn!(error = %e, "cannot write the dataplane insight"),
+    }
+}
+
+/// A certificate the insight has not seen counts as a regeneration.
+fn record_certificate(insight: &mut DataplaneInsightSpec, times: CertificateTimes) {
+    let issued = chrono::DateTime::<Utc>::from(times.issued_at);
+    let mtls = insight.mtls.get_or_insert_with(MtlsInsight::default);
+    if mtls.last_certificate_regeneration != Some(issued) {
+        mtls.last_certificate_regeneration = Some(issued);
+        mtls.certificate_expiration_time = Some(times.not_after.into());
+        mtls.certificate_regenerations += 1;
     }
 }
 

@@ -4,7 +4,7 @@
 //! applying them, so readers of the index are never behind), then rebuilds
 //! each affected proxy once.
 
-use super::cache::{Snapshot, SnapshotCache};
+use super::cache::{CertificateTimes, Snapshot, SnapshotCache};
 use super::generator::{self, ProxyTls};
 use super::identity::Identities;
 use super::index::{Affected, IndexEvent, IndexHandle, ProxyId, ResourceIndex};
@@ -138,6 +138,10 @@ impl Reconciler {
         self.metrics
             .generation_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.cache.set(id, Snapshot::new(&config))
+        let certificate = identity.as_ref().map(|i| CertificateTimes {
+            issued_at: i.cert.issued_at,
+            not_after: i.cert.not_after,
+        });
+        self.cache.set(id, Snapshot::new(&config, certificate))
     }
 }

@@ -16,6 +16,7 @@ use super::generator::TypeUrl;
 use super::index::{IndexHandle, ProxyId};
 use super::insights::{self, SubscriptionTracker};
 use crate::metrics::{Metrics, StreamLabels, XdsType};
+use crate::resources::{ComponentVersion, SubscriptionVersion};
 use crate::runtime::{CancellationToken, TaskTracker};
 use crate::store::SharedStore;
 use delta::Delta;
@@ -122,6 +123,40 @@ impl AdsServer {
 
 type Sender<T> = mpsc::Sender<Result<T, Status>>;
 
+/// What a proxy says it runs: Envoy's build version from its node, and
+/// kuma-dp's from the metadata the bootstrap server put there.
+fn reported_versions(node: &Node) -> Option<SubscriptionVersion> {
+    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    let envoy = match &node.user_agent_version_type {
+        Some(UserAgentVersionType::UserAgentBuildVersion(build)) => build
+            .version
+            .as_ref()
+            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch)),
+        Some(UserAgentVersionType::UserAgentVersion(v)) => Some(v.clone()),
+        None => None,
+    };
+    let kuma_dp = node.metadata.as_ref().and_then(|m| {
+        use envoy_types::pb::google::protobuf::value::Kind;
+        let field = |s: &envoy_types::pb::google::protobuf::Struct, k: &str| {
+            s.fields.get(k).and_then(|v| v.kind.clone())
+        };
+        let Some(Kind::StructValue(version)) = field(m, "version") else {
+            return None;
+        };
+        let Some(Kind::StructValue(kuma_dp)) = field(&version, "kumaDp") else {
+            return None;
+        };
+        match field(&kuma_dp, "version") {
+            Some(Kind::StringValue(v)) => Some(v),
+            _ => None,
+        }
+    });
+    (envoy.is_some() || kuma_dp.is_some()).then(|| SubscriptionVersion {
+        kuma_dp: kuma_dp.map(|version| ComponentVersion { version }),
+        envoy: envoy.map(|version| ComponentVersion { version }),
+    })
+}
+
 /// What one stream shares between its two protocols.
 struct StreamContext {
     id: ProxyId,
@@ -134,9 +169,14 @@ struct StreamContext {
 }
 
 impl StreamContext {
-    fn open(server: &AdsServer, id: ProxyId, kind: &'static str) -> StreamContext {
+    fn open(
+        server: &AdsServer,
+        id: ProxyId,
+        kind: &'static str,
+        version: Option<SubscriptionVersion>,
+    ) -> StreamContext {
         let watch = server.cache.watch(id.clone());
-        let tracker = SubscriptionTracker::new(id.clone(), &server.instance_id);
+        let tracker = SubscriptionTracker::new(id.clone(), &server.instance_id, version);
         let done = Arc::new(Notify::new());
         server.insight_writers.spawn(
             insights::flush_loop(
@@ -197,6 +237,11 @@ impl StreamContext {
 
     fn sent(&self, type_url: TypeUrl) {
         self.tracker.sent(type_url);
+        if type_url == TypeUrl::Secret
+            && let Some(certificate) = self.snapshot().and_then(|s| s.certificate)
+        {
+            self.tracker.certificate(certificate);
+        }
         self.metrics
             .pushes
             .get_or_create(&XdsType {
@@ -322,7 +367,8 @@ async fn serve_stream<P: Protocol>(
     mut requests: Streaming<P::Request>,
     tx: Sender<P::Response>,
 ) {
-    let mut ctx = StreamContext::open(&server, id, P::KIND);
+    let version = P::node(&first).and_then(reported_versions);
+    let mut ctx = StreamContext::open(&server, id, P::KIND, version);
     let mut protocol = P::default();
     let mut pending = Some(first);
     let stop = server.shutdown.clone().cancelled_owned();
