@@ -33,6 +33,7 @@ enum Command {
     },
     /// Print the version
     Version {
+        /// With the build's details
         #[arg(long)]
         detailed: bool,
     },
@@ -42,6 +43,7 @@ enum Command {
 enum MigrateAction {
     /// Apply every migration the database lacks
     Up {
+        /// Configuration file (YAML) naming the database; environment variables override it
         #[arg(short = 'c', long = "config-file")]
         config_file: Option<String>,
     },

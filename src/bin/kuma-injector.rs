@@ -26,6 +26,7 @@ enum Command {
     },
     /// Print the version
     Version {
+        /// With the build's details
         #[arg(long)]
         detailed: bool,
     },

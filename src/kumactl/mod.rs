@@ -40,6 +40,7 @@ enum Command {
     },
     /// Create or update resources from a file (or - for standard input)
     Apply {
+        /// File of resources (YAML, several separated by ---), or - for standard input
         #[arg(short = 'f', long = "file")]
         file: String,
         /// Validate only; change nothing
@@ -56,7 +57,12 @@ enum Command {
         output: Format,
     },
     /// Delete a resource: mesh, dataplane, traffic-permission, traffic-log, proxytemplate
-    Delete { kind: String, name: String },
+    Delete {
+        /// Kind of resource, singular or plural
+        kind: String,
+        /// Name of the resource
+        name: String,
+    },
     /// Show resources with what the control plane knows of them
     Inspect {
         #[command(subcommand)]
@@ -90,6 +96,7 @@ enum GenerateCommand {
     /// Ask the control plane's token server for a dataplane token
     #[command(name = "dataplane-token")]
     DataplaneToken {
+        /// Name of the dataplane the token is for
         #[arg(long)]
         name: String,
         /// Seconds the token is valid for (the server's default when unset)
@@ -100,8 +107,10 @@ enum GenerateCommand {
     Certificate {
         #[arg(long = "type", value_parser = ["server", "client"])]
         cert_type: String,
+        /// Where to write the certificate (PEM)
         #[arg(long)]
         cert: std::path::PathBuf,
+        /// Where to write its key (PEM)
         #[arg(long)]
         key: std::path::PathBuf,
         /// Host names the server certificate is for (repeatable)
@@ -128,6 +137,7 @@ enum ControlPlanesCommand {
     List,
     /// Add a control plane and make it current
     Add {
+        /// Name to know it by
         #[arg(long)]
         name: String,
         /// URL of its HTTP API, e.g. http://localhost:5681
@@ -151,11 +161,13 @@ enum ControlPlanesCommand {
     },
     /// Make a control plane current
     Switch {
+        /// Name of the control plane
         #[arg(long)]
         name: String,
     },
     /// Forget a control plane
     Remove {
+        /// Name of the control plane
         #[arg(long)]
         name: String,
     },
@@ -208,6 +220,7 @@ enum InstallCommand {
     /// `kubectl apply -f -`; with --output-dir, write one file per CRD
     #[cfg(feature = "kubernetes")]
     Crds {
+        /// Write one file per CRD into this directory instead
         #[arg(long = "output-dir")]
         output_dir: Option<PathBuf>,
     },

@@ -1,0 +1,94 @@
+//! Every program's `--help`, walked through every subcommand: each command
+//! and each flag has a description, and defaults are shown.
+
+mod common;
+
+use common::bin;
+use std::process::Command;
+
+fn help(argv: &[String]) -> String {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .arg("--help")
+        .output()
+        .expect("the program runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Lines of `argv --help` (and of every subcommand's) naming a command or
+/// a flag with no description, on its line or indented below it.
+fn undescribed(argv: Vec<String>, found: &mut Vec<String>) {
+    let text = help(&argv);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut section = "";
+    let mut subcommands = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            section = line;
+            continue;
+        }
+        let below = lines.get(i + 1).copied().unwrap_or("");
+        let described_below = below.starts_with("          ") && !below.trim().starts_with('-');
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let (name, description) = match trimmed.split_once("  ") {
+            Some((n, d)) => (n.trim(), d.trim()),
+            None => (trimmed, ""),
+        };
+        let entry = match section {
+            "Commands:" if indent == 2 => {
+                if name != "help" {
+                    subcommands.push(name.to_string());
+                }
+                true
+            }
+            "Options:" | "Arguments:" => {
+                (2..=6).contains(&indent) && (name.starts_with('-') || name.starts_with('<'))
+            }
+            _ => false,
+        };
+        if entry && description.is_empty() && !described_below {
+            found.push(format!("{}: {name}", argv.join(" ")));
+        }
+    }
+    for sub in subcommands {
+        let mut next = argv.clone();
+        next.push(sub);
+        undescribed(next, found);
+    }
+}
+
+#[test]
+fn every_command_and_flag_says_what_it_is() {
+    let mut found = Vec::new();
+    for program in [
+        "kumactl",
+        "kuma-cp",
+        "kuma-dp",
+        "kuma-injector",
+        "kuma-tcp-echo",
+    ] {
+        undescribed(vec![bin(program).display().to_string()], &mut found);
+    }
+    assert!(
+        found.is_empty(),
+        "without a description:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn kuma_dp_shows_its_defaults() {
+    let text = help(&[bin("kuma-dp").display().to_string(), "run".into()]);
+    for default in [
+        "default:\n          http://localhost:5682",
+        "[default: warning]",
+        "[default: info]",
+        "[default: 1s]",
+    ] {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let wanted = default.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&wanted), "{wanted} in:\n{text}");
+    }
+    assert!(text.contains("/tmp/kuma-dp"), "{text}");
+}
