@@ -10,9 +10,12 @@
 use crate::resources::TransparentProxying;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Where `kuma-cp` runs: plain machines, or as a Kubernetes controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Environment {
     #[default]
@@ -21,7 +24,9 @@ pub enum Environment {
 }
 
 /// Where resources are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum StoreType {
     #[default]
@@ -31,7 +36,9 @@ pub enum StoreType {
 }
 
 /// Kuma's TLS modes for the Postgres connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum PostgresTlsMode {
     /// Plain TCP.
@@ -46,7 +53,9 @@ pub enum PostgresTlsMode {
 }
 
 /// Which ADS flavour the bootstraps tell Envoy to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum XdsApiType {
     /// Incremental xDS.
@@ -57,7 +66,9 @@ pub enum XdsApiType {
 }
 
 /// How data planes prove who they are on xDS and SDS streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum DpAuthType {
     /// `serviceAccountToken` with the kubernetes store, `dpToken` otherwise.
@@ -73,7 +84,9 @@ pub enum DpAuthType {
 }
 
 /// The log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum LogFormat {
     #[default]
@@ -81,7 +94,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {
     pub environment: Environment,
@@ -103,7 +116,7 @@ pub struct Config {
 }
 
 /// Kubernetes: replicas elect the one that writes with a Lease.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct LeaderElectionConfig {
     /// A leader that has not renewed the lease for this long is replaced.
@@ -118,7 +131,7 @@ impl Default for LeaderElectionConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct StoreConfig {
     #[serde(rename = "type")]
@@ -126,13 +139,18 @@ pub struct StoreConfig {
     pub postgres: PostgresConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PostgresConfig {
+    /// Host of the PostgreSQL server.
     pub host: String,
+    /// Port of the PostgreSQL server.
     pub port: u16,
+    /// The user to connect as.
     pub user: String,
+    /// Password of that user.
     pub password: String,
+    /// The database holding Kuma's tables.
     pub db_name: String,
     /// Seconds to wait for a connection before answering 503.
     pub connection_timeout: u64,
@@ -141,31 +159,37 @@ pub struct PostgresConfig {
     pub tls: PostgresTlsConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PostgresTlsConfig {
     pub mode: PostgresTlsMode,
+    /// CA certificate (PEM) the server's certificate is verified with.
     pub ca_path: String,
+    /// Client certificate (PEM), for servers that ask for one.
     pub cert_path: String,
+    /// Key of the client certificate (PEM).
     pub key_path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ApiServerConfig {
+    /// Port of the HTTP API (and /metrics).
     pub port: u16,
     /// Refuse writes even in Universal mode.
     pub read_only: bool,
     /// Larger request bodies are refused with 413.
     pub max_request_body_bytes: usize,
-    /// Default and largest page of a list.
+    /// Page size of a list that asks for none.
     pub default_page_size: usize,
+    /// Largest page a list may ask for.
     pub max_page_size: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct XdsServerConfig {
+    /// Port of the ADS server (gRPC) Envoys connect to.
     pub grpc_port: u16,
     /// Health endpoints `/healthy` and `/ready`.
     pub diagnostics_port: u16,
@@ -176,9 +200,10 @@ pub struct XdsServerConfig {
     pub insight_flush_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SdsServerConfig {
+    /// Port of the SDS server (gRPC), for Envoys that ask secrets apart.
     pub grpc_port: u16,
     /// Lifetime of a workload certificate.
     pub cert_validity_seconds: u64,
@@ -187,27 +212,28 @@ pub struct SdsServerConfig {
 }
 
 /// How data planes prove who they are on xDS and SDS streams.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DpServerConfig {
     pub auth: DpAuthConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DpAuthConfig {
     #[serde(rename = "type")]
     pub auth_type: DpAuthType,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BootstrapServerConfig {
+    /// Port of the bootstrap server kuma-dp asks (`POST /bootstrap`).
     pub port: u16,
     pub xds_api_type: XdsApiType,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DataplaneTokenServerConfig {
     pub local: TokenServerLocalConfig,
@@ -216,27 +242,33 @@ pub struct DataplaneTokenServerConfig {
     pub token_validity_seconds: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TokenServerLocalConfig {
+    /// Port of the dataplane token server on localhost.
     pub port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TokenServerPublicConfig {
+    /// Also serve tokens over HTTPS to other machines (client certificates required).
     pub enabled: bool,
+    /// The address it listens on.
     pub interface: String,
     /// 0 means the same port as the local server.
     pub port: u16,
+    /// Server certificate (PEM) of the public token server.
     pub tls_cert_file: String,
+    /// Key of that certificate (PEM).
     pub tls_key_file: String,
+    /// A directory of the client certificates (.pem, .crt) it accepts.
     pub client_certs_dir: String,
 }
 
 /// The sidecar injector (`kuma-injector run`, or inside `kuma-cp` when
 /// `enabled`): its webhook server and what it injects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct InjectorConfig {
     /// Serve the webhook from `kuma-cp` itself.
@@ -251,17 +283,19 @@ pub struct InjectorConfig {
     pub native_sidecars: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 // Missing keys come from the defaults, merged in before parsing.
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookServerConfig {
+    /// The address the webhook listens on.
     pub address: String,
+    /// Port of the webhook (HTTPS).
     pub port: u16,
     /// A directory holding `tls.crt` and `tls.key`.
     pub cert_dir: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 // Missing keys come from the defaults, merged in before parsing.
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InjectorControlPlaneConfig {
@@ -269,69 +303,89 @@ pub struct InjectorControlPlaneConfig {
     pub bootstrap_server_url: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 // Missing keys come from the defaults, merged in before parsing.
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SidecarContainerConfig {
+    /// Image of the injected kuma-sidecar (kuma-dp and Envoy).
     pub image: String,
+    /// Port the pod's inbound TCP is redirected to.
     pub redirect_port_inbound: u16,
+    /// Port the pod's outbound TCP is redirected to.
     pub redirect_port_outbound: u16,
+    /// User the sidecar runs as (its traffic is not redirected).
     pub uid: u32,
+    /// Group the sidecar runs as.
     pub gid: u32,
+    /// Port of Envoy's admin API inside the pod.
     pub admin_port: u16,
+    /// How long Envoy drains a listener it replaces or removes.
     pub drain_time_seconds: u64,
+    /// The sidecar's readiness probe.
     pub readiness_probe: ProbeConfig,
+    /// The sidecar's liveness probe.
     pub liveness_probe: ProbeConfig,
+    /// The sidecar's resource requests and limits.
     pub resources: ResourcesConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 // Missing keys come from the defaults, merged in before parsing.
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProbeConfig {
+    /// Seconds before the first probe.
     pub initial_delay_seconds: u32,
+    /// Seconds a probe may take.
     pub timeout_seconds: u32,
+    /// Seconds between probes.
     pub period_seconds: u32,
+    /// Passes in a row that make it pass.
     pub success_threshold: u32,
+    /// Failures in a row that make it fail.
     pub failure_threshold: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ResourcesConfig {
+    /// What the container is guaranteed.
     pub requests: ResourceAmounts,
+    /// What it may use at most.
     pub limits: ResourceAmounts,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ResourceAmounts {
+    /// CPU, in Kubernetes' units (50m, 1).
     pub cpu: String,
+    /// Memory, in Kubernetes' units (64Mi).
     pub memory: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 // Missing keys come from the defaults, merged in before parsing.
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InitContainerConfig {
+    /// Image of the injected kuma-init (kumactl install transparent-proxy).
     pub image: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct GeneralConfig {
     /// The host name other machines reach this control plane by.
     pub advertised_hostname: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DefaultsConfig {
     /// Do not create the `default` mesh on first start.
     pub skip_mesh_creation: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct LoggingConfig {
     /// A `tracing` filter: `info`, `debug`, `kuma=debug,info`, …
@@ -584,16 +638,65 @@ fn defaults_value() -> Value {
     serde_json::to_value(Config::default()).unwrap_or(Value::Null)
 }
 
-/// The help text listing every environment variable and its default.
+/// What each setting means (dotted key -> its doc comment), from the
+/// settings' own types, so that the help and the code cannot drift apart.
+fn descriptions() -> HashMap<String, String> {
+    fn walk(prefix: &str, schema: &Value, out: &mut HashMap<String, String>) {
+        let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (key, child) in properties {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if let Some(text) = child.get("description").and_then(Value::as_str) {
+                let mut meaning = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let choices: Vec<&str> = child
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if !choices.is_empty() {
+                    meaning.push_str(&format!(" One of: {}.", choices.join(", ")));
+                }
+                out.insert(path.clone(), meaning);
+            }
+            walk(&path, child, out);
+        }
+    }
+    let generator = schemars::generate::SchemaSettings::default()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let schema = generator.into_root_schema_for::<Config>().to_value();
+    let mut out = HashMap::new();
+    walk("", &schema, &mut out);
+    out
+}
+
+/// The help text listing every setting: its key in the `-c` file, its
+/// environment variable, its default and what it means.
 pub fn env_help() -> String {
-    let mut out = String::from("Settings (environment variable, default):\n");
+    let meanings = descriptions();
+    let mut out = String::from(
+        "Settings (key in the -c file, environment variable, default; flags > environment > file > default):\n",
+    );
     for (key, default) in settings() {
         let shown = match default {
             Value::String(s) if s.is_empty() => "\"\"".to_string(),
             Value::String(s) => s,
             other => other.to_string(),
         };
-        out.push_str(&format!("  {:<52} {shown}\n", env_var_name(&key)));
+        out.push_str(&format!(
+            "  {key}\n      {}  [default: {shown}]\n",
+            env_var_name(&key)
+        ));
+        if let Some(meaning) = meanings.get(&key) {
+            out.push_str(&format!("      {meaning}\n"));
+        }
     }
     out
 }
@@ -827,6 +930,26 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_setting_says_what_it_means_in_the_help() {
+        let meanings = super::descriptions();
+        let undocumented: Vec<String> = super::settings()
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| meanings.get(key).is_none_or(|m| m.is_empty()))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "settings without a doc comment: {undocumented:?}"
+        );
+        let help = super::env_help();
+        assert!(help.contains("store.postgres.host\n      KUMA_STORE_POSTGRES_HOST  [default: 127.0.0.1]\n      Host of the PostgreSQL server."), "{help}");
+        assert!(
+            help.contains("One of: memory, postgres, kubernetes."),
+            "{help}"
+        );
+    }
+
     use super::*;
     use std::collections::HashMap;
 
