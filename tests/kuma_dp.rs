@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{KumaCp, bin, envoy_binary, eventually, free_port, put_dataplane};
+use common::{Dataplane, KumaCp, bin, envoy_binary, eventually, free_port, put_dataplane};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -149,33 +149,19 @@ fn the_bootstrap_server_refuses_unregistered_dataplanes_with_the_fix() {
     assert_eq!(bad.status, 400);
 }
 
-/// `kuma-dp run ARGS` (with a real Envoy and a directory of its own) that
-/// must stop by itself: its exit status and what it printed.
-fn run_until_it_stops(args: &[&str]) -> (std::process::ExitStatus, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("dp.log");
-    let mut child = Command::new(bin("kuma-dp"))
-        .arg("run")
-        .args(args)
-        .arg("--binary-path")
-        .arg(envoy_binary())
-        .arg("--config-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+/// `kuma-dp run` for dataplane `web` against `cp_address` (with `token`,
+/// if any), which must stop by itself: its exit status and what it said.
+fn run_until_it_stops(cp_address: &str, token: Option<&str>) -> (std::process::ExitStatus, String) {
+    let mut dp = Dataplane::launch(cp_address, "default", "web", token, &[]);
     let mut status = None;
     eventually(Duration::from_secs(20), || {
-        status = child.try_wait().unwrap();
+        status = dp.process.0.try_wait().unwrap();
         status.is_some()
     });
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let status = status.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("kuma-dp kept retrying what cannot work:\n{text}")
-    });
-    (status, text)
+    let said = dp.log();
+    let status =
+        status.unwrap_or_else(|| panic!("kuma-dp kept retrying what cannot work:\n{said}"));
+    (status, said)
 }
 
 #[test]
@@ -189,23 +175,10 @@ fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
         "web",
         &[],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = |token: &str| {
-        let file = dir.path().join(format!("token-{}", token.len()));
-        std::fs::write(&file, token).unwrap();
-        file.display().to_string()
-    };
-    let good = token_file(&cp.token("default", "web"));
+    let good = cp.token("default", "web");
 
     // The HTTP API's address, an easy mistake since kumactl uses it.
-    let (status, said) = run_until_it_stops(&[
-        "--name",
-        "web",
-        "--cp-address",
-        &cp.api,
-        "--dataplane-token-file",
-        &good,
-    ]);
+    let (status, said) = run_until_it_stops(&cp.api, Some(&good));
     assert!(!status.success());
     assert!(
         said.contains("kuma-cp's HTTP API (default port 5681)") && said.contains("5682"),
@@ -214,14 +187,7 @@ fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
 
     // HTTPS against the plain-HTTP bootstrap server.
     let https = cp.bootstrap.replacen("http://", "https://", 1);
-    let (status, said) = run_until_it_stops(&[
-        "--name",
-        "web",
-        "--cp-address",
-        &https,
-        "--dataplane-token-file",
-        &good,
-    ]);
+    let (status, said) = run_until_it_stops(&https, Some(&good));
     assert!(!status.success());
     assert!(
         said.contains("does not speak HTTPS") && said.contains(&cp.bootstrap),
@@ -229,7 +195,7 @@ fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
     );
 
     // No token, or another dataplane's: refused in one line, no Envoy.
-    let (status, said) = run_until_it_stops(&["--name", "web", "--cp-address", &cp.bootstrap]);
+    let (status, said) = run_until_it_stops(&cp.bootstrap, None);
     assert!(!status.success());
     assert!(
         said.contains("the control plane refused this dataplane")
@@ -237,15 +203,8 @@ fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
         "{said}"
     );
     assert!(!said.contains("Envoy started"), "{said}");
-    let other = token_file(&cp.token("default", "other-dataplane"));
-    let (status, said) = run_until_it_stops(&[
-        "--name",
-        "web",
-        "--cp-address",
-        &cp.bootstrap,
-        "--dataplane-token-file",
-        &other,
-    ]);
+    let (status, said) =
+        run_until_it_stops(&cp.bootstrap, Some(&cp.token("default", "other-dataplane")));
     assert!(
         !status.success() && said.contains("is for dataplane \"other-dataplane\""),
         "{said}"
@@ -263,48 +222,19 @@ fn a_bare_address_works_and_envoy_says_only_what_matters() {
         "web",
         &[],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, cp.token("default", "web")).unwrap();
     let bare = cp.bootstrap.trim_start_matches("http://").to_string();
-    let admin = free_port();
-    let log = dir.path().join("dp.log");
-    let _dp = common::Process(
-        Command::new(bin("kuma-dp"))
-            .args([
-                "run",
-                "--name",
-                "web",
-                "--cp-address",
-                &bare,
-                "--admin-port",
-                &admin.to_string(),
-            ])
-            .arg("--dataplane-token-file")
-            .arg(&token)
-            .arg("--binary-path")
-            .arg(envoy_binary())
-            .arg("--config-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let dp = Dataplane::launch(
+        &bare,
+        "default",
+        "web",
+        Some(&cp.token("default", "web")),
+        &[],
     );
-    let ready = || {
-        reqwest::blocking::get(format!("http://127.0.0.1:{admin}/ready"))
-            .and_then(|r| r.text())
-            .is_ok_and(|t| t.contains("LIVE"))
-    };
-    let said = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(eventually(Duration::from_secs(20), ready), "{}", said());
+    dp.wait_ready();
     // Envoy at its default level, warning: no page of info lines per
     // proxy, and no warning about a deprecated runtime key.
-    let envoy_lines: Vec<String> = said()
-        .lines()
-        .filter(|l| l.starts_with('['))
-        .map(str::to_string)
-        .collect();
-    assert!(envoy_lines.len() < 5, "{}", said());
-    assert!(!said().contains("deprecated"), "{}", said());
+    let said = dp.log();
+    let envoy_lines = said.lines().filter(|l| l.starts_with('[')).count();
+    assert!(envoy_lines < 5, "{said}");
+    assert!(!said.contains("deprecated"), "{said}");
 }

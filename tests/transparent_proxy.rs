@@ -13,33 +13,20 @@ mod common;
 #[path = "kube_api/mod.rs"]
 mod kube_api;
 
-use common::{bin, envoy_executable, eventually};
+use common::{bin, envoy_executable, eventually, run_ok};
 use kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A network namespace, removed (with its veth pairs) on drop.
 struct Netns(String);
 
 impl Netns {
     fn new(name: String) -> Netns {
-        run("ip", &["netns", "add", &name]);
-        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        run_ok("ip", &["netns", "add", &name]);
+        run_ok("ip", &["-n", &name, "link", "set", "lo", "up"]);
         Netns(name)
     }
 
@@ -109,14 +96,14 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
     let host_ip = format!("10.250.{r}.1");
     for (ns, host_side, net) in [(&client_ns, &a, 250), (&echo_ns, &b, 251)] {
         let peer = format!("{host_side}p");
-        run(
+        run_ok(
             "ip",
             &[
                 "link", "add", host_side, "type", "veth", "peer", "name", &peer,
             ],
         );
-        run("ip", &["link", "set", &peer, "netns", &ns.0]);
-        run(
+        run_ok("ip", &["link", "set", &peer, "netns", &ns.0]);
+        run_ok(
             "ip",
             &[
                 "addr",
@@ -126,8 +113,8 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
                 host_side,
             ],
         );
-        run("ip", &["link", "set", host_side, "up"]);
-        run(
+        run_ok("ip", &["link", "set", host_side, "up"]);
+        run_ok(
             "ip",
             &[
                 "-n",
@@ -139,8 +126,8 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
                 &peer,
             ],
         );
-        run("ip", &["-n", &ns.0, "link", "set", &peer, "up"]);
-        run(
+        run_ok("ip", &["-n", &ns.0, "link", "set", &peer, "up"]);
+        run_ok(
             "ip",
             &[
                 "-n",
@@ -154,7 +141,7 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
         );
     }
     let link = format!("kuma{r}l");
-    run(
+    run_ok(
         "ip",
         &[
             "link",
@@ -172,7 +159,7 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
         ],
     );
     let (client_ip, echo_ip) = (format!("10.252.{r}.1"), format!("10.252.{r}.2"));
-    run(
+    run_ok(
         "ip",
         &[
             "-n",
@@ -184,8 +171,8 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
             &link,
         ],
     );
-    run("ip", &["-n", &client_ns.0, "link", "set", &link, "up"]);
-    run(
+    run_ok("ip", &["-n", &client_ns.0, "link", "set", &link, "up"]);
+    run_ok(
         "ip",
         &[
             "-n",
@@ -197,7 +184,7 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
             &format!("{link}p"),
         ],
     );
-    run(
+    run_ok(
         "ip",
         &["-n", &echo_ns.0, "link", "set", &format!("{link}p"), "up"],
     );
@@ -223,7 +210,7 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
 
     // kuma-init: the echo pod's node uses legacy iptables (it holds a rule
     // already), the client's the default (nft).
-    run(
+    run_ok(
         "ip",
         &[
             "netns",

@@ -28,7 +28,7 @@
 //! Needs root, `ip`, `setpriv` and the iptables the transparent-proxy test
 //! uses.
 
-use super::common::{bin, envoy_executable};
+use super::common::{bin, envoy_executable, run_ok};
 use super::kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -58,18 +58,6 @@ fn node_rules(net: &str, chain: &str) -> [(&'static str, String); 2] {
             format!("-s {net}.0/24 -d {net}.0/24 -m conntrack --ctstate DNAT -j MASQUERADE"),
         ),
     ]
-}
-
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// What an image holds.
@@ -169,12 +157,12 @@ impl Cluster {
         let net = format!("10.244.{r}");
         let bridge = format!("kb{r}");
         quietly("ip", &["link", "del", &bridge]);
-        run("ip", &["link", "add", &bridge, "type", "bridge"]);
-        run(
+        run_ok("ip", &["link", "add", &bridge, "type", "bridge"]);
+        run_ok(
             "ip",
             &["addr", "add", &format!("{net}.1/24"), "dev", &bridge],
         );
-        run("ip", &["link", "set", &bridge, "up"]);
+        run_ok("ip", &["link", "set", &bridge, "up"]);
         let (address, api_ca) = api.serve_https(format!("{net}.1").parse().unwrap());
         // kube-proxy: pods' connections to cluster IPs are routed through
         // the node, DNATed there and masqueraded.
@@ -184,7 +172,7 @@ impl Cluster {
         for (table_chain, rule) in node_rules(&net, &proxy_chain) {
             let mut args = vec!["-t", "nat", "-A", table_chain];
             args.extend(rule.split(' '));
-            run("iptables", &args);
+            run_ok("iptables", &args);
         }
         for dir in [SERVICE_ACCOUNT_DIR, "/var/run/secrets/kuma.io/webhook"] {
             std::fs::create_dir_all(dir).unwrap();
@@ -506,17 +494,17 @@ fn start_pod(node: &Arc<Node>, pod: &Value) -> Result<PodRun, String> {
     let dir = node.dir.join(&netns);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     quietly("ip", &["netns", "del", &netns]);
-    run("ip", &["netns", "add", &netns]);
-    run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
-    run(
+    run_ok("ip", &["netns", "add", &netns]);
+    run_ok("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+    run_ok(
         "ip",
         &[
             "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
         ],
     );
-    run("ip", &["link", "set", &veth, "master", &node.bridge]);
-    run("ip", &["link", "set", &veth, "up"]);
-    run(
+    run_ok("ip", &["link", "set", &veth, "master", &node.bridge]);
+    run_ok("ip", &["link", "set", &veth, "up"]);
+    run_ok(
         "ip",
         &[
             "-n",
@@ -528,8 +516,8 @@ fn start_pod(node: &Arc<Node>, pod: &Value) -> Result<PodRun, String> {
             "eth0",
         ],
     );
-    run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
-    run(
+    run_ok("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
+    run_ok(
         "ip",
         &[
             "-n",

@@ -352,6 +352,21 @@ pub fn kubernetes_validate(files: &[PathBuf], objects: usize) {
     assert_eq!(report.matches("passed").count(), objects, "{report}");
 }
 
+/// Runs `program ARGS`, which must succeed (set-up steps: `ip`,
+/// `iptables`); its standard output.
+pub fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `check` every 20 ms until it is true or `within` has passed.
 pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
