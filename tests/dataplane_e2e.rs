@@ -422,3 +422,66 @@ fn a_second_stream_for_a_dataplane_is_flagged_and_its_end_leaves_it_online() {
         "the first proxy still carries traffic"
     );
 }
+
+/// An HTTP service (`protocol: http`) is served through both Envoys as
+/// HTTP: the request gets its answer, and each Envoy counts it as an HTTP
+/// request, which a TCP proxy cannot.
+#[test]
+fn an_http_service_is_proxied_as_http_by_both_envoys() {
+    let cp = KumaCp::start(&[]);
+    let (app, inbound, client_inbound, outbound) =
+        (free_port(), free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello over http\n").unwrap();
+    let _server = common::Process(
+        std::process::Command::new("python3")
+            .args(["-m", "http.server", &app.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    cp.put(
+        "/meshes/default/dataplanes/api-1",
+        &serde_json::json!({"type": "Dataplane", "mesh": "default", "name": "api-1",
+            "networking": {"inbound": [{"interface": format!("127.0.0.1:{inbound}:{app}"),
+                                        "tags": {"service": "api", "protocol": "http"}}]}})
+        .to_string(),
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "client-1",
+        (client_inbound, free_port()),
+        "client",
+        &[(outbound, "api")],
+    );
+    let api = Dataplane::start(&cp, "default", "api-1");
+    let client = Dataplane::start(&cp, "default", "client-1");
+    let url = format!("http://127.0.0.1:{outbound}/hello.txt");
+    assert!(
+        eventually(Duration::from_secs(15), || reqwest::blocking::get(&url)
+            .and_then(|r| r.text())
+            .is_ok_and(|t| t == "hello over http\n")),
+        "no answer through the mesh; client log:\n{}",
+        client.log()
+    );
+    let http_requests = |dp: &Dataplane| {
+        dp.admin_get("/stats")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("http.") && !l.starts_with("http.admin."))
+            .filter(|l| l.contains(".downstream_rq_2xx: "))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert!(
+        http_requests(&client) >= 1,
+        "the client's Envoy saw no HTTP request"
+    );
+    assert!(
+        http_requests(&api) >= 1,
+        "the service's Envoy saw no HTTP request"
+    );
+}

@@ -1,6 +1,7 @@
 //! Builders of the Envoy v3 messages the generator emits, so the generator
 //! itself reads as what it configures.
 
+use super::http::Protocol;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, TransportSocket,
@@ -107,35 +108,40 @@ pub(super) fn ads_source() -> ConfigSource {
     }
 }
 
-/// A listener that proxies every TCP connection to `cluster`, after
-/// `filters_before` (RBAC), over `transport` (TLS) when given. One that does
-/// not bind its port receives only connections redirected to it
-/// (transparent proxying).
-pub fn tcp_listener(
+/// A listener that proxies every connection to `cluster` (as TCP, or
+/// request by request for an HTTP service), after `filters_before` (RBAC),
+/// over `transport` (TLS) when given. One that does not bind its port
+/// receives only connections redirected to it (transparent proxying).
+#[allow(clippy::too_many_arguments)] // each is one aspect of the listener, named at the call
+pub fn proxy_listener(
     name: &str,
     (ip, port): (IpAddr, u16),
     bind_to_port: bool,
     cluster: &str,
     stat_prefix: &str,
+    protocol: Protocol,
     filters_before: Vec<Filter>,
     transport: Option<TransportSocket>,
 ) -> XdsResource {
-    let proxy = TcpProxy {
-        stat_prefix: stat_prefix.to_string(),
-        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
-        ..Default::default()
+    let proxy = match protocol {
+        Protocol::Tcp => {
+            let proxy = TcpProxy {
+                stat_prefix: stat_prefix.to_string(),
+                cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+                ..Default::default()
+            };
+            Filter {
+                name: "envoy.filters.network.tcp_proxy".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
+            }
+        }
+        Protocol::Http | Protocol::Http2 => super::http::connection_manager(cluster, stat_prefix),
     };
     let listener = Listener {
         name: name.to_string(),
         address: Some(socket(ip, port)),
         filter_chains: vec![FilterChain {
-            filters: filters_before
-                .into_iter()
-                .chain([Filter {
-                    name: "envoy.filters.network.tcp_proxy".into(),
-                    config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
-                }])
-                .collect(),
+            filters: filters_before.into_iter().chain([proxy]).collect(),
             transport_socket: transport,
             ..Default::default()
         }],
@@ -205,8 +211,8 @@ pub fn redirect_listener(name: &str, port: u16, passthrough: &str) -> XdsResourc
 }
 
 /// A cluster with one fixed endpoint (the local service behind an inbound).
-pub fn static_cluster(name: &str, ip: IpAddr, port: u16) -> XdsResource {
-    let cluster = Cluster {
+pub fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protocol) -> XdsResource {
+    let mut cluster = Cluster {
         name: name.to_string(),
         connect_timeout: connect_timeout(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
@@ -215,6 +221,9 @@ pub fn static_cluster(name: &str, ip: IpAddr, port: u16) -> XdsResource {
         load_assignment: Some(assignment(name, [(ip, port)].into_iter())),
         ..Default::default()
     };
+    if protocol == Protocol::Http2 {
+        super::http::upstream_http2(&mut cluster);
+    }
     XdsResource {
         name: name.to_string(),
         body: any(&cluster),
@@ -223,8 +232,12 @@ pub fn static_cluster(name: &str, ip: IpAddr, port: u16) -> XdsResource {
 
 /// A cluster whose endpoints come over ADS (EDS), named after its service,
 /// over `transport` (TLS) when given.
-pub fn eds_cluster(name: &str, transport: Option<TransportSocket>) -> XdsResource {
-    let cluster = Cluster {
+pub fn eds_cluster(
+    name: &str,
+    transport: Option<TransportSocket>,
+    protocol: Protocol,
+) -> XdsResource {
+    let mut cluster = Cluster {
         name: name.to_string(),
         connect_timeout: connect_timeout(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
@@ -237,6 +250,9 @@ pub fn eds_cluster(name: &str, transport: Option<TransportSocket>) -> XdsResourc
         transport_socket: transport,
         ..Default::default()
     };
+    if protocol == Protocol::Http2 {
+        super::http::upstream_http2(&mut cluster);
+    }
     XdsResource {
         name: name.to_string(),
         body: any(&cluster),

@@ -12,9 +12,11 @@
 //!   the node redirects traffic, left unbound for the redirect to reach).
 
 mod envoy;
+mod http;
 pub mod tls;
 
 pub use envoy::{TypeUrl, XdsResource};
+pub use http::Protocol;
 pub use tls::ProxyTls;
 
 use super::index::MeshView;
@@ -59,6 +61,7 @@ pub fn generate(
         let Ok(ep) = inbound.endpoint() else { continue };
         let cluster = local_cluster_name(ep.service_port);
         let name = format!("inbound:{}:{}", ep.address, ep.dataplane_port);
+        let protocol = Protocol::of_tag(inbound.tags.get("protocol").map(String::as_str));
         let (filters, transport) = match tls {
             Some(_) => {
                 let permissions = mesh.permissions().map(|(n, p)| (n.as_str(), p.as_ref()));
@@ -69,12 +72,13 @@ pub fn generate(
         };
         listeners.insert(
             name.clone(),
-            envoy::tcp_listener(
+            envoy::proxy_listener(
                 &name,
                 (ep.address, ep.dataplane_port),
                 bind_inbound,
                 &cluster,
                 &name,
+                protocol,
                 filters,
                 transport,
             ),
@@ -85,6 +89,7 @@ pub fn generate(
                 &cluster,
                 std::net::Ipv4Addr::LOCALHOST.into(),
                 ep.service_port,
+                protocol,
             ),
         );
     }
@@ -93,13 +98,15 @@ pub fn generate(
     // Service address, or several ports) gets its cluster and endpoints
     // computed once.
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
+        let protocol = Protocol::of_service(target, mesh.providers(target).map(|(_, p)| p));
         listeners.entry(name.clone()).or_insert_with(|| {
-            envoy::tcp_listener(
+            envoy::proxy_listener(
                 &name,
                 address,
                 bind,
                 target,
                 &format!("{service}->{target}"),
+                protocol,
                 Vec::new(),
                 None,
             )
@@ -108,7 +115,10 @@ pub fn generate(
             return;
         }
         let transport = tls.map(|_| tls::upstream(&mesh.name, target));
-        clusters.insert(target.to_string(), envoy::eds_cluster(target, transport));
+        clusters.insert(
+            target.to_string(),
+            envoy::eds_cluster(target, transport, protocol),
+        );
         let addresses = mesh.providers(target).flat_map(|(_, provider)| {
             provider
                 .networking
@@ -168,6 +178,7 @@ mod tests {
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
     use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as RbacFilter;
     use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
     use prost::Message;
@@ -200,6 +211,11 @@ mod tests {
                     if let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type {
                         proxies.push(if any.type_url.ends_with("TcpProxy") {
                             format!("{:#?}", TcpProxy::decode(any.value.as_slice()).unwrap())
+                        } else if any.type_url.ends_with("HttpConnectionManager") {
+                            format!(
+                                "{:#?}",
+                                HttpConnectionManager::decode(any.value.as_slice()).unwrap()
+                            )
                         } else {
                             format!("{:#?}", RbacFilter::decode(any.value.as_slice()).unwrap())
                         });
@@ -384,6 +400,103 @@ rules:
                 }
             }
         }
+    }
+
+    const HTTP_MESH: &str = "
+type: Mesh
+name: default
+---
+type: Dataplane
+mesh: default
+name: web-1
+networking:
+  inbound:
+  - interface: 192.168.0.1:10000:8080
+    tags: {service: web}
+  outbound:
+  - interface: :20000
+    service: api
+  - interface: :20001
+    service: backend
+  - interface: :20002
+    service: mixed
+---
+type: Dataplane
+mesh: default
+name: api-1
+networking:
+  inbound:
+  - interface: 192.168.0.2:10001:8080
+    tags: {service: api, protocol: http}
+---
+type: Dataplane
+mesh: default
+name: backend-1
+networking:
+  inbound:
+  - interface: 192.168.0.3:10002:9090
+    tags: {service: backend, protocol: grpc}
+---
+type: Dataplane
+mesh: default
+name: mixed-1
+networking:
+  inbound:
+  - interface: 192.168.0.4:10003:8080
+    tags: {service: mixed, protocol: http}
+---
+type: Dataplane
+mesh: default
+name: mixed-2
+networking:
+  inbound:
+  - interface: 192.168.0.5:10003:8080
+    tags: {service: mixed}
+";
+
+    fn filter_of(config: &ProxyConfig, listener: &str) -> String {
+        let l = config
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .unwrap();
+        let decoded = Listener::decode(l.body.value.as_slice()).unwrap();
+        decoded.filter_chains[0]
+            .filters
+            .last()
+            .unwrap()
+            .name
+            .clone()
+    }
+
+    /// HTTP services get the HTTP connection manager on both sides, gRPC
+    /// an HTTP/2 upstream; a service whose providers disagree stays TCP.
+    #[test]
+    fn http_services_golden() {
+        let index = index(HTTP_MESH);
+        let mesh = index.mesh("default").unwrap();
+        let of = |name: &str| {
+            generate(
+                index.dataplane(&ProxyId::new("default", name)).unwrap(),
+                mesh,
+                None,
+            )
+        };
+        let web = of("web-1");
+        let hcm = "envoy.filters.network.http_connection_manager";
+        assert_eq!(filter_of(&web, "outbound:127.0.0.1:20000"), hcm);
+        assert_eq!(filter_of(&web, "outbound:127.0.0.1:20001"), hcm);
+        assert_eq!(
+            filter_of(&web, "outbound:127.0.0.1:20002"),
+            "envoy.filters.network.tcp_proxy"
+        );
+        assert_eq!(
+            filter_of(&web, "inbound:192.168.0.1:10000"),
+            "envoy.filters.network.tcp_proxy"
+        );
+        assert_eq!(filter_of(&of("api-1"), "inbound:192.168.0.2:10001"), hcm);
+        golden("web-1-http", &render(&web));
+        golden("backend-1-grpc", &render(&of("backend-1")));
     }
 
     #[test]
