@@ -110,19 +110,30 @@ pub(super) fn ads_source() -> ConfigSource {
 
 /// A listener that proxies every connection to `cluster` (as TCP, or
 /// request by request for an HTTP service), after `filters_before` (RBAC),
-/// over `transport` (TLS) when given. One that does not bind its port
+/// over `transport` (TLS) when given. One that does not `bind` its port
 /// receives only connections redirected to it (transparent proxying).
-#[allow(clippy::too_many_arguments)] // each is one aspect of the listener, named at the call
-pub fn proxy_listener(
-    name: &str,
-    (ip, port): (IpAddr, u16),
-    bind_to_port: bool,
-    cluster: &str,
-    stat_prefix: &str,
-    protocol: Protocol,
-    filters_before: Vec<Filter>,
-    transport: Option<TransportSocket>,
-) -> XdsResource {
+pub struct ProxyListener<'a> {
+    pub name: &'a str,
+    pub address: (IpAddr, u16),
+    pub bind: bool,
+    pub cluster: &'a str,
+    pub stat_prefix: &'a str,
+    pub protocol: Protocol,
+    pub filters_before: Vec<Filter>,
+    pub transport: Option<TransportSocket>,
+}
+
+pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
+    let ProxyListener {
+        name,
+        address: (ip, port),
+        bind: bind_to_port,
+        cluster,
+        stat_prefix,
+        protocol,
+        filters_before,
+        transport,
+    } = spec;
     let proxy = match protocol {
         Protocol::Tcp => {
             let proxy = TcpProxy {

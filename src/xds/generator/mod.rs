@@ -15,6 +15,7 @@ mod envoy;
 mod http;
 pub mod tls;
 
+use envoy::ProxyListener;
 pub use envoy::{TypeUrl, XdsResource};
 pub use http::Protocol;
 pub use tls::ProxyTls;
@@ -72,16 +73,16 @@ pub fn generate(
         };
         listeners.insert(
             name.clone(),
-            envoy::proxy_listener(
-                &name,
-                (ep.address, ep.dataplane_port),
-                bind_inbound,
-                &cluster,
-                &name,
+            envoy::proxy_listener(ProxyListener {
+                name: &name,
+                address: (ep.address, ep.dataplane_port),
+                bind: bind_inbound,
+                cluster: &cluster,
+                stat_prefix: &name,
                 protocol,
-                filters,
+                filters_before: filters,
                 transport,
-            ),
+            }),
         );
         clusters.insert(
             cluster.clone(),
@@ -100,16 +101,16 @@ pub fn generate(
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
         let protocol = Protocol::of_service(target, mesh.providers(target).map(|(_, p)| p));
         listeners.entry(name.clone()).or_insert_with(|| {
-            envoy::proxy_listener(
-                &name,
+            envoy::proxy_listener(ProxyListener {
+                name: &name,
                 address,
                 bind,
-                target,
-                &format!("{service}->{target}"),
+                cluster: target,
+                stat_prefix: &format!("{service}->{target}"),
                 protocol,
-                Vec::new(),
-                None,
-            )
+                filters_before: Vec::new(),
+                transport: None,
+            })
         });
         if clusters.contains_key(target) {
             return;
