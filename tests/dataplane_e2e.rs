@@ -485,3 +485,66 @@ fn an_http_service_is_proxied_as_http_by_both_envoys() {
         "the service's Envoy saw no HTTP request"
     );
 }
+
+/// A TrafficLog whose sources and destinations select a connection logs
+/// it, through the mesh's file backend, with Kuma's placeholders filled in;
+/// deleting the policy stops the logging without restarting anything.
+#[test]
+fn a_traffic_log_writes_the_connections_it_selects_to_the_file_backend() {
+    let cp = KumaCp::start(&[]);
+    let mesh = echo_mesh(&cp, "default");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    cp.put(
+        "/meshes/default",
+        &serde_json::json!({"type": "Mesh", "name": "default",
+            "logging": {"backends": [{"name": "file", "file": {"path": log.display().to_string()}}],
+                        "defaultBackend": "file"}})
+        .to_string(),
+    );
+    cp.put(
+        "/meshes/default/traffic-logs/client-to-echo",
+        &serde_json::json!({"type": "TrafficLog", "mesh": "default", "name": "client-to-echo",
+            "rules": [{"sources": [{"match": {"service": "client"}}],
+                       "destinations": [{"match": {"service": "echo"}}]}]})
+        .to_string(),
+    );
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let _ = echo_roundtrip(mesh.outbound, b"logged");
+            lines().iter().any(|l| {
+                l.contains(" default 127.0.0.1(client)->127.0.0.1:") && l.contains("(echo) took ")
+            })
+        }),
+        "no access log line; file: {:?}; client log:\n{}",
+        lines(),
+        mesh.client.log()
+    );
+
+    cp.delete("/meshes/default/traffic-logs/client-to-echo");
+    let has_log_config = || {
+        mesh.client
+            .admin_get("/config_dump?resource=dynamic_listeners")
+            .unwrap_or_default()
+            .contains("envoy.access_loggers.file")
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || !has_log_config()),
+        "the access log stayed configured"
+    );
+    let before = lines().len();
+    assert_eq!(echo_roundtrip(mesh.outbound, b"quiet").unwrap(), b"quiet");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        lines().len(),
+        before,
+        "a connection was logged after the policy went"
+    );
+}

@@ -32,8 +32,8 @@ pub use mesh::{
     TcpLoggingBackend, Tracing,
 };
 pub use policy::{
-    Selector, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
-    TrafficPermissionSpec,
+    Selector, Specificity, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
+    TrafficPermissionSpec, most_specific,
 };
 pub use proxy_template::{ProxyTemplateRawResource, ProxyTemplateSpec};
 pub use secret::SecretSpec;

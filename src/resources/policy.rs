@@ -13,12 +13,77 @@ pub struct Selector {
     pub match_tags: Tags,
 }
 
+/// How specifically a selector matched: more matched tags beat fewer,
+/// then more exact values beat more `*`. The derived order compares in
+/// that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Specificity {
+    pub tags: usize,
+    pub exact: usize,
+}
+
+impl std::ops::Add for Specificity {
+    type Output = Specificity;
+    fn add(self, other: Specificity) -> Specificity {
+        Specificity {
+            tags: self.tags + other.tags,
+            exact: self.exact + other.exact,
+        }
+    }
+}
+
+/// The one selector engine of every policy kind: among the candidates
+/// that match (those with a specificity), the most specific wins, and a
+/// tie goes to the name that sorts first, so the choice never depends on
+/// the order policies arrived in.
+pub fn most_specific<'a, T>(
+    candidates: impl IntoIterator<Item = (&'a str, Option<Specificity>, T)>,
+) -> Option<(&'a str, T)> {
+    candidates
+        .into_iter()
+        .filter_map(|(name, specificity, item)| Some((specificity?, name, item)))
+        .min_by(|(s1, n1, _), (s2, n2, _)| s2.cmp(s1).then(n1.cmp(n2)))
+        .map(|(_, name, item)| (name, item))
+}
+
 impl Selector {
     /// True when every tag of the selector is in `tags` (or is `*`).
     pub fn matches(&self, tags: &Tags) -> bool {
-        self.match_tags
+        self.specificity(tags).is_some()
+    }
+
+    /// How specifically it matches `tags`; `None` when it does not.
+    pub fn specificity(&self, tags: &Tags) -> Option<Specificity> {
+        let mut exact = 0;
+        for (k, v) in &self.match_tags {
+            let t = tags.get(k)?;
+            if v != "*" {
+                if t != v {
+                    return None;
+                }
+                exact += 1;
+            }
+        }
+        Some(Specificity {
+            tags: self.match_tags.len(),
+            exact,
+        })
+    }
+
+    /// The best specificity of any of `selectors` against any of `tag_sets`.
+    pub fn best<'t>(
+        selectors: &[Selector],
+        tag_sets: impl IntoIterator<Item = &'t Tags> + Clone,
+    ) -> Option<Specificity> {
+        selectors
             .iter()
-            .all(|(k, v)| tags.get(k).is_some_and(|t| v == "*" || t == v))
+            .flat_map(|s| {
+                tag_sets
+                    .clone()
+                    .into_iter()
+                    .filter_map(|t| s.specificity(t))
+            })
+            .max()
     }
 
     fn validate(&self) -> Vec<Cause> {
@@ -131,5 +196,84 @@ impl TrafficLogSpec {
             }
         }
         causes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn selector(pairs: &[(&str, &str)]) -> Selector {
+        Selector {
+            match_tags: tags(pairs),
+        }
+    }
+
+    #[test]
+    fn selectors_match_and_rank_as_documented() {
+        let dp = tags(&[("service", "web"), ("version", "2"), ("zone", "east")]);
+        // selector -> (tags matched, exact values), or no match
+        type Row = (
+            &'static [(&'static str, &'static str)],
+            Option<(usize, usize)>,
+        );
+        let table: &[Row] = &[
+            (&[("service", "web")], Some((1, 1))),
+            (&[("service", "*")], Some((1, 0))),
+            (&[("service", "web"), ("version", "2")], Some((2, 2))),
+            (&[("service", "web"), ("version", "*")], Some((2, 1))),
+            (&[("service", "api")], None),
+            (&[("region", "*")], None),
+        ];
+        for (pairs, expected) in table {
+            let got = selector(pairs).specificity(&dp).map(|s| (s.tags, s.exact));
+            assert_eq!(got, *expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn the_most_specific_wins_and_ties_go_to_the_first_name() {
+        let dp = tags(&[("service", "web"), ("version", "2")]);
+        let spec = |pairs: &[(&str, &str)]| selector(pairs).specificity(&dp);
+        let pick = |candidates: Vec<(&'static str, Option<Specificity>)>| {
+            most_specific(candidates.into_iter().map(|(n, s)| (n, s, ()))).map(|(n, _)| n)
+        };
+        // More tags beat fewer.
+        assert_eq!(
+            pick(vec![
+                ("a-broad", spec(&[("service", "web")])),
+                ("z-narrow", spec(&[("service", "web"), ("version", "2")])),
+            ]),
+            Some("z-narrow")
+        );
+        // Exact beats `*` for as many tags.
+        assert_eq!(
+            pick(vec![
+                ("a-wild", spec(&[("service", "*")])),
+                ("b-exact", spec(&[("service", "web")])),
+            ]),
+            Some("b-exact")
+        );
+        // A tie goes to the name that sorts first, whatever the order given.
+        for order in [["b", "a"], ["a", "b"]] {
+            assert_eq!(
+                pick(
+                    order
+                        .iter()
+                        .map(|n| (*n, spec(&[("service", "web")])))
+                        .collect()
+                ),
+                Some("a")
+            );
+        }
+        // Nothing that does not match is chosen.
+        assert_eq!(pick(vec![("x", spec(&[("service", "api")]))]), None);
     }
 }

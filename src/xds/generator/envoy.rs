@@ -2,6 +2,7 @@
 //! itself reads as what it configures.
 
 use super::http::Protocol;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, TransportSocket,
@@ -121,6 +122,8 @@ pub struct ProxyListener<'a> {
     pub protocol: Protocol,
     pub filters_before: Vec<Filter>,
     pub transport: Option<TransportSocket>,
+    /// Where each connection (or request) is logged (TrafficLog).
+    pub access_log: Vec<AccessLog>,
 }
 
 pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
@@ -133,12 +136,14 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
         protocol,
         filters_before,
         transport,
+        access_log,
     } = spec;
     let proxy = match protocol {
         Protocol::Tcp => {
             let proxy = TcpProxy {
                 stat_prefix: stat_prefix.to_string(),
                 cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+                access_log,
                 ..Default::default()
             };
             Filter {
@@ -146,7 +151,9 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
                 config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
             }
         }
-        Protocol::Http | Protocol::Http2 => super::http::connection_manager(cluster, stat_prefix),
+        Protocol::Http | Protocol::Http2 => {
+            super::http::connection_manager(cluster, stat_prefix, access_log)
+        }
     };
     let listener = Listener {
         name: name.to_string(),

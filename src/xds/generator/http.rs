@@ -5,6 +5,7 @@
 
 use super::envoy::any;
 use crate::resources::DataplaneSpec;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
@@ -65,7 +66,7 @@ impl Protocol {
 }
 
 /// The HTTP connection manager, routing every request to `cluster`.
-pub fn connection_manager(cluster: &str, stat_prefix: &str) -> Filter {
+pub fn connection_manager(cluster: &str, stat_prefix: &str, access_log: Vec<AccessLog>) -> Filter {
     let route = Route {
         r#match: Some(RouteMatch {
             path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
@@ -98,6 +99,7 @@ pub fn connection_manager(cluster: &str, stat_prefix: &str) -> Filter {
                 ..Default::default()
             },
         )),
+        access_log,
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".into(),
             config_type: Some(http_filter::ConfigType::TypedConfig(

@@ -11,6 +11,7 @@
 //!   address of every service of the mesh (bound on that address, or, when
 //!   the node redirects traffic, left unbound for the redirect to reach).
 
+mod access_log;
 mod envoy;
 mod http;
 pub mod tls;
@@ -82,6 +83,7 @@ pub fn generate(
                 protocol,
                 filters_before: filters,
                 transport,
+                access_log: Vec::new(),
             }),
         );
         clusters.insert(
@@ -110,6 +112,7 @@ pub fn generate(
                 protocol,
                 filters_before: Vec::new(),
                 transport: None,
+                access_log: access_log::outbound(dataplane, mesh, target),
             })
         });
         if clusters.contains_key(target) {
@@ -498,6 +501,58 @@ networking:
         assert_eq!(filter_of(&of("api-1"), "inbound:192.168.0.2:10001"), hcm);
         golden("web-1-http", &render(&web));
         golden("backend-1-grpc", &render(&of("backend-1")));
+    }
+
+    /// The access log of an outbound: the most specific TrafficLog rule
+    /// names the backend; a TrafficLog change affects its sources only.
+    #[test]
+    fn the_most_specific_traffic_log_picks_the_backend() {
+        let mut index = index(&MESH.replace(
+            "type: Mesh\nname: default\n",
+            "type: Mesh\nname: default\nlogging:\n  defaultBackend: everything\n  backends:\n  - {name: everything, file: {path: /logs/all}}\n  - {name: redis, file: {path: /logs/redis}}\n",
+        ));
+        let logs = "
+type: TrafficLog
+mesh: default
+name: a-broad
+rules:
+- sources: [{match: {service: '*'}}]
+  destinations: [{match: {service: '*'}}]
+---
+type: TrafficLog
+mesh: default
+name: z-narrow
+rules:
+- sources: [{match: {service: web}}]
+  destinations: [{match: {service: redis}}]
+  conf: {backend: redis}
+";
+        let mut affected = Vec::new();
+        for r in resources(logs) {
+            affected.push(index.apply(IndexEvent::Apply(r)).proxies);
+        }
+        // The broad one selects every proxy, the narrow one web-1 alone.
+        assert_eq!(affected[0].len(), 3);
+        assert_eq!(
+            affected[1]
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            ["web-1"]
+        );
+        let web = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
+        let config = generate(web, index.mesh("default").unwrap(), None);
+        // The path is inside the listener's encoded bytes.
+        let outbound = config
+            .listeners
+            .iter()
+            .find(|l| l.name == "outbound:127.0.0.1:20000")
+            .unwrap();
+        let bytes = String::from_utf8_lossy(&outbound.body.value);
+        assert!(
+            bytes.contains("/logs/redis") && !bytes.contains("/logs/all"),
+            "{bytes}"
+        );
     }
 
     #[test]

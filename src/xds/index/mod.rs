@@ -16,7 +16,7 @@ pub use handle::IndexHandle;
 
 use crate::resources::{
     DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SecretSpec, Selector, Spec,
-    TrafficPermissionSpec,
+    TrafficLogSpec, TrafficPermissionSpec,
 };
 use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -74,6 +74,7 @@ pub struct MeshView {
     pub name: String,
     pub spec: Arc<MeshSpec>,
     permissions: BTreeMap<String, Arc<TrafficPermissionSpec>>,
+    traffic_logs: BTreeMap<String, Arc<TrafficLogSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -97,9 +98,28 @@ impl MeshView {
         }
     }
 
+    /// The proxies with an inbound that one of `selectors` matches.
+    fn selected(&self, selectors: &[&Selector]) -> BTreeSet<ProxyId> {
+        self.dataplanes
+            .iter()
+            .filter(|(_, dp)| {
+                dp.networking
+                    .inbound
+                    .iter()
+                    .any(|i| selectors.iter().any(|s| s.matches(&i.tags)))
+            })
+            .map(|(n, _)| ProxyId::new(&self.name, n))
+            .collect()
+    }
+
     /// The mesh's traffic permissions, by name.
     pub fn permissions(&self) -> impl Iterator<Item = (&String, &Arc<TrafficPermissionSpec>)> {
         self.permissions.iter()
+    }
+
+    /// The mesh's traffic logs, by name.
+    pub fn traffic_logs(&self) -> impl Iterator<Item = (&String, &Arc<TrafficLogSpec>)> {
+        self.traffic_logs.iter()
     }
 
     pub fn secret(&self, name: &str) -> Option<&Arc<SecretSpec>> {
@@ -300,10 +320,9 @@ impl ResourceIndex {
             Spec::Dataplane(spec) => self.upsert_dataplane(mesh, name, spec),
             Spec::TrafficPermission(spec) => self.set_permission(mesh, name, Some(spec)),
             Spec::Secret(spec) => self.set_secret(mesh, name, Some(spec)),
+            Spec::TrafficLog(spec) => self.set_traffic_log(mesh, name, Some(spec)),
             // The generator reads neither yet: a change rebuilds nothing.
-            Spec::TrafficLog(_) | Spec::ProxyTemplate(_) | Spec::DataplaneInsight(_) => {
-                Affected::default()
-            }
+            Spec::ProxyTemplate(_) | Spec::DataplaneInsight(_) => Affected::default(),
         }
     }
 
@@ -314,9 +333,8 @@ impl ResourceIndex {
             ResourceType::Dataplane => self.remove_dataplane(mesh, name),
             ResourceType::TrafficPermission => self.set_permission(mesh, name, None),
             ResourceType::Secret => self.set_secret(mesh, name, None),
-            ResourceType::TrafficLog
-            | ResourceType::ProxyTemplate
-            | ResourceType::DataplaneInsight => Affected::default(),
+            ResourceType::TrafficLog => self.set_traffic_log(mesh, name, None),
+            ResourceType::ProxyTemplate | ResourceType::DataplaneInsight => Affected::default(),
         }
     }
 
@@ -404,19 +422,33 @@ impl ResourceIndex {
             .chain(view.permissions.get(name))
             .flat_map(|p| p.rules.iter().flat_map(|r| r.destinations.iter()))
             .collect();
-        let proxies = view
-            .dataplanes
+        Affected {
+            proxies: view.selected(&selectors),
+            ..Default::default()
+        }
+    }
+
+    /// A traffic log appeared, changed or went (`None`). It shapes the
+    /// outbounds of the proxies its sources select, before or after the
+    /// change: those proxies are affected, no others.
+    fn set_traffic_log(
+        &mut self,
+        mesh: &str,
+        name: &str,
+        spec: Option<TrafficLogSpec>,
+    ) -> Affected {
+        let view = self.view(mesh);
+        let old = match spec {
+            Some(spec) => view.traffic_logs.insert(name.to_string(), Arc::new(spec)),
+            None => view.traffic_logs.remove(name),
+        };
+        let selectors: Vec<&Selector> = old
             .iter()
-            .filter(|(_, dp)| {
-                dp.networking
-                    .inbound
-                    .iter()
-                    .any(|i| selectors.iter().any(|s| s.matches(&i.tags)))
-            })
-            .map(|(n, _)| ProxyId::new(mesh, n))
+            .chain(view.traffic_logs.get(name))
+            .flat_map(|p| p.rules.iter().flat_map(|r| r.sources.iter()))
             .collect();
         Affected {
-            proxies,
+            proxies: view.selected(&selectors),
             ..Default::default()
         }
     }

@@ -1,0 +1,104 @@
+//! TrafficLog: access logs on a source proxy's outbounds. For a connection
+//! from this proxy to a service, the most specific rule of the mesh's
+//! TrafficLogs whose sources select the proxy and whose destinations
+//! select the service names a logging backend (or the mesh's default);
+//! `file` backends are written by Envoy itself. Kuma's placeholders in the
+//! backend's format are filled in here, Envoy's own (`%START_TIME%`, …) by
+//! Envoy.
+
+use super::envoy::any;
+use crate::resources::tags::Tags;
+use crate::resources::{DataplaneSpec, Selector, most_specific};
+use crate::xds::index::MeshView;
+use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, SubstitutionFormatString, data_source, substitution_format_string,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
+    FileAccessLog, file_access_log,
+};
+
+/// Kuma's default format for TCP connections.
+const DEFAULT_FORMAT: &str = "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes\n";
+
+/// The access logs of the outbound from `source` to `service`: none when
+/// no TrafficLog selects the connection, or its backend is not a file one.
+pub fn outbound(source: &DataplaneSpec, mesh: &MeshView, service: &str) -> Vec<AccessLog> {
+    let source_tags: Vec<&Tags> = source.networking.inbound.iter().map(|i| &i.tags).collect();
+    let destination: Tags = [("service".to_string(), service.to_string())].into();
+    let chosen = most_specific(mesh.traffic_logs().flat_map(|(name, log)| {
+        log.rules.iter().map(|rule| {
+            let from = Selector::best(&rule.sources, source_tags.iter().copied());
+            let to = Selector::best(&rule.destinations, [&destination]);
+            let specificity = from.zip(to).map(|(f, t)| f + t);
+            (name.as_str(), specificity, rule)
+        })
+    }));
+    let Some((_, rule)) = chosen else {
+        return Vec::new();
+    };
+    let logging = mesh.spec.logging.as_ref();
+    let backend_name = rule
+        .conf
+        .as_ref()
+        .and_then(|c| c.backend.as_deref())
+        .or_else(|| logging.and_then(|l| l.default_backend.as_deref()));
+    let Some(backend) = logging.and_then(|l| {
+        l.backends
+            .iter()
+            .find(|b| backend_name.is_none_or(|n| b.name == n))
+    }) else {
+        return Vec::new();
+    };
+    let Some(file) = &backend.file else {
+        return Vec::new();
+    };
+    let source_address = source
+        .networking
+        .inbound
+        .first()
+        .and_then(|i| i.endpoint().ok())
+        .map(|e| (e.address.to_string(), e.dataplane_port));
+    let format = backend
+        .format
+        .as_deref()
+        .unwrap_or(DEFAULT_FORMAT)
+        .replace("%KUMA_MESH%", &mesh.name)
+        .replace(
+            "%KUMA_SOURCE_SERVICE%",
+            source.services().first().copied().unwrap_or(""),
+        )
+        .replace("%KUMA_DESTINATION_SERVICE%", service)
+        .replace(
+            "%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%",
+            source_address.as_ref().map_or("", |(a, _)| a),
+        )
+        .replace(
+            "%KUMA_SOURCE_ADDRESS%",
+            &source_address.map_or(String::new(), |(a, p)| format!("{a}:{p}")),
+        );
+    let format = if format.ends_with('\n') {
+        format
+    } else {
+        format + "\n"
+    };
+    let logger = FileAccessLog {
+        path: file.path.clone(),
+        access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(
+            SubstitutionFormatString {
+                format: Some(substitution_format_string::Format::TextFormatSource(
+                    DataSource {
+                        specifier: Some(data_source::Specifier::InlineString(format)),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            },
+        )),
+    };
+    vec![AccessLog {
+        name: "envoy.access_loggers.file".into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(&logger))),
+        ..Default::default()
+    }]
+}
