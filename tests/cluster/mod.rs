@@ -11,7 +11,8 @@
 //!   pointing at the API server's HTTPS address, the service-account token
 //!   (registered for TokenReview), its CA and namespace at
 //!   `/var/run/secrets/kubernetes.io/serviceaccount`, Secret volumes at
-//!   their mount paths, a `/tmp` of each container's own, and the user IDs
+//!   their mount paths, a temporary directory of each container's own
+//!   (`TMPDIR`), and the user IDs
 //!   the security contexts ask for. Init containers run in order (a native
 //!   sidecar is started and waited for by its startup probe), then the
 //!   containers; exec, HTTP and TCP probes decide readiness, which is
@@ -177,7 +178,6 @@ impl Cluster {
         for dir in [SERVICE_ACCOUNT_DIR, "/var/run/secrets/kuma.io/webhook"] {
             std::fs::create_dir_all(dir).unwrap();
         }
-        // Not under /tmp, which each container gets a fresh one of.
         let dir = tempfile::Builder::new()
             .prefix("cluster-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -788,7 +788,6 @@ impl PodContext {
             PathBuf::from(SERVICE_ACCOUNT_DIR),
         )];
         mounts.extend(self.secret_volumes(container)?);
-        mounts.push((tmp, PathBuf::from("/tmp")));
         let security = |field: &str| {
             container["securityContext"][field]
                 .as_u64()
@@ -822,6 +821,10 @@ impl PodContext {
                 .env(format!("M{i}"), source)
                 .env(format!("T{i}"), target);
         }
+        // A temporary directory of the container's own, as TMPDIR rather
+        // than mounted over /tmp: the programs' files (this checkout, its
+        // .venv) may live under /tmp themselves.
+        command.env("TMPDIR", &tmp);
         for (k, v) in self.environment(container, &image_dir) {
             command.env(k, v);
         }
