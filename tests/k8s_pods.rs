@@ -75,9 +75,13 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
     // The Dataplane is written (and seen by the API's cache) a moment after
     // the Event: wait for it rather than race it.
     let list = || kumactl(&config, &["get", "dataplanes"], None);
-    assert!(eventually(Duration::from_secs(10), || list()
-        .stdout
-        .contains("echo-1.demo")));
+    assert!(
+        eventually(Duration::from_secs(30), || list()
+            .stdout
+            .contains("echo-1.demo")),
+        "no Dataplane for echo-1 in kumactl get dataplanes; kuma-cp log:\n{}",
+        cp.log()
+    );
     let listed = list();
     assert!(
         listed.stdout.contains("echo-1.demo") && !listed.stdout.contains("plain"),

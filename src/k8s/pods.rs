@@ -47,6 +47,10 @@ pub const INBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-inbound-po
 pub const OUTBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-outbound-port";
 
 /// What a change asks to look at again.
+/// How long a pod whose Dataplane could not be written waits for the
+/// next try.
+const RETRY_DELAY: Duration = Duration::from_secs(2);
+
 enum Touch {
     Pod { namespace: String, name: String },
     Namespace(String),
@@ -284,11 +288,17 @@ pub async fn run(
         Api::<DynamicObject>::all_with(client.clone(), &dataplane_crd.api_resource()),
         move |d| pod_of(&d.metadata),
     );
+    // Pods whose Dataplane could not be written, to look at again.
+    let (retry, retries) = tokio::sync::mpsc::unbounded_channel::<Touch>();
+    let retry_events = tokio_stream::wrappers::UnboundedReceiverStream::new(retries)
+        .map(Some)
+        .boxed();
     let mut touches = futures::stream::select_all([
         pod_events,
         service_events,
         namespace_events,
         dataplane_events,
+        retry_events,
     ])
     .filter_map(|t| async move { t })
     .boxed();
@@ -328,7 +338,13 @@ pub async fn run(
         let services = stores.services_by_namespace();
         for (namespace, name) in stores.pods_touched(batch) {
             let in_namespace = services.get(&namespace).map(Vec::as_slice).unwrap_or(&[]);
-            stores.reconcile(&namespace, &name, in_namespace).await;
+            if !stores.reconcile(&namespace, &name, in_namespace).await {
+                let retry = retry.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    let _ = retry.send(Touch::Pod { namespace, name });
+                });
+            }
         }
     }
 }
@@ -464,11 +480,13 @@ impl Stores {
         by_namespace
     }
 
-    async fn reconcile(&mut self, namespace: &str, name: &str, services: &[Arc<Service>]) {
+    /// Brings one pod's Dataplane in line; false when the write failed and
+    /// is worth trying again.
+    async fn reconcile(&mut self, namespace: &str, name: &str, services: &[Arc<Service>]) -> bool {
         let pod = self.pods.get(&ObjectRef::new(name).within(namespace));
         self.check_sidecar(pod.as_deref(), namespace, name).await;
         if !self.leading {
-            return;
+            return true;
         }
         let existing = self
             .dataplanes
@@ -510,7 +528,7 @@ impl Stores {
             }
             (None, _) => Ok(()),
             (Some(want), existing) => {
-                let Some(pod) = pod else { return };
+                let Some(pod) = pod else { return true };
                 let mut object = self.object(&want, &pod, name, namespace);
                 match existing {
                     Some(d)
@@ -533,10 +551,15 @@ impl Stores {
                 }
             }
         };
-        if let Err(e) = result {
-            // A conflict or a race with the pod's deletion: the next event
-            // about it brings it back here.
-            tracing::warn!(namespace, dataplane = name, error = %e, "cannot write the pod's Dataplane");
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                // A conflict (a cache a step behind), a race with the pod's
+                // deletion, an API error: tried again shortly, rather than
+                // left until something else about the pod changes.
+                tracing::warn!(namespace, dataplane = name, error = %e, "cannot write the pod's Dataplane; trying again in {RETRY_DELAY:?}");
+                false
+            }
         }
     }
 
