@@ -84,21 +84,30 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         "{:?}",
         listed(&config, "team-a")
     );
-    let permissions = kumactl(
-        &config,
-        &["--mesh", "team-a", "get", "traffic-permissions"],
-        None,
-    );
+    // Each kind has a watch of its own: the permission may arrive a moment
+    // after the dataplane.
+    let permissions = || {
+        kumactl(
+            &config,
+            &["--mesh", "team-a", "get", "traffic-permissions"],
+            None,
+        )
+        .stdout
+    };
     assert!(
-        permissions.stdout.contains("web-to-db.demo"),
+        eventually(Duration::from_secs(10), || permissions()
+            .contains("web-to-db.demo")),
         "{}",
-        permissions.stdout
+        permissions()
     );
-    let meshes = kumactl(&config, &["get", "meshes"], None);
+    let meshes = || kumactl(&config, &["get", "meshes"], None).stdout;
     assert!(
-        meshes.stdout.contains("default") && meshes.stdout.contains("team-a"),
+        eventually(Duration::from_secs(10), || {
+            let listed = meshes();
+            listed.contains("default") && listed.contains("team-a")
+        }),
         "{}",
-        meshes.stdout
+        meshes()
     );
 
     // A malformed Dataplane: the same errors the HTTP API gives, on an Event
