@@ -1,5 +1,6 @@
 //! Every program's `--help`, walked through every subcommand: each command
-//! and each flag has a description, and defaults are shown.
+//! and each flag has a description, and defaults are shown; every program
+//! answers `--version`.
 
 mod common;
 
@@ -58,16 +59,33 @@ fn undescribed(argv: Vec<String>, found: &mut Vec<String>) {
     }
 }
 
+const PROGRAMS: [&str; 5] = [
+    "kumactl",
+    "kuma-cp",
+    "kuma-dp",
+    "kuma-injector",
+    "kuma-tcp-echo",
+];
+
+#[test]
+fn every_program_answers_version() {
+    for program in PROGRAMS {
+        let out = Command::new(bin(program))
+            .arg("--version")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(env!("CARGO_PKG_VERSION")),
+            "{program}: {text}"
+        );
+    }
+}
+
 #[test]
 fn every_command_and_flag_says_what_it_is() {
     let mut found = Vec::new();
-    for program in [
-        "kumactl",
-        "kuma-cp",
-        "kuma-dp",
-        "kuma-injector",
-        "kuma-tcp-echo",
-    ] {
+    for program in PROGRAMS {
         undescribed(vec![bin(program).display().to_string()], &mut found);
     }
     assert!(

@@ -23,7 +23,8 @@ pub use tls::ProxyTls;
 
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
-use std::collections::BTreeMap;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 /// Everything one proxy is sent, by type, each sorted by name.
@@ -98,10 +99,17 @@ pub fn generate(
     }
 
     // A service reached by several outbounds (an explicit one and its
-    // Service address, or several ports) gets its cluster and endpoints
-    // computed once.
+    // Service address, or several ports) gets its protocol, access log,
+    // cluster and endpoints computed once.
+    let mut per_target: HashMap<String, (Protocol, Vec<AccessLog>)> = HashMap::new();
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
-        let protocol = Protocol::of_service(target, mesh.providers(target).map(|(_, p)| p));
+        let (protocol, access_log) = per_target.entry(target.to_string()).or_insert_with(|| {
+            (
+                Protocol::of_service(target, mesh.providers(target).map(|(_, p)| p)),
+                access_log::outbound(dataplane, mesh, target),
+            )
+        });
+        let protocol = *protocol;
         listeners.entry(name.clone()).or_insert_with(|| {
             envoy::proxy_listener(ProxyListener {
                 name: &name,
@@ -112,7 +120,7 @@ pub fn generate(
                 protocol,
                 filters_before: Vec::new(),
                 transport: None,
-                access_log: access_log::outbound(dataplane, mesh, target),
+                access_log: access_log.clone(),
             })
         });
         if clusters.contains_key(target) {
