@@ -65,11 +65,16 @@ async fn bootstrap(
         )
     })?;
     let id = ProxyId::new(&request.mesh, &request.name);
-    let registered = ctx
+    // The service of the first inbound names Envoy's node cluster: Envoy
+    // reports it as the service of its spans and stats.
+    let service = ctx
         .index
-        .wait_for(REGISTRATION_GRACE, |i| i.dataplane(&id).map(|_| ()))
+        .wait_for(REGISTRATION_GRACE, |i| {
+            i.dataplane(&id)
+                .map(|dp| dp.services().first().map(|s| s.to_string()))
+        })
         .await;
-    if registered.is_none() {
+    let Some(service) = service else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "Dataplane not found",
@@ -78,7 +83,7 @@ async fn bootstrap(
                 request.name, request.mesh
             ),
         ));
-    }
+    };
     let token = request.dataplane_token.as_deref().unwrap_or("").trim();
     ctx.auth.check(&id, token).await.map_err(|e| match e {
         AuthError::Refused(message) => {
@@ -91,11 +96,12 @@ async fn bootstrap(
             message,
         ),
     })?;
-    Ok(Json(envoy_bootstrap(&ctx, &request)))
+    let cluster = service.unwrap_or_else(|| request.name.clone());
+    Ok(Json(envoy_bootstrap(&ctx, &request, &cluster)))
 }
 
-/// Envoy's bootstrap, v3, as JSON.
-pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest) -> Value {
+/// Envoy's bootstrap, v3, as JSON; `cluster` is the node's service.
+pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest, cluster: &str) -> Value {
     let api_type = match ctx.api_type {
         XdsApiType::Sotw => "GRPC",
         XdsApiType::Delta => "DELTA_GRPC",
@@ -103,7 +109,7 @@ pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest) -> Va
     let mut bootstrap = json!({
         "node": {
             "id": ProxyId::new(&request.mesh, &request.name).node_id(),
-            "cluster": request.name,
+            "cluster": cluster,
             "metadata": {
                 "dataplane.mesh": request.mesh,
                 "dataplane.name": request.name,

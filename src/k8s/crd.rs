@@ -12,7 +12,8 @@
 
 use crate::resources::{
     DataplaneInsightSpec, DataplaneSpec, Identity, MeshSpec, ProxyTemplateSpec, Resource,
-    ResourceType, ResourceVersion, TrafficLogSpec, TrafficPermissionSpec, ValidationError,
+    ResourceType, ResourceVersion, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec,
+    TrafficTraceSpec, ValidationError,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -39,7 +40,7 @@ pub struct KumaCrd {
 
 /// Every kind kept as a custom resource. Secrets are Kubernetes `Secret`s
 /// of the system namespace instead.
-pub const CRDS: [KumaCrd; 6] = [
+pub const CRDS: [KumaCrd; 8] = [
     KumaCrd {
         kind: ResourceType::Mesh,
         plural: "meshes",
@@ -63,6 +64,16 @@ pub const CRDS: [KumaCrd; 6] = [
     KumaCrd {
         kind: ResourceType::TrafficLog,
         plural: "trafficlogs",
+        namespaced: true,
+    },
+    KumaCrd {
+        kind: ResourceType::TrafficRoute,
+        plural: "trafficroutes",
+        namespaced: true,
+    },
+    KumaCrd {
+        kind: ResourceType::TrafficTrace,
+        plural: "traffictraces",
         namespaced: true,
     },
     KumaCrd {
@@ -92,6 +103,8 @@ impl KumaCrd {
             ResourceType::DataplaneInsight => schema_of::<DataplaneInsightSpec>(),
             ResourceType::TrafficPermission => schema_of::<TrafficPermissionSpec>(),
             ResourceType::TrafficLog => schema_of::<TrafficLogSpec>(),
+            ResourceType::TrafficRoute => schema_of::<TrafficRouteSpec>(),
+            ResourceType::TrafficTrace => schema_of::<TrafficTraceSpec>(),
             ResourceType::ProxyTemplate => schema_of::<ProxyTemplateSpec>(),
             ResourceType::Secret => json!({"type": "object"}),
         }

@@ -8,6 +8,7 @@
 //!   `outbound[].interface` and `service`;
 //! - the tags `kuma.io/service` and `kuma.io/protocol` become `service` and
 //!   `protocol`, in dataplanes and in every policy selector;
+//! - a TrafficRoute's `conf: {split}` (or `{destination}`) becomes its list;
 //! - `sources` / `destinations` (and a TrafficLog's `conf`) at the top of a
 //!   TrafficPermission or TrafficLog become its one rule.
 //!
@@ -36,7 +37,10 @@ pub fn translate(kind: ResourceType, fields: &mut Map<String, Value>, causes: &m
             top_level_rule(fields, &["sources", "destinations", "conf"], causes);
             rule_selectors(fields, causes);
         }
-        ResourceType::ProxyTemplate => selectors(fields.get_mut("selectors"), "selectors", causes),
+        ResourceType::TrafficRoute => traffic_route(fields, causes),
+        ResourceType::ProxyTemplate | ResourceType::TrafficTrace => {
+            selectors(fields.get_mut("selectors"), "selectors", causes)
+        }
         _ => {}
     }
 }
@@ -81,6 +85,45 @@ fn rule_selectors(fields: &mut Map<String, Value>, causes: &mut Vec<Cause>) {
     for (i, rule) in rules.iter_mut().enumerate() {
         for side in ["sources", "destinations"] {
             selectors(rule.get_mut(side), &format!("rules[{i}].{side}"), causes);
+        }
+    }
+}
+
+/// A TrafficRoute's selectors and split. Kuma 1.x writes the split as
+/// `conf: {split: [...]}`, or `conf: {destination: {...}}` for all traffic
+/// to one subset; both become the reference's list.
+fn traffic_route(fields: &mut Map<String, Value>, causes: &mut Vec<Cause>) {
+    for side in ["sources", "destinations"] {
+        selectors(fields.get_mut(side), side, causes);
+    }
+    if let Some(Value::Object(conf)) = fields.get_mut("conf") {
+        let list = match (conf.remove("split"), conf.remove("destination")) {
+            (Some(split), None) => split,
+            (None, Some(destination)) => json!([{"weight": 1, "destination": destination}]),
+            (Some(_), Some(_)) => {
+                causes.push(Cause::new(
+                    "conf",
+                    "has both \"split\" and \"destination\": give one",
+                ));
+                return;
+            }
+            (None, None) => return,
+        };
+        for key in conf.keys() {
+            causes.push(Cause::new(
+                format!("conf.{key}"),
+                "is not supported; a TrafficRoute here splits traffic by weight only",
+            ));
+        }
+        fields.insert("conf".into(), list);
+    }
+    if let Some(Value::Array(parts)) = fields.get_mut("conf") {
+        for (i, part) in parts.iter_mut().enumerate() {
+            tags(
+                part.get_mut("destination"),
+                &format!("conf[{i}].destination"),
+                causes,
+            );
         }
     }
 }
@@ -294,6 +337,29 @@ mod tests {
             json!({"rules": [{"sources": [{"match": {"service": "web"}}],
                               "destinations": [{"match": {"service": "backend"}}]}]})
         );
+    }
+
+    #[test]
+    fn todays_traffic_route_split_becomes_the_list() {
+        let (fields, causes) = translated(
+            ResourceType::TrafficRoute,
+            json!({"sources": [{"match": {"kuma.io/service": "web"}}],
+                   "destinations": [{"match": {"kuma.io/service": "backend"}}],
+                   "conf": {"split": [{"weight": 90, "destination": {"kuma.io/service": "backend", "version": "1"}}]}}),
+        );
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(
+            fields,
+            json!({"sources": [{"match": {"service": "web"}}],
+                   "destinations": [{"match": {"service": "backend"}}],
+                   "conf": [{"weight": 90, "destination": {"service": "backend", "version": "1"}}]})
+        );
+        let (_, causes) = translated(
+            ResourceType::TrafficRoute,
+            json!({"conf": {"destination": {"kuma.io/service": "a"}, "loadBalancer": {}}}),
+        );
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert!(causes[0].starts_with("conf.loadBalancer: "), "{causes:?}");
     }
 
     #[test]

@@ -8,17 +8,21 @@ pub enum ResourceType {
     Dataplane,
     TrafficPermission,
     TrafficLog,
+    TrafficRoute,
+    TrafficTrace,
     ProxyTemplate,
     Secret,
     DataplaneInsight,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 7] = [
+    pub const ALL: [ResourceType; 9] = [
         ResourceType::Mesh,
         ResourceType::Dataplane,
         ResourceType::TrafficPermission,
         ResourceType::TrafficLog,
+        ResourceType::TrafficRoute,
+        ResourceType::TrafficTrace,
         ResourceType::ProxyTemplate,
         ResourceType::Secret,
         ResourceType::DataplaneInsight,
@@ -31,6 +35,8 @@ impl ResourceType {
             ResourceType::Dataplane => "Dataplane",
             ResourceType::TrafficPermission => "TrafficPermission",
             ResourceType::TrafficLog => "TrafficLog",
+            ResourceType::TrafficRoute => "TrafficRoute",
+            ResourceType::TrafficTrace => "TrafficTrace",
             ResourceType::ProxyTemplate => "ProxyTemplate",
             ResourceType::Secret => "Secret",
             ResourceType::DataplaneInsight => "DataplaneInsight",
@@ -68,6 +74,8 @@ impl ResourceType {
             ResourceType::Dataplane => Some("dataplanes"),
             ResourceType::TrafficPermission => Some("traffic-permissions"),
             ResourceType::TrafficLog => Some("traffic-logs"),
+            ResourceType::TrafficRoute => Some("traffic-routes"),
+            ResourceType::TrafficTrace => Some("traffic-traces"),
             ResourceType::ProxyTemplate => Some("proxytemplates"),
             ResourceType::Secret | ResourceType::DataplaneInsight => None,
         }
@@ -80,6 +88,8 @@ impl ResourceType {
         match segment {
             "trafficpermissions" => Some(ResourceType::TrafficPermission),
             "trafficlogs" => Some(ResourceType::TrafficLog),
+            "trafficroutes" => Some(ResourceType::TrafficRoute),
+            "traffictraces" => Some(ResourceType::TrafficTrace),
             "proxy-templates" => Some(ResourceType::ProxyTemplate),
             _ => Self::ALL
                 .into_iter()
@@ -95,6 +105,8 @@ impl ResourceType {
             ResourceType::Dataplane => "dataplane",
             ResourceType::TrafficPermission => "traffic-permission",
             ResourceType::TrafficLog => "traffic-log",
+            ResourceType::TrafficRoute => "traffic-route",
+            ResourceType::TrafficTrace => "traffic-trace",
             ResourceType::ProxyTemplate => "proxytemplate",
             ResourceType::Secret => "secret",
             ResourceType::DataplaneInsight => "dataplane-insight",

@@ -35,11 +35,67 @@ pub struct CertificateAuthority {
 #[serde(deny_unknown_fields)]
 pub struct BuiltinCa {}
 
-/// Tracing has no settings in this version of the model; `{}` is kept so
-/// that documents round-trip as written.
+/// Where spans go (`{}`, the reference's, means nowhere). A TrafficTrace
+/// picks a backend by name, or the default.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Tracing {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<TracingBackend>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_backend: Option<String>,
+}
+
+/// One tracing backend, as Kuma writes it:
+/// `{name, type: zipkin, sampling: 100.0, conf: {url}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Tracing {}
+pub struct TracingBackend {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: TracingBackendType,
+    /// The percentage of requests traced, 0 to 100; 100 when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<f64>,
+    pub conf: ZipkinConf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TracingBackendType {
+    Zipkin,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ZipkinConf {
+    /// The collector's span endpoint, e.g. `http://zipkin:9411/api/v2/spans`.
+    pub url: String,
+    #[serde(
+        default,
+        skip_serializing_if = "std::ops::Not::not",
+        rename = "traceId128bit"
+    )]
+    pub trace_id_128bit: bool,
+}
+
+impl ZipkinConf {
+    /// (host, port, path) of the url; `None` when it is not `http://host[:port]/path`.
+    pub fn endpoint(&self) -> Option<(String, u16, String)> {
+        let url = url::Url::parse(&self.url).ok()?;
+        if url.scheme() != "http" {
+            return None;
+        }
+        let host = url.host_str()?.to_string();
+        Some((host, url.port_or_known_default()?, url.path().to_string()))
+    }
+}
+
+impl TracingBackend {
+    pub fn sampling(&self) -> f64 {
+        self.sampling.unwrap_or(100.0)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -95,6 +151,9 @@ impl MeshSpec {
                 "a CA must be set when mTLS is enabled; use {\"builtin\": {}}",
             ));
         }
+        if let Some(tracing) = &self.tracing {
+            causes.extend(tracing.validate());
+        }
         let Some(logging) = &self.logging else {
             return causes;
         };
@@ -140,4 +199,47 @@ impl MeshSpec {
 fn valid_host_port(s: &str) -> bool {
     s.rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
+}
+
+impl Tracing {
+    fn validate(&self) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        let mut seen = Vec::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let field = format!("tracing.backends[{i}]");
+            if b.name.is_empty() {
+                causes.push(Cause::new(format!("{field}.name"), "must be set"));
+            } else if seen.contains(&b.name.as_str()) {
+                causes.push(Cause::new(
+                    format!("{field}.name"),
+                    format!("\"{}\" is used by another backend", b.name),
+                ));
+            }
+            seen.push(b.name.as_str());
+            if !(0.0..=100.0).contains(&b.sampling()) {
+                causes.push(Cause::new(
+                    format!("{field}.sampling"),
+                    format!("{} must be a percentage from 0 to 100", b.sampling()),
+                ));
+            }
+            if b.conf.endpoint().is_none() {
+                causes.push(Cause::new(
+                    format!("{field}.conf.url"),
+                    format!(
+                        "\"{}\" must be an http:// URL of the collector's span endpoint, e.g. http://zipkin:9411/api/v2/spans",
+                        b.conf.url
+                    ),
+                ));
+            }
+        }
+        if let Some(default) = &self.default_backend
+            && !seen.contains(&default.as_str())
+        {
+            causes.push(Cause::new(
+                "tracing.defaultBackend",
+                format!("\"{default}\" is not the name of a backend in tracing.backends"),
+            ));
+        }
+        causes
+    }
 }

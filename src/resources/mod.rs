@@ -16,6 +16,8 @@ mod policy;
 mod proxy_template;
 mod secret;
 pub mod tags;
+mod traffic_route;
+mod traffic_trace;
 mod validation;
 
 pub use dataplane::{
@@ -29,7 +31,7 @@ pub use dataplane_insight::{
 pub use kind::ResourceType;
 pub use mesh::{
     BuiltinCa, CertificateAuthority, FileLoggingBackend, Logging, LoggingBackend, MeshSpec, Mtls,
-    TcpLoggingBackend, Tracing,
+    TcpLoggingBackend, Tracing, TracingBackend, TracingBackendType, ZipkinConf,
 };
 pub use policy::{
     Selector, Specificity, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
@@ -37,6 +39,8 @@ pub use policy::{
 };
 pub use proxy_template::{ProxyTemplateRawResource, ProxyTemplateSpec};
 pub use secret::SecretSpec;
+pub use traffic_route::{TrafficRouteSpec, WeightedDestination};
+pub use traffic_trace::{TrafficTraceConf, TrafficTraceSpec};
 pub use validation::{Cause, ValidationError};
 
 use serde_json::{Map, Value};
@@ -85,6 +89,8 @@ pub enum Spec {
     Dataplane(DataplaneSpec),
     TrafficPermission(TrafficPermissionSpec),
     TrafficLog(TrafficLogSpec),
+    TrafficRoute(TrafficRouteSpec),
+    TrafficTrace(TrafficTraceSpec),
     ProxyTemplate(ProxyTemplateSpec),
     Secret(SecretSpec),
     DataplaneInsight(DataplaneInsightSpec),
@@ -106,6 +112,8 @@ impl Spec {
             ResourceType::Dataplane => Spec::Dataplane(parse(fields)?),
             ResourceType::TrafficPermission => Spec::TrafficPermission(parse(fields)?),
             ResourceType::TrafficLog => Spec::TrafficLog(parse(fields)?),
+            ResourceType::TrafficRoute => Spec::TrafficRoute(parse(fields)?),
+            ResourceType::TrafficTrace => Spec::TrafficTrace(parse(fields)?),
             ResourceType::ProxyTemplate => Spec::ProxyTemplate(parse(fields)?),
             ResourceType::Secret => Spec::Secret(parse(fields)?),
             ResourceType::DataplaneInsight => Spec::DataplaneInsight(parse(fields)?),
@@ -119,6 +127,8 @@ impl Spec {
             Spec::Dataplane(s) => serde_json::to_value(s),
             Spec::TrafficPermission(s) => serde_json::to_value(s),
             Spec::TrafficLog(s) => serde_json::to_value(s),
+            Spec::TrafficRoute(s) => serde_json::to_value(s),
+            Spec::TrafficTrace(s) => serde_json::to_value(s),
             Spec::ProxyTemplate(s) => serde_json::to_value(s),
             Spec::Secret(s) => serde_json::to_value(s),
             Spec::DataplaneInsight(s) => serde_json::to_value(s),
@@ -133,6 +143,8 @@ impl Spec {
             Spec::Dataplane(s) => s.validate(),
             Spec::TrafficPermission(s) => s.validate(),
             Spec::TrafficLog(s) => s.validate(),
+            Spec::TrafficRoute(s) => s.validate(),
+            Spec::TrafficTrace(s) => s.validate(),
             Spec::ProxyTemplate(s) => s.validate(),
             Spec::Secret(s) => s.validate(),
             Spec::DataplaneInsight(_) => Vec::new(),
@@ -327,6 +339,8 @@ fn unknown_fields(kind: ResourceType, fields: &Map<String, Value>) -> Vec<Cause>
         ResourceType::Dataplane => properties::<DataplaneSpec>(),
         ResourceType::TrafficPermission => properties::<TrafficPermissionSpec>(),
         ResourceType::TrafficLog => properties::<TrafficLogSpec>(),
+        ResourceType::TrafficRoute => properties::<TrafficRouteSpec>(),
+        ResourceType::TrafficTrace => properties::<TrafficTraceSpec>(),
         ResourceType::ProxyTemplate => properties::<ProxyTemplateSpec>(),
         ResourceType::Secret => properties::<SecretSpec>(),
         ResourceType::DataplaneInsight => properties::<DataplaneInsightSpec>(),

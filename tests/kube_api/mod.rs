@@ -151,6 +151,20 @@ const KINDS: &[Kind] = &[
     kind("kuma.io/v1alpha1", "trafficlogs", "TrafficLog", true, &[]),
     kind(
         "kuma.io/v1alpha1",
+        "trafficroutes",
+        "TrafficRoute",
+        true,
+        &[],
+    ),
+    kind(
+        "kuma.io/v1alpha1",
+        "traffictraces",
+        "TrafficTrace",
+        true,
+        &[],
+    ),
+    kind(
+        "kuma.io/v1alpha1",
         "proxytemplates",
         "ProxyTemplate",
         true,

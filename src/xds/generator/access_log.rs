@@ -23,8 +23,12 @@ const DEFAULT_FORMAT: &str = "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_
 
 /// The access logs of the outbound from `source` to `service`: none when
 /// no TrafficLog selects the connection, or its backend is not a file one.
-pub fn outbound(source: &DataplaneSpec, mesh: &MeshView, service: &str) -> Vec<AccessLog> {
-    let source_tags: Vec<&Tags> = source.networking.inbound.iter().map(|i| &i.tags).collect();
+pub fn outbound(
+    source: &DataplaneSpec,
+    source_tags: &[&Tags],
+    mesh: &MeshView,
+    service: &str,
+) -> Vec<AccessLog> {
     let destination: Tags = [("service".to_string(), service.to_string())].into();
     let chosen = most_specific(mesh.traffic_logs().flat_map(|(name, log)| {
         log.rules.iter().map(|rule| {

@@ -5,9 +5,10 @@ use super::http::Protocol;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, TransportSocket,
-    address, config_source, socket_address,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, TrafficDirection,
+    TransportSocket, address, config_source, socket_address,
 };
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
@@ -81,10 +82,11 @@ pub(super) fn any<M: Message + Name>(msg: &M) -> Any {
     }
 }
 
-fn socket(ip: IpAddr, port: u16) -> Address {
+/// An address: an IP, or (in a DNS cluster) a name to resolve.
+fn socket(host: impl std::fmt::Display, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
-            address: ip.to_string(),
+            address: host.to_string(),
             port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
             ..Default::default()
         })),
@@ -109,21 +111,25 @@ pub(super) fn ads_source() -> ConfigSource {
     }
 }
 
-/// A listener that proxies every connection to `cluster` (as TCP, or
-/// request by request for an HTTP service), after `filters_before` (RBAC),
-/// over `transport` (TLS) when given. One that does not `bind` its port
-/// receives only connections redirected to it (transparent proxying).
+/// A listener that proxies every connection to its `upstream` (as TCP,
+/// or request by request for an HTTP service), after `filters_before`
+/// (RBAC), over `transport` (TLS) when given. One that does not `bind` its
+/// port receives only connections redirected to it (transparent proxying).
 pub struct ProxyListener<'a> {
     pub name: &'a str,
     pub address: (IpAddr, u16),
     pub bind: bool,
-    pub cluster: &'a str,
+    pub direction: TrafficDirection,
+    /// Clusters and their weights; one cluster takes everything.
+    pub upstream: &'a [(String, u32)],
     pub stat_prefix: &'a str,
     pub protocol: Protocol,
     pub filters_before: Vec<Filter>,
     pub transport: Option<TransportSocket>,
     /// Where each connection (or request) is logged (TrafficLog).
     pub access_log: Vec<AccessLog>,
+    /// Where an HTTP listener reports spans (TrafficTrace).
+    pub tracing: Option<&'a Tracing>,
 }
 
 pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
@@ -131,18 +137,37 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
         name,
         address: (ip, port),
         bind: bind_to_port,
-        cluster,
+        direction,
+        upstream,
         stat_prefix,
         protocol,
         filters_before,
         transport,
         access_log,
+        tracing,
     } = spec;
     let proxy = match protocol {
         Protocol::Tcp => {
+            let cluster_specifier = match upstream {
+                [(cluster, _)] => tcp_proxy::ClusterSpecifier::Cluster(cluster.clone()),
+                split => {
+                    tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
+                        clusters: split
+                            .iter()
+                            .map(
+                                |(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                                    name: name.clone(),
+                                    weight: *weight,
+                                    ..Default::default()
+                                },
+                            )
+                            .collect(),
+                    })
+                }
+            };
             let proxy = TcpProxy {
                 stat_prefix: stat_prefix.to_string(),
-                cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+                cluster_specifier: Some(cluster_specifier),
                 access_log,
                 ..Default::default()
             };
@@ -152,12 +177,13 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
             }
         }
         Protocol::Http | Protocol::Http2 => {
-            super::http::connection_manager(cluster, stat_prefix, access_log)
+            super::http::connection_manager(name, upstream, stat_prefix, access_log, tracing)
         }
     };
     let listener = Listener {
         name: name.to_string(),
         address: Some(socket(ip, port)),
+        traffic_direction: direction as i32,
         filter_chains: vec![FilterChain {
             filters: filters_before.into_iter().chain([proxy]).collect(),
             transport_socket: transport,
@@ -204,7 +230,7 @@ pub fn redirect_listener(name: &str, port: u16, passthrough: &str) -> XdsResourc
     };
     let listener = Listener {
         name: name.to_string(),
-        address: Some(socket(std::net::Ipv4Addr::UNSPECIFIED.into(), port)),
+        address: Some(socket(std::net::Ipv4Addr::UNSPECIFIED, port)),
         use_original_dst: Some(BoolValue { value: true }),
         listener_filters: vec![ListenerFilter {
             name: "envoy.filters.listener.original_dst".into(),
@@ -225,6 +251,25 @@ pub fn redirect_listener(name: &str, port: u16, passthrough: &str) -> XdsResourc
     XdsResource {
         name: name.to_string(),
         body: any(&listener),
+    }
+}
+
+/// A cluster of the addresses `host` resolves to (an IP is its own
+/// answer), for services outside the mesh such as a trace collector.
+pub fn dns_cluster(name: &str, host: &str, port: u16) -> XdsResource {
+    let cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: connect_timeout(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::StrictDns as i32,
+        )),
+        dns_lookup_family: cluster::DnsLookupFamily::V4Preferred as i32,
+        load_assignment: Some(assignment(name, [(host, port)].into_iter())),
+        ..Default::default()
+    };
+    XdsResource {
+        name: name.to_string(),
+        body: any(&cluster),
     }
 }
 
@@ -277,7 +322,10 @@ pub fn eds_cluster(
     }
 }
 
-fn assignment(name: &str, addresses: impl Iterator<Item = (IpAddr, u16)>) -> ClusterLoadAssignment {
+fn assignment<H: std::fmt::Display>(
+    name: &str,
+    addresses: impl Iterator<Item = (H, u16)>,
+) -> ClusterLoadAssignment {
     let lb_endpoints = addresses
         .map(|(ip, port)| LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {

@@ -10,8 +10,8 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
-    route_match,
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, route,
+    route_action, route_match, weighted_cluster,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -20,7 +20,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
-use envoy_types::pb::google::protobuf::Duration;
+use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+use http_connection_manager::Tracing;
 
 /// What a service speaks, from the `protocol` tag of its inbounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,15 +66,36 @@ impl Protocol {
     }
 }
 
-/// The HTTP connection manager, routing every request to `cluster`.
-pub fn connection_manager(cluster: &str, stat_prefix: &str, access_log: Vec<AccessLog>) -> Filter {
+/// The HTTP connection manager of listener `name`, routing every request
+/// to its upstream: one cluster, or several by weight (TrafficRoute).
+pub fn connection_manager(
+    name: &str,
+    upstream: &[(String, u32)],
+    stat_prefix: &str,
+    access_log: Vec<AccessLog>,
+    tracing: Option<&Tracing>,
+) -> Filter {
+    let cluster_specifier = match upstream {
+        [(cluster, _)] => route_action::ClusterSpecifier::Cluster(cluster.clone()),
+        split => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: split
+                .iter()
+                .map(|(name, weight)| weighted_cluster::ClusterWeight {
+                    name: name.clone(),
+                    weight: Some(UInt32Value { value: *weight }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
     let route = Route {
         r#match: Some(RouteMatch {
             path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
             ..Default::default()
         }),
         action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            cluster_specifier: Some(cluster_specifier),
             // No request timeout: long-lived streams (gRPC, downloads) are
             // the application's to end, as they are over TCP.
             timeout: Some(Duration {
@@ -89,9 +111,9 @@ pub fn connection_manager(cluster: &str, stat_prefix: &str, access_log: Vec<Acce
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
             RouteConfiguration {
-                name: cluster.to_string(),
+                name: name.to_string(),
                 virtual_hosts: vec![VirtualHost {
-                    name: cluster.to_string(),
+                    name: name.to_string(),
                     domains: vec!["*".into()],
                     routes: vec![route],
                     ..Default::default()
@@ -100,6 +122,7 @@ pub fn connection_manager(cluster: &str, stat_prefix: &str, access_log: Vec<Acce
             },
         )),
         access_log,
+        tracing: tracing.cloned(),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".into(),
             config_type: Some(http_filter::ConfigType::TypedConfig(

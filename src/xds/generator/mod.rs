@@ -14,7 +14,9 @@
 mod access_log;
 mod envoy;
 mod http;
+pub mod route;
 pub mod tls;
+pub mod tracing;
 
 use envoy::ProxyListener;
 pub use envoy::{TypeUrl, XdsResource};
@@ -23,7 +25,9 @@ pub use tls::ProxyTls;
 
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
+use crate::resources::tags::Tags;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
+use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -53,10 +57,21 @@ pub fn generate(
     let mut clusters = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
     let service = dataplane.services().first().copied().unwrap_or("");
+    let source_tags: Vec<&Tags> = dataplane
+        .networking
+        .inbound
+        .iter()
+        .map(|i| &i.tags)
+        .collect();
     let transparent = dataplane.networking.transparent_proxying.as_ref();
     // Redirected inbound traffic reaches the inbound listeners through the
     // redirect listener: they must not bind the application's ports.
     let bind_inbound = transparent.is_none_or(|t| t.redirect_port_inbound == 0);
+    let tracing = tracing::of_proxy(dataplane, mesh);
+    let trace_config = tracing.as_ref().map(|t| &t.config);
+    if let Some(t) = &tracing {
+        clusters.insert(t.collector.name.clone(), t.collector.clone());
+    }
 
     for inbound in &dataplane.networking.inbound {
         // Validated on the way into the store; an unparsable one cannot be
@@ -79,12 +94,14 @@ pub fn generate(
                 name: &name,
                 address: (ep.address, ep.dataplane_port),
                 bind: bind_inbound,
-                cluster: &cluster,
+                direction: TrafficDirection::Inbound,
+                upstream: &[(cluster.clone(), 1)],
                 stat_prefix: &name,
                 protocol,
                 filters_before: filters,
                 transport,
                 access_log: Vec::new(),
+                tracing: trace_config,
             }),
         );
         clusters.insert(
@@ -100,50 +117,59 @@ pub fn generate(
 
     // A service reached by several outbounds (an explicit one and its
     // Service address, or several ports) gets its protocol, access log,
-    // cluster and endpoints computed once.
-    let mut per_target: HashMap<String, (Protocol, Vec<AccessLog>)> = HashMap::new();
+    // route, clusters and endpoints computed once.
+    let mut per_target: HashMap<String, Target> = HashMap::new();
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
-        let (protocol, access_log) = per_target.entry(target.to_string()).or_insert_with(|| {
-            (
-                Protocol::of_service(target, mesh.providers(target).map(|(_, p)| p)),
-                access_log::outbound(dataplane, mesh, target),
-            )
+        let chosen = per_target.entry(target.to_string()).or_insert_with(|| {
+            let (subsets, _) = route::outbound(&source_tags, mesh, target);
+            for subset in &subsets {
+                if clusters.contains_key(&subset.cluster) {
+                    continue;
+                }
+                let protocol = Protocol::of_service(
+                    &subset.service,
+                    mesh.providers(&subset.service).map(|(_, p)| p),
+                );
+                let transport = tls.map(|_| tls::upstream(&mesh.name, &subset.service));
+                clusters.insert(
+                    subset.cluster.clone(),
+                    envoy::eds_cluster(&subset.cluster, transport, protocol),
+                );
+                let addresses = mesh.providers(&subset.service).flat_map(|(_, provider)| {
+                    provider
+                        .networking
+                        .inbound
+                        .iter()
+                        .filter(|i| subset.selects(&i.tags) && i.is_ready())
+                        .filter_map(|i| i.endpoint().ok())
+                        .map(|e| (e.address, e.dataplane_port))
+                });
+                endpoints.insert(
+                    subset.cluster.clone(),
+                    envoy::load_assignment(&subset.cluster, addresses),
+                );
+            }
+            Target {
+                protocol: Protocol::of_service(target, mesh.providers(target).map(|(_, p)| p)),
+                access_log: access_log::outbound(dataplane, &source_tags, mesh, target),
+                upstream: subsets.into_iter().map(|s| (s.cluster, s.weight)).collect(),
+            }
         });
-        let protocol = *protocol;
         listeners.entry(name.clone()).or_insert_with(|| {
             envoy::proxy_listener(ProxyListener {
                 name: &name,
                 address,
                 bind,
-                cluster: target,
+                direction: TrafficDirection::Outbound,
+                upstream: &chosen.upstream,
                 stat_prefix: &format!("{service}->{target}"),
-                protocol,
+                protocol: chosen.protocol,
                 filters_before: Vec::new(),
                 transport: None,
-                access_log: access_log.clone(),
+                access_log: chosen.access_log.clone(),
+                tracing: trace_config,
             })
         });
-        if clusters.contains_key(target) {
-            return;
-        }
-        let transport = tls.map(|_| tls::upstream(&mesh.name, target));
-        clusters.insert(
-            target.to_string(),
-            envoy::eds_cluster(target, transport, protocol),
-        );
-        let addresses = mesh.providers(target).flat_map(|(_, provider)| {
-            provider
-                .networking
-                .inbound
-                .iter()
-                .filter(|i| i.service() == Some(target) && i.is_ready())
-                .filter_map(|i| i.endpoint().ok())
-                .map(|e| (e.address, e.dataplane_port))
-        });
-        endpoints.insert(
-            target.to_string(),
-            envoy::load_assignment(target, addresses),
-        );
     };
     for o in &dataplane.networking.outbound {
         let Ok(ep) = o.endpoint() else {
@@ -180,6 +206,14 @@ pub fn generate(
         clusters: clusters.into_values().collect(),
         endpoints: endpoints.into_values().collect(),
     }
+}
+
+/// What the outbounds to one service share.
+struct Target {
+    protocol: Protocol,
+    access_log: Vec<AccessLog>,
+    /// Clusters and weights (TrafficRoute); one cluster takes everything.
+    upstream: Vec<(String, u32)>,
 }
 
 #[cfg(test)]
@@ -561,6 +595,74 @@ rules:
             bytes.contains("/logs/redis") && !bytes.contains("/logs/all"),
             "{bytes}"
         );
+    }
+
+    /// A TrafficRoute splits web's outbound to redis 90/10 between the
+    /// version-2 subset and the whole service; each is a cluster with its
+    /// own endpoints, and a proxy the route's sources miss keeps one.
+    #[test]
+    fn a_traffic_route_splits_between_subsets_golden() {
+        let mut index = index(MESH);
+        let route = "
+type: TrafficRoute
+mesh: default
+name: web-to-redis
+sources: [{match: {service: web}}]
+destinations: [{match: {service: redis}}]
+conf:
+- {weight: 90, destination: {service: redis, version: '2'}}
+- {weight: 10, destination: {service: redis}}
+- {weight: 0, destination: {service: redis, version: '3'}}
+";
+        let affected: Vec<ProxyId> = resources(route)
+            .into_iter()
+            .flat_map(|r| index.apply(IndexEvent::Apply(r)).proxies)
+            .collect();
+        assert_eq!(affected, [ProxyId::new("default", "web-1")]);
+        let mesh = index.mesh("default").unwrap();
+        let web = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
+        let config = generate(web, mesh, None);
+        let clusters: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(clusters, ["localhost:8080", "redis", "redis{version=2}"]);
+        let subset = config
+            .endpoints
+            .iter()
+            .find(|e| e.name == "redis{version=2}")
+            .unwrap();
+        let subset = ClusterLoadAssignment::decode(subset.body.value.as_slice()).unwrap();
+        assert_eq!(subset.endpoints[0].lb_endpoints.len(), 1, "redis-2 only");
+        golden("web-1-route", &render(&config));
+    }
+
+    /// A TrafficTrace selecting web: its HTTP listeners, in and out, report
+    /// to the mesh's default zipkin backend through a cluster of its own.
+    #[test]
+    fn a_traced_proxy_reports_spans_from_its_http_listeners_golden() {
+        let mut index = index(&HTTP_MESH.replace(
+            "type: Mesh\nname: default\n",
+            "type: Mesh\nname: default\ntracing:\n  defaultBackend: zipkin\n  backends:\n  - {name: zipkin, type: zipkin, sampling: 50.0, conf: {url: 'http://collector.local:9411/api/v2/spans'}}\n",
+        ));
+        let trace = "
+type: TrafficTrace
+mesh: default
+name: web
+selectors: [{match: {service: web}}]
+";
+        for r in resources(trace) {
+            index.apply(IndexEvent::Apply(r));
+        }
+        let mesh = index.mesh("default").unwrap();
+        let of = |name: &str| {
+            generate(
+                index.dataplane(&ProxyId::new("default", name)).unwrap(),
+                mesh,
+                None,
+            )
+        };
+        let web = of("web-1");
+        assert!(web.clusters.iter().any(|c| c.name == "tracing:zipkin"));
+        assert!(!of("api-1").clusters.iter().any(|c| c.name == "tracing:zipkin"));
+        golden("web-1-traced", &render(&web));
     }
 
     #[test]

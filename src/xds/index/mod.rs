@@ -16,7 +16,7 @@ pub use handle::IndexHandle;
 
 use crate::resources::{
     DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SecretSpec, Selector, Spec,
-    TrafficLogSpec, TrafficPermissionSpec,
+    TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -75,6 +75,8 @@ pub struct MeshView {
     pub spec: Arc<MeshSpec>,
     permissions: BTreeMap<String, Arc<TrafficPermissionSpec>>,
     traffic_logs: BTreeMap<String, Arc<TrafficLogSpec>>,
+    traffic_routes: BTreeMap<String, Arc<TrafficRouteSpec>>,
+    traffic_traces: BTreeMap<String, Arc<TrafficTraceSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -120,6 +122,16 @@ impl MeshView {
     /// The mesh's traffic logs, by name.
     pub fn traffic_logs(&self) -> impl Iterator<Item = (&String, &Arc<TrafficLogSpec>)> {
         self.traffic_logs.iter()
+    }
+
+    /// The mesh's traffic routes, by name.
+    pub fn traffic_routes(&self) -> impl Iterator<Item = (&String, &Arc<TrafficRouteSpec>)> {
+        self.traffic_routes.iter()
+    }
+
+    /// The mesh's traffic traces, by name.
+    pub fn traffic_traces(&self) -> impl Iterator<Item = (&String, &Arc<TrafficTraceSpec>)> {
+        self.traffic_traces.iter()
     }
 
     pub fn secret(&self, name: &str) -> Option<&Arc<SecretSpec>> {
@@ -321,6 +333,8 @@ impl ResourceIndex {
             Spec::TrafficPermission(spec) => self.set_permission(mesh, name, Some(spec)),
             Spec::Secret(spec) => self.set_secret(mesh, name, Some(spec)),
             Spec::TrafficLog(spec) => self.set_traffic_log(mesh, name, Some(spec)),
+            Spec::TrafficRoute(spec) => self.set_traffic_route(mesh, name, Some(spec)),
+            Spec::TrafficTrace(spec) => self.set_traffic_trace(mesh, name, Some(spec)),
             // The generator reads neither yet: a change rebuilds nothing.
             Spec::ProxyTemplate(_) | Spec::DataplaneInsight(_) => Affected::default(),
         }
@@ -334,6 +348,8 @@ impl ResourceIndex {
             ResourceType::TrafficPermission => self.set_permission(mesh, name, None),
             ResourceType::Secret => self.set_secret(mesh, name, None),
             ResourceType::TrafficLog => self.set_traffic_log(mesh, name, None),
+            ResourceType::TrafficRoute => self.set_traffic_route(mesh, name, None),
+            ResourceType::TrafficTrace => self.set_traffic_trace(mesh, name, None),
             ResourceType::ProxyTemplate | ResourceType::DataplaneInsight => Affected::default(),
         }
     }
@@ -403,49 +419,94 @@ impl ResourceIndex {
         view.consumers_of(&old.services())
     }
 
-    /// A traffic permission appeared, changed or went (`None`). It shapes
-    /// the RBAC of the inbounds its destinations select, before or after
-    /// the change: those proxies are affected, no others.
+    /// A traffic permission shapes the RBAC of the inbounds its
+    /// destinations select.
     fn set_permission(
         &mut self,
         mesh: &str,
         name: &str,
         spec: Option<TrafficPermissionSpec>,
     ) -> Affected {
-        let view = self.view(mesh);
-        let old = match spec {
-            Some(spec) => view.permissions.insert(name.to_string(), Arc::new(spec)),
-            None => view.permissions.remove(name),
-        };
-        let selectors: Vec<&Selector> = old
-            .iter()
-            .chain(view.permissions.get(name))
-            .flat_map(|p| p.rules.iter().flat_map(|r| r.destinations.iter()))
-            .collect();
-        Affected {
-            proxies: view.selected(&selectors),
-            ..Default::default()
-        }
+        self.set_policy(
+            mesh,
+            name,
+            spec,
+            |v| &mut v.permissions,
+            |p| p.rules.iter().flat_map(|r| &r.destinations).collect(),
+        )
     }
 
-    /// A traffic log appeared, changed or went (`None`). It shapes the
-    /// outbounds of the proxies its sources select, before or after the
-    /// change: those proxies are affected, no others.
+    /// A traffic log shapes the outbounds of the proxies its sources select.
     fn set_traffic_log(
         &mut self,
         mesh: &str,
         name: &str,
         spec: Option<TrafficLogSpec>,
     ) -> Affected {
+        self.set_policy(
+            mesh,
+            name,
+            spec,
+            |v| &mut v.traffic_logs,
+            |p| p.rules.iter().flat_map(|r| &r.sources).collect(),
+        )
+    }
+
+    /// A traffic route shapes the outbounds of the proxies its sources
+    /// select.
+    fn set_traffic_route(
+        &mut self,
+        mesh: &str,
+        name: &str,
+        spec: Option<TrafficRouteSpec>,
+    ) -> Affected {
+        self.set_policy(
+            mesh,
+            name,
+            spec,
+            |v| &mut v.traffic_routes,
+            |p| p.sources.iter().collect(),
+        )
+    }
+
+    /// A traffic trace shapes the HTTP listeners of the proxies it selects.
+    fn set_traffic_trace(
+        &mut self,
+        mesh: &str,
+        name: &str,
+        spec: Option<TrafficTraceSpec>,
+    ) -> Affected {
+        self.set_policy(
+            mesh,
+            name,
+            spec,
+            |v| &mut v.traffic_traces,
+            |p| p.selectors.iter().collect(),
+        )
+    }
+
+    /// A policy appeared, changed or went (`None`). The proxies that its
+    /// `selecting` selectors pick, before or after the change, are
+    /// affected, no others.
+    fn set_policy<P>(
+        &mut self,
+        mesh: &str,
+        name: &str,
+        spec: Option<P>,
+        policies: fn(&mut MeshView) -> &mut BTreeMap<String, Arc<P>>,
+        selecting: fn(&P) -> Vec<&Selector>,
+    ) -> Affected {
         let view = self.view(mesh);
+        let map = policies(view);
         let old = match spec {
-            Some(spec) => view.traffic_logs.insert(name.to_string(), Arc::new(spec)),
-            None => view.traffic_logs.remove(name),
+            Some(spec) => map.insert(name.to_string(), Arc::new(spec)),
+            None => map.remove(name),
         };
+        let new = map.get(name).cloned();
         let selectors: Vec<&Selector> = old
             .iter()
-            .chain(view.traffic_logs.get(name))
-            .flat_map(|p| p.rules.iter().flat_map(|r| r.sources.iter()))
+            .chain(new.iter())
+            .flat_map(|p| selecting(p))
             .collect();
         Affected {
             proxies: view.selected(&selectors),

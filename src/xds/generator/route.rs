@@ -1,0 +1,78 @@
+//! TrafficRoute: where an outbound's traffic goes. With no route, all of
+//! it goes to the service's cluster. With one, the most specific route
+//! whose sources select the proxy and whose destinations select the
+//! service splits it by weight between subsets, each a cluster of its own
+//! holding the endpoints whose tags match the subset's.
+
+use crate::resources::tags::{SERVICE_TAG, Tags};
+use crate::resources::{Selector, most_specific};
+use crate::xds::index::MeshView;
+
+/// One place traffic goes: a cluster, the service and tags its endpoints
+/// have, and its share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subset {
+    pub cluster: String,
+    pub service: String,
+    /// Tags the endpoints must have beyond `service`; empty for all of them.
+    pub tags: Tags,
+    pub weight: u32,
+}
+
+impl Subset {
+    fn whole(service: &str) -> Subset {
+        Subset {
+            cluster: service.to_string(),
+            service: service.to_string(),
+            tags: Tags::new(),
+            weight: 1,
+        }
+    }
+
+    /// Whether an inbound with `tags` belongs to the subset.
+    pub fn selects(&self, tags: &Tags) -> bool {
+        tags.get(SERVICE_TAG) == Some(&self.service)
+            && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    }
+}
+
+/// The subsets of the outbound from a proxy (with `source_tags`) to
+/// `service`, and the name of the route that chose them (`None` when no
+/// route did). Parts of weight 0 are left out: they receive nothing.
+pub fn outbound<'m>(
+    source_tags: &[&Tags],
+    mesh: &'m MeshView,
+    service: &str,
+) -> (Vec<Subset>, Option<&'m str>) {
+    let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
+    let chosen = most_specific(mesh.traffic_routes().map(|(name, route)| {
+        let from = Selector::best(&route.sources, source_tags.iter().copied());
+        let to = Selector::best(&route.destinations, [&destination]);
+        (name.as_str(), from.zip(to).map(|(f, t)| f + t), route)
+    }));
+    let Some((name, route)) = chosen else {
+        return (vec![Subset::whole(service)], None);
+    };
+    let subsets = route
+        .conf
+        .iter()
+        .filter(|part| part.weight > 0)
+        .map(|part| {
+            let mut tags = part.destination.clone();
+            let service = tags.remove(SERVICE_TAG).unwrap_or_default();
+            let cluster = if tags.is_empty() {
+                service.clone()
+            } else {
+                let named: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{service}{{{}}}", named.join(","))
+            };
+            Subset {
+                cluster,
+                service,
+                tags,
+                weight: part.weight,
+            }
+        })
+        .collect();
+    (subsets, Some(name))
+}

@@ -1,0 +1,74 @@
+//! TrafficTrace: a proxy that the most specific TrafficTrace of its mesh
+//! selects reports a span of every HTTP request it proxies, in and out, to
+//! the policy's tracing backend (or the mesh's default). Envoy names the
+//! span's service after its node cluster, which the bootstrap sets to the
+//! dataplane's service. TCP listeners carry no requests and report nothing.
+
+use super::envoy::{XdsResource, any, dns_cluster};
+use crate::resources::tags::Tags;
+use crate::resources::{DataplaneSpec, Selector, TracingBackend, most_specific};
+use crate::xds::index::MeshView;
+use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing, zipkin_config};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
+use envoy_types::pb::envoy::r#type::v3::Percent;
+
+/// What a traced proxy adds: the collector's cluster and the tracing of
+/// its HTTP connection managers.
+#[derive(Debug, Clone)]
+pub struct ProxyTracing {
+    pub collector: XdsResource,
+    pub config: Tracing,
+}
+
+/// The TrafficTrace that selects `dataplane` (most specific first) and
+/// the backend it names, when the mesh has that backend.
+pub fn chosen<'m>(
+    dataplane: &DataplaneSpec,
+    mesh: &'m MeshView,
+) -> Option<(&'m str, &'m TracingBackend)> {
+    let tags: Vec<&Tags> = dataplane
+        .networking
+        .inbound
+        .iter()
+        .map(|i| &i.tags)
+        .collect();
+    let (name, trace) = most_specific(mesh.traffic_traces().map(|(name, trace)| {
+        let specificity = Selector::best(&trace.selectors, tags.iter().copied());
+        (name.as_str(), specificity, trace)
+    }))?;
+    let tracing = mesh.spec.tracing.as_ref()?;
+    let wanted = trace.backend().or(tracing.default_backend.as_deref());
+    let backend = tracing
+        .backends
+        .iter()
+        .find(|b| wanted.is_none_or(|w| b.name == w))?;
+    Some((name, backend))
+}
+
+pub fn of_proxy(dataplane: &DataplaneSpec, mesh: &MeshView) -> Option<ProxyTracing> {
+    let (_, backend) = chosen(dataplane, mesh)?;
+    // Validated on the way in; a backend without a usable URL traces nothing.
+    let (host, port, path) = backend.conf.endpoint()?;
+    let cluster = format!("tracing:{}", backend.name);
+    let zipkin = ZipkinConfig {
+        collector_cluster: cluster.clone(),
+        collector_endpoint: path,
+        trace_id_128bit: backend.conf.trace_id_128bit,
+        collector_endpoint_version: zipkin_config::CollectorEndpointVersion::HttpJson as i32,
+        ..Default::default()
+    };
+    let config = Tracing {
+        random_sampling: Some(Percent {
+            value: backend.sampling(),
+        }),
+        provider: Some(tracing::Http {
+            name: "envoy.tracers.zipkin".into(),
+            config_type: Some(tracing::http::ConfigType::TypedConfig(any(&zipkin))),
+        }),
+        ..Default::default()
+    };
+    Some(ProxyTracing {
+        collector: dns_cluster(&cluster, &host, port),
+        config,
+    })
+}
