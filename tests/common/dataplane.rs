@@ -265,6 +265,19 @@ pub fn put_dataplane(
     service: &str,
     outbound: &[(u16, &str)],
 ) {
+    let tags = serde_json::json!({ "service": service });
+    put_tagged_dataplane(cp, mesh, name, inbound, tags, outbound);
+}
+
+/// [`put_dataplane`] with the inbound's tags given whole.
+pub fn put_tagged_dataplane(
+    cp: &KumaCp,
+    mesh: &str,
+    name: &str,
+    inbound: (u16, u16),
+    tags: serde_json::Value,
+    outbound: &[(u16, &str)],
+) {
     let outbound: Vec<_> = outbound
         .iter()
         .map(|(port, svc)| serde_json::json!({"interface": format!(":{port}"), "service": svc}))
@@ -272,7 +285,7 @@ pub fn put_dataplane(
     let body = serde_json::json!({
         "type": "Dataplane", "mesh": mesh, "name": name,
         "networking": {
-            "inbound": [{"interface": format!("127.0.0.1:{}:{}", inbound.0, inbound.1), "tags": {"service": service}}],
+            "inbound": [{"interface": format!("127.0.0.1:{}:{}", inbound.0, inbound.1), "tags": tags}],
             "outbound": outbound,
         }
     });

@@ -1,0 +1,294 @@
+//! Policies acting on real Envoy: TrafficRoute splits connections,
+//! TrafficTrace reports spans to a collector, ProxyTemplate adds and
+//! replaces raw resources, TrafficLog's tcp backend receives lines.
+
+mod common;
+
+use common::{Dataplane, KumaCp, eventually, free_port, put_dataplane, put_tagged_dataplane};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A TCP server that answers every connection with `name` and closes it.
+fn naming_server(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let _ = conn.write_all(name.as_bytes());
+        }
+    });
+    port
+}
+
+/// Who answered a new connection to `port` ("" when none did).
+fn who_answers(port: u16) -> String {
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer
+}
+
+fn put_route(cp: &KumaCp, weights: (u32, u32)) {
+    cp.put(
+        "/meshes/default/traffic-routes/canary",
+        &serde_json::json!({"type": "TrafficRoute", "mesh": "default", "name": "canary",
+            "sources": [{"match": {"service": "client"}}],
+            "destinations": [{"match": {"service": "backend"}}],
+            "conf": [
+                {"weight": weights.0, "destination": {"service": "backend", "version": "1"}},
+                {"weight": weights.1, "destination": {"service": "backend", "version": "2"}}]})
+        .to_string(),
+    );
+}
+
+/// 90/10 between two versions: 1,000 connections land within a few
+/// percent of the split. 0/100: once Envoy has the change, every new
+/// connection goes to version 2.
+#[test]
+fn a_traffic_route_splits_connections_by_weight_and_a_change_moves_new_ones() {
+    let cp = KumaCp::start(&[]);
+    let mut proxies = Vec::new();
+    for (name, version) in [("backend-v1", "1"), ("backend-v2", "2")] {
+        let app = naming_server(if version == "1" { "v1" } else { "v2" });
+        put_tagged_dataplane(
+            &cp,
+            "default",
+            name,
+            (free_port(), app),
+            serde_json::json!({"service": "backend", "version": version}),
+            &[],
+        );
+        proxies.push(Dataplane::start(&cp, "default", name));
+    }
+    let outbound = free_port();
+    put_dataplane(
+        &cp,
+        "default",
+        "client-1",
+        (free_port(), free_port()),
+        "client",
+        &[(outbound, "backend")],
+    );
+    let client = Dataplane::start(&cp, "default", "client-1");
+    put_route(&cp, (90, 10));
+    let routed = || {
+        client
+            .admin_get("/config_dump?resource=dynamic_listeners")
+            .unwrap_or_default()
+            .contains("backend{version=2}")
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || routed()
+            && who_answers(outbound) != ""),
+        "the route never reached the client's Envoy; log:\n{}",
+        client.log()
+    );
+    let mut v1 = 0;
+    let total = 1000;
+    for _ in 0..total {
+        match who_answers(outbound).as_str() {
+            "v1" => v1 += 1,
+            "v2" => {}
+            other => panic!("unexpected answer {other:?}; client log:\n{}", client.log()),
+        }
+    }
+    assert!(
+        (850..=950).contains(&v1),
+        "{v1} of {total} connections reached version 1, expected about 900"
+    );
+
+    put_route(&cp, (0, 100));
+    assert!(
+        eventually(Duration::from_secs(15), || !client
+            .admin_get("/config_dump?resource=dynamic_listeners")
+            .unwrap_or_default()
+            .contains("\"weighted_clusters\"")),
+        "the 0/100 route never reached the client's Envoy"
+    );
+    for i in 0..200 {
+        assert_eq!(who_answers(outbound), "v2", "connection {i} after 0/100");
+    }
+}
+
+/// Every request the collector received: (path, body).
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A minimal HTTP collector: reads each request (Content-Length bodies),
+/// keeps it, answers 202.
+fn collector() -> (u16, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Received = Arc::default();
+    let keep = received.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = request_line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string();
+                    let (mut length, mut chunked) = (0, false);
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = header.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        chunked |= header.eq_ignore_ascii_case("transfer-encoding: chunked");
+                    }
+                    let body = if chunked {
+                        read_chunked(&mut reader)
+                    } else {
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).ok().map(|_| body)
+                    };
+                    let Some(body) = body else { return };
+                    keep.lock()
+                        .unwrap()
+                        .push((path, String::from_utf8_lossy(&body).into_owned()));
+                    let _ = conn.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// A chunked HTTP body: hex size lines, each followed by that many bytes,
+/// up to the empty chunk.
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).ok()?;
+        let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
+}
+
+/// A python HTTP server in a directory holding hello.txt.
+fn http_app(port: u16) -> (common::Process, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello\n").unwrap();
+    let server = common::Process(
+        std::process::Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    (server, dir)
+}
+
+/// With a zipkin backend and a TrafficTrace over every service, a request
+/// through two Envoys reaches the collector as spans named after both
+/// services, client side and server side.
+#[test]
+fn a_traffic_trace_reports_spans_of_both_services_to_the_zipkin_collector() {
+    let cp = KumaCp::start(&[]);
+    let (collector_port, received) = collector();
+    cp.put(
+        "/meshes/default",
+        &serde_json::json!({"type": "Mesh", "name": "default",
+            "tracing": {"defaultBackend": "zipkin", "backends": [{"name": "zipkin", "type": "zipkin",
+                "sampling": 100.0, "conf": {"url": format!("http://127.0.0.1:{collector_port}/api/v2/spans")}}]}})
+        .to_string(),
+    );
+    cp.put(
+        "/meshes/default/traffic-traces/everything",
+        &serde_json::json!({"type": "TrafficTrace", "mesh": "default", "name": "everything",
+            "selectors": [{"match": {"service": "*"}}]})
+        .to_string(),
+    );
+    let (app, outbound) = (free_port(), free_port());
+    let _app = http_app(app);
+    put_tagged_dataplane(
+        &cp,
+        "default",
+        "api-1",
+        (free_port(), app),
+        serde_json::json!({"service": "api", "protocol": "http"}),
+        &[],
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "web-1",
+        (free_port(), free_port()),
+        "web",
+        &[(outbound, "api")],
+    );
+    let _api = Dataplane::start(&cp, "default", "api-1");
+    let web = Dataplane::start(&cp, "default", "web-1");
+    let url = format!("http://127.0.0.1:{outbound}/hello.txt");
+    assert!(
+        eventually(Duration::from_secs(15), || reqwest::blocking::get(&url)
+            .and_then(|r| r.text())
+            .is_ok_and(|t| t == "hello\n")),
+        "no answer through the mesh; web log:\n{}",
+        web.log()
+    );
+    // Envoy's zipkin reporter flushes every 5 s.
+    let spans = || -> Vec<serde_json::Value> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| path == "/api/v2/spans")
+            .flat_map(|(_, body)| {
+                serde_json::from_str::<Vec<serde_json::Value>>(body).unwrap_or_default()
+            })
+            .collect()
+    };
+    let has = |service: &str, kind: &str| {
+        spans().iter().any(|s| {
+            s["localEndpoint"]["serviceName"] == service
+                && s["kind"] == kind
+                && s["tags"]["http.url"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with("/hello.txt"))
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || has("web", "CLIENT")
+            && has("api", "SERVER")),
+        "requests received: {:#?}",
+        received.lock().unwrap()
+    );
+    let trace_ids: std::collections::BTreeSet<String> = spans()
+        .iter()
+        .filter(|s| s["tags"]["http.url"].as_str().is_some_and(|u| u.ends_with("/hello.txt")))
+        .filter_map(|s| s["traceId"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(trace_ids.len(), 1, "both spans belong to one trace: {trace_ids:?}");
+}
