@@ -292,3 +292,82 @@ fn a_traffic_trace_reports_spans_of_both_services_to_the_zipkin_collector() {
         .collect();
     assert_eq!(trace_ids.len(), 1, "both spans belong to one trace: {trace_ids:?}");
 }
+
+/// A client and a naming server "echo" behind one dataplane each; returns
+/// the client's outbound port and the two proxies.
+fn client_and_server(cp: &KumaCp) -> (u16, Dataplane, Dataplane) {
+    let app = naming_server("echo");
+    put_dataplane(cp, "default", "echo-1", (free_port(), app), "echo", &[]);
+    let outbound = free_port();
+    put_dataplane(
+        cp,
+        "default",
+        "client-1",
+        (free_port(), free_port()),
+        "client",
+        &[(outbound, "echo")],
+    );
+    let server = Dataplane::start(cp, "default", "echo-1");
+    let client = Dataplane::start(cp, "default", "client-1");
+    assert!(
+        eventually(Duration::from_secs(15), || who_answers(outbound) == "echo"),
+        "no answer through the mesh; client log:\n{}",
+        client.log()
+    );
+    (outbound, client, server)
+}
+
+/// A TrafficLog naming a `tcp` backend: kuma-dp sends each connection's
+/// line, formatted by Envoy with Kuma's placeholders filled in, to the
+/// backend's address.
+#[test]
+fn a_traffic_log_sends_lines_to_the_tcp_backend() {
+    let cp = KumaCp::start(&[]);
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = backend.local_addr().unwrap();
+    let (outbound, client, _server) = client_and_server(&cp);
+    cp.put(
+        "/meshes/default",
+        &serde_json::json!({"type": "Mesh", "name": "default",
+            "logging": {"backends": [{"name": "logstash", "tcp": {"address": address.to_string()},
+                "format": "%KUMA_SOURCE_SERVICE%->%KUMA_DESTINATION_SERVICE% in %KUMA_MESH% sent %BYTES_SENT%"}]}})
+        .to_string(),
+    );
+    cp.put(
+        "/meshes/default/traffic-logs/client-to-echo",
+        &serde_json::json!({"type": "TrafficLog", "mesh": "default", "name": "client-to-echo",
+            "sources": [{"match": {"service": "client"}}],
+            "destinations": [{"match": {"service": "echo"}}],
+            "conf": {"backend": "logstash"}})
+        .to_string(),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || client
+            .admin_get("/config_dump?resource=dynamic_listeners")
+            .unwrap_or_default()
+            .contains("envoy.access_loggers.stdout")),
+        "the access log never reached the client's Envoy"
+    );
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let keep = lines.clone();
+    std::thread::spawn(move || {
+        for conn in backend.incoming().flatten() {
+            for line in BufReader::new(conn).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        }
+    });
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            assert_eq!(who_answers(outbound), "echo");
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l == "client->echo in default sent 4")
+        }),
+        "lines at the backend: {:?}; client log:\n{}",
+        lines.lock().unwrap(),
+        client.log()
+    );
+}

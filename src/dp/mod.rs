@@ -2,6 +2,8 @@
 //! (retrying with backoff while it is not up yet), writes it, starts Envoy,
 //! forwards SIGTERM/SIGINT to it, and exits with its exit code.
 
+pub mod tcp_log;
+
 use crate::runtime::Backoff;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -301,11 +303,16 @@ pub async fn run_envoy(
         .arg("--log-level")
         .arg(config.envoy_log_level.as_arg())
         .kill_on_drop(true)
+        // Envoy's stdout carries the lines of tcp access log backends.
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|source| DpError::Start {
             binary: envoy.display().to_string(),
             source,
         })?;
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(tcp_log::forward(stdout));
+    }
     tracing::info!(pid = child.id(), "Envoy started");
     loop {
         let signal = tokio::select! {

@@ -2,7 +2,8 @@
 //! from this proxy to a service, the most specific rule of the mesh's
 //! TrafficLogs whose sources select the proxy and whose destinations
 //! select the service names a logging backend (or the mesh's default);
-//! `file` backends are written by Envoy itself. Kuma's placeholders in the
+//! `file` backends are written by Envoy itself, `tcp` ones by kuma-dp
+//! from the lines Envoy marks for it on its stdout. Kuma's placeholders in the
 //! backend's format are filled in here, Envoy's own (`%START_TIME%`, …) by
 //! Envoy.
 
@@ -17,12 +18,15 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
     FileAccessLog, file_access_log,
 };
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
+    StdoutAccessLog, stdout_access_log,
+};
 
 /// Kuma's default format for TCP connections.
 const DEFAULT_FORMAT: &str = "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes\n";
 
 /// The access logs of the outbound from `source` to `service`: none when
-/// no TrafficLog selects the connection, or its backend is not a file one.
+/// no TrafficLog selects the connection.
 pub fn outbound(
     source: &DataplaneSpec,
     source_tags: &[&Tags],
@@ -54,9 +58,6 @@ pub fn outbound(
     }) else {
         return Vec::new();
     };
-    let Some(file) = &backend.file else {
-        return Vec::new();
-    };
     let source_address = source
         .networking
         .inbound
@@ -81,28 +82,42 @@ pub fn outbound(
             "%KUMA_SOURCE_ADDRESS%",
             &source_address.map_or(String::new(), |(a, p)| format!("{a}:{p}")),
         );
-    let format = if format.ends_with('\n') {
-        format
-    } else {
-        format + "\n"
-    };
-    let logger = FileAccessLog {
-        path: file.path.clone(),
-        access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(
-            SubstitutionFormatString {
-                format: Some(substitution_format_string::Format::TextFormatSource(
-                    DataSource {
-                        specifier: Some(data_source::Specifier::InlineString(format)),
-                        ..Default::default()
-                    },
-                )),
+    // One entry, one line: a line is what a file holds per entry and what
+    // kuma-dp forwards to a tcp backend.
+    let line = format.trim_end_matches('\n').replace('\n', " ");
+    let text = |line: String| SubstitutionFormatString {
+        format: Some(substitution_format_string::Format::TextFormatSource(
+            DataSource {
+                specifier: Some(data_source::Specifier::InlineString(line + "\n")),
                 ..Default::default()
             },
         )),
+        ..Default::default()
+    };
+    let (name, config) = match (&backend.file, &backend.tcp) {
+        (Some(file), _) => (
+            "envoy.access_loggers.file",
+            any(&FileAccessLog {
+                path: file.path.clone(),
+                access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(text(line))),
+            }),
+        ),
+        // Envoy has no plain-TCP logger: it writes the line to its stdout
+        // behind a marker naming the address, and kuma-dp, which reads
+        // Envoy's stdout, sends it there.
+        (None, Some(tcp)) => (
+            "envoy.access_loggers.stdout",
+            any(&StdoutAccessLog {
+                access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(text(
+                    format!("{}{} {line}", crate::dp::tcp_log::MARKER, tcp.address),
+                ))),
+            }),
+        ),
+        (None, None) => return Vec::new(),
     };
     vec![AccessLog {
-        name: "envoy.access_loggers.file".into(),
-        config_type: Some(access_log::ConfigType::TypedConfig(any(&logger))),
+        name: name.into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(config)),
         ..Default::default()
     }]
 }
