@@ -38,6 +38,7 @@ pub mod cli;
 pub mod config;
 pub mod cp;
 pub mod dp;
+pub mod envoy_api;
 #[cfg(feature = "kubernetes")]
 pub mod injector;
 #[cfg(feature = "kubernetes")]

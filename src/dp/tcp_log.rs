@@ -35,7 +35,11 @@ pub async fn forward(stdout: impl AsyncRead + Unpin) {
         if sender.try_send(format!("{entry}\n")).is_err() {
             dropped += 1;
             if dropped.is_power_of_two() {
-                tracing::warn!(address, dropped, "access log lines dropped: the tcp backend is not keeping up or not reachable");
+                tracing::warn!(
+                    address,
+                    dropped,
+                    "access log lines dropped: the tcp backend is not keeping up or not reachable"
+                );
             }
         }
     }

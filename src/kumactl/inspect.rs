@@ -105,6 +105,15 @@ pub async fn dataplanes(session: &Session, format: Format) -> Result<(), Kumactl
     if format == Format::Table {
         for overview in &items {
             let streams = insight(overview).connected_streams();
+            if let Some(rejected) = insight(overview)
+                .latest()
+                .and_then(|s| s.status.last_nack_message.as_ref())
+            {
+                println!(
+                    "dataplane \"{}\": Envoy rejected its configuration and keeps the last one it accepted: {rejected}",
+                    field(overview, "name")
+                );
+            }
             if streams > 1 {
                 println!(
                     "dataplane \"{}\" has {streams} connected kuma-dp streams: is a second kuma-dp running with its name? It is Online while any of them is",

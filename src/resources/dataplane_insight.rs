@@ -81,7 +81,9 @@ pub struct SubscriptionStatus {
     /// so that Kuma's documents read back as they were written.
     #[serde(default, skip_serializing_if = "DiscoveryServiceStats::is_empty")]
     pub sds: DiscoveryServiceStats,
-    /// Envoy's message for the last rejected (NACKed) response.
+    /// Envoy's message for the last rejected (NACKed) response, after the
+    /// type it rejected (`cds: ...`); cleared when Envoy accepts a later
+    /// response of that type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_nack_message: Option<String>,
 }

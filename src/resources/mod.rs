@@ -37,7 +37,9 @@ pub use policy::{
     Selector, Specificity, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
     TrafficPermissionSpec, most_specific,
 };
-pub use proxy_template::{ProxyTemplateRawResource, ProxyTemplateSpec};
+pub use proxy_template::{
+    DEFAULT_PROFILE, ParsedProxyTemplate, ProxyTemplateRawResource, ProxyTemplateSpec, RAW_TYPES,
+};
 pub use secret::SecretSpec;
 pub use traffic_route::{TrafficRouteSpec, WeightedDestination};
 pub use traffic_trace::{TrafficTraceConf, TrafficTraceSpec};

@@ -79,14 +79,27 @@ impl SubscriptionTracker {
         self.update(|s| Self::stats(s, type_url, |st| st.responses_sent += 1));
     }
 
+    /// An ACK of a type whose last response was rejected means Envoy took
+    /// a later one: the rejection is over and its message goes.
     pub fn acked(&self, type_url: TypeUrl) {
-        self.update(|s| Self::stats(s, type_url, |st| st.responses_acknowledged += 1));
+        self.update(|s| {
+            Self::stats(s, type_url, |st| st.responses_acknowledged += 1);
+            let prefix = format!("{}: ", type_url.short());
+            if s.status
+                .last_nack_message
+                .as_ref()
+                .is_some_and(|m| m.starts_with(&prefix))
+            {
+                s.status.last_nack_message = None;
+            }
+        });
     }
 
+    /// The message says which type Envoy rejected: `cds: <Envoy's reason>`.
     pub fn nacked(&self, type_url: TypeUrl, message: &str) {
         self.update(|s| {
             Self::stats(s, type_url, |st| st.responses_rejected += 1);
-            s.status.last_nack_message = Some(message.to_string());
+            s.status.last_nack_message = Some(format!("{}: {message}", type_url.short()));
         });
     }
 

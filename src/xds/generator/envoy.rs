@@ -2,6 +2,7 @@
 //! itself reads as what it configures.
 
 use super::http::Protocol;
+use crate::envoy_api;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -42,14 +43,10 @@ impl TypeUrl {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            TypeUrl::Secret => {
-                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-            }
-            TypeUrl::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            TypeUrl::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            TypeUrl::ClusterLoadAssignment => {
-                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-            }
+            TypeUrl::Secret => envoy_api::SECRET,
+            TypeUrl::Listener => envoy_api::LISTENER,
+            TypeUrl::Cluster => envoy_api::CLUSTER,
+            TypeUrl::ClusterLoadAssignment => envoy_api::CLUSTER_LOAD_ASSIGNMENT,
         }
     }
 

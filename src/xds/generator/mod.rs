@@ -14,6 +14,7 @@
 mod access_log;
 mod envoy;
 mod http;
+pub mod proxy_template;
 pub mod route;
 pub mod tls;
 pub mod tracing;
@@ -47,8 +48,30 @@ pub fn local_cluster_name(service_port: u16) -> String {
 
 /// The configuration of one proxy. `tls` is given when its mesh has mTLS
 /// on: then every inbound requires a mesh certificate and a permission, and
-/// every outbound verifies the destination's SPIFFE id.
+/// every outbound verifies the destination's SPIFFE id. A ProxyTemplate
+/// that selects the proxy has the last word.
 pub fn generate(
+    dataplane: &DataplaneSpec,
+    mesh: &MeshView,
+    tls: Option<ProxyTls<'_>>,
+) -> ProxyConfig {
+    let template = proxy_template::chosen(dataplane, mesh).map(|(_, t)| t);
+    let mut config = match template {
+        Some(t) if !t.imports_default() => ProxyConfig {
+            secrets: tls.as_ref().map(tls::secrets).unwrap_or_default(),
+            ..Default::default()
+        },
+        _ => default_proxy(dataplane, mesh, tls),
+    };
+    if let Some(template) = template {
+        proxy_template::apply(&mut config, template);
+    }
+    config
+}
+
+/// The `default-proxy` profile: what every proxy gets unless a template
+/// says otherwise.
+fn default_proxy(
     dataplane: &DataplaneSpec,
     mesh: &MeshView,
     tls: Option<ProxyTls<'_>>,
@@ -661,8 +684,56 @@ selectors: [{match: {service: web}}]
         };
         let web = of("web-1");
         assert!(web.clusters.iter().any(|c| c.name == "tracing:zipkin"));
-        assert!(!of("api-1").clusters.iter().any(|c| c.name == "tracing:zipkin"));
+        assert!(
+            !of("api-1")
+                .clusters
+                .iter()
+                .any(|c| c.name == "tracing:zipkin")
+        );
         golden("web-1-traced", &render(&web));
+    }
+
+    /// A template with `default-proxy` replaces the generated resource of
+    /// the same name and keeps the rest; one without keeps only its own.
+    #[test]
+    fn a_proxy_template_replaces_by_name_and_without_default_proxy_stands_alone() {
+        let template = |imports: &str| {
+            format!(
+                "
+type: ProxyTemplate
+mesh: default
+name: web
+selectors: [{{match: {{service: web}}}}]
+imports: {imports}
+resources:
+- name: redis
+  resource: |
+    '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster
+    name: redis
+    connectTimeout: 9s
+    type: STATIC
+"
+            )
+        };
+        for (imports, clusters) in [
+            ("[default-proxy]", vec!["localhost:8080", "redis"]),
+            ("[]", vec!["redis"]),
+        ] {
+            let mut index = index(MESH);
+            let affected: Vec<ProxyId> = resources(&template(imports))
+                .into_iter()
+                .flat_map(|r| index.apply(IndexEvent::Apply(r)).proxies)
+                .collect();
+            assert_eq!(affected, [ProxyId::new("default", "web-1")]);
+            let web = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
+            let config = generate(web, index.mesh("default").unwrap(), None);
+            let names: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, clusters, "imports {imports}");
+            let redis = config.clusters.iter().find(|c| c.name == "redis").unwrap();
+            let redis = Cluster::decode(redis.body.value.as_slice()).unwrap();
+            assert_eq!(redis.connect_timeout.unwrap().seconds, 9, "the template's");
+            assert_eq!(config.listeners.is_empty(), imports == "[]");
+        }
     }
 
     #[test]

@@ -15,8 +15,8 @@ mod handle;
 pub use handle::IndexHandle;
 
 use crate::resources::{
-    DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SecretSpec, Selector, Spec,
-    TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
+    DataplaneSpec, MeshSpec, ParsedProxyTemplate, Resource, ResourceKey, ResourceType, SecretSpec,
+    Selector, Spec, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -77,6 +77,7 @@ pub struct MeshView {
     traffic_logs: BTreeMap<String, Arc<TrafficLogSpec>>,
     traffic_routes: BTreeMap<String, Arc<TrafficRouteSpec>>,
     traffic_traces: BTreeMap<String, Arc<TrafficTraceSpec>>,
+    proxy_templates: BTreeMap<String, Arc<ParsedProxyTemplate>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -132,6 +133,11 @@ impl MeshView {
     /// The mesh's traffic traces, by name.
     pub fn traffic_traces(&self) -> impl Iterator<Item = (&String, &Arc<TrafficTraceSpec>)> {
         self.traffic_traces.iter()
+    }
+
+    /// The mesh's proxy templates, by name, their raw resources parsed.
+    pub fn proxy_templates(&self) -> impl Iterator<Item = (&String, &Arc<ParsedProxyTemplate>)> {
+        self.proxy_templates.iter()
     }
 
     pub fn secret(&self, name: &str) -> Option<&Arc<SecretSpec>> {
@@ -335,8 +341,9 @@ impl ResourceIndex {
             Spec::TrafficLog(spec) => self.set_traffic_log(mesh, name, Some(spec)),
             Spec::TrafficRoute(spec) => self.set_traffic_route(mesh, name, Some(spec)),
             Spec::TrafficTrace(spec) => self.set_traffic_trace(mesh, name, Some(spec)),
-            // The generator reads neither yet: a change rebuilds nothing.
-            Spec::ProxyTemplate(_) | Spec::DataplaneInsight(_) => Affected::default(),
+            Spec::ProxyTemplate(spec) => self.set_proxy_template(mesh, name, Some(spec.parsed())),
+            // Insights are what proxies did, not what they are sent.
+            Spec::DataplaneInsight(_) => Affected::default(),
         }
     }
 
@@ -350,7 +357,8 @@ impl ResourceIndex {
             ResourceType::TrafficLog => self.set_traffic_log(mesh, name, None),
             ResourceType::TrafficRoute => self.set_traffic_route(mesh, name, None),
             ResourceType::TrafficTrace => self.set_traffic_trace(mesh, name, None),
-            ResourceType::ProxyTemplate | ResourceType::DataplaneInsight => Affected::default(),
+            ResourceType::ProxyTemplate => self.set_proxy_template(mesh, name, None),
+            ResourceType::DataplaneInsight => Affected::default(),
         }
     }
 
@@ -482,6 +490,23 @@ impl ResourceIndex {
             spec,
             |v| &mut v.traffic_traces,
             |p| p.selectors.iter().collect(),
+        )
+    }
+
+    /// A proxy template shapes the whole configuration of the proxies it
+    /// selects.
+    fn set_proxy_template(
+        &mut self,
+        mesh: &str,
+        name: &str,
+        spec: Option<ParsedProxyTemplate>,
+    ) -> Affected {
+        self.set_policy(
+            mesh,
+            name,
+            spec,
+            |v| &mut v.proxy_templates,
+            |p| p.spec.selectors.iter().collect(),
         )
     }
 
