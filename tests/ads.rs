@@ -177,7 +177,7 @@ fn a_nack_is_recorded_and_not_resent_until_the_config_changes() {
     assert!(recorded, "{last}");
     assert_eq!(
         last["dataplaneInsight"]["subscriptions"][0]["status"]["lastNackMessage"],
-        "cluster redis: bad config"
+        "cds: cluster redis: bad config"
     );
     let metrics = http("GET", &format!("{}/metrics", cp.api), None).body;
     assert!(

@@ -525,3 +525,113 @@ fn a_proxy_template_that_does_not_parse_is_refused_with_the_reason() {
     );
     assert_eq!(get.status, 404);
 }
+
+/// `kumactl inspect dataplane NAME` names each policy that shaped the
+/// proxy and the selectors that matched; `--config-dump` shows what the
+/// connected proxy was sent, its private key left out.
+#[test]
+fn kumactl_inspect_dataplane_explains_the_policies_and_dumps_the_config() {
+    let cp = KumaCp::start(&[]);
+    cp.enable_mtls("default");
+    common::allow(
+        &cp,
+        "default",
+        "client-to-echo",
+        serde_json::json!({"service": "client"}),
+        "echo",
+    );
+    let (outbound, _client, _server) = client_and_server(&cp);
+    put_tagged_dataplane(
+        &cp,
+        "default",
+        "echo-2",
+        (free_port(), free_port()),
+        serde_json::json!({"service": "echo", "version": "2"}),
+        &[],
+    );
+    cp.put(
+        "/meshes/default/traffic-routes/canary",
+        &serde_json::json!({"type": "TrafficRoute", "mesh": "default", "name": "canary",
+            "sources": [{"match": {"service": "*"}}],
+            "destinations": [{"match": {"service": "echo"}}],
+            "conf": [{"weight": 100, "destination": {"service": "echo"}},
+                     {"weight": 1, "destination": {"service": "echo", "version": "2"}}]})
+        .to_string(),
+    );
+    let (_dir, config) = common::kumactl_config(&cp);
+    let explained = common::kumactl(
+        &config,
+        &["inspect", "dataplane", "client-1", "--policies"],
+        None,
+    );
+    assert_eq!(explained.code, 0, "{}", explained.stderr);
+    for expected in [
+        "Dataplane \"client-1\" in mesh \"default\"",
+        "ProxyTemplate: none, the default-proxy profile",
+        &format!("outbound :{outbound} -> echo"),
+        "TrafficRoute canary (source service=*, destination service=echo) splits echo 100, echo{version=2} 1",
+    ] {
+        assert!(
+            explained.stdout.contains(expected),
+            "{expected}\n{}",
+            explained.stdout
+        );
+    }
+    let server = common::kumactl(&config, &["inspect", "dataplane", "echo-1"], None);
+    assert!(
+        server.stdout.contains(
+            "TrafficPermission client-to-echo (destination service=echo) admits service=client"
+        ),
+        "{}",
+        server.stdout
+    );
+
+    let dump = common::kumactl(
+        &config,
+        &["inspect", "dataplane", "client-1", "--config-dump"],
+        None,
+    );
+    assert_eq!(dump.code, 0, "{}", dump.stderr);
+    let dump: serde_json::Value = serde_json::from_str(&dump.stdout).unwrap();
+    assert_eq!(dump["source"], "sent");
+    let names = |kind: &str| -> Vec<String> {
+        dump[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names("listeners").contains(&format!("outbound:127.0.0.1:{outbound}")));
+    assert!(names("clusters").contains(&"echo{version=2}".to_string()));
+    let identity = dump["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "identity_cert")
+        .expect("the identity secret");
+    assert_eq!(
+        identity["resource"]["tls_certificate"]["private_key"],
+        "[left out]"
+    );
+    assert!(!dump.to_string().contains("PRIVATE KEY"));
+    assert!(dump.to_string().contains("BEGIN CERTIFICATE"));
+
+    // Not connected: generated now, and said so.
+    let unconnected = common::kumactl(
+        &config,
+        &["inspect", "dataplane", "echo-2", "--config-dump"],
+        None,
+    );
+    let unconnected: serde_json::Value = serde_json::from_str(&unconnected.stdout).unwrap();
+    assert_eq!(unconnected["source"], "generated");
+    let missing = common::kumactl(&config, &["inspect", "dataplane", "nobody"], None);
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing
+            .stderr
+            .contains("Dataplane \"nobody\" is not in mesh \"default\""),
+        "{}",
+        missing.stderr
+    );
+}

@@ -2,6 +2,7 @@
 //! resources inside them, dataplanes with their insights, and the version.
 
 mod error;
+pub mod explain;
 pub mod outside_mesh;
 mod overview;
 mod paging;
@@ -33,6 +34,8 @@ pub struct ApiContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Kubernetes: pods that should be in a mesh and have no sidecar.
     pub outside_mesh: outside_mesh::OutsideMesh,
+    /// What the proxies are sent, for the explain endpoints.
+    pub proxies: explain::Proxies,
 }
 
 pub type SharedContext = Arc<ApiContext>;
@@ -48,6 +51,10 @@ pub fn router(ctx: ApiContext, max_body_bytes: usize) -> Router {
             get(resources::get_mesh)
                 .put(resources::put_mesh)
                 .delete(resources::delete_mesh),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/{view}",
+            get(explain::dataplane_view),
         )
         .route("/meshes/{mesh}/{collection}", get(resources::list_in_mesh))
         .route("/meshes/{mesh}/{collection}/", get(resources::list_in_mesh))

@@ -313,6 +313,10 @@ pub async fn run(
             }),
             metrics: metrics.clone(),
             outside_mesh,
+            proxies: api::explain::Proxies {
+                index: index.clone(),
+                cache: cache.clone(),
+            },
         },
         config.api_server.max_request_body_bytes,
     );

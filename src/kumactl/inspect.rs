@@ -136,6 +136,161 @@ pub async fn dataplanes(session: &Session, format: Format) -> Result<(), Kumactl
     Ok(())
 }
 
+/// `kumactl inspect dataplane NAME`: the policies that shaped its proxy
+/// (from `.../policies`), or its configuration (`.../xds`, always JSON
+/// unless YAML is asked for).
+pub async fn dataplane(
+    session: &Session,
+    name: &str,
+    config_dump: bool,
+    format: Format,
+) -> Result<(), KumactlError> {
+    let client = session.client()?;
+    let base = format!("/meshes/{}/dataplanes/{name}", session.mesh);
+    if config_dump {
+        let dump = client.get(&format!("{base}/xds")).await?;
+        let format = if format == Format::Yaml {
+            Format::Yaml
+        } else {
+            Format::Json
+        };
+        print!("{}", output::document(&dump, format)?);
+        return Ok(());
+    }
+    let explained = client.get(&format!("{base}/policies")).await?;
+    match format {
+        Format::Table => print!("{}", policies_text(&explained)),
+        _ => print!("{}", output::document(&explained, format)?),
+    }
+    Ok(())
+}
+
+/// `service=web,version=2` for a selector `{"match": {...}}`.
+fn selector_text(selector: &Value) -> String {
+    selector["match"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// The explanation as lines a person reads: each policy by kind and name,
+/// and the selectors that matched.
+fn policies_text(explained: &Value) -> String {
+    let mut out = format!(
+        "Dataplane \"{}\" in mesh \"{}\"\n",
+        explained["dataplane"].as_str().unwrap_or_default(),
+        explained["mesh"].as_str().unwrap_or_default()
+    );
+    let template = &explained["ProxyTemplate"];
+    out += &match template["name"].as_str() {
+        Some(name) => format!(
+            "  ProxyTemplate {name} (selector {}), imports: {}\n",
+            selector_text(&template["selector"]),
+            template["imports"]
+                .as_array()
+                .map(|i| i
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| "nothing".into())
+        ),
+        None => "  ProxyTemplate: none, the default-proxy profile\n".into(),
+    };
+    let trace = &explained["TrafficTrace"];
+    out += &match trace["name"].as_str() {
+        Some(name) => format!(
+            "  TrafficTrace {name} (selector {}) -> backend {}\n",
+            selector_text(&trace["selector"]),
+            trace["backend"].as_str().unwrap_or_default()
+        ),
+        None => "  TrafficTrace: none, no spans are reported\n".into(),
+    };
+    for inbound in explained["inbound"].as_array().into_iter().flatten() {
+        out += &format!(
+            "inbound {}\n",
+            inbound["interface"].as_str().unwrap_or_default()
+        );
+        let permissions = inbound["TrafficPermission"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if permissions.is_empty() {
+            out += "  TrafficPermission: none (with mTLS on, no one may connect)\n";
+        }
+        for p in permissions {
+            let sources: Vec<String> = p["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(selector_text)
+                .collect();
+            out += &format!(
+                "  TrafficPermission {} (destination {}) admits {}\n",
+                p["name"].as_str().unwrap_or_default(),
+                selector_text(&p["destination"]),
+                sources.join(" or ")
+            );
+        }
+    }
+    for outbound in explained["outbound"].as_array().into_iter().flatten() {
+        out += &format!(
+            "outbound {} -> {}\n",
+            outbound["interface"].as_str().unwrap_or_default(),
+            outbound["service"].as_str().unwrap_or_default()
+        );
+        let matched = |p: &Value| {
+            format!(
+                "{} (source {}, destination {})",
+                p["name"].as_str().unwrap_or_default(),
+                selector_text(&p["source"]),
+                selector_text(&p["destination"])
+            )
+        };
+        let log = &outbound["TrafficLog"];
+        out += &if log.is_null() {
+            "  TrafficLog: none\n".to_string()
+        } else {
+            format!(
+                "  TrafficLog {} -> backend {}\n",
+                matched(log),
+                log["backend"]
+                    .as_str()
+                    .unwrap_or("(none: the mesh has no such backend)")
+            )
+        };
+        let route = &outbound["TrafficRoute"];
+        out += &if route.is_null() {
+            "  TrafficRoute: none, all to the service\n".to_string()
+        } else {
+            let split: Vec<String> = route["split"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s["cluster"].as_str().unwrap_or_default(),
+                        s["weight"]
+                    )
+                })
+                .collect();
+            format!(
+                "  TrafficRoute {} splits {}\n",
+                matched(route),
+                split.join(", ")
+            )
+        };
+    }
+    out
+}
+
 /// Prints `rows` as a table under `headers`, or as `{items: [...]}` with
 /// each row an object keyed by its header.
 fn print_rows(headers: &[&str], rows: &[Vec<String>], format: Format) -> Result<(), KumactlError> {

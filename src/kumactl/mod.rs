@@ -181,6 +181,23 @@ enum InspectCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Format,
     },
+    /// Why one dataplane's proxy got what it got (the policies that
+    /// matched it), or with --config-dump the Envoy configuration itself
+    Dataplane {
+        /// Name of the dataplane
+        name: String,
+        /// Each policy that applies, per inbound and outbound, and the
+        /// selectors that matched (the default)
+        #[arg(long, conflicts_with = "config_dump")]
+        policies: bool,
+        /// The Envoy resources generated for it, as JSON (private keys
+        /// left out)
+        #[arg(long)]
+        config_dump: bool,
+        /// table, yaml or json (the answer of the HTTP API as is)
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
     /// Meshes with what is on in each and their dataplanes online / total
     Meshes {
         /// table, yaml or json
@@ -268,6 +285,12 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
         Command::Delete { kind, name } => get::delete(&session, &kind, &name).await,
         Command::Inspect { command } => match command {
             InspectCommand::Dataplanes { output } => inspect::dataplanes(&session, output).await,
+            InspectCommand::Dataplane {
+                name,
+                policies: _,
+                config_dump,
+                output,
+            } => inspect::dataplane(&session, &name, config_dump, output).await,
             InspectCommand::Meshes { output } => inspect::meshes(&session, output).await,
             InspectCommand::Services { output } => inspect::services(&session, output).await,
         },

@@ -75,15 +75,32 @@ impl Selector {
         selectors: &[Selector],
         tag_sets: impl IntoIterator<Item = &'t Tags> + Clone,
     ) -> Option<Specificity> {
+        Self::best_match(selectors, tag_sets).map(|(s, _)| s)
+    }
+
+    /// [`Selector::best`] and the selector that achieved it (the first of
+    /// equals): what explains why a policy applies.
+    pub fn best_match<'s, 't>(
+        selectors: &'s [Selector],
+        tag_sets: impl IntoIterator<Item = &'t Tags> + Clone,
+    ) -> Option<(Specificity, &'s Selector)> {
         selectors
             .iter()
-            .flat_map(|s| {
-                tag_sets
+            .filter_map(|s| {
+                let best = tag_sets
                     .clone()
                     .into_iter()
                     .filter_map(|t| s.specificity(t))
+                    .max()?;
+                Some((best, s))
             })
-            .max()
+            .fold(
+                None,
+                |chosen: Option<(Specificity, &Selector)>, (spec, s)| match chosen {
+                    Some((best, _)) if best >= spec => chosen,
+                    _ => Some((spec, s)),
+                },
+            )
     }
 
     fn validate(&self) -> Vec<Cause> {

@@ -191,6 +191,12 @@ impl SnapshotCache {
         })
     }
 
+    /// What was last sent to a connected proxy (`None` when it has no
+    /// stream, or no snapshot yet).
+    pub fn snapshot(&self, id: &ProxyId) -> Option<Arc<Snapshot>> {
+        self.lock().get(id)?.snapshot.borrow().clone()
+    }
+
     /// How many streams a proxy has open.
     pub fn streams(&self, id: &ProxyId) -> usize {
         self.lock().get(id).map_or(0, |e| e.streams)

@@ -8,8 +8,8 @@
 //! Envoy.
 
 use super::envoy::any;
-use crate::resources::tags::Tags;
-use crate::resources::{DataplaneSpec, Selector, most_specific};
+use crate::resources::tags::{SERVICE_TAG, Tags};
+use crate::resources::{DataplaneSpec, LoggingBackend, Selector, TrafficLogRule, most_specific};
 use crate::xds::index::MeshView;
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -25,6 +25,38 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
 /// Kuma's default format for TCP connections.
 const DEFAULT_FORMAT: &str = "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes\n";
 
+/// The most specific TrafficLog rule for connections from a proxy with
+/// `source_tags` to `service`, and the name of its TrafficLog.
+pub fn chosen<'m>(
+    source_tags: &[&Tags],
+    mesh: &'m MeshView,
+    service: &str,
+) -> Option<(&'m str, &'m TrafficLogRule)> {
+    let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
+    most_specific(mesh.traffic_logs().flat_map(|(name, log)| {
+        log.rules.iter().map(|rule| {
+            let from = Selector::best(&rule.sources, source_tags.iter().copied());
+            let to = Selector::best(&rule.destinations, [&destination]);
+            let specificity = from.zip(to).map(|(f, t)| f + t);
+            (name.as_str(), specificity, rule)
+        })
+    }))
+}
+
+/// The backend a rule names, or the mesh's default.
+pub fn backend<'m>(mesh: &'m MeshView, rule: &TrafficLogRule) -> Option<&'m LoggingBackend> {
+    let logging = mesh.spec.logging.as_ref()?;
+    let name = rule
+        .conf
+        .as_ref()
+        .and_then(|c| c.backend.as_deref())
+        .or(logging.default_backend.as_deref());
+    logging
+        .backends
+        .iter()
+        .find(|b| name.is_none_or(|n| b.name == n))
+}
+
 /// The access logs of the outbound from `source` to `service`: none when
 /// no TrafficLog selects the connection.
 pub fn outbound(
@@ -33,29 +65,10 @@ pub fn outbound(
     mesh: &MeshView,
     service: &str,
 ) -> Vec<AccessLog> {
-    let destination: Tags = [("service".to_string(), service.to_string())].into();
-    let chosen = most_specific(mesh.traffic_logs().flat_map(|(name, log)| {
-        log.rules.iter().map(|rule| {
-            let from = Selector::best(&rule.sources, source_tags.iter().copied());
-            let to = Selector::best(&rule.destinations, [&destination]);
-            let specificity = from.zip(to).map(|(f, t)| f + t);
-            (name.as_str(), specificity, rule)
-        })
-    }));
-    let Some((_, rule)) = chosen else {
+    let Some((_, rule)) = chosen(source_tags, mesh, service) else {
         return Vec::new();
     };
-    let logging = mesh.spec.logging.as_ref();
-    let backend_name = rule
-        .conf
-        .as_ref()
-        .and_then(|c| c.backend.as_deref())
-        .or_else(|| logging.and_then(|l| l.default_backend.as_deref()));
-    let Some(backend) = logging.and_then(|l| {
-        l.backends
-            .iter()
-            .find(|b| backend_name.is_none_or(|n| b.name == n))
-    }) else {
+    let Some(backend) = backend(mesh, rule) else {
         return Vec::new();
     };
     let source_address = source

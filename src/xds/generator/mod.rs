@@ -11,7 +11,7 @@
 //!   address of every service of the mesh (bound on that address, or, when
 //!   the node redirects traffic, left unbound for the redirect to reach).
 
-mod access_log;
+pub mod access_log;
 mod envoy;
 mod http;
 pub mod proxy_template;
@@ -144,7 +144,7 @@ fn default_proxy(
     let mut per_target: HashMap<String, Target> = HashMap::new();
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
         let chosen = per_target.entry(target.to_string()).or_insert_with(|| {
-            let (subsets, _) = route::outbound(&source_tags, mesh, target);
+            let subsets = route::outbound(&source_tags, mesh, target);
             for subset in &subsets {
                 if clusters.contains_key(&subset.cluster) {
                     continue;

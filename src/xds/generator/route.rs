@@ -5,7 +5,7 @@
 //! holding the endpoints whose tags match the subset's.
 
 use crate::resources::tags::{SERVICE_TAG, Tags};
-use crate::resources::{Selector, most_specific};
+use crate::resources::{Selector, TrafficRouteSpec, most_specific};
 use crate::xds::index::MeshView;
 
 /// One place traffic goes: a cluster, the service and tags its endpoints
@@ -37,23 +37,12 @@ impl Subset {
 }
 
 /// The subsets of the outbound from a proxy (with `source_tags`) to
-/// `service`, and the name of the route that chose them (`None` when no
-/// route did). Parts of weight 0 are left out: they receive nothing.
-pub fn outbound<'m>(
-    source_tags: &[&Tags],
-    mesh: &'m MeshView,
-    service: &str,
-) -> (Vec<Subset>, Option<&'m str>) {
-    let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
-    let chosen = most_specific(mesh.traffic_routes().map(|(name, route)| {
-        let from = Selector::best(&route.sources, source_tags.iter().copied());
-        let to = Selector::best(&route.destinations, [&destination]);
-        (name.as_str(), from.zip(to).map(|(f, t)| f + t), route)
-    }));
-    let Some((name, route)) = chosen else {
-        return (vec![Subset::whole(service)], None);
+/// `service`. Parts of weight 0 are left out: they receive nothing.
+pub fn outbound(source_tags: &[&Tags], mesh: &MeshView, service: &str) -> Vec<Subset> {
+    let Some((_, route)) = chosen(source_tags, mesh, service) else {
+        return vec![Subset::whole(service)];
     };
-    let subsets = route
+    route
         .conf
         .iter()
         .filter(|part| part.weight > 0)
@@ -73,6 +62,24 @@ pub fn outbound<'m>(
                 weight: part.weight,
             }
         })
-        .collect();
-    (subsets, Some(name))
+        .collect()
+}
+
+/// The most specific TrafficRoute for connections from a proxy with
+/// `source_tags` to `service`, and its name.
+pub fn chosen<'m>(
+    source_tags: &[&Tags],
+    mesh: &'m MeshView,
+    service: &str,
+) -> Option<(&'m str, &'m TrafficRouteSpec)> {
+    let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
+    most_specific(mesh.traffic_routes().map(|(name, route)| {
+        let from = Selector::best(&route.sources, source_tags.iter().copied());
+        let to = Selector::best(&route.destinations, [&destination]);
+        (
+            name.as_str(),
+            from.zip(to).map(|(f, t)| f + t),
+            route.as_ref(),
+        )
+    }))
 }
