@@ -222,7 +222,7 @@ fn helm_installs_upgrades_and_uninstalls_the_chart() {
     );
     assert_eq!(
         api.count("/apis/apiextensions.k8s.io/v1/customresourcedefinitions"),
-        6
+        kuma::k8s::crd::CRDS.len()
     );
     assert!(k.helm(&["list", "-n", "kuma-system"]).contains("deployed"));
 
@@ -248,7 +248,7 @@ fn helm_installs_upgrades_and_uninstalls_the_chart() {
     // Helm leaves CRDs installed.
     assert_eq!(
         api.count("/apis/apiextensions.k8s.io/v1/customresourcedefinitions"),
-        6
+        kuma::k8s::crd::CRDS.len()
     );
 }
 

@@ -184,7 +184,7 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
     // wrote (README: "What helm uninstall leaves").
     assert_eq!(
         api.count("/apis/apiextensions.k8s.io/v1/customresourcedefinitions"),
-        6
+        kuma::k8s::crd::CRDS.len()
     );
     assert!(api.get("/apis/kuma.io/v1alpha1/meshes/default").is_some());
     assert!(

@@ -29,8 +29,15 @@ fn collection(segment: &str) -> Result<Collection, ApiError> {
         _ => ResourceType::from_collection(segment)
             .map(Collection::Kind)
             .ok_or_else(|| {
+                let known: Vec<&str> = ResourceType::ALL
+                    .into_iter()
+                    .filter(|k| k.is_mesh_scoped())
+                    .filter_map(|k| k.collection())
+                    .chain(["dataplanes+insights"])
+                    .collect();
                 ApiError::not_found(format!(
-                    "unknown collection \"{segment}\"; expected one of dataplanes, dataplanes+insights, traffic-permissions, traffic-logs, proxytemplates"
+                    "unknown collection \"{segment}\"; expected one of {}",
+                    known.join(", ")
                 ))
             }),
     }
