@@ -421,10 +421,54 @@ sources:
 destinations:
 - match:
     kuma.io/service: '*'
+---
+type: TrafficRoute
+mesh: default
+name: canary
+sources:
+- match:
+    kuma.io/service: web
+destinations:
+- match:
+    kuma.io/service: backend
+conf:
+  split:
+  - weight: 90
+    destination:
+      kuma.io/service: backend
+      version: '1'
+  - weight: 10
+    destination:
+      kuma.io/service: backend
+      version: '2'
+---
+type: TrafficTrace
+mesh: default
+name: trace-all-traffic
+selectors:
+- match:
+    kuma.io/service: '*'
 ",
         ),
     );
     assert_eq!(applied.code, 0, "{}", applied.stderr);
+    // kumactl gets and deletes them by Kuma's words.
+    let routes = run(&["get", "traffic-routes"], None);
+    assert!(routes.stdout.contains("canary"), "{}", routes.stdout);
+    let route = common::http(
+        "GET",
+        &format!("{}/meshes/default/traffic-routes/canary", s.cp.api),
+        None,
+    )
+    .body;
+    assert_eq!(
+        route["conf"][1],
+        serde_json::json!({"weight": 10, "destination": {"service": "backend", "version": "2"}})
+    );
+    let traces = run(&["get", "traffic-traces", "-o", "json"], None);
+    assert!(traces.stdout.contains("trace-all-traffic"), "{}", traces.stdout);
+    assert_eq!(run(&["delete", "traffic-trace", "trace-all-traffic"], None).code, 0);
+    assert!(!run(&["get", "traffic-traces"], None).stdout.contains("trace-all-traffic"));
     let dataplane = common::http(
         "GET",
         &format!("{}/meshes/default/dataplanes/backend-1", s.cp.api),

@@ -499,6 +499,40 @@ mod tests {
         );
     }
 
+    /// The policy kinds and the mesh's tracing: each wrong field named.
+    #[test]
+    fn routes_traces_and_tracing_backends_name_their_wrong_fields() {
+        let cases = [
+            (
+                json!({"type": "TrafficRoute", "mesh": "m", "name": "r",
+                       "sources": [{"match": {"service": "web"}}],
+                       "destinations": [],
+                       "conf": [{"weight": 0, "destination": {"version": "2"}}]}),
+                vec!["destinations", "conf[0].destination", "conf"],
+            ),
+            (
+                json!({"type": "TrafficTrace", "mesh": "m", "name": "t",
+                       "selectors": [{"match": {"service": "bad value"}}], "conf": {"backend": ""}}),
+                vec!["selectors[0].match.service", "conf.backend"],
+            ),
+            (
+                json!({"type": "Mesh", "name": "m", "tracing": {"defaultBackend": "nope", "backends": [
+                    {"name": "z", "type": "zipkin", "sampling": 120.0, "conf": {"url": "zipkin:9411"}}]}}),
+                vec!["tracing.backends[0].sampling", "tracing.backends[0].conf.url", "tracing.defaultBackend"],
+            ),
+            (
+                json!({"type": "Mesh", "name": "m", "tracing": {"backends": [
+                    {"name": "j", "type": "jaeger", "conf": {"url": "http://j/"}}]}}),
+                vec!["tracing.backends[0].type"],
+            ),
+        ];
+        for (doc, expected) in cases {
+            let err = Resource::from_json(doc.clone(), Identity::FromDocument).unwrap_err();
+            let fields: Vec<&str> = err.causes.iter().map(|c| c.field.as_str()).collect();
+            assert_eq!(fields, expected, "{doc}: {err:?}");
+        }
+    }
+
     #[test]
     fn url_identity_wins_and_mismatch_is_reported() {
         let doc = json!({"type": "Mesh", "name": "other"});
