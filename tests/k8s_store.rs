@@ -100,6 +100,32 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         "{}",
         permissions()
     );
+    // The new policy kinds are custom resources like the others.
+    api.apply(
+        "/apis/kuma.io/v1alpha1/namespaces/demo/trafficroutes",
+        json!({
+            "apiVersion": "kuma.io/v1alpha1", "kind": "TrafficRoute", "mesh": "team-a",
+            "metadata": {"name": "web-to-db"},
+            "spec": {"sources": [{"match": {"service": "web"}}], "destinations": [{"match": {"service": "db"}}],
+                     "conf": [{"weight": 100, "destination": {"service": "db", "version": "2"}}]}
+        }),
+    );
+    api.apply(
+        "/apis/kuma.io/v1alpha1/namespaces/demo/traffictraces",
+        json!({
+            "apiVersion": "kuma.io/v1alpha1", "kind": "TrafficTrace", "mesh": "team-a",
+            "metadata": {"name": "everything"},
+            "spec": {"selectors": [{"match": {"service": "*"}}]}
+        }),
+    );
+    for (kind, name) in [("traffic-routes", "web-to-db.demo"), ("traffic-traces", "everything.demo")] {
+        let got = || kumactl(&config, &["--mesh", "team-a", "get", kind], None).stdout;
+        assert!(
+            eventually(Duration::from_secs(10), || got().contains(name)),
+            "{kind}: {}",
+            got()
+        );
+    }
     let meshes = || kumactl(&config, &["get", "meshes"], None).stdout;
     assert!(
         eventually(Duration::from_secs(10), || {
