@@ -39,14 +39,70 @@ fn permission(k: usize, services: usize) -> serde_json::Value {
     })
 }
 
+/// The policies of service `k` in the policy run: its consumers log and
+/// split their connections to it 90/10 between the whole service and its
+/// version 2, and its providers get one raw cluster more.
+fn policies_of(k: usize, services: usize) -> [(&'static str, serde_json::Value); 3] {
+    let consumer = format!("svc-{}", (k + services - 1) % services);
+    let service = format!("svc-{k}");
+    [
+        (
+            "traffic-logs",
+            serde_json::json!({"type": "TrafficLog", "mesh": "default", "name": format!("log-{service}"),
+                "rules": [{"sources": [{"match": {"service": consumer}}],
+                           "destinations": [{"match": {"service": service}}]}]}),
+        ),
+        ("traffic-routes", route(k, services, (90, 10))),
+        (
+            "proxytemplates",
+            serde_json::json!({"type": "ProxyTemplate", "mesh": "default", "name": format!("pt-{service}"),
+                "selectors": [{"match": {"service": service}}], "imports": ["default-proxy"],
+                "resources": [{"name": "extra", "resource": format!(
+                    "'@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: extra-{service}\nconnectTimeout: 1s\ntype: STATIC\n")}]}),
+        ),
+    ]
+}
+
+fn route(k: usize, services: usize, weights: (u32, u32)) -> serde_json::Value {
+    let consumer = format!("svc-{}", (k + services - 1) % services);
+    let service = format!("svc-{k}");
+    serde_json::json!({"type": "TrafficRoute", "mesh": "default", "name": format!("route-{service}"),
+        "sources": [{"match": {"service": consumer}}],
+        "destinations": [{"match": {"service": service}}],
+        "conf": [{"weight": weights.0, "destination": {"service": service}},
+                 {"weight": weights.1, "destination": {"service": service, "version": "2"}}]})
+}
+
+/// What a run loads besides the dataplanes.
+#[derive(Clone, Copy, PartialEq)]
+enum Extra {
+    Nothing,
+    /// One TrafficPermission per service, and mTLS on.
+    Mtls,
+    /// One TrafficLog, TrafficRoute and ProxyTemplate per service.
+    Policies,
+}
+
+fn extra_documents(extra: Extra, services: usize) -> Vec<(&'static str, serde_json::Value)> {
+    match extra {
+        Extra::Nothing => Vec::new(),
+        Extra::Mtls => (0..services)
+            .map(|k| ("traffic-permissions", permission(k, services)))
+            .collect(),
+        Extra::Policies => (0..services)
+            .flat_map(|k| policies_of(k, services))
+            .collect(),
+    }
+}
+
 /// The generator alone, in this process: every proxy's configuration once
 /// (with mTLS: one certificate shared by all, as the CA's cost is apart).
-fn generator_floor(n: usize, services: usize, mtls: bool) -> Duration {
+fn generator_floor(n: usize, services: usize, extra: Extra) -> Duration {
+    let mtls = extra == Extra::Mtls;
     let mut index = ResourceIndex::default();
-    let permissions = if mtls { services } else { 0 };
     let documents = (0..n)
         .map(|i| dataplane(i, services))
-        .chain((0..permissions).map(|k| permission(k, services)));
+        .chain(extra_documents(extra, services).into_iter().map(|(_, d)| d));
     for document in documents {
         let r = Resource::from_json(document, Identity::FromDocument).expect("valid");
         index.apply(IndexEvent::Apply(r));
@@ -105,7 +161,8 @@ fn put(api: &str, path: &str, body: &serde_json::Value) {
     );
 }
 
-fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
+fn bench(n: usize, extra: Extra, rt: &tokio::runtime::Runtime) {
+    let mtls = extra == Extra::Mtls;
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
     let cp = common::KumaCp::start(&[
@@ -120,14 +177,26 @@ fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
             "/meshes/default",
             &serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}}),
         );
-        let base = api.clone();
-        rt.block_on(load(services, move |c, k| {
-            c.put(format!(
-                "{base}/meshes/default/traffic-permissions/to-svc-{k}"
-            ))
-            .json(&permission(k, services))
-        }));
     }
+    if extra == Extra::Policies {
+        put(
+            &api,
+            "/meshes/default",
+            &serde_json::json!({"logging": {"defaultBackend": "file",
+                "backends": [{"name": "file", "file": {"path": "/tmp/kuma-bench-access.log"}}]}}),
+        );
+    }
+    let documents = std::sync::Arc::new(extra_documents(extra, services));
+    let base = api.clone();
+    let count = documents.len();
+    rt.block_on(load(count, move |c, i| {
+        let (collection, body) = &documents[i];
+        c.put(format!(
+            "{base}/meshes/default/{collection}/{}",
+            body["name"].as_str().unwrap_or_default()
+        ))
+        .json(body)
+    }));
     let base = api.clone();
     rt.block_on(load(n, move |c, i| {
         c.put(format!("{base}/meshes/default/dataplanes/dp-{i}"))
@@ -173,28 +242,38 @@ fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
     }
     added.sort();
 
-    // Change 2: a permission changed. Only the providers of the service it
-    // names are regenerated; with mTLS they get a new listener (RBAC),
-    // without mTLS their configuration is unchanged and nothing is pushed.
+    // Change 2: a policy changed. Only the proxies it selects are
+    // regenerated. A permission selects the providers of the service it
+    // names: with mTLS they get a new listener (RBAC), without mTLS their
+    // configuration is unchanged and nothing is pushed. A route selects the
+    // consumers it splits: they get a new listener.
     let generated_before = metric(&api, "xds_generation_seconds_count");
     let pushed_before = seen.bytes.load(Ordering::Relaxed);
-    let providers: Vec<usize> = (0..n).filter(|i| i % services == 0).collect();
-    let before: Vec<u64> = providers
+    let (selected, path, changed): (Vec<usize>, _, _) = if extra == Extra::Policies {
+        (
+            (0..n).filter(|i| (i + 1) % services == 0).collect(),
+            "/meshes/default/traffic-routes/route-svc-0",
+            route(0, services, (50, 50)),
+        )
+    } else {
+        let mut changed = permission(0, services);
+        changed["rules"][0]["sources"][0]["match"]["service"] = "svc-1".into();
+        (
+            (0..n).filter(|i| i % services == 0).collect(),
+            "/meshes/default/traffic-permissions/to-svc-0",
+            changed,
+        )
+    };
+    let before: Vec<u64> = selected
         .iter()
         .map(|c| seen.last_lds[*c].load(Ordering::Relaxed))
         .collect();
     let t0 = seen.now();
-    let mut changed = permission(0, services);
-    changed["rules"][0]["sources"][0]["match"]["service"] = "svc-1".into();
-    put(
-        &api,
-        "/meshes/default/traffic-permissions/to-svc-0",
-        &changed,
-    );
-    let mut policy = if mtls {
-        wait_for(&seen.last_lds, &providers, &before, t0)
-    } else {
+    put(&api, path, &changed);
+    let mut policy = if extra == Extra::Nothing {
         Vec::new()
+    } else {
+        wait_for(&seen.last_lds, &selected, &before, t0)
     };
     policy.sort();
     std::thread::sleep(Duration::from_millis(300));
@@ -212,10 +291,14 @@ fn bench(n: usize, mtls: bool, rt: &tokio::runtime::Runtime) {
 
     let peak = proc_status_kib(pid, "VmHWM:");
     let per_dp = (rss_connected.saturating_sub(rss_before)) as f64 * 1024.0 / n as f64;
-    let floor = generator_floor(n, services, mtls);
+    let floor = generator_floor(n, services, extra);
     println!(
-        "| {n:>6} | {:>4} | {configured:>6} | {:>6.2} s | {:>5.1} / {:>5.1} ms | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
-        if mtls { "on" } else { "off" },
+        "| {n:>6} | {:>8} | {configured:>6} | {:>6.2} s | {:>5.1} / {:>5.1} ms | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
+        match extra {
+            Extra::Nothing => "-",
+            Extra::Mtls => "mTLS",
+            Extra::Policies => "policies",
+        },
         all_configured.as_secs_f64(),
         ms(percentile(&added, 50)),
         ms(percentile(&added, 99)),
@@ -238,15 +321,15 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services; with mTLS, one TrafficPermission per service\n"
+        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services. With mTLS: one TrafficPermission per service. With policies: one TrafficLog, TrafficRoute (90/10 by version) and ProxyTemplate (one raw cluster) per service. \"policy changed\" is a permission, or with policies a route's weights\n"
     );
     println!(
-        "| N      | mTLS | configured | all configured | dataplane added: p50 / p99 | permission changed: affected p50 / p99 | proxies rebuilt | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
+        "| N      | extra    | configured | all configured | dataplane added: p50 / p99 | policy changed: affected p50 / p99 | proxies rebuilt | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for mtls in [false, true] {
+    for extra in [Extra::Nothing, Extra::Mtls, Extra::Policies] {
         for &n in &sizes {
-            bench(n, mtls, &rt);
+            bench(n, extra, &rt);
         }
     }
     println!(

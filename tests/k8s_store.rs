@@ -118,7 +118,10 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
             "spec": {"selectors": [{"match": {"service": "*"}}]}
         }),
     );
-    for (kind, name) in [("traffic-routes", "web-to-db.demo"), ("traffic-traces", "everything.demo")] {
+    for (kind, name) in [
+        ("traffic-routes", "web-to-db.demo"),
+        ("traffic-traces", "everything.demo"),
+    ] {
         let got = || kumactl(&config, &["--mesh", "team-a", "get", kind], None).stdout;
         assert!(
             eventually(Duration::from_secs(10), || got().contains(name)),

@@ -466,9 +466,20 @@ selectors:
         serde_json::json!({"weight": 10, "destination": {"service": "backend", "version": "2"}})
     );
     let traces = run(&["get", "traffic-traces", "-o", "json"], None);
-    assert!(traces.stdout.contains("trace-all-traffic"), "{}", traces.stdout);
-    assert_eq!(run(&["delete", "traffic-trace", "trace-all-traffic"], None).code, 0);
-    assert!(!run(&["get", "traffic-traces"], None).stdout.contains("trace-all-traffic"));
+    assert!(
+        traces.stdout.contains("trace-all-traffic"),
+        "{}",
+        traces.stdout
+    );
+    assert_eq!(
+        run(&["delete", "traffic-trace", "trace-all-traffic"], None).code,
+        0
+    );
+    assert!(
+        !run(&["get", "traffic-traces"], None)
+            .stdout
+            .contains("trace-all-traffic")
+    );
     let dataplane = common::http(
         "GET",
         &format!("{}/meshes/default/dataplanes/backend-1", s.cp.api),

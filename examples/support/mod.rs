@@ -49,10 +49,11 @@ pub async fn load(
     }
     let elapsed = started.elapsed();
     all.sort();
+    let at = |i: usize| all.get(i).copied().unwrap_or_default();
     Load {
         requests_per_second: count as f64 / elapsed.as_secs_f64(),
-        p50: all[all.len() / 2],
-        p99: all[all.len() * 99 / 100],
+        p50: at(all.len() / 2),
+        p99: at(all.len() * 99 / 100),
     }
 }
 

@@ -206,6 +206,11 @@ impl OutboundInterface {
 }
 
 impl DataplaneSpec {
+    /// The tags of each inbound: what policies select a dataplane by.
+    pub fn inbound_tags(&self) -> Vec<&Tags> {
+        self.networking.inbound.iter().map(|i| &i.tags).collect()
+    }
+
     /// Every service this dataplane serves, in inbound order, without repeats.
     pub fn services(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();

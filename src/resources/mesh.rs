@@ -157,18 +157,11 @@ impl MeshSpec {
         let Some(logging) = &self.logging else {
             return causes;
         };
-        let mut seen = Vec::new();
+        let names = logging.backends.iter().map(|b| b.name.as_str());
+        let default = logging.default_backend.as_deref();
+        causes.extend(backend_names("logging", names, default));
         for (i, b) in logging.backends.iter().enumerate() {
             let field = format!("logging.backends[{i}]");
-            if b.name.is_empty() {
-                causes.push(Cause::new(format!("{field}.name"), "must be set"));
-            } else if seen.contains(&b.name.as_str()) {
-                causes.push(Cause::new(
-                    format!("{field}.name"),
-                    format!("\"{}\" is used by another backend", b.name),
-                ));
-            }
-            seen.push(b.name.as_str());
             match (&b.file, &b.tcp) {
                 (Some(f), None) if f.path.is_empty() => {
                     causes.push(Cause::new(format!("{field}.file.path"), "must be set"))
@@ -184,14 +177,6 @@ impl MeshSpec {
                 )),
             }
         }
-        if let Some(default) = &logging.default_backend
-            && !seen.contains(&default.as_str())
-        {
-            causes.push(Cause::new(
-                "logging.defaultBackend",
-                format!("\"{default}\" is not the name of a backend in logging.backends"),
-            ));
-        }
         causes
     }
 }
@@ -204,18 +189,11 @@ fn valid_host_port(s: &str) -> bool {
 impl Tracing {
     fn validate(&self) -> Vec<Cause> {
         let mut causes = Vec::new();
-        let mut seen = Vec::new();
+        let names = self.backends.iter().map(|b| b.name.as_str());
+        let default = self.default_backend.as_deref();
+        causes.extend(backend_names("tracing", names, default));
         for (i, b) in self.backends.iter().enumerate() {
             let field = format!("tracing.backends[{i}]");
-            if b.name.is_empty() {
-                causes.push(Cause::new(format!("{field}.name"), "must be set"));
-            } else if seen.contains(&b.name.as_str()) {
-                causes.push(Cause::new(
-                    format!("{field}.name"),
-                    format!("\"{}\" is used by another backend", b.name),
-                ));
-            }
-            seen.push(b.name.as_str());
             if !(0.0..=100.0).contains(&b.sampling()) {
                 causes.push(Cause::new(
                     format!("{field}.sampling"),
@@ -232,14 +210,38 @@ impl Tracing {
                 ));
             }
         }
-        if let Some(default) = &self.default_backend
-            && !seen.contains(&default.as_str())
-        {
-            causes.push(Cause::new(
-                "tracing.defaultBackend",
-                format!("\"{default}\" is not the name of a backend in tracing.backends"),
-            ));
-        }
         causes
     }
+}
+
+/// The names of a section's backends (`logging`, `tracing`): each set and
+/// unique, and the default one of them.
+fn backend_names<'a>(
+    section: &str,
+    names: impl Iterator<Item = &'a str>,
+    default: Option<&str>,
+) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let mut seen = Vec::new();
+    for (i, name) in names.enumerate() {
+        let field = format!("{section}.backends[{i}].name");
+        if name.is_empty() {
+            causes.push(Cause::new(field, "must be set"));
+        } else if seen.contains(&name) {
+            causes.push(Cause::new(
+                field,
+                format!("\"{name}\" is used by another backend"),
+            ));
+        }
+        seen.push(name);
+    }
+    if let Some(default) = default
+        && !seen.contains(&default)
+    {
+        causes.push(Cause::new(
+            format!("{section}.defaultBackend"),
+            format!("\"{default}\" is not the name of a backend in {section}.backends"),
+        ));
+    }
+    causes
 }

@@ -35,7 +35,7 @@ pub use mesh::{
 };
 pub use policy::{
     Selector, Specificity, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
-    TrafficPermissionSpec, most_specific,
+    TrafficPermissionSpec, for_connection, for_dataplane, most_specific,
 };
 pub use proxy_template::{
     DEFAULT_PROFILE, ParsedProxyTemplate, ProxyTemplateRawResource, ProxyTemplateSpec, RAW_TYPES,
@@ -518,7 +518,11 @@ mod tests {
             (
                 json!({"type": "Mesh", "name": "m", "tracing": {"defaultBackend": "nope", "backends": [
                     {"name": "z", "type": "zipkin", "sampling": 120.0, "conf": {"url": "zipkin:9411"}}]}}),
-                vec!["tracing.backends[0].sampling", "tracing.backends[0].conf.url", "tracing.defaultBackend"],
+                vec![
+                    "tracing.defaultBackend",
+                    "tracing.backends[0].sampling",
+                    "tracing.backends[0].conf.url",
+                ],
             ),
             (
                 json!({"type": "Mesh", "name": "m", "tracing": {"backends": [

@@ -1,7 +1,7 @@
 //! Policies that select dataplanes by tags: `TrafficPermission` and
 //! `TrafficLog`.
 
-use super::tags::{Tags, validate_tags};
+use super::tags::{SERVICE_TAG, Tags, validate_tags};
 use super::validation::{Cause, nested};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,38 @@ pub fn most_specific<'a, T>(
         .filter_map(|(name, specificity, item)| Some((specificity?, name, item)))
         .min_by(|(s1, n1, _), (s2, n2, _)| s2.cmp(s1).then(n1.cmp(n2)))
         .map(|(_, name, item)| (name, item))
+}
+
+/// The most specific of `policies` (name, selectors, item) that selects
+/// a dataplane by one of its inbounds' tags: ProxyTemplate, TrafficTrace.
+pub fn for_dataplane<'a, T>(
+    tags: &[&Tags],
+    policies: impl IntoIterator<Item = (&'a str, &'a [Selector], T)>,
+) -> Option<(&'a str, T)> {
+    most_specific(policies.into_iter().map(|(name, selectors, item)| {
+        (name, Selector::best(selectors, tags.iter().copied()), item)
+    }))
+}
+
+/// The most specific of `policies` (name, sources, destinations, item)
+/// for a connection from a dataplane with `source_tags` to `service`: a
+/// source and a destination selector must both match, and their
+/// specificities add up. TrafficLog, TrafficRoute.
+pub fn for_connection<'a, T>(
+    source_tags: &[&Tags],
+    service: &str,
+    policies: impl IntoIterator<Item = (&'a str, &'a [Selector], &'a [Selector], T)>,
+) -> Option<(&'a str, T)> {
+    let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
+    most_specific(
+        policies
+            .into_iter()
+            .map(|(name, sources, destinations, item)| {
+                let from = Selector::best(sources, source_tags.iter().copied());
+                let to = Selector::best(destinations, [&destination]);
+                (name, from.zip(to).map(|(f, t)| f + t), item)
+            }),
+    )
 }
 
 impl Selector {

@@ -27,12 +27,7 @@ fn matched<'t>(
 
 /// The policies that shape `dataplane`'s proxy, and why each applies.
 pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value {
-    let own: Vec<&Tags> = dataplane
-        .networking
-        .inbound
-        .iter()
-        .map(|i| &i.tags)
-        .collect();
+    let own = dataplane.inbound_tags();
     let template = match proxy_template::chosen(dataplane, mesh) {
         Some((name, t)) => json!({
             "name": name,
@@ -44,8 +39,8 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
     let trace = tracing::chosen(dataplane, mesh).map(|(name, backend)| {
         let selectors = mesh
             .traffic_traces()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, t)| t.selectors.clone())
+            .get(name)
+            .map(|t| t.selectors.clone())
             .unwrap_or_default();
         json!({
             "name": name,
@@ -62,6 +57,7 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
             // admits its sources (Envoy's RBAC is their union).
             let permissions: Vec<Value> = mesh
                 .permissions()
+                .for_service(inbound.service().unwrap_or_default())
                 .flat_map(|(name, p)| {
                     p.rules.iter().filter_map(move |rule| {
                         let destination =

@@ -8,8 +8,8 @@
 //! Envoy.
 
 use super::envoy::any;
-use crate::resources::tags::{SERVICE_TAG, Tags};
-use crate::resources::{DataplaneSpec, LoggingBackend, Selector, TrafficLogRule, most_specific};
+use crate::resources::tags::Tags;
+use crate::resources::{DataplaneSpec, LoggingBackend, TrafficLogRule, for_connection};
 use crate::xds::index::MeshView;
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -32,15 +32,15 @@ pub fn chosen<'m>(
     mesh: &'m MeshView,
     service: &str,
 ) -> Option<(&'m str, &'m TrafficLogRule)> {
-    let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
-    most_specific(mesh.traffic_logs().flat_map(|(name, log)| {
-        log.rules.iter().map(|rule| {
-            let from = Selector::best(&rule.sources, source_tags.iter().copied());
-            let to = Selector::best(&rule.destinations, [&destination]);
-            let specificity = from.zip(to).map(|(f, t)| f + t);
-            (name.as_str(), specificity, rule)
-        })
-    }))
+    let rules = mesh
+        .traffic_logs()
+        .for_service(service)
+        .flat_map(|(name, log)| {
+            log.rules
+                .iter()
+                .map(|r| (name.as_str(), &r.sources[..], &r.destinations[..], r))
+        });
+    for_connection(source_tags, service, rules)
 }
 
 /// The backend a rule names, or the mesh's default.

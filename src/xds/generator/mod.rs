@@ -26,7 +26,6 @@ pub use tls::ProxyTls;
 
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
-use crate::resources::tags::Tags;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use std::collections::{BTreeMap, HashMap};
@@ -80,12 +79,7 @@ fn default_proxy(
     let mut clusters = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
     let service = dataplane.services().first().copied().unwrap_or("");
-    let source_tags: Vec<&Tags> = dataplane
-        .networking
-        .inbound
-        .iter()
-        .map(|i| &i.tags)
-        .collect();
+    let source_tags = dataplane.inbound_tags();
     let transparent = dataplane.networking.transparent_proxying.as_ref();
     // Redirected inbound traffic reaches the inbound listeners through the
     // redirect listener: they must not bind the application's ports.
@@ -105,7 +99,10 @@ fn default_proxy(
         let protocol = Protocol::of_tag(inbound.tags.get("protocol").map(String::as_str));
         let (filters, transport) = match tls {
             Some(_) => {
-                let permissions = mesh.permissions().map(|(n, p)| (n.as_str(), p.as_ref()));
+                let permissions = mesh
+                    .permissions()
+                    .for_service(inbound.service().unwrap_or_default())
+                    .map(|(n, p)| (n.as_str(), p.as_ref()));
                 let rbac = tls::rbac_filter(&name, &mesh.name, &inbound.tags, permissions);
                 (vec![rbac], Some(tls::downstream()))
             }

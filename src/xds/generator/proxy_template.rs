@@ -6,8 +6,7 @@
 
 use super::{ProxyConfig, XdsResource};
 use crate::envoy_api;
-use crate::resources::tags::Tags;
-use crate::resources::{DataplaneSpec, ParsedProxyTemplate, Selector, most_specific};
+use crate::resources::{DataplaneSpec, ParsedProxyTemplate, for_dataplane};
 use crate::xds::index::MeshView;
 
 /// The template that selects `dataplane`, and its name.
@@ -15,16 +14,13 @@ pub fn chosen<'m>(
     dataplane: &DataplaneSpec,
     mesh: &'m MeshView,
 ) -> Option<(&'m str, &'m ParsedProxyTemplate)> {
-    let tags: Vec<&Tags> = dataplane
-        .networking
-        .inbound
-        .iter()
-        .map(|i| &i.tags)
-        .collect();
-    most_specific(mesh.proxy_templates().map(|(name, template)| {
-        let specificity = Selector::best(&template.spec.selectors, tags.iter().copied());
-        (name.as_str(), specificity, template.as_ref())
-    }))
+    let tags = dataplane.inbound_tags();
+    for_dataplane(
+        &tags,
+        mesh.proxy_templates()
+            .for_services(&dataplane.services())
+            .map(|(name, t)| (name.as_str(), &t.spec.selectors[..], t.as_ref())),
+    )
 }
 
 /// Lays the template's raw resources over `config`, each list kept in

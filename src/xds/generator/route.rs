@@ -5,7 +5,7 @@
 //! holding the endpoints whose tags match the subset's.
 
 use crate::resources::tags::{SERVICE_TAG, Tags};
-use crate::resources::{Selector, TrafficRouteSpec, most_specific};
+use crate::resources::{TrafficRouteSpec, for_connection};
 use crate::xds::index::MeshView;
 
 /// One place traffic goes: a cluster, the service and tags its endpoints
@@ -72,14 +72,13 @@ pub fn chosen<'m>(
     mesh: &'m MeshView,
     service: &str,
 ) -> Option<(&'m str, &'m TrafficRouteSpec)> {
-    let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
-    most_specific(mesh.traffic_routes().map(|(name, route)| {
-        let from = Selector::best(&route.sources, source_tags.iter().copied());
-        let to = Selector::best(&route.destinations, [&destination]);
+    let routes = mesh.traffic_routes().for_service(service).map(|(name, r)| {
         (
             name.as_str(),
-            from.zip(to).map(|(f, t)| f + t),
-            route.as_ref(),
+            &r.sources[..],
+            &r.destinations[..],
+            r.as_ref(),
         )
-    }))
+    });
+    for_connection(source_tags, service, routes)
 }

@@ -5,8 +5,7 @@
 //! dataplane's service. TCP listeners carry no requests and report nothing.
 
 use super::envoy::{XdsResource, any, dns_cluster};
-use crate::resources::tags::Tags;
-use crate::resources::{DataplaneSpec, Selector, TracingBackend, most_specific};
+use crate::resources::{DataplaneSpec, TracingBackend, for_dataplane};
 use crate::xds::index::MeshView;
 use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing, zipkin_config};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
@@ -26,16 +25,13 @@ pub fn chosen<'m>(
     dataplane: &DataplaneSpec,
     mesh: &'m MeshView,
 ) -> Option<(&'m str, &'m TracingBackend)> {
-    let tags: Vec<&Tags> = dataplane
-        .networking
-        .inbound
-        .iter()
-        .map(|i| &i.tags)
-        .collect();
-    let (name, trace) = most_specific(mesh.traffic_traces().map(|(name, trace)| {
-        let specificity = Selector::best(&trace.selectors, tags.iter().copied());
-        (name.as_str(), specificity, trace)
-    }))?;
+    let tags = dataplane.inbound_tags();
+    let (name, trace) = for_dataplane(
+        &tags,
+        mesh.traffic_traces()
+            .for_services(&dataplane.services())
+            .map(|(name, t)| (name.as_str(), &t.selectors[..], t)),
+    )?;
     let tracing = mesh.spec.tracing.as_ref()?;
     let wanted = trace.backend().or(tracing.default_backend.as_deref());
     let backend = tracing

@@ -11,8 +11,11 @@
 //! reads another.
 
 mod handle;
+mod policies;
 
 pub use handle::IndexHandle;
+pub use policies::Policies;
+use policies::ServiceKeyed;
 
 use crate::resources::{
     DataplaneSpec, MeshSpec, ParsedProxyTemplate, Resource, ResourceKey, ResourceType, SecretSpec,
@@ -73,11 +76,11 @@ impl std::fmt::Display for ProxyId {
 pub struct MeshView {
     pub name: String,
     pub spec: Arc<MeshSpec>,
-    permissions: BTreeMap<String, Arc<TrafficPermissionSpec>>,
-    traffic_logs: BTreeMap<String, Arc<TrafficLogSpec>>,
-    traffic_routes: BTreeMap<String, Arc<TrafficRouteSpec>>,
-    traffic_traces: BTreeMap<String, Arc<TrafficTraceSpec>>,
-    proxy_templates: BTreeMap<String, Arc<ParsedProxyTemplate>>,
+    permissions: Policies<TrafficPermissionSpec>,
+    traffic_logs: Policies<TrafficLogSpec>,
+    traffic_routes: Policies<TrafficRouteSpec>,
+    traffic_traces: Policies<TrafficTraceSpec>,
+    proxy_templates: Policies<ParsedProxyTemplate>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -115,29 +118,29 @@ impl MeshView {
             .collect()
     }
 
-    /// The mesh's traffic permissions, by name.
-    pub fn permissions(&self) -> impl Iterator<Item = (&String, &Arc<TrafficPermissionSpec>)> {
-        self.permissions.iter()
+    /// The mesh's traffic permissions.
+    pub fn permissions(&self) -> &Policies<TrafficPermissionSpec> {
+        &self.permissions
     }
 
-    /// The mesh's traffic logs, by name.
-    pub fn traffic_logs(&self) -> impl Iterator<Item = (&String, &Arc<TrafficLogSpec>)> {
-        self.traffic_logs.iter()
+    /// The mesh's traffic logs.
+    pub fn traffic_logs(&self) -> &Policies<TrafficLogSpec> {
+        &self.traffic_logs
     }
 
-    /// The mesh's traffic routes, by name.
-    pub fn traffic_routes(&self) -> impl Iterator<Item = (&String, &Arc<TrafficRouteSpec>)> {
-        self.traffic_routes.iter()
+    /// The mesh's traffic routes.
+    pub fn traffic_routes(&self) -> &Policies<TrafficRouteSpec> {
+        &self.traffic_routes
     }
 
-    /// The mesh's traffic traces, by name.
-    pub fn traffic_traces(&self) -> impl Iterator<Item = (&String, &Arc<TrafficTraceSpec>)> {
-        self.traffic_traces.iter()
+    /// The mesh's traffic traces.
+    pub fn traffic_traces(&self) -> &Policies<TrafficTraceSpec> {
+        &self.traffic_traces
     }
 
-    /// The mesh's proxy templates, by name, their raw resources parsed.
-    pub fn proxy_templates(&self) -> impl Iterator<Item = (&String, &Arc<ParsedProxyTemplate>)> {
-        self.proxy_templates.iter()
+    /// The mesh's proxy templates, their raw resources parsed.
+    pub fn proxy_templates(&self) -> &Policies<ParsedProxyTemplate> {
+        &self.proxy_templates
     }
 
     pub fn secret(&self, name: &str) -> Option<&Arc<SecretSpec>> {
@@ -513,18 +516,18 @@ impl ResourceIndex {
     /// A policy appeared, changed or went (`None`). The proxies that its
     /// `selecting` selectors pick, before or after the change, are
     /// affected, no others.
-    fn set_policy<P>(
+    fn set_policy<P: ServiceKeyed>(
         &mut self,
         mesh: &str,
         name: &str,
         spec: Option<P>,
-        policies: fn(&mut MeshView) -> &mut BTreeMap<String, Arc<P>>,
+        policies: fn(&mut MeshView) -> &mut Policies<P>,
         selecting: fn(&P) -> Vec<&Selector>,
     ) -> Affected {
         let view = self.view(mesh);
         let map = policies(view);
         let old = match spec {
-            Some(spec) => map.insert(name.to_string(), Arc::new(spec)),
+            Some(spec) => map.insert(name, spec),
             None => map.remove(name),
         };
         let new = map.get(name).cloned();

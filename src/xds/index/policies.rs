@@ -1,0 +1,223 @@
+//! The policies of one kind in a mesh, with which of them can apply to a
+//! service, so that choosing a policy for a proxy looks at a handful of
+//! candidates rather than at every policy of the mesh (a mesh with a
+//! policy per service has thousands).
+//!
+//! Each kind names the selectors that tie a policy to a service: the
+//! destinations of a permission, log or route, the selectors of a template
+//! or trace. When every one of them matches an exact `service`, the policy
+//! is filed under those services; otherwise (a `*`, or no `service` tag)
+//! it may apply anywhere and is a candidate for every service.
+
+use crate::resources::tags::SERVICE_TAG;
+use crate::resources::{
+    ParsedProxyTemplate, Selector, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec,
+    TrafficTraceSpec,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A kind of policy and the selectors that tie one to services.
+pub trait ServiceKeyed {
+    fn service_selectors(&self) -> Vec<&Selector>;
+}
+
+impl ServiceKeyed for TrafficPermissionSpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.rules.iter().flat_map(|r| &r.destinations).collect()
+    }
+}
+
+impl ServiceKeyed for TrafficLogSpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.rules.iter().flat_map(|r| &r.destinations).collect()
+    }
+}
+
+impl ServiceKeyed for TrafficRouteSpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.destinations.iter().collect()
+    }
+}
+
+impl ServiceKeyed for TrafficTraceSpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.selectors.iter().collect()
+    }
+}
+
+impl ServiceKeyed for ParsedProxyTemplate {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.spec.selectors.iter().collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policies<P> {
+    all: BTreeMap<String, Arc<P>>,
+    by_service: HashMap<String, BTreeSet<String>>,
+    anywhere: BTreeSet<String>,
+}
+
+impl<P> Default for Policies<P> {
+    fn default() -> Self {
+        Policies {
+            all: BTreeMap::new(),
+            by_service: HashMap::new(),
+            anywhere: BTreeSet::new(),
+        }
+    }
+}
+
+/// The exact services `selectors` are limited to, or `None` when one of
+/// them may match any service.
+fn services<'a>(selectors: &[&'a Selector]) -> Option<BTreeSet<&'a str>> {
+    selectors
+        .iter()
+        .map(
+            |s| match s.match_tags.get(SERVICE_TAG).map(String::as_str) {
+                Some("*") | None => None,
+                Some(service) => Some(service),
+            },
+        )
+        .collect()
+}
+
+impl<P: ServiceKeyed> Policies<P> {
+    /// Every policy, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<P>)> {
+        self.all.iter()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<P>> {
+        self.all.get(name)
+    }
+
+    /// The policies that may apply to `service`: those filed under it and
+    /// those that may apply anywhere, each once, in name order.
+    pub fn for_service<'s>(
+        &'s self,
+        service: &str,
+    ) -> impl Iterator<Item = (&'s String, &'s Arc<P>)> {
+        let filed = self.by_service.get(service);
+        let mut names: Vec<&String> = self
+            .anywhere
+            .iter()
+            .chain(filed.into_iter().flatten())
+            .collect();
+        names.sort();
+        names.dedup();
+        names.into_iter().filter_map(|n| self.all.get_key_value(n))
+    }
+
+    /// The policies that may apply to any of `services`.
+    pub fn for_services<'s>(
+        &'s self,
+        services: &[&str],
+    ) -> impl Iterator<Item = (&'s String, &'s Arc<P>)> {
+        let mut names: Vec<&String> = self.anywhere.iter().collect();
+        for s in services {
+            names.extend(self.by_service.get(*s).into_iter().flatten());
+        }
+        names.sort();
+        names.dedup();
+        names.into_iter().filter_map(|n| self.all.get_key_value(n))
+    }
+
+    /// Adds or replaces `name`; answers the previous version.
+    pub fn insert(&mut self, name: &str, policy: P) -> Option<Arc<P>> {
+        let old = self.remove(name);
+        let policy = Arc::new(policy);
+        match services(&policy.service_selectors()) {
+            Some(services) => {
+                for service in services {
+                    self.by_service
+                        .entry(service.to_string())
+                        .or_default()
+                        .insert(name.to_string());
+                }
+            }
+            None => {
+                self.anywhere.insert(name.to_string());
+            }
+        }
+        self.all.insert(name.to_string(), policy);
+        old
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Arc<P>> {
+        let old = self.all.remove(name)?;
+        if let Some(services) = services(&old.service_selectors()) {
+            for service in services {
+                if let Some(names) = self.by_service.get_mut(service) {
+                    names.remove(name);
+                    if names.is_empty() {
+                        self.by_service.remove(service);
+                    }
+                }
+            }
+        } else {
+            self.anywhere.remove(name);
+        }
+        Some(old)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selector(service: &str) -> Selector {
+        Selector {
+            match_tags: [(SERVICE_TAG.to_string(), service.to_string())].into(),
+        }
+    }
+
+    fn trace(selectors: Vec<Selector>) -> TrafficTraceSpec {
+        TrafficTraceSpec {
+            selectors,
+            conf: None,
+        }
+    }
+
+    #[test]
+    fn candidates_are_the_policies_of_the_service_and_those_of_any() {
+        let mut p: Policies<TrafficTraceSpec> = Policies::default();
+        p.insert("to-redis", trace(vec![selector("redis")]));
+        p.insert("to-both", trace(vec![selector("redis"), selector("db")]));
+        p.insert("to-all", trace(vec![selector("*")]));
+        p.insert(
+            "by-version",
+            trace(vec![Selector {
+                match_tags: [("version".to_string(), "2".to_string())].into(),
+            }]),
+        );
+        let names = |it: Vec<(&String, &Arc<TrafficTraceSpec>)>| -> Vec<String> {
+            it.into_iter().map(|(n, _)| n.clone()).collect()
+        };
+        assert_eq!(
+            names(p.for_service("redis").collect()),
+            ["by-version", "to-all", "to-both", "to-redis"]
+        );
+        assert_eq!(
+            names(p.for_service("db").collect()),
+            ["by-version", "to-all", "to-both"]
+        );
+        assert_eq!(
+            names(p.for_service("web").collect()),
+            ["by-version", "to-all"]
+        );
+        // Moved and removed: filed anew.
+        p.insert("to-redis", trace(vec![selector("web")]));
+        assert_eq!(
+            names(p.for_service("redis").collect()),
+            ["by-version", "to-all", "to-both"]
+        );
+        p.remove("to-both");
+        p.remove("to-all");
+        assert_eq!(
+            names(p.for_services(&["db", "web"]).collect()),
+            ["by-version", "to-redis"]
+        );
+    }
+}
