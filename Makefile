@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint bench kind-e2e
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint bench kind-e2e fuzz
 
 run:
 	cargo run --release --bin kuma-cp -- run
@@ -104,3 +104,22 @@ bench: deps
 	cargo run --release --example api_bench
 	cargo run --release --example xds_bench
 	cargo run --release --example k8s_bench
+
+# Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each, with the
+# committed seed corpus (new inputs go to target/fuzz/, not the seeds);
+# needs the nightly toolchain and cargo-fuzz
+# (installed here when missing). A crash stops the run and leaves its input
+# under fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := resource_json kumactl_apply interface raw_envoy_resource dataplane_token
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	mkdir -p target/fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p ../target/fuzz/corpus-$$t; \
+		cargo +nightly fuzz run $$t ../target/fuzz/corpus-$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 > ../target/fuzz/$$t.log 2>&1; \
+		status=$$?; \
+		grep -E '^stat::(number_of_executed_units|peak_rss_mb)' ../target/fuzz/$$t.log | sed "s/^/$$t: /"; \
+		[ $$status = 0 ] || { tail -40 ../target/fuzz/$$t.log; exit 1; }; \
+	done

@@ -10,6 +10,9 @@ mod inspect;
 mod output;
 mod transparent_proxy;
 
+/// How `kumactl apply` reads a file (public for the fuzz target).
+pub use apply::parse_documents;
+
 pub use config::KumactlConfig;
 
 use clap::{Parser, Subcommand};

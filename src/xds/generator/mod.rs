@@ -733,6 +733,53 @@ resources:
         }
     }
 
+    /// Policies of every kind in mesh `other`, selecting everything: no
+    /// proxy of mesh `default` is affected or changed.
+    #[test]
+    fn a_policy_of_one_mesh_never_applies_to_a_dataplane_of_another() {
+        let mut index = index(MESH);
+        let web = ProxyId::new("default", "web-1");
+        let before = bytes(&generate(
+            index.dataplane(&web).unwrap(),
+            index.mesh("default").unwrap(),
+            None,
+        ));
+        let policies = "
+type: TrafficRoute
+mesh: other
+name: r
+sources: [{match: {service: '*'}}]
+destinations: [{match: {service: '*'}}]
+conf: [{weight: 1, destination: {service: redis, version: '2'}}]
+---
+type: TrafficLog
+mesh: other
+name: l
+rules: [{sources: [{match: {service: '*'}}], destinations: [{match: {service: '*'}}]}]
+---
+type: TrafficTrace
+mesh: other
+name: t
+selectors: [{match: {service: '*'}}]
+---
+type: ProxyTemplate
+mesh: other
+name: p
+selectors: [{match: {service: '*'}}]
+";
+        for r in resources(policies) {
+            let affected = index.apply(IndexEvent::Apply(r));
+            assert!(affected.proxies.iter().all(|p| p.mesh == "other"));
+            assert!(!affected.contains(&web));
+        }
+        let after = bytes(&generate(
+            index.dataplane(&web).unwrap(),
+            index.mesh("default").unwrap(),
+            None,
+        ));
+        assert!(before == after, "a policy of mesh other changed web-1");
+    }
+
     #[test]
     fn consumer_golden() {
         let index = index(MESH);
