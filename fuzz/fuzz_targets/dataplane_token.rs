@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(claims) = claimed(text, "default", "web-1") {
-        assert_eq!((claims.mesh.as_str(), claims.name.as_str()), ("default", "web-1"));
+        assert_eq!(
+            (claims.mesh.as_str(), claims.name.as_str()),
+            ("default", "web-1")
+        );
     }
 });
