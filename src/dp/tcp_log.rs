@@ -7,6 +7,7 @@
 
 use crate::runtime::Backoff;
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -26,7 +27,9 @@ pub async fn forward(stdout: impl AsyncRead + Unpin) {
     while let Ok(Some(line)) = lines.next_line().await {
         let Some((address, entry)) = line.strip_prefix(MARKER).and_then(|l| l.split_once(' '))
         else {
-            println!("{line}");
+            // Passed through; a closed stdout is no reason to stop
+            // forwarding the marked lines.
+            let _ = writeln!(std::io::stdout(), "{line}");
             continue;
         };
         let sender = senders
