@@ -57,7 +57,7 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
             // admits its sources (Envoy's RBAC is their union).
             let permissions: Vec<Value> = mesh
                 .permissions()
-                .for_service(inbound.service().unwrap_or_default())
+                .for_services(&[inbound.service().unwrap_or_default()])
                 .flat_map(|(name, p)| {
                     p.rules.iter().filter_map(move |rule| {
                         let destination =

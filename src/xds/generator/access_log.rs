@@ -34,7 +34,7 @@ pub fn chosen<'m>(
 ) -> Option<(&'m str, &'m TrafficLogRule)> {
     let rules = mesh
         .traffic_logs()
-        .for_service(service)
+        .for_services(&[service])
         .flat_map(|(name, log)| {
             log.rules
                 .iter()

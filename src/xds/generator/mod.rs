@@ -101,7 +101,7 @@ fn default_proxy(
             Some(_) => {
                 let permissions = mesh
                     .permissions()
-                    .for_service(inbound.service().unwrap_or_default())
+                    .for_services(&[inbound.service().unwrap_or_default()])
                     .map(|(n, p)| (n.as_str(), p.as_ref()));
                 let rbac = tls::rbac_filter(&name, &mesh.name, &inbound.tags, permissions);
                 (vec![rbac], Some(tls::downstream()))

@@ -72,13 +72,16 @@ pub fn chosen<'m>(
     mesh: &'m MeshView,
     service: &str,
 ) -> Option<(&'m str, &'m TrafficRouteSpec)> {
-    let routes = mesh.traffic_routes().for_service(service).map(|(name, r)| {
-        (
-            name.as_str(),
-            &r.sources[..],
-            &r.destinations[..],
-            r.as_ref(),
-        )
-    });
+    let routes = mesh
+        .traffic_routes()
+        .for_services(&[service])
+        .map(|(name, r)| {
+            (
+                name.as_str(),
+                &r.sources[..],
+                &r.destinations[..],
+                r.as_ref(),
+            )
+        });
     for_connection(source_tags, service, routes)
 }

@@ -93,28 +93,13 @@ impl<P: ServiceKeyed> Policies<P> {
         self.all.get(name)
     }
 
-    /// The policies that may apply to `service`: those filed under it and
-    /// those that may apply anywhere, each once, in name order.
-    pub fn for_service<'s>(
-        &'s self,
-        service: &str,
-    ) -> impl Iterator<Item = (&'s String, &'s Arc<P>)> {
-        let filed = self.by_service.get(service);
-        let mut names: Vec<&String> = self
-            .anywhere
-            .iter()
-            .chain(filed.into_iter().flatten())
-            .collect();
-        names.sort();
-        names.dedup();
-        names.into_iter().filter_map(|n| self.all.get_key_value(n))
-    }
-
-    /// The policies that may apply to any of `services`.
+    /// The policies that may apply to any of `services`: those filed under
+    /// one of them and those that may apply anywhere, each once, in name
+    /// order.
     pub fn for_services<'s>(
         &'s self,
         services: &[&str],
-    ) -> impl Iterator<Item = (&'s String, &'s Arc<P>)> {
+    ) -> impl Iterator<Item = (&'s String, &'s Arc<P>)> + use<'s, P> {
         let mut names: Vec<&String> = self.anywhere.iter().collect();
         for s in services {
             names.extend(self.by_service.get(*s).into_iter().flatten());
@@ -196,21 +181,21 @@ mod tests {
             it.into_iter().map(|(n, _)| n.clone()).collect()
         };
         assert_eq!(
-            names(p.for_service("redis").collect()),
+            names(p.for_services(&["redis"]).collect()),
             ["by-version", "to-all", "to-both", "to-redis"]
         );
         assert_eq!(
-            names(p.for_service("db").collect()),
+            names(p.for_services(&["db"]).collect()),
             ["by-version", "to-all", "to-both"]
         );
         assert_eq!(
-            names(p.for_service("web").collect()),
+            names(p.for_services(&["web"]).collect()),
             ["by-version", "to-all"]
         );
         // Moved and removed: filed anew.
         p.insert("to-redis", trace(vec![selector("web")]));
         assert_eq!(
-            names(p.for_service("redis").collect()),
+            names(p.for_services(&["redis"]).collect()),
             ["by-version", "to-all", "to-both"]
         );
         p.remove("to-both");
