@@ -1,0 +1,84 @@
+//! The HTTP API, in process, on a fresh memory store holding mesh
+//! `default` and one dataplane: any method, path, query string and body.
+//! No answer is a 5xx, and every refusal is the documented JSON error
+//! (`title`, `details`).
+#![no_main]
+
+use axum::body::Body;
+use axum::http::Request;
+use kuma::api::{ApiContext, explain::Proxies, outside_mesh::OutsideMesh, router};
+use kuma::resources::{Identity, Resource};
+use kuma::store::{ResourceStore, memory::MemoryStore};
+use kuma::xds::cache::SnapshotCache;
+use libfuzzer_sys::fuzz_target;
+use std::sync::{Arc, LazyLock};
+use tower::ServiceExt;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+});
+
+const METHODS: [&str; 5] = ["GET", "PUT", "DELETE", "POST", "PATCH"];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&method, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let (target, body) = text.split_once('\n').unwrap_or((text, ""));
+    let Ok(request) = Request::builder()
+        .method(METHODS[method as usize % METHODS.len()])
+        .uri(format!("/{}", target.trim_start_matches('/')))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+    else {
+        return;
+    };
+    RUNTIME.block_on(async move {
+        let store = Arc::new(MemoryStore::new());
+        for doc in [
+            serde_json::json!({"type": "Mesh", "name": "default"}),
+            serde_json::json!({"type": "Dataplane", "mesh": "default", "name": "web-1",
+                "networking": {"inbound": [{"interface": "127.0.0.1:10000:8080", "tags": {"service": "web"}}]}}),
+        ] {
+            let r = Resource::from_json(doc, Identity::FromDocument).expect("valid");
+            store.create(r).await.expect("stored");
+        }
+        let (cache, _connected) = SnapshotCache::new();
+        let ctx = ApiContext {
+            store,
+            read_only: false,
+            default_page_size: 100,
+            max_page_size: 1000,
+            instance_id: "fuzz".into(),
+            hostname: "fuzz".into(),
+            token_server_local: "http://127.0.0.1:5679".into(),
+            token_server_public: None,
+            metrics: Arc::new(kuma::metrics::Metrics::new()),
+            outside_mesh: OutsideMesh::default(),
+            proxies: Proxies {
+                index: Default::default(),
+                cache,
+            },
+        };
+        let answer = router(ctx, 1 << 20)
+            .oneshot(request)
+            .await
+            .expect("the router answers");
+        let status = answer.status();
+        assert!(!status.is_server_error(), "{status}");
+        if status.is_client_error() {
+            let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+                .await
+                .expect("a body");
+            let error: serde_json::Value =
+                serde_json::from_slice(&bytes).expect("a refusal is JSON");
+            assert!(error["title"].is_string() && error["details"].is_string(), "{error}");
+        }
+    });
+});
