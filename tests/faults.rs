@@ -1,0 +1,113 @@
+//! Faults that must lose nothing. Each test prints its figure (what was
+//! tried, what survived) for the README's Reliability table.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const KILLS: usize = 20;
+
+/// The dataplane written as `name`, its inbound port telling which write
+/// it was.
+fn dataplane(name: &str, port: u16) -> String {
+    serde_json::json!({"type": "Dataplane", "mesh": "default", "name": name,
+        "networking": {"inbound": [{"interface": format!("127.0.0.1:{port}:{}", port + 1),
+                                    "tags": {"service": "web"}}]}})
+    .to_string()
+}
+
+/// Writes dataplanes `{prefix}-{i}` one after another until `stop`, or
+/// until the control plane stops answering; answers the writes it
+/// acknowledged (201).
+fn write_until_stopped(api: String, prefix: String, stop: Arc<AtomicBool>) -> Vec<(String, u16)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let mut acknowledged = Vec::new();
+    for i in 0u16.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let name = format!("{prefix}-{i}");
+        let port = 1000 + i % 60_000;
+        let sent = client
+            .put(format!("{api}/meshes/default/dataplanes/{name}"))
+            .header("content-type", "application/json")
+            .body(dataplane(&name, port))
+            .send();
+        match sent {
+            Ok(r) if r.status().as_u16() == 201 => acknowledged.push((name, port)),
+            Ok(r) => panic!("{name}: {} {:?}", r.status(), r.text()),
+            // Killed mid-request: not acknowledged, may or may not be stored.
+            Err(_) => break,
+        }
+    }
+    acknowledged
+}
+
+/// `kill -9` of kuma-cp on Postgres, 20 times, while a client writes as
+/// fast as it can: every write the API acknowledged is in the store after
+/// the restarts, whole (it reads back as written and validates).
+#[test]
+fn every_acknowledged_write_survives_kill_9() {
+    let db = common::migrated_database("faults_kill9");
+    let mut acknowledged = Vec::new();
+    for round in 0..KILLS {
+        let mut cp = db.kuma_cp(&[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (api, stop) = (cp.api.clone(), stop.clone());
+            std::thread::spawn(move || write_until_stopped(api, format!("dp-{round}"), stop))
+        };
+        // Killed at a different moment of the writes each round.
+        std::thread::sleep(Duration::from_millis(150 + 37 * round as u64 % 300));
+        cp.child.kill().expect("SIGKILL");
+        let _ = cp.child.wait();
+        stop.store(true, Ordering::Relaxed);
+        acknowledged.extend(writer.join().expect("the writer"));
+    }
+    assert!(
+        acknowledged.len() > KILLS,
+        "too few writes to tell anything: {}",
+        acknowledged.len()
+    );
+    let cp = db.kuma_cp(&[]);
+    for (name, port) in &acknowledged {
+        let got = common::http(
+            "GET",
+            &format!("{}/meshes/default/dataplanes/{name}", cp.api),
+            None,
+        );
+        assert_eq!(got.status, 200, "{name} was acknowledged and is gone");
+        assert_eq!(
+            got.body["networking"]["inbound"][0]["interface"],
+            format!("127.0.0.1:{port}:{}", port + 1),
+            "{name} reads back otherwise than written"
+        );
+    }
+    // Whatever else is stored (a write cut by the kill may have landed)
+    // is whole too: the list reads and every item validates.
+    let mut page = Some(format!("{}/meshes/default/dataplanes?size=500", cp.api));
+    let mut stored = 0;
+    while let Some(url) = page {
+        let listed = common::http("GET", &url, None);
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        for item in listed.body["items"].as_array().expect("items") {
+            kuma::resources::Resource::from_json(
+                item.clone(),
+                kuma::resources::Identity::FromDocument,
+            )
+            .unwrap_or_else(|e| panic!("a stored dataplane does not validate: {e}\n{item}"));
+            stored += 1;
+        }
+        page = listed.body["next"].as_str().map(str::to_string);
+    }
+    assert!(stored >= acknowledged.len());
+    println!(
+        "figure: {KILLS} kill -9 of kuma-cp during writes; {} writes acknowledged, all present and whole after restart ({stored} stored)",
+        acknowledged.len()
+    );
+}
