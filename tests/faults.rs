@@ -111,3 +111,90 @@ fn every_acknowledged_write_survives_kill_9() {
         acknowledged.len()
     );
 }
+
+/// How many hostile connections the slow-client test opens.
+const HOSTILE: usize = 1_000;
+
+/// Silent clients and slowloris clients (headers a byte now and then)
+/// on the API port: a real request is still answered at once, and the
+/// control plane disconnects them all within its header read timeout
+/// (10 s, README "Reliability").
+#[test]
+fn silent_and_slow_http_clients_do_not_starve_real_ones_and_are_disconnected() {
+    use std::io::{Read, Write};
+    let cp = common::KumaCp::start(&[]);
+    let address = cp.api.trim_start_matches("http://").to_string();
+    let mut hostile: Vec<std::net::TcpStream> = (0..HOSTILE)
+        .map(|i| {
+            let mut c = std::net::TcpStream::connect(&address).expect("connect");
+            if i % 2 == 0 {
+                // Half the headers, never the end of them.
+                c.write_all(b"GET /meshes HTTP/1.1\r\nHost: x\r\n")
+                    .expect("write");
+            }
+            c
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let answer = common::http("GET", &format!("{}/meshes", cp.api), None);
+    let latency = started.elapsed();
+    assert_eq!(answer.status, 200);
+    assert!(
+        latency < Duration::from_secs(2),
+        "a real client waited {latency:?}"
+    );
+    // Trickle a byte on the slow ones, as slowloris does.
+    for c in hostile.iter_mut().step_by(2) {
+        let _ = c.write_all(b"X");
+    }
+    let pid = cp.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    // Every hostile connection is closed by the control plane: a read
+    // ends (0 bytes, or an error) instead of blocking.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut closed = 0;
+    for c in &mut hostile {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        c.set_read_timeout(Some(left.max(Duration::from_millis(10))))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => {
+                    closed += 1;
+                    break;
+                }
+                // A 408 answer may come before the close.
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                Err(_) => {
+                    closed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    let waited = started.elapsed();
+    assert_eq!(
+        closed, HOSTILE,
+        "hostile connections left open after {waited:?}"
+    );
+    println!(
+        "figure: {HOSTILE} silent or slowloris connections on the API port: a real request answered in {} ms; all closed by kuma-cp within {:.1} s; peak RSS {peak}",
+        latency.as_millis(),
+        waited.as_secs_f64()
+    );
+}

@@ -90,13 +90,7 @@ impl Bound {
 
     /// Serves HTTP until shutdown, finishing requests in flight.
     pub async fn serve(self, router: Router, shutdown: CancellationToken) {
-        let name = self.name;
-        if let Err(e) = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(server = name, error = %e, "server failed");
-        }
+        serve_http(self.name, self.listener, None, router, shutdown).await
     }
 
     /// Serves HTTPS until shutdown; see [`serve_tls`].
@@ -110,6 +104,18 @@ impl Bound {
     }
 }
 
+/// How long a client may take to send a request's headers, counted
+/// from when the connection opens or its previous response went: a client
+/// that is silent, or sends its headers a byte at a time (slowloris), is
+/// disconnected then, rather than holding a connection and a task forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `router` over HTTPS (HTTP/1.1 and HTTP/2) until shutdown. A
 /// client that fails the handshake (for instance without a trusted client
 /// certificate, when `tls` asks for one) is dropped and logged.
@@ -121,44 +127,86 @@ pub async fn serve_tls(
     shutdown: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    serve_http(name, listener, Some(acceptor), router, shutdown).await
+}
+
+/// The one accept loop of every HTTP server, plain or TLS: HTTP/1.1 and
+/// HTTP/2, [`HEADER_READ_TIMEOUT`] on every connection, and on shutdown
+/// no new connections while requests in flight finish (up to
+/// [`DRAIN_TIMEOUT`]).
+async fn serve_http(
+    name: &'static str,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let builder = Arc::new(builder);
     loop {
         let (socket, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors, say: wait, rather than spin.
                     tracing::warn!(server = name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let acceptor = acceptor.clone();
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            // A client that opens the connection and never finishes the
-            // handshake does not hold a task forever.
-            let stream = match tokio::time::timeout(
-                Duration::from_secs(10),
-                acceptor.accept(socket),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::warn!(server = name, %peer, error = %e, "TLS handshake refused");
-                    return;
+            let io: Box<dyn Io> = match tls {
+                // The first bytes tell HTTP/1 from HTTP/2, and no timer
+                // runs before they come: a silent client is let go here.
+                None => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, socket.peek(&mut [0])).await {
+                        Ok(Ok(n)) if n > 0 => Box::new(socket),
+                        _ => return,
+                    }
                 }
-                Err(_) => {
-                    tracing::warn!(server = name, %peer, "TLS handshake timed out");
-                    return;
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::warn!(server = name, %peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(server = name, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
                 }
             };
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(io, service)
-                    .await;
+            let io = hyper_util::rt::TokioIo::new(io);
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            let _ = watcher.watch(connection.into_owned()).await;
         });
     }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            server = name,
+            "requests still in flight at shutdown were cut"
+        );
+    }
 }
+
+/// A connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
