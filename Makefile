@@ -111,7 +111,7 @@ bench: deps
 # (installed here when missing). A crash stops the run and leaves its input
 # under fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := resource_json kumactl_apply interface raw_envoy_resource dataplane_token http_api
+FUZZ_TARGETS := resource_json kumactl_apply interface raw_envoy_resource dataplane_token http_api settings_file
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	mkdir -p target/fuzz

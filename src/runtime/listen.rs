@@ -104,10 +104,10 @@ impl Bound {
     }
 }
 
-/// How long a client may take to send a request's headers, counted
-/// from when the connection opens or its previous response went: a client
-/// that is silent, or sends its headers a byte at a time (slowloris), is
-/// disconnected then, rather than holding a connection and a task forever.
+/// How long a client may take to send a request's headers, from when the
+/// connection opens: a client that is silent, or sends its headers a byte
+/// at a time (slowloris), is disconnected then, rather than holding a
+/// connection and a task forever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a TLS handshake may take.
