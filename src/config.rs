@@ -184,6 +184,11 @@ pub struct ApiServerConfig {
     pub default_page_size: usize,
     /// Largest page a list may ask for.
     pub max_page_size: usize,
+    /// Requests served at once; more are answered 503 at once rather than
+    /// queued behind them.
+    pub max_concurrent_requests: usize,
+    /// A request that takes longer is answered 503.
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -457,6 +462,8 @@ impl Default for ApiServerConfig {
             max_request_body_bytes: 1024 * 1024,
             default_page_size: 100,
             max_page_size: 1000,
+            max_concurrent_requests: 512,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -867,6 +874,16 @@ impl Config {
         in_range(
             "xdsServer.insightFlushIntervalMs",
             self.xds_server.insight_flush_interval_ms,
+            1..=3_600_000,
+        )?;
+        in_range(
+            "apiServer.maxConcurrentRequests",
+            self.api_server.max_concurrent_requests as u64,
+            1..=1_000_000,
+        )?;
+        in_range(
+            "apiServer.requestTimeoutMs",
+            self.api_server.request_timeout_ms,
             1..=3_600_000,
         )?;
         in_range(

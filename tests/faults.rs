@@ -198,3 +198,77 @@ fn silent_and_slow_http_clients_do_not_starve_real_ones_and_are_disconnected() {
         waited.as_secs_f64()
     );
 }
+
+/// The API under more requests than it takes at once: with room for 4,
+/// four uploads that stall hold it, a fifth request gets 503 at once
+/// instead of waiting; the stalled ones get 503 (with Retry-After) at the
+/// request timeout, and then the API serves again.
+#[test]
+fn beyond_its_concurrency_limit_the_api_answers_503_at_once() {
+    use std::io::{Read, Write};
+    let cp = common::KumaCp::start(&[
+        ("KUMA_API_SERVER_MAX_CONCURRENT_REQUESTS", "4"),
+        ("KUMA_API_SERVER_REQUEST_TIMEOUT_MS", "2000"),
+    ]);
+    let address = cp.api.trim_start_matches("http://").to_string();
+    let stalled: Vec<std::net::TcpStream> = (0..4)
+        .map(|i| {
+            let mut c = std::net::TcpStream::connect(&address).expect("connect");
+            write!(
+                c,
+                "PUT /meshes/default/dataplanes/dp-{i} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"type\""
+            )
+            .expect("write");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let refused = common::http_with("GET", &format!("{}/meshes", cp.api), None, &[]);
+    let refused_in = started.elapsed();
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.body["title"], "Overloaded");
+    assert!(
+        refused.body["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("KUMA_API_SERVER_MAX_CONCURRENT_REQUESTS"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused_in < Duration::from_secs(1),
+        "refused after {refused_in:?}"
+    );
+    // The stalled uploads end with 503 at the timeout.
+    for mut c in stalled {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        let mut buf = [0u8; 4096];
+        let n = c.read(&mut buf).expect("an answer before the read timeout");
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.contains("KUMA_API_SERVER_REQUEST_TIMEOUT_MS"),
+            "{answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+    }
+    assert!(
+        common::eventually(Duration::from_secs(5), || common::http(
+            "GET",
+            &format!("{}/meshes", cp.api),
+            None
+        )
+        .status
+            == 200),
+        "the API did not serve again"
+    );
+    println!(
+        "figure: API limited to 4 requests at once: the 5th answered 503 in {} ms; stalled requests 503 at the 2 s timeout; served again after",
+        refused_in.as_millis()
+    );
+}

@@ -66,7 +66,12 @@ fuzz_target!(|data: &[u8]| {
                 cache,
             },
         };
-        let answer = router(ctx, 1 << 20)
+        let limits = kuma::api::Limits {
+            max_body_bytes: 1 << 20,
+            max_concurrent_requests: 64,
+            request_timeout: std::time::Duration::from_secs(10),
+        };
+        let answer = router(ctx, &limits)
             .oneshot(request)
             .await
             .expect("the router answers");

@@ -40,8 +40,46 @@ pub struct ApiContext {
 
 pub type SharedContext = Arc<ApiContext>;
 
-/// The API's routes. `max_body_bytes` bounds request bodies (413 beyond).
-pub fn router(ctx: ApiContext, max_body_bytes: usize) -> Router {
+/// What the API takes on at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// Requests served at once; more get 503 at once.
+    pub max_concurrent_requests: usize,
+    /// A request taking longer gets 503.
+    pub request_timeout: std::time::Duration,
+}
+
+/// Answers a request the limits stopped: 503 with what to do, and
+/// `Retry-After`.
+async fn overloaded(limits: Limits, error: tower::BoxError) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let details = if error.is::<tower::timeout::error::Elapsed>() {
+        format!(
+            "the request took longer than {} ms (apiServer.requestTimeoutMs, KUMA_API_SERVER_REQUEST_TIMEOUT_MS)",
+            limits.request_timeout.as_millis()
+        )
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        format!(
+            "kuma-cp is serving {} requests at once (apiServer.maxConcurrentRequests, KUMA_API_SERVER_MAX_CONCURRENT_REQUESTS); try again shortly",
+            limits.max_concurrent_requests
+        )
+    } else {
+        format!("the request could not be served: {error}")
+    };
+    let mut response =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Overloaded", details).into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// The API's routes, within `limits`.
+pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
+    let limits = *limits;
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -72,7 +110,22 @@ pub fn router(ctx: ApiContext, max_body_bytes: usize) -> Router {
                 "this endpoint answers GET, PUT and DELETE only where the reference documents them",
             )
         })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Outermost first: an error of the limits below becomes a 503; a
+        // request beyond the concurrency limit is refused, not queued.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    move |error: tower::BoxError| overloaded(limits, error),
+                ))
+                .load_shed()
+                // Global: axum layers each route apart, and the limit is
+                // of the whole API.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    limits.max_concurrent_requests,
+                ))
+                .timeout(limits.request_timeout),
+        )
         .with_state(Arc::new(ctx))
 }
 

@@ -318,7 +318,11 @@ pub async fn run(
                 cache: cache.clone(),
             },
         },
-        config.api_server.max_request_body_bytes,
+        &api::Limits {
+            max_body_bytes: config.api_server.max_request_body_bytes,
+            max_concurrent_requests: config.api_server.max_concurrent_requests,
+            request_timeout: std::time::Duration::from_millis(config.api_server.request_timeout_ms),
+        },
     );
     let auth = Arc::new(DataplaneAuth {
         kind: stream_auth(&config, &opened).await?,
