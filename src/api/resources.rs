@@ -141,7 +141,11 @@ async fn put(
         )
     })?;
     let mut resource = Resource::from_json(value, Identity::Expected { kind, mesh, name })
-        .map_err(ApiError::invalid)?;
+        .map_err(|e| {
+            // One line per refusal, naming what was refused and why.
+            tracing::info!(%mesh, %kind, %name, error = %e, "resource refused");
+            ApiError::invalid(e)
+        })?;
     let (stored, created) = match if_match(headers)? {
         Some(version) => {
             resource.version = version;
