@@ -375,3 +375,109 @@ fn sds_on_its_own_port_serves_the_proxys_secrets_to_its_token_only() {
     let (_tx, first) = open(&token, CDS);
     assert!(first.is_none(), "the SDS port served clusters");
 }
+
+/// Streams that never send a request, a connection that sends garbage and
+/// a request for a dataplane that does not exist, all at once: a real
+/// proxy is still configured, the silent streams are ended with
+/// DEADLINE_EXCEEDED at the first-request timeout (10 s), and the unknown
+/// node is refused.
+#[test]
+fn silent_streams_garbage_and_unknown_nodes_do_not_stop_real_proxies() {
+    let cp = KumaCp::start(&[("KUMA_DP_SERVER_AUTH_TYPE", "none")]);
+    put_dataplane(
+        &cp,
+        "default",
+        "web",
+        (free_port(), free_port()),
+        "web",
+        &[],
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(hostile_streams(&cp));
+}
+
+async fn hostile_streams(cp: &KumaCp) {
+    use tokio::io::AsyncWriteExt;
+    const SILENT: usize = 1_000;
+    let address = cp.xds.trim_start_matches("http://").to_string();
+    let mut garbage = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    garbage
+        .write_all(b"\x16\x03\x01 this is not HTTP/2 at all \r\n\r\n")
+        .await
+        .expect("write");
+    // Many streams over a few connections, none sending anything.
+    let mut silent = Vec::new();
+    let mut senders = Vec::new();
+    for chunk in 0..10 {
+        let mut client = AggregatedDiscoveryServiceClient::connect(cp.xds.clone())
+            .await
+            .expect("connect");
+        for _ in 0..SILENT / 10 {
+            let (tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(1);
+            senders.push(tx);
+            let stream = client
+                .delta_aggregated_resources(ReceiverStream::new(rx))
+                .await
+                .unwrap_or_else(|e| panic!("connection {chunk}: {e}"))
+                .into_inner();
+            silent.push(stream);
+        }
+    }
+    let started = std::time::Instant::now();
+    let (unknown_tx, mut unknown) = delta(cp, "").await;
+    unknown_tx
+        .send(DeltaDiscoveryRequest {
+            node: node("default.nobody"),
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (real_tx, mut real) = delta(cp, "").await;
+    real_tx
+        .send(DeltaDiscoveryRequest {
+            node: node("default.web"),
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let configured = next(&mut real, Duration::from_secs(5)).await;
+    let configured_in = started.elapsed();
+    assert!(
+        matches!(configured, Some(Ok(ref r)) if r.type_url == CDS),
+        "the real proxy got {configured:?}"
+    );
+    let refused = next(&mut unknown, Duration::from_secs(10)).await;
+    assert!(
+        matches!(refused, Some(Err(ref s)) if s.code() == tonic::Code::NotFound),
+        "the unknown node got {refused:?}"
+    );
+    let mut ended = 0;
+    for stream in &mut silent {
+        if let Some(Err(status)) = next(stream, Duration::from_secs(15)).await
+            && status.code() == tonic::Code::DeadlineExceeded
+        {
+            ended += 1;
+        }
+    }
+    let waited = started.elapsed();
+    assert_eq!(ended, SILENT, "silent streams not ended after {waited:?}");
+    let pid = cp.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    println!(
+        "figure: {SILENT} silent ADS streams, a garbage connection and an unknown node: a real proxy configured in {} ms; every silent stream ended with DEADLINE_EXCEEDED within {:.1} s; peak RSS {peak}",
+        configured_in.as_millis(),
+        waited.as_secs_f64()
+    );
+    drop(senders);
+}

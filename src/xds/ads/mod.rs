@@ -332,6 +332,11 @@ async fn push<P: Protocol>(
     Ok(())
 }
 
+/// How long a new stream may wait before its first request: Envoy sends it
+/// at once, and a client that does not holds a task and a stream for
+/// nothing.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One stream, from its first request until the proxy, the snapshot cache
 /// or the server ends it.
 async fn run_stream<P: Protocol>(
@@ -341,8 +346,20 @@ async fn run_stream<P: Protocol>(
     mut requests: Streaming<P::Request>,
     tx: Sender<P::Response>,
 ) {
-    let Ok(Some(first)) = requests.message().await else {
-        return;
+    let first = match tokio::time::timeout(FIRST_REQUEST_TIMEOUT, requests.message()).await {
+        Ok(Ok(Some(first))) => first,
+        Ok(_) => return,
+        Err(_) => {
+            tracing::info!(
+                "ADS stream closed: no DiscoveryRequest within {FIRST_REQUEST_TIMEOUT:?}"
+            );
+            let status = Status::deadline_exceeded(format!(
+                "no DiscoveryRequest within {} s of opening the stream",
+                FIRST_REQUEST_TIMEOUT.as_secs()
+            ));
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
     };
     let id = match server.identify(P::node(&first), token.as_deref()).await {
         Ok(id) => id,
