@@ -328,3 +328,25 @@ fn kubernetes_mode_api_is_read_only() {
         200
     );
 }
+
+/// Found by the `http_api` fuzz target: a path segment that does not
+/// decode (`%ff`) was refused by the router in plain text. Every refusal
+/// is the documented JSON error.
+#[test]
+fn a_path_that_does_not_decode_is_refused_with_the_json_error() {
+    let cp = KumaCp::start(&[]);
+    for (method, path) in [
+        ("PUT", "/meshes/default/tra%ffic-routes/r"),
+        ("GET", "/meshes/%ff"),
+        ("DELETE", "/meshes/default/dataplanes/%ff%fe"),
+    ] {
+        let answer = http(method, &format!("{}{path}", cp.api), Some("{}"));
+        assert_eq!(answer.status, 400, "{method} {path}: {}", answer.body);
+        assert_eq!(answer.body["title"], "Bad Request", "{method} {path}");
+        assert!(
+            answer.body["details"].is_string(),
+            "{method} {path}: {}",
+            answer.body
+        );
+    }
+}

@@ -77,6 +77,27 @@ async fn overloaded(limits: Limits, error: tower::BoxError) -> axum::response::R
     response
 }
 
+/// A refusal that is not the API's own JSON error (axum's rejections of a
+/// path that does not decode, say, are plain text) becomes one, with the
+/// text as its details: every 4xx and 5xx of the API has one shape.
+async fn json_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let title = status.canonical_reason().unwrap_or("Error");
+    ApiError::new(status, title, String::from_utf8_lossy(&bytes).trim()).into_response()
+}
+
 /// The API's routes, within `limits`.
 pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
     let limits = *limits;
@@ -111,6 +132,7 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::map_response(json_errors))
         // Outermost first: an error of the limits below becomes a 503; a
         // request beyond the concurrency limit is refused, not queued.
         .layer(
