@@ -46,10 +46,16 @@ pub const TRANSPARENT_PROXYING: &str = "kuma.io/transparent-proxying";
 pub const INBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-inbound-port";
 pub const OUTBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-outbound-port";
 
-/// What a change asks to look at again.
 /// How long a pod whose Dataplane could not be written waits for the
 /// next try.
 const RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Every pod is looked at again this often, changed or not, so that a
+/// missed event heals: only differences are written, so a pass over
+/// unchanged pods costs no API call.
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// What a change asks to look at again.
 
 enum Touch {
     Pod { namespace: String, name: String },
@@ -293,12 +299,18 @@ pub async fn run(
     let retry_events = tokio_stream::wrappers::UnboundedReceiverStream::new(retries)
         .map(Some)
         .boxed();
+    let resync = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(RESYNC).await;
+        Some((Some(Touch::Everything), ()))
+    })
+    .boxed();
     let mut touches = futures::stream::select_all([
         pod_events,
         service_events,
         namespace_events,
         dataplane_events,
         retry_events,
+        resync,
     ])
     .filter_map(|t| async move { t })
     .boxed();
