@@ -56,7 +56,6 @@ const RETRY_DELAY: Duration = Duration::from_secs(2);
 const RESYNC: Duration = Duration::from_secs(10);
 
 /// What a change asks to look at again.
-
 enum Touch {
     Pod { namespace: String, name: String },
     Namespace(String),
