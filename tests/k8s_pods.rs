@@ -79,8 +79,11 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
         eventually(Duration::from_secs(30), || list()
             .stdout
             .contains("echo-1.demo")),
-        "no Dataplane for echo-1 in kumactl get dataplanes:\n{}\non the API server: {:?}\nleader lease: {:?}\nkuma-cp log:\n{}",
-        list().stdout,
+        "no Dataplane for echo-1 in kumactl get dataplanes: {:?}\non the API server: {:?}\nleader lease: {:?}\nkuma-cp log:\n{}",
+        {
+            let run = list();
+            (run.code, run.stdout, run.stderr)
+        },
         api.get(DATAPLANE),
         api.list("/apis/coordination.k8s.io/v1/namespaces/kuma-system/leases"),
         cp.log()
