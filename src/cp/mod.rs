@@ -118,10 +118,11 @@ pub async fn open_store(
 
 /// Creates the `default` mesh unless it exists or the setting
 /// `defaults.skipMeshCreation` says not to; with several replicas, the
-/// leader does.
-async fn ensure_default_mesh(config: &Config, store: &SharedStore) -> Result<(), CpError> {
+/// leader does. Answers whether that is settled: false when the store
+/// refused because this replica no longer leads.
+async fn ensure_default_mesh(config: &Config, store: &SharedStore) -> Result<bool, CpError> {
     if config.defaults.skip_mesh_creation {
-        return Ok(());
+        return Ok(true);
     }
     let mesh = Resource::new(
         ResourceKey::mesh("default"),
@@ -130,9 +131,10 @@ async fn ensure_default_mesh(config: &Config, store: &SharedStore) -> Result<(),
     match store.create(mesh).await {
         Ok(_) => {
             tracing::info!("created the default mesh");
-            Ok(())
+            Ok(true)
         }
-        Err(StoreError::AlreadyExists(_) | StoreError::NotLeader(_)) => Ok(()),
+        Err(StoreError::AlreadyExists(_)) => Ok(true),
+        Err(StoreError::NotLeader(_)) => Ok(false),
         Err(e) => Err(CpError::DefaultMesh(e)),
     }
 }
@@ -233,8 +235,8 @@ async fn default_mesh_when_leading(
             _ = leadership.acquired() => {}
         }
         match ensure_default_mesh(&config, &store).await {
-            Ok(()) if leadership.is_leader() => return,
-            Ok(()) => {}
+            Ok(true) => return,
+            Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "retrying"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -251,9 +253,9 @@ pub async fn run(
     let outside_mesh = OutsideMesh::default();
     let opened = open_store(&config, &instance_id, &outside_mesh, &shutdown).await?;
     let store = opened.store.clone();
-    if opened.leadership.is_leader() {
-        ensure_default_mesh(&config, &store).await?;
-    }
+    // Decided once: leadership may come between here and the servers'
+    // start, and then neither way would create the mesh.
+    let settled = opened.leadership.is_leader() && ensure_default_mesh(&config, &store).await?;
 
     let api_listener = runtime::bind("HTTP API", "apiServer.port", config.api_server.port).await?;
     let health_listener = runtime::bind(
@@ -386,7 +388,7 @@ pub async fn run(
             .instrument(tracing::info_span!("ca_provisioner")),
         ),
     ];
-    if !opened.leadership.is_leader() {
+    if !settled {
         servers.push(tokio::spawn(default_mesh_when_leading(
             config.clone(),
             store.clone(),
