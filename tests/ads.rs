@@ -466,14 +466,7 @@ async fn hostile_streams(cp: &KumaCp) {
     }
     let waited = started.elapsed();
     assert_eq!(ended, SILENT, "silent streams not ended after {waited:?}");
-    let pid = cp.child.id();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap_or("?")
-        .trim()
-        .to_string();
+    let peak = common::peak_rss(cp.child.id());
     println!(
         "figure: {SILENT} silent ADS streams, a garbage connection and an unknown node: a real proxy configured in {} ms; every silent stream ended with DEADLINE_EXCEEDED within {:.1} s; peak RSS {peak}",
         configured_in.as_millis(),

@@ -147,14 +147,7 @@ fn silent_and_slow_http_clients_do_not_starve_real_ones_and_are_disconnected() {
     for c in hostile.iter_mut().step_by(2) {
         let _ = c.write_all(b"X");
     }
-    let pid = cp.child.id();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap_or("?")
-        .trim()
-        .to_string();
+    let peak = common::peak_rss(cp.child.id());
     // Every hostile connection is closed by the control plane: a read
     // ends (0 bytes, or an error) instead of blocking.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -368,6 +368,17 @@ pub fn run_ok(program: &str, args: &[&str]) -> String {
 }
 
 /// Polls `check` every 20 ms until it is true or `within` has passed.
+/// A process's peak resident memory, as /proc reports it (`33204 kB`).
+pub fn peak_rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap_or("?")
+        .trim()
+        .to_string()
+}
+
 pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
