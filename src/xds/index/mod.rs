@@ -15,7 +15,7 @@ mod policies;
 
 pub use handle::IndexHandle;
 pub use policies::Policies;
-use policies::ServiceKeyed;
+use policies::Policy;
 
 use crate::resources::{
     DataplaneSpec, MeshSpec, ParsedProxyTemplate, Resource, ResourceKey, ResourceType, SecretSpec,
@@ -339,12 +339,22 @@ impl ResourceIndex {
         match spec {
             Spec::Mesh(spec) => self.upsert_mesh(name, spec),
             Spec::Dataplane(spec) => self.upsert_dataplane(mesh, name, spec),
-            Spec::TrafficPermission(spec) => self.set_permission(mesh, name, Some(spec)),
+            Spec::TrafficPermission(spec) => {
+                self.set_policy(mesh, name, Some(spec), |v| &mut v.permissions)
+            }
             Spec::Secret(spec) => self.set_secret(mesh, name, Some(spec)),
-            Spec::TrafficLog(spec) => self.set_traffic_log(mesh, name, Some(spec)),
-            Spec::TrafficRoute(spec) => self.set_traffic_route(mesh, name, Some(spec)),
-            Spec::TrafficTrace(spec) => self.set_traffic_trace(mesh, name, Some(spec)),
-            Spec::ProxyTemplate(spec) => self.set_proxy_template(mesh, name, Some(spec.parsed())),
+            Spec::TrafficLog(spec) => {
+                self.set_policy(mesh, name, Some(spec), |v| &mut v.traffic_logs)
+            }
+            Spec::TrafficRoute(spec) => {
+                self.set_policy(mesh, name, Some(spec), |v| &mut v.traffic_routes)
+            }
+            Spec::TrafficTrace(spec) => {
+                self.set_policy(mesh, name, Some(spec), |v| &mut v.traffic_traces)
+            }
+            Spec::ProxyTemplate(spec) => {
+                self.set_policy(mesh, name, Some(spec.parsed()), |v| &mut v.proxy_templates)
+            }
             // Insights are what proxies did, not what they are sent.
             Spec::DataplaneInsight(_) => Affected::default(),
         }
@@ -355,12 +365,22 @@ impl ResourceIndex {
         match key.kind {
             ResourceType::Mesh => self.remove_mesh(name),
             ResourceType::Dataplane => self.remove_dataplane(mesh, name),
-            ResourceType::TrafficPermission => self.set_permission(mesh, name, None),
+            ResourceType::TrafficPermission => {
+                self.set_policy::<TrafficPermissionSpec>(mesh, name, None, |v| &mut v.permissions)
+            }
             ResourceType::Secret => self.set_secret(mesh, name, None),
-            ResourceType::TrafficLog => self.set_traffic_log(mesh, name, None),
-            ResourceType::TrafficRoute => self.set_traffic_route(mesh, name, None),
-            ResourceType::TrafficTrace => self.set_traffic_trace(mesh, name, None),
-            ResourceType::ProxyTemplate => self.set_proxy_template(mesh, name, None),
+            ResourceType::TrafficLog => {
+                self.set_policy::<TrafficLogSpec>(mesh, name, None, |v| &mut v.traffic_logs)
+            }
+            ResourceType::TrafficRoute => {
+                self.set_policy::<TrafficRouteSpec>(mesh, name, None, |v| &mut v.traffic_routes)
+            }
+            ResourceType::TrafficTrace => {
+                self.set_policy::<TrafficTraceSpec>(mesh, name, None, |v| &mut v.traffic_traces)
+            }
+            ResourceType::ProxyTemplate => {
+                self.set_policy::<ParsedProxyTemplate>(mesh, name, None, |v| &mut v.proxy_templates)
+            }
             ResourceType::DataplaneInsight => Affected::default(),
         }
     }
@@ -430,99 +450,14 @@ impl ResourceIndex {
         view.consumers_of(&old.services())
     }
 
-    /// A traffic permission shapes the RBAC of the inbounds its
-    /// destinations select.
-    fn set_permission(
-        &mut self,
-        mesh: &str,
-        name: &str,
-        spec: Option<TrafficPermissionSpec>,
-    ) -> Affected {
-        self.set_policy(
-            mesh,
-            name,
-            spec,
-            |v| &mut v.permissions,
-            |p| p.rules.iter().flat_map(|r| &r.destinations).collect(),
-        )
-    }
-
-    /// A traffic log shapes the outbounds of the proxies its sources select.
-    fn set_traffic_log(
-        &mut self,
-        mesh: &str,
-        name: &str,
-        spec: Option<TrafficLogSpec>,
-    ) -> Affected {
-        self.set_policy(
-            mesh,
-            name,
-            spec,
-            |v| &mut v.traffic_logs,
-            |p| p.rules.iter().flat_map(|r| &r.sources).collect(),
-        )
-    }
-
-    /// A traffic route shapes the outbounds of the proxies its sources
-    /// select.
-    fn set_traffic_route(
-        &mut self,
-        mesh: &str,
-        name: &str,
-        spec: Option<TrafficRouteSpec>,
-    ) -> Affected {
-        self.set_policy(
-            mesh,
-            name,
-            spec,
-            |v| &mut v.traffic_routes,
-            |p| p.sources.iter().collect(),
-        )
-    }
-
-    /// A traffic trace shapes the HTTP listeners of the proxies it selects.
-    fn set_traffic_trace(
-        &mut self,
-        mesh: &str,
-        name: &str,
-        spec: Option<TrafficTraceSpec>,
-    ) -> Affected {
-        self.set_policy(
-            mesh,
-            name,
-            spec,
-            |v| &mut v.traffic_traces,
-            |p| p.selectors.iter().collect(),
-        )
-    }
-
-    /// A proxy template shapes the whole configuration of the proxies it
-    /// selects.
-    fn set_proxy_template(
-        &mut self,
-        mesh: &str,
-        name: &str,
-        spec: Option<ParsedProxyTemplate>,
-    ) -> Affected {
-        self.set_policy(
-            mesh,
-            name,
-            spec,
-            |v| &mut v.proxy_templates,
-            |p| p.spec.selectors.iter().collect(),
-        )
-    }
-
-    /// A policy appeared, changed or went (`None`). The proxies that its
-    /// `selecting` selectors pick, before or after the change, are
-    /// affected, no others.
-    fn set_policy<P: ServiceKeyed>(
+    /// A policy appeared, changed or went (`None`). The proxies its proxy
+    /// selectors pick, before or after the change, are affected, no others.
+    fn set_policy<P: Policy>(
         &mut self,
         mesh: &str,
         name: &str,
         spec: Option<P>,
         policies: fn(&mut MeshView) -> &mut Policies<P>,
-        selecting: fn(&P) -> Vec<&Selector>,
     ) -> Affected {
         let view = self.view(mesh);
         let map = policies(view);
@@ -534,7 +469,7 @@ impl ResourceIndex {
         let selectors: Vec<&Selector> = old
             .iter()
             .chain(new.iter())
-            .flat_map(|p| selecting(p))
+            .flat_map(|p| p.proxy_selectors())
             .collect();
         Affected {
             proxies: view.selected(&selectors),
@@ -622,15 +557,18 @@ mod tests {
             }],
         };
         assert_eq!(
-            ids(&index.set_permission("m", "p", Some(to("redis")))),
+            ids(&index.set_policy("m", "p", Some(to("redis")), |v| &mut v.permissions)),
             ["m.redis-1"]
         );
         // Moved to db: the old destination and the new one.
         assert_eq!(
-            ids(&index.set_permission("m", "p", Some(to("db")))),
+            ids(&index.set_policy("m", "p", Some(to("db")), |v| &mut v.permissions)),
             ["m.db-1", "m.redis-1"]
         );
-        assert_eq!(ids(&index.set_permission("m", "p", None)), ["m.db-1"]);
+        assert_eq!(
+            ids(&index.set_policy::<TrafficPermissionSpec>("m", "p", None, |v| &mut v.permissions)),
+            ["m.db-1"]
+        );
     }
 
     #[test]

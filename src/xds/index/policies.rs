@@ -17,38 +17,62 @@ use crate::resources::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// A kind of policy and the selectors that tie one to services.
-pub trait ServiceKeyed {
+/// A kind of policy, by the two sets of selectors the index needs: those
+/// that tie it to services (it is filed under them) and those that pick
+/// the proxies whose configuration it shapes (they are rebuilt when it
+/// changes).
+pub trait Policy {
     fn service_selectors(&self) -> Vec<&Selector>;
+    fn proxy_selectors(&self) -> Vec<&Selector>;
 }
 
-impl ServiceKeyed for TrafficPermissionSpec {
+/// A permission shapes the RBAC of the inbounds its destinations select.
+impl Policy for TrafficPermissionSpec {
     fn service_selectors(&self) -> Vec<&Selector> {
         self.rules.iter().flat_map(|r| &r.destinations).collect()
     }
-}
-
-impl ServiceKeyed for TrafficLogSpec {
-    fn service_selectors(&self) -> Vec<&Selector> {
-        self.rules.iter().flat_map(|r| &r.destinations).collect()
+    fn proxy_selectors(&self) -> Vec<&Selector> {
+        self.service_selectors()
     }
 }
 
-impl ServiceKeyed for TrafficRouteSpec {
+/// A log shapes the outbounds of the proxies its sources select.
+impl Policy for TrafficLogSpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.rules.iter().flat_map(|r| &r.destinations).collect()
+    }
+    fn proxy_selectors(&self) -> Vec<&Selector> {
+        self.rules.iter().flat_map(|r| &r.sources).collect()
+    }
+}
+
+/// A route shapes the outbounds of the proxies its sources select.
+impl Policy for TrafficRouteSpec {
     fn service_selectors(&self) -> Vec<&Selector> {
         self.destinations.iter().collect()
     }
-}
-
-impl ServiceKeyed for TrafficTraceSpec {
-    fn service_selectors(&self) -> Vec<&Selector> {
-        self.selectors.iter().collect()
+    fn proxy_selectors(&self) -> Vec<&Selector> {
+        self.sources.iter().collect()
     }
 }
 
-impl ServiceKeyed for ParsedProxyTemplate {
+/// A trace shapes the HTTP listeners of the proxies it selects.
+impl Policy for TrafficTraceSpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.selectors.iter().collect()
+    }
+    fn proxy_selectors(&self) -> Vec<&Selector> {
+        self.service_selectors()
+    }
+}
+
+/// A template shapes the whole configuration of the proxies it selects.
+impl Policy for ParsedProxyTemplate {
     fn service_selectors(&self) -> Vec<&Selector> {
         self.spec.selectors.iter().collect()
+    }
+    fn proxy_selectors(&self) -> Vec<&Selector> {
+        self.service_selectors()
     }
 }
 
@@ -83,7 +107,7 @@ fn services<'a>(selectors: &[&'a Selector]) -> Option<BTreeSet<&'a str>> {
         .collect()
 }
 
-impl<P: ServiceKeyed> Policies<P> {
+impl<P: Policy> Policies<P> {
     /// Every policy, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<P>)> {
         self.all.iter()
