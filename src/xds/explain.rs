@@ -36,15 +36,10 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
         }),
         None => json!({"name": null, "imports": [crate::resources::DEFAULT_PROFILE]}),
     };
-    let trace = tracing::chosen(dataplane, mesh).map(|(name, backend)| {
-        let selectors = mesh
-            .traffic_traces()
-            .get(name)
-            .map(|t| t.selectors.clone())
-            .unwrap_or_default();
+    let trace = tracing::chosen(dataplane, mesh).map(|(name, trace, backend)| {
         json!({
             "name": name,
-            "selector": matched(&selectors, own.iter().copied()),
+            "selector": matched(&trace.selectors, own.iter().copied()),
             "backend": backend.name,
         })
     });
@@ -105,7 +100,7 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                     "name": name,
                     "source": matched(&r.sources, own.iter().copied()),
                     "destination": matched(&r.destinations, [&destination]),
-                    "split": route::outbound(&own, mesh, service)
+                    "split": route::subsets(r)
                         .into_iter()
                         .map(|s| json!({"cluster": s.cluster, "weight": s.weight}))
                         .collect::<Vec<_>>(),

@@ -141,15 +141,21 @@ fn default_proxy(
     let mut per_target: HashMap<String, Target> = HashMap::new();
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
         let chosen = per_target.entry(target.to_string()).or_insert_with(|| {
+            let of_service = |service: &str| {
+                Protocol::of_service(service, mesh.providers(service).map(|(_, p)| p))
+            };
+            let target_protocol = of_service(target);
             let subsets = route::outbound(&source_tags, mesh, target);
             for subset in &subsets {
                 if clusters.contains_key(&subset.cluster) {
                     continue;
                 }
-                let protocol = Protocol::of_service(
-                    &subset.service,
-                    mesh.providers(&subset.service).map(|(_, p)| p),
-                );
+                // Usually the target's own subsets: its protocol is known.
+                let protocol = if subset.service == target {
+                    target_protocol
+                } else {
+                    of_service(&subset.service)
+                };
                 let transport = tls.map(|_| tls::upstream(&mesh.name, &subset.service));
                 clusters.insert(
                     subset.cluster.clone(),
@@ -170,7 +176,7 @@ fn default_proxy(
                 );
             }
             Target {
-                protocol: Protocol::of_service(target, mesh.providers(target).map(|(_, p)| p)),
+                protocol: target_protocol,
                 access_log: access_log::outbound(dataplane, &source_tags, mesh, target),
                 upstream: subsets.into_iter().map(|s| (s.cluster, s.weight)).collect(),
             }

@@ -39,9 +39,14 @@ impl Subset {
 /// The subsets of the outbound from a proxy (with `source_tags`) to
 /// `service`. Parts of weight 0 are left out: they receive nothing.
 pub fn outbound(source_tags: &[&Tags], mesh: &MeshView, service: &str) -> Vec<Subset> {
-    let Some((_, route)) = chosen(source_tags, mesh, service) else {
-        return vec![Subset::whole(service)];
-    };
+    match chosen(source_tags, mesh, service) {
+        Some((_, route)) => subsets(route),
+        None => vec![Subset::whole(service)],
+    }
+}
+
+/// The subsets a route splits into, parts of weight 0 left out.
+pub fn subsets(route: &TrafficRouteSpec) -> Vec<Subset> {
     route
         .conf
         .iter()

@@ -5,7 +5,7 @@
 //! dataplane's service. TCP listeners carry no requests and report nothing.
 
 use super::envoy::{XdsResource, any, dns_cluster};
-use crate::resources::{DataplaneSpec, TracingBackend, for_dataplane};
+use crate::resources::{DataplaneSpec, TracingBackend, TrafficTraceSpec, for_dataplane};
 use crate::xds::index::MeshView;
 use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing, zipkin_config};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
@@ -19,18 +19,18 @@ pub struct ProxyTracing {
     pub config: Tracing,
 }
 
-/// The TrafficTrace that selects `dataplane` (most specific first) and
-/// the backend it names, when the mesh has that backend.
+/// The TrafficTrace that selects `dataplane` (most specific first), its
+/// name and the backend it names, when the mesh has that backend.
 pub fn chosen<'m>(
     dataplane: &DataplaneSpec,
     mesh: &'m MeshView,
-) -> Option<(&'m str, &'m TracingBackend)> {
+) -> Option<(&'m str, &'m TrafficTraceSpec, &'m TracingBackend)> {
     let tags = dataplane.inbound_tags();
     let (name, trace) = for_dataplane(
         &tags,
         mesh.traffic_traces()
             .for_services(&dataplane.services())
-            .map(|(name, t)| (name.as_str(), &t.selectors[..], t)),
+            .map(|(name, t)| (name.as_str(), &t.selectors[..], t.as_ref())),
     )?;
     let tracing = mesh.spec.tracing.as_ref()?;
     let wanted = trace.backend().or(tracing.default_backend.as_deref());
@@ -38,11 +38,11 @@ pub fn chosen<'m>(
         .backends
         .iter()
         .find(|b| wanted.is_none_or(|w| b.name == w))?;
-    Some((name, backend))
+    Some((name, trace, backend))
 }
 
 pub fn of_proxy(dataplane: &DataplaneSpec, mesh: &MeshView) -> Option<ProxyTracing> {
-    let (_, backend) = chosen(dataplane, mesh)?;
+    let (_, _, backend) = chosen(dataplane, mesh)?;
     // Validated on the way in; a backend without a usable URL traces nothing.
     let (host, port, path) = backend.conf.endpoint()?;
     let cluster = format!("tracing:{}", backend.name);
