@@ -72,6 +72,16 @@ pub struct XdsResource {
     pub body: Any,
 }
 
+impl XdsResource {
+    /// `msg` encoded, under `name`.
+    pub(super) fn new<M: Message + Name>(name: &str, msg: &M) -> Self {
+        XdsResource {
+            name: name.to_string(),
+            body: any(msg),
+        }
+    }
+}
+
 pub(super) fn any<M: Message + Name>(msg: &M) -> Any {
     Any {
         type_url: M::type_url(),
@@ -190,10 +200,7 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
         bind_to_port: (!bind_to_port).then_some(BoolValue { value: false }),
         ..Default::default()
     };
-    XdsResource {
-        name: name.to_string(),
-        body: any(&listener),
-    }
+    XdsResource::new(name, &listener)
 }
 
 /// A cluster that connects to where a redirected connection was going
@@ -208,10 +215,7 @@ pub fn original_destination_cluster(name: &str) -> XdsResource {
         lb_policy: cluster::LbPolicy::ClusterProvided as i32,
         ..Default::default()
     };
-    XdsResource {
-        name: name.to_string(),
-        body: any(&cluster),
-    }
+    XdsResource::new(name, &cluster)
 }
 
 /// The listener the node's redirection (iptables) sends a pod's traffic to:
@@ -245,10 +249,7 @@ pub fn redirect_listener(name: &str, port: u16, passthrough: &str) -> XdsResourc
         }],
         ..Default::default()
     };
-    XdsResource {
-        name: name.to_string(),
-        body: any(&listener),
-    }
+    XdsResource::new(name, &listener)
 }
 
 /// A cluster of the addresses `host` resolves to (an IP is its own
@@ -264,10 +265,7 @@ pub fn dns_cluster(name: &str, host: &str, port: u16) -> XdsResource {
         load_assignment: Some(assignment(name, [(host, port)].into_iter())),
         ..Default::default()
     };
-    XdsResource {
-        name: name.to_string(),
-        body: any(&cluster),
-    }
+    XdsResource::new(name, &cluster)
 }
 
 /// A cluster with one fixed endpoint (the local service behind an inbound).
@@ -284,10 +282,7 @@ pub fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protocol) -> 
     if protocol == Protocol::Http2 {
         super::http::upstream_http2(&mut cluster);
     }
-    XdsResource {
-        name: name.to_string(),
-        body: any(&cluster),
-    }
+    XdsResource::new(name, &cluster)
 }
 
 /// A cluster whose endpoints come over ADS (EDS), named after its service,
@@ -313,10 +308,7 @@ pub fn eds_cluster(
     if protocol == Protocol::Http2 {
         super::http::upstream_http2(&mut cluster);
     }
-    XdsResource {
-        name: name.to_string(),
-        body: any(&cluster),
-    }
+    XdsResource::new(name, &cluster)
 }
 
 fn assignment<H: std::fmt::Display>(
@@ -344,8 +336,5 @@ fn assignment<H: std::fmt::Display>(
 
 /// The endpoints of a service, for EDS.
 pub fn load_assignment(name: &str, addresses: impl Iterator<Item = (IpAddr, u16)>) -> XdsResource {
-    XdsResource {
-        name: name.to_string(),
-        body: any(&assignment(name, addresses)),
-    }
+    XdsResource::new(name, &assignment(name, addresses))
 }

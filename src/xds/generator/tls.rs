@@ -63,14 +63,8 @@ pub fn secrets(tls: &ProxyTls<'_>) -> Vec<XdsResource> {
         )),
     };
     vec![
-        XdsResource {
-            name: IDENTITY_SECRET.into(),
-            body: any(&identity),
-        },
-        XdsResource {
-            name: MESH_CA_SECRET.into(),
-            body: any(&ca),
-        },
+        XdsResource::new(IDENTITY_SECRET, &identity),
+        XdsResource::new(MESH_CA_SECRET, &ca),
     ]
 }
 
