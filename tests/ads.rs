@@ -427,24 +427,20 @@ async fn hostile_streams(cp: &KumaCp) {
         }
     }
     let started = std::time::Instant::now();
-    let (unknown_tx, mut unknown) = delta(cp, "").await;
-    unknown_tx
-        .send(DeltaDiscoveryRequest {
-            node: node("default.nobody"),
+    // A delta stream of `node_id` that asks for clusters.
+    let subscribed = |node_id: &'static str| async move {
+        let (tx, responses) = delta(cp, "").await;
+        tx.send(DeltaDiscoveryRequest {
+            node: node(node_id),
             type_url: CDS.into(),
             ..Default::default()
         })
         .await
         .unwrap();
-    let (real_tx, mut real) = delta(cp, "").await;
-    real_tx
-        .send(DeltaDiscoveryRequest {
-            node: node("default.web"),
-            type_url: CDS.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        (tx, responses)
+    };
+    let (_unknown_tx, mut unknown) = subscribed("default.nobody").await;
+    let (_real_tx, mut real) = subscribed("default.web").await;
     let configured = next(&mut real, Duration::from_secs(5)).await;
     let configured_in = started.elapsed();
     assert!(

@@ -431,17 +431,7 @@ fn an_http_service_is_proxied_as_http_by_both_envoys() {
     let cp = KumaCp::start(&[]);
     let (app, inbound, client_inbound, outbound) =
         (free_port(), free_port(), free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hello.txt"), "hello over http\n").unwrap();
-    let _server = common::Process(
-        std::process::Command::new("python3")
-            .args(["-m", "http.server", &app.to_string(), "--bind", "127.0.0.1"])
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs"),
-    );
+    let _server = common::http_app(app, "hello over http\n");
     cp.put(
         "/meshes/default/dataplanes/api-1",
         &serde_json::json!({"type": "Dataplane", "mesh": "default", "name": "api-1",

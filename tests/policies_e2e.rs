@@ -194,28 +194,6 @@ fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
     }
 }
 
-/// A python HTTP server in a directory holding hello.txt.
-fn http_app(port: u16) -> (common::Process, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hello.txt"), "hello\n").unwrap();
-    let server = common::Process(
-        std::process::Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs"),
-    );
-    (server, dir)
-}
-
 /// With a zipkin backend and a TrafficTrace over every service, a request
 /// through two Envoys reaches the collector as spans named after both
 /// services, client side and server side.
@@ -237,7 +215,7 @@ fn a_traffic_trace_reports_spans_of_both_services_to_the_zipkin_collector() {
         .to_string(),
     );
     let (app, outbound) = (free_port(), free_port());
-    let _app = http_app(app);
+    let _app = common::http_app(app, "hello\n");
     put_tagged_dataplane(
         &cp,
         "default",

@@ -256,6 +256,30 @@ pub fn echo_works_at(address: impl std::net::ToSocketAddrs) -> bool {
         .unwrap_or(false)
 }
 
+/// An HTTP application on 127.0.0.1:`port` (python's http.server) serving
+/// `/hello.txt` with `body`; it stops when the process handle is dropped,
+/// the directory with it.
+pub fn http_app(port: u16, body: &str) -> (Process, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hello.txt"), body).expect("hello.txt");
+    let server = Process(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    (server, dir)
+}
+
 /// PUTs a dataplane with one inbound (and optional outbounds) into `mesh`.
 pub fn put_dataplane(
     cp: &KumaCp,
