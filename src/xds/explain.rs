@@ -173,17 +173,11 @@ pub fn configuration(source: Source<'_>) -> Value {
                 .iter()
                 .map(|(name, r)| resource(name, Some(&r.version), &r.body))
                 .collect(),
-            Source::GeneratedNow(config) => {
-                let list = match type_url {
-                    TypeUrl::Secret => &config.secrets,
-                    TypeUrl::Cluster => &config.clusters,
-                    TypeUrl::ClusterLoadAssignment => &config.endpoints,
-                    TypeUrl::Listener => &config.listeners,
-                };
-                list.iter()
-                    .map(|r| resource(&r.name, None, &r.body))
-                    .collect()
-            }
+            Source::GeneratedNow(config) => config
+                .of_type(type_url)
+                .iter()
+                .map(|r| resource(&r.name, None, &r.body))
+                .collect(),
         };
         out.insert(key.into(), Value::Array(resources));
     }

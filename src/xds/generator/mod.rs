@@ -40,6 +40,27 @@ pub struct ProxyConfig {
     pub endpoints: Vec<XdsResource>,
 }
 
+impl ProxyConfig {
+    /// The resources of one type.
+    pub fn of_type(&self, type_url: TypeUrl) -> &Vec<XdsResource> {
+        match type_url {
+            TypeUrl::Secret => &self.secrets,
+            TypeUrl::Listener => &self.listeners,
+            TypeUrl::Cluster => &self.clusters,
+            TypeUrl::ClusterLoadAssignment => &self.endpoints,
+        }
+    }
+
+    fn of_type_mut(&mut self, type_url: TypeUrl) -> &mut Vec<XdsResource> {
+        match type_url {
+            TypeUrl::Secret => &mut self.secrets,
+            TypeUrl::Listener => &mut self.listeners,
+            TypeUrl::Cluster => &mut self.clusters,
+            TypeUrl::ClusterLoadAssignment => &mut self.endpoints,
+        }
+    }
+}
+
 /// The local cluster an inbound forwards to.
 pub fn local_cluster_name(service_port: u16) -> String {
     format!("localhost:{service_port}")

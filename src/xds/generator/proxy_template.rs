@@ -4,8 +4,7 @@
 //! the mesh's secrets are. Each raw resource then adds to it, or replaces
 //! the generated resource of the same type and name.
 
-use super::{ProxyConfig, XdsResource};
-use crate::envoy_api;
+use super::{ProxyConfig, TypeUrl, XdsResource};
 use crate::resources::{DataplaneSpec, ParsedProxyTemplate, for_dataplane};
 use crate::xds::index::MeshView;
 
@@ -27,12 +26,11 @@ pub fn chosen<'m>(
 /// name order.
 pub fn apply(config: &mut ProxyConfig, template: &ParsedProxyTemplate) {
     for raw in &template.resources {
-        let list = match raw.type_url.as_str() {
-            envoy_api::LISTENER => &mut config.listeners,
-            envoy_api::CLUSTER => &mut config.clusters,
-            envoy_api::CLUSTER_LOAD_ASSIGNMENT => &mut config.endpoints,
-            _ => continue,
+        // Parsed raw resources have one of the served types (RAW_TYPES).
+        let Some(type_url) = TypeUrl::parse(&raw.type_url) else {
+            continue;
         };
+        let list = config.of_type_mut(type_url);
         let resource = XdsResource {
             name: raw.name.clone(),
             body: raw.body.clone(),
