@@ -108,11 +108,6 @@ fn services<'a>(selectors: &[&'a Selector]) -> Option<BTreeSet<&'a str>> {
 }
 
 impl<P: Policy> Policies<P> {
-    /// Every policy, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<P>)> {
-        self.all.iter()
-    }
-
     pub fn get(&self, name: &str) -> Option<&Arc<P>> {
         self.all.get(name)
     }
