@@ -189,6 +189,68 @@ pub struct ApiServerConfig {
     pub max_concurrent_requests: usize,
     /// A request that takes longer is answered 503.
     pub request_timeout_ms: u64,
+    /// Who a request is from.
+    pub authn: ApiAuthnConfig,
+    /// The API over HTTPS, where clients may present a certificate.
+    pub https: ApiHttpsConfig,
+    /// Client certificates of the HTTPS port.
+    pub auth: ApiAuthConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiAuthnConfig {
+    /// A request from loopback without credentials is the admin. A request
+    /// with credentials is always their user.
+    pub localhost_is_admin: bool,
+}
+
+impl Default for ApiAuthnConfig {
+    fn default() -> Self {
+        ApiAuthnConfig {
+            localhost_is_admin: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiHttpsConfig {
+    /// Serve the API over HTTPS too.
+    pub enabled: bool,
+    /// Its port (5682, Kuma's, is the bootstrap server's here).
+    pub port: u16,
+    /// The address it listens on.
+    pub interface: String,
+    /// Server certificate (PEM); a self-signed one for localhost and this
+    /// host is generated when unset.
+    pub tls_cert_file: String,
+    /// Key of that certificate (PEM).
+    pub tls_key_file: String,
+    /// Refuse clients without a certificate from apiServer.auth.clientCertsDir.
+    pub require_client_cert: bool,
+}
+
+impl Default for ApiHttpsConfig {
+    fn default() -> Self {
+        ApiHttpsConfig {
+            enabled: false,
+            port: 5683,
+            interface: "0.0.0.0".into(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            require_client_cert: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiAuthConfig {
+    /// A directory of CA certificates (.pem, .crt): a client certificate
+    /// they sign is the user of its common name, in the groups of its
+    /// organizations (O).
+    pub client_certs_dir: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -464,6 +526,9 @@ impl Default for ApiServerConfig {
             max_page_size: 1000,
             max_concurrent_requests: 512,
             request_timeout_ms: 30_000,
+            authn: ApiAuthnConfig::default(),
+            https: ApiHttpsConfig::default(),
+            auth: ApiAuthConfig::default(),
         }
     }
 }

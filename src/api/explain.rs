@@ -1,7 +1,9 @@
 //! `GET /meshes/{mesh}/dataplanes/{name}/policies` and `.../xds`: why a
 //! proxy got what it got, and what it got (see `xds::explain`).
 
+use super::authn::Caller;
 use super::{ApiError, SharedContext};
+use crate::resources::{Access, ResourceType};
 use crate::xds::cache::SnapshotCache;
 use crate::xds::explain::{self, Source};
 use crate::xds::generator::{self, ProxyTls};
@@ -19,8 +21,17 @@ pub struct Proxies {
 
 pub async fn dataplane_view(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path((mesh, name, view)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    // The configuration holds every endpoint and certificate the proxy
+    // was sent: more than reading the Dataplane shows.
+    let access = if view == "xds" {
+        Access::ViewConfigDump
+    } else {
+        Access::Read
+    };
+    caller.require(access, ResourceType::Dataplane, &mesh, &name)?;
     let id = ProxyId::new(&mesh, &name);
     let index = ctx.proxies.index.read();
     let (Some(mesh_view), Some(dataplane)) = (index.mesh(&mesh), index.dataplane(&id)) else {

@@ -1,12 +1,15 @@
 //! The HTTP API on port 5681, as the reference documents it: meshes and the
 //! resources inside them, dataplanes with their insights, and the version.
 
+pub mod authn;
 mod error;
 pub mod explain;
+pub mod https;
 pub mod outside_mesh;
 mod overview;
 mod paging;
 mod resources;
+mod tokens;
 
 pub use error::{ApiError, describe_error_body};
 
@@ -36,6 +39,10 @@ pub struct ApiContext {
     pub outside_mesh: outside_mesh::OutsideMesh,
     /// What the proxies are sent, for the explain endpoints.
     pub proxies: explain::Proxies,
+    /// Who a request is from.
+    pub authenticator: Arc<authn::Authenticator>,
+    /// Validity of dataplane tokens that do not ask for less.
+    pub dataplane_token_validity: std::time::Duration,
 }
 
 pub type SharedContext = Arc<ApiContext>;
@@ -101,9 +108,18 @@ async fn json_errors(response: axum::response::Response) -> axum::response::Resp
 /// The API's routes, within `limits`.
 pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
     let limits = *limits;
+    let authenticator = ctx.authenticator.clone();
     Router::new()
-        .route("/", get(index))
         .route("/metrics", get(metrics))
+        .route("/tokens/user", axum::routing::post(tokens::user_token))
+        .route(
+            "/tokens/user/revocations",
+            axum::routing::post(tokens::revoke_user_token),
+        )
+        .route(
+            "/tokens/dataplane",
+            axum::routing::post(tokens::dataplane_token),
+        )
         .route("/meshes", get(resources::list_meshes))
         .route(
             "/meshes/{mesh}",
@@ -123,6 +139,20 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
                 .put(resources::put_in_mesh)
                 .delete(resources::delete_in_mesh),
         )
+        .route("/{collection}", get(resources::list_global))
+        .route(
+            "/{collection}/{name}",
+            get(resources::get_global)
+                .put(resources::put_global)
+                .delete(resources::delete_global),
+        )
+        // Every route above needs a user; the index below says only what
+        // this control plane is.
+        .route_layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            authn::authenticate,
+        ))
+        .route("/", get(index))
         .fallback(|| async { ApiError::not_found("no such endpoint; see GET / and /meshes") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -151,14 +181,20 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
         .with_state(Arc::new(ctx))
 }
 
-async fn metrics(State(ctx): State<SharedContext>) -> impl axum::response::IntoResponse {
-    (
+/// The control plane's own metrics: figures of every mesh together, so
+/// the admin's only.
+async fn metrics(
+    State(ctx): State<SharedContext>,
+    caller: authn::Caller,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    caller.require_admin("read the control plane's metrics")?;
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
         ctx.metrics.encode(),
-    )
+    ))
 }
 
 async fn index(State(ctx): State<SharedContext>) -> axum::Json<serde_json::Value> {

@@ -49,6 +49,7 @@ pub(super) async fn get(ctx: &SharedContext, mesh: &str, name: &str) -> Result<R
 
 pub(super) async fn list(
     ctx: &SharedContext,
+    caller: &super::authn::Caller,
     mesh: &str,
     uri: &Uri,
     headers: &HeaderMap,
@@ -63,7 +64,7 @@ pub(super) async fn list(
         limit: Some(params.size),
         ..ListQuery::of(ResourceType::Dataplane, Some(mesh))
     };
-    let page = ctx.store.list(&query).await?;
+    let page = super::resources::visible_page(ctx, caller, query).await?;
     // One list of the mesh's insights rather than a lookup per dataplane.
     let insights = ctx
         .store

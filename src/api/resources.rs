@@ -1,11 +1,16 @@
-//! `GET`, `PUT` and `DELETE` of meshes and of the resources inside them.
+//! `GET`, `PUT` and `DELETE` of meshes, of the resources inside them, and
+//! of the global kinds (`/access-roles`, `/access-role-bindings`). Every
+//! handler asks the [`Caller`]'s permissions first, before it looks
+//! anything up, so an answer never tells whether something the caller may
+//! not read exists.
 
+use super::authn::Caller;
 use super::error::mesh_not_found;
 use super::overview;
 use super::paging::{ListParams, page_response};
 use super::{ApiError, SharedContext};
-use crate::resources::{Identity, Resource, ResourceKey, ResourceType, ResourceVersion};
-use crate::store::{ListQuery, StoreError, require_mesh, upsert};
+use crate::resources::{Access, Identity, Resource, ResourceKey, ResourceType, ResourceVersion};
+use crate::store::{ListPage, ListQuery, StoreError, require_mesh, upsert};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -54,14 +59,77 @@ fn one(resource: &Resource) -> Response {
     resp
 }
 
+/// One page of what `query` matches and the caller may read. A caller who
+/// may read only some names gets the store's whole list filtered, then
+/// paged; everyone else gets the store's own page.
+pub(super) async fn visible_page(
+    ctx: &SharedContext,
+    caller: &Caller,
+    query: ListQuery,
+) -> Result<ListPage, ApiError> {
+    let kind = query.kind;
+    let reads_every = match &query.mesh {
+        Some(mesh) => caller.permissions.reads_every(kind, mesh),
+        None => caller.permissions.is_admin(),
+    };
+    if reads_every {
+        return Ok(ctx.store.list(&query).await?);
+    }
+    let all = ctx
+        .store
+        .list(&ListQuery {
+            offset: 0,
+            limit: None,
+            ..query.clone()
+        })
+        .await?;
+    let readable: Vec<Resource> = all
+        .items
+        .into_iter()
+        .filter(|r| {
+            let mesh = if kind == ResourceType::Mesh {
+                &r.key.name
+            } else {
+                &r.key.mesh
+            };
+            caller
+                .permissions
+                .may(Access::Read, kind, mesh, &r.key.name)
+        })
+        .collect();
+    let total = readable.len();
+    let items = readable
+        .into_iter()
+        .skip(query.offset)
+        .take(query.limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok(ListPage { items, total })
+}
+
+/// 403 unless the caller may read some `kind` of `mesh`.
+fn require_listing(caller: &Caller, kind: ResourceType, mesh: &str) -> Result<(), ApiError> {
+    if caller.permissions.may_list(kind, mesh) {
+        Ok(())
+    } else {
+        caller.require(Access::Read, kind, mesh, "")
+    }
+}
+
 async fn list(
     ctx: &SharedContext,
+    caller: &Caller,
     kind: ResourceType,
     mesh: Option<&str>,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = ListParams::parse(uri, ctx.default_page_size, ctx.max_page_size)?;
+    match mesh {
+        Some(mesh) => require_listing(caller, kind, mesh)?,
+        // Meshes and lists across meshes show what may be read.
+        None if kind.is_mesh_scoped() || kind == ResourceType::Mesh => {}
+        None => caller.require(Access::Read, kind, "", "")?,
+    }
     if !params.tags.is_empty() && kind != ResourceType::Dataplane {
         return Err(ApiError::bad_request(
             "Invalid list parameters",
@@ -82,7 +150,7 @@ async fn list(
         limit: Some(params.size),
         ..ListQuery::of(kind, mesh)
     };
-    let page = ctx.store.list(&query).await?;
+    let page = visible_page(ctx, caller, query).await?;
     let next = params.next_link(uri, headers, page.total);
     Ok(page_response(
         page.items.iter().map(Resource::to_json).collect(),
@@ -112,8 +180,20 @@ fn if_match(headers: &HeaderMap) -> Result<Option<ResourceVersion>, ApiError> {
         })
 }
 
+/// The mesh a permission of `kind` `name` in `mesh` is about: a `Mesh`
+/// is its own.
+fn ruled_mesh<'a>(kind: ResourceType, mesh: &'a str, name: &'a str) -> &'a str {
+    if kind == ResourceType::Mesh {
+        name
+    } else {
+        mesh
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn put(
     ctx: &SharedContext,
+    caller: &Caller,
     kind: ResourceType,
     mesh: &str,
     name: &str,
@@ -123,6 +203,16 @@ async fn put(
     if ctx.read_only {
         return Err(ApiError::read_only());
     }
+    let ruled = ruled_mesh(kind, mesh, name);
+    // Whether it exists is told only to who may read it.
+    caller.require(Access::Read, kind, ruled, name)?;
+    let key = ResourceKey::new(kind, mesh, name);
+    let access = match ctx.store.get(&key).await {
+        Ok(_) => Access::Update,
+        Err(StoreError::NotFound(_) | StoreError::MeshNotFound(_)) => Access::Create,
+        Err(e) => return Err(e.into()),
+    };
+    caller.require(access, kind, ruled, name)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -162,10 +252,20 @@ async fn put(
     Ok((status, [(header::ETAG, etag(&stored.version))]).into_response())
 }
 
-async fn delete(ctx: &SharedContext, key: ResourceKey) -> Result<Response, ApiError> {
+async fn delete(
+    ctx: &SharedContext,
+    caller: &Caller,
+    key: ResourceKey,
+) -> Result<Response, ApiError> {
     if ctx.read_only {
         return Err(ApiError::read_only());
     }
+    caller.require(
+        Access::Delete,
+        key.kind,
+        ruled_mesh(key.kind, &key.mesh, &key.name),
+        &key.name,
+    )?;
     if let Err(e) = ctx.store.delete(&key).await {
         return Err(missing(ctx, &key, e).await);
     }
@@ -193,45 +293,118 @@ async fn missing(ctx: &SharedContext, key: &ResourceKey, e: StoreError) -> ApiEr
 
 pub(super) async fn list_meshes(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    list(&ctx, ResourceType::Mesh, None, &uri, &headers).await
+    list(&ctx, &caller, ResourceType::Mesh, None, &uri, &headers).await
 }
 
 pub(super) async fn get_mesh(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path(mesh): Path<String>,
 ) -> Result<Response, ApiError> {
+    caller.require(Access::Read, ResourceType::Mesh, &mesh, &mesh)?;
     Ok(one(&ctx.store.get(&ResourceKey::mesh(&mesh)).await?))
 }
 
 pub(super) async fn put_mesh(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path(mesh): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    put(&ctx, ResourceType::Mesh, "", &mesh, &headers, body).await
+    put(&ctx, &caller, ResourceType::Mesh, "", &mesh, &headers, body).await
 }
 
 pub(super) async fn delete_mesh(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path(mesh): Path<String>,
 ) -> Result<Response, ApiError> {
-    delete(&ctx, ResourceKey::mesh(&mesh)).await
+    delete(&ctx, &caller, ResourceKey::mesh(&mesh)).await
+}
+
+/// A kind outside meshes (`/access-roles`), or one inside them listed
+/// across every mesh the caller may read (`/dataplanes`).
+fn global_collection(segment: &str) -> Result<ResourceType, ApiError> {
+    ResourceType::ALL
+        .into_iter()
+        .find(|k| k.collection() == Some(segment) && *k != ResourceType::Mesh)
+        .ok_or_else(|| ApiError::not_found("no such endpoint; see GET / and /meshes"))
+}
+
+fn global_kind(segment: &str) -> Result<ResourceType, ApiError> {
+    let kind = global_collection(segment)?;
+    if kind.is_mesh_scoped() {
+        return Err(ApiError::not_found(format!(
+            "a {kind} belongs to a mesh: use /meshes/{{mesh}}/{segment}/{{name}}"
+        )));
+    }
+    Ok(kind)
+}
+
+pub(super) async fn list_global(
+    State(ctx): State<SharedContext>,
+    caller: Caller,
+    Path(segment): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let kind = global_collection(&segment)?;
+    list(&ctx, &caller, kind, None, &uri, &headers).await
+}
+
+pub(super) async fn get_global(
+    State(ctx): State<SharedContext>,
+    caller: Caller,
+    Path((segment, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = global_kind(&segment)?;
+    caller.require(Access::Read, kind, "", &name)?;
+    Ok(one(&ctx
+        .store
+        .get(&ResourceKey::new(kind, "", &name))
+        .await?))
+}
+
+pub(super) async fn put_global(
+    State(ctx): State<SharedContext>,
+    caller: Caller,
+    Path((segment, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let kind = global_kind(&segment)?;
+    put(&ctx, &caller, kind, "", &name, &headers, body).await
+}
+
+pub(super) async fn delete_global(
+    State(ctx): State<SharedContext>,
+    caller: Caller,
+    Path((segment, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = global_kind(&segment)?;
+    delete(&ctx, &caller, ResourceKey::new(kind, "", &name)).await
 }
 
 pub(super) async fn list_in_mesh(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path((mesh, segment)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     match collection(&segment)? {
-        Collection::Kind(kind) => list(&ctx, kind, Some(&mesh), &uri, &headers).await,
-        Collection::DataplaneOverviews => overview::list(&ctx, &mesh, &uri, &headers).await,
+        Collection::Kind(kind) => list(&ctx, &caller, kind, Some(&mesh), &uri, &headers).await,
+        Collection::DataplaneOverviews => {
+            require_listing(&caller, ResourceType::Dataplane, &mesh)?;
+            overview::list(&ctx, &caller, &mesh, &uri, &headers).await
+        }
         Collection::PodsWithoutSidecar => {
+            require_listing(&caller, ResourceType::Dataplane, &mesh)?;
             let items = ctx
                 .outside_mesh
                 .of_mesh(&mesh)
@@ -245,9 +418,16 @@ pub(super) async fn list_in_mesh(
 
 pub(super) async fn get_in_mesh(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path((mesh, segment, name)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    match collection(&segment)? {
+    let collection = collection(&segment)?;
+    let kind = match collection {
+        Collection::Kind(kind) => kind,
+        Collection::DataplaneOverviews | Collection::PodsWithoutSidecar => ResourceType::Dataplane,
+    };
+    caller.require(Access::Read, kind, &mesh, &name)?;
+    match collection {
         Collection::Kind(kind) => {
             let key = ResourceKey::new(kind, &mesh, &name);
             match ctx.store.get(&key).await {
@@ -277,18 +457,20 @@ fn writable_kind(segment: &str) -> Result<ResourceType, ApiError> {
 
 pub(super) async fn put_in_mesh(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path((mesh, segment, name)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let kind = writable_kind(&segment)?;
-    put(&ctx, kind, &mesh, &name, &headers, body).await
+    put(&ctx, &caller, kind, &mesh, &name, &headers, body).await
 }
 
 pub(super) async fn delete_in_mesh(
     State(ctx): State<SharedContext>,
+    caller: Caller,
     Path((mesh, segment, name)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let kind = writable_kind(&segment)?;
-    delete(&ctx, ResourceKey::new(kind, &mesh, &name)).await
+    delete(&ctx, &caller, ResourceKey::new(kind, &mesh, &name)).await
 }

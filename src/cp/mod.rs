@@ -45,6 +45,8 @@ pub enum CpError {
     DefaultMesh(#[source] StoreError),
     #[error("the public dataplane token server: {0}")]
     PublicTokenServer(#[from] PublicTlsError),
+    #[error("the HTTPS API: {0}")]
+    ApiHttps(#[from] api::https::ApiTlsError),
     #[cfg(not(feature = "kubernetes"))]
     #[error("dpServer.auth.type serviceAccountToken needs the cargo feature \"kubernetes\"")]
     NoServiceAccountAuth,
@@ -282,6 +284,26 @@ pub async fn run(
     )
     .await?;
     let public_token_server = public_token_server(&config, token_listener.address.port()).await?;
+    let https_api = if config.api_server.https.enabled {
+        let tls = api::https::tls_config(&config.api_server, &config.general.advertised_hostname)?;
+        let bound = runtime::bind_on(
+            "HTTP API (HTTPS)",
+            "apiServer.https.port",
+            &config.api_server.https.interface,
+            config.api_server.https.port,
+        )
+        .await?;
+        Some((bound, tls))
+    } else {
+        None
+    };
+    let authenticator = |certificates_are_admin| {
+        Arc::new(api::authn::Authenticator {
+            store: store.clone(),
+            localhost_is_admin: config.api_server.authn.localhost_is_admin,
+            certificates_are_admin,
+        })
+    };
     #[cfg(feature = "kubernetes")]
     let injector = injector(&config, &opened).await?;
     #[cfg(not(feature = "kubernetes"))]
@@ -319,6 +341,10 @@ pub async fn run(
                 index: index.clone(),
                 cache: cache.clone(),
             },
+            authenticator: authenticator(false),
+            dataplane_token_validity: Duration::from_secs(
+                config.dataplane_token_server.token_validity_seconds,
+            ),
         },
         &api::Limits {
             max_body_bytes: config.api_server.max_request_body_bytes,
@@ -359,12 +385,20 @@ pub async fn run(
     };
     let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
 
-    let mut servers = vec![
+    let mut servers = Vec::new();
+    if let Some((bound, tls)) = https_api {
+        servers.push(tokio::spawn(bound.serve_tls(
+            tls,
+            api.clone(),
+            shutdown.clone(),
+        )));
+    }
+    servers.extend([
         tokio::spawn(api_listener.serve(api, shutdown.clone())),
         tokio::spawn(health_listener.serve(health::router(store.clone()), shutdown.clone())),
         tokio::spawn(bootstrap_listener.serve(bootstrap, shutdown.clone())),
         tokio::spawn(token_listener.serve(
-            token_server::router(token_context(&config, &store)),
+            token_server::router(token_context(&config, &store), authenticator(false)),
             shutdown.clone(),
         )),
         tokio::spawn(xds_listener.serve_grpc(ads_service, shutdown.clone())),
@@ -387,7 +421,7 @@ pub async fn run(
             )
             .instrument(tracing::info_span!("ca_provisioner")),
         ),
-    ];
+    ]);
     if !settled {
         servers.push(tokio::spawn(default_mesh_when_leading(
             config.clone(),
@@ -406,7 +440,8 @@ pub async fn run(
         )));
     }
     if let Some((bound, tls)) = public_token_server {
-        let router = token_server::router(token_context(&config, &store));
+        // Its client certificates are the admin's, as in Kuma.
+        let router = token_server::router(token_context(&config, &store), authenticator(true));
         servers.push(tokio::spawn(bound.serve_tls(tls, router, shutdown.clone())));
     }
     stop.await;

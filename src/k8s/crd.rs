@@ -11,9 +11,9 @@
 //! namespaces.
 
 use crate::resources::{
-    DataplaneInsightSpec, DataplaneSpec, Identity, MeshSpec, ProxyTemplateSpec, Resource,
-    ResourceType, ResourceVersion, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec,
-    TrafficTraceSpec, ValidationError,
+    AccessRoleBindingSpec, AccessRoleSpec, DataplaneInsightSpec, DataplaneSpec, Identity, MeshSpec,
+    ProxyTemplateSpec, Resource, ResourceType, ResourceVersion, TrafficLogSpec,
+    TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec, ValidationError,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -40,7 +40,7 @@ pub struct KumaCrd {
 
 /// Every kind kept as a custom resource. Secrets are Kubernetes `Secret`s
 /// of the system namespace instead.
-pub const CRDS: [KumaCrd; 8] = [
+pub const CRDS: [KumaCrd; 10] = [
     KumaCrd {
         kind: ResourceType::Mesh,
         plural: "meshes",
@@ -81,6 +81,16 @@ pub const CRDS: [KumaCrd; 8] = [
         plural: "proxytemplates",
         namespaced: true,
     },
+    KumaCrd {
+        kind: ResourceType::AccessRole,
+        plural: "accessroles",
+        namespaced: false,
+    },
+    KumaCrd {
+        kind: ResourceType::AccessRoleBinding,
+        plural: "accessrolebindings",
+        namespaced: false,
+    },
 ];
 
 impl KumaCrd {
@@ -106,7 +116,9 @@ impl KumaCrd {
             ResourceType::TrafficRoute => schema_of::<TrafficRouteSpec>(),
             ResourceType::TrafficTrace => schema_of::<TrafficTraceSpec>(),
             ResourceType::ProxyTemplate => schema_of::<ProxyTemplateSpec>(),
-            ResourceType::Secret => json!({"type": "object"}),
+            ResourceType::AccessRole => schema_of::<AccessRoleSpec>(),
+            ResourceType::AccessRoleBinding => schema_of::<AccessRoleBindingSpec>(),
+            ResourceType::Secret | ResourceType::GlobalSecret => json!({"type": "object"}),
         }
     }
 

@@ -123,22 +123,32 @@ impl KubernetesStore {
                 tx,
             )));
         }
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), system_namespace);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        synced.push(("Secret".to_string(), rx));
-        watchers.push(tokio::spawn(watch_kind(
-            secrets,
-            watcher::Config::default().labels(MESH_LABEL),
-            ResourceType::Secret,
-            secret_resource,
-            Reporter {
-                client: client.clone(),
-                crd: None,
-            },
-            cache.clone(),
-            changes.clone(),
-            tx,
-        )));
+        let secret_kinds: [(ResourceType, &str, fn(&Secret) -> Converted); 2] = [
+            (ResourceType::Secret, MESH_LABEL, secret_resource),
+            (
+                ResourceType::GlobalSecret,
+                GLOBAL_SECRET_LABEL,
+                global_secret_resource,
+            ),
+        ];
+        for (kind, label, convert) in secret_kinds {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), system_namespace);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            synced.push((kind.name().to_string(), rx));
+            watchers.push(tokio::spawn(watch_kind(
+                secrets,
+                watcher::Config::default().labels(label),
+                kind,
+                convert,
+                Reporter {
+                    client: client.clone(),
+                    crd: None,
+                },
+                cache.clone(),
+                changes.clone(),
+                tx,
+            )));
+        }
         let store = KubernetesStore {
             client,
             leadership,
@@ -237,7 +247,7 @@ impl KubernetesStore {
     async fn write(&self, resource: &Resource, create: bool) -> Result<Resource, StoreError> {
         let key = &resource.key;
         self.require_leader(key)?;
-        if key.kind == ResourceType::Secret {
+        if is_secret(key.kind) {
             return self.write_secret(resource, create).await;
         }
         let crd = KumaCrd::of(key.kind).ok_or_else(|| {
@@ -290,7 +300,14 @@ impl KubernetesStore {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(self.system_namespace.clone()),
-                labels: Some([(MESH_LABEL.to_string(), key.mesh.clone())].into()),
+                labels: Some(
+                    [if key.kind == ResourceType::GlobalSecret {
+                        (GLOBAL_SECRET_LABEL.to_string(), "true".to_string())
+                    } else {
+                        (MESH_LABEL.to_string(), key.mesh.clone())
+                    }]
+                    .into(),
+                ),
                 resource_version: (!resource.version.is_unset())
                     .then(|| resource.version.to_string()),
                 ..Default::default()
@@ -340,10 +357,24 @@ impl KubernetesStore {
     }
 }
 
+/// The label of the control plane's global secrets (user token keys and
+/// revocations); mesh secrets carry [`MESH_LABEL`] instead.
+const GLOBAL_SECRET_LABEL: &str = "kuma.io/global-secret";
+
+/// Kept as Kubernetes `Secret`s of the system namespace.
+fn is_secret(kind: ResourceType) -> bool {
+    matches!(kind, ResourceType::Secret | ResourceType::GlobalSecret)
+}
+
 /// A secret `name` of `mesh` is the Secret `{mesh}.{name}` (mesh names hold
-/// no dot).
+/// no dot); a global secret is the Secret `{name}`, and its names hold no
+/// dot either.
 fn secret_object_name(key: &ResourceKey) -> String {
-    format!("{}.{}", key.mesh, key.name)
+    if key.kind == ResourceType::GlobalSecret {
+        key.name.clone()
+    } else {
+        format!("{}.{}", key.mesh, key.name)
+    }
 }
 
 fn secret_resource(secret: &Secret) -> Converted {
@@ -351,16 +382,28 @@ fn secret_resource(secret: &Secret) -> Converted {
     let Some((mesh, secret_name)) = name.split_once('.') else {
         return Converted::Ignored;
     };
+    secret_with_key(
+        secret,
+        ResourceKey::new(ResourceType::Secret, mesh, secret_name),
+    )
+}
+
+fn global_secret_resource(secret: &Secret) -> Converted {
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    secret_with_key(
+        secret,
+        ResourceKey::new(ResourceType::GlobalSecret, "", &name),
+    )
+}
+
+fn secret_with_key(secret: &Secret, key: ResourceKey) -> Converted {
     let bytes = secret
         .data
         .as_ref()
         .and_then(|d| d.get(SECRET_DATA_KEY))
         .map(|b| b.0.clone())
         .unwrap_or_default();
-    let mut resource = Resource::new(
-        ResourceKey::new(ResourceType::Secret, mesh, secret_name),
-        Spec::Secret(SecretSpec::from_bytes(&bytes)),
-    );
+    let mut resource = Resource::new(key, Spec::Secret(SecretSpec::from_bytes(&bytes)));
     resource.version =
         ResourceVersion::new(secret.metadata.resource_version.clone().unwrap_or_default());
     Converted::Valid(resource)
@@ -547,7 +590,7 @@ impl ResourceStore for KubernetesStore {
 
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
         self.require_leader(key)?;
-        let result = if key.kind == ResourceType::Secret {
+        let result = if is_secret(key.kind) {
             self.secrets()
                 .delete(&secret_object_name(key), &DeleteParams::default())
                 .await

@@ -13,10 +13,13 @@ pub enum ResourceType {
     ProxyTemplate,
     Secret,
     DataplaneInsight,
+    AccessRole,
+    AccessRoleBinding,
+    GlobalSecret,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 9] = [
+    pub const ALL: [ResourceType; 12] = [
         ResourceType::Mesh,
         ResourceType::Dataplane,
         ResourceType::TrafficPermission,
@@ -26,6 +29,9 @@ impl ResourceType {
         ResourceType::ProxyTemplate,
         ResourceType::Secret,
         ResourceType::DataplaneInsight,
+        ResourceType::AccessRole,
+        ResourceType::AccessRoleBinding,
+        ResourceType::GlobalSecret,
     ];
 
     /// The value of the `type` field.
@@ -40,6 +46,9 @@ impl ResourceType {
             ResourceType::ProxyTemplate => "ProxyTemplate",
             ResourceType::Secret => "Secret",
             ResourceType::DataplaneInsight => "DataplaneInsight",
+            ResourceType::AccessRole => "AccessRole",
+            ResourceType::AccessRoleBinding => "AccessRoleBinding",
+            ResourceType::GlobalSecret => "GlobalSecret",
         }
     }
 
@@ -47,15 +56,37 @@ impl ResourceType {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Every kind except `Mesh` lives inside a mesh.
+    /// Every kind lives inside a mesh except `Mesh` itself and the
+    /// control plane's own: who may do what (`AccessRole`,
+    /// `AccessRoleBinding`) and its global secrets.
     pub fn is_mesh_scoped(self) -> bool {
-        self != ResourceType::Mesh
+        !matches!(
+            self,
+            ResourceType::Mesh
+                | ResourceType::AccessRole
+                | ResourceType::AccessRoleBinding
+                | ResourceType::GlobalSecret
+        )
+    }
+
+    /// Kinds that shape what proxies are sent, so the index keeps them.
+    pub fn shapes_proxies(self) -> bool {
+        !matches!(
+            self,
+            ResourceType::DataplaneInsight
+                | ResourceType::AccessRole
+                | ResourceType::AccessRoleBinding
+                | ResourceType::GlobalSecret
+        )
     }
 
     /// Kinds that users create with `kumactl apply` or `PUT`; secrets and
     /// insights are written by the control plane itself.
     pub fn is_user_managed(self) -> bool {
-        !matches!(self, ResourceType::Secret | ResourceType::DataplaneInsight)
+        !matches!(
+            self,
+            ResourceType::Secret | ResourceType::DataplaneInsight | ResourceType::GlobalSecret
+        )
     }
 
     pub fn user_managed_names() -> Vec<&'static str> {
@@ -66,8 +97,9 @@ impl ResourceType {
             .collect()
     }
 
-    /// The collection segment of the HTTP API path (`/meshes/{mesh}/<here>`).
-    /// `None` for kinds the API does not serve as a collection.
+    /// The collection segment of the HTTP API path: `/meshes/{mesh}/<here>`
+    /// for kinds inside a mesh, `/<here>` for the others. `None` for kinds
+    /// the API does not serve as a collection.
     pub fn collection(self) -> Option<&'static str> {
         match self {
             ResourceType::Mesh => Some("meshes"),
@@ -77,7 +109,11 @@ impl ResourceType {
             ResourceType::TrafficRoute => Some("traffic-routes"),
             ResourceType::TrafficTrace => Some("traffic-traces"),
             ResourceType::ProxyTemplate => Some("proxytemplates"),
-            ResourceType::Secret | ResourceType::DataplaneInsight => None,
+            ResourceType::AccessRole => Some("access-roles"),
+            ResourceType::AccessRoleBinding => Some("access-role-bindings"),
+            ResourceType::Secret | ResourceType::DataplaneInsight | ResourceType::GlobalSecret => {
+                None
+            }
         }
     }
 
@@ -110,6 +146,9 @@ impl ResourceType {
             ResourceType::ProxyTemplate => "proxytemplate",
             ResourceType::Secret => "secret",
             ResourceType::DataplaneInsight => "dataplane-insight",
+            ResourceType::AccessRole => "access-role",
+            ResourceType::AccessRoleBinding => "access-role-binding",
+            ResourceType::GlobalSecret => "global-secret",
         }
     }
 

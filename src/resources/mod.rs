@@ -7,6 +7,7 @@
 //! plus a typed [`Spec`]. [`Resource::from_json`] is the only way in from
 //! user input and always validates, so a stored resource is a valid one.
 
+mod access;
 mod dataplane;
 mod dataplane_insight;
 mod dialect;
@@ -20,6 +21,7 @@ mod traffic_route;
 mod traffic_trace;
 mod validation;
 
+pub use access::{Access, AccessRoleBindingSpec, AccessRoleSpec, AccessRule, Subject, SubjectKind};
 pub use dataplane::{
     DataplaneSpec, InboundEndpoint, InboundHealth, InboundInterface, Networking, OutboundEndpoint,
     OutboundInterface, TransparentProxying,
@@ -96,6 +98,8 @@ pub enum Spec {
     ProxyTemplate(ProxyTemplateSpec),
     Secret(SecretSpec),
     DataplaneInsight(DataplaneInsightSpec),
+    AccessRole(AccessRoleSpec),
+    AccessRoleBinding(AccessRoleBindingSpec),
 }
 
 impl Spec {
@@ -117,8 +121,10 @@ impl Spec {
             ResourceType::TrafficRoute => Spec::TrafficRoute(parse(fields)?),
             ResourceType::TrafficTrace => Spec::TrafficTrace(parse(fields)?),
             ResourceType::ProxyTemplate => Spec::ProxyTemplate(parse(fields)?),
-            ResourceType::Secret => Spec::Secret(parse(fields)?),
+            ResourceType::Secret | ResourceType::GlobalSecret => Spec::Secret(parse(fields)?),
             ResourceType::DataplaneInsight => Spec::DataplaneInsight(parse(fields)?),
+            ResourceType::AccessRole => Spec::AccessRole(parse(fields)?),
+            ResourceType::AccessRoleBinding => Spec::AccessRoleBinding(parse(fields)?),
         })
     }
 
@@ -134,6 +140,8 @@ impl Spec {
             Spec::ProxyTemplate(s) => serde_json::to_value(s),
             Spec::Secret(s) => serde_json::to_value(s),
             Spec::DataplaneInsight(s) => serde_json::to_value(s),
+            Spec::AccessRole(s) => serde_json::to_value(s),
+            Spec::AccessRoleBinding(s) => serde_json::to_value(s),
         };
         // Serializing plain structs of strings, maps and numbers cannot fail.
         v.unwrap_or(Value::Object(Map::new()))
@@ -150,6 +158,8 @@ impl Spec {
             Spec::ProxyTemplate(s) => s.validate(),
             Spec::Secret(s) => s.validate(),
             Spec::DataplaneInsight(_) => Vec::new(),
+            Spec::AccessRole(s) => s.validate(),
+            Spec::AccessRoleBinding(s) => s.validate(),
         }
     }
 }
@@ -285,7 +295,10 @@ impl Resource {
                 if let Some(m) = mesh_field {
                     causes.push(Cause::new(
                         "mesh",
-                        format!("a Mesh does not belong to a mesh; remove \"mesh: {m}\""),
+                        format!(
+                            "a {} does not belong to a mesh; remove \"mesh: {m}\"",
+                            kind.map(ResourceType::name).unwrap_or_default()
+                        ),
                     ));
                 }
                 String::new()
@@ -344,8 +357,10 @@ fn unknown_fields(kind: ResourceType, fields: &Map<String, Value>) -> Vec<Cause>
         ResourceType::TrafficRoute => properties::<TrafficRouteSpec>(),
         ResourceType::TrafficTrace => properties::<TrafficTraceSpec>(),
         ResourceType::ProxyTemplate => properties::<ProxyTemplateSpec>(),
-        ResourceType::Secret => properties::<SecretSpec>(),
+        ResourceType::Secret | ResourceType::GlobalSecret => properties::<SecretSpec>(),
         ResourceType::DataplaneInsight => properties::<DataplaneInsightSpec>(),
+        ResourceType::AccessRole => properties::<AccessRoleSpec>(),
+        ResourceType::AccessRoleBinding => properties::<AccessRoleBindingSpec>(),
     };
     fields
         .keys()

@@ -162,11 +162,12 @@ async fn serve_http(
                 }
             },
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let mut certificate = None;
             let io: Box<dyn Io> = match tls {
                 // The first bytes tell HTTP/1 from HTTP/2, and no timer
                 // runs before they come: a silent client is let go here.
@@ -178,7 +179,15 @@ async fn serve_http(
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Ok(s)) => {
+                            certificate = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| Arc::new(c.to_vec()));
+                            Box::new(s)
+                        }
                         Ok(Err(e)) => {
                             tracing::warn!(server = name, %peer, error = %e, "TLS handshake refused");
                             return;
@@ -190,6 +199,18 @@ async fn serve_http(
                     }
                 }
             };
+            let peer = Peer {
+                address: peer,
+                certificate,
+            };
+            let router = tower::ServiceExt::map_request(
+                router,
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer.clone());
+                    request
+                },
+            );
+            let service = hyper_util::service::TowerToHyperService::new(router);
             let io = hyper_util::rt::TokioIo::new(io);
             let connection = builder.serve_connection_with_upgrades(io, service);
             let _ = watcher.watch(connection.into_owned()).await;
@@ -205,6 +226,16 @@ async fn serve_http(
             "requests still in flight at shutdown were cut"
         );
     }
+}
+
+/// Who is at the other end of a request's connection: its address, and
+/// the client certificate it presented in the TLS handshake (verified by
+/// the server's configuration). Every request carries one as an extension.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub address: SocketAddr,
+    /// DER of the client's own certificate.
+    pub certificate: Option<Arc<Vec<u8>>>,
 }
 
 /// A connection, plain or TLS.

@@ -12,7 +12,7 @@ mod listen;
 mod signals;
 
 pub use leadership::Leadership;
-pub use listen::{Bound, ListenError, bind, bind_on, serve_tls};
+pub use listen::{Bound, ListenError, Peer, bind, bind_on, serve_tls};
 pub use signals::termination_signal;
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;

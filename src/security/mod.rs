@@ -1,8 +1,10 @@
 //! Security of the mesh: each mesh's builtin CA and the workload
-//! certificates it signs, and dataplane tokens with the server that issues
-//! them.
+//! certificates it signs, dataplane tokens with the server that issues
+//! them, and who may use the HTTP API (users, their tokens, access roles).
 
 pub mod ca;
 pub mod pem;
+pub mod rbac;
 pub mod token_server;
 pub mod tokens;
+pub mod users;

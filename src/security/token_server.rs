@@ -4,10 +4,15 @@
 //! It listens on 127.0.0.1 only, unless the public server is enabled: then
 //! the same endpoints are also served over HTTPS on a public interface, to
 //! clients presenting a certificate from the client certificates directory.
+//! Requests are authenticated as the HTTP API's are: a user token, or the
+//! admin from loopback, and a user mints tokens only for the meshes where
+//! it has `GENERATE_DATAPLANE_TOKEN`. The HTTP API serves the same at
+//! `POST /tokens/dataplane`.
 
 use crate::api::ApiError;
+use crate::api::authn::{Authenticator, Caller, authenticate};
 use crate::config::TokenServerPublicConfig;
-use crate::resources::Cause;
+use crate::resources::{Access, Cause, ResourceType};
 use crate::security::pem::{self, PemError};
 use crate::security::tokens::{self, TokenError};
 use crate::store::SharedStore;
@@ -27,9 +32,10 @@ pub struct TokenContext {
     pub default_validity: Duration,
 }
 
+/// A token request as it is sent.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TokenRequest {
+struct TokenRequestBody {
     name: String,
     mesh: String,
     #[serde(default)]
@@ -37,12 +43,31 @@ struct TokenRequest {
     /// Seconds the token is valid for.
     #[serde(default)]
     valid_for_seconds: Option<u64>,
+    /// Or as Kuma 2.x writes it: `24h`, `90m`.
+    #[serde(default)]
+    valid_for: Option<String>,
+    /// Kuma 2.x sends `dataplane`; the only type here.
+    #[serde(default, rename = "type")]
+    token_type: Option<String>,
 }
 
-pub fn router(ctx: TokenContext) -> Router {
+/// What a token is asked for, checked.
+pub struct TokenRequest {
+    pub name: String,
+    pub mesh: String,
+    tags: BTreeMap<String, String>,
+    /// The server's default when `None`.
+    validity: Option<Duration>,
+}
+
+pub fn router(ctx: TokenContext, authenticator: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/tokens", post(generate))
         .route("/tokens/revocations", post(revoke))
+        .route_layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            authenticate,
+        ))
         .with_state(Arc::new(ctx))
 }
 
@@ -69,8 +94,24 @@ fn token_error(e: TokenError) -> ApiError {
     }
 }
 
-async fn generate(State(ctx): State<Arc<TokenContext>>, body: Bytes) -> Result<String, ApiError> {
-    let req: TokenRequest = serde_json::from_slice(&body).map_err(|e| {
+async fn generate(
+    State(ctx): State<Arc<TokenContext>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<String, ApiError> {
+    let req = parse_request(&body)?;
+    caller.require(
+        Access::GenerateDataplaneToken,
+        ResourceType::Dataplane,
+        &req.mesh,
+        &req.name,
+    )?;
+    issue(&ctx, req).await
+}
+
+/// Reads a token request; every missing field is named.
+pub fn parse_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
+    let req: TokenRequestBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             format!("the token request is not valid JSON of the form {{\"name\": \"...\", \"mesh\": \"...\"}}: {e}"),
             Vec::new(),
@@ -83,13 +124,36 @@ async fn generate(State(ctx): State<Arc<TokenContext>>, body: Bytes) -> Result<S
     if req.mesh.is_empty() {
         causes.push(Cause::new("mesh", "must be set"));
     }
+    if let Some(t) = req.token_type.as_deref().filter(|t| *t != "dataplane") {
+        causes.push(Cause::new(
+            "type",
+            format!("\"{t}\" is not a token type here; expected dataplane"),
+        ));
+    }
+    let validity = match (&req.valid_for, req.valid_for_seconds) {
+        (Some(text), _) => match crate::security::users::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                causes.push(Cause::new("validFor", e));
+                None
+            }
+        },
+        (None, seconds) => seconds.map(Duration::from_secs),
+    };
     if !causes.is_empty() {
         return Err(ApiError::bad_request("Invalid token request", causes));
     }
-    let validity = req
-        .valid_for_seconds
-        .map(Duration::from_secs)
-        .unwrap_or(ctx.default_validity);
+    Ok(TokenRequest {
+        name: req.name,
+        mesh: req.mesh,
+        tags: req.tags,
+        validity,
+    })
+}
+
+/// Issues the token `req` asks for (the caller may).
+pub async fn issue(ctx: &TokenContext, req: TokenRequest) -> Result<String, ApiError> {
+    let validity = req.validity.unwrap_or(ctx.default_validity);
     let token = tokens::issue(ctx.store.as_ref(), &req.mesh, &req.name, req.tags, validity)
         .await
         .map_err(token_error)?;
@@ -107,10 +171,22 @@ struct RevokeRequest {
     token: String,
 }
 
-async fn revoke(State(ctx): State<Arc<TokenContext>>, body: Bytes) -> Result<String, ApiError> {
+async fn revoke(
+    State(ctx): State<Arc<TokenContext>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<String, ApiError> {
     let req: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected {{\"token\": \"...\"}}: {e}"), Vec::new())
     })?;
+    // Whoever may mint a mesh's tokens may revoke them.
+    let claimed = tokens::unverified_claims(&req.token).map_err(token_error)?;
+    caller.require(
+        Access::GenerateDataplaneToken,
+        ResourceType::Dataplane,
+        &claimed.mesh,
+        &claimed.name,
+    )?;
     let claims = tokens::revoke(ctx.store.as_ref(), &req.token)
         .await
         .map_err(token_error)?;

@@ -73,30 +73,31 @@ fn key_err(mesh: &str) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> T
     }
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn secret_json<T: serde::de::DeserializeOwned>(
+pub(super) fn secret_json<T: serde::de::DeserializeOwned>(
     secret: &SecretSpec,
 ) -> Result<T, Box<dyn std::error::Error + Send + Sync>> {
     Ok(serde_json::from_slice(&secret.bytes()?)?)
 }
 
-fn secret_of(resource: &Resource) -> Option<&SecretSpec> {
+pub(super) fn secret_of(resource: &Resource) -> Option<&SecretSpec> {
     match &resource.spec {
         Spec::Secret(s) => Some(s),
         _ => None,
     }
 }
 
+/// An RSA key pair as a secret keeps it.
 #[derive(Serialize, Deserialize)]
-struct SigningKey {
-    private_pem: String,
-    public_pem: String,
+pub(super) struct SigningKey {
+    pub private_pem: String,
+    pub public_pem: String,
 }
 
 fn generate_signing_key() -> Result<SigningKey, Box<dyn std::error::Error + Send + Sync>> {
@@ -107,41 +108,57 @@ fn generate_signing_key() -> Result<SigningKey, Box<dyn std::error::Error + Send
     })
 }
 
-/// The mesh's signing key, created once (several control planes may race;
-/// the first one stored wins).
-async fn signing_key(store: &dyn ResourceStore, mesh: &str) -> Result<SigningKey, TokenError> {
-    let key = ResourceKey::new(ResourceType::Secret, mesh, SIGNING_KEY_SECRET);
-    let stored = match store.get(&key).await {
-        Ok(r) => Some(r),
-        Err(StoreError::NotFound(_)) => None,
-        Err(StoreError::MeshNotFound(m)) => return Err(TokenError::UnknownMesh(m)),
-        Err(e) => return Err(e.into()),
-    };
-    let stored = match stored {
-        Some(r) => r,
-        None => {
+/// Why a stored signing key could not be had.
+pub(super) enum KeyError {
+    Store(StoreError),
+    Unusable(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for KeyError {
+    fn from(e: StoreError) -> Self {
+        KeyError::Store(e)
+    }
+}
+
+/// The signing key kept as the secret `key`, created once (several control
+/// planes may race; the first one stored wins).
+pub(super) async fn stored_signing_key(
+    store: &dyn ResourceStore,
+    key: &ResourceKey,
+) -> Result<SigningKey, KeyError> {
+    let stored = match store.get(key).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound(_)) => {
             let generated = tokio::task::spawn_blocking(generate_signing_key)
                 .await
-                .map_err(|e| key_err(mesh)(e.into()))?
-                .map_err(key_err(mesh))?;
-            let bytes = serde_json::to_vec(&generated).map_err(|e| key_err(mesh)(e.into()))?;
+                .map_err(|e| KeyError::Unusable(e.into()))?
+                .map_err(KeyError::Unusable)?;
+            let bytes = serde_json::to_vec(&generated).map_err(|e| KeyError::Unusable(e.into()))?;
             let secret = Spec::Secret(SecretSpec::from_bytes(&bytes));
-            let stored = store::modify(store, &key, |existing| {
+            let stored = store::modify(store, key, |existing| {
                 Ok::<_, StoreError>(existing.is_none().then(|| secret.clone()))
             })
             .await
-            .map_err(|e| match e {
-                StoreError::MeshNotFound(m) => TokenError::UnknownMesh(m),
-                other => other.into(),
-            })?;
+            .map_err(KeyError::Store)?;
             if stored.as_ref().and_then(secret_of) == Some(&SecretSpec::from_bytes(&bytes)) {
-                tracing::info!(mesh, "generated the mesh's dataplane token signing key");
+                tracing::info!(secret = %key, "generated a token signing key");
             }
-            stored.ok_or_else(|| StoreError::NotFound(key.clone()))?
+            stored.ok_or_else(|| KeyError::Store(StoreError::NotFound(key.clone())))?
         }
+        Err(e) => return Err(KeyError::Store(e)),
     };
-    let secret = secret_of(&stored).ok_or_else(|| key_err(mesh)("not a secret".into()))?;
-    secret_json(secret).map_err(key_err(mesh))
+    let secret = secret_of(&stored).ok_or_else(|| KeyError::Unusable("not a secret".into()))?;
+    secret_json(secret).map_err(KeyError::Unusable)
+}
+
+/// The mesh's dataplane token signing key.
+async fn signing_key(store: &dyn ResourceStore, mesh: &str) -> Result<SigningKey, TokenError> {
+    let key = ResourceKey::new(ResourceType::Secret, mesh, SIGNING_KEY_SECRET);
+    stored_signing_key(store, &key).await.map_err(|e| match e {
+        KeyError::Store(StoreError::MeshNotFound(m)) => TokenError::UnknownMesh(m),
+        KeyError::Store(e) => e.into(),
+        KeyError::Unusable(e) => key_err(mesh)(e),
+    })
 }
 
 /// Issues a token for dataplane `name` of `mesh`, valid for `valid_for`.
@@ -179,7 +196,8 @@ pub async fn issue(
 }
 
 /// Reads a token's claims without checking them, to learn its mesh.
-fn unverified_claims(token: &str) -> Result<Claims, TokenError> {
+pub fn unverified_claims(token: &str) -> Result<Claims, TokenError> {
+    let token = strip(token);
     let mut validation = Validation::new(Algorithm::RS256);
     validation.insecure_disable_signature_validation();
     validation.validate_exp = false;
@@ -235,11 +253,7 @@ impl MeshTokenKeys {
             .map(|s| secret_json::<SigningKey>(s).map(|k| k.public_pem))
             .transpose()
             .map_err(key_err(mesh))?;
-        let revoked = revocations
-            .map(secret_json::<BTreeSet<String>>)
-            .transpose()
-            .map_err(key_err(mesh))?
-            .unwrap_or_default();
+        let revoked = revoked_ids(revocations).map_err(key_err(mesh))?;
         Ok(MeshTokenKeys {
             public_pem,
             revoked,
@@ -309,19 +323,37 @@ pub async fn revoke(store: &dyn ResourceStore, token: &str) -> Result<Claims, To
         Err(e) => return Err(e),
     };
     let key = ResourceKey::new(ResourceType::Secret, &claims.mesh, REVOCATIONS_SECRET);
-    store::modify(store, &key, |existing| {
-        let mut ids: BTreeSet<String> = existing
-            .and_then(secret_of)
-            .map(secret_json)
-            .transpose()
-            .map_err(key_err(&claims.mesh))?
-            .unwrap_or_default();
-        ids.insert(claims.jti.clone());
-        let bytes = serde_json::to_vec(&ids).map_err(|e| key_err(&claims.mesh)(e.into()))?;
-        Ok::<_, TokenError>(Some(Spec::Secret(SecretSpec::from_bytes(&bytes))))
-    })
-    .await?;
+    add_revocation(store, &key, &claims.jti)
+        .await
+        .map_err(|e| match e {
+            KeyError::Store(e) => e.into(),
+            KeyError::Unusable(e) => key_err(&claims.mesh)(e),
+        })?;
     Ok(claims)
+}
+
+/// Adds token id `jti` to the revocations kept as the secret `key` (a JSON
+/// list of ids), which every check reads.
+pub(super) async fn add_revocation(
+    store: &dyn ResourceStore,
+    key: &ResourceKey,
+    jti: &str,
+) -> Result<(), KeyError> {
+    store::modify(store, key, |existing| {
+        let mut ids = revoked_ids(existing.and_then(secret_of)).map_err(KeyError::Unusable)?;
+        ids.insert(jti.to_string());
+        let bytes = serde_json::to_vec(&ids).map_err(|e| KeyError::Unusable(e.into()))?;
+        Ok(Some(Spec::Secret(SecretSpec::from_bytes(&bytes))))
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The ids a revocations secret holds (none without one).
+pub(super) fn revoked_ids(
+    secret: Option<&SecretSpec>,
+) -> Result<BTreeSet<String>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(secret.map(secret_json).transpose()?.unwrap_or_default())
 }
 
 #[cfg(test)]

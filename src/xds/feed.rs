@@ -16,10 +16,6 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Kinds the index keeps. Insights are written by the control plane and
 /// read by the API only.
-fn is_indexed(kind: ResourceType) -> bool {
-    kind != ResourceType::DataplaneInsight
-}
-
 /// Runs until shutdown, or until nobody listens to `events`.
 pub async fn universal(
     store: SharedStore,
@@ -57,12 +53,12 @@ pub async fn universal(
         while let Some(change) = next.take() {
             match change {
                 Ok(ChangeEvent::Created(key) | ChangeEvent::Updated(key)) => {
-                    if is_indexed(key.kind) {
+                    if key.kind.shapes_proxies() {
                         pending.insert(key, true);
                     }
                 }
                 Ok(ChangeEvent::Deleted(key)) => {
-                    if is_indexed(key.kind) {
+                    if key.kind.shapes_proxies() {
                         pending.insert(key, false);
                     }
                 }
@@ -109,7 +105,7 @@ async fn load_all(
     store: &dyn ResourceStore,
 ) -> Result<Vec<crate::resources::Resource>, StoreError> {
     let mut all = Vec::new();
-    for kind in ResourceType::ALL.into_iter().filter(|k| is_indexed(*k)) {
+    for kind in ResourceType::ALL.into_iter().filter(|k| k.shapes_proxies()) {
         all.extend(store.list(&ListQuery::of(kind, None)).await?.items);
     }
     Ok(all)

@@ -355,8 +355,11 @@ impl ResourceIndex {
             Spec::ProxyTemplate(spec) => {
                 self.set_policy(mesh, name, Some(spec.parsed()), |v| &mut v.proxy_templates)
             }
-            // Insights are what proxies did, not what they are sent.
-            Spec::DataplaneInsight(_) => Affected::default(),
+            // Insights are what proxies did, not what they are sent; who
+            // may use the API shapes no proxy.
+            Spec::DataplaneInsight(_) | Spec::AccessRole(_) | Spec::AccessRoleBinding(_) => {
+                Affected::default()
+            }
         }
     }
 
@@ -381,7 +384,10 @@ impl ResourceIndex {
             ResourceType::ProxyTemplate => {
                 self.set_policy::<ParsedProxyTemplate>(mesh, name, None, |v| &mut v.proxy_templates)
             }
-            ResourceType::DataplaneInsight => Affected::default(),
+            ResourceType::DataplaneInsight
+            | ResourceType::AccessRole
+            | ResourceType::AccessRoleBinding
+            | ResourceType::GlobalSecret => Affected::default(),
         }
     }
 
