@@ -203,12 +203,31 @@ pub struct ApiAuthnConfig {
     /// A request from loopback without credentials is the admin. A request
     /// with credentials is always their user.
     pub localhost_is_admin: bool,
+    pub tokens: ApiAuthnTokensConfig,
 }
 
 impl Default for ApiAuthnConfig {
     fn default() -> Self {
         ApiAuthnConfig {
             localhost_is_admin: true,
+            tokens: ApiAuthnTokensConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiAuthnTokensConfig {
+    /// Keep an admin user token in the global secret `admin-user-token`
+    /// (on Kubernetes, the Secret of that name in the system namespace),
+    /// so the first admin can reach the API from another host.
+    pub bootstrap_admin_token: bool,
+}
+
+impl Default for ApiAuthnTokensConfig {
+    fn default() -> Self {
+        ApiAuthnTokensConfig {
+            bootstrap_admin_token: true,
         }
     }
 }

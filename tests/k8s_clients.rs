@@ -214,6 +214,8 @@ fn helm_installs_upgrades_and_uninstalls_the_chart() {
         chart_objects(&api),
         [
             "ClusterRole/kuma-control-plane",
+            "ClusterRole/kuma-policy-editor",
+            "ClusterRole/kuma-policy-viewer",
             "Deployment/kuma-control-plane",
             "MutatingWebhookConfiguration/kuma-injector",
             "Service/kuma-control-plane",

@@ -196,9 +196,18 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
         .iter()
         .map(name)
         .collect();
+    // The mesh's own, and the control plane's user token key and admin
+    // token.
+    let global = [
+        kuma::security::users::ADMIN_TOKEN_SECRET,
+        kuma::security::users::SIGNING_KEY_SECRET,
+    ];
     assert!(
-        !secrets.is_empty() && secrets.iter().all(|s| s.starts_with("default.")),
-        "only the mesh's own Secrets stay: {secrets:?}"
+        secrets.iter().any(|s| s.starts_with("default."))
+            && secrets
+                .iter()
+                .all(|s| s.starts_with("default.") || global.contains(&s.as_str())),
+        "only the mesh's and the control plane's own Secrets stay: {secrets:?}"
     );
     assert!(api.get("/api/v1/namespaces/kuma-system").is_some());
 }

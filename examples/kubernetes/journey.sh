@@ -8,7 +8,8 @@
 #
 # Uses kubectl, helm and kumactl from PATH; `dataplanes` needs
 # KUMA_API_URL, the control plane's HTTP API (for instance through
-# `kubectl -n kuma-system port-forward svc/kuma-control-plane 5681`).
+# `kubectl -n kuma-system port-forward svc/kuma-control-plane 5681`), and
+# reads the admin's user token from the Secret `admin-user-token`.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 case "${1:-}" in
@@ -32,7 +33,11 @@ replies)
     kubectl -n demo logs client -c client --tail=1
     ;;
 dataplanes)
-    kumactl config control-planes add --name journey --address "$KUMA_API_URL" --overwrite >/dev/null
+    # From another host kumactl is no admin by itself: it takes the admin
+    # token kuma-cp keeps in its namespace.
+    token=$(kubectl -n kuma-system get secret admin-user-token -o jsonpath='{.data.value}' | base64 -d)
+    kumactl config control-planes add --name journey --address "$KUMA_API_URL" \
+        --auth-type=tokens --auth-conf "token=$token" --overwrite >/dev/null
     kumactl get dataplanes
     ;;
 uninstall)

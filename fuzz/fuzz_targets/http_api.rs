@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (target, body) = text.split_once('\n').unwrap_or((text, ""));
-    let Ok(request) = Request::builder()
+    let Ok(mut request) = Request::builder()
         .method(METHODS[method as usize % METHODS.len()])
         .uri(format!("/{}", target.trim_start_matches('/')))
         .header("content-type", "application/json")
@@ -39,6 +39,11 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
+    // As the accept loop marks it: from loopback, so the local admin.
+    request.extensions_mut().insert(kuma::runtime::Peer {
+        address: ([127, 0, 0, 1], 40000).into(),
+        certificate: None,
+    });
     RUNTIME.block_on(async move {
         let store = Arc::new(MemoryStore::new());
         for doc in [
@@ -51,6 +56,12 @@ fuzz_target!(|data: &[u8]| {
         }
         let (cache, _connected) = SnapshotCache::new();
         let ctx = ApiContext {
+            authenticator: Arc::new(kuma::api::authn::Authenticator {
+                store: store.clone(),
+                localhost_is_admin: true,
+                certificates_are_admin: false,
+            }),
+            dataplane_token_validity: std::time::Duration::from_secs(3600),
             store,
             read_only: false,
             default_page_size: 100,

@@ -139,7 +139,10 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
                 .put(resources::put_in_mesh)
                 .delete(resources::delete_in_mesh),
         )
-        .route("/{collection}", get(resources::list_global))
+        .route(
+            "/{collection}",
+            get(resources::list_global).fallback(resources::other_method_global),
+        )
         .route(
             "/{collection}/{name}",
             get(resources::get_global)

@@ -357,6 +357,19 @@ pub(super) async fn list_global(
     list(&ctx, &caller, kind, None, &uri, &headers).await
 }
 
+/// `/{collection}` answers GET only; a path that names no collection
+/// (`POST /bootstrap` sent to the wrong port, say) is not found.
+pub(super) async fn other_method_global(Path(segment): Path<String>) -> ApiError {
+    match global_collection(&segment) {
+        Ok(_) => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            format!("/{segment} answers GET only"),
+        ),
+        Err(e) => e,
+    }
+}
+
 pub(super) async fn get_global(
     State(ctx): State<SharedContext>,
     caller: Caller,

@@ -225,23 +225,39 @@ async fn injector(config: &Config, _opened: &Opened) -> Result<(), CpError> {
 }
 
 /// A replica that is not the leader yet creates the default mesh once it is.
-async fn default_mesh_when_leading(
-    config: Config,
-    store: SharedStore,
+/// Runs `job` whenever this replica leads, until it reports done (`true`);
+/// `false` (leadership lost meanwhile) or an error try again.
+async fn when_leading<F, Fut, E>(
     mut leadership: Leadership,
     shutdown: CancellationToken,
-) {
+    mut job: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
+{
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = leadership.acquired() => {}
         }
-        match ensure_default_mesh(&config, &store).await {
+        match job().await {
             Ok(true) => return,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "retrying"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The bootstrap admin token ([`crate::security::users::ensure_admin_token`]).
+async fn ensure_admin_token(
+    store: &SharedStore,
+) -> Result<bool, crate::security::users::UserTokenError> {
+    match crate::security::users::ensure_admin_token(store.as_ref()).await {
+        Ok(()) => Ok(true),
+        Err(crate::security::users::UserTokenError::Store(StoreError::NotLeader(_))) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -423,11 +439,25 @@ pub async fn run(
         ),
     ]);
     if !settled {
-        servers.push(tokio::spawn(default_mesh_when_leading(
-            config.clone(),
-            store.clone(),
+        let (config, store) = (config.clone(), store.clone());
+        servers.push(tokio::spawn(when_leading(
             opened.leadership.clone(),
             shutdown.clone(),
+            move || {
+                let (config, store) = (config.clone(), store.clone());
+                async move { ensure_default_mesh(&config, &store).await }
+            },
+        )));
+    }
+    if config.api_server.authn.tokens.bootstrap_admin_token {
+        let store = store.clone();
+        servers.push(tokio::spawn(when_leading(
+            opened.leadership.clone(),
+            shutdown.clone(),
+            move || {
+                let store = store.clone();
+                async move { ensure_admin_token(&store).await }
+            },
         )));
     }
     servers.extend(opened.tasks);

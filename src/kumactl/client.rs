@@ -2,6 +2,7 @@
 //! that says what went wrong and where.
 
 use super::KumactlError;
+use super::config::ApiServer;
 use crate::api::describe_error_body;
 use crate::resources::ResourceType;
 use reqwest::{Method, StatusCode};
@@ -13,22 +14,34 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base: &str) -> Result<Self, KumactlError> {
-        let http = reqwest::Client::builder()
+    /// A client of `api`, with its credentials: a user token, a client
+    /// certificate, the CA of its HTTPS certificate.
+    pub fn new(api: &ApiServer) -> Result<Self, KumactlError> {
+        let http = authenticated(api, reqwest::Client::builder())?
             .timeout(std::time::Duration::from_secs(30))
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
             .map_err(KumactlError::http("cannot build an HTTP client"))?;
         Ok(ApiClient {
-            base: base.trim_end_matches('/').to_string(),
+            base: api.url.trim_end_matches('/').to_string(),
             http,
+        })
+    }
+
+    /// POSTs `body`; the answer's text.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<String, KumactlError> {
+        let url = format!("{}{path}", self.base);
+        let (_, answer) = self.send(Method::POST, &url, Some(body)).await?;
+        Ok(match answer {
+            Value::String(text) => text,
+            other => other.to_string(),
         })
     }
 
     /// The path of one resource (or, with `name` empty, its collection).
     pub fn path(kind: ResourceType, mesh: &str, name: &str) -> String {
-        let mut path = if kind == ResourceType::Mesh {
-            "/meshes".to_string()
+        let mut path = if !kind.is_mesh_scoped() {
+            format!("/{}", kind.collection().unwrap_or("unknown"))
         } else {
             format!("/meshes/{mesh}/{}", kind.collection().unwrap_or("unknown"))
         };
@@ -118,4 +131,63 @@ impl ApiClient {
         let url = format!("{}{path}", self.base);
         self.send(Method::DELETE, &url, None).await.map(|_| ())
     }
+}
+
+/// Adds `api`'s credentials to a client being built.
+pub fn authenticated(
+    api: &ApiServer,
+    mut builder: reqwest::ClientBuilder,
+) -> Result<reqwest::ClientBuilder, KumactlError> {
+    match api.auth_type.as_str() {
+        "" => {}
+        "tokens" => {
+            let token = api.auth_conf.get("token").ok_or_else(|| {
+                KumactlError::Invalid("authType tokens needs --auth-conf token=TOKEN".to_string())
+            })?;
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|_| {
+                        KumactlError::Invalid(
+                            "the user token holds characters a header cannot".into(),
+                        )
+                    })?;
+            value.set_sensitive(true);
+            builder = builder.default_headers(
+                [(reqwest::header::AUTHORIZATION, value)]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        other => {
+            return Err(KumactlError::Invalid(format!(
+                "unknown authType \"{other}\"; expected tokens"
+            )));
+        }
+    }
+    if !api.ca_cert_file.is_empty() {
+        let pem =
+            std::fs::read(&api.ca_cert_file).map_err(KumactlError::file(&api.ca_cert_file))?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(KumactlError::http(format!(
+            "CA certificate {}",
+            api.ca_cert_file
+        )))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    if !api.client_cert_file.is_empty() {
+        let mut pem = std::fs::read(&api.client_cert_file)
+            .map_err(KumactlError::file(&api.client_cert_file))?;
+        pem.extend(
+            std::fs::read(&api.client_key_file)
+                .map_err(KumactlError::file(&api.client_key_file))?,
+        );
+        let identity = reqwest::Identity::from_pem(&pem).map_err(KumactlError::http(format!(
+            "client certificate {} and key {}",
+            api.client_cert_file, api.client_key_file
+        )))?;
+        builder = builder.identity(identity);
+    }
+    if api.skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    Ok(builder)
 }

@@ -45,9 +45,28 @@ pub struct TokenServerClient {
     pub client_key: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How to reach a control plane's API and prove who kumactl is, with
+/// Kuma's field names.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiServer {
     pub url: String,
+    /// `tokens`: send `authConf.token` as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub auth_type: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub auth_conf: std::collections::BTreeMap<String, String>,
+    /// CA (PEM) that signs the API's HTTPS certificate.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_cert_file: String,
+    /// Client certificate (PEM) for the HTTPS API, and its key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_cert_file: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_key_file: String,
+    /// Do not verify the API's HTTPS certificate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_verify: bool,
 }
 
 /// The control plane a fresh installation talks to.
@@ -61,7 +80,14 @@ impl Default for KumactlConfig {
             control_planes: Vec::new(),
             current_context: String::new(),
         };
-        config.add(LOCAL, LOCAL_URL, None);
+        config.add(
+            LOCAL,
+            ApiServer {
+                url: LOCAL_URL.into(),
+                ..Default::default()
+            },
+            None,
+        );
         config
     }
 }
@@ -102,8 +128,8 @@ impl KumactlConfig {
         })
     }
 
-    /// The API URL of the current control plane.
-    pub fn current_url(&self) -> Result<&str, KumactlError> {
+    /// The API of the current control plane.
+    pub fn current_api(&self) -> Result<&ApiServer, KumactlError> {
         let context = self
             .contexts
             .iter()
@@ -116,7 +142,7 @@ impl KumactlConfig {
         self.control_planes
             .iter()
             .find(|cp| cp.name == context.control_plane)
-            .map(|cp| cp.coordinates.api_server.url.as_str())
+            .map(|cp| &cp.coordinates.api_server)
             .ok_or_else(|| {
                 KumactlError::Invalid(format!(
                     "control plane \"{}\" is not configured",
@@ -131,21 +157,22 @@ impl KumactlConfig {
 
     /// The current control plane.
     pub fn current(&self) -> Result<&ControlPlane, KumactlError> {
-        let url = self.current_url()?;
+        let api = self.current_api()?;
         self.control_planes
             .iter()
-            .find(|cp| cp.coordinates.api_server.url == url)
+            .find(|cp| &cp.coordinates.api_server == api)
             .ok_or_else(|| KumactlError::from("no current control plane"))
     }
 
     /// Adds (or replaces) a control plane and makes it current.
-    pub fn add(&mut self, name: &str, url: &str, token_client: Option<TokenServerClient>) {
+    pub fn add(&mut self, name: &str, api: ApiServer, token_client: Option<TokenServerClient>) {
         self.remove(name);
         self.control_planes.push(ControlPlane {
             name: name.to_string(),
             coordinates: Coordinates {
                 api_server: ApiServer {
-                    url: url.trim_end_matches('/').to_string(),
+                    url: api.url.trim_end_matches('/').to_string(),
+                    ..api
                 },
                 dataplane_token_server: token_client,
             },

@@ -1,4 +1,4 @@
-//! `kumactl generate dataplane-token` and `kumactl generate certificate`.
+//! `kumactl generate dataplane-token`, `user-token` and `certificate`.
 
 use super::KumactlError;
 use super::Session;
@@ -7,10 +7,11 @@ use crate::api::describe_error_body;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use std::path::Path;
 
-/// Asks the token server of the current control plane. With a client
-/// certificate configured (`config control-planes add
-/// --dataplane-token-client-cert`) it uses the public HTTPS server;
-/// otherwise the local one, which answers on the control plane's host only.
+/// Asks the current control plane for a dataplane token. With a client
+/// certificate for the public token server configured (`config
+/// control-planes add --dataplane-token-client-cert`) it asks that server;
+/// otherwise the HTTP API (`POST /tokens/dataplane`), as the configured
+/// user, who needs `GENERATE_DATAPLANE_TOKEN` on the mesh.
 pub async fn dataplane_token(
     session: &Session,
     name: &str,
@@ -18,42 +19,34 @@ pub async fn dataplane_token(
 ) -> Result<(), KumactlError> {
     let config = session.config()?;
     let cp = config.current()?;
-    let info = ApiClient::new(&cp.coordinates.api_server.url)?
-        .get("/")
-        .await?;
-    let servers = &info["dataplaneTokenServer"];
-    let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
-    let url = match &cp.coordinates.dataplane_token_server {
-        Some(client) => {
-            let url = servers["public"].as_str().ok_or(
-                "a client certificate is configured, but the control plane's public token server is not enabled (KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_ENABLED)",
-            )?;
-            let mut pem = std::fs::read(&client.client_cert)
-                .map_err(KumactlError::file(&client.client_cert))?;
-            pem.extend(
-                std::fs::read(&client.client_key)
-                    .map_err(KumactlError::file(&client.client_key))?,
-            );
-            let identity =
-                reqwest::Identity::from_pem(&pem).map_err(KumactlError::http(format!(
-                    "client certificate {} and key {}",
-                    client.client_cert, client.client_key
-                )))?;
-            // The server's certificate is self-signed (kumactl generate
-            // certificate); it is the client certificate that authenticates.
-            http = http.identity(identity).danger_accept_invalid_certs(true);
-            url.to_string()
-        }
-        None => servers["local"]
-            .as_str()
-            .ok_or("the control plane did not say where its token server is")?
-            .to_string(),
-    };
-    let http = http
-        .build()
-        .map_err(KumactlError::http("cannot build an HTTP client"))?;
     let body =
         serde_json::json!({"name": name, "mesh": session.mesh, "validForSeconds": valid_for});
+    let Some(client) = &cp.coordinates.dataplane_token_server else {
+        let token = ApiClient::new(&cp.coordinates.api_server)?
+            .post("/tokens/dataplane", &body)
+            .await?;
+        println!("{token}");
+        return Ok(());
+    };
+    let info = ApiClient::new(&cp.coordinates.api_server)?.get("/").await?;
+    let url = info["dataplaneTokenServer"]["public"].as_str().ok_or(
+        "a client certificate is configured, but the control plane's public token server is not enabled (KUMA_DATAPLANE_TOKEN_SERVER_PUBLIC_ENABLED)",
+    )?;
+    let mut pem =
+        std::fs::read(&client.client_cert).map_err(KumactlError::file(&client.client_cert))?;
+    pem.extend(std::fs::read(&client.client_key).map_err(KumactlError::file(&client.client_key))?);
+    let identity = reqwest::Identity::from_pem(&pem).map_err(KumactlError::http(format!(
+        "client certificate {} and key {}",
+        client.client_cert, client.client_key
+    )))?;
+    // The server's certificate is self-signed (kumactl generate
+    // certificate); it is the client certificate that authenticates.
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .identity(identity)
+        .danger_accept_invalid_certs(true)
+        .build()
+        .map_err(KumactlError::http("cannot build an HTTP client"))?;
     let response = http
         .post(format!("{url}/tokens"))
         .json(&body)
@@ -61,7 +54,7 @@ pub async fn dataplane_token(
         .await
         .map_err(|source| KumactlError::Unreachable {
             what: "the dataplane token server",
-            url: url.clone(),
+            url: url.to_string(),
             source,
         })?;
     let status = response.status();
@@ -79,7 +72,21 @@ pub async fn dataplane_token(
     Ok(())
 }
 
-/// A self-signed certificate: for a server (the host names given), or for
+/// `kumactl generate user-token`: the admin mints a token for a user.
+pub async fn user_token(
+    session: &Session,
+    name: &str,
+    groups: &[String],
+    valid_for: &str,
+) -> Result<(), KumactlError> {
+    crate::security::users::parse_duration(valid_for)
+        .map_err(|e| KumactlError::Invalid(format!("--valid-for: {e}")))?;
+    let body = serde_json::json!({"name": name, "groups": groups, "validFor": valid_for});
+    let token = session.client()?.post("/tokens/user", &body).await?;
+    println!("{token}");
+    Ok(())
+}
+
 /// a client (client authentication only).
 pub fn certificate(
     kind: &str,

@@ -9,7 +9,13 @@ use serde_json::{Value, json};
 fn kind(word: &str) -> Result<ResourceType, KumactlError> {
     ResourceType::from_cli_word(word).ok_or_else(|| {
         KumactlError::Invalid(format!(
-            "unknown resource type \"{word}\"; expected one of meshes, dataplanes, traffic-permissions, traffic-logs, proxytemplates"
+            "unknown resource type \"{word}\"; expected one of {}",
+            ResourceType::ALL
+                .into_iter()
+                .filter(|k| k.is_user_managed())
+                .filter_map(ResourceType::collection)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }
@@ -39,6 +45,29 @@ fn row(kind: ResourceType, item: &Value) -> Vec<String> {
             name,
             output::dataplane_tags(item.get("networking")),
         ],
+        ResourceType::AccessRoleBinding => {
+            let list = |key: &str, f: &dyn Fn(&Value) -> String| {
+                item.get(key)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(f).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default()
+            };
+            vec![
+                name,
+                list("subjects", &|s| {
+                    format!("{}:{}", str_field(s, "type"), str_field(s, "name"))
+                }),
+                list("roles", &|r| r.as_str().unwrap_or("").to_string()),
+            ]
+        }
+        ResourceType::AccessRole => {
+            let rules = item
+                .get("rules")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
+            vec![name, rules.to_string()]
+        }
         _ => vec![str_field(item, "mesh").to_string(), name],
     }
 }
@@ -47,6 +76,8 @@ fn headers(kind: ResourceType) -> &'static [&'static str] {
     match kind {
         ResourceType::Mesh => &["NAME", "mTLS", "CA"],
         ResourceType::Dataplane => &["MESH", "NAME", "TAGS"],
+        ResourceType::AccessRole => &["NAME", "RULES"],
+        ResourceType::AccessRoleBinding => &["NAME", "SUBJECTS", "ROLES"],
         _ => &["MESH", "NAME"],
     }
 }

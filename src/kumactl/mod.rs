@@ -106,6 +106,19 @@ enum GenerateCommand {
         #[arg(long = "valid-for-seconds")]
         valid_for_seconds: Option<u64>,
     },
+    /// Ask the control plane for a user token (the admin only)
+    #[command(name = "user-token")]
+    UserToken {
+        /// Name of the user
+        #[arg(long)]
+        name: String,
+        /// A group of the user (repeatable)
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// How long the token is valid, e.g. 24h, 30m, 8760h
+        #[arg(long = "valid-for")]
+        valid_for: String,
+    },
     /// A self-signed certificate and key, e.g. for the public token server
     Certificate {
         #[arg(long = "type", value_parser = ["server", "client"])]
@@ -161,6 +174,32 @@ enum ControlPlanesCommand {
             requires = "dataplane_token_client_cert"
         )]
         dataplane_token_client_key: Option<String>,
+        /// How kumactl proves who it is: tokens
+        #[arg(long = "auth-type", value_parser = ["tokens"])]
+        auth_type: Option<String>,
+        /// Settings of the auth type, e.g. token=TOKEN (repeatable)
+        #[arg(long = "auth-conf", requires = "auth_type")]
+        auth_conf: Vec<String>,
+        /// CA certificate (PEM) of the API's HTTPS certificate
+        #[arg(long = "ca-cert-file", alias = "ca-cert")]
+        ca_cert_file: Option<String>,
+        /// Client certificate (PEM) for the HTTPS API
+        #[arg(
+            long = "client-cert-file",
+            alias = "client-cert",
+            requires = "client_key_file"
+        )]
+        client_cert_file: Option<String>,
+        /// Its key
+        #[arg(
+            long = "client-key-file",
+            alias = "client-key",
+            requires = "client_cert_file"
+        )]
+        client_key_file: Option<String>,
+        /// Do not verify the API's HTTPS certificate
+        #[arg(long = "skip-verify")]
+        skip_verify: bool,
     },
     /// Make a control plane current
     Switch {
@@ -266,7 +305,7 @@ impl Session {
     }
 
     fn client(&self) -> Result<ApiClient, KumactlError> {
-        ApiClient::new(self.config()?.current_url()?)
+        ApiClient::new(self.config()?.current_api()?)
     }
 }
 
@@ -318,6 +357,11 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
                 name,
                 valid_for_seconds,
             } => generate::dataplane_token(&session, &name, valid_for_seconds).await,
+            GenerateCommand::UserToken {
+                name,
+                groups,
+                valid_for,
+            } => generate::user_token(&session, &name, &groups, &valid_for).await,
             GenerateCommand::Certificate {
                 cert_type,
                 cert,
@@ -415,16 +459,50 @@ async fn control_planes(
             overwrite,
             dataplane_token_client_cert,
             dataplane_token_client_key,
+            auth_type,
+            auth_conf,
+            ca_cert_file,
+            client_cert_file,
+            client_key_file,
+            skip_verify,
         } => {
             if config.contains(&name) && !overwrite {
                 return Err(KumactlError::Invalid(format!(
                     "a control plane named \"{name}\" already exists; use --overwrite to replace it"
                 )));
             }
-            // Kuma checks the address answers before saving it.
-            ApiClient::new(&address)?.get("/").await.map_err(|e| {
+            let mut conf = std::collections::BTreeMap::new();
+            for pair in &auth_conf {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    KumactlError::Invalid(format!(
+                        "--auth-conf \"{pair}\" must be key=value, e.g. token=TOKEN"
+                    ))
+                })?;
+                conf.insert(k.to_string(), v.to_string());
+            }
+            let file = |f: Option<String>| f.map(|f| absolute(&f)).transpose();
+            let api = config::ApiServer {
+                url: address.clone(),
+                auth_type: auth_type.unwrap_or_default(),
+                auth_conf: conf,
+                ca_cert_file: file(ca_cert_file)?.unwrap_or_default(),
+                client_cert_file: file(client_cert_file)?.unwrap_or_default(),
+                client_key_file: file(client_key_file)?.unwrap_or_default(),
+                skip_verify,
+            };
+            // Kuma checks the address answers, with these credentials,
+            // before saving it.
+            let client = ApiClient::new(&api)?;
+            client.get("/").await.map_err(|e| {
                 KumactlError::Invalid(format!("control plane \"{name}\" was not added: {e}"))
             })?;
+            if !api.auth_type.is_empty() || !api.client_cert_file.is_empty() {
+                client.get("/meshes").await.map_err(|e| {
+                    KumactlError::Invalid(format!(
+                        "control plane \"{name}\" was not added: its credentials were refused: {e}"
+                    ))
+                })?;
+            }
             let token_client = match (dataplane_token_client_cert, dataplane_token_client_key) {
                 (Some(cert), Some(key)) => Some(config::TokenServerClient {
                     client_cert: absolute(&cert)?,
@@ -432,7 +510,7 @@ async fn control_planes(
                 }),
                 _ => None,
             };
-            config.add(&name, &address, token_client);
+            config.add(&name, api, token_client);
             println!("added Control Plane \"{name}\"");
             println!("switched active Control Plane to \"{name}\"");
         }

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 pub const SIGNING_KEY_SECRET: &str = "user-token-signing-key";
 pub const REVOCATIONS_SECRET: &str = "user-token-revocations";
+/// The global secret holding the bootstrap admin's token.
+pub const ADMIN_TOKEN_SECRET: &str = "admin-user-token";
 
 /// Members of this group may do anything, and only they manage access
 /// roles and mint user tokens.
@@ -195,6 +197,29 @@ pub async fn revoke(store: &dyn ResourceStore, token: &str) -> Result<UserClaims
     };
     add_revocation(store, &global_secret(REVOCATIONS_SECRET), &claims.jti).await?;
     Ok(claims)
+}
+
+/// Keeps a valid admin token in [`ADMIN_TOKEN_SECRET`]: issued once, and
+/// again when the stored one no longer verifies (expired, revoked, or
+/// signed by a key since replaced).
+pub async fn ensure_admin_token(store: &dyn ResourceStore) -> Result<(), UserTokenError> {
+    let key = global_secret(ADMIN_TOKEN_SECRET);
+    let stored = match store.get(&key).await {
+        Ok(r) => secret_of(&r).and_then(|s| s.bytes().ok()),
+        Err(StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(token) = stored.and_then(|b| String::from_utf8(b).ok())
+        && verify(store, &token).await.is_ok()
+    {
+        return Ok(());
+    }
+    let token = issue(store, LOCAL_ADMIN, &[ADMIN_GROUP.to_string()], MAX_VALIDITY).await?;
+    let spec =
+        crate::resources::Spec::Secret(crate::resources::SecretSpec::from_bytes(token.as_bytes()));
+    crate::store::modify(store, &key, |_| Ok::<_, StoreError>(Some(spec.clone()))).await?;
+    tracing::info!(secret = ADMIN_TOKEN_SECRET, "stored an admin user token");
+    Ok(())
 }
 
 /// Reads a duration as Go and Kuma write it: `24h`, `90m`, `1h30m`, `45s`.

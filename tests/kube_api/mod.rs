@@ -170,6 +170,14 @@ const KINDS: &[Kind] = &[
         true,
         &[],
     ),
+    kind("kuma.io/v1alpha1", "accessroles", "AccessRole", false, &[]),
+    kind(
+        "kuma.io/v1alpha1",
+        "accessrolebindings",
+        "AccessRoleBinding",
+        false,
+        &[],
+    ),
 ];
 
 /// How many events the watch history keeps before a watch from an older
