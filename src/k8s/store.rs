@@ -123,7 +123,7 @@ impl KubernetesStore {
                 tx,
             )));
         }
-        let secret_kinds: [(ResourceType, &str, fn(&Secret) -> Converted); 2] = [
+        let secret_kinds: [(ResourceType, &str, SecretConverter); 2] = [
             (ResourceType::Secret, MESH_LABEL, secret_resource),
             (
                 ResourceType::GlobalSecret,
@@ -408,6 +408,9 @@ fn secret_with_key(secret: &Secret, key: ResourceKey) -> Converted {
         ResourceVersion::new(secret.metadata.resource_version.clone().unwrap_or_default());
     Converted::Valid(resource)
 }
+
+/// Reads a Kubernetes Secret as one kind of resource.
+type SecretConverter = fn(&Secret) -> Converted;
 
 enum Converted {
     Valid(Resource),

@@ -152,55 +152,7 @@ enum ControlPlanesCommand {
     /// List the control planes
     List,
     /// Add a control plane and make it current
-    Add {
-        /// Name to know it by
-        #[arg(long)]
-        name: String,
-        /// URL of its HTTP API, e.g. http://localhost:5681
-        #[arg(long)]
-        address: String,
-        /// Replace a control plane of the same name
-        #[arg(long)]
-        overwrite: bool,
-        /// Client certificate for the public dataplane token server
-        #[arg(
-            long = "dataplane-token-client-cert",
-            requires = "dataplane_token_client_key"
-        )]
-        dataplane_token_client_cert: Option<String>,
-        /// Its key
-        #[arg(
-            long = "dataplane-token-client-key",
-            requires = "dataplane_token_client_cert"
-        )]
-        dataplane_token_client_key: Option<String>,
-        /// How kumactl proves who it is: tokens
-        #[arg(long = "auth-type", value_parser = ["tokens"])]
-        auth_type: Option<String>,
-        /// Settings of the auth type, e.g. token=TOKEN (repeatable)
-        #[arg(long = "auth-conf", requires = "auth_type")]
-        auth_conf: Vec<String>,
-        /// CA certificate (PEM) of the API's HTTPS certificate
-        #[arg(long = "ca-cert-file", alias = "ca-cert")]
-        ca_cert_file: Option<String>,
-        /// Client certificate (PEM) for the HTTPS API
-        #[arg(
-            long = "client-cert-file",
-            alias = "client-cert",
-            requires = "client_key_file"
-        )]
-        client_cert_file: Option<String>,
-        /// Its key
-        #[arg(
-            long = "client-key-file",
-            alias = "client-key",
-            requires = "client_cert_file"
-        )]
-        client_key_file: Option<String>,
-        /// Do not verify the API's HTTPS certificate
-        #[arg(long = "skip-verify")]
-        skip_verify: bool,
-    },
+    Add(Box<AddControlPlane>),
     /// Make a control plane current
     Switch {
         /// Name of the control plane
@@ -213,6 +165,58 @@ enum ControlPlanesCommand {
         #[arg(long)]
         name: String,
     },
+}
+
+/// `kumactl config control-planes add`.
+#[derive(clap::Args)]
+struct AddControlPlane {
+    /// Name to know it by
+    #[arg(long)]
+    name: String,
+    /// URL of its HTTP API, e.g. http://localhost:5681
+    #[arg(long)]
+    address: String,
+    /// Replace a control plane of the same name
+    #[arg(long)]
+    overwrite: bool,
+    /// Client certificate for the public dataplane token server
+    #[arg(
+        long = "dataplane-token-client-cert",
+        requires = "dataplane_token_client_key"
+    )]
+    dataplane_token_client_cert: Option<String>,
+    /// Its key
+    #[arg(
+        long = "dataplane-token-client-key",
+        requires = "dataplane_token_client_cert"
+    )]
+    dataplane_token_client_key: Option<String>,
+    /// How kumactl proves who it is: tokens
+    #[arg(long = "auth-type", value_parser = ["tokens"])]
+    auth_type: Option<String>,
+    /// Settings of the auth type, e.g. token=TOKEN (repeatable)
+    #[arg(long = "auth-conf", requires = "auth_type")]
+    auth_conf: Vec<String>,
+    /// CA certificate (PEM) of the API's HTTPS certificate
+    #[arg(long = "ca-cert-file", alias = "ca-cert")]
+    ca_cert_file: Option<String>,
+    /// Client certificate (PEM) for the HTTPS API
+    #[arg(
+        long = "client-cert-file",
+        alias = "client-cert",
+        requires = "client_key_file"
+    )]
+    client_cert_file: Option<String>,
+    /// Its key
+    #[arg(
+        long = "client-key-file",
+        alias = "client-key",
+        requires = "client_cert_file"
+    )]
+    client_key_file: Option<String>,
+    /// Do not verify the API's HTTPS certificate
+    #[arg(long = "skip-verify")]
+    skip_verify: bool,
 }
 
 #[derive(Subcommand)]
@@ -453,19 +457,20 @@ async fn control_planes(
             print!("{}", output::table(&["ACTIVE", "NAME", "ADDRESS"], &rows));
             return Ok(());
         }
-        ControlPlanesCommand::Add {
-            name,
-            address,
-            overwrite,
-            dataplane_token_client_cert,
-            dataplane_token_client_key,
-            auth_type,
-            auth_conf,
-            ca_cert_file,
-            client_cert_file,
-            client_key_file,
-            skip_verify,
-        } => {
+        ControlPlanesCommand::Add(add) => {
+            let AddControlPlane {
+                name,
+                address,
+                overwrite,
+                dataplane_token_client_cert,
+                dataplane_token_client_key,
+                auth_type,
+                auth_conf,
+                ca_cert_file,
+                client_cert_file,
+                client_key_file,
+                skip_verify,
+            } = *add;
             if config.contains(&name) && !overwrite {
                 return Err(KumactlError::Invalid(format!(
                     "a control plane named \"{name}\" already exists; use --overwrite to replace it"
