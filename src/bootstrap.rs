@@ -85,17 +85,24 @@ async fn bootstrap(
         ));
     };
     let token = request.dataplane_token.as_deref().unwrap_or("").trim();
-    ctx.auth.check(&id, token).await.map_err(|e| match e {
+    let refused = |e| match e {
         AuthError::Refused(message) => {
             tracing::warn!(mesh = %id.mesh, dataplane = %id.name, "bootstrap refused: {message}");
             ApiError::new(StatusCode::UNAUTHORIZED, "Dataplane token refused", message)
         }
+        AuthError::NotAdmitted(message) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Dataplane not admitted to its mesh",
+            message,
+        ),
         AuthError::Unavailable(message) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Cannot check the dataplane token now",
             message,
         ),
-    })?;
+    };
+    ctx.auth.check(&id, token).await.map_err(refused)?;
+    ctx.auth.admitted(&id).map_err(refused)?;
     let cluster = service.unwrap_or_else(|| request.name.clone());
     Ok(Json(envoy_bootstrap(&ctx, &request, &cluster)))
 }

@@ -116,7 +116,8 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
     assert_eq!(
         inbound(&api).unwrap(),
         json!({"interface": "10.0.0.2:7000:7000",
-               "tags": {"app": "echo", "version": "v1", "service": "echo_demo_svc_80", "protocol": "tcp"},
+               "tags": {"app": "echo", "version": "v1", "service": "echo_demo_svc_80", "protocol": "tcp",
+                        "k8s.kuma.io/namespace": "demo"},
                "health": {"ready": true},
                "serviceVip": "10.96.0.5:80"})
     );
@@ -149,4 +150,54 @@ fn a_pod_with_the_sidecar_and_a_service_becomes_a_dataplane_that_follows_it() {
     assert!(eventually(Duration::from_secs(10), || api
         .get(DATAPLANE)
         .is_none()));
+}
+
+#[test]
+fn a_mesh_admits_the_pods_of_its_namespaces_only() {
+    let api = KubeApi::start();
+    let _cp = api.kuma_cp(&[]);
+    api.apply(
+        "/apis/kuma.io/v1alpha1/meshes",
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh",
+               "metadata": {"name": "team-a"},
+               "spec": {"constraints": {"dataplaneProxy": {"requirements": [
+                   {"tags": {"k8s.kuma.io/namespace": "team-a"}}]}}}}),
+    );
+    for ns in ["team-a", "demo"] {
+        api.apply(
+            "/api/v1/namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        );
+        api.apply(
+            &format!("/api/v1/namespaces/{ns}/services"),
+            service(json!("tcp-echo")),
+        );
+        let mut p = pod("echo-1", "10.0.0.2", true, "Running");
+        p["metadata"]["annotations"]["kuma.io/mesh"] = json!("team-a");
+        api.apply(&format!("/api/v1/namespaces/{ns}/pods"), p);
+    }
+    // The pod of team-a's namespace joins; the one of demo, which names the
+    // same mesh, does not, and its Event says why.
+    assert!(eventually(Duration::from_secs(15), || api
+        .get("/apis/kuma.io/v1alpha1/namespaces/team-a/dataplanes/echo-1")
+        .is_some()));
+    let refusal = || {
+        api.list("/api/v1/namespaces/demo/events")
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == "echo-1" && e["reason"] == "MeshRefusedPod")
+    };
+    assert!(eventually(Duration::from_secs(15), || refusal().is_some()));
+    let message = refusal().unwrap()["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains("mesh \"team-a\" admits only")
+            && message.contains("k8s.kuma.io/namespace=team-a"),
+        "{message}"
+    );
+    assert!(
+        api.get(DATAPLANE).is_none(),
+        "the refused pod has no Dataplane"
+    );
 }

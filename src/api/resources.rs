@@ -236,6 +236,7 @@ async fn put(
             tracing::info!(%mesh, %kind, %name, error = %e, "resource refused");
             ApiError::invalid(e)
         })?;
+    admitted(ctx, &resource).await?;
     let (stored, created) = match if_match(headers)? {
         Some(version) => {
             resource.version = version;
@@ -250,6 +251,30 @@ async fn put(
         StatusCode::OK
     };
     Ok((status, [(header::ETAG, etag(&stored.version))]).into_response())
+}
+
+/// A Dataplane its mesh does not admit (`Mesh.constraints`) is refused
+/// here, as it would be when its proxy connects.
+async fn admitted(ctx: &SharedContext, resource: &Resource) -> Result<(), ApiError> {
+    let crate::resources::Spec::Dataplane(dataplane) = &resource.spec else {
+        return Ok(());
+    };
+    let mesh = match ctx.store.get(&ResourceKey::mesh(&resource.key.mesh)).await {
+        Ok(mesh) => mesh,
+        // The store says so when it is written.
+        Err(StoreError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let crate::resources::Spec::Mesh(spec) = &mesh.spec else {
+        return Ok(());
+    };
+    spec.admits(&resource.key.mesh, dataplane).map_err(|why| {
+        tracing::info!(mesh = %resource.key.mesh, dataplane = %resource.key.name, "dataplane refused: {why}");
+        ApiError::bad_request(
+            "Dataplane not admitted to its mesh",
+            vec![crate::resources::Cause::new("networking.inbound", why)],
+        )
+    })
 }
 
 async fn delete(

@@ -19,7 +19,10 @@
 //!
 //! The mesh is the pod's `kuma.io/mesh` annotation, else its namespace's,
 //! else `default`. A pod that succeeded, failed or has no IP has no
-//! Dataplane; neither has a pod no Service selects (logged).
+//! Dataplane; neither has a pod no Service selects (logged), nor one its
+//! mesh does not admit (`Mesh.constraints`; an Event on the pod says why).
+//! Every inbound carries the tag `k8s.kuma.io/namespace`, so a mesh can
+//! admit the pods of chosen namespaces only.
 
 use super::crd::{DEFAULT_MESH, KumaCrd, MESH_LABEL};
 use crate::api::outside_mesh::{OutsideMesh, PodWithoutSidecar};
@@ -45,6 +48,8 @@ pub const SIDECAR_INJECTION: &str = "kuma.io/sidecar-injection";
 pub const TRANSPARENT_PROXYING: &str = "kuma.io/transparent-proxying";
 pub const INBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-inbound-port";
 pub const OUTBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-outbound-port";
+/// The inbound tag naming the pod's namespace.
+pub const NAMESPACE_TAG: &str = "k8s.kuma.io/namespace";
 
 /// How long a pod whose Dataplane could not be written waits for the
 /// next try.
@@ -213,6 +218,7 @@ pub fn desired(
                 format!("{name}_{pod_namespace}_svc_{}", port.port),
             );
             tags.insert("protocol".into(), protocol);
+            tags.insert(NAMESPACE_TAG.into(), pod_namespace.clone());
             inbound.push(InboundInterface {
                 interface,
                 tags,
@@ -261,9 +267,11 @@ pub async fn run(
     outside: OutsideMesh,
     shutdown: CancellationToken,
 ) {
-    let dataplane_crd = match KumaCrd::of(ResourceType::Dataplane) {
-        Some(c) => c,
-        None => return,
+    let (Some(dataplane_crd), Some(mesh_crd)) = (
+        KumaCrd::of(ResourceType::Dataplane),
+        KumaCrd::of(ResourceType::Mesh),
+    ) else {
+        return;
     };
     let (pods, pods_writer) = reflector::store::<Pod>();
     let (services, services_writer) = reflector::store::<Service>();
@@ -271,6 +279,8 @@ pub async fn run(
     let dataplanes_writer =
         reflector::store::Writer::<DynamicObject>::new(dataplane_crd.api_resource());
     let dataplanes = dataplanes_writer.as_reader();
+    let meshes_writer = reflector::store::Writer::<DynamicObject>::new(mesh_crd.api_resource());
+    let meshes = meshes_writer.as_reader();
 
     let pod_of = |meta: &kube::api::ObjectMeta| Touch::Pod {
         namespace: meta.namespace.clone().unwrap_or_default(),
@@ -293,6 +303,12 @@ pub async fn run(
         Api::<DynamicObject>::all_with(client.clone(), &dataplane_crd.api_resource()),
         move |d| pod_of(&d.metadata),
     );
+    // A mesh's constraints decide which pods join it.
+    let mesh_events = follow(
+        meshes_writer,
+        Api::<DynamicObject>::all_with(client.clone(), &mesh_crd.api_resource()),
+        |_| Touch::Everything,
+    );
     // Pods whose Dataplane could not be written, to look at again.
     let (retry, retries) = tokio::sync::mpsc::unbounded_channel::<Touch>();
     let retry_events = tokio_stream::wrappers::UnboundedReceiverStream::new(retries)
@@ -308,6 +324,7 @@ pub async fn run(
         service_events,
         namespace_events,
         dataplane_events,
+        mesh_events,
         retry_events,
         resync,
     ])
@@ -319,10 +336,13 @@ pub async fn run(
         services,
         namespaces,
         dataplanes,
+        meshes,
         crd: dataplane_crd,
+        mesh_crd,
         client,
         outside,
         reported: BTreeSet::new(),
+        refused: BTreeSet::new(),
         leading: leadership.is_leader(),
     };
     loop {
@@ -392,11 +412,15 @@ struct Stores {
     services: Store<Service>,
     namespaces: Store<Namespace>,
     dataplanes: Store<DynamicObject>,
+    meshes: Store<DynamicObject>,
     crd: KumaCrd,
+    mesh_crd: KumaCrd,
     client: kube::Client,
     outside: OutsideMesh,
     /// Pods (by uid) already given an Event for their missing sidecar.
     reported: BTreeSet<String>,
+    /// Pods (uid, reason) already given an Event for their mesh refusing them.
+    refused: BTreeSet<(String, String)>,
     /// Whether this replica writes.
     leading: bool,
 }
@@ -433,6 +457,38 @@ impl Stores {
             out.extend(self.dataplanes.state().iter().map(|d| key(&d.metadata)));
         }
         out
+    }
+
+    /// `want`, unless its mesh does not admit it: then no Dataplane, and an
+    /// Event on the pod, once per reason.
+    async fn admitted(&mut self, want: Desired, pod: &Pod) -> Option<Desired> {
+        let mesh = self
+            .meshes
+            .get(&ObjectRef::new_with(
+                &want.mesh,
+                self.mesh_crd.api_resource(),
+            ))
+            .and_then(|o| super::crd::to_resource(&self.mesh_crd, &o).ok());
+        let Some(crate::resources::Spec::Mesh(spec)) = mesh.map(|m| m.spec) else {
+            return Some(want);
+        };
+        let Err(why) = spec.admits(&want.mesh, &want.spec) else {
+            return Some(want);
+        };
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let reason = format!(
+            "pod {namespace}/{name} has no Dataplane: {why}; its kuma.io/mesh names mesh \"{}\"",
+            want.mesh
+        );
+        if self.refused.insert((uid.clone(), reason.clone())) {
+            tracing::warn!(namespace, pod = name, "{reason}");
+            let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": name,
+                                  "namespace": namespace, "uid": uid});
+            super::events::warn(&self.client, involved, "MeshRefusedPod", &reason).await;
+        }
+        None
     }
 
     /// Lists (or forgets) a pod of a namespace labelled for injection that
@@ -524,6 +580,10 @@ impl Stores {
                 None
             }
             Some(Err(_)) | None => None,
+        };
+        let want = match (want, pod.as_deref()) {
+            (Some(want), Some(pod)) => self.admitted(want, pod).await,
+            _ => None,
         };
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &self.crd.api_resource());

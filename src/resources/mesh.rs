@@ -12,6 +12,9 @@ pub struct MeshSpec {
     pub tracing: Option<Tracing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
+    /// Which dataplanes may join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<super::membership::Constraints>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -136,6 +139,15 @@ impl MeshSpec {
         self.mtls.as_ref().is_some_and(|m| m.enabled)
     }
 
+    /// Whether `dataplane` may join this mesh (named `mesh`); see
+    /// [`super::membership`].
+    pub fn admits(&self, mesh: &str, dataplane: &super::DataplaneSpec) -> Result<(), String> {
+        match &self.constraints {
+            Some(c) => c.admits(mesh, dataplane),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Vec<Cause> {
         let mut causes = Vec::new();
         if let Some(mtls) = &self.mtls
@@ -153,6 +165,9 @@ impl MeshSpec {
         }
         if let Some(tracing) = &self.tracing {
             causes.extend(tracing.validate());
+        }
+        if let Some(constraints) = &self.constraints {
+            causes.extend(constraints.validate());
         }
         let Some(logging) = &self.logging else {
             return causes;

@@ -12,6 +12,7 @@ mod dataplane;
 mod dataplane_insight;
 mod dialect;
 mod kind;
+mod membership;
 mod mesh;
 mod policy;
 mod proxy_template;
@@ -31,6 +32,7 @@ pub use dataplane_insight::{
     MtlsInsight, SubscriptionStatus, SubscriptionVersion,
 };
 pub use kind::ResourceType;
+pub use membership::{Constraints, DataplaneProxyConstraints, TagsRule};
 pub use mesh::{
     BuiltinCa, CertificateAuthority, FileLoggingBackend, Logging, LoggingBackend, MeshSpec, Mtls,
     TcpLoggingBackend, Tracing, TracingBackend, TracingBackendType, ZipkinConf,

@@ -28,6 +28,8 @@ pub enum AuthError {
     /// The token is missing, malformed, for someone else, expired or
     /// revoked: asking again with it will not succeed.
     Refused(String),
+    /// Who it is is proven, but its mesh does not admit it.
+    NotAdmitted(String),
 }
 
 pub struct DataplaneAuth {
@@ -50,6 +52,15 @@ impl DataplaneAuth {
                 })
             }
         }
+    }
+
+    /// Whether the registered dataplane `id` may be in its mesh
+    /// (`Mesh.constraints`): asked once its identity is proven.
+    pub fn admitted(&self, id: &ProxyId) -> Result<(), AuthError> {
+        self.index.read().admits(id).map_err(|why| {
+            tracing::warn!(mesh = %id.mesh, dataplane = %id.name, "dataplane refused: {why}");
+            AuthError::NotAdmitted(format!("dataplane {id}: {why}"))
+        })
     }
 
     /// A dataplane token: for this mesh and name, signed with the mesh's

@@ -103,21 +103,29 @@ impl AdsServer {
         self.auth
             .check(&id, token.unwrap_or(""))
             .await
-            .map_err(|e| match e {
-                AuthError::Unavailable(m) => Status::unavailable(m),
-                AuthError::Refused(m) => Status::unauthenticated(m),
-            })?;
+            .map_err(status_of)?;
         let registered = self
             .index
             .wait_for(REGISTRATION_GRACE, |i| i.dataplane(&id).map(|_| ()))
             .await;
         match registered {
-            Some(()) => Ok(id),
+            Some(()) => {
+                self.auth.admitted(&id).map_err(status_of)?;
+                Ok(id)
+            }
             None => Err(Status::not_found(format!(
                 "dataplane \"{}\" of mesh \"{}\" is not registered: create the Dataplane resource first (kumactl apply)",
                 id.name, id.mesh
             ))),
         }
+    }
+}
+
+fn status_of(e: AuthError) -> Status {
+    match e {
+        AuthError::Unavailable(m) => Status::unavailable(m),
+        AuthError::Refused(m) => Status::unauthenticated(m),
+        AuthError::NotAdmitted(m) => Status::permission_denied(m),
     }
 }
 

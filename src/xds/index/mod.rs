@@ -311,6 +311,15 @@ impl ResourceIndex {
         self.meshes.get(mesh)
     }
 
+    /// Whether the dataplane `id` may be in its mesh
+    /// (`Mesh.constraints`); `Ok` when either is not known here.
+    pub fn admits(&self, id: &ProxyId) -> Result<(), String> {
+        match (self.mesh(&id.mesh), self.dataplane(id)) {
+            (Some(mesh), Some(dataplane)) => mesh.spec.admits(&id.mesh, dataplane),
+            _ => Ok(()),
+        }
+    }
+
     pub fn dataplane(&self, id: &ProxyId) -> Option<&Arc<DataplaneSpec>> {
         self.meshes.get(&id.mesh)?.dataplanes.get(&id.name)
     }
