@@ -97,6 +97,18 @@ resources:
     '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster
     name: extra
     connectTimeout: 1s
+---
+type: AccessRole
+name: team-m
+rules:
+- types: [TrafficPermission]
+  mesh: m
+  access: [CREATE, DELETE]
+---
+type: AccessRoleBinding
+name: team-m
+subjects: [{type: Group, name: team-m}]
+roles: [team-m]
 "#;
 
 mod cases {
@@ -110,7 +122,8 @@ mod cases {
             serde_json::from_value(serde_json::json!({
                 "logging": {"backends": [{"name": "file", "file": {"path": "/tmp/log"}}]},
                 "tracing": {"defaultBackend": "zipkin", "backends": [{"name": "zipkin", "type": "zipkin",
-                    "sampling": 10.0, "conf": {"url": "http://zipkin:9411/api/v2/spans"}}]}
+                    "sampling": 10.0, "conf": {"url": "http://zipkin:9411/api/v2/spans"}}]},
+                "constraints": {"dataplaneProxy": {"requirements": [{"tags": {"team": "m"}}]}}
             }))
             .unwrap(),
         );
@@ -124,11 +137,13 @@ mod cases {
             s.create(resource.clone()).await.unwrap();
             let back = s.get(&resource.key).await.unwrap();
             assert_eq!(back.spec, resource.spec, "{}", resource.key);
+            let kind = resource.key.kind;
             let listed = s
-                .list(&ListQuery::of(resource.key.kind, Some("m")))
+                .list(&ListQuery::of(kind, kind.is_mesh_scoped().then_some("m")))
                 .await
                 .unwrap();
-            assert_eq!(listed.items.len(), 1, "{}", resource.key);
+            let expected = if kind == ResourceType::Mesh { 2 } else { 1 };
+            assert_eq!(listed.items.len(), expected, "{}", resource.key);
             kinds.push(resource.key.kind);
             s.delete(&resource.key).await.unwrap();
             assert!(matches!(
@@ -138,7 +153,7 @@ mod cases {
         }
         let every: Vec<ResourceType> = ResourceType::ALL
             .into_iter()
-            .filter(|k| k.is_user_managed() && k.is_mesh_scoped())
+            .filter(|k| k.is_user_managed() && *k != ResourceType::Mesh)
             .collect();
         kinds.sort();
         assert_eq!(kinds, every, "the documents cover every kind users write");

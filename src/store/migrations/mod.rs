@@ -14,11 +14,18 @@ pub struct Migration {
 
 /// Every migration, oldest first. Append only: a released migration never
 /// changes.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "resources",
-    sql: include_str!("0001_resources.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "resources",
+        sql: include_str!("0001_resources.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "global_resources",
+        sql: include_str!("0002_global_resources.sql"),
+    },
+];
 
 /// The table that records applied migrations.
 pub const BOOKKEEPING_SQL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\n    version    bigint      PRIMARY KEY,\n    name       text        NOT NULL,\n    applied_at timestamptz NOT NULL DEFAULT now()\n);\n";

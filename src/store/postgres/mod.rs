@@ -217,12 +217,29 @@ pub async fn migrate_up(cfg: &PostgresConfig) -> Result<Vec<i64>, PostgresSetupE
     Ok(applied)
 }
 
-fn table_key(key: &ResourceKey) -> (&'static str, &str) {
-    if key.kind == ResourceType::Mesh {
-        ("meshes", "")
+/// The table of a kind: meshes, the resources inside them, or those
+/// outside every mesh (same columns as `resources`, without the mesh's
+/// foreign key).
+fn table_of(kind: ResourceType) -> &'static str {
+    if kind == ResourceType::Mesh {
+        "meshes"
+    } else if kind.is_mesh_scoped() {
+        "resources"
     } else {
-        ("resources", key.kind.name())
+        "global_resources"
     }
+}
+
+fn table_key(key: &ResourceKey) -> (&'static str, &str) {
+    let table = table_of(key.kind);
+    (
+        table,
+        if table == "meshes" {
+            ""
+        } else {
+            key.kind.name()
+        },
+    )
 }
 
 fn decode(key: ResourceKey, version: i64, spec: serde_json::Value) -> Result<Resource, StoreError> {
@@ -240,7 +257,8 @@ impl ResourceStore for PostgresStore {
         let client = self.client().await?;
         let spec = resource.spec.to_fields();
         let key = &resource.key;
-        let result = if key.kind == ResourceType::Mesh {
+        let (table, kind) = table_key(key);
+        let result = if table == "meshes" {
             client
                 .execute(
                     "INSERT INTO meshes (name, version, spec) VALUES ($1, 1, $2) ON CONFLICT DO NOTHING",
@@ -250,8 +268,8 @@ impl ResourceStore for PostgresStore {
         } else {
             client
                 .execute(
-                    "INSERT INTO resources (type, mesh, name, version, spec) VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING",
-                    &[&key.kind.name(), &key.mesh, &key.name, &spec],
+                    &format!("INSERT INTO {table} (type, mesh, name, version, spec) VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING"),
+                    &[&kind, &key.mesh, &key.name, &spec],
                 )
                 .await
         };
@@ -285,7 +303,7 @@ impl ResourceStore for PostgresStore {
         } else {
             client
                 .query_opt(
-                    "UPDATE resources SET spec = $1, version = version + 1, modification_time = now() WHERE type = $2 AND mesh = $3 AND name = $4 AND version = $5 RETURNING version",
+                    &format!("UPDATE {table} SET spec = $1, version = version + 1, modification_time = now() WHERE type = $2 AND mesh = $3 AND name = $4 AND version = $5 RETURNING version"),
                     &[&spec, &kind, &key.mesh, &key.name, &expected],
                 )
                 .await
@@ -326,7 +344,7 @@ impl ResourceStore for PostgresStore {
         } else {
             client
                 .execute(
-                    "DELETE FROM resources WHERE type = $1 AND mesh = $2 AND name = $3",
+                    &format!("DELETE FROM {table} WHERE type = $1 AND mesh = $2 AND name = $3"),
                     &[&kind, &key.mesh, &key.name],
                 )
                 .await
@@ -348,7 +366,7 @@ impl ResourceStore for PostgresStore {
         } else {
             client
                 .query_opt(
-                    "SELECT version, spec FROM resources WHERE type = $1 AND mesh = $2 AND name = $3",
+                    &format!("SELECT version, spec FROM {table} WHERE type = $1 AND mesh = $2 AND name = $3"),
                     &[&kind, &key.mesh, &key.name],
                 )
                 .await
@@ -374,27 +392,32 @@ impl ResourceStore for PostgresStore {
         let filter: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&kind, &query.mesh, &tags];
         let paging: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&limit, &offset];
         let resources_page = [&filter[..], &paging[..]].concat();
-        let (page_sql, page_params, count_sql, count_params) = if query.kind == ResourceType::Mesh {
+        let table = table_of(query.kind);
+        let (page_sql, page_params, count_sql, count_params) = if table == "meshes" {
             (
-                "SELECT '' AS mesh, name, version, spec FROM meshes ORDER BY name LIMIT $1 OFFSET $2",
+                "SELECT '' AS mesh, name, version, spec FROM meshes ORDER BY name LIMIT $1 OFFSET $2".to_string(),
                 &paging[..],
-                "SELECT COUNT(*) FROM meshes",
+                "SELECT COUNT(*) FROM meshes".to_string(),
                 &[][..],
             )
         } else {
             (
-                "SELECT mesh, name, version, spec FROM resources \
+                format!(
+                    "SELECT mesh, name, version, spec FROM {table} \
                  WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3) \
-                 ORDER BY mesh, name LIMIT $4 OFFSET $5",
+                 ORDER BY mesh, name LIMIT $4 OFFSET $5"
+                ),
                 &resources_page[..],
-                "SELECT COUNT(*) FROM resources \
-                 WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3)",
+                format!(
+                    "SELECT COUNT(*) FROM {table} \
+                 WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3)"
+                ),
                 &filter[..],
             )
         };
         let (rows, total) = futures::try_join!(
-            client.query(page_sql, page_params),
-            client.query_one(count_sql, count_params),
+            client.query(&page_sql, page_params),
+            client.query_one(&count_sql, count_params),
         )
         .map_err(unavailable)?;
         let mut page = ListPage {
