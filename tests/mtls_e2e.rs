@@ -309,3 +309,68 @@ fn switching_mtls_on_in_a_live_mesh_denies_then_a_permission_allows() {
         "mTLS off again"
     );
 }
+
+#[test]
+fn deleting_a_mesh_leaves_another_meshs_traffic_untouched() {
+    use std::io::{Read, Write};
+    let cp = KumaCp::start(&[]);
+    let mut pairs = Vec::new();
+    for mesh in ["a", "b"] {
+        cp.enable_mtls(mesh);
+        let pair = echo_pair(&cp, mesh, "1");
+        allow(
+            &cp,
+            mesh,
+            "all",
+            serde_json::json!({"service": "*"}),
+            "echo",
+        );
+        assert!(eventually(Duration::from_secs(5), || echo_works(
+            pair.outbound
+        )));
+        pairs.push(pair);
+    }
+    let b = &pairs[1];
+    let mut open = std::net::TcpStream::connect(("127.0.0.1", b.outbound)).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut roundtrip = |payload: &[u8]| {
+        open.write_all(payload).unwrap();
+        let mut back = vec![0; payload.len()];
+        open.read_exact(&mut back).map(|_| back)
+    };
+    assert_eq!(roundtrip(b"before").unwrap(), b"before");
+    let updates = |dp: &Dataplane| {
+        [
+            "cluster_manager.cds.update_success",
+            "listener_manager.lds.update_success",
+        ]
+        .map(|stat| {
+            dp.admin_get(&format!("/stats?filter=^{stat}$"))
+                .unwrap_or_default()
+        })
+    };
+    let pushed = (updates(&b.client), updates(&b.echo));
+
+    cp.delete("/meshes/a");
+    let gone = common::http(
+        "GET",
+        &format!("{}/meshes/a/dataplanes/echo-1", cp.api),
+        None,
+    );
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    // Let a rebuild, had there been one, reach mesh b's proxies.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        roundtrip(b"after").unwrap(),
+        b"after",
+        "the open connection"
+    );
+    for _ in 0..20 {
+        assert!(echo_works(b.outbound), "a new connection in mesh b");
+    }
+    assert_eq!(
+        (updates(&b.client), updates(&b.echo)),
+        pushed,
+        "mesh b's proxies were pushed nothing"
+    );
+}

@@ -409,3 +409,101 @@ fn a_mesh_admits_only_the_dataplanes_its_constraints_allow() {
         answer.body
     );
 }
+
+#[test]
+fn a_client_certificate_on_the_https_port_is_its_user() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    // A CA for the teams' client certificates, and bob's, in team-a.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "teams CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let bob_key = KeyPair::generate().unwrap();
+    let mut bob = CertificateParams::new(Vec::<String>::new()).unwrap();
+    bob.distinguished_name.push(DnType::CommonName, "bob");
+    bob.distinguished_name
+        .push(DnType::OrganizationName, "team-a");
+    bob.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let bob = bob.signed_by(&bob_key, &issuer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cas = dir.path().join("client-cas");
+    std::fs::create_dir(&cas).unwrap();
+    std::fs::write(cas.join("teams.pem"), ca.pem()).unwrap();
+    let (cert, key) = (dir.path().join("bob.pem"), dir.path().join("bob.key"));
+    std::fs::write(&cert, bob.pem()).unwrap();
+    std::fs::write(&key, bob_key.serialize_pem()).unwrap();
+
+    let cp = KumaCp::start(&[
+        ("KUMA_API_SERVER_HTTPS_ENABLED", "true"),
+        ("KUMA_API_SERVER_HTTPS_PORT", "0"),
+        (
+            "KUMA_API_SERVER_AUTH_CLIENT_CERTS_DIR",
+            cas.to_str().unwrap(),
+        ),
+    ]);
+    let https = cp.https_api.clone().expect("the HTTPS API listens");
+    two_teams(&cp);
+
+    // kumactl with bob's certificate, over HTTPS (the server's certificate
+    // is generated, so it is not verified), is bob of team-a.
+    let config = dir.path().join("kumactl");
+    let add = kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "https",
+            "--address",
+            &https,
+            "--client-cert-file",
+            cert.to_str().unwrap(),
+            "--client-key-file",
+            key.to_str().unwrap(),
+            "--skip-verify",
+        ],
+        None,
+    );
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let meshes = kumactl(&config, &["get", "meshes"], None);
+    assert!(
+        meshes.code == 0 && meshes.stdout.contains("team-a") && !meshes.stdout.contains("team-b"),
+        "{} {}",
+        meshes.stdout,
+        meshes.stderr
+    );
+    let other = kumactl(&config, &["get", "dataplanes", "-m", "team-b"], None);
+    assert!(
+        other.code != 0 && other.stderr.contains("user \"bob\" may not READ"),
+        "{}",
+        other.stderr
+    );
+
+    // Without a certificate the HTTPS port is as the plain one: over
+    // loopback, the admin.
+    let config = dir.path().join("kumactl-admin");
+    let add = kumactl(
+        &config,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "https",
+            "--address",
+            &https,
+            "--skip-verify",
+        ],
+        None,
+    );
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let all = kumactl(&config, &["get", "meshes"], None);
+    assert!(all.stdout.contains("team-b"), "{}", all.stdout);
+}

@@ -45,6 +45,8 @@ pub struct KumaCp {
     pub xds: String,
     pub sds: String,
     pub tokens: String,
+    /// `https://localhost:{port}` of the HTTPS API, when enabled.
+    pub https_api: Option<String>,
     pub lines: mpsc::Receiver<String>,
 }
 
@@ -90,6 +92,9 @@ impl KumaCp {
     }
 
     pub fn try_start_command(mut cmd: Command) -> Result<KumaCp, String> {
+        let wants_https = cmd
+            .get_envs()
+            .any(|(k, v)| k == "KUMA_API_SERVER_HTTPS_ENABLED" && v.is_some_and(|v| v == "true"));
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -115,6 +120,7 @@ impl KumaCp {
         let mut xds = None;
         let mut tokens = None;
         let mut sds = None;
+        let mut https_api = None;
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.is_none()
@@ -122,6 +128,7 @@ impl KumaCp {
             || bootstrap.is_none()
             || xds.is_none()
             || tokens.is_none()
+            || (wants_https && https_api.is_none())
         {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -147,6 +154,9 @@ impl KumaCp {
                     Some("xDS") => xds = Some(url),
                     Some("dataplane token") => tokens = Some(url),
                     Some("SDS") => sds = Some(url),
+                    Some("HTTP API (HTTPS)") => {
+                        https_api = Some(format!("https://localhost:{}", addr.port()))
+                    }
                     _ => {}
                 }
             }
@@ -160,6 +170,7 @@ impl KumaCp {
             xds: xds.unwrap_or_default(),
             tokens: tokens.unwrap_or_default(),
             sds: sds.unwrap_or_default(),
+            https_api,
             lines: rx,
         })
     }
