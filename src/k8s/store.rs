@@ -105,7 +105,7 @@ impl KubernetesStore {
             synced.push((crd.kind.name().to_string(), rx));
             let convert = move |o: &DynamicObject| -> Converted {
                 match super::crd::to_resource(&crd, o) {
-                    Ok(r) => Converted::Valid(r),
+                    Ok(r) => Converted::Valid(Box::new(r)),
                     Err(e) => Converted::Invalid(e),
                 }
             };
@@ -406,14 +406,14 @@ fn secret_with_key(secret: &Secret, key: ResourceKey) -> Converted {
     let mut resource = Resource::new(key, Spec::Secret(SecretSpec::from_bytes(&bytes)));
     resource.version =
         ResourceVersion::new(secret.metadata.resource_version.clone().unwrap_or_default());
-    Converted::Valid(resource)
+    Converted::Valid(Box::new(resource))
 }
 
 /// Reads a Kubernetes Secret as one kind of resource.
 type SecretConverter = fn(&Secret) -> Converted;
 
 enum Converted {
-    Valid(Resource),
+    Valid(Box<Resource>),
     Invalid(ValidationError),
     /// Not one of ours.
     Ignored,
@@ -485,7 +485,7 @@ async fn watch_kind<K>(
             watcher::Event::InitApply(object) => match convert(&object) {
                 Converted::Valid(r) => {
                     if let Some(l) = listing.as_mut() {
-                        l.push((r, locate(object.meta())));
+                        l.push((*r, locate(object.meta())));
                     }
                 }
                 Converted::Invalid(e) => reporter.invalid(object.meta(), &e).await,
@@ -517,7 +517,7 @@ async fn watch_kind<K>(
                         Converted::Valid(r) => {
                             let key = r.key.clone();
                             c.locations.insert(key.clone(), locate(object.meta()));
-                            let event = match c.resources.insert(key.clone(), r) {
+                            let event = match c.resources.insert(key.clone(), *r) {
                                 Some(_) => ChangeEvent::Updated(key),
                                 None => ChangeEvent::Created(key),
                             };
