@@ -115,6 +115,7 @@ fn generator_floor(n: usize, services: usize, extra: Extra) -> Duration {
         ca_pem: &ca.cert_pem,
         cert_pem: &cert.cert_pem,
         key_pem: &cert.key_pem,
+        peer_cas: &[],
     });
     let mesh = index.mesh("default").expect("mesh");
     let started = Instant::now();

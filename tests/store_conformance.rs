@@ -20,6 +20,8 @@ fn dataplane(mesh: &str, name: &str, service: &str, port: u16) -> Resource {
         ResourceKey::new(ResourceType::Dataplane, mesh, name),
         Spec::Dataplane(DataplaneSpec {
             networking: Networking {
+                address: None,
+                gateway: None,
                 inbound: vec![InboundInterface {
                     interface: format!("127.0.0.1:{port}:{}", port + 1),
                     tags: [("service".to_string(), service.to_string())].into(),
@@ -97,6 +99,18 @@ resources:
     '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster
     name: extra
     connectTimeout: 1s
+---
+type: MeshGateway
+mesh: m
+name: edge
+selectors: [{match: {service: edge}}]
+conf: {listeners: [{port: 8080, protocol: TCP, crossMesh: true}]}
+---
+type: MeshGatewayRoute
+mesh: m
+name: edge
+selectors: [{match: {service: edge}}]
+conf: {tcp: {rules: [{backends: [{destination: {service: web}}]}]}}
 ---
 type: AccessRole
 name: team-m

@@ -50,6 +50,7 @@ pub async fn dataplane_view(
                     ca_pem: "",
                     cert_pem: "",
                     key_pem: "",
+                    peer_cas: &[],
                 });
                 let config = generator::generate(dataplane, mesh_view, tls);
                 explain::configuration(Source::GeneratedNow(&config))

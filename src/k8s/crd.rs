@@ -11,9 +11,10 @@
 //! namespaces.
 
 use crate::resources::{
-    AccessRoleBindingSpec, AccessRoleSpec, DataplaneInsightSpec, DataplaneSpec, Identity, MeshSpec,
-    ProxyTemplateSpec, Resource, ResourceType, ResourceVersion, TrafficLogSpec,
-    TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec, ValidationError,
+    AccessRoleBindingSpec, AccessRoleSpec, DataplaneInsightSpec, DataplaneSpec, Identity,
+    MeshGatewayRouteSpec, MeshGatewaySpec, MeshSpec, ProxyTemplateSpec, Resource, ResourceType,
+    ResourceVersion, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
+    ValidationError,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -40,7 +41,7 @@ pub struct KumaCrd {
 
 /// Every kind kept as a custom resource. Secrets are Kubernetes `Secret`s
 /// of the system namespace instead.
-pub const CRDS: [KumaCrd; 10] = [
+pub const CRDS: [KumaCrd; 12] = [
     KumaCrd {
         kind: ResourceType::Mesh,
         plural: "meshes",
@@ -82,6 +83,16 @@ pub const CRDS: [KumaCrd; 10] = [
         namespaced: true,
     },
     KumaCrd {
+        kind: ResourceType::MeshGateway,
+        plural: "meshgateways",
+        namespaced: true,
+    },
+    KumaCrd {
+        kind: ResourceType::MeshGatewayRoute,
+        plural: "meshgatewayroutes",
+        namespaced: true,
+    },
+    KumaCrd {
         kind: ResourceType::AccessRole,
         plural: "accessroles",
         namespaced: false,
@@ -116,6 +127,8 @@ impl KumaCrd {
             ResourceType::TrafficRoute => schema_of::<TrafficRouteSpec>(),
             ResourceType::TrafficTrace => schema_of::<TrafficTraceSpec>(),
             ResourceType::ProxyTemplate => schema_of::<ProxyTemplateSpec>(),
+            ResourceType::MeshGateway => schema_of::<MeshGatewaySpec>(),
+            ResourceType::MeshGatewayRoute => schema_of::<MeshGatewayRouteSpec>(),
             ResourceType::AccessRole => schema_of::<AccessRoleSpec>(),
             ResourceType::AccessRoleBinding => schema_of::<AccessRoleBindingSpec>(),
             ResourceType::Secret | ResourceType::GlobalSecret => json!({"type": "object"}),

@@ -250,6 +250,8 @@ pub fn desired(
         mesh,
         spec: DataplaneSpec {
             networking: Networking {
+                address: None,
+                gateway: None,
                 inbound,
                 outbound: Vec::new(),
                 transparent_proxying: Some(transparent),

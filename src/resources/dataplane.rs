@@ -16,6 +16,12 @@ pub struct DataplaneSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Networking {
+    /// A gateway's address (its listeners' come from its MeshGateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Set for a gateway, which has no inbound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<super::gateway::Gateway>,
     #[serde(default)]
     pub inbound: Vec<InboundInterface>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -89,6 +95,9 @@ pub struct InboundHealth {
 pub struct OutboundInterface {
     pub interface: String,
     pub service: String,
+    /// Another mesh, whose service `service` is a cross-mesh gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
 }
 
 /// A parsed inbound interface.
@@ -211,10 +220,12 @@ impl DataplaneSpec {
         self.networking.inbound.iter().map(|i| &i.tags).collect()
     }
 
-    /// Every service this dataplane serves, in inbound order, without repeats.
+    /// Every service this dataplane serves, in inbound order (a gateway's
+    /// first), without repeats.
     pub fn services(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for s in self.networking.inbound.iter().filter_map(|i| i.service()) {
+        let gateway = self.networking.gateway.iter().filter_map(|g| g.service());
+        for s in gateway.chain(self.networking.inbound.iter().filter_map(|i| i.service())) {
             if !out.contains(&s) {
                 out.push(s);
             }
@@ -230,13 +241,45 @@ impl DataplaneSpec {
             .any(|i| tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)))
     }
 
+    /// The gateway's address, when it is one.
+    pub fn gateway_address(&self) -> Option<IpAddr> {
+        self.networking.gateway.as_ref()?;
+        self.networking.address.as_deref()?.parse().ok()
+    }
+
     pub(crate) fn validate(&self) -> Vec<Cause> {
         let mut causes = Vec::new();
-        if self.networking.inbound.is_empty() {
-            causes.push(Cause::new(
+        match &self.networking.gateway {
+            None if self.networking.inbound.is_empty() => causes.push(Cause::new(
                 "networking.inbound",
                 "must have at least one inbound interface",
-            ));
+            )),
+            None => {}
+            Some(gateway) => {
+                if !self.networking.inbound.is_empty() {
+                    causes.push(Cause::new(
+                        "networking.inbound",
+                        "a gateway has no inbound: its MeshGateway says where it listens",
+                    ));
+                }
+                if self.gateway_address().is_none() {
+                    causes.push(Cause::new(
+                        "networking.address",
+                        "a gateway needs its IP address",
+                    ));
+                }
+                if gateway.service().is_none() {
+                    causes.push(Cause::new(
+                        format!("networking.gateway.tags.{SERVICE_TAG}"),
+                        "tag \"service\" is mandatory",
+                    ));
+                }
+                causes.extend(validate_tags(
+                    "networking.gateway.tags",
+                    &gateway.tags,
+                    false,
+                ));
+            }
         }
         // (address, port) -> the field that listens there first
         let mut listeners: HashMap<(IpAddr, u16), String> = HashMap::new();
@@ -330,6 +373,7 @@ mod tests {
     #[test]
     fn empty_outbound_address_means_loopback() {
         let o = OutboundInterface {
+            mesh: None,
             interface: ":10000".into(),
             service: "redis".into(),
         };
@@ -346,8 +390,11 @@ mod tests {
     fn refuses_two_listeners_on_one_port() {
         let spec = DataplaneSpec {
             networking: Networking {
+                address: None,
+                gateway: None,
                 inbound: vec![inbound("127.0.0.1:9000:6379")],
                 outbound: vec![OutboundInterface {
+                    mesh: None,
                     interface: ":9000".into(),
                     service: "x".into(),
                 }],

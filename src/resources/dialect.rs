@@ -187,6 +187,10 @@ fn dataplane(fields: &mut Map<String, Value>, causes: &mut Vec<Cause>) {
     let Some(Value::Object(networking)) = fields.get_mut("networking") else {
         return;
     };
+    // A gateway keeps its address: it has no inbound to put it in.
+    if networking.contains_key("gateway") {
+        return;
+    }
     let address = string(networking.remove("address"), "networking.address", causes);
     let mut address_used = false;
     if let Some(Value::Array(inbound)) = networking.get_mut("inbound") {

@@ -11,6 +11,8 @@ pub enum ResourceType {
     TrafficRoute,
     TrafficTrace,
     ProxyTemplate,
+    MeshGateway,
+    MeshGatewayRoute,
     Secret,
     DataplaneInsight,
     AccessRole,
@@ -19,7 +21,7 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 12] = [
+    pub const ALL: [ResourceType; 14] = [
         ResourceType::Mesh,
         ResourceType::Dataplane,
         ResourceType::TrafficPermission,
@@ -27,6 +29,8 @@ impl ResourceType {
         ResourceType::TrafficRoute,
         ResourceType::TrafficTrace,
         ResourceType::ProxyTemplate,
+        ResourceType::MeshGateway,
+        ResourceType::MeshGatewayRoute,
         ResourceType::Secret,
         ResourceType::DataplaneInsight,
         ResourceType::AccessRole,
@@ -44,6 +48,8 @@ impl ResourceType {
             ResourceType::TrafficRoute => "TrafficRoute",
             ResourceType::TrafficTrace => "TrafficTrace",
             ResourceType::ProxyTemplate => "ProxyTemplate",
+            ResourceType::MeshGateway => "MeshGateway",
+            ResourceType::MeshGatewayRoute => "MeshGatewayRoute",
             ResourceType::Secret => "Secret",
             ResourceType::DataplaneInsight => "DataplaneInsight",
             ResourceType::AccessRole => "AccessRole",
@@ -109,6 +115,8 @@ impl ResourceType {
             ResourceType::TrafficRoute => Some("traffic-routes"),
             ResourceType::TrafficTrace => Some("traffic-traces"),
             ResourceType::ProxyTemplate => Some("proxytemplates"),
+            ResourceType::MeshGateway => Some("meshgateways"),
+            ResourceType::MeshGatewayRoute => Some("meshgatewayroutes"),
             ResourceType::AccessRole => Some("access-roles"),
             ResourceType::AccessRoleBinding => Some("access-role-bindings"),
             ResourceType::Secret | ResourceType::DataplaneInsight | ResourceType::GlobalSecret => {
@@ -144,6 +152,8 @@ impl ResourceType {
             ResourceType::TrafficRoute => "traffic-route",
             ResourceType::TrafficTrace => "traffic-trace",
             ResourceType::ProxyTemplate => "proxytemplate",
+            ResourceType::MeshGateway => "meshgateway",
+            ResourceType::MeshGatewayRoute => "meshgatewayroute",
             ResourceType::Secret => "secret",
             ResourceType::DataplaneInsight => "dataplane-insight",
             ResourceType::AccessRole => "access-role",

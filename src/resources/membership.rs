@@ -108,6 +108,8 @@ mod tests {
     fn dataplane(inbounds: &[&[(&str, &str)]]) -> DataplaneSpec {
         DataplaneSpec {
             networking: Networking {
+                address: None,
+                gateway: None,
                 inbound: inbounds
                     .iter()
                     .map(|tags| InboundInterface {

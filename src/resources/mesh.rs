@@ -15,6 +15,9 @@ pub struct MeshSpec {
     /// Which dataplanes may join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraints: Option<super::membership::Constraints>,
+    /// Whose cross-mesh gateways this mesh's proxies may reach.
+    #[serde(default, rename = "crossMesh", skip_serializing_if = "Option::is_none")]
+    pub cross_mesh: Option<super::gateway::CrossMesh>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -168,6 +171,9 @@ impl MeshSpec {
         }
         if let Some(constraints) = &self.constraints {
             causes.extend(constraints.validate());
+        }
+        if let Some(cross_mesh) = &self.cross_mesh {
+            causes.extend(cross_mesh.validate());
         }
         let Some(logging) = &self.logging else {
             return causes;

@@ -11,6 +11,7 @@ mod access;
 mod dataplane;
 mod dataplane_insight;
 mod dialect;
+mod gateway;
 mod kind;
 mod membership;
 mod mesh;
@@ -30,6 +31,10 @@ pub use dataplane::{
 pub use dataplane_insight::{
     ComponentVersion, DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription,
     MtlsInsight, SubscriptionStatus, SubscriptionVersion,
+};
+pub use gateway::{
+    CrossMesh, CrossMeshGateways, Gateway, GatewayListener, GatewayType, MESH_TAG,
+    MeshGatewayRouteSpec, MeshGatewaySpec,
 };
 pub use kind::ResourceType;
 pub use membership::{Constraints, DataplaneProxyConstraints, TagsRule};
@@ -98,6 +103,8 @@ pub enum Spec {
     TrafficRoute(TrafficRouteSpec),
     TrafficTrace(TrafficTraceSpec),
     ProxyTemplate(ProxyTemplateSpec),
+    MeshGateway(MeshGatewaySpec),
+    MeshGatewayRoute(MeshGatewayRouteSpec),
     Secret(SecretSpec),
     DataplaneInsight(DataplaneInsightSpec),
     AccessRole(AccessRoleSpec),
@@ -123,6 +130,8 @@ impl Spec {
             ResourceType::TrafficRoute => Spec::TrafficRoute(parse(fields)?),
             ResourceType::TrafficTrace => Spec::TrafficTrace(parse(fields)?),
             ResourceType::ProxyTemplate => Spec::ProxyTemplate(parse(fields)?),
+            ResourceType::MeshGateway => Spec::MeshGateway(parse(fields)?),
+            ResourceType::MeshGatewayRoute => Spec::MeshGatewayRoute(parse(fields)?),
             ResourceType::Secret | ResourceType::GlobalSecret => Spec::Secret(parse(fields)?),
             ResourceType::DataplaneInsight => Spec::DataplaneInsight(parse(fields)?),
             ResourceType::AccessRole => Spec::AccessRole(parse(fields)?),
@@ -140,6 +149,8 @@ impl Spec {
             Spec::TrafficRoute(s) => serde_json::to_value(s),
             Spec::TrafficTrace(s) => serde_json::to_value(s),
             Spec::ProxyTemplate(s) => serde_json::to_value(s),
+            Spec::MeshGateway(s) => serde_json::to_value(s),
+            Spec::MeshGatewayRoute(s) => serde_json::to_value(s),
             Spec::Secret(s) => serde_json::to_value(s),
             Spec::DataplaneInsight(s) => serde_json::to_value(s),
             Spec::AccessRole(s) => serde_json::to_value(s),
@@ -158,6 +169,8 @@ impl Spec {
             Spec::TrafficRoute(s) => s.validate(),
             Spec::TrafficTrace(s) => s.validate(),
             Spec::ProxyTemplate(s) => s.validate(),
+            Spec::MeshGateway(s) => s.validate(),
+            Spec::MeshGatewayRoute(s) => s.validate(),
             Spec::Secret(s) => s.validate(),
             Spec::DataplaneInsight(_) => Vec::new(),
             Spec::AccessRole(s) => s.validate(),
@@ -359,6 +372,8 @@ fn unknown_fields(kind: ResourceType, fields: &Map<String, Value>) -> Vec<Cause>
         ResourceType::TrafficRoute => properties::<TrafficRouteSpec>(),
         ResourceType::TrafficTrace => properties::<TrafficTraceSpec>(),
         ResourceType::ProxyTemplate => properties::<ProxyTemplateSpec>(),
+        ResourceType::MeshGateway => properties::<MeshGatewaySpec>(),
+        ResourceType::MeshGatewayRoute => properties::<MeshGatewayRouteSpec>(),
         ResourceType::Secret | ResourceType::GlobalSecret => properties::<SecretSpec>(),
         ResourceType::DataplaneInsight => properties::<DataplaneInsightSpec>(),
         ResourceType::AccessRole => properties::<AccessRoleSpec>(),

@@ -66,6 +66,11 @@ impl Identities {
         }
     }
 
+    /// The CA certificate (PEM) of `mesh`, when it has one loaded.
+    pub fn ca_pem(&self, mesh: &str) -> Option<&str> {
+        self.cas.get(mesh).map(|(_, ca)| ca.cert_pem.as_str())
+    }
+
     /// How often to look for certificates due for renewal.
     pub fn renewal_check_interval(&self) -> Duration {
         (self.renewal_margin / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))

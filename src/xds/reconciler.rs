@@ -129,10 +129,18 @@ impl Reconciler {
         } else {
             None
         };
+        // The CAs of the meshes linked by cross-mesh gateways, for this
+        // mesh's gateways and the proxies that use another's.
+        let peer_cas: Vec<(String, String)> = mesh
+            .cross_mesh()
+            .linked()
+            .filter_map(|m| Some((m.to_string(), identities.ca_pem(m)?.to_string())))
+            .collect();
         let tls = identity.as_ref().map(|i| ProxyTls {
             ca_pem: &i.ca_pem,
             cert_pem: &i.cert.cert_pem,
             key_pem: &i.cert.key_pem,
+            peer_cas: &peer_cas,
         });
         let config = generator::generate(dataplane, mesh, tls);
         self.metrics

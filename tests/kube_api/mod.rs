@@ -170,6 +170,14 @@ const KINDS: &[Kind] = &[
         true,
         &[],
     ),
+    kind("kuma.io/v1alpha1", "meshgateways", "MeshGateway", true, &[]),
+    kind(
+        "kuma.io/v1alpha1",
+        "meshgatewayroutes",
+        "MeshGatewayRoute",
+        true,
+        &[],
+    ),
     kind("kuma.io/v1alpha1", "accessroles", "AccessRole", false, &[]),
     kind(
         "kuma.io/v1alpha1",

@@ -13,6 +13,7 @@
 
 pub mod access_log;
 mod envoy;
+mod gateway;
 mod http;
 pub mod proxy_template;
 pub mod route;
@@ -96,6 +97,9 @@ fn default_proxy(
     mesh: &MeshView,
     tls: Option<ProxyTls<'_>>,
 ) -> ProxyConfig {
+    if let Some(gateway) = &dataplane.networking.gateway {
+        return gateway::proxy(dataplane, gateway, mesh, tls);
+    }
     let mut listeners = BTreeMap::new();
     let mut clusters = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
@@ -182,15 +186,7 @@ fn default_proxy(
                     subset.cluster.clone(),
                     envoy::eds_cluster(&subset.cluster, transport, protocol),
                 );
-                let addresses = mesh.providers(&subset.service).flat_map(|(_, provider)| {
-                    provider
-                        .networking
-                        .inbound
-                        .iter()
-                        .filter(|i| subset.selects(&i.tags) && i.is_ready())
-                        .filter_map(|i| i.endpoint().ok())
-                        .map(|e| (e.address, e.dataplane_port))
-                });
+                let addresses = ready_endpoints(mesh, &subset.service, |t| subset.selects(t));
                 endpoints.insert(
                     subset.cluster.clone(),
                     envoy::load_assignment(&subset.cluster, addresses),
@@ -222,8 +218,11 @@ fn default_proxy(
         let Ok(ep) = o.endpoint() else {
             continue;
         };
-        let name = format!("outbound:{}:{}", ep.address, ep.port);
-        outbound(name, (ep.address, ep.port), true, &o.service);
+        // Another mesh is reached through its gateway, below.
+        if o.mesh.is_none() {
+            let name = format!("outbound:{}:{}", ep.address, ep.port);
+            outbound(name, (ep.address, ep.port), true, &o.service);
+        }
     }
     if let Some(transparent) = transparent {
         let bind = transparent.redirect_port_outbound == 0;
@@ -247,12 +246,46 @@ fn default_proxy(
             );
         }
     }
+    // Over mTLS only: without it there is no path to another mesh.
+    for o in dataplane
+        .networking
+        .outbound
+        .iter()
+        .filter(|_| tls.is_some())
+    {
+        let (Some(peer), Ok(ep)) = (&o.mesh, o.endpoint()) else {
+            continue;
+        };
+        let target = gateway::cross_mesh_target(mesh, service, peer, &o.service, ep);
+        listeners.insert(target.listener.name.clone(), target.listener);
+        endpoints.insert(target.cluster.name.clone(), target.endpoints);
+        clusters.insert(target.cluster.name.clone(), target.cluster);
+    }
     ProxyConfig {
         secrets: tls.as_ref().map(tls::secrets).unwrap_or_default(),
         listeners: listeners.into_values().collect(),
         clusters: clusters.into_values().collect(),
         endpoints: endpoints.into_values().collect(),
     }
+}
+
+/// Where the ready inbounds of `service` whose tags `selects` take
+/// traffic, in provider order.
+fn ready_endpoints<'a>(
+    mesh: &'a MeshView,
+    service: &'a str,
+    selects: impl Fn(&crate::resources::tags::Tags) -> bool + 'a,
+) -> impl Iterator<Item = (IpAddr, u16)> + 'a {
+    mesh.providers(service).flat_map(move |(_, provider)| {
+        provider
+            .networking
+            .inbound
+            .iter()
+            .filter(|i| selects(&i.tags) && i.is_ready())
+            .filter_map(|i| i.endpoint().ok())
+            .map(|e| (e.address, e.dataplane_port))
+            .collect::<Vec<_>>()
+    })
 }
 
 /// What the outbounds to one service share.
@@ -436,6 +469,7 @@ rules:
         ca_pem: "CA PEM",
         cert_pem: "CERT PEM",
         key_pem: "KEY PEM",
+        peer_cas: &[],
     };
 
     /// Every resource's name and bytes, in order.

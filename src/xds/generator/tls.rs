@@ -35,7 +35,19 @@ pub struct ProxyTls<'a> {
     pub ca_pem: &'a str,
     pub cert_pem: &'a str,
     pub key_pem: &'a str,
+    /// The CAs of the meshes this one is linked with by cross-mesh
+    /// gateways (`CrossMeshView::linked`): (mesh, PEM).
+    pub peer_cas: &'a [(String, String)],
 }
+
+/// The validation context of another mesh's CA, for its gateways only.
+pub fn peer_ca_secret(mesh: &str) -> String {
+    format!("{MESH_CA_SECRET}:{mesh}")
+}
+
+/// What a gateway checks other meshes' proxies against: the CAs of the
+/// meshes that trust its mesh.
+pub const CROSS_MESH_CA_SECRET: &str = "cross_mesh_ca";
 
 fn inline(pem: &str) -> Option<DataSource> {
     Some(DataSource {
@@ -62,10 +74,28 @@ pub fn secrets(tls: &ProxyTls<'_>) -> Vec<XdsResource> {
             },
         )),
     };
-    vec![
+    let mut out = vec![
         XdsResource::new(IDENTITY_SECRET, &identity),
         XdsResource::new(MESH_CA_SECRET, &ca),
-    ]
+    ];
+    for (mesh, pem) in tls.peer_cas {
+        out.push(validation_secret(&peer_ca_secret(mesh), pem));
+    }
+    out
+}
+
+/// A secret holding the CAs (PEM, one or several) a peer is checked against.
+pub fn validation_secret(name: &str, pem: &str) -> XdsResource {
+    let secret = Secret {
+        name: name.into(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: inline(pem),
+                ..Default::default()
+            },
+        )),
+    };
+    XdsResource::new(name, &secret)
 }
 
 fn sds(name: &str) -> SdsSecretConfig {
@@ -98,12 +128,17 @@ fn prefix(value: String) -> StringMatcher {
 
 /// Inbound: present the proxy's certificate, require one from the mesh CA.
 pub fn downstream() -> TransportSocket {
+    downstream_verified_by(MESH_CA_SECRET)
+}
+
+/// [`downstream`], checking clients against the CAs of secret `ca_secret`.
+pub fn downstream_verified_by(ca_secret: &str) -> TransportSocket {
     socket(any(&DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![sds(IDENTITY_SECRET)],
             validation_context_type: Some(
                 common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(
-                    MESH_CA_SECRET,
+                    ca_secret,
                 )),
             ),
             ..Default::default()
@@ -122,6 +157,11 @@ pub fn downstream() -> TransportSocket {
 /// Outbound to `service`: present the proxy's certificate; the peer's must
 /// come from the mesh CA and carry `spiffe://<mesh>/<service>`.
 pub fn upstream(mesh: &str, service: &str) -> TransportSocket {
+    upstream_verified_by(mesh, service, MESH_CA_SECRET)
+}
+
+/// [`upstream`], checking the peer against the CA of secret `ca_secret`.
+pub fn upstream_verified_by(mesh: &str, service: &str, ca_secret: &str) -> TransportSocket {
     let san = SubjectAltNameMatcher {
         san_type: subject_alt_name_matcher::SanType::Uri as i32,
         matcher: Some(exact(format!("spiffe://{mesh}/{service}"))),
@@ -137,7 +177,7 @@ pub fn upstream(mesh: &str, service: &str) -> TransportSocket {
                             match_typed_subject_alt_names: vec![san],
                             ..Default::default()
                         }),
-                        validation_context_sds_secret_config: Some(sds(MESH_CA_SECRET)),
+                        validation_context_sds_secret_config: Some(sds(ca_secret)),
                         ..Default::default()
                     },
                 ),
@@ -167,11 +207,18 @@ fn san_principal(matcher: StringMatcher) -> Principal {
 }
 
 /// The sources a selector names: `service` by its SPIFFE id, other tags by
-/// their `kuma://` SAN, all of them required; `*` matches any value.
+/// their `kuma://` SAN, all of them required; `*` matches any value. The
+/// tag `kuma.io/mesh` names the mesh of the SPIFFE id (another mesh's
+/// proxies reach a cross-mesh gateway).
 fn selector_principal(mesh: &str, selector: &Selector) -> Principal {
+    let mesh = selector
+        .match_tags
+        .get(crate::resources::MESH_TAG)
+        .map_or(mesh, String::as_str);
     let mut ids: Vec<Principal> = selector
         .match_tags
         .iter()
+        .filter(|(tag, _)| *tag != crate::resources::MESH_TAG)
         .map(|(tag, value)| {
             let base = if tag == crate::resources::tags::SERVICE_TAG {
                 format!("spiffe://{mesh}/")

@@ -17,9 +17,11 @@ pub use handle::IndexHandle;
 pub use policies::Policies;
 use policies::Policy;
 
+use crate::resources::tags::Tags;
 use crate::resources::{
-    DataplaneSpec, MeshSpec, ParsedProxyTemplate, Resource, ResourceKey, ResourceType, SecretSpec,
-    Selector, Spec, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
+    DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshSpec, ParsedProxyTemplate, Resource,
+    ResourceKey, ResourceType, SecretSpec, Selector, Spec, TrafficLogSpec, TrafficPermissionSpec,
+    TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -94,6 +96,33 @@ pub struct MeshView {
     /// service -> its Service addresses, each with how many inbounds
     /// announce it.
     vips: BTreeMap<String, BTreeMap<(IpAddr, u16), usize>>,
+    gateways: BTreeMap<String, Arc<MeshGatewaySpec>>,
+    gateway_routes: BTreeMap<String, Arc<MeshGatewayRouteSpec>>,
+    /// Dataplanes that are gateways.
+    gateway_dataplanes: BTreeSet<String>,
+    /// What this mesh's proxies and gateways need of other meshes.
+    cross_mesh: Arc<CrossMeshView>,
+}
+
+/// What one mesh's proxies need of the meshes it is linked with by
+/// `Mesh.crossMesh`: the only thing of another mesh a proxy is given.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CrossMeshView {
+    /// Mesh -> gateway service -> the addresses of its cross-mesh
+    /// listeners, for the meshes this one trusts.
+    pub reachable: BTreeMap<String, BTreeMap<String, Vec<(IpAddr, u16)>>>,
+    /// The meshes that trust this one: its gateways take their proxies.
+    pub trusted_by: BTreeSet<String>,
+    /// The CA secrets of every mesh above, so that a new CA there
+    /// rebuilds the proxies here.
+    cas: BTreeMap<String, Arc<SecretSpec>>,
+}
+
+impl CrossMeshView {
+    /// Every mesh this one is linked with, either way.
+    pub fn linked(&self) -> impl Iterator<Item = &str> {
+        self.cas.keys().map(String::as_str)
+    }
 }
 
 impl MeshView {
@@ -104,15 +133,19 @@ impl MeshView {
         }
     }
 
-    /// The proxies with an inbound that one of `selectors` matches.
+    /// The proxies with an inbound (or gateway tags) that one of
+    /// `selectors` matches.
     fn selected(&self, selectors: &[&Selector]) -> BTreeSet<ProxyId> {
         self.dataplanes
             .iter()
             .filter(|(_, dp)| {
+                let gateway = dp.networking.gateway.iter().map(|g| &g.tags);
                 dp.networking
                     .inbound
                     .iter()
-                    .any(|i| selectors.iter().any(|s| s.matches(&i.tags)))
+                    .map(|i| &i.tags)
+                    .chain(gateway)
+                    .any(|tags| selectors.iter().any(|s| s.matches(tags)))
             })
             .map(|(n, _)| ProxyId::new(&self.name, n))
             .collect()
@@ -145,6 +178,52 @@ impl MeshView {
 
     pub fn secret(&self, name: &str) -> Option<&Arc<SecretSpec>> {
         self.secrets.get(name)
+    }
+
+    /// The MeshGateway that configures the gateway with `tags` (the first
+    /// by name).
+    pub fn gateway_for(&self, tags: &Tags) -> Option<&MeshGatewaySpec> {
+        self.gateways
+            .values()
+            .find(|g| g.selects(tags))
+            .map(Arc::as_ref)
+    }
+
+    /// The MeshGatewayRoute of the gateway with `tags` (the first by name).
+    pub fn gateway_route_for(&self, tags: &Tags) -> Option<&MeshGatewayRouteSpec> {
+        self.gateway_routes
+            .values()
+            .find(|r| r.selects(tags))
+            .map(Arc::as_ref)
+    }
+
+    pub fn cross_mesh(&self) -> &CrossMeshView {
+        &self.cross_mesh
+    }
+
+    /// Where this mesh's gateway service `service` takes other meshes'
+    /// proxies: every cross-mesh listener of every gateway dataplane of it.
+    fn cross_mesh_listeners(&self) -> BTreeMap<String, Vec<(IpAddr, u16)>> {
+        let mut out: BTreeMap<String, Vec<(IpAddr, u16)>> = BTreeMap::new();
+        for dp in self
+            .gateway_dataplanes
+            .iter()
+            .filter_map(|n| self.dataplanes.get(n))
+        {
+            let (Some(gateway), Some(address)) = (&dp.networking.gateway, dp.gateway_address())
+            else {
+                continue;
+            };
+            let (Some(service), Some(conf)) = (gateway.service(), self.gateway_for(&gateway.tags))
+            else {
+                continue;
+            };
+            let ports = conf.conf.listeners.iter().filter(|l| l.cross_mesh);
+            out.entry(service.to_string())
+                .or_default()
+                .extend(ports.map(|l| (address, l.port)));
+        }
+        out
     }
 
     /// Dataplanes serving `service`, in name order (stable output).
@@ -204,6 +283,9 @@ impl MeshView {
         if dp.networking.transparent_proxying.is_some() {
             self.transparent += 1;
         }
+        if dp.networking.gateway.is_some() {
+            self.gateway_dataplanes.insert(name.to_string());
+        }
         for (service, vip) in vips(dp) {
             *self
                 .vips
@@ -234,6 +316,7 @@ impl MeshView {
         if dp.networking.transparent_proxying.is_some() {
             self.transparent -= 1;
         }
+        self.gateway_dataplanes.remove(name);
         for (service, vip) in vips(dp) {
             if let Some(by_vip) = self.vips.get_mut(service) {
                 if let Some(count) = by_vip.get_mut(&vip) {
@@ -300,6 +383,8 @@ impl Affected {
 #[derive(Debug, Default)]
 pub struct ResourceIndex {
     meshes: HashMap<String, MeshView>,
+    /// Some mesh has a cross-mesh view to keep (or to clear).
+    cross_mesh_in_use: bool,
 }
 
 impl ResourceIndex {
@@ -326,6 +411,53 @@ impl ResourceIndex {
 
     /// Applies one event; answers which proxies it may have changed.
     pub fn apply(&mut self, event: IndexEvent) -> Affected {
+        let mut affected = self.apply_one(event);
+        self.refresh_cross_mesh(&mut affected);
+        affected
+    }
+
+    /// Recomputes what each mesh needs of the meshes it is linked with;
+    /// every proxy of a mesh whose view changed is affected. Nothing to do
+    /// (one look at each mesh) unless some mesh names another.
+    fn refresh_cross_mesh(&mut self, affected: &mut Affected) {
+        let linking = self.meshes.values().any(|m| m.spec.cross_mesh.is_some());
+        if !linking && !self.cross_mesh_in_use {
+            return;
+        }
+        let mut fresh: BTreeMap<String, CrossMeshView> = BTreeMap::new();
+        for (a, view) in &self.meshes {
+            let Some(cross) = &view.spec.cross_mesh else {
+                continue;
+            };
+            for b in cross.meshes().filter(|b| *b != a) {
+                let Some(peer) = self.meshes.get(b) else {
+                    continue;
+                };
+                let ca = |m: &MeshView| m.secrets.get(CA_SECRET).cloned();
+                let mine = fresh.entry(a.clone()).or_default();
+                mine.reachable
+                    .insert(b.to_string(), peer.cross_mesh_listeners());
+                if let Some(ca) = ca(peer) {
+                    mine.cas.insert(b.to_string(), ca);
+                }
+                let theirs = fresh.entry(b.to_string()).or_default();
+                theirs.trusted_by.insert(a.clone());
+                if let Some(ca) = ca(view) {
+                    theirs.cas.insert(a.clone(), ca);
+                }
+            }
+        }
+        self.cross_mesh_in_use = !fresh.is_empty();
+        for (name, view) in self.meshes.iter_mut() {
+            let new = fresh.remove(name).unwrap_or_default();
+            if *view.cross_mesh != new {
+                view.cross_mesh = Arc::new(new);
+                affected.meshes.insert(name.clone());
+            }
+        }
+    }
+
+    fn apply_one(&mut self, event: IndexEvent) -> Affected {
         match event {
             IndexEvent::Apply(resource) => self.upsert(&resource.key, resource.spec),
             IndexEvent::Delete(key) => self.remove(&key),
@@ -364,6 +496,18 @@ impl ResourceIndex {
             Spec::ProxyTemplate(spec) => {
                 self.set_policy(mesh, name, Some(spec.parsed()), |v| &mut v.proxy_templates)
             }
+            Spec::MeshGateway(spec) => {
+                self.view(mesh)
+                    .gateways
+                    .insert(name.to_string(), Arc::new(spec));
+                Affected::mesh(mesh)
+            }
+            Spec::MeshGatewayRoute(spec) => {
+                self.view(mesh)
+                    .gateway_routes
+                    .insert(name.to_string(), Arc::new(spec));
+                Affected::mesh(mesh)
+            }
             // Insights are what proxies did, not what they are sent; who
             // may use the API shapes no proxy.
             Spec::DataplaneInsight(_) | Spec::AccessRole(_) | Spec::AccessRoleBinding(_) => {
@@ -392,6 +536,18 @@ impl ResourceIndex {
             }
             ResourceType::ProxyTemplate => {
                 self.set_policy::<ParsedProxyTemplate>(mesh, name, None, |v| &mut v.proxy_templates)
+            }
+            ResourceType::MeshGateway => {
+                if let Some(view) = self.meshes.get_mut(mesh) {
+                    view.gateways.remove(name);
+                }
+                Affected::mesh(mesh)
+            }
+            ResourceType::MeshGatewayRoute => {
+                if let Some(view) = self.meshes.get_mut(mesh) {
+                    view.gateway_routes.remove(name);
+                }
+                Affected::mesh(mesh)
             }
             ResourceType::DataplaneInsight
             | ResourceType::AccessRole
@@ -501,6 +657,8 @@ mod tests {
     fn dp(service: &str, outbound: &[&str]) -> DataplaneSpec {
         DataplaneSpec {
             networking: Networking {
+                address: None,
+                gateway: None,
                 inbound: vec![InboundInterface {
                     interface: "127.0.0.1:1000:2000".into(),
                     tags: [("service".to_string(), service.to_string())].into(),
@@ -510,6 +668,7 @@ mod tests {
                     .iter()
                     .enumerate()
                     .map(|(i, s)| OutboundInterface {
+                        mesh: None,
                         interface: format!(":{}", 3000 + i),
                         service: s.to_string(),
                     })
@@ -605,6 +764,63 @@ mod tests {
         let a = index.remove_dataplane("m", "echo-2");
         assert!(a.contains(&ProxyId::new("m", "client")));
         assert_eq!(index.mesh("m").unwrap().service_vips().count(), 0);
+    }
+
+    fn apply_yaml(index: &mut ResourceIndex, doc: &str) -> Affected {
+        let value: serde_json::Value = serde_yaml_ng::from_str(doc).unwrap();
+        let r = Resource::from_json(value, crate::resources::Identity::FromDocument).unwrap();
+        index.apply(IndexEvent::Apply(r))
+    }
+
+    #[test]
+    fn a_mesh_sees_the_gateways_of_the_meshes_it_trusts_and_nothing_else() {
+        let mut index = ResourceIndex::default();
+        for doc in [
+            "{type: Mesh, name: a, crossMesh: {gateways: [{mesh: b}]}}",
+            "{type: Mesh, name: b}",
+            "{type: Mesh, name: c}",
+            "{type: Dataplane, mesh: b, name: edge-1, networking: {address: 10.0.0.9, gateway: {type: BUILTIN, tags: {service: edge}}}}",
+            "{type: Dataplane, mesh: b, name: api-1, networking: {inbound: [{interface: '10.0.0.2:80:8080', tags: {service: api}}]}}",
+        ] {
+            apply_yaml(&mut index, doc);
+        }
+        let a = |index: &ResourceIndex| index.mesh("a").unwrap().cross_mesh().clone();
+        // No MeshGateway yet: the gateway listens nowhere.
+        assert_eq!(a(&index).reachable["b"].get("edge"), None);
+        let affected = apply_yaml(
+            &mut index,
+            "{type: MeshGateway, mesh: b, name: edge, selectors: [{match: {service: edge}}], conf: {listeners: [{port: 8080, protocol: TCP, crossMesh: true}, {port: 9090, protocol: TCP}]}}",
+        );
+        assert!(
+            affected.meshes.contains("a"),
+            "mesh a's proxies are rebuilt"
+        );
+        assert!(!affected.meshes.contains("c"));
+        let reachable = a(&index).reachable;
+        assert_eq!(
+            reachable["b"]["edge"],
+            vec![("10.0.0.9".parse().unwrap(), 8080)],
+            "only the cross-mesh listener, and only the gateway: {reachable:?}"
+        );
+        assert!(
+            index
+                .mesh("b")
+                .unwrap()
+                .cross_mesh()
+                .trusted_by
+                .contains("a")
+        );
+        assert_eq!(
+            *index.mesh("c").unwrap().cross_mesh(),
+            CrossMeshView::default()
+        );
+        // Mesh a stops trusting b: it sees nothing of b again.
+        apply_yaml(&mut index, "{type: Mesh, name: a}");
+        assert_eq!(
+            *index.mesh("a").unwrap().cross_mesh(),
+            CrossMeshView::default()
+        );
+        assert!(index.mesh("b").unwrap().cross_mesh().trusted_by.is_empty());
     }
 
     #[test]
