@@ -7,17 +7,10 @@ mod common;
 
 use common::{
     Dataplane, KumaCp, MTLS, allow, echo_server, echo_works, eventually, free_port, put_dataplane,
+    stays_blocked,
 };
 use serde_json::json;
 use std::time::Duration;
-
-/// Connections fail, for a while.
-fn stays_blocked(port: u16) -> bool {
-    (0..5).all(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        !echo_works(port)
-    })
-}
 
 #[test]
 fn mesh_a_reaches_mesh_b_only_through_its_cross_mesh_gateway() {

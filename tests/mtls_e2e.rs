@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     Dataplane, KumaCp, allow, echo_roundtrip, echo_server, echo_works, eventually, free_port,
-    put_dataplane,
+    put_dataplane, stays_blocked,
 };
 use std::time::Duration;
 
@@ -43,14 +43,6 @@ fn echo_pair(cp: &KumaCp, mesh: &str, client_version: &str) -> EchoPair {
         echo_inbound,
         _server: server,
     }
-}
-
-/// Connections are refused or closed without echo, for a while.
-fn stays_blocked(port: u16) -> bool {
-    (0..5).all(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        !echo_works(port)
-    })
 }
 
 #[test]

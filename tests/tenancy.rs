@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{KumaCp, MTLS, http, http_with, kumactl, put_dataplane};
+use common::{KumaCp, MTLS, http, http_with, kumactl, kumactl_config_for, put_dataplane};
 use serde_json::{Value, json};
 
 /// Every kind a team writes, with a valid body for mesh `mesh`.
@@ -236,25 +236,8 @@ fn a_team_token_reaches_its_own_mesh_and_nothing_of_another() {
     assert_eq!(minted.status, 403, "{}", minted.body);
 
     // kumactl with the team's token sees its mesh only.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("kumactl");
-    let add = kumactl(
-        &config,
-        &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "team-a",
-            "--address",
-            &cp.api,
-            "--auth-type=tokens",
-            "--auth-conf",
-            &format!("token={token}"),
-        ],
-        None,
-    );
-    assert_eq!(add.code, 0, "{}", add.stderr);
+    let auth = format!("token={token}");
+    let (_dir, config) = kumactl_config_for(&cp.api, &["--auth-type=tokens", "--auth-conf", &auth]);
     let meshes = kumactl(&config, &["get", "meshes"], None);
     assert!(
         meshes.stdout.contains("team-a") && !meshes.stdout.contains("team-b"),
@@ -452,26 +435,17 @@ fn a_client_certificate_on_the_https_port_is_its_user() {
 
     // kumactl with bob's certificate, over HTTPS (the server's certificate
     // is generated, so it is not verified), is bob of team-a.
-    let config = dir.path().join("kumactl");
-    let add = kumactl(
-        &config,
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (_bob, config) = kumactl_config_for(
+        &https,
         &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "https",
-            "--address",
-            &https,
             "--client-cert-file",
-            cert.to_str().unwrap(),
+            cert,
             "--client-key-file",
-            key.to_str().unwrap(),
+            key,
             "--skip-verify",
         ],
-        None,
     );
-    assert_eq!(add.code, 0, "{}", add.stderr);
     let meshes = kumactl(&config, &["get", "meshes"], None);
     assert!(
         meshes.code == 0 && meshes.stdout.contains("team-a") && !meshes.stdout.contains("team-b"),
@@ -488,22 +462,7 @@ fn a_client_certificate_on_the_https_port_is_its_user() {
 
     // Without a certificate the HTTPS port is as the plain one: over
     // loopback, the admin.
-    let config = dir.path().join("kumactl-admin");
-    let add = kumactl(
-        &config,
-        &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "https",
-            "--address",
-            &https,
-            "--skip-verify",
-        ],
-        None,
-    );
-    assert_eq!(add.code, 0, "{}", add.stderr);
+    let (_admin, config) = kumactl_config_for(&https, &["--skip-verify"]);
     let all = kumactl(&config, &["get", "meshes"], None);
     assert!(all.stdout.contains("team-b"), "{}", all.stdout);
 }

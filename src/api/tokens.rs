@@ -68,12 +68,6 @@ pub(super) async fn user_token(
     Ok(token)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeRequest {
-    token: String,
-}
-
 /// `POST /tokens/user/revocations {"token"}`: the token no longer works,
 /// from the next request on.
 pub(super) async fn revoke_user_token(
@@ -82,10 +76,8 @@ pub(super) async fn revoke_user_token(
     body: Bytes,
 ) -> Result<String, ApiError> {
     caller.require_admin("revoke user tokens")?;
-    let req: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("expected {{\"token\": \"...\"}}: {e}"), Vec::new())
-    })?;
-    let claims = users::revoke(ctx.store.as_ref(), &req.token)
+    let token = token_server::revoked_token(&body)?;
+    let claims = users::revoke(ctx.store.as_ref(), &token)
         .await
         .map_err(user_token_error)?;
     tracing::info!(user = claims.name, id = claims.jti, "revoked a user token");

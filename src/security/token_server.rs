@@ -171,23 +171,30 @@ struct RevokeRequest {
     token: String,
 }
 
+/// The token of a revocation request, `{"token": "..."}`.
+pub fn revoked_token(body: &[u8]) -> Result<String, ApiError> {
+    serde_json::from_slice::<RevokeRequest>(body)
+        .map(|r| r.token)
+        .map_err(|e| {
+            ApiError::bad_request(format!("expected {{\"token\": \"...\"}}: {e}"), Vec::new())
+        })
+}
+
 async fn revoke(
     State(ctx): State<Arc<TokenContext>>,
     caller: Caller,
     body: Bytes,
 ) -> Result<String, ApiError> {
-    let req: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("expected {{\"token\": \"...\"}}: {e}"), Vec::new())
-    })?;
+    let token = revoked_token(&body)?;
     // Whoever may mint a mesh's tokens may revoke them.
-    let claimed = tokens::unverified_claims(&req.token).map_err(token_error)?;
+    let claimed = tokens::unverified_claims(&token).map_err(token_error)?;
     caller.require(
         Access::GenerateDataplaneToken,
         ResourceType::Dataplane,
         &claimed.mesh,
         &claimed.name,
     )?;
-    let claims = tokens::revoke(ctx.store.as_ref(), &req.token)
+    let claims = tokens::revoke(ctx.store.as_ref(), &token)
         .await
         .map_err(token_error)?;
     tracing::info!(

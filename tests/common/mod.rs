@@ -321,23 +321,35 @@ pub fn kumactl(config: &Path, args: &[&str], stdin: Option<&str>) -> Run {
 /// A `kumactl` configuration, in a directory of its own, whose current
 /// control plane (`test`) is `cp`.
 pub fn kumactl_config(cp: &KumaCp) -> (tempfile::TempDir, PathBuf) {
+    kumactl_config_for(&cp.api, &[])
+}
+
+/// [`kumactl_config`] for the API at `address`, added with the `extra`
+/// flags of `kumactl config control-planes add` (credentials).
+pub fn kumactl_config_for(address: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("kumactl");
-    let add = kumactl(
-        &config,
-        &[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "test",
-            "--address",
-            &cp.api,
-        ],
-        None,
-    );
+    let mut args = vec![
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "test",
+        "--address",
+        address,
+    ];
+    args.extend_from_slice(extra);
+    let add = kumactl(&config, &args, None);
     assert_eq!(add.code, 0, "{}", add.stderr);
     (dir, config)
+}
+
+/// Connections to `port` fail, for a while.
+pub fn stays_blocked(port: u16) -> bool {
+    (0..5).all(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !echo_works(port)
+    })
 }
 
 /// Runs `kubernetes-validate` (installed by `make deps`) for Kubernetes
