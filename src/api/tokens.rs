@@ -5,7 +5,7 @@
 
 use super::authn::Caller;
 use super::{ApiError, SharedContext};
-use crate::resources::{Access, Cause, ResourceType};
+use crate::resources::Cause;
 use crate::security::token_server::{self, TokenContext};
 use crate::security::users::{self, UserTokenError};
 use axum::body::Bytes;
@@ -93,16 +93,9 @@ pub(super) async fn dataplane_token(
     caller: Caller,
     body: Bytes,
 ) -> Result<String, ApiError> {
-    let req = token_server::parse_request(&body)?;
-    caller.require(
-        Access::GenerateDataplaneToken,
-        ResourceType::Dataplane,
-        &req.mesh,
-        &req.name,
-    )?;
     let tokens = TokenContext {
         store: ctx.store.clone(),
         default_validity: ctx.dataplane_token_validity,
     };
-    token_server::issue(&tokens, req).await
+    token_server::issue_for(&tokens, &caller, &body).await
 }

@@ -52,9 +52,9 @@ struct TokenRequestBody {
 }
 
 /// What a token is asked for, checked.
-pub struct TokenRequest {
-    pub name: String,
-    pub mesh: String,
+struct TokenRequest {
+    name: String,
+    mesh: String,
     tags: BTreeMap<String, String>,
     /// The server's default when `None`.
     validity: Option<Duration>,
@@ -99,18 +99,28 @@ async fn generate(
     caller: Caller,
     body: Bytes,
 ) -> Result<String, ApiError> {
-    let req = parse_request(&body)?;
+    issue_for(&ctx, &caller, &body).await
+}
+
+/// The token a request `body` asks for, if `caller` may mint tokens for
+/// its mesh (`GENERATE_DATAPLANE_TOKEN`).
+pub async fn issue_for(
+    ctx: &TokenContext,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let req = parse_request(body)?;
     caller.require(
         Access::GenerateDataplaneToken,
         ResourceType::Dataplane,
         &req.mesh,
         &req.name,
     )?;
-    issue(&ctx, req).await
+    issue(ctx, req).await
 }
 
 /// Reads a token request; every missing field is named.
-pub fn parse_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
+fn parse_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
     let req: TokenRequestBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             format!("the token request is not valid JSON of the form {{\"name\": \"...\", \"mesh\": \"...\"}}: {e}"),
@@ -152,7 +162,7 @@ pub fn parse_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
 }
 
 /// Issues the token `req` asks for (the caller may).
-pub async fn issue(ctx: &TokenContext, req: TokenRequest) -> Result<String, ApiError> {
+async fn issue(ctx: &TokenContext, req: TokenRequest) -> Result<String, ApiError> {
     let validity = req.validity.unwrap_or(ctx.default_validity);
     let token = tokens::issue(ctx.store.as_ref(), &req.mesh, &req.name, req.tags, validity)
         .await
