@@ -282,6 +282,20 @@ fn a_team_token_reaches_its_own_mesh_and_nothing_of_another() {
         theirs.stderr
     );
 
+    // The admin (kumactl on this host) sees the roles and bindings.
+    let (_admin, admin) = common::kumactl_config(&cp);
+    let roles = kumactl(&admin, &["get", "access-roles"], None);
+    assert!(
+        roles.stdout.contains("NAME") && roles.stdout.contains("team-a"),
+        "{} {}",
+        roles.stdout,
+        roles.stderr
+    );
+    let bindings = kumactl(&admin, &["get", "access-role-bindings"], None);
+    assert!(bindings.stdout.contains("Group:team-a"), "{}", bindings.stdout);
+    let theirs = kumactl(&config, &["get", "access-roles"], None);
+    assert!(theirs.stderr.contains("mesh-system:admin"), "{}", theirs.stderr);
+
     // Revoked: the token works no more, at once.
     let revoked = http(
         "POST",
