@@ -433,3 +433,51 @@ fn kuma_cp_serves_the_webhook_too_when_asked() {
     };
     assert!(admit(&webhook, &app_pod("web-1"), "demo").1);
 }
+
+#[test]
+fn the_webhook_denies_policies_of_a_namespace_the_mesh_does_not_admit() {
+    let api = KubeApi::start();
+    api.apply(
+        "/apis/kuma.io/v1alpha1/meshes",
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "team-a"},
+               "spec": {"constraints": {"dataplaneProxy": {"requirements": [
+                   {"tags": {"k8s.kuma.io/namespace": "team-a"}}]}}}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut webhook = injector(&api, dir.path(), &[]);
+    webhook.url = webhook.url.replace("/inject-sidecar", "/validate-kuma-resources");
+    let verdict = |namespace: &str, mesh: &str| -> Value {
+        let permission = json!({"apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
+            "metadata": {"name": "allow-all", "namespace": namespace}, "mesh": mesh,
+            "spec": {"rules": [{"sources": [{"match": {"service": "*"}}],
+                                "destinations": [{"match": {"service": "*"}}]}]}});
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "4b6f2a30-0000-4000-8000-000000000002",
+                "kind": {"group": "kuma.io", "version": "v1alpha1", "kind": "TrafficPermission"},
+                "resource": {"group": "kuma.io", "version": "v1alpha1", "resource": "trafficpermissions"},
+                "namespace": namespace, "operation": "CREATE",
+                "userInfo": {"username": "team-b-dev"},
+                "object": permission, "dryRun": false,
+            }
+        });
+        let (status, body) = post(&webhook, review.to_string().into_bytes());
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["response"].clone()
+    };
+    // Team b, in its namespace, writes a policy into team a's mesh: denied.
+    let denied = verdict("team-b", "team-a");
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let message = denied["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("TrafficPermission team-b/allow-all")
+            && message.contains("admits the namespaces team-a only"),
+        "{message}"
+    );
+    // Team a in its own namespace, the control plane's namespace, and a
+    // mesh without namespace constraints are allowed.
+    for (namespace, mesh) in [("team-a", "team-a"), ("kuma-system", "team-a"), ("team-b", "default")] {
+        assert_eq!(verdict(namespace, mesh)["allowed"], true, "{namespace} -> {mesh}");
+    }
+}

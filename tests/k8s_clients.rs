@@ -192,6 +192,7 @@ fn chart_objects(api: &KubeApi) -> Vec<String> {
         "/api/v1/namespaces/kuma-system/serviceaccounts",
         "/apis/rbac.authorization.k8s.io/v1/clusterroles",
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
     ] {
         for object in api.list(path) {
             names.push(format!(
@@ -220,6 +221,7 @@ fn helm_installs_upgrades_and_uninstalls_the_chart() {
             "MutatingWebhookConfiguration/kuma-injector",
             "Service/kuma-control-plane",
             "ServiceAccount/kuma-control-plane",
+            "ValidatingWebhookConfiguration/kuma-validator",
         ]
     );
     assert_eq!(

@@ -292,9 +292,17 @@ fn a_team_token_reaches_its_own_mesh_and_nothing_of_another() {
         roles.stderr
     );
     let bindings = kumactl(&admin, &["get", "access-role-bindings"], None);
-    assert!(bindings.stdout.contains("Group:team-a"), "{}", bindings.stdout);
+    assert!(
+        bindings.stdout.contains("Group:team-a"),
+        "{}",
+        bindings.stdout
+    );
     let theirs = kumactl(&config, &["get", "access-roles"], None);
-    assert!(theirs.stderr.contains("mesh-system:admin"), "{}", theirs.stderr);
+    assert!(
+        theirs.stderr.contains("mesh-system:admin"),
+        "{}",
+        theirs.stderr
+    );
 
     // Revoked: the token works no more, at once.
     let revoked = http(

@@ -60,6 +60,7 @@ async fn run(command: Command) -> Result<(), Error> {
                 stop.cancel();
             });
             let injector = kuma::injector::Injector {
+                system_namespace: config.system_namespace.clone(),
                 config: config.injector,
                 client,
             };

@@ -211,6 +211,7 @@ async fn injector(
     let injector = crate::injector::Injector {
         config: config.injector.clone(),
         client: opened.kube_client().await?,
+        system_namespace: config.system_namespace.clone(),
     };
     Ok(Some((injector, bound)))
 }

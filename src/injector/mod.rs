@@ -4,6 +4,11 @@
 //! answers a JSON patch adding `kuma-init` and `kuma-sidecar`
 //! ([`sidecar`]); every other pod is allowed as it is.
 //!
+//! It also validates Kuma's namespaced objects (`POST
+//! /validate-kuma-resources`): an object of namespace N naming a mesh whose
+//! constraints name other namespaces is denied, so a team with edit rights
+//! in its namespace cannot write policies into another team's mesh.
+//!
 //! A review that cannot be read gets a 400 naming what is wrong, one over
 //! [`MAX_REVIEW_BYTES`] a 413; a failure on our side (the namespace cannot be
 //! read) a 500, so the webhook's failure policy decides.
@@ -33,8 +38,10 @@ pub const MAX_REVIEW_BYTES: usize = 3 * 1024 * 1024;
 
 pub struct Injector {
     pub config: InjectorConfig,
-    /// Reads the labels of a pod's namespace.
+    /// Reads the labels of a pod's namespace, and meshes.
     pub client: kube::Client,
+    /// The control plane's namespace, whose objects may be of any mesh.
+    pub system_namespace: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,7 @@ pub enum InjectorError {
 pub fn router(injector: Arc<Injector>) -> Router {
     Router::new()
         .route("/inject-sidecar", post(review))
+        .route("/validate-kuma-resources", post(validate))
         .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .with_state(injector)
 }
@@ -65,38 +73,103 @@ async fn review(
     State(injector): State<Arc<Injector>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the AdmissionReview is larger than {MAX_REVIEW_BYTES} bytes"),
-            );
-        }
-        Err(rejection) => return refuse(StatusCode::BAD_REQUEST, rejection.body_text()),
-    };
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+    let request = match read_review(body) {
         Ok(r) => r,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not an admission.k8s.io/v1 AdmissionReview: {e}"),
-            );
-        }
-    };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(_) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "the AdmissionReview has no request".into(),
-            );
-        }
+        Err(refused) => return *refused,
     };
     match answer(&injector, &request).await {
         Ok(response) => axum::Json(wire_review(response)).into_response(),
         Err(status) => status,
     }
+}
+
+async fn validate(
+    State(injector): State<Arc<Injector>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match read_review(body) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    match validation(&injector, &request).await {
+        Ok(response) => axum::Json(wire_review(response)).into_response(),
+        Err(status) => status,
+    }
+}
+
+/// A Kuma object of a namespace its mesh does not admit is denied.
+async fn validation(
+    injector: &Injector,
+    request: &AdmissionRequest<DynamicObject>,
+) -> Result<AdmissionResponse, Response> {
+    let allowed = AdmissionResponse::from(request);
+    let (Some(object), Some(namespace)) = (request.object.as_ref(), request.namespace.as_deref())
+    else {
+        return Ok(allowed);
+    };
+    if request.kind.group != crate::k8s::crd::GROUP || namespace == injector.system_namespace {
+        return Ok(allowed);
+    }
+    let mesh = crate::k8s::crd::mesh_of(object);
+    let Some(mesh_crd) = crate::k8s::crd::KumaCrd::of(crate::resources::ResourceType::Mesh) else {
+        return Ok(allowed);
+    };
+    let found = Api::<DynamicObject>::all_with(injector.client.clone(), &mesh_crd.api_resource())
+        .get_opt(&mesh)
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read mesh {mesh}: {e}"),
+            )
+        })?;
+    let constraints = found
+        .and_then(|m| crate::k8s::crd::to_resource(&mesh_crd, &m).ok())
+        .and_then(|r| match r.spec {
+            crate::resources::Spec::Mesh(spec) => spec.constraints,
+            _ => None,
+        });
+    match constraints.map(|c| c.admits_namespace(&mesh, namespace)) {
+        Some(Err(why)) => {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            tracing::info!(namespace, name, kind = %request.kind.kind, mesh, "refused: {why}");
+            Ok(allowed.deny(format!("{} {namespace}/{name}: {why}", request.kind.kind)))
+        }
+        _ => Ok(allowed),
+    }
+}
+
+/// The request of an `AdmissionReview` body, or the answer refusing it.
+fn read_review(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<AdmissionRequest<DynamicObject>, Box<Response>> {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(Box::new(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the AdmissionReview is larger than {MAX_REVIEW_BYTES} bytes"),
+            )));
+        }
+        Err(rejection) => {
+            return Err(Box::new(refuse(
+                StatusCode::BAD_REQUEST,
+                rejection.body_text(),
+            )));
+        }
+    };
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).map_err(|e| {
+        Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not an admission.k8s.io/v1 AdmissionReview: {e}"),
+        ))
+    })?;
+    review.try_into().map_err(|_| {
+        Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            "the AdmissionReview has no request".into(),
+        ))
+    })
 }
 
 /// The review as the API server reads it. kube keeps the patch as bytes

@@ -27,7 +27,8 @@
 use super::crd::{DEFAULT_MESH, KumaCrd, MESH_LABEL};
 use crate::api::outside_mesh::{OutsideMesh, PodWithoutSidecar};
 use crate::resources::{
-    DataplaneSpec, InboundHealth, InboundInterface, Networking, ResourceType, TransparentProxying,
+    DataplaneSpec, InboundHealth, InboundInterface, NAMESPACE_TAG, Networking, ResourceType,
+    TransparentProxying,
 };
 use crate::runtime::{CancellationToken, Leadership};
 use futures::StreamExt;
@@ -48,8 +49,6 @@ pub const SIDECAR_INJECTION: &str = "kuma.io/sidecar-injection";
 pub const TRANSPARENT_PROXYING: &str = "kuma.io/transparent-proxying";
 pub const INBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-inbound-port";
 pub const OUTBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-outbound-port";
-/// The inbound tag naming the pod's namespace.
-pub const NAMESPACE_TAG: &str = "k8s.kuma.io/namespace";
 
 /// How long a pod whose Dataplane could not be written waits for the
 /// next try.

@@ -58,7 +58,29 @@ impl TagsRule {
     }
 }
 
+/// The tag naming a Kubernetes dataplane's namespace.
+pub const NAMESPACE_TAG: &str = "k8s.kuma.io/namespace";
+
 impl Constraints {
+    /// Whether objects of namespace `namespace` may be of this mesh: when
+    /// its requirements name namespaces (`k8s.kuma.io/namespace`), only
+    /// those (or `*`); otherwise every namespace.
+    pub fn admits_namespace(&self, mesh: &str, namespace: &str) -> Result<(), String> {
+        let named: Vec<&str> = self
+            .dataplane_proxy
+            .requirements
+            .iter()
+            .filter_map(|r| r.tags.get(NAMESPACE_TAG).map(String::as_str))
+            .collect();
+        if named.is_empty() || named.iter().any(|n| *n == "*" || *n == namespace) {
+            return Ok(());
+        }
+        Err(format!(
+            "mesh \"{mesh}\" admits the namespaces {} only (constraints.dataplaneProxy.requirements), not \"{namespace}\"",
+            named.join(", ")
+        ))
+    }
+
     /// Whether `dataplane` may join the mesh `mesh`; the refusal says which
     /// rule it fails.
     pub fn admits(&self, mesh: &str, dataplane: &DataplaneSpec) -> Result<(), String> {

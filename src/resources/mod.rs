@@ -37,7 +37,7 @@ pub use gateway::{
     MeshGatewayRouteSpec, MeshGatewaySpec,
 };
 pub use kind::ResourceType;
-pub use membership::{Constraints, DataplaneProxyConstraints, TagsRule};
+pub use membership::{Constraints, DataplaneProxyConstraints, NAMESPACE_TAG, TagsRule};
 pub use mesh::{
     BuiltinCa, CertificateAuthority, FileLoggingBackend, Logging, LoggingBackend, MeshSpec, Mtls,
     TcpLoggingBackend, Tracing, TracingBackend, TracingBackendType, ZipkinConf,

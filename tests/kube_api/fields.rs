@@ -37,6 +37,9 @@ pub fn decode(gv: &str, kind: &str, object: Value, strict: bool) -> Result<Value
         ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
             round_trip::<admission::MutatingWebhookConfiguration>(&object)
         }
+        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+            round_trip::<admission::ValidatingWebhookConfiguration>(&object)
+        }
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             round_trip::<apiextensions::CustomResourceDefinition>(&object)
         }

@@ -126,6 +126,13 @@ const KINDS: &[Kind] = &[
         &[],
     ),
     kind(
+        "admissionregistration.k8s.io/v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        false,
+        &[],
+    ),
+    kind(
         "apiextensions.k8s.io/v1",
         "customresourcedefinitions",
         "CustomResourceDefinition",
