@@ -445,7 +445,9 @@ fn the_webhook_denies_policies_of_a_namespace_the_mesh_does_not_admit() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut webhook = injector(&api, dir.path(), &[]);
-    webhook.url = webhook.url.replace("/inject-sidecar", "/validate-kuma-resources");
+    webhook.url = webhook
+        .url
+        .replace("/inject-sidecar", "/validate-kuma-resources");
     let verdict = |namespace: &str, mesh: &str| -> Value {
         let permission = json!({"apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
             "metadata": {"name": "allow-all", "namespace": namespace}, "mesh": mesh,
@@ -477,7 +479,15 @@ fn the_webhook_denies_policies_of_a_namespace_the_mesh_does_not_admit() {
     );
     // Team a in its own namespace, the control plane's namespace, and a
     // mesh without namespace constraints are allowed.
-    for (namespace, mesh) in [("team-a", "team-a"), ("kuma-system", "team-a"), ("team-b", "default")] {
-        assert_eq!(verdict(namespace, mesh)["allowed"], true, "{namespace} -> {mesh}");
+    for (namespace, mesh) in [
+        ("team-a", "team-a"),
+        ("kuma-system", "team-a"),
+        ("team-b", "default"),
+    ] {
+        assert_eq!(
+            verdict(namespace, mesh)["allowed"],
+            true,
+            "{namespace} -> {mesh}"
+        );
     }
 }
