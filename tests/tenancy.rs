@@ -443,10 +443,32 @@ fn a_client_certificate_on_the_https_port_is_its_user() {
     let (cert, key) = (dir.path().join("bob.pem"), dir.path().join("bob.key"));
     std::fs::write(&cert, bob.pem()).unwrap();
     std::fs::write(&key, bob_key.serialize_pem()).unwrap();
+    // The API's own certificate, for localhost, from the same CA.
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let (server_cert, server_key_file, ca_file) = (
+        dir.path().join("api.pem"),
+        dir.path().join("api.key"),
+        dir.path().join("ca.pem"),
+    );
+    std::fs::write(&server_cert, server.pem()).unwrap();
+    std::fs::write(&server_key_file, server_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
 
     let cp = KumaCp::start(&[
         ("KUMA_API_SERVER_HTTPS_ENABLED", "true"),
         ("KUMA_API_SERVER_HTTPS_PORT", "0"),
+        (
+            "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE",
+            server_cert.to_str().unwrap(),
+        ),
+        (
+            "KUMA_API_SERVER_HTTPS_TLS_KEY_FILE",
+            server_key_file.to_str().unwrap(),
+        ),
         (
             "KUMA_API_SERVER_AUTH_CLIENT_CERTS_DIR",
             cas.to_str().unwrap(),
@@ -455,17 +477,36 @@ fn a_client_certificate_on_the_https_port_is_its_user() {
     let https = cp.https_api.clone().expect("the HTTPS API listens");
     two_teams(&cp);
 
-    // kumactl with bob's certificate, over HTTPS (the server's certificate
-    // is generated, so it is not verified), is bob of team-a.
+    // kumactl verifies the API's certificate: without its CA it does not
+    // add the control plane.
+    let unverified = kumactl(
+        &dir.path().join("unverified"),
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "x",
+            "--address",
+            &https,
+        ],
+        None,
+    );
+    assert_ne!(unverified.code, 0, "{}", unverified.stdout);
+
+    // kumactl with bob's certificate, over HTTPS, trusting the API's CA, is
+    // bob of team-a.
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let ca_file = ca_file.to_str().unwrap();
     let (_bob, config) = kumactl_config_for(
         &https,
         &[
-            "--client-cert-file",
+            "--client-cert",
             cert,
-            "--client-key-file",
+            "--client-key",
             key,
-            "--skip-verify",
+            "--ca-cert",
+            ca_file,
         ],
     );
     let meshes = kumactl(&config, &["get", "meshes"], None);
