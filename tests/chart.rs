@@ -167,6 +167,11 @@ fn comparable(mut objects: Vec<serde_json::Value>, namespace: &str) -> Vec<serde
         names.iter().any(|n| n == &format!("DNSName({host})")),
         "{host} not in {names:?}"
     );
+    let validator = find(&objects, "ValidatingWebhookConfiguration");
+    assert_eq!(
+        validator["webhooks"][0]["clientConfig"]["caBundle"], webhook["clientConfig"]["caBundle"],
+        "both webhooks trust the one certificate the service presents"
+    );
     for object in &mut objects {
         match object["kind"].as_str() {
             Some("Secret") => {
@@ -174,7 +179,7 @@ fn comparable(mut objects: Vec<serde_json::Value>, namespace: &str) -> Vec<serde
                     object["data"][key] = "<certificate>".into();
                 }
             }
-            Some("MutatingWebhookConfiguration") => {
+            Some("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {
                 for hook in object["webhooks"].as_array_mut().unwrap() {
                     hook["clientConfig"]["caBundle"] = "<certificate>".into();
                 }
