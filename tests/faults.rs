@@ -18,15 +18,23 @@ fn dataplane(name: &str, port: u16) -> String {
     .to_string()
 }
 
+/// What a writer saw: the writes acknowledged (201), and how many were
+/// refused with 503 (the store unavailable).
+#[derive(Default)]
+struct Writes {
+    acknowledged: Vec<(String, u16)>,
+    unavailable: usize,
+}
+
 /// Writes dataplanes `{prefix}-{i}` one after another until `stop`, or
-/// until the control plane stops answering; answers the writes it
-/// acknowledged (201).
-fn write_until_stopped(api: String, prefix: String, stop: Arc<AtomicBool>) -> Vec<(String, u16)> {
+/// until the control plane stops answering. A 503 is counted and the next
+/// write tried a moment later.
+fn write_until_stopped(api: String, prefix: String, stop: Arc<AtomicBool>) -> Writes {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("a client");
-    let mut acknowledged = Vec::new();
+    let mut writes = Writes::default();
     for i in 0u16.. {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -39,13 +47,53 @@ fn write_until_stopped(api: String, prefix: String, stop: Arc<AtomicBool>) -> Ve
             .body(dataplane(&name, port))
             .send();
         match sent {
-            Ok(r) if r.status().as_u16() == 201 => acknowledged.push((name, port)),
+            Ok(r) if r.status().as_u16() == 201 => writes.acknowledged.push((name, port)),
+            Ok(r) if r.status().as_u16() == 503 => {
+                writes.unavailable += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Ok(r) => panic!("{name}: {} {:?}", r.status(), r.text()),
             // Killed mid-request: not acknowledged, may or may not be stored.
             Err(_) => break,
         }
     }
-    acknowledged
+    writes
+}
+
+/// Every acknowledged write reads back as written, and whatever else is
+/// stored (a write cut by a fault may have landed) is whole too: the list
+/// reads and every item validates. Answers how many are stored.
+fn assert_stored_whole(api: &str, acknowledged: &[(String, u16)]) -> usize {
+    for (name, port) in acknowledged {
+        let got = common::http(
+            "GET",
+            &format!("{api}/meshes/default/dataplanes/{name}"),
+            None,
+        );
+        assert_eq!(got.status, 200, "{name} was acknowledged and is gone");
+        assert_eq!(
+            got.body["networking"]["inbound"][0]["interface"],
+            format!("127.0.0.1:{port}:{}", port + 1),
+            "{name} reads back otherwise than written"
+        );
+    }
+    let mut page = Some(format!("{api}/meshes/default/dataplanes?size=500"));
+    let mut stored = 0;
+    while let Some(url) = page {
+        let listed = common::http("GET", &url, None);
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        for item in listed.body["items"].as_array().expect("items") {
+            kuma::resources::Resource::from_json(
+                item.clone(),
+                kuma::resources::Identity::FromDocument,
+            )
+            .unwrap_or_else(|e| panic!("a stored dataplane does not validate: {e}\n{item}"));
+            stored += 1;
+        }
+        page = listed.body["next"].as_str().map(str::to_string);
+    }
+    assert!(stored >= acknowledged.len());
+    stored
 }
 
 /// `kill -9` of kuma-cp on Postgres, 20 times, while a client writes as
@@ -67,7 +115,7 @@ fn every_acknowledged_write_survives_kill_9() {
         cp.child.kill().expect("SIGKILL");
         let _ = cp.child.wait();
         stop.store(true, Ordering::Relaxed);
-        acknowledged.extend(writer.join().expect("the writer"));
+        acknowledged.extend(writer.join().expect("the writer").acknowledged);
     }
     assert!(
         acknowledged.len() > KILLS,
@@ -75,40 +123,58 @@ fn every_acknowledged_write_survives_kill_9() {
         acknowledged.len()
     );
     let cp = db.kuma_cp(&[]);
-    for (name, port) in &acknowledged {
-        let got = common::http(
-            "GET",
-            &format!("{}/meshes/default/dataplanes/{name}", cp.api),
-            None,
-        );
-        assert_eq!(got.status, 200, "{name} was acknowledged and is gone");
-        assert_eq!(
-            got.body["networking"]["inbound"][0]["interface"],
-            format!("127.0.0.1:{port}:{}", port + 1),
-            "{name} reads back otherwise than written"
-        );
-    }
-    // Whatever else is stored (a write cut by the kill may have landed)
-    // is whole too: the list reads and every item validates.
-    let mut page = Some(format!("{}/meshes/default/dataplanes?size=500", cp.api));
-    let mut stored = 0;
-    while let Some(url) = page {
-        let listed = common::http("GET", &url, None);
-        assert_eq!(listed.status, 200, "{}", listed.body);
-        for item in listed.body["items"].as_array().expect("items") {
-            kuma::resources::Resource::from_json(
-                item.clone(),
-                kuma::resources::Identity::FromDocument,
-            )
-            .unwrap_or_else(|e| panic!("a stored dataplane does not validate: {e}\n{item}"));
-            stored += 1;
-        }
-        page = listed.body["next"].as_str().map(str::to_string);
-    }
-    assert!(stored >= acknowledged.len());
+    let stored = assert_stored_whole(&cp.api, &acknowledged);
     println!(
         "figure: {KILLS} kill -9 of kuma-cp during writes; {} writes acknowledged, all present and whole after restart ({stored} stored)",
         acknowledged.len()
+    );
+}
+
+/// PostgreSQL stopped, then started, while a client writes as fast as it
+/// can: meanwhile writes answer 503 and `/ready` fails; both recover by
+/// themselves, and every write acknowledged before, during or after is
+/// stored whole.
+#[test]
+fn a_database_outage_under_writes_loses_nothing_acknowledged() {
+    let cluster = common::PgCluster::start();
+    let db = cluster.new_database("outage_writes");
+    db.migrate();
+    let cp = db.kuma_cp(&[]);
+    let ready = || common::http("GET", &format!("{}/ready", cp.health), None).status;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (api, stop) = (cp.api.clone(), stop.clone());
+        std::thread::spawn(move || write_until_stopped(api, "dp".into(), stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.stop();
+    assert!(
+        common::eventually(Duration::from_secs(10), || ready() == 503),
+        "/ready kept answering with the database down"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.restart();
+    let restarted = std::time::Instant::now();
+    assert!(
+        common::eventually(Duration::from_secs(20), || ready() == 200),
+        "/ready did not recover"
+    );
+    let recovered = restarted.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().expect("the writer");
+    assert!(writes.unavailable > 0, "no write met the outage");
+    assert!(
+        writes.acknowledged.len() > 10,
+        "too few writes to tell anything: {}",
+        writes.acknowledged.len()
+    );
+    let stored = assert_stored_whole(&cp.api, &writes.acknowledged);
+    println!(
+        "figure: PostgreSQL stopped for 2 s under writes: {} writes answered 503 meanwhile; ready again {} ms after the restart; {} writes acknowledged, all present and whole ({stored} stored)",
+        writes.unavailable,
+        recovered.as_millis(),
+        writes.acknowledged.len()
     );
 }
 
