@@ -317,6 +317,19 @@ pub struct BootstrapServerConfig {
     /// Port of the bootstrap server kuma-dp asks (`POST /bootstrap`).
     pub port: u16,
     pub xds_api_type: XdsApiType,
+    /// What the bootstrap tells Envoy to connect to.
+    pub params: BootstrapParams,
+}
+
+/// The xDS address in the bootstraps, when the Envoys reach the control
+/// planes through a load balancer rather than this one's own port.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BootstrapParams {
+    /// Empty: general.advertisedHostname.
+    pub xds_host: String,
+    /// 0: this control plane's xDS port.
+    pub xds_port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -578,6 +591,7 @@ impl Default for BootstrapServerConfig {
         BootstrapServerConfig {
             port: 5682,
             xds_api_type: XdsApiType::Delta,
+            params: BootstrapParams::default(),
         }
     }
 }

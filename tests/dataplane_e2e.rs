@@ -7,6 +7,8 @@ use common::{
     Dataplane, KumaCp, echo_roundtrip, echo_server, echo_works, eventually, free_port, http,
     put_dataplane,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 /// An echo service behind one dataplane and a client dataplane with an
@@ -537,4 +539,111 @@ fn a_traffic_log_writes_the_connections_it_selects_to_the_file_backend() {
         before,
         "a connection was logged after the policy went"
     );
+}
+
+/// A load balancer in front of the control planes' xDS ports: every
+/// connection goes to the port `target` holds when it opens.
+fn forwarder(target: Arc<AtomicU16>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let Ok(server) =
+                std::net::TcpStream::connect(("127.0.0.1", target.load(Ordering::SeqCst)))
+            else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    port
+}
+
+/// Two control planes on one database behind a load balancer; the one the
+/// Envoys use is killed. They reconnect to the other, which serves them
+/// what was written through the dead one just before, and what is written
+/// after: the change feed misses nothing. Traffic flows throughout.
+#[test]
+fn when_one_of_two_control_planes_dies_its_proxies_move_to_the_other() {
+    let db = common::migrated_database("e2e_failover");
+    let target = Arc::new(AtomicU16::new(0));
+    let balanced = forwarder(target.clone()).to_string();
+    let env = [
+        ("KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST", "127.0.0.1"),
+        ("KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_PORT", balanced.as_str()),
+        ("KUMA_XDS_SERVER_INSIGHT_FLUSH_INTERVAL_MS", "100"),
+    ];
+    let mut first = db.kuma_cp(&env);
+    let second = db.kuma_cp(&env);
+    let port = |cp: &KumaCp| cp.xds.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    target.store(port(&first), Ordering::SeqCst);
+    let mesh = echo_mesh(&first, "default");
+    let endpoints = || {
+        let mut e = mesh.client.endpoints("echo");
+        e.sort();
+        e
+    };
+    let mut both = endpoints();
+    assert_eq!(both.len(), 1);
+
+    // Written through the first just before it dies: a second echo.
+    let (echo_port, echo_inbound) = (free_port(), free_port());
+    let _echo_2 = echo_server(echo_port);
+    put_dataplane(
+        &first,
+        "default",
+        "echo-2",
+        (echo_inbound, echo_port),
+        "echo",
+        &[],
+    );
+    first.child.kill().expect("SIGKILL");
+    let _ = first.child.wait();
+    target.store(port(&second), Ordering::SeqCst);
+    for _ in 0..10 {
+        assert!(echo_works(mesh.outbound), "traffic stopped at the failover");
+    }
+
+    both.push(format!("127.0.0.1:{echo_inbound}"));
+    both.sort();
+    // The client's stream is now the second's: its insight says so.
+    let second_id = http("GET", &format!("{}/", second.api), None).body["instanceId"].clone();
+    let url = format!("{}/meshes/default/dataplanes+insights/client-1", second.api);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let subs = http("GET", &url, None).body["dataplaneInsight"]["subscriptions"].clone();
+            subs.as_array()
+                .and_then(|s| s.last().cloned())
+                .is_some_and(|s| {
+                    s["controlPlaneInstanceId"] == second_id && s["disconnectTime"].is_null()
+                })
+        }),
+        "the client did not reconnect to the second control plane: {}\nclient:\n{}",
+        http("GET", &url, None).body,
+        mesh.client.log()
+    );
+    // What the second sent it holds echo-2, written through the first:
+    // the second's feed missed nothing.
+    assert!(
+        eventually(Duration::from_secs(10), || endpoints() == both),
+        "echo-2 is not in what the second control plane serves: {:?}\nsecond:\n{}",
+        endpoints(),
+        second.log()
+    );
+    // Written through the second: reaches the proxy too.
+    common::http(
+        "DELETE",
+        &format!("{}/meshes/default/dataplanes/echo-2", second.api),
+        None,
+    );
+    assert!(eventually(Duration::from_secs(10), || endpoints().len() == 1));
+    assert!(echo_works(mesh.outbound));
 }

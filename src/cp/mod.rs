@@ -376,8 +376,14 @@ pub async fn run(
     let bootstrap = bootstrap::router(BootstrapContext {
         index: index.clone(),
         auth: auth.clone(),
-        xds_host: config.general.advertised_hostname.clone(),
-        xds_port: xds_listener.address.port(),
+        xds_host: match config.bootstrap_server.params.xds_host.as_str() {
+            "" => config.general.advertised_hostname.clone(),
+            host => host.to_string(),
+        },
+        xds_port: match config.bootstrap_server.params.xds_port {
+            0 => xds_listener.address.port(),
+            port => port,
+        },
         api_type: config.bootstrap_server.xds_api_type,
     });
     let ads = AdsServer {
