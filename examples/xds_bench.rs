@@ -212,13 +212,8 @@ fn bench(n: usize, extra: Extra, rt: &tokio::runtime::Runtime) {
     let node_ids = (0..n).map(|i| format!("default.dp-{i}")).collect();
     let connect_started = Instant::now();
     rt.block_on(connect_all(&cp.xds, node_ids, needed, seen.clone()));
-    while seen.complete.load(Ordering::Relaxed) < n
-        && connect_started.elapsed() < Duration::from_secs(120)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let configured = wait_configured(&seen, n);
     let all_configured = connect_started.elapsed();
-    let configured = seen.complete.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(300));
     let rss_connected = proc_status_kib(pid, "VmRSS:");
     let cpu_connect = cpu_seconds(pid) - cpu_before;
@@ -329,12 +324,105 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for extra in [Extra::Nothing, Extra::Mtls, Extra::Policies] {
-        for &n in &sizes {
+        for &n in sizes
+            .iter()
+            .filter(|_| std::env::var_os("KUMA_BENCH_STORM_ONLY").is_none())
+        {
             bench(n, extra, &rt);
         }
     }
     println!(
         "\nWorkload certificates issued per second (ECDSA P-256, one core): {:.0}",
         certificates_per_second()
+    );
+    let storm = std::env::var("KUMA_BENCH_STORM")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| sizes.iter().copied().max().unwrap_or(10_000));
+    println!(
+        "\nReconnect storm: {storm} simulated proxies configured by a kuma-cp on PostgreSQL; it is killed with -9, a new one starts on the same database, and all {storm} reconnect at once\n"
+    );
+    println!("| N | new kuma-cp ready | all configured again | peak RSS | CPU (reconnect) |");
+    println!("|---|---|---|---|---|");
+    restart_storm(storm, &rt);
+}
+
+/// Waits until `seen` counts `n` fully configured proxies (2 minutes at
+/// most); answers how many.
+fn wait_configured(seen: &Observed, n: usize) -> usize {
+    let started = Instant::now();
+    while seen.complete.load(Ordering::Relaxed) < n && started.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen.complete.load(Ordering::Relaxed)
+}
+
+/// The reconnect storm after a restart: every proxy of a killed control
+/// plane reconnects at once to its successor on the same database.
+fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
+    let services = n / 10;
+    let db = common::migrated_database("bench_storm");
+    let env = [
+        ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
+        ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
+    ];
+    let mut first = db.kuma_cp(&env);
+    // The leader creates the default mesh a moment after the start.
+    let mesh = format!("{}/meshes/default", first.api);
+    assert!(
+        common::eventually(Duration::from_secs(30), || common::http("GET", &mesh, None)
+            .status
+            == 200),
+        "no default mesh"
+    );
+    let base = first.api.clone();
+    rt.block_on(load(n, move |c, i| {
+        c.put(format!("{base}/meshes/default/dataplanes/dp-{i}"))
+            .json(&dataplane(i, services))
+    }));
+    // The writes reach the index through the database's change feed: the
+    // proxies connect once the last is there (the explain view reads the
+    // index), as they would in a real rollout.
+    let last = format!(
+        "{}/meshes/default/dataplanes/dp-{}/policies",
+        first.api,
+        n - 1
+    );
+    assert!(
+        common::eventually(Duration::from_secs(120), || common::http(
+            "GET", &last, None
+        )
+        .status
+            == 200),
+        "the dataplanes did not reach the index"
+    );
+    let node_ids: Vec<String> = (0..n).map(|i| format!("default.dp-{i}")).collect();
+    let seen = Observed::new(n);
+    rt.block_on(connect_all(&first.xds, node_ids.clone(), 3, seen.clone()));
+    assert_eq!(
+        wait_configured(&seen, n),
+        n,
+        "the first control plane configured them all"
+    );
+    first.child.kill().expect("SIGKILL");
+    let _ = first.child.wait();
+
+    let started = Instant::now();
+    let second = db.kuma_cp(&env);
+    let ready = started.elapsed();
+    let pid = second.child.id();
+    let cpu_before = cpu_seconds(pid);
+    let seen = Observed::new(n);
+    let storm = Instant::now();
+    rt.block_on(connect_all(&second.xds, node_ids, 3, seen.clone()));
+    let configured = wait_configured(&seen, n);
+    let again = storm.elapsed();
+    println!(
+        "| {n} | {:.2} s | {configured} in {:.2} s | {:.1} MiB | {:.1} s |",
+        ready.as_secs_f64(),
+        again.as_secs_f64(),
+        proc_status_kib(pid, "VmHWM:") as f64 / 1024.0,
+        cpu_seconds(pid) - cpu_before,
     );
 }
