@@ -30,8 +30,9 @@ pub struct ApiContext {
     pub instance_id: String,
     pub hostname: String,
     /// Where the dataplane token server answers: `local` (on the control
-    /// plane's host) and, when enabled, `public` (HTTPS). `kumactl generate
-    /// dataplane-token` reads these from `GET /`.
+    /// plane's host) and, when enabled, `public` (HTTPS), as `GET /` says.
+    /// `kumactl generate dataplane-token` asks the public one when it has a
+    /// client certificate for it, the API's `/tokens/dataplane` otherwise.
     pub token_server_local: String,
     pub token_server_public: Option<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
