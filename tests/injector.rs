@@ -104,15 +104,22 @@ fn injector(api: &KubeApi, dir: &std::path::Path, env: &[(&str, &str)]) -> Injec
 }
 
 fn review(pod: &Value, namespace: &str) -> Value {
+    review_of(("", "v1", "Pod", "pods"), pod, namespace)
+}
+
+/// An `AdmissionReview` of creating `object` (group, version, kind and
+/// resource as `of` says) in `namespace`.
+fn review_of(of: (&str, &str, &str, &str), object: &Value, namespace: &str) -> Value {
+    let (group, version, kind, resource) = of;
     json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
             "uid": "4b6f2a30-0000-4000-8000-000000000001",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
             "namespace": namespace, "operation": "CREATE",
             "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod, "dryRun": false,
+            "object": object, "dryRun": false,
         }
     })
 }
@@ -453,17 +460,16 @@ fn the_webhook_denies_policies_of_a_namespace_the_mesh_does_not_admit() {
             "metadata": {"name": "allow-all", "namespace": namespace}, "mesh": mesh,
             "spec": {"rules": [{"sources": [{"match": {"service": "*"}}],
                                 "destinations": [{"match": {"service": "*"}}]}]}});
-        let review = json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "4b6f2a30-0000-4000-8000-000000000002",
-                "kind": {"group": "kuma.io", "version": "v1alpha1", "kind": "TrafficPermission"},
-                "resource": {"group": "kuma.io", "version": "v1alpha1", "resource": "trafficpermissions"},
-                "namespace": namespace, "operation": "CREATE",
-                "userInfo": {"username": "team-b-dev"},
-                "object": permission, "dryRun": false,
-            }
-        });
+        let review = review_of(
+            (
+                "kuma.io",
+                "v1alpha1",
+                "TrafficPermission",
+                "trafficpermissions",
+            ),
+            &permission,
+            namespace,
+        );
         let (status, body) = post(&webhook, review.to_string().into_bytes());
         assert_eq!(status, 200, "{body}");
         serde_json::from_str::<Value>(&body).unwrap()["response"].clone()

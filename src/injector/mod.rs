@@ -73,25 +73,35 @@ async fn review(
     State(injector): State<Arc<Injector>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request = match read_review(body) {
-        Ok(r) => r,
-        Err(refused) => return *refused,
-    };
-    match answer(&injector, &request).await {
-        Ok(response) => axum::Json(wire_review(response)).into_response(),
-        Err(status) => status,
-    }
+    respond(
+        body,
+        |request| async move { answer(&injector, &request).await },
+    )
+    .await
 }
 
 async fn validate(
     State(injector): State<Arc<Injector>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    respond(body, |request| async move {
+        validation(&injector, &request).await
+    })
+    .await
+}
+
+/// Reads an `AdmissionReview` and answers what `decide` makes of its
+/// request, or the refusal of a body that is none.
+async fn respond<F, Fut>(body: Result<Bytes, BytesRejection>, decide: F) -> Response
+where
+    F: FnOnce(AdmissionRequest<DynamicObject>) -> Fut,
+    Fut: std::future::Future<Output = Result<AdmissionResponse, Response>>,
+{
     let request = match read_review(body) {
         Ok(r) => r,
         Err(refused) => return *refused,
     };
-    match validation(&injector, &request).await {
+    match decide(request).await {
         Ok(response) => axum::Json(wire_review(response)).into_response(),
         Err(status) => status,
     }
