@@ -274,17 +274,16 @@ fn default_proxy(
 fn ready_endpoints<'a>(
     mesh: &'a MeshView,
     service: &'a str,
-    selects: impl Fn(&crate::resources::tags::Tags) -> bool + 'a,
+    selects: impl Fn(&crate::resources::tags::Tags) -> bool + Copy + 'a,
 ) -> impl Iterator<Item = (IpAddr, u16)> + 'a {
     mesh.providers(service).flat_map(move |(_, provider)| {
         provider
             .networking
             .inbound
             .iter()
-            .filter(|i| selects(&i.tags) && i.is_ready())
+            .filter(move |i| selects(&i.tags) && i.is_ready())
             .filter_map(|i| i.endpoint().ok())
             .map(|e| (e.address, e.dataplane_port))
-            .collect::<Vec<_>>()
     })
 }
 
