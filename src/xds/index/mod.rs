@@ -17,7 +17,7 @@ pub use handle::IndexHandle;
 pub use policies::Policies;
 use policies::Policy;
 
-use crate::resources::tags::Tags;
+use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
     DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshSpec, ParsedProxyTemplate, Resource,
     ResourceKey, ResourceType, SecretSpec, Selector, Spec, TrafficLogSpec, TrafficPermissionSpec,
@@ -96,8 +96,8 @@ pub struct MeshView {
     /// service -> its Service addresses, each with how many inbounds
     /// announce it.
     vips: BTreeMap<String, BTreeMap<(IpAddr, u16), usize>>,
-    gateways: BTreeMap<String, Arc<MeshGatewaySpec>>,
-    gateway_routes: BTreeMap<String, Arc<MeshGatewayRouteSpec>>,
+    gateways: Policies<MeshGatewaySpec>,
+    gateway_routes: Policies<MeshGatewayRouteSpec>,
     /// Dataplanes that are gateways.
     gateway_dataplanes: BTreeSet<String>,
     /// What this mesh's proxies and gateways need of other meshes.
@@ -183,18 +183,26 @@ impl MeshView {
     /// The MeshGateway that configures the gateway with `tags` (the first
     /// by name).
     pub fn gateway_for(&self, tags: &Tags) -> Option<&MeshGatewaySpec> {
+        let service = tags
+            .get(SERVICE_TAG)
+            .map(String::as_str)
+            .unwrap_or_default();
         self.gateways
-            .values()
+            .for_services(&[service])
+            .map(|(_, g)| g.as_ref())
             .find(|g| g.selects(tags))
-            .map(Arc::as_ref)
     }
 
     /// The MeshGatewayRoute of the gateway with `tags` (the first by name).
     pub fn gateway_route_for(&self, tags: &Tags) -> Option<&MeshGatewayRouteSpec> {
+        let service = tags
+            .get(SERVICE_TAG)
+            .map(String::as_str)
+            .unwrap_or_default();
         self.gateway_routes
-            .values()
+            .for_services(&[service])
+            .map(|(_, r)| r.as_ref())
             .find(|r| r.selects(tags))
-            .map(Arc::as_ref)
     }
 
     pub fn cross_mesh(&self) -> &CrossMeshView {
@@ -496,17 +504,9 @@ impl ResourceIndex {
             Spec::ProxyTemplate(spec) => {
                 self.set_policy(mesh, name, Some(spec.parsed()), |v| &mut v.proxy_templates)
             }
-            Spec::MeshGateway(spec) => {
-                self.view(mesh)
-                    .gateways
-                    .insert(name.to_string(), Arc::new(spec));
-                Affected::mesh(mesh)
-            }
+            Spec::MeshGateway(spec) => self.set_policy(mesh, name, Some(spec), |v| &mut v.gateways),
             Spec::MeshGatewayRoute(spec) => {
-                self.view(mesh)
-                    .gateway_routes
-                    .insert(name.to_string(), Arc::new(spec));
-                Affected::mesh(mesh)
+                self.set_policy(mesh, name, Some(spec), |v| &mut v.gateway_routes)
             }
             // Insights are what proxies did, not what they are sent; who
             // may use the API shapes no proxy.
@@ -538,16 +538,10 @@ impl ResourceIndex {
                 self.set_policy::<ParsedProxyTemplate>(mesh, name, None, |v| &mut v.proxy_templates)
             }
             ResourceType::MeshGateway => {
-                if let Some(view) = self.meshes.get_mut(mesh) {
-                    view.gateways.remove(name);
-                }
-                Affected::mesh(mesh)
+                self.set_policy::<MeshGatewaySpec>(mesh, name, None, |v| &mut v.gateways)
             }
             ResourceType::MeshGatewayRoute => {
-                if let Some(view) = self.meshes.get_mut(mesh) {
-                    view.gateway_routes.remove(name);
-                }
-                Affected::mesh(mesh)
+                self.set_policy::<MeshGatewayRouteSpec>(mesh, name, None, |v| &mut v.gateway_routes)
             }
             ResourceType::DataplaneInsight
             | ResourceType::AccessRole

@@ -11,8 +11,8 @@
 
 use crate::resources::tags::SERVICE_TAG;
 use crate::resources::{
-    ParsedProxyTemplate, Selector, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec,
-    TrafficTraceSpec,
+    MeshGatewayRouteSpec, MeshGatewaySpec, ParsedProxyTemplate, Selector, TrafficLogSpec,
+    TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -70,6 +70,26 @@ impl Policy for TrafficTraceSpec {
 impl Policy for ParsedProxyTemplate {
     fn service_selectors(&self) -> Vec<&Selector> {
         self.spec.selectors.iter().collect()
+    }
+    fn proxy_selectors(&self) -> Vec<&Selector> {
+        self.service_selectors()
+    }
+}
+
+/// A MeshGateway configures the gateways it selects.
+impl Policy for MeshGatewaySpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.selectors.iter().collect()
+    }
+    fn proxy_selectors(&self) -> Vec<&Selector> {
+        self.service_selectors()
+    }
+}
+
+/// A MeshGatewayRoute sends the traffic of the gateways it selects.
+impl Policy for MeshGatewayRouteSpec {
+    fn service_selectors(&self) -> Vec<&Selector> {
+        self.selectors.iter().collect()
     }
     fn proxy_selectors(&self) -> Vec<&Selector> {
         self.service_selectors()
