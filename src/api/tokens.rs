@@ -13,9 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UserTokenRequest {
+pub(super) struct UserTokenRequest {
     name: String,
     #[serde(default)]
     groups: Vec<String>,

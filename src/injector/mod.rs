@@ -168,18 +168,16 @@ fn read_review(
             )));
         }
     };
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).map_err(|e| {
-        Box::new(refuse(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not an admission.k8s.io/v1 AdmissionReview: {e}"),
-        ))
-    })?;
-    review.try_into().map_err(|_| {
-        Box::new(refuse(
-            StatusCode::BAD_REQUEST,
-            "the AdmissionReview has no request".into(),
-        ))
-    })
+    parse_review(&body).map_err(|message| Box::new(refuse(StatusCode::BAD_REQUEST, message)))
+}
+
+/// The request of an `AdmissionReview` body, or why it is none.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|e| format!("the body is not an admission.k8s.io/v1 AdmissionReview: {e}"))?;
+    review
+        .try_into()
+        .map_err(|_| "the AdmissionReview has no request".to_string())
 }
 
 /// The review as the API server reads it. kube keeps the patch as bytes

@@ -159,6 +159,13 @@ pub fn injected(pod: &Value, config: &InjectorConfig, mesh: &str) -> Value {
         (INBOUND_REDIRECT_PORT, c.redirect_port_inbound.to_string()),
         (OUTBOUND_REDIRECT_PORT, c.redirect_port_outbound.to_string()),
     ];
+    // The API server sends typed pods; a body that is not one still gets
+    // an answer rather than a panic of the indexing below.
+    for part in ["metadata", "spec"] {
+        if !pod[part].is_object() {
+            pod[part] = json!({});
+        }
+    }
     if !pod["metadata"]["annotations"].is_object() {
         pod["metadata"]["annotations"] = json!({});
     }

@@ -10,12 +10,7 @@
 //! that Kubernetes RBAC can give each team the policies of its own
 //! namespaces.
 
-use crate::resources::{
-    AccessRoleBindingSpec, AccessRoleSpec, DataplaneInsightSpec, DataplaneSpec, Identity,
-    MeshGatewayRouteSpec, MeshGatewaySpec, MeshSpec, ProxyTemplateSpec, Resource, ResourceType,
-    ResourceVersion, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
-    ValidationError,
-};
+use crate::resources::{Identity, Resource, ResourceType, ResourceVersion, ValidationError};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
     CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceValidation,
@@ -119,19 +114,9 @@ impl KumaCrd {
 
     fn spec_schema(&self) -> Value {
         match self.kind {
-            ResourceType::Mesh => schema_of::<MeshSpec>(),
-            ResourceType::Dataplane => schema_of::<DataplaneSpec>(),
-            ResourceType::DataplaneInsight => schema_of::<DataplaneInsightSpec>(),
-            ResourceType::TrafficPermission => schema_of::<TrafficPermissionSpec>(),
-            ResourceType::TrafficLog => schema_of::<TrafficLogSpec>(),
-            ResourceType::TrafficRoute => schema_of::<TrafficRouteSpec>(),
-            ResourceType::TrafficTrace => schema_of::<TrafficTraceSpec>(),
-            ResourceType::ProxyTemplate => schema_of::<ProxyTemplateSpec>(),
-            ResourceType::MeshGateway => schema_of::<MeshGatewaySpec>(),
-            ResourceType::MeshGatewayRoute => schema_of::<MeshGatewayRouteSpec>(),
-            ResourceType::AccessRole => schema_of::<AccessRoleSpec>(),
-            ResourceType::AccessRoleBinding => schema_of::<AccessRoleBindingSpec>(),
+            // Secrets are Kubernetes Secrets; their CRD is never served.
             ResourceType::Secret | ResourceType::GlobalSecret => json!({"type": "object"}),
+            kind => structural_schema(kind),
         }
     }
 
@@ -220,21 +205,22 @@ impl KumaCrd {
     }
 }
 
-/// The OpenAPI v3 schema of a spec type, inlined and structural, as the
+/// The OpenAPI v3 schema of a kind's spec, inlined and structural, as the
 /// API server wants it.
-fn schema_of<T: schemars::JsonSchema>() -> Value {
-    let generator = schemars::generate::SchemaSettings::openapi3()
+fn structural_schema(kind: ResourceType) -> Value {
+    let mut generator = schemars::generate::SchemaSettings::openapi3()
         .with(|s| {
             s.inline_subschemas = true;
             s.meta_schema = None;
         })
         .with_transform(kube::core::schema::StructuralSchemaRewriter)
         .into_generator();
-    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    let mut schema = crate::resources::spec_schema(kind, &mut generator).to_value();
     if let Some(root) = schema.as_object_mut() {
         root.remove("title");
         root.remove("$defs");
         root.remove("definitions");
+        root.remove("components");
     }
     schema
 }

@@ -353,32 +353,59 @@ impl Resource {
     }
 }
 
+/// The schema of a kind's own fields, from its Rust type, as `generator`
+/// makes it: the CRDs, the HTTP API's OpenAPI document and the check for
+/// unknown fields all read this one, so none of them can drift from what
+/// [`Resource::from_json`] parses.
+pub fn spec_schema(
+    kind: ResourceType,
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    match kind {
+        ResourceType::Mesh => generator.root_schema_for::<MeshSpec>(),
+        ResourceType::Dataplane => generator.root_schema_for::<DataplaneSpec>(),
+        ResourceType::TrafficPermission => generator.root_schema_for::<TrafficPermissionSpec>(),
+        ResourceType::TrafficLog => generator.root_schema_for::<TrafficLogSpec>(),
+        ResourceType::TrafficRoute => generator.root_schema_for::<TrafficRouteSpec>(),
+        ResourceType::TrafficTrace => generator.root_schema_for::<TrafficTraceSpec>(),
+        ResourceType::ProxyTemplate => generator.root_schema_for::<ProxyTemplateSpec>(),
+        ResourceType::MeshGateway => generator.root_schema_for::<MeshGatewaySpec>(),
+        ResourceType::MeshGatewayRoute => generator.root_schema_for::<MeshGatewayRouteSpec>(),
+        ResourceType::Secret | ResourceType::GlobalSecret => {
+            generator.root_schema_for::<SecretSpec>()
+        }
+        ResourceType::DataplaneInsight => generator.root_schema_for::<DataplaneInsightSpec>(),
+        ResourceType::AccessRole => generator.root_schema_for::<AccessRoleSpec>(),
+        ResourceType::AccessRoleBinding => generator.root_schema_for::<AccessRoleBindingSpec>(),
+    }
+}
+
+/// The top-level fields of each kind, from its schema: made once, as a
+/// schema takes far longer to generate than a resource to parse.
+fn known_fields(kind: ResourceType) -> &'static [String] {
+    static KNOWN: std::sync::LazyLock<std::collections::BTreeMap<ResourceType, Vec<String>>> =
+        std::sync::LazyLock::new(|| {
+            ResourceType::ALL
+                .into_iter()
+                .map(|kind| {
+                    let schema = spec_schema(kind, &mut schemars::SchemaGenerator::default());
+                    let fields = schema
+                        .as_value()
+                        .get("properties")
+                        .and_then(Value::as_object)
+                        .map(|p| p.keys().cloned().collect())
+                        .unwrap_or_default();
+                    (kind, fields)
+                })
+                .collect()
+        });
+    KNOWN.get(&kind).map(Vec::as_slice).unwrap_or_default()
+}
+
 /// Every top-level field the kind does not have, each its own cause (the
 /// parser would name only the first).
 fn unknown_fields(kind: ResourceType, fields: &Map<String, Value>) -> Vec<Cause> {
-    fn properties<T: schemars::JsonSchema>() -> Vec<String> {
-        schemars::schema_for!(T)
-            .as_value()
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-    let known = match kind {
-        ResourceType::Mesh => properties::<MeshSpec>(),
-        ResourceType::Dataplane => properties::<DataplaneSpec>(),
-        ResourceType::TrafficPermission => properties::<TrafficPermissionSpec>(),
-        ResourceType::TrafficLog => properties::<TrafficLogSpec>(),
-        ResourceType::TrafficRoute => properties::<TrafficRouteSpec>(),
-        ResourceType::TrafficTrace => properties::<TrafficTraceSpec>(),
-        ResourceType::ProxyTemplate => properties::<ProxyTemplateSpec>(),
-        ResourceType::MeshGateway => properties::<MeshGatewaySpec>(),
-        ResourceType::MeshGatewayRoute => properties::<MeshGatewayRouteSpec>(),
-        ResourceType::Secret | ResourceType::GlobalSecret => properties::<SecretSpec>(),
-        ResourceType::DataplaneInsight => properties::<DataplaneInsightSpec>(),
-        ResourceType::AccessRole => properties::<AccessRoleSpec>(),
-        ResourceType::AccessRoleBinding => properties::<AccessRoleBindingSpec>(),
-    };
+    let known = known_fields(kind);
     fields
         .keys()
         .filter(|k| !known.contains(k))

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One problem with one field. `field` is a path such as
 /// `networking.inbound[0].interface`; empty when the whole document is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cause {
     pub field: String,
     pub message: String,

@@ -33,9 +33,10 @@ pub struct TokenContext {
 }
 
 /// A token request as it is sent.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TokenRequestBody {
+#[schemars(rename = "DataplaneTokenRequest")]
+pub struct TokenRequestBody {
     name: String,
     mesh: String,
     #[serde(default)]
@@ -175,9 +176,10 @@ async fn issue(ctx: &TokenContext, req: TokenRequest) -> Result<String, ApiError
     Ok(token)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RevokeRequest {
+#[schemars(rename = "RevocationRequest")]
+pub struct RevokeRequest {
     token: String,
 }
 

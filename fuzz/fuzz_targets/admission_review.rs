@@ -1,0 +1,39 @@
+//! `AdmissionReview` bodies as the injector reads them, and a pod of a
+//! namespace labelled for injection: never a panic; the patch applies to
+//! the pod it was made for, gives the injected pod, and that pod reviewed
+//! again is left alone (injection happens once).
+#![no_main]
+
+use kuma::config::InjectorConfig;
+use kuma::injector::parse_review;
+use kuma::injector::sidecar::{Decision, SIDECAR_NAME, decide, injected, patch};
+use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeMap;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(request) = parse_review(data) else {
+        return;
+    };
+    let Some(object) = request.object.as_ref().filter(|_| request.kind.kind == "Pod") else {
+        return;
+    };
+    let pod = serde_json::to_value(object).expect("a parsed object encodes");
+    let labels = BTreeMap::from([(
+        "kuma.io/sidecar-injection".to_string(),
+        "enabled".to_string(),
+    )]);
+    let Decision::Inject { mesh } = decide(&pod, &labels, &BTreeMap::new()) else {
+        return;
+    };
+    let config = InjectorConfig::default();
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &patch(&pod, &config, &mesh))
+        .expect("the patch applies to its pod");
+    assert_eq!(patched, injected(&pod, &config, &mesh));
+    let containers = patched["spec"]["containers"].as_array().expect("containers");
+    assert!(containers.iter().any(|c| c["name"] == SIDECAR_NAME));
+    assert_eq!(
+        decide(&patched, &labels, &BTreeMap::new()),
+        Decision::AlreadyInjected
+    );
+});

@@ -1,0 +1,598 @@
+//! The HTTP API as an OpenAPI 3.0 document: served at `GET /openapi.json`
+//! and committed as `docs/openapi.json` (a test fails when they differ).
+//!
+//! The paths are laid out from [`ResourceType`]'s collection names, the ones
+//! the router's handlers resolve; every body's schema comes from the Rust
+//! type the handler parses or answers with (schemars), so the document says
+//! what the code does. schemathesis checks the running API against it.
+
+use super::ControlPlaneIndex;
+use super::error::ApiError;
+use super::outside_mesh::PodWithoutSidecar;
+use super::paging::MAX_OFFSET;
+use super::tokens::UserTokenRequest;
+use crate::resources::{DataplaneInsightSpec, DataplaneSpec, ResourceType, spec_schema};
+use crate::security::token_server::{RevokeRequest, TokenRequestBody};
+use axum::http::StatusCode;
+use schemars::SchemaGenerator;
+use serde_json::{Map, Value, json};
+
+/// Refusals any authenticated operation may answer: no valid credentials
+/// (401), not permitted (403), the store or the API's limits (503).
+const ANY_CALLER: [u16; 3] = [401, 403, 503];
+
+/// The document, as served and committed.
+pub fn document() -> Value {
+    let mut doc = Document {
+        generator: schemars::generate::SchemaSettings::openapi3().into_generator(),
+        schemas: Map::new(),
+        paths: Map::new(),
+    };
+    doc.schema_of::<ApiError>();
+    doc.control_plane();
+    doc.meshes();
+    for kind in ResourceType::ALL {
+        let Some(collection) = kind.collection() else {
+            continue;
+        };
+        if kind == ResourceType::Mesh {
+            continue;
+        }
+        doc.resource_schemas(kind);
+        if kind.is_mesh_scoped() {
+            doc.in_mesh(kind, collection);
+        } else {
+            doc.global(kind, collection);
+        }
+    }
+    doc.overviews();
+    doc.explain();
+    doc.tokens();
+    doc.finish()
+}
+
+/// The document as it is served and committed: pretty, one trailing newline.
+pub fn document_text() -> String {
+    let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+struct Document {
+    generator: SchemaGenerator,
+    schemas: Map<String, Value>,
+    paths: Map<String, Value>,
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+fn reason(code: u16) -> &'static str {
+    StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error")
+}
+
+/// Responses: the successes given, then each error code with the `Error`
+/// body.
+fn responses(ok: Vec<(u16, Value)>, errors: &[u16]) -> Value {
+    let mut out = Map::new();
+    for (code, response) in ok {
+        out.insert(code.to_string(), response);
+    }
+    for code in errors {
+        out.insert(
+            code.to_string(),
+            json!({ "description": reason(*code), "content": json_body(schema_ref("Error")) }),
+        );
+    }
+    Value::Object(out)
+}
+
+fn errors_and_any_caller(errors: &[u16]) -> Vec<u16> {
+    let mut codes: Vec<u16> = errors.iter().chain(ANY_CALLER.iter()).copied().collect();
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    let mut param = json!({
+        "name": name,
+        "in": "path",
+        "required": true,
+        "description": description,
+        "schema": { "type": "string" },
+    });
+    if name == "mesh" {
+        param["example"] = json!("default");
+    }
+    param
+}
+
+fn mesh_param() -> Value {
+    path_param("mesh", "The mesh's name.")
+}
+
+fn name_param() -> Value {
+    path_param("name", "The resource's name.")
+}
+
+/// `?size=&offset=`, and `?tag=key:value` where dataplanes are listed.
+fn page_params(tags: bool) -> Vec<Value> {
+    let mut params = vec![
+        json!({
+            "name": "size",
+            "in": "query",
+            "description": "Items per page, at most apiServer.maxPageSize (KUMA_API_SERVER_MAX_PAGE_SIZE); apiServer.defaultPageSize when not given.",
+            "schema": { "type": "integer", "minimum": 1 },
+        }),
+        json!({
+            "name": "offset",
+            "in": "query",
+            "description": "How many items to skip: the `next` link of the page before says.",
+            "schema": { "type": "integer", "minimum": 0, "maximum": MAX_OFFSET },
+        }),
+    ];
+    if tags {
+        params.push(json!({
+            "name": "tag",
+            "in": "query",
+            "description": "Only dataplanes with an inbound of this tag, as key:value (service:redis); repeat for more.",
+            "style": "form",
+            "explode": true,
+            "schema": { "type": "array", "items": { "type": "string", "pattern": "^[^:]+:.+$" } },
+        }));
+    }
+    params
+}
+
+fn etag_header() -> Value {
+    json!({
+        "ETag": {
+            "description": "The resource's version: send it back in If-Match to update only that version.",
+            "schema": { "type": "string" },
+        }
+    })
+}
+
+fn json_ok(description: &str, schema: Value) -> (u16, Value) {
+    (
+        200,
+        json!({ "description": description, "content": json_body(schema) }),
+    )
+}
+
+fn text_ok(description: &str, content_type: &str) -> (u16, Value) {
+    (
+        200,
+        json!({
+            "description": description,
+            "content": { content_type: { "schema": { "type": "string" } } },
+        }),
+    )
+}
+
+impl Document {
+    fn operation(&mut self, path: &str, method: &str, operation: Value) {
+        let entry = self
+            .paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[method] = operation;
+    }
+
+    /// The schema of a Rust type, filed under components.
+    fn schema_of<T: schemars::JsonSchema>(&mut self) -> Value {
+        self.generator.subschema_for::<T>().to_value()
+    }
+
+    /// `{Kind}`: the resource's wire form, its own fields beside `type`,
+    /// `name` and `mesh` (which a body sent to a URL may leave out);
+    /// `{Kind}Stored`: as answered, identity always there; `{Kind}List`: a
+    /// page of them.
+    fn resource_schemas(&mut self, kind: ResourceType) {
+        let mut schema = spec_schema(kind, &mut self.generator).to_value();
+        let mut identity = vec!["type", "name"];
+        if let Some(object) = schema.as_object_mut() {
+            for generated in ["$schema", "title", "components"] {
+                object.remove(generated);
+            }
+            let properties = object
+                .entry("properties")
+                .or_insert_with(|| json!({}))
+                .as_object_mut();
+            if let Some(properties) = properties {
+                properties.insert(
+                    "type".into(),
+                    json!({ "type": "string", "enum": [kind.name()] }),
+                );
+                properties.insert(
+                    "name".into(),
+                    json!({ "type": "string", "description": "The name; a body sent to a URL may leave it out or repeat the URL's." }),
+                );
+                if kind.is_mesh_scoped() {
+                    properties.insert(
+                        "mesh".into(),
+                        json!({ "type": "string", "description": "The mesh; a body sent to a URL may leave it out or repeat the URL's." }),
+                    );
+                    identity.push("mesh");
+                }
+            }
+        }
+        let name = kind.name();
+        self.schemas.insert(name.to_string(), schema);
+        self.schemas.insert(
+            format!("{name}Stored"),
+            json!({ "allOf": [schema_ref(name), { "required": identity }] }),
+        );
+        self.schemas.insert(
+            format!("{name}List"),
+            page_schema(schema_ref(&format!("{name}Stored"))),
+        );
+    }
+
+    fn control_plane(&mut self) {
+        let index = self.schema_of::<ControlPlaneIndex>();
+        self.operation(
+            "/",
+            "get",
+            json!({
+                "operationId": "getIndex",
+                "summary": "What this control plane is; needs no credentials.",
+                "tags": ["Control plane"],
+                "security": [],
+                "responses": responses(vec![json_ok("The control plane.", index)], &[503]),
+            }),
+        );
+        self.operation(
+            "/openapi.json",
+            "get",
+            json!({
+                "operationId": "getOpenApi",
+                "summary": "This document; needs no credentials.",
+                "tags": ["Control plane"],
+                "security": [],
+                "responses": responses(vec![json_ok("The OpenAPI document.", json!({ "type": "object" }))], &[503]),
+            }),
+        );
+        self.operation(
+            "/metrics",
+            "get",
+            json!({
+                "operationId": "getMetrics",
+                "summary": "The control plane's metrics (OpenMetrics text); the admin's only.",
+                "tags": ["Control plane"],
+                "responses": responses(
+                    vec![text_ok("The metrics.", crate::metrics::CONTENT_TYPE)],
+                    &ANY_CALLER,
+                ),
+            }),
+        );
+    }
+
+    fn meshes(&mut self) {
+        self.resource_schemas(ResourceType::Mesh);
+        self.list("/meshes", ResourceType::Mesh, "listMeshes", Vec::new());
+        self.one(
+            "/meshes/{mesh}",
+            ResourceType::Mesh,
+            "Mesh",
+            vec![mesh_param()],
+        );
+    }
+
+    fn in_mesh(&mut self, kind: ResourceType, collection: &str) {
+        let name = kind.name();
+        let dataplanes = kind == ResourceType::Dataplane;
+        let mut params = vec![mesh_param()];
+        params.extend(page_params(dataplanes));
+        self.list(
+            &format!("/meshes/{{mesh}}/{collection}"),
+            kind,
+            &format!("list{name}s"),
+            params,
+        );
+        self.one(
+            &format!("/meshes/{{mesh}}/{collection}/{{name}}"),
+            kind,
+            name,
+            vec![mesh_param(), name_param()],
+        );
+        // Across every mesh the caller may read.
+        self.list(
+            &format!("/{collection}"),
+            kind,
+            &format!("list{name}sOfEveryMesh"),
+            page_params(dataplanes),
+        );
+    }
+
+    fn global(&mut self, kind: ResourceType, collection: &str) {
+        let name = kind.name();
+        self.list(
+            &format!("/{collection}"),
+            kind,
+            &format!("list{name}s"),
+            page_params(false),
+        );
+        self.one(
+            &format!("/{collection}/{{name}}"),
+            kind,
+            name,
+            vec![name_param()],
+        );
+    }
+
+    fn list(&mut self, path: &str, kind: ResourceType, id: &str, mut params: Vec<Value>) {
+        if params.is_empty() {
+            params = page_params(false);
+        }
+        let list = schema_ref(&format!("{}List", kind.name()));
+        self.operation(
+            path,
+            "get",
+            json!({
+                "operationId": id,
+                "summary": format!("A page of {}s.", kind.name()),
+                "tags": [kind.name()],
+                "parameters": params,
+                "responses": responses(vec![json_ok("One page; `next` links the page after it.", list)], &errors_and_any_caller(&[400, 404])),
+            }),
+        );
+    }
+
+    /// GET, PUT and DELETE of one resource.
+    fn one(&mut self, path: &str, kind: ResourceType, name: &str, params: Vec<Value>) {
+        let tags = json!([kind.name()]);
+        self.operation(
+            path,
+            "get",
+            json!({
+                "operationId": format!("get{name}"),
+                "summary": format!("One {name}."),
+                "tags": tags,
+                "parameters": params,
+                "responses": responses(
+                    vec![(200, json!({
+                        "description": format!("The {name}."),
+                        "headers": etag_header(),
+                        "content": json_body(schema_ref(&format!("{name}Stored"))),
+                    }))],
+                    &errors_and_any_caller(&[404]),
+                ),
+            }),
+        );
+        let mut put_params = params.clone();
+        put_params.push(json!({
+            "name": "If-Match",
+            "in": "header",
+            "description": "Update only the version of this ETag; 409 when it changed since.",
+            "schema": { "type": "string" },
+        }));
+        let stored =
+            |description: &str| json!({ "description": description, "headers": etag_header() });
+        self.operation(
+            path,
+            "put",
+            json!({
+                "operationId": format!("put{name}"),
+                "summary": format!("Creates or replaces the {name}; 405 where the API is read-only (Kubernetes)."),
+                "tags": tags,
+                "parameters": put_params,
+                "requestBody": {
+                    "required": true,
+                    "content": json_body(schema_ref(name)),
+                },
+                "responses": responses(
+                    vec![(200, stored("Replaced.")), (201, stored("Created."))],
+                    &errors_and_any_caller(&[400, 404, 405, 409, 413]),
+                ),
+            }),
+        );
+        self.operation(
+            path,
+            "delete",
+            json!({
+                "operationId": format!("delete{name}"),
+                "summary": format!("Deletes the {name}; 405 where the API is read-only (Kubernetes)."),
+                "tags": tags,
+                "parameters": params,
+                "responses": responses(
+                    vec![(200, json!({ "description": "Deleted." }))],
+                    &errors_and_any_caller(&[404, 405]),
+                ),
+            }),
+        );
+    }
+
+    /// Dataplanes with their insights, and pods that should have a sidecar.
+    fn overviews(&mut self) {
+        let dataplane = self.schema_of::<DataplaneSpec>();
+        let insight = self.schema_of::<DataplaneInsightSpec>();
+        self.schemas.insert(
+            "DataplaneOverview".into(),
+            json!({
+                "type": "object",
+                "required": ["type", "mesh", "name", "dataplane", "dataplaneInsight"],
+                "additionalProperties": false,
+                "properties": {
+                    "type": { "type": "string", "enum": ["DataplaneOverview"] },
+                    "mesh": { "type": "string" },
+                    "name": { "type": "string" },
+                    "dataplane": dataplane,
+                    "dataplaneInsight": insight,
+                },
+            }),
+        );
+        self.schemas.insert(
+            "DataplaneOverviewList".into(),
+            page_schema(schema_ref("DataplaneOverview")),
+        );
+        let mut params = vec![mesh_param()];
+        params.extend(page_params(true));
+        let tags = json!(["Dataplane"]);
+        self.operation(
+            "/meshes/{mesh}/dataplanes+insights",
+            "get",
+            json!({
+                "operationId": "listDataplaneOverviews",
+                "summary": "A page of dataplanes, each with what the control plane knows of its xDS streams.",
+                "tags": tags,
+                "parameters": params,
+                "responses": responses(
+                    vec![json_ok("One page.", schema_ref("DataplaneOverviewList"))],
+                    &errors_and_any_caller(&[400, 404]),
+                ),
+            }),
+        );
+        self.operation(
+            "/meshes/{mesh}/dataplanes+insights/{name}",
+            "get",
+            json!({
+                "operationId": "getDataplaneOverview",
+                "summary": "A dataplane with what the control plane knows of its xDS streams.",
+                "tags": tags,
+                "parameters": [mesh_param(), name_param()],
+                "responses": responses(
+                    vec![json_ok("The dataplane and its insight.", schema_ref("DataplaneOverview"))],
+                    &errors_and_any_caller(&[404]),
+                ),
+            }),
+        );
+        let pod = self.schema_of::<PodWithoutSidecar>();
+        self.operation(
+            "/meshes/{mesh}/pods-without-sidecar",
+            "get",
+            json!({
+                "operationId": "listPodsWithoutSidecar",
+                "summary": "Kubernetes: pods of a namespace labelled for the mesh that run without a sidecar.",
+                "tags": tags,
+                "parameters": [mesh_param()],
+                "responses": responses(
+                    vec![json_ok("Every such pod.", page_schema(pod))],
+                    &errors_and_any_caller(&[404]),
+                ),
+            }),
+        );
+    }
+
+    /// Why a proxy got what it got, and what it got.
+    fn explain(&mut self) {
+        for (view, id, summary) in [
+            (
+                "policies",
+                "explainDataplanePolicies",
+                "Which policy of each kind applies to the dataplane, and which selector won.",
+            ),
+            (
+                "xds",
+                "explainDataplaneXds",
+                "The Envoy resources the proxy was sent (or would be now), each with why.",
+            ),
+        ] {
+            self.operation(
+                &format!("/meshes/{{mesh}}/dataplanes/{{name}}/{view}"),
+                "get",
+                json!({
+                    "operationId": id,
+                    "summary": summary,
+                    "tags": ["Dataplane"],
+                    "parameters": [mesh_param(), name_param()],
+                    "responses": responses(
+                        vec![json_ok("The explanation.", json!({ "type": "object" }))],
+                        &errors_and_any_caller(&[404]),
+                    ),
+                }),
+            );
+        }
+    }
+
+    fn tokens(&mut self) {
+        let user = self.schema_of::<UserTokenRequest>();
+        let revocation = self.schema_of::<RevokeRequest>();
+        let dataplane = self.schema_of::<TokenRequestBody>();
+        for (path, id, summary, body) in [
+            (
+                "/tokens/user",
+                "generateUserToken",
+                "A user token (the admin only).",
+                user,
+            ),
+            (
+                "/tokens/user/revocations",
+                "revokeUserToken",
+                "Revokes a user token from the next request on (the admin only).",
+                revocation,
+            ),
+            (
+                "/tokens/dataplane",
+                "generateDataplaneToken",
+                "A dataplane token, for whoever may generate the mesh's tokens.",
+                dataplane,
+            ),
+        ] {
+            self.operation(
+                path,
+                "post",
+                json!({
+                    "operationId": id,
+                    "summary": summary,
+                    "tags": ["Tokens"],
+                    "requestBody": { "required": true, "content": json_body(body) },
+                    "responses": responses(
+                        vec![text_ok("The token, or what was revoked.", "text/plain")],
+                        &errors_and_any_caller(&[400, 404]),
+                    ),
+                }),
+            );
+        }
+    }
+
+    fn finish(mut self) -> Value {
+        let mut schemas = self.generator.take_definitions(true);
+        schemas.extend(std::mem::take(&mut self.schemas));
+        schemas.sort_keys();
+        json!({
+            "openapi": "3.0.3",
+            "info": {
+                "title": "kuma-cp HTTP API",
+                "version": crate::version::VERSION,
+                "description": "Meshes, the resources inside them and the global kinds, as Kuma documents them. Port 5681 (KUMA_API_SERVER_PORT), HTTPS 5683 with client certificates. From localhost every request is the admin's (KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN); elsewhere send a user token. Every error is an `Error`.",
+            },
+            "servers": [{ "url": "http://localhost:5681" }],
+            "security": [{}, { "userToken": [] }],
+            "paths": self.paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "userToken": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "JWT",
+                        "description": "A user token: kumactl generate user-token, or POST /tokens/user.",
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// `{"items": [...], "next": "..."}`.
+fn page_schema(item: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["items"],
+        "additionalProperties": false,
+        "properties": {
+            "items": { "type": "array", "items": item },
+            "next": { "type": "string", "description": "The next page, when there is one." },
+        },
+    })
+}
