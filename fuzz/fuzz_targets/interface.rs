@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let outbound = OutboundInterface {
         interface: text.to_string(),
         service: "fuzz".into(),
+        mesh: None,
     };
     if let Ok(ep) = outbound.endpoint() {
         let again = OutboundInterface {
@@ -38,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
                 a => format!("{a}:{}", ep.port),
             },
             service: "fuzz".into(),
+            mesh: None,
         };
         assert_eq!(again.endpoint().expect("printed form parses"), ep);
     }
