@@ -30,8 +30,13 @@ fuzz_target!(|data: &[u8]| {
     json_patch::patch(&mut patched, &patch(&pod, &config, &mesh))
         .expect("the patch applies to its pod");
     assert_eq!(patched, injected(&pod, &config, &mesh));
-    let containers = patched["spec"]["containers"].as_array().expect("containers");
-    assert!(containers.iter().any(|c| c["name"] == SIDECAR_NAME));
+    // A native sidecar is an init container.
+    let has_sidecar = ["containers", "initContainers"].iter().any(|list| {
+        patched["spec"][list]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == SIDECAR_NAME))
+    });
+    assert!(has_sidecar, "no {SIDECAR_NAME} in {patched}");
     assert_eq!(
         decide(&patched, &labels, &BTreeMap::new()),
         Decision::AlreadyInjected
