@@ -24,7 +24,8 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .expect("a runtime")
 });
 
-fn index() -> IndexHandle {
+/// Built once: the bootstrap server only reads the index.
+static INDEX: LazyLock<IndexHandle> = LazyLock::new(|| {
     let index = IndexHandle::default();
     let resources = [
         serde_json::json!({"type": "Mesh", "name": "default"}),
@@ -36,12 +37,12 @@ fn index() -> IndexHandle {
     .collect();
     index.apply(IndexEvent::Reset(resources));
     index
-}
+});
 
 fuzz_target!(|data: &[u8]| {
     let request: Option<serde_json::Value> = serde_json::from_slice(data).ok();
     RUNTIME.block_on(async move {
-        let index = index();
+        let index = INDEX.clone();
         let app = router(BootstrapContext {
             auth: Arc::new(DataplaneAuth {
                 kind: StreamAuth::None,

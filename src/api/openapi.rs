@@ -95,29 +95,22 @@ fn responses(ok: Vec<(u16, Value)>, errors: &[u16]) -> Value {
     Value::Object(out)
 }
 
-fn errors_and_any_caller(errors: &[u16]) -> Vec<u16> {
-    let mut codes: Vec<u16> = errors.iter().chain(ANY_CALLER.iter()).copied().collect();
-    codes.sort_unstable();
-    codes.dedup();
-    codes
-}
-
 fn path_param(name: &str, description: &str) -> Value {
-    let mut param = json!({
+    json!({
         "name": name,
         "in": "path",
         "required": true,
         "description": description,
         "schema": { "type": "string" },
-    });
-    if name == "mesh" {
-        param["example"] = json!("default");
-    }
-    param
+    })
 }
 
+/// With `default` as its example, the mesh every control plane has: the
+/// examples schemathesis starts from find something.
 fn mesh_param() -> Value {
-    path_param("mesh", "The mesh's name.")
+    let mut param = path_param("mesh", "The mesh's name.");
+    param["example"] = json!("default");
+    param
 }
 
 fn name_param() -> Value {
@@ -179,13 +172,60 @@ fn text_ok(description: &str, content_type: &str) -> (u16, Value) {
     )
 }
 
+/// One operation. Every one but the open ones (`open`: no credentials)
+/// may also answer the refusals of [`ANY_CALLER`].
+#[derive(Default)]
+struct Op {
+    id: String,
+    summary: String,
+    tag: &'static str,
+    parameters: Vec<Value>,
+    /// The JSON request body's schema.
+    body: Option<Value>,
+    ok: Vec<(u16, Value)>,
+    errors: &'static [u16],
+    open: bool,
+}
+
+impl Op {
+    fn into_json(self) -> Value {
+        let mut errors: Vec<u16> = if self.open {
+            vec![503]
+        } else {
+            self.errors
+                .iter()
+                .chain(ANY_CALLER.iter())
+                .copied()
+                .collect()
+        };
+        errors.sort_unstable();
+        errors.dedup();
+        let mut op = json!({
+            "operationId": self.id,
+            "summary": self.summary,
+            "tags": [self.tag],
+        });
+        if self.open {
+            op["security"] = json!([]);
+        }
+        if !self.parameters.is_empty() {
+            op["parameters"] = Value::Array(self.parameters);
+        }
+        if let Some(body) = self.body {
+            op["requestBody"] = json!({ "required": true, "content": json_body(body) });
+        }
+        op["responses"] = responses(self.ok, &errors);
+        op
+    }
+}
+
 impl Document {
-    fn operation(&mut self, path: &str, method: &str, operation: Value) {
+    fn add(&mut self, path: &str, method: &str, op: Op) {
         let entry = self
             .paths
             .entry(path.to_string())
             .or_insert_with(|| json!({}));
-        entry[method] = operation;
+        entry[method] = op.into_json();
     }
 
     /// The schema of a Rust type, filed under components.
@@ -200,30 +240,25 @@ impl Document {
     fn resource_schemas(&mut self, kind: ResourceType) {
         let mut schema = spec_schema(kind, &mut self.generator).to_value();
         let mut identity = vec!["type", "name"];
-        if let Some(object) = schema.as_object_mut() {
-            for generated in ["$schema", "title", "components"] {
-                object.remove(generated);
-            }
-            let properties = object
-                .entry("properties")
-                .or_insert_with(|| json!({}))
-                .as_object_mut();
-            if let Some(properties) = properties {
+        let properties = schema
+            .as_object_mut()
+            .map(|o| o.entry("properties").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut);
+        if let Some(properties) = properties {
+            properties.insert(
+                "type".into(),
+                json!({ "type": "string", "enum": [kind.name()] }),
+            );
+            properties.insert(
+                "name".into(),
+                json!({ "type": "string", "description": "The name; a body sent to a URL may leave it out or repeat the URL's." }),
+            );
+            if kind.is_mesh_scoped() {
                 properties.insert(
-                    "type".into(),
-                    json!({ "type": "string", "enum": [kind.name()] }),
+                    "mesh".into(),
+                    json!({ "type": "string", "description": "The mesh; a body sent to a URL may leave it out or repeat the URL's." }),
                 );
-                properties.insert(
-                    "name".into(),
-                    json!({ "type": "string", "description": "The name; a body sent to a URL may leave it out or repeat the URL's." }),
-                );
-                if kind.is_mesh_scoped() {
-                    properties.insert(
-                        "mesh".into(),
-                        json!({ "type": "string", "description": "The mesh; a body sent to a URL may leave it out or repeat the URL's." }),
-                    );
-                    identity.push("mesh");
-                }
+                identity.push("mesh");
             }
         }
         let name = kind.name();
@@ -240,52 +275,56 @@ impl Document {
 
     fn control_plane(&mut self) {
         let index = self.schema_of::<ControlPlaneIndex>();
-        self.operation(
+        let tag = "Control plane";
+        self.add(
             "/",
             "get",
-            json!({
-                "operationId": "getIndex",
-                "summary": "What this control plane is; needs no credentials.",
-                "tags": ["Control plane"],
-                "security": [],
-                "responses": responses(vec![json_ok("The control plane.", index)], &[503]),
-            }),
+            Op {
+                id: "getIndex".into(),
+                summary: "What this control plane is; needs no credentials.".into(),
+                tag,
+                ok: vec![json_ok("The control plane.", index)],
+                open: true,
+                ..Op::default()
+            },
         );
-        self.operation(
+        self.add(
             "/openapi.json",
             "get",
-            json!({
-                "operationId": "getOpenApi",
-                "summary": "This document; needs no credentials.",
-                "tags": ["Control plane"],
-                "security": [],
-                "responses": responses(vec![json_ok("The OpenAPI document.", json!({ "type": "object" }))], &[503]),
-            }),
+            Op {
+                id: "getOpenApi".into(),
+                summary: "This document; needs no credentials.".into(),
+                tag,
+                ok: vec![json_ok(
+                    "The OpenAPI document.",
+                    json!({ "type": "object" }),
+                )],
+                open: true,
+                ..Op::default()
+            },
         );
-        self.operation(
+        self.add(
             "/metrics",
             "get",
-            json!({
-                "operationId": "getMetrics",
-                "summary": "The control plane's metrics (OpenMetrics text); the admin's only.",
-                "tags": ["Control plane"],
-                "responses": responses(
-                    vec![text_ok("The metrics.", crate::metrics::CONTENT_TYPE)],
-                    &ANY_CALLER,
-                ),
-            }),
+            Op {
+                id: "getMetrics".into(),
+                summary: "The control plane's metrics (OpenMetrics text); the admin's only.".into(),
+                tag,
+                ok: vec![text_ok("The metrics.", crate::metrics::CONTENT_TYPE)],
+                ..Op::default()
+            },
         );
     }
 
     fn meshes(&mut self) {
         self.resource_schemas(ResourceType::Mesh);
-        self.list("/meshes", ResourceType::Mesh, "listMeshes", Vec::new());
-        self.one(
-            "/meshes/{mesh}",
+        self.list(
+            "/meshes",
             ResourceType::Mesh,
-            "Mesh",
-            vec![mesh_param()],
+            "listMeshes",
+            page_params(false),
         );
+        self.one("/meshes/{mesh}", ResourceType::Mesh, vec![mesh_param()]);
     }
 
     fn in_mesh(&mut self, kind: ResourceType, collection: &str) {
@@ -302,7 +341,6 @@ impl Document {
         self.one(
             &format!("/meshes/{{mesh}}/{collection}/{{name}}"),
             kind,
-            name,
             vec![mesh_param(), name_param()],
         );
         // Across every mesh the caller may read.
@@ -322,93 +360,98 @@ impl Document {
             &format!("list{name}s"),
             page_params(false),
         );
-        self.one(
-            &format!("/{collection}/{{name}}"),
-            kind,
-            name,
-            vec![name_param()],
-        );
+        self.one(&format!("/{collection}/{{name}}"), kind, vec![name_param()]);
     }
 
-    fn list(&mut self, path: &str, kind: ResourceType, id: &str, mut params: Vec<Value>) {
-        if params.is_empty() {
-            params = page_params(false);
-        }
-        let list = schema_ref(&format!("{}List", kind.name()));
-        self.operation(
+    fn list(&mut self, path: &str, kind: ResourceType, id: &str, parameters: Vec<Value>) {
+        let name = kind.name();
+        self.add(
             path,
             "get",
-            json!({
-                "operationId": id,
-                "summary": format!("A page of {}s.", kind.name()),
-                "tags": [kind.name()],
-                "parameters": params,
-                "responses": responses(vec![json_ok("One page; `next` links the page after it.", list)], &errors_and_any_caller(&[400, 404])),
-            }),
+            Op {
+                id: id.into(),
+                summary: format!("A page of {name}s."),
+                tag: name,
+                parameters,
+                ok: vec![json_ok(
+                    "One page; `next` links the page after it.",
+                    schema_ref(&format!("{name}List")),
+                )],
+                errors: &[400, 404],
+                ..Op::default()
+            },
         );
     }
 
     /// GET, PUT and DELETE of one resource.
-    fn one(&mut self, path: &str, kind: ResourceType, name: &str, params: Vec<Value>) {
-        let tags = json!([kind.name()]);
-        self.operation(
+    fn one(&mut self, path: &str, kind: ResourceType, parameters: Vec<Value>) {
+        let name = kind.name();
+        let with_etag = |description: String, content: Option<Value>| {
+            let mut response = json!({ "description": description, "headers": etag_header() });
+            if let Some(content) = content {
+                response["content"] = content;
+            }
+            response
+        };
+        self.add(
             path,
             "get",
-            json!({
-                "operationId": format!("get{name}"),
-                "summary": format!("One {name}."),
-                "tags": tags,
-                "parameters": params,
-                "responses": responses(
-                    vec![(200, json!({
-                        "description": format!("The {name}."),
-                        "headers": etag_header(),
-                        "content": json_body(schema_ref(&format!("{name}Stored"))),
-                    }))],
-                    &errors_and_any_caller(&[404]),
-                ),
-            }),
+            Op {
+                id: format!("get{name}"),
+                summary: format!("One {name}."),
+                tag: name,
+                parameters: parameters.clone(),
+                ok: vec![(
+                    200,
+                    with_etag(
+                        format!("The {name}."),
+                        Some(json_body(schema_ref(&format!("{name}Stored")))),
+                    ),
+                )],
+                errors: &[404],
+                ..Op::default()
+            },
         );
-        let mut put_params = params.clone();
-        put_params.push(json!({
+        let mut put_parameters = parameters.clone();
+        put_parameters.push(json!({
             "name": "If-Match",
             "in": "header",
             "description": "Update only the version of this ETag; 409 when it changed since.",
             "schema": { "type": "string" },
         }));
-        let stored =
-            |description: &str| json!({ "description": description, "headers": etag_header() });
-        self.operation(
+        self.add(
             path,
             "put",
-            json!({
-                "operationId": format!("put{name}"),
-                "summary": format!("Creates or replaces the {name}; 405 where the API is read-only (Kubernetes)."),
-                "tags": tags,
-                "parameters": put_params,
-                "requestBody": {
-                    "required": true,
-                    "content": json_body(schema_ref(name)),
-                },
-                "responses": responses(
-                    vec![(200, stored("Replaced.")), (201, stored("Created."))],
-                    &errors_and_any_caller(&[400, 404, 405, 409, 413]),
+            Op {
+                id: format!("put{name}"),
+                summary: format!(
+                    "Creates or replaces the {name}; 405 where the API is read-only (Kubernetes)."
                 ),
-            }),
+                tag: name,
+                parameters: put_parameters,
+                body: Some(schema_ref(name)),
+                ok: vec![
+                    (200, with_etag("Replaced.".into(), None)),
+                    (201, with_etag("Created.".into(), None)),
+                ],
+                errors: &[400, 404, 405, 409, 413],
+                ..Op::default()
+            },
         );
-        self.operation(
+        self.add(
             path,
             "delete",
-            json!({
-                "operationId": format!("delete{name}"),
-                "summary": format!("Deletes the {name}; 405 where the API is read-only (Kubernetes)."),
-                "tags": tags,
-                "parameters": params,
-                "responses": responses(
-                    vec![(200, json!({ "description": "Deleted." }))],
-                    &errors_and_any_caller(&[404, 405]),
+            Op {
+                id: format!("delete{name}"),
+                summary: format!(
+                    "Deletes the {name}; 405 where the API is read-only (Kubernetes)."
                 ),
-            }),
+                tag: name,
+                parameters,
+                ok: vec![(200, json!({ "description": "Deleted." }))],
+                errors: &[404, 405],
+                ..Op::default()
+            },
         );
     }
 
@@ -435,51 +478,51 @@ impl Document {
             "DataplaneOverviewList".into(),
             page_schema(schema_ref("DataplaneOverview")),
         );
-        let mut params = vec![mesh_param()];
-        params.extend(page_params(true));
-        let tags = json!(["Dataplane"]);
-        self.operation(
+        let mut parameters = vec![mesh_param()];
+        parameters.extend(page_params(true));
+        let tag = "Dataplane";
+        self.add(
             "/meshes/{mesh}/dataplanes+insights",
             "get",
-            json!({
-                "operationId": "listDataplaneOverviews",
-                "summary": "A page of dataplanes, each with what the control plane knows of its xDS streams.",
-                "tags": tags,
-                "parameters": params,
-                "responses": responses(
-                    vec![json_ok("One page.", schema_ref("DataplaneOverviewList"))],
-                    &errors_and_any_caller(&[400, 404]),
-                ),
-            }),
+            Op {
+                id: "listDataplaneOverviews".into(),
+                summary: "A page of dataplanes, each with what the control plane knows of its xDS streams.".into(),
+                tag,
+                parameters,
+                ok: vec![json_ok("One page.", schema_ref("DataplaneOverviewList"))],
+                errors: &[400, 404],
+                ..Op::default()
+            },
         );
-        self.operation(
+        self.add(
             "/meshes/{mesh}/dataplanes+insights/{name}",
             "get",
-            json!({
-                "operationId": "getDataplaneOverview",
-                "summary": "A dataplane with what the control plane knows of its xDS streams.",
-                "tags": tags,
-                "parameters": [mesh_param(), name_param()],
-                "responses": responses(
-                    vec![json_ok("The dataplane and its insight.", schema_ref("DataplaneOverview"))],
-                    &errors_and_any_caller(&[404]),
-                ),
-            }),
+            Op {
+                id: "getDataplaneOverview".into(),
+                summary: "A dataplane with what the control plane knows of its xDS streams.".into(),
+                tag,
+                parameters: vec![mesh_param(), name_param()],
+                ok: vec![json_ok(
+                    "The dataplane and its insight.",
+                    schema_ref("DataplaneOverview"),
+                )],
+                errors: &[404],
+                ..Op::default()
+            },
         );
         let pod = self.schema_of::<PodWithoutSidecar>();
-        self.operation(
+        self.add(
             "/meshes/{mesh}/pods-without-sidecar",
             "get",
-            json!({
-                "operationId": "listPodsWithoutSidecar",
-                "summary": "Kubernetes: pods of a namespace labelled for the mesh that run without a sidecar.",
-                "tags": tags,
-                "parameters": [mesh_param()],
-                "responses": responses(
-                    vec![json_ok("Every such pod.", page_schema(pod))],
-                    &errors_and_any_caller(&[404]),
-                ),
-            }),
+            Op {
+                id: "listPodsWithoutSidecar".into(),
+                summary: "Kubernetes: pods of a namespace labelled for the mesh that run without a sidecar.".into(),
+                tag,
+                parameters: vec![mesh_param()],
+                ok: vec![json_ok("Every such pod.", page_schema(pod))],
+                errors: &[404],
+                ..Op::default()
+            },
         );
     }
 
@@ -497,19 +540,18 @@ impl Document {
                 "The Envoy resources the proxy was sent (or would be now), each with why.",
             ),
         ] {
-            self.operation(
+            self.add(
                 &format!("/meshes/{{mesh}}/dataplanes/{{name}}/{view}"),
                 "get",
-                json!({
-                    "operationId": id,
-                    "summary": summary,
-                    "tags": ["Dataplane"],
-                    "parameters": [mesh_param(), name_param()],
-                    "responses": responses(
-                        vec![json_ok("The explanation.", json!({ "type": "object" }))],
-                        &errors_and_any_caller(&[404]),
-                    ),
-                }),
+                Op {
+                    id: id.into(),
+                    summary: summary.into(),
+                    tag: "Dataplane",
+                    parameters: vec![mesh_param(), name_param()],
+                    ok: vec![json_ok("The explanation.", json!({ "type": "object" }))],
+                    errors: &[404],
+                    ..Op::default()
+                },
             );
         }
     }
@@ -538,19 +580,18 @@ impl Document {
                 dataplane,
             ),
         ] {
-            self.operation(
+            self.add(
                 path,
                 "post",
-                json!({
-                    "operationId": id,
-                    "summary": summary,
-                    "tags": ["Tokens"],
-                    "requestBody": { "required": true, "content": json_body(body) },
-                    "responses": responses(
-                        vec![text_ok("The token, or what was revoked.", "text/plain")],
-                        &errors_and_any_caller(&[400, 404]),
-                    ),
-                }),
+                Op {
+                    id: id.into(),
+                    summary: summary.into(),
+                    tag: "Tokens",
+                    body: Some(body),
+                    ok: vec![text_ok("The token, or what was revoked.", "text/plain")],
+                    errors: &[400, 404],
+                    ..Op::default()
+                },
             );
         }
     }

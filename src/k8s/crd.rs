@@ -215,14 +215,7 @@ fn structural_schema(kind: ResourceType) -> Value {
         })
         .with_transform(kube::core::schema::StructuralSchemaRewriter)
         .into_generator();
-    let mut schema = crate::resources::spec_schema(kind, &mut generator).to_value();
-    if let Some(root) = schema.as_object_mut() {
-        root.remove("title");
-        root.remove("$defs");
-        root.remove("definitions");
-        root.remove("components");
-    }
-    schema
+    crate::resources::spec_schema(kind, &mut generator).to_value()
 }
 
 /// Every CRD as (file name, YAML): the content of `crds/`.

@@ -356,8 +356,23 @@ impl Resource {
 /// The schema of a kind's own fields, from its Rust type, as `generator`
 /// makes it: the CRDs, the HTTP API's OpenAPI document and the check for
 /// unknown fields all read this one, so none of them can drift from what
-/// [`Resource::from_json`] parses.
+/// [`Resource::from_json`] parses. It is the schema alone, to sit inside
+/// another document: no `$schema` or `title`, and the types it refers to
+/// stay in `generator`'s definitions.
 pub fn spec_schema(
+    kind: ResourceType,
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    let mut schema = root_spec_schema(kind, generator);
+    if let Some(root) = schema.as_object_mut() {
+        for key in ["$schema", "title", "$defs", "definitions", "components"] {
+            root.remove(key);
+        }
+    }
+    schema
+}
+
+fn root_spec_schema(
     kind: ResourceType,
     generator: &mut schemars::SchemaGenerator,
 ) -> schemars::Schema {
