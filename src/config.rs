@@ -735,12 +735,15 @@ pub fn settings() -> Vec<(String, Value)> {
         }
     }
     let mut out = Vec::new();
-    walk("", &defaults_value(), &mut out);
+    walk("", defaults_value(), &mut out);
     out
 }
 
-fn defaults_value() -> Value {
-    serde_json::to_value(Config::default()).unwrap_or(Value::Null)
+/// The defaults as a JSON tree, what every load merges onto: built once.
+fn defaults_value() -> &'static Value {
+    static DEFAULTS: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| serde_json::to_value(Config::default()).unwrap_or(Value::Null));
+    &DEFAULTS
 }
 
 /// What each setting means (dotted key -> its doc comment), from the
@@ -893,7 +896,7 @@ impl Config {
                         "must be a map of settings (e.g. \"apiServer:\\n  port: 5681\"), not a list or a single value".into(),
                     ));
                 }
-                check_known("", &parsed, &defaults).map_err(file_err)?;
+                check_known("", &parsed, defaults).map_err(file_err)?;
                 merge(&mut merged, parsed);
             }
         }

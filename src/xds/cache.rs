@@ -2,27 +2,40 @@
 //! stream. Streams watch their proxy's entry and push what changed; an
 //! identical snapshot is not even stored, so it wakes nobody.
 
-use super::generator::{ProxyConfig, TypeUrl};
+use super::generator::{ProxyConfig, TypeUrl, XdsResource};
 use super::index::ProxyId;
-use envoy_types::pb::google::protobuf::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, watch};
 
-/// One resource and its version: a hash of its encoded bytes, so the same
-/// content has the same version in every process and after restarts.
+/// The resources of one type, sorted by name, and a version over all of
+/// them. Identical lists are one allocation (see [`SharedSets`]): the
+/// clusters of 10,000 proxies that see the same services are one list.
 #[derive(Debug, Clone)]
-pub struct Versioned {
-    pub version: String,
-    pub body: Any,
-}
-
-/// The resources of one type, and a version over all of them.
-#[derive(Debug, Clone, Default)]
 pub struct TypeSnapshot {
     pub version: String,
-    pub resources: BTreeMap<String, Versioned>,
+    pub resources: Arc<[XdsResource]>,
+}
+
+impl Default for TypeSnapshot {
+    fn default() -> Self {
+        TypeSnapshot {
+            version: hex(list_version(&[])),
+            resources: Arc::from(Vec::new()),
+        }
+    }
+}
+
+impl TypeSnapshot {
+    /// The resource named `name`.
+    pub fn get(&self, name: &str) -> Option<&XdsResource> {
+        let i = self
+            .resources
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()?;
+        Some(&self.resources[i])
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,45 +55,81 @@ pub struct CertificateTimes {
     pub not_after: std::time::SystemTime,
 }
 
-fn hash_hex(write: impl FnOnce(&mut std::collections::hash_map::DefaultHasher)) -> String {
-    // DefaultHasher::new() uses fixed keys: stable across processes.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    write(&mut h);
-    format!("{:016x}", h.finish())
+/// A resource version as sent on the wire.
+pub fn hex(version: u64) -> String {
+    format!("{version:016x}")
 }
 
-impl TypeSnapshot {
-    fn new(resources: &[super::generator::XdsResource]) -> Self {
-        let resources: BTreeMap<String, Versioned> = resources
-            .iter()
-            .map(|r| {
-                let version = hash_hex(|h| r.body.value.hash(h));
-                (
-                    r.name.clone(),
-                    Versioned {
-                        version,
-                        body: r.body.clone(),
-                    },
-                )
-            })
-            .collect();
-        let version = hash_hex(|h| {
-            for (name, r) in &resources {
-                name.hash(h);
-                r.version.hash(h);
+/// Each resource's version hashes its name and bytes, so the list's
+/// version needs only theirs.
+fn list_version(resources: &[XdsResource]) -> u64 {
+    // DefaultHasher::new() uses fixed keys: stable across processes.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in resources {
+        r.version.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Interns lists of resources: a list equal to one some snapshot already
+/// holds is that list, not a copy. Entries die with the last snapshot or
+/// stream holding them.
+#[derive(Default)]
+pub struct SharedSets {
+    sets: HashMap<u64, Weak<[XdsResource]>>,
+    /// Entries after the last sweep of dead ones.
+    swept_to: usize,
+}
+
+impl SharedSets {
+    /// `resources` as a shared list sorted by name, and its version.
+    pub fn intern(&mut self, mut resources: Vec<XdsResource>) -> TypeSnapshot {
+        if !resources.is_sorted_by(|a, b| a.name <= b.name) {
+            resources.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        let version = list_version(&resources);
+        let equal = |set: &Arc<[XdsResource]>| {
+            set.len() == resources.len()
+                && set
+                    .iter()
+                    .zip(&resources)
+                    .all(|(a, b)| a.version == b.version)
+        };
+        let resources = match self.sets.get(&version).and_then(Weak::upgrade) {
+            Some(set) if equal(&set) => set,
+            _ => {
+                let set: Arc<[XdsResource]> = Arc::from(resources);
+                self.sets.insert(version, Arc::downgrade(&set));
+                if self.sets.len() > 2 * self.swept_to + 1024 {
+                    self.sets.retain(|_, set| set.strong_count() > 0);
+                    self.swept_to = self.sets.len();
+                }
+                set
             }
-        });
-        TypeSnapshot { version, resources }
+        };
+        TypeSnapshot {
+            version: hex(version),
+            resources,
+        }
+    }
+
+    /// How many distinct lists are alive.
+    pub fn live(&self) -> usize {
+        self.sets.values().filter(|s| s.strong_count() > 0).count()
     }
 }
 
 impl Snapshot {
-    pub fn new(config: &ProxyConfig, certificate: Option<CertificateTimes>) -> Self {
+    pub fn new(
+        config: ProxyConfig,
+        certificate: Option<CertificateTimes>,
+        sets: &mut SharedSets,
+    ) -> Self {
         Snapshot {
-            secrets: TypeSnapshot::new(&config.secrets),
-            listeners: TypeSnapshot::new(&config.listeners),
-            clusters: TypeSnapshot::new(&config.clusters),
-            endpoints: TypeSnapshot::new(&config.endpoints),
+            secrets: sets.intern(config.secrets),
+            listeners: sets.intern(config.listeners),
+            clusters: sets.intern(config.clusters),
+            endpoints: sets.intern(config.endpoints),
             certificate,
         }
     }
@@ -209,5 +258,40 @@ impl SnapshotCache {
     /// Proxies with at least one open stream.
     pub fn connected(&self) -> Vec<ProxyId> {
         self.lock().keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::protobuf::Any;
+
+    fn resource(name: &str, content: u8) -> XdsResource {
+        XdsResource::from_any(
+            name.into(),
+            Any {
+                type_url: "t".into(),
+                value: vec![content],
+            },
+        )
+    }
+
+    #[test]
+    fn equal_lists_are_one_list_sorted_by_name() {
+        let mut sets = SharedSets::default();
+        let one = sets.intern(vec![resource("b", 1), resource("a", 1)]);
+        let two = sets.intern(vec![resource("a", 1), resource("b", 1)]);
+        assert!(Arc::ptr_eq(&one.resources, &two.resources));
+        assert_eq!(one.version, two.version);
+        assert_eq!(
+            one.get("b").map(|r| r.version),
+            Some(resource("b", 1).version)
+        );
+        let other = sets.intern(vec![resource("a", 1), resource("b", 2)]);
+        assert!(!Arc::ptr_eq(&one.resources, &other.resources));
+        assert_ne!(one.version, other.version);
+        assert_eq!(sets.live(), 2);
+        drop((one, two));
+        assert_eq!(sets.live(), 1, "a list no snapshot holds is let go");
     }
 }

@@ -6,7 +6,7 @@
 //! - [`configuration`]: the Envoy resources generated for it, as JSON in
 //!   Envoy's field names, private keys left out.
 
-use super::cache::Snapshot;
+use super::cache::{Snapshot, hex};
 use super::generator::{ProxyConfig, TypeUrl, access_log, proxy_template, route, tracing};
 use super::index::MeshView;
 use crate::envoy_api;
@@ -171,7 +171,7 @@ pub fn configuration(source: Source<'_>) -> Value {
                 .of_type(type_url)
                 .resources
                 .iter()
-                .map(|(name, r)| resource(name, Some(&r.version), &r.body))
+                .map(|r| resource(&r.name, Some(&hex(r.version)), &r.body))
                 .collect(),
             Source::GeneratedNow(config) => config
                 .of_type(type_url)

@@ -4,7 +4,7 @@
 //! applying them, so readers of the index are never behind), then rebuilds
 //! each affected proxy once.
 
-use super::cache::{CertificateTimes, Snapshot, SnapshotCache};
+use super::cache::{CertificateTimes, SharedSets, Snapshot, SnapshotCache};
 use super::generator::{self, ProxyTls};
 use super::identity::Identities;
 use super::index::{Affected, IndexEvent, IndexHandle, ProxyId, ResourceIndex};
@@ -48,6 +48,7 @@ impl Reconciler {
         shutdown: CancellationToken,
     ) {
         let mut identities = Identities::new(self.cert_validity, self.cert_renewal_margin);
+        let mut sets = SharedSets::default();
         let mut renewals = tokio::time::interval(identities.renewal_check_interval());
         renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Batch::default();
@@ -61,7 +62,7 @@ impl Reconciler {
                         Some(id) = connected.recv() => { batch.connected.insert(id); }
                     }
                 }
-                self.rebuild_batch(&mut identities, std::mem::take(&mut batch));
+                self.rebuild_batch(&mut identities, &mut sets, std::mem::take(&mut batch));
                 continue;
             }
             tokio::select! {
@@ -82,7 +83,7 @@ impl Reconciler {
         }
     }
 
-    fn rebuild_batch(&self, identities: &mut Identities, batch: Batch) {
+    fn rebuild_batch(&self, identities: &mut Identities, sets: &mut SharedSets, batch: Batch) {
         let index = self.index.read();
         identities.sync_cas(&index);
         let Batch {
@@ -109,14 +110,20 @@ impl Reconciler {
         let mut rebuilt = 0usize;
         for id in &targets {
             let span = tracing::debug_span!("rebuild", mesh = %id.mesh, dataplane = %id.name);
-            rebuilt += span.in_scope(|| self.rebuild(&index, identities, id)) as usize;
+            rebuilt += span.in_scope(|| self.rebuild(&index, identities, sets, id)) as usize;
         }
         tracing::debug!(targets = targets.len(), rebuilt, "xDS snapshots rebuilt");
     }
 
     /// Regenerates one proxy; returns whether its snapshot changed. A proxy
     /// of an mTLS mesh without an identity yet keeps what it has.
-    fn rebuild(&self, index: &ResourceIndex, identities: &mut Identities, id: &ProxyId) -> bool {
+    fn rebuild(
+        &self,
+        index: &ResourceIndex,
+        identities: &mut Identities,
+        sets: &mut SharedSets,
+        id: &ProxyId,
+    ) -> bool {
         let (Some(dataplane), Some(mesh)) = (index.dataplane(id), index.mesh(&id.mesh)) else {
             return false;
         };
@@ -150,6 +157,6 @@ impl Reconciler {
             issued_at: i.cert.issued_at,
             not_after: i.cert.not_after,
         });
-        self.cache.set(id, Snapshot::new(&config, certificate))
+        self.cache.set(id, Snapshot::new(config, certificate, sets))
     }
 }

@@ -72,8 +72,8 @@ impl Protocol for Sotw {
         let resources = current
             .resources
             .iter()
-            .filter(|(name, _)| t.names.is_empty() || t.names.contains(name))
-            .map(|(_, r)| r.body.clone())
+            .filter(|r| t.names.is_empty() || t.names.contains(&r.name))
+            .map(|r| r.body.clone())
             .collect();
         t.sent_version = Some(current.version.clone());
         t.sent_names = t.names.clone();

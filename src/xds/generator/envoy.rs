@@ -20,7 +20,9 @@ use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::Ori
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration};
 use prost::{Message, Name};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The xDS resource types the control plane serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,20 +67,53 @@ impl TypeUrl {
     }
 }
 
-/// One named resource, already encoded.
+/// One named resource, encoded once. Clones share the bytes: a cluster
+/// every proxy of a mesh is sent exists once, however many snapshots and
+/// streams hold it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct XdsResource {
+pub struct XdsResource(Arc<Encoded>);
+
+#[derive(Debug, PartialEq)]
+pub struct Encoded {
     pub name: String,
     pub body: Any,
+    /// A hash of the name and the bytes, taken once here: the same content
+    /// has the same version in every snapshot, process and restart.
+    pub version: u64,
+}
+
+impl std::ops::Deref for XdsResource {
+    type Target = Encoded;
+
+    fn deref(&self) -> &Encoded {
+        &self.0
+    }
 }
 
 impl XdsResource {
     /// `msg` encoded, under `name`.
     pub(super) fn new<M: Message + Name>(name: &str, msg: &M) -> Self {
-        XdsResource {
-            name: name.to_string(),
-            body: any(msg),
-        }
+        Self::from_any(name.to_string(), any(msg))
+    }
+
+    /// An already encoded `body` under `name`.
+    pub fn from_any(name: String, body: Any) -> Self {
+        // DefaultHasher::new() uses fixed keys: stable across processes.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        body.type_url.hash(&mut h);
+        body.value.hash(&mut h);
+        let version = h.finish();
+        XdsResource(Arc::new(Encoded {
+            name,
+            body,
+            version,
+        }))
+    }
+
+    /// Whether both are the very same encoding (not only equal content).
+    pub fn same(&self, other: &XdsResource) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

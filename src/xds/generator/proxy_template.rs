@@ -31,10 +31,7 @@ pub fn apply(config: &mut ProxyConfig, template: &ParsedProxyTemplate) {
             continue;
         };
         let list = config.of_type_mut(type_url);
-        let resource = XdsResource {
-            name: raw.name.clone(),
-            body: raw.body.clone(),
-        };
+        let resource = XdsResource::from_any(raw.name.clone(), raw.body.clone());
         match list.binary_search_by(|r| r.name.cmp(&raw.name)) {
             Ok(i) => list[i] = resource,
             Err(i) => list.insert(i, resource),
