@@ -5,12 +5,12 @@
 //! each affected proxy once.
 
 use super::cache::{CertificateTimes, SharedSets, Snapshot, SnapshotCache};
-use super::generator::{self, ProxyTls};
+use super::generator::{self, Outbounds, ProxyTls};
 use super::identity::Identities;
 use super::index::{Affected, IndexEvent, IndexHandle, ProxyId, ResourceIndex};
 use crate::metrics::Metrics;
 use crate::runtime::CancellationToken;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -23,6 +23,16 @@ pub struct Reconciler {
     /// Workload certificate lifetime and renewal margin.
     pub cert_validity: Duration,
     pub cert_renewal_margin: Duration,
+}
+
+/// What the reconciler keeps between rebuilds so that what proxies share
+/// is computed and stored once.
+#[derive(Default)]
+struct Shared {
+    /// Identical lists of resources, one allocation each.
+    sets: SharedSets,
+    /// Each mesh's outbound memo.
+    outbounds: HashMap<String, Outbounds>,
 }
 
 /// What piled up during one debounce window.
@@ -48,7 +58,7 @@ impl Reconciler {
         shutdown: CancellationToken,
     ) {
         let mut identities = Identities::new(self.cert_validity, self.cert_renewal_margin);
-        let mut sets = SharedSets::default();
+        let mut shared = Shared::default();
         let mut renewals = tokio::time::interval(identities.renewal_check_interval());
         renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Batch::default();
@@ -62,7 +72,7 @@ impl Reconciler {
                         Some(id) = connected.recv() => { batch.connected.insert(id); }
                     }
                 }
-                self.rebuild_batch(&mut identities, &mut sets, std::mem::take(&mut batch));
+                self.rebuild_batch(&mut identities, &mut shared, std::mem::take(&mut batch));
                 continue;
             }
             tokio::select! {
@@ -83,9 +93,12 @@ impl Reconciler {
         }
     }
 
-    fn rebuild_batch(&self, identities: &mut Identities, sets: &mut SharedSets, batch: Batch) {
+    fn rebuild_batch(&self, identities: &mut Identities, shared: &mut Shared, batch: Batch) {
         let index = self.index.read();
         identities.sync_cas(&index);
+        shared
+            .outbounds
+            .retain(|mesh, _| index.mesh(mesh).is_some());
         let Batch {
             affected,
             connected,
@@ -110,7 +123,7 @@ impl Reconciler {
         let mut rebuilt = 0usize;
         for id in &targets {
             let span = tracing::debug_span!("rebuild", mesh = %id.mesh, dataplane = %id.name);
-            rebuilt += span.in_scope(|| self.rebuild(&index, identities, sets, id)) as usize;
+            rebuilt += span.in_scope(|| self.rebuild(&index, identities, shared, id)) as usize;
         }
         tracing::debug!(targets = targets.len(), rebuilt, "xDS snapshots rebuilt");
     }
@@ -121,7 +134,7 @@ impl Reconciler {
         &self,
         index: &ResourceIndex,
         identities: &mut Identities,
-        sets: &mut SharedSets,
+        shared: &mut Shared,
         id: &ProxyId,
     ) -> bool {
         let (Some(dataplane), Some(mesh)) = (index.dataplane(id), index.mesh(&id.mesh)) else {
@@ -149,7 +162,8 @@ impl Reconciler {
             key_pem: &i.cert.key_pem,
             peer_cas: &peer_cas,
         });
-        let config = generator::generate(dataplane, mesh, tls);
+        let outbounds = shared.outbounds.entry(id.mesh.clone()).or_default();
+        let config = generator::generate_sharing(dataplane, mesh, tls, outbounds);
         self.metrics
             .generation_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -157,6 +171,7 @@ impl Reconciler {
             issued_at: i.cert.issued_at,
             not_after: i.cert.not_after,
         });
-        self.cache.set(id, Snapshot::new(config, certificate, sets))
+        self.cache
+            .set(id, Snapshot::new(config, certificate, &mut shared.sets))
     }
 }

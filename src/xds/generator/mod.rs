@@ -15,6 +15,7 @@ pub mod access_log;
 mod envoy;
 mod gateway;
 mod http;
+pub mod outbound;
 pub mod proxy_template;
 pub mod route;
 pub mod tls;
@@ -23,13 +24,13 @@ pub mod tracing;
 use envoy::ProxyListener;
 pub use envoy::{TypeUrl, XdsResource};
 pub use http::Protocol;
+pub use outbound::Outbounds;
 pub use tls::ProxyTls;
 
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
-use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Everything one proxy is sent, by type, each sorted by name.
@@ -76,13 +77,25 @@ pub fn generate(
     mesh: &MeshView,
     tls: Option<ProxyTls<'_>>,
 ) -> ProxyConfig {
+    generate_sharing(dataplane, mesh, tls, &mut Outbounds::default())
+}
+
+/// [`generate`], taking what outbounds share from the mesh's memo
+/// `outbounds` (and adding to it): the same configuration, with what other
+/// proxies of the mesh also get encoded once for all of them.
+pub fn generate_sharing(
+    dataplane: &DataplaneSpec,
+    mesh: &MeshView,
+    tls: Option<ProxyTls<'_>>,
+    outbounds: &mut Outbounds,
+) -> ProxyConfig {
     let template = proxy_template::chosen(dataplane, mesh).map(|(_, t)| t);
     let mut config = match template {
         Some(t) if !t.imports_default() => ProxyConfig {
             secrets: tls.as_ref().map(tls::secrets).unwrap_or_default(),
             ..Default::default()
         },
-        _ => default_proxy(dataplane, mesh, tls),
+        _ => default_proxy(dataplane, mesh, tls, outbounds),
     };
     if let Some(template) = template {
         proxy_template::apply(&mut config, template);
@@ -96,6 +109,7 @@ fn default_proxy(
     dataplane: &DataplaneSpec,
     mesh: &MeshView,
     tls: Option<ProxyTls<'_>>,
+    outbounds: &mut Outbounds,
 ) -> ProxyConfig {
     if let Some(gateway) = &dataplane.networking.gateway {
         return gateway::proxy(dataplane, gateway, mesh, tls);
@@ -160,59 +174,34 @@ fn default_proxy(
         );
     }
 
-    // A service reached by several outbounds (an explicit one and its
-    // Service address, or several ports) gets its protocol, access log,
-    // route, clusters and endpoints computed once.
-    let mut per_target: HashMap<String, Target> = HashMap::new();
-    let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, target: &str| {
-        let chosen = per_target.entry(target.to_string()).or_insert_with(|| {
-            let of_service = |service: &str| {
-                Protocol::of_service(service, mesh.providers(service).map(|(_, p)| p))
-            };
-            let target_protocol = of_service(target);
-            let subsets = route::outbound(&source_tags, mesh, target);
-            for subset in &subsets {
-                if clusters.contains_key(&subset.cluster) {
-                    continue;
-                }
-                // Usually the target's own subsets: its protocol is known.
-                let protocol = if subset.service == target {
-                    target_protocol
-                } else {
-                    of_service(&subset.service)
-                };
-                let transport = tls.map(|_| tls::upstream(&mesh.name, &subset.service));
-                clusters.insert(
-                    subset.cluster.clone(),
-                    envoy::eds_cluster(&subset.cluster, transport, protocol),
-                );
-                let addresses = ready_endpoints(mesh, &subset.service, |t| subset.selects(t));
-                endpoints.insert(
-                    subset.cluster.clone(),
-                    envoy::load_assignment(&subset.cluster, addresses),
-                );
-            }
-            Target {
-                protocol: target_protocol,
-                access_log: access_log::outbound(dataplane, &source_tags, mesh, target),
-                upstream: subsets.into_iter().map(|s| (s.cluster, s.weight)).collect(),
-            }
-        });
-        listeners.entry(name.clone()).or_insert_with(|| {
-            envoy::proxy_listener(ProxyListener {
-                name: &name,
-                address,
-                bind,
-                direction: TrafficDirection::Outbound,
-                upstream: &chosen.upstream,
-                stat_prefix: &format!("{service}->{target}"),
-                protocol: chosen.protocol,
-                filters_before: Vec::new(),
-                transport: None,
-                access_log: chosen.access_log.clone(),
-                tracing: trace_config,
-            })
-        });
+    // Each service's clusters, endpoints and (unless logged) listeners come
+    // from the mesh's memo: encoded once for every proxy that reaches it.
+    let trace = tracing.as_ref().map(|t| (t.policy.as_str(), &t.config));
+    let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, service: &str| {
+        if listeners.contains_key(&name) {
+            return;
+        }
+        let target = outbounds.target(mesh, &source_tags, service, tls.is_some());
+        for r in target.clusters.iter() {
+            clusters.entry(r.name.clone()).or_insert_with(|| r.clone());
+        }
+        for r in target.endpoints.iter() {
+            endpoints.entry(r.name.clone()).or_insert_with(|| r.clone());
+        }
+        let spec = outbound::Outbound {
+            name: &name,
+            address,
+            bind,
+            target: &target,
+            trace,
+        };
+        let logs = access_log::outbound(dataplane, &source_tags, mesh, service);
+        let listener = if logs.is_empty() {
+            outbounds.listener(mesh, spec)
+        } else {
+            outbound::proxy_listener(&spec, logs)
+        };
+        listeners.insert(name, listener);
     };
     for o in &dataplane.networking.outbound {
         let Ok(ep) = o.endpoint() else {
@@ -285,14 +274,6 @@ fn ready_endpoints<'a>(
             .filter_map(|i| i.endpoint().ok())
             .map(|e| (e.address, e.dataplane_port))
     })
-}
-
-/// What the outbounds to one service share.
-struct Target {
-    protocol: Protocol,
-    access_log: Vec<AccessLog>,
-    /// Clusters and weights (TrafficRoute); one cluster takes everything.
-    upstream: Vec<(String, u32)>,
 }
 
 #[cfg(test)]
@@ -963,6 +944,76 @@ networking:
         assert!(
             clusters.contains(&"outbound:passthrough") && clusters.contains(&"inbound:passthrough")
         );
+    }
+
+    /// The memo changes nothing a proxy gets: through a run of changes
+    /// (providers coming, going and turning unready, a route, mTLS), every
+    /// proxy built from the warm memo equals one built from nothing. And
+    /// what two proxies share is one encoding.
+    #[test]
+    fn the_outbound_memo_shares_encodings_and_never_serves_a_stale_one() {
+        let mut index = index(
+            "
+type: Mesh
+name: default
+---
+type: Dataplane
+mesh: default
+name: web-1
+networking:
+  inbound:
+  - interface: 10.0.0.1:8080:8080
+    tags: {service: web, version: '1'}
+    serviceVip: 10.96.0.1:80
+  transparentProxying: {}
+---
+type: Dataplane
+mesh: default
+name: api-1
+networking:
+  inbound:
+  - interface: 10.0.0.2:8080:8080
+    tags: {service: api, version: '1'}
+    serviceVip: 10.96.0.2:80
+  transparentProxying: {}
+",
+        );
+        let mut outbounds = Outbounds::default();
+        let changes = [
+            "{type: Dataplane, mesh: default, name: api-2, networking: {inbound: [{interface: '10.0.0.3:8080:8080', tags: {service: api, version: '2'}, serviceVip: '10.96.0.2:80'}], transparentProxying: {}}}",
+            "{type: Dataplane, mesh: default, name: api-2, networking: {inbound: [{interface: '10.0.0.3:8080:8080', tags: {service: api, version: '2'}, serviceVip: '10.96.0.2:80', health: {ready: false}}], transparentProxying: {}}}",
+            "{type: TrafficRoute, mesh: default, name: split, sources: [{match: {service: web}}], destinations: [{match: {service: api}}], conf: [{weight: 50, destination: {service: api, version: '1'}}, {weight: 50, destination: {service: api, version: '2'}}]}",
+            "{type: Dataplane, mesh: default, name: db-1, networking: {inbound: [{interface: '10.0.0.4:5432:5432', tags: {service: db, protocol: http}, serviceVip: '10.96.0.3:5432'}], transparentProxying: {}}}",
+            "{type: Mesh, name: default, mtls: {enabled: true, ca: {builtin: {}}}}",
+        ];
+        let names = ["web-1", "api-1", "api-2", "db-1"];
+        for change in changes {
+            for r in resources(change) {
+                index.apply(IndexEvent::Apply(r));
+            }
+            let mesh = index.mesh("default").unwrap();
+            let tls = mesh.spec.mtls_enabled().then_some(TLS);
+            let mut built = Vec::new();
+            for name in names {
+                let Some(dp) = index.dataplane(&ProxyId::new("default", name)) else {
+                    continue;
+                };
+                let warm = generate_sharing(dp, mesh, tls, &mut outbounds);
+                assert_eq!(warm, generate(dp, mesh, tls), "{name} after {change}");
+                built.push(warm);
+            }
+            // api-1 and db-1 reach web at the same address, with no route
+            // or log of their own: one listener, one cluster, for both.
+            let (api, db) = (&built[1], built.last().unwrap());
+            let web = |c: &ProxyConfig| {
+                let listener = c.listeners.iter().find(|l| l.name == "outbound:10.96.0.1:80");
+                let cluster = c.clusters.iter().find(|l| l.name == "web");
+                (listener.unwrap().clone(), cluster.unwrap().clone())
+            };
+            if change.contains("db-1") || change.contains("mtls") {
+                assert!(web(api).0.same(&web(db).0) && web(api).1.same(&web(db).1));
+            }
+        }
     }
 
     #[test]

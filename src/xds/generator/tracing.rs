@@ -15,6 +15,8 @@ use envoy_types::pb::envoy::r#type::v3::Percent;
 /// its HTTP connection managers.
 #[derive(Debug, Clone)]
 pub struct ProxyTracing {
+    /// The TrafficTrace, by name.
+    pub policy: String,
     pub collector: XdsResource,
     pub config: Tracing,
 }
@@ -42,7 +44,7 @@ pub fn chosen<'m>(
 }
 
 pub fn of_proxy(dataplane: &DataplaneSpec, mesh: &MeshView) -> Option<ProxyTracing> {
-    let (_, _, backend) = chosen(dataplane, mesh)?;
+    let (policy, _, backend) = chosen(dataplane, mesh)?;
     // Validated on the way in; a backend without a usable URL traces nothing.
     let (host, port, path) = backend.conf.endpoint()?;
     let cluster = format!("tracing:{}", backend.name);
@@ -64,6 +66,7 @@ pub fn of_proxy(dataplane: &DataplaneSpec, mesh: &MeshView) -> Option<ProxyTraci
         ..Default::default()
     };
     Some(ProxyTracing {
+        policy: policy.to_string(),
         collector: dns_cluster(&cluster, &host, port),
         config,
     })

@@ -102,6 +102,18 @@ pub struct MeshView {
     gateway_dataplanes: BTreeSet<String>,
     /// What this mesh's proxies and gateways need of other meshes.
     cross_mesh: Arc<CrossMeshView>,
+    /// service -> a revision that changes whenever its providers do, so
+    /// what was computed from them can tell it is stale.
+    revisions: HashMap<String, u64>,
+    /// Changes with the mesh's spec and any of its policies.
+    policy_revision: u64,
+}
+
+/// Revisions are unique in the process: a mesh deleted and created again,
+/// or an index reset, never repeats one.
+fn next_revision() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What one mesh's proxies need of the meshes it is linked with by
@@ -129,8 +141,19 @@ impl MeshView {
     fn new(name: &str) -> Self {
         MeshView {
             name: name.to_string(),
+            policy_revision: next_revision(),
             ..Default::default()
         }
+    }
+
+    /// Changes whenever the providers of `service` do (0: it has none).
+    pub fn service_revision(&self, service: &str) -> u64 {
+        self.revisions.get(service).copied().unwrap_or(0)
+    }
+
+    /// Changes whenever the mesh's spec or one of its policies does.
+    pub fn policy_revision(&self) -> u64 {
+        self.policy_revision
     }
 
     /// The proxies with an inbound (or gateway tags) that one of
@@ -281,6 +304,7 @@ impl MeshView {
                 .entry(s.to_string())
                 .or_default()
                 .insert(name.to_string());
+            self.revisions.insert(s.to_string(), next_revision());
         }
         for o in &dp.networking.outbound {
             self.consumers
@@ -310,6 +334,9 @@ impl MeshView {
                 set.remove(name);
                 if set.is_empty() {
                     self.providers.remove(s);
+                    self.revisions.remove(s);
+                } else {
+                    self.revisions.insert(s.to_string(), next_revision());
                 }
             }
         }
@@ -557,7 +584,9 @@ impl ResourceIndex {
     }
 
     fn upsert_mesh(&mut self, mesh: &str, spec: MeshSpec) -> Affected {
-        self.view(mesh).spec = Arc::new(spec);
+        let view = self.view(mesh);
+        view.spec = Arc::new(spec);
+        view.policy_revision = next_revision();
         Affected::mesh(mesh)
     }
 
@@ -625,6 +654,7 @@ impl ResourceIndex {
         policies: fn(&mut MeshView) -> &mut Policies<P>,
     ) -> Affected {
         let view = self.view(mesh);
+        view.policy_revision = next_revision();
         let map = policies(view);
         let old = match spec {
             Some(spec) => map.insert(name, spec),
