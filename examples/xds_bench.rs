@@ -1,7 +1,9 @@
 //! `make bench`: the xDS side at scale. A load generator speaking real
-//! delta ADS over gRPC simulates N dataplanes (one mesh, N/10 services,
-//! each proxy with one outbound), ACKing everything it gets, against a
-//! release `kuma-cp`. Prints a table; asserts nothing.
+//! delta ADS over gRPC simulates N dataplanes (one mesh, N/10 services),
+//! ACKing everything it gets, against a release `kuma-cp`. Two shapes:
+//! each proxy with one outbound, and, as Kubernetes mode generates them,
+//! transparent proxies that reach every service of the mesh at its Service
+//! address. Prints tables and each goal as met or missed; asserts nothing.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -19,14 +21,42 @@ use support::{cpu_seconds, load, proc_status_kib};
 
 const CHANGE_ROUNDS: usize = 20;
 
-fn dataplane(i: usize, services: usize) -> serde_json::Value {
+/// How the proxies reach services.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// One outbound each, to the next service.
+    OneOutbound,
+    /// Transparent proxying: every service, at its Service address.
+    EveryService,
+}
+
+impl Shape {
+    /// Whether proxy `i` consumes `service`.
+    fn consumes(self, i: usize, service: usize, services: usize) -> bool {
+        self == Shape::EveryService || (i + 1) % services == service
+    }
+}
+
+fn dataplane(i: usize, services: usize, shape: Shape) -> serde_json::Value {
+    let service = i % services;
+    let mut inbound = serde_json::json!({
+        "interface": format!("10.{}.{}.{}:10000:8080", i / 62_500, (i / 250) % 250, i % 250 + 1),
+        "tags": {"service": format!("svc-{service}")}
+    });
+    let networking = match shape {
+        Shape::OneOutbound => serde_json::json!({
+            "inbound": [inbound],
+            "outbound": [{"interface": ":20000", "service": format!("svc-{}", (i + 1) % services)}]
+        }),
+        Shape::EveryService => {
+            inbound["serviceVip"] =
+                format!("10.96.{}.{}:80", service / 250, service % 250 + 1).into();
+            serde_json::json!({"inbound": [inbound], "transparentProxying": {}})
+        }
+    };
     serde_json::json!({
         "type": "Dataplane", "mesh": "default", "name": format!("dp-{i}"),
-        "networking": {
-            "inbound": [{"interface": format!("10.{}.{}.{}:10000:8080", i / 62_500, (i / 250) % 250, i % 250 + 1),
-                         "tags": {"service": format!("svc-{}", i % services)}}],
-            "outbound": [{"interface": ":20000", "service": format!("svc-{}", (i + 1) % services)}]
-        }
+        "networking": networking
     })
 }
 
@@ -95,13 +125,14 @@ fn extra_documents(extra: Extra, services: usize) -> Vec<(&'static str, serde_js
     }
 }
 
-/// The generator alone, in this process: every proxy's configuration once
-/// (with mTLS: one certificate shared by all, as the CA's cost is apart).
-fn generator_floor(n: usize, services: usize, extra: Extra) -> Duration {
+/// The generator alone, in this process: every proxy's configuration once,
+/// sharing one outbound memo as the reconciler does (with mTLS: one
+/// certificate shared by all, as the CA's cost is apart).
+fn generator_floor(n: usize, services: usize, extra: Extra, shape: Shape) -> Duration {
     let mtls = extra == Extra::Mtls;
     let mut index = ResourceIndex::default();
     let documents = (0..n)
-        .map(|i| dataplane(i, services))
+        .map(|i| dataplane(i, services, shape))
         .chain(extra_documents(extra, services).into_iter().map(|(_, d)| d));
     for document in documents {
         let r = Resource::from_json(document, Identity::FromDocument).expect("valid");
@@ -118,12 +149,13 @@ fn generator_floor(n: usize, services: usize, extra: Extra) -> Duration {
         peer_cas: &[],
     });
     let mesh = index.mesh("default").expect("mesh");
+    let mut outbounds = generator::Outbounds::default();
     let started = Instant::now();
     for i in 0..n {
         let dp = index
             .dataplane(&ProxyId::new("default", &format!("dp-{i}")))
             .expect("dp");
-        std::hint::black_box(generator::generate(dp, mesh, tls));
+        std::hint::black_box(generator::generate_sharing(dp, mesh, tls, &mut outbounds));
     }
     started.elapsed()
 }
@@ -162,7 +194,16 @@ fn put(api: &str, path: &str, body: &serde_json::Value) {
     );
 }
 
-fn bench(n: usize, extra: Extra, rt: &tokio::runtime::Runtime) {
+/// What one run measured, for the goals.
+struct Figures {
+    configured: usize,
+    all_configured: Duration,
+    added_p99: Duration,
+    kib_per_proxy: f64,
+    whole_to_floor: f64,
+}
+
+fn bench(n: usize, extra: Extra, shape: Shape, rt: &tokio::runtime::Runtime) -> Figures {
     let mtls = extra == Extra::Mtls;
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
@@ -201,7 +242,7 @@ fn bench(n: usize, extra: Extra, rt: &tokio::runtime::Runtime) {
     let base = api.clone();
     rt.block_on(load(n, move |c, i| {
         c.put(format!("{base}/meshes/default/dataplanes/dp-{i}"))
-            .json(&dataplane(i, services))
+            .json(&dataplane(i, services, shape))
     }));
     std::thread::sleep(Duration::from_millis(200));
     let rss_before = proc_status_kib(pid, "VmRSS:");
@@ -223,13 +264,16 @@ fn bench(n: usize, extra: Extra, rt: &tokio::runtime::Runtime) {
     let mut added = Vec::new();
     for round in 0..CHANGE_ROUNDS {
         let service = (round * 7) % services;
-        let consumers: Vec<usize> = (0..n).filter(|i| (i + 1) % services == service).collect();
+        let consumers: Vec<usize> = (0..n)
+            .filter(|i| shape.consumes(*i, service, services))
+            .collect();
         let before: Vec<u64> = consumers
             .iter()
             .map(|c| seen.last_eds[*c].load(Ordering::Relaxed))
             .collect();
         let new = n + round;
-        let mut body = dataplane(new, services);
+        // A new provider of `service`, consuming nothing itself.
+        let mut body = dataplane(new, services, Shape::OneOutbound);
         body["networking"]["inbound"][0]["tags"]["service"] = format!("svc-{service}").into();
         body["networking"]["outbound"] = serde_json::json!([]);
         let t0 = seen.now();
@@ -287,14 +331,10 @@ fn bench(n: usize, extra: Extra, rt: &tokio::runtime::Runtime) {
 
     let peak = proc_status_kib(pid, "VmHWM:");
     let per_dp = (rss_connected.saturating_sub(rss_before)) as f64 * 1024.0 / n as f64;
-    let floor = generator_floor(n, services, extra);
+    let floor = generator_floor(n, services, extra, shape);
     println!(
-        "| {n:>6} | {:>8} | {configured:>6} | {:>6.2} s | {:>5.1} / {:>5.1} ms | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
-        match extra {
-            Extra::Nothing => "-",
-            Extra::Mtls => "mTLS",
-            Extra::Policies => "policies",
-        },
+        "| {n:>6} | {:>13} | {configured:>6} | {:>6.2} s | {:>5.1} / {:>5.1} ms | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
+        shape_label(extra, shape),
         all_configured.as_secs_f64(),
         ms(percentile(&added, 50)),
         ms(percentile(&added, 99)),
@@ -305,30 +345,134 @@ fn bench(n: usize, extra: Extra, rt: &tokio::runtime::Runtime) {
         ms(floor),
         all_configured.as_secs_f64() / floor.as_secs_f64(),
     );
+    Figures {
+        configured,
+        all_configured,
+        added_p99: percentile(&added, 99),
+        kib_per_proxy: per_dp / 1024.0,
+        whole_to_floor: all_configured.as_secs_f64() / floor.as_secs_f64(),
+    }
+}
+
+/// One goal of the performance issue against what a run measured.
+fn goal(what: &str, measured: String, met: bool) {
+    let verdict = if met { "met" } else { "MISSED" };
+    println!("| {what} | {measured} | {verdict} |");
+}
+
+/// The goals a run of `n` proxies of `shape` answers.
+fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
+    let all = f.configured == n;
+    let configured = format!(
+        "{} of {n} in {:.1} s",
+        f.configured,
+        f.all_configured.as_secs_f64()
+    );
+    let memory = format!("{:.1} KiB", f.kib_per_proxy);
+    let p99 = format!("p99 {:.1} ms", ms(f.added_p99));
+    match shape {
+        Shape::OneOutbound => {
+            let kib = if extra == Extra::Mtls { 12.0 } else { 8.0 };
+            let label = if extra == Extra::Mtls { " (mTLS)" } else { "" };
+            if extra != Extra::Policies {
+                goal(
+                    &format!("{n} proxies{label}: all configured in under 30 s"),
+                    configured,
+                    all && f.all_configured < Duration::from_secs(30),
+                );
+                goal(
+                    &format!("{n} proxies{label}: change to ACK p99 under 50 ms"),
+                    p99,
+                    f.added_p99 < Duration::from_millis(50),
+                );
+                goal(
+                    &format!("{n} proxies{label}: under {kib} KiB per proxy"),
+                    memory,
+                    f.kib_per_proxy < kib,
+                );
+            }
+        }
+        Shape::EveryService => {
+            let services = n / 10;
+            goal(
+                &format!("{n} proxies x {services} services: all configured in under 60 s"),
+                configured,
+                all && f.all_configured < Duration::from_secs(60),
+            );
+            goal(
+                &format!("{n} proxies x {services} services: under 64 KiB per proxy"),
+                memory,
+                f.kib_per_proxy < 64.0,
+            );
+            goal(
+                &format!(
+                    "{n} proxies x {services} services: an endpoint change ACKed by every consumer, p99 under 2 s"
+                ),
+                p99,
+                f.added_p99 < Duration::from_secs(2),
+            );
+        }
+    }
+    goal(
+        &format!(
+            "{n} proxies, {}: whole push within 2x of the generator alone",
+            shape_label(extra, shape)
+        ),
+        format!("{:.1}x", f.whole_to_floor),
+        f.whole_to_floor <= 2.0,
+    );
+}
+
+fn shape_label(extra: Extra, shape: Shape) -> &'static str {
+    match (shape, extra) {
+        (Shape::EveryService, _) => "every service",
+        (_, Extra::Nothing) => "one outbound",
+        (_, Extra::Mtls) => "one outbound, mTLS",
+        (_, Extra::Policies) => "one outbound, policies",
+    }
+}
+
+fn sizes(var: &str, default: &[usize]) -> Vec<usize> {
+    if std::env::var_os("KUMA_BENCH_STORM_ONLY").is_some() {
+        return Vec::new();
+    }
+    std::env::var(var)
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::var("KUMA_BENCH_SIZES")
-        .ok()
-        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1_000, 5_000, 10_000]);
+    let one_outbound = sizes("KUMA_BENCH_SIZES", &[1_000, 5_000, 10_000]);
+    let every_service = sizes("KUMA_BENCH_EVERY_SIZES", &[10_000]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     println!(
-        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services. With mTLS: one TrafficPermission per service. With policies: one TrafficLog, TrafficRoute (90/10 by version) and ProxyTemplate (one raw cluster) per service. \"policy changed\" is a permission, or with policies a route's weights\n"
+        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services. One outbound: each proxy reaches the next service. Every service: transparent proxies reaching every service of the mesh at its Service address. With mTLS: one TrafficPermission per service. With policies: one TrafficLog, TrafficRoute (90/10 by version) and ProxyTemplate (one raw cluster) per service. \"policy changed\" is a permission, or with policies a route's weights\n"
     );
     println!(
-        "| N      | extra    | configured | all configured | dataplane added: p50 / p99 | policy changed: affected p50 / p99 | proxies rebuilt | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
+        "| N      | shape         | configured | all configured | dataplane added: p50 / p99 | policy changed: affected p50 / p99 | proxies rebuilt | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut runs = Vec::new();
     for extra in [Extra::Nothing, Extra::Mtls, Extra::Policies] {
-        for &n in sizes
-            .iter()
-            .filter(|_| std::env::var_os("KUMA_BENCH_STORM_ONLY").is_none())
-        {
-            bench(n, extra, &rt);
+        for &n in &one_outbound {
+            let figures = bench(n, extra, Shape::OneOutbound, &rt);
+            runs.push((n, extra, Shape::OneOutbound, figures));
+        }
+    }
+    for &n in &every_service {
+        let figures = bench(n, Extra::Nothing, Shape::EveryService, &rt);
+        runs.push((n, Extra::Nothing, Shape::EveryService, figures));
+    }
+    if !runs.is_empty() {
+        println!("\nGoals (the performance issue), from the runs above\n");
+        println!("| goal | measured | |");
+        println!("|---|---|---|");
+        for (n, extra, shape, figures) in &runs {
+            goals_of(*n, *extra, *shape, figures);
         }
     }
     println!(
@@ -338,7 +482,10 @@ fn main() {
     let storm = std::env::var("KUMA_BENCH_STORM")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| sizes.iter().copied().max().unwrap_or(10_000));
+        .unwrap_or(10_000);
+    if storm == 0 {
+        return;
+    }
     println!(
         "\nReconnect storm: {storm} simulated proxies configured by a kuma-cp on PostgreSQL; it is killed with -9, a new one starts on the same database, and all {storm} reconnect at once\n"
     );
@@ -379,7 +526,7 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
     let base = first.api.clone();
     rt.block_on(load(n, move |c, i| {
         c.put(format!("{base}/meshes/default/dataplanes/dp-{i}"))
-            .json(&dataplane(i, services))
+            .json(&dataplane(i, services, Shape::OneOutbound))
     }));
     // The writes reach the index through the database's change feed: the
     // proxies connect once the last is there (the explain view reads the

@@ -1006,7 +1006,10 @@ networking:
             // or log of their own: one listener, one cluster, for both.
             let (api, db) = (&built[1], built.last().unwrap());
             let web = |c: &ProxyConfig| {
-                let listener = c.listeners.iter().find(|l| l.name == "outbound:10.96.0.1:80");
+                let listener = c
+                    .listeners
+                    .iter()
+                    .find(|l| l.name == "outbound:10.96.0.1:80");
                 let cluster = c.clusters.iter().find(|l| l.name == "web");
                 (listener.unwrap().clone(), cluster.unwrap().clone())
             };
