@@ -16,7 +16,7 @@ pub struct Selector {
 /// How specifically a selector matched: more matched tags beat fewer,
 /// then more exact values beat more `*`. The derived order compares in
 /// that order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct Specificity {
     pub tags: usize,
     pub exact: usize,

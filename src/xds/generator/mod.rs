@@ -177,6 +177,12 @@ fn default_proxy(
     // Each service's clusters, endpoints and (unless logged) listeners come
     // from the mesh's memo: encoded once for every proxy that reaches it.
     let trace = tracing.as_ref().map(|t| (t.policy.as_str(), &t.config));
+    // A transparent proxy's outbounds to every service at its Service
+    // address: shared with the proxies alike, unless they log.
+    let vip_set = transparent.and_then(|t| {
+        let bind = t.redirect_port_outbound == 0;
+        outbounds.vip_set(mesh, &source_tags, bind, trace, tls.is_some())
+    });
     let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, service: &str| {
         if listeners.contains_key(&name) {
             return;
@@ -215,7 +221,8 @@ fn default_proxy(
     }
     if let Some(transparent) = transparent {
         let bind = transparent.redirect_port_outbound == 0;
-        for (target, (ip, port)) in mesh.service_vips() {
+        let own_vips = mesh.service_vips().filter(|_| vip_set.is_none());
+        for (target, (ip, port)) in own_vips {
             outbound(format!("outbound:{ip}:{port}"), (ip, port), bind, target);
         }
         let redirects = [
@@ -250,11 +257,37 @@ fn default_proxy(
         endpoints.insert(target.cluster.name.clone(), target.endpoints);
         clusters.insert(target.cluster.name.clone(), target.cluster);
     }
+    let shared = vip_set.as_deref();
     ProxyConfig {
         secrets: tls.as_ref().map(tls::secrets).unwrap_or_default(),
-        listeners: listeners.into_values().collect(),
-        clusters: clusters.into_values().collect(),
-        endpoints: endpoints.into_values().collect(),
+        listeners: merged(listeners, shared.map(|s| &s.listeners[..])),
+        clusters: merged(clusters, shared.map(|s| &s.clusters[..])),
+        endpoints: merged(endpoints, shared.map(|s| &s.endpoints[..])),
+    }
+}
+
+/// The proxy's own resources and the shared ones, in name order; its own
+/// win a name both have (an explicit outbound at a Service address).
+fn merged(own: BTreeMap<String, XdsResource>, shared: Option<&[XdsResource]>) -> Vec<XdsResource> {
+    let shared = shared.unwrap_or_default();
+    let mut out = Vec::with_capacity(own.len() + shared.len());
+    let mut own = own.into_values().peekable();
+    let mut shared = shared.iter().peekable();
+    loop {
+        let order = match (own.peek(), shared.peek()) {
+            (None, None) => return out,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(o), Some(s)) => o.name.cmp(&s.name),
+        };
+        match order {
+            std::cmp::Ordering::Less => out.extend(own.next()),
+            std::cmp::Ordering::Greater => out.extend(shared.next().cloned()),
+            std::cmp::Ordering::Equal => {
+                shared.next();
+                out.extend(own.next());
+            }
+        }
     }
 }
 
@@ -984,7 +1017,8 @@ networking:
             "{type: Dataplane, mesh: default, name: api-2, networking: {inbound: [{interface: '10.0.0.3:8080:8080', tags: {service: api, version: '2'}, serviceVip: '10.96.0.2:80', health: {ready: false}}], transparentProxying: {}}}",
             "{type: TrafficRoute, mesh: default, name: split, sources: [{match: {service: web}}], destinations: [{match: {service: api}}], conf: [{weight: 50, destination: {service: api, version: '1'}}, {weight: 50, destination: {service: api, version: '2'}}]}",
             "{type: Dataplane, mesh: default, name: db-1, networking: {inbound: [{interface: '10.0.0.4:5432:5432', tags: {service: db, protocol: http}, serviceVip: '10.96.0.3:5432'}], transparentProxying: {}}}",
-            "{type: Mesh, name: default, mtls: {enabled: true, ca: {builtin: {}}}}",
+            "{type: TrafficLog, mesh: default, name: web-logs, rules: [{sources: [{match: {service: web}}], destinations: [{match: {service: '*'}}]}]}",
+            "{type: Mesh, name: default, logging: {backends: [{name: file, file: {path: /tmp/access.log}}]}, mtls: {enabled: true, ca: {builtin: {}}}}",
         ];
         let names = ["web-1", "api-1", "api-2", "db-1"];
         for change in changes {

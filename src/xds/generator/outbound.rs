@@ -15,10 +15,12 @@ use super::envoy::{self, ProxyListener, XdsResource};
 use super::http::Protocol;
 use super::route::{self, Subset};
 use super::{ready_endpoints, tls};
+use crate::resources::{Selector, Specificity};
+use crate::resources::tags::Tags;
 use crate::xds::index::MeshView;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -100,12 +102,36 @@ struct SharedListener {
     listener: XdsResource,
 }
 
+/// What a transparent proxy gets for every service of its mesh at its
+/// Service address, each list sorted by name.
+#[derive(Debug, Default)]
+pub struct VipSet {
+    pub listeners: Vec<XdsResource>,
+    pub clusters: Vec<XdsResource>,
+    pub endpoints: Vec<XdsResource>,
+}
+
+/// Proxies alike in every input of their VIP set get the same set: how
+/// specifically each TrafficRoute's sources select them (the route each
+/// connection takes follows from that alone), whether the listeners bind,
+/// and the TrafficTrace they report to.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct VipKey {
+    routes: Vec<(usize, Specificity)>,
+    bind: bool,
+    trace: Option<String>,
+}
+
 /// One mesh's outbound memo, kept by the reconciler across rebuilds.
 #[derive(Default)]
 pub struct Outbounds {
     /// The mesh's policy revision the entries were built under.
     policy_revision: u64,
     mtls: bool,
+    /// The mesh's revision the VIP sets were built under: they read
+    /// every service, so any change makes them stale.
+    mesh_revision: u64,
+    vip_sets: HashMap<VipKey, Arc<VipSet>>,
     /// service -> by the TrafficRoute that applies.
     targets: HashMap<String, Vec<RoutedTarget>>,
     /// listener name -> the variants proxies use.
@@ -134,11 +160,82 @@ impl Outbounds {
         }
     }
 
+    /// The VIP set of a transparent proxy with `source_tags`, or `None`
+    /// when a TrafficLog selects it: its logged listeners name it, so they
+    /// are its own.
+    pub fn vip_set(
+        &mut self,
+        mesh: &MeshView,
+        source_tags: &[&Tags],
+        bind: bool,
+        trace: Option<(&str, &Tracing)>,
+        mtls: bool,
+    ) -> Option<Arc<VipSet>> {
+        let logged = mesh.traffic_logs().iter().any(|(_, log)| {
+            log.rules
+                .iter()
+                .any(|r| Selector::best(&r.sources, source_tags.iter().copied()).is_some())
+        });
+        if logged {
+            return None;
+        }
+        self.check(mesh, mtls);
+        if self.mesh_revision != mesh.revision() {
+            self.mesh_revision = mesh.revision();
+            self.vip_sets.clear();
+        }
+        let key = VipKey {
+            routes: mesh
+                .traffic_routes()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, r))| {
+                    Some((i, Selector::best(&r.sources, source_tags.iter().copied())?))
+                })
+                .collect(),
+            bind,
+            trace: trace.map(|(name, _)| name.to_string()),
+        };
+        if let Some(set) = self.vip_sets.get(&key) {
+            return Some(set.clone());
+        }
+        let (mut listeners, mut clusters, mut endpoints) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        for (service, (ip, port)) in mesh.service_vips() {
+            let name = format!("outbound:{ip}:{port}");
+            let target = self.target(mesh, source_tags, service, mtls);
+            for r in &target.clusters {
+                clusters.entry(r.name.clone()).or_insert_with(|| r.clone());
+            }
+            for r in &target.endpoints {
+                endpoints.entry(r.name.clone()).or_insert_with(|| r.clone());
+            }
+            let listener = self.listener(
+                mesh,
+                Outbound {
+                    name: &name,
+                    address: (ip, port),
+                    bind,
+                    target: &target,
+                    trace,
+                },
+            );
+            listeners.insert(name, listener);
+        }
+        let set = Arc::new(VipSet {
+            listeners: listeners.into_values().collect(),
+            clusters: clusters.into_values().collect(),
+            endpoints: endpoints.into_values().collect(),
+        });
+        self.vip_sets.insert(key, set.clone());
+        Some(set)
+    }
+
     /// The outbound to `service` from a proxy with `source_tags`.
     pub fn target(
         &mut self,
         mesh: &MeshView,
-        source_tags: &[&crate::resources::tags::Tags],
+        source_tags: &[&Tags],
         service: &str,
         mtls: bool,
     ) -> Arc<Target> {

@@ -107,6 +107,8 @@ pub struct MeshView {
     revisions: HashMap<String, u64>,
     /// Changes with the mesh's spec and any of its policies.
     policy_revision: u64,
+    /// Changes with anything in the mesh.
+    revision: u64,
 }
 
 /// Revisions are unique in the process: a mesh deleted and created again,
@@ -154,6 +156,11 @@ impl MeshView {
     /// Changes whenever the mesh's spec or one of its policies does.
     pub fn policy_revision(&self) -> u64 {
         self.policy_revision
+    }
+
+    /// Changes whenever anything in the mesh does.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// The proxies with an inbound (or gateway tags) that one of
@@ -577,10 +584,14 @@ impl ResourceIndex {
         }
     }
 
+    /// The mesh about to change.
     fn view(&mut self, mesh: &str) -> &mut MeshView {
-        self.meshes
+        let view = self
+            .meshes
             .entry(mesh.to_string())
-            .or_insert_with(|| MeshView::new(mesh))
+            .or_insert_with(|| MeshView::new(mesh));
+        view.revision = next_revision();
+        view
     }
 
     fn upsert_mesh(&mut self, mesh: &str, spec: MeshSpec) -> Affected {
@@ -640,6 +651,7 @@ impl ResourceIndex {
         let Some(old) = view.dataplanes.remove(name) else {
             return Affected::default();
         };
+        view.revision = next_revision();
         view.unlink(name, &old);
         view.consumers_of(&old.services())
     }

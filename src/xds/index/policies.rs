@@ -132,6 +132,11 @@ impl<P: Policy> Policies<P> {
         self.all.get(name)
     }
 
+    /// Every policy, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<P>)> {
+        self.all.iter()
+    }
+
     /// The policies that may apply to any of `services`: those filed under
     /// one of them and those that may apply anywhere, each once, in name
     /// order.
