@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::Status;
@@ -30,9 +30,21 @@ struct TypeState {
     /// Names to send whatever the proxy has: asked for again, newly
     /// subscribed, or the endpoints of a replaced cluster.
     resend: HashSet<String>,
-    nonce: String,
-    sent_at: Option<Instant>,
+    /// Responses not answered yet: nonce, and when it was sent.
+    pending: VecDeque<(String, Instant)>,
 }
+
+/// Resources a response carries at most, in encoded bytes (one larger
+/// resource goes alone). The gRPC layer keeps, for each stream, a buffer
+/// as large as the largest message it ever sent: a proxy seeing 1,000
+/// services would otherwise hold one of 300 KiB for each type's first
+/// response, for as long as it is connected. Delta xDS takes a type's
+/// resources over several responses, each answered on its own.
+const MAX_RESPONSE_BYTES: usize = 16 * 1024;
+
+/// Unanswered responses a stream remembers per type; a proxy answers
+/// each, so more means answers were lost and the oldest are let go.
+const MAX_PENDING: usize = 64;
 
 impl TypeState {
     fn wanted(&self, name: &str) -> bool {
@@ -148,55 +160,74 @@ impl Protocol for Delta {
                 t.names.remove(&name);
             }
         }
-        if !req.response_nonce.is_empty() && req.response_nonce == t.nonce {
-            ctx.answered(type_url, req.error_detail.as_ref(), t.sent_at.take());
+        if let Some(i) = t.pending.iter().position(|(n, _)| *n == req.response_nonce) {
+            let (_, sent_at) = t.pending.remove(i).expect("found");
+            ctx.answered(type_url, req.error_detail.as_ref(), Some(sent_at));
         }
         Ok(())
     }
 
-    fn response(
+    fn responses(
         &mut self,
         snapshot: &Snapshot,
         type_url: TypeUrl,
-        nonce: &str,
-    ) -> Option<DeltaDiscoveryResponse> {
-        let t = self.0.get_mut(&type_url).filter(|t| t.subscribed)?;
+        nonce: &mut u64,
+    ) -> Vec<DeltaDiscoveryResponse> {
+        let Some(t) = self.0.get_mut(&type_url).filter(|t| t.subscribed) else {
+            return Vec::new();
+        };
         let current = snapshot.of_type(type_url);
-        let (changed, removed) = t.diff(&current.resources);
-        let changed: Vec<Resource> = changed
-            .into_iter()
-            .map(|r| Resource {
+        let (changed, mut removed) = t.diff(&current.resources);
+        let replaced: Vec<String> = match type_url {
+            TypeUrl::Cluster => changed.iter().map(|r| r.name.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let mut responses = Vec::new();
+        let mut chunk: Vec<Resource> = Vec::new();
+        let mut bytes = 0;
+        let mut close = |chunk: Vec<Resource>, removed: Vec<String>, t: &mut TypeState| {
+            *nonce += 1;
+            t.pending.push_back((nonce.to_string(), Instant::now()));
+            if t.pending.len() > MAX_PENDING {
+                t.pending.pop_front();
+            }
+            responses.push(DeltaDiscoveryResponse {
+                system_version_info: current.version.clone(),
+                resources: chunk,
+                type_url: type_url.as_str().to_string(),
+                removed_resources: removed,
+                nonce: nonce.to_string(),
+                ..Default::default()
+            });
+        };
+        for r in changed {
+            let size = r.name.len() + r.body.value.len() + 32;
+            if !chunk.is_empty() && bytes + size > MAX_RESPONSE_BYTES {
+                close(std::mem::take(&mut chunk), std::mem::take(&mut removed), t);
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(Resource {
                 name: r.name.clone(),
                 version: hex(r.version),
                 resource: Some(r.body.clone()),
                 ..Default::default()
-            })
-            .collect();
+            });
+        }
+        if !chunk.is_empty() || !removed.is_empty() {
+            close(chunk, removed, t);
+        }
         // The proxy now has the wanted part of the current list, whether
         // that took a response or not.
         t.sent = Some(current.resources.clone());
         t.initial.clear();
         t.resend.clear();
-        if changed.is_empty() && removed.is_empty() {
-            return None;
-        }
-        t.nonce = nonce.to_string();
-        t.sent_at = Some(Instant::now());
-        if type_url == TypeUrl::Cluster
-            && let Some(eds) = self.0.get_mut(&TypeUrl::ClusterLoadAssignment)
-        {
+        if let Some(eds) = self.0.get_mut(&TypeUrl::ClusterLoadAssignment) {
             // A replaced cluster warms until it gets endpoints again, even
             // unchanged ones: send them after it.
-            eds.resend.extend(changed.iter().map(|r| r.name.clone()));
+            eds.resend.extend(replaced);
         }
-        Some(DeltaDiscoveryResponse {
-            system_version_info: current.version.clone(),
-            resources: changed,
-            type_url: type_url.as_str().to_string(),
-            removed_resources: removed,
-            nonce: nonce.to_string(),
-            ..Default::default()
-        })
+        responses
     }
 }
 
@@ -268,6 +299,41 @@ mod tests {
         state.resend.insert("a".into());
         assert_eq!(names(&state.diff(&current).0), ["a"]);
         assert_eq!(names(&state.diff(&sent).0), ["a"], "even the same list");
+    }
+
+    #[test]
+    fn a_large_type_goes_in_responses_of_at_most_16_kib_each_awaiting_its_own_answer() {
+        let body = |i: usize| Any {
+            type_url: "t".into(),
+            value: vec![i as u8; 1000],
+        };
+        let clusters = (0..40)
+            .map(|i| XdsResource::from_any(format!("c{i:02}"), body(i)))
+            .collect();
+        let config = crate::xds::generator::ProxyConfig {
+            clusters,
+            ..Default::default()
+        };
+        let snapshot = Snapshot::new(config, None, &mut Default::default());
+        let mut delta = Delta([(TypeUrl::Cluster, wildcard(None))].into());
+        let mut nonce = 0;
+        let responses = delta.responses(&snapshot, TypeUrl::Cluster, &mut nonce);
+        assert_eq!(responses.len(), 3, "40 KB in 16 KiB responses");
+        let names: Vec<&str> = responses
+            .iter()
+            .flat_map(|r| r.resources.iter().map(|r| r.name.as_str()))
+            .collect();
+        let expected: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+        assert_eq!(names, expected, "each once, in order");
+        let nonces: Vec<&str> = responses.iter().map(|r| r.nonce.as_str()).collect();
+        assert_eq!(nonces, ["1", "2", "3"]);
+        assert_eq!(delta.0[&TypeUrl::Cluster].pending.len(), 3);
+        assert!(
+            delta
+                .responses(&snapshot, TypeUrl::Cluster, &mut nonce)
+                .is_empty(),
+            "nothing more to send"
+        );
     }
 
     #[test]

@@ -129,7 +129,26 @@ fn status_of(e: AuthError) -> Status {
     }
 }
 
-type Sender<T> = mpsc::Sender<Result<T, Status>>;
+/// Where a stream's task puts its responses. Boxed: the channel keeps its
+/// slots in blocks of 32 for as long as the stream lives, and a response
+/// is far larger than the pointer to it.
+type Sender<T> = mpsc::Sender<Box<Result<T, Status>>>;
+
+/// The responses of one stream, as tonic sends them.
+pub struct Responses<T>(ReceiverStream<Box<Result<T, Status>>>);
+
+impl<T> tokio_stream::Stream for Responses<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_next(cx)
+            .map(|item| item.map(|boxed| *boxed))
+    }
+}
 
 /// What a proxy says it runs: Envoy's build version from its node, and
 /// kuma-dp's from the metadata the bootstrap server put there.
@@ -309,13 +328,14 @@ trait Protocol: Default + Send + 'static {
     fn node(request: &Self::Request) -> Option<&Node>;
     /// Applies one request: a subscription, an ACK or a NACK.
     fn handle(&mut self, ctx: &StreamContext, request: Self::Request) -> Result<(), Status>;
-    /// The response due for `type_url`, if the proxy lacks something.
-    fn response(
+    /// The responses due for `type_url` (none when the proxy lacks
+    /// nothing), each with the next `nonce`.
+    fn responses(
         &mut self,
         snapshot: &Snapshot,
         type_url: TypeUrl,
-        nonce: &str,
-    ) -> Option<Self::Response>;
+        nonce: &mut u64,
+    ) -> Vec<Self::Response>;
 }
 
 /// Sends whatever is due, clusters first, then endpoints, then listeners,
@@ -330,10 +350,8 @@ async fn push<P: Protocol>(
         return Ok(());
     };
     for type_url in TypeUrl::ALL.into_iter().filter(|t| served.contains(t)) {
-        let nonce = (ctx.nonce + 1).to_string();
-        if let Some(response) = protocol.response(&snapshot, type_url, &nonce) {
-            ctx.nonce += 1;
-            tx.send(Ok(response)).await.map_err(|_| ())?;
+        for response in protocol.responses(&snapshot, type_url, &mut ctx.nonce) {
+            tx.send(Box::new(Ok(response))).await.map_err(|_| ())?;
             ctx.sent(type_url);
         }
     }
@@ -365,7 +383,7 @@ async fn run_stream<P: Protocol>(
                 "no DiscoveryRequest within {} s of opening the stream",
                 FIRST_REQUEST_TIMEOUT.as_secs()
             ));
-            let _ = tx.send(Err(status)).await;
+            let _ = tx.send(Box::new(Err(status))).await;
             return;
         }
     };
@@ -373,7 +391,7 @@ async fn run_stream<P: Protocol>(
         Ok(id) => id,
         Err(status) => {
             tracing::warn!(status = %status.message(), "ADS stream refused");
-            let _ = tx.send(Err(status)).await;
+            let _ = tx.send(Box::new(Err(status))).await;
             return;
         }
     };
@@ -404,7 +422,7 @@ async fn serve_stream<P: Protocol>(
                 .check_node(P::node(&request))
                 .and_then(|()| protocol.handle(&ctx, request));
             if let Err(status) = handled {
-                let _ = tx.send(Err(status)).await;
+                let _ = tx.send(Box::new(Err(status))).await;
                 return;
             }
         }
@@ -428,7 +446,7 @@ fn spawn_stream<P: Protocol>(
     server: &Arc<AdsServer>,
     served: &'static [TypeUrl],
     request: Request<Streaming<P::Request>>,
-) -> Response<ReceiverStream<Result<P::Response, Status>>> {
+) -> Response<Responses<P::Response>> {
     let (tx, rx) = mpsc::channel(16);
     let token = presented_token(&request);
     tokio::spawn(run_stream::<P>(
@@ -438,7 +456,7 @@ fn spawn_stream<P: Protocol>(
         request.into_inner(),
         tx,
     ));
-    Response::new(ReceiverStream::new(rx))
+    Response::new(Responses(ReceiverStream::new(rx)))
 }
 
 /// The gRPC service; each stream runs in its own task.
@@ -446,8 +464,8 @@ pub struct AdsService(Arc<AdsServer>);
 
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamAggregatedResourcesStream = Responses<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = Responses<DeltaDiscoveryResponse>;
 
     async fn stream_aggregated_resources(
         &self,
@@ -469,8 +487,8 @@ pub struct SdsService(Arc<AdsServer>);
 
 #[tonic::async_trait]
 impl SecretDiscoveryService for SdsService {
-    type StreamSecretsStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaSecretsStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamSecretsStream = Responses<DiscoveryResponse>;
+    type DeltaSecretsStream = Responses<DeltaDiscoveryResponse>;
 
     async fn stream_secrets(
         &self,

@@ -58,17 +58,22 @@ impl Protocol for Sotw {
         Ok(())
     }
 
-    fn response(
+    fn responses(
         &mut self,
         snapshot: &Snapshot,
         type_url: TypeUrl,
-        nonce: &str,
-    ) -> Option<DiscoveryResponse> {
-        let t = self.0.get_mut(&type_url).filter(|t| t.subscribed)?;
+        nonce: &mut u64,
+    ) -> Vec<DiscoveryResponse> {
+        let Some(t) = self.0.get_mut(&type_url).filter(|t| t.subscribed) else {
+            return Vec::new();
+        };
         let current = snapshot.of_type(type_url);
         if t.sent_version.as_deref() == Some(current.version.as_str()) && t.sent_names == t.names {
-            return None;
+            return Vec::new();
         }
+        // Each response is the whole state of its type: one, however large.
+        *nonce += 1;
+        let nonce = nonce.to_string();
         let resources = current
             .resources
             .iter()
@@ -77,7 +82,7 @@ impl Protocol for Sotw {
             .collect();
         t.sent_version = Some(current.version.clone());
         t.sent_names = t.names.clone();
-        t.nonce = nonce.to_string();
+        t.nonce = nonce.clone();
         t.sent_at = Some(Instant::now());
         if type_url == TypeUrl::Cluster
             && let Some(eds) = self.0.get_mut(&TypeUrl::ClusterLoadAssignment)
@@ -86,12 +91,12 @@ impl Protocol for Sotw {
             // unchanged ones: send them after the clusters.
             eds.sent_version = None;
         }
-        Some(DiscoveryResponse {
+        vec![DiscoveryResponse {
             version_info: current.version.clone(),
             resources,
             type_url: type_url.as_str().to_string(),
-            nonce: nonce.to_string(),
+            nonce,
             ..Default::default()
-        })
+        }]
     }
 }
