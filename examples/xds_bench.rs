@@ -201,9 +201,31 @@ struct Figures {
     added_p99: Duration,
     kib_per_proxy: f64,
     whole_to_floor: f64,
+    /// Runs without policies only: mTLS switched on, until every proxy
+    /// has its new listeners (how many did, and how long it took).
+    mtls_switch: Option<(usize, Duration)>,
+    /// CPU seconds over the idle window, and its length.
+    idle_cpu: Option<(f64, Duration)>,
 }
 
-fn bench(n: usize, extra: Extra, shape: Shape, rt: &tokio::runtime::Runtime) -> Figures {
+/// Nothing changes for this long while the idle CPU is measured
+/// (`KUMA_BENCH_IDLE_SECONDS`).
+fn idle_window() -> Duration {
+    let seconds = std::env::var("KUMA_BENCH_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(seconds)
+}
+
+/// One run; `idle` also measures the CPU of a quiet control plane.
+fn bench(
+    n: usize,
+    extra: Extra,
+    shape: Shape,
+    idle: bool,
+    rt: &tokio::runtime::Runtime,
+) -> Figures {
     let mtls = extra == Extra::Mtls;
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
@@ -331,6 +353,38 @@ fn bench(n: usize, extra: Extra, shape: Shape, rt: &tokio::runtime::Runtime) -> 
 
     let peak = proc_status_kib(pid, "VmHWM:");
     let per_dp = (rss_connected.saturating_sub(rss_before)) as f64 * 1024.0 / n as f64;
+
+    // Idle, then a mesh-wide change: mTLS on. Every proxy gets new
+    // listeners (TLS, RBAC) and its certificate.
+    let (idle_cpu, mtls_switch) = if extra == Extra::Nothing && shape == Shape::OneOutbound {
+        let window = if idle { idle_window() } else { Duration::ZERO };
+        let before = cpu_seconds(pid);
+        std::thread::sleep(window);
+        let idle_cpu = cpu_seconds(pid) - before;
+        let all: Vec<usize> = (0..n).collect();
+        let before: Vec<u64> = all
+            .iter()
+            .map(|c| seen.last_lds[*c].load(Ordering::Relaxed))
+            .collect();
+        let t0 = seen.now();
+        put(
+            &api,
+            "/meshes/default",
+            &serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}}),
+        );
+        let mut switched = wait_for(&seen.last_lds, &all, &before, t0);
+        switched.sort();
+        let done = all
+            .iter()
+            .filter(|c| seen.last_lds[**c].load(Ordering::Relaxed) > before[**c])
+            .count();
+        (
+            Some((idle_cpu, window)).filter(|_| !window.is_zero()),
+            Some((done, switched.last().copied().unwrap_or_default())),
+        )
+    } else {
+        (None, None)
+    };
     let floor = generator_floor(n, services, extra, shape);
     println!(
         "| {n:>6} | {:>13} | {configured:>6} | {:>6.2} s | {:>5.1} / {:>5.1} ms | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
@@ -351,6 +405,8 @@ fn bench(n: usize, extra: Extra, shape: Shape, rt: &tokio::runtime::Runtime) -> 
         added_p99: percentile(&added, 99),
         kib_per_proxy: per_dp / 1024.0,
         whole_to_floor: all_configured.as_secs_f64() / floor.as_secs_f64(),
+        mtls_switch,
+        idle_cpu,
     }
 }
 
@@ -413,6 +469,20 @@ fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
             );
         }
     }
+    if let Some((done, took)) = f.mtls_switch {
+        goal(
+            &format!("{n} proxies: mTLS switched on, every proxy on its new config in under 5 s"),
+            format!("{done} of {n} in {:.2} s", took.as_secs_f64()),
+            done == n && took < Duration::from_secs(5),
+        );
+    }
+    if let Some((cpu, window)) = f.idle_cpu {
+        goal(
+            &format!("{n} proxies connected, nothing changing: no CPU"),
+            format!("{cpu:.2} CPU s over {} s", window.as_secs()),
+            cpu < 0.05 * window.as_secs_f64(),
+        );
+    }
     goal(
         &format!(
             "{n} proxies, {}: whole push within 2x of the generator alone",
@@ -459,12 +529,13 @@ fn main() {
     let mut runs = Vec::new();
     for extra in [Extra::Nothing, Extra::Mtls, Extra::Policies] {
         for &n in &one_outbound {
-            let figures = bench(n, extra, Shape::OneOutbound, &rt);
+            let largest = Some(&n) == one_outbound.iter().max();
+            let figures = bench(n, extra, Shape::OneOutbound, largest, &rt);
             runs.push((n, extra, Shape::OneOutbound, figures));
         }
     }
     for &n in &every_service {
-        let figures = bench(n, Extra::Nothing, Shape::EveryService, &rt);
+        let figures = bench(n, Extra::Nothing, Shape::EveryService, false, &rt);
         runs.push((n, Extra::Nothing, Shape::EveryService, figures));
     }
     if !runs.is_empty() {

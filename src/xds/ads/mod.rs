@@ -447,7 +447,7 @@ fn spawn_stream<P: Protocol>(
     served: &'static [TypeUrl],
     request: Request<Streaming<P::Request>>,
 ) -> Response<Responses<P::Response>> {
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(1);
     let token = presented_token(&request);
     tokio::spawn(run_stream::<P>(
         server.clone(),
