@@ -9,6 +9,7 @@
 
 mod delta;
 mod sotw;
+pub mod wire;
 
 use super::auth::{AuthError, DataplaneAuth};
 use super::cache::{Snapshot, SnapshotCache, SnapshotWatch};
@@ -21,9 +22,7 @@ use crate::runtime::{CancellationToken, TaskTracker};
 use crate::store::SharedStore;
 use delta::Delta;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -75,17 +74,10 @@ fn presented_token<T>(request: &Request<T>) -> Option<String> {
 impl AdsServer {
     /// The ADS service and the SDS service, sharing streams' machinery,
     /// snapshots and token checks.
-    pub fn into_services(
-        self,
-    ) -> (
-        AggregatedDiscoveryServiceServer<AdsService>,
-        SecretDiscoveryServiceServer<SdsService>,
-    ) {
+    pub fn into_services(self) -> (wire::Ads, SecretDiscoveryServiceServer<SdsService>) {
         let shared = Arc::new(self);
         (
-            AggregatedDiscoveryServiceServer::new(AdsService(shared.clone()))
-                .max_decoding_message_size(16 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024),
+            wire::Ads::new(AdsService(shared.clone())),
             SecretDiscoveryServiceServer::new(SdsService(shared)),
         )
     }
