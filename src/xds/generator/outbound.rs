@@ -134,8 +134,10 @@ pub struct Outbounds {
     vip_sets: HashMap<VipKey, Arc<VipSet>>,
     /// service -> by the TrafficRoute that applies.
     targets: HashMap<String, Vec<RoutedTarget>>,
-    /// listener name -> the variants proxies use.
-    listeners: HashMap<String, Vec<SharedListener>>,
+    /// listener name -> target service -> the variants proxies use. (By
+    /// service too: every proxy with one explicit outbound names its
+    /// listener after the same local port, whatever service it reaches.)
+    listeners: HashMap<String, HashMap<String, Vec<SharedListener>>>,
 }
 
 /// How one proxy reaches one service, as [`Outbounds::listener`] builds it.
@@ -242,7 +244,10 @@ impl Outbounds {
         self.check(mesh, mtls);
         let chosen = route::chosen(source_tags, mesh, service);
         let route_name = chosen.map(|(name, _)| name);
-        let variants = self.targets.entry(service.to_string()).or_default();
+        if !self.targets.contains_key(service) {
+            self.targets.insert(service.to_string(), Vec::new());
+        }
+        let variants = self.targets.get_mut(service).expect("inserted");
         let at = variants
             .iter()
             .position(|(name, _)| name.as_deref() == route_name);
@@ -264,7 +269,16 @@ impl Outbounds {
     /// its source, so it is the proxy's own).
     pub fn listener(&mut self, mesh: &MeshView, outbound: Outbound<'_>) -> XdsResource {
         let trace_name = outbound.trace.map(|(name, _)| name);
-        let variants = self.listeners.entry(outbound.name.to_string()).or_default();
+        if !self.listeners.contains_key(outbound.name) {
+            self.listeners
+                .insert(outbound.name.to_string(), HashMap::new());
+        }
+        let by_service = self.listeners.get_mut(outbound.name).expect("inserted");
+        let service = &outbound.target.service;
+        if !by_service.contains_key(service) {
+            by_service.insert(service.clone(), Vec::new());
+        }
+        let variants = by_service.get_mut(service).expect("inserted");
         let found = variants.iter().find(|v| {
             v.bind == outbound.bind
                 && Arc::ptr_eq(&v.target, outbound.target)
