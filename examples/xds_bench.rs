@@ -527,7 +527,18 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut runs = Vec::new();
-    for extra in [Extra::Nothing, Extra::Mtls, Extra::Policies] {
+    // `KUMA_BENCH_EXTRAS=none,mtls,policies` (the default) picks the runs.
+    let extras = std::env::var("KUMA_BENCH_EXTRAS").unwrap_or_else(|_| "none,mtls,policies".into());
+    let chosen = |name: &str| extras.split(',').any(|e| e.trim() == name);
+    let extras = [
+        ("none", Extra::Nothing),
+        ("mtls", Extra::Mtls),
+        ("policies", Extra::Policies),
+    ]
+    .into_iter()
+    .filter(|(name, _)| chosen(name))
+    .map(|(_, extra)| extra);
+    for extra in extras {
         for &n in &one_outbound {
             let largest = Some(&n) == one_outbound.iter().max();
             let figures = bench(n, extra, Shape::OneOutbound, largest, &rt);
