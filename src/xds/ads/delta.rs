@@ -39,8 +39,9 @@ struct TypeState {
 /// as large as the largest message it ever sent: a proxy seeing 1,000
 /// services would otherwise hold one of 300 KiB for each type's first
 /// response, for as long as it is connected. Delta xDS takes a type's
-/// resources over several responses, each answered on its own.
-const MAX_RESPONSE_BYTES: usize = 16 * 1024;
+/// resources over several responses, each answered on its own. Smaller
+/// chunks hold less but cost a response and an ACK each.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Unanswered responses a stream remembers per type; a proxy answers
 /// each, so more means answers were lost and the oldest are let go.
@@ -302,13 +303,13 @@ mod tests {
     }
 
     #[test]
-    fn a_large_type_goes_in_responses_of_at_most_16_kib_each_awaiting_its_own_answer() {
+    fn a_large_type_goes_in_responses_of_at_most_64_kib_each_awaiting_its_own_answer() {
         let body = |i: usize| Any {
             type_url: "t".into(),
             value: vec![i as u8; 1000],
         };
-        let clusters = (0..40)
-            .map(|i| XdsResource::from_any(format!("c{i:02}"), body(i)))
+        let clusters = (0..150)
+            .map(|i| XdsResource::from_any(format!("c{i:03}"), body(i)))
             .collect();
         let config = crate::xds::generator::ProxyConfig {
             clusters,
@@ -318,12 +319,12 @@ mod tests {
         let mut delta = Delta([(TypeUrl::Cluster, wildcard(None))].into());
         let mut nonce = 0;
         let responses = delta.responses(&snapshot, TypeUrl::Cluster, &mut nonce);
-        assert_eq!(responses.len(), 3, "40 KB in 16 KiB responses");
+        assert_eq!(responses.len(), 3, "150 KB in 64 KiB responses");
         let names: Vec<&str> = responses
             .iter()
             .flat_map(|r| r.resources.iter().map(|r| r.name.as_str()))
             .collect();
-        let expected: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+        let expected: Vec<String> = (0..150).map(|i| format!("c{i:03}")).collect();
         assert_eq!(names, expected, "each once, in order");
         let nonces: Vec<&str> = responses.iter().map(|r| r.nonce.as_str()).collect();
         assert_eq!(nonces, ["1", "2", "3"]);

@@ -2,7 +2,7 @@
 //! generated server gives every stream tonic's default codec: an 8 KiB
 //! buffer to read requests and another to write responses, each growing to
 //! the largest message and kept for as long as the stream lives. A proxy
-//! sends small ACKs and is sent responses of at most 16 KiB (see
+//! sends small ACKs and is sent responses of at most 64 KiB (see
 //! `delta`), so here both start at 1 KiB and the writer hands its bytes on
 //! after each response: tens of thousands of connected proxies cost that
 //! much less. Every other method is the generated server's.
