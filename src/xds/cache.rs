@@ -264,16 +264,9 @@ impl SnapshotCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::google::protobuf::Any;
 
     fn resource(name: &str, content: u8) -> XdsResource {
-        XdsResource::from_any(
-            name.into(),
-            Any {
-                type_url: "t".into(),
-                value: vec![content],
-            },
-        )
+        XdsResource::of_byte(name, content)
     }
 
     #[test]

@@ -240,13 +240,7 @@ mod tests {
     use envoy_types::pb::google::protobuf::Any;
 
     fn resource(name: &str, content: u8) -> XdsResource {
-        XdsResource::from_any(
-            name.into(),
-            Any {
-                type_url: "t".into(),
-                value: vec![content],
-            },
-        )
+        XdsResource::of_byte(name, content)
     }
 
     fn list(resources: &[XdsResource]) -> Arc<[XdsResource]> {

@@ -111,6 +111,18 @@ impl XdsResource {
         }))
     }
 
+    /// A resource of one byte, for tests of what holds resources.
+    #[cfg(test)]
+    pub fn of_byte(name: &str, content: u8) -> Self {
+        Self::from_any(
+            name.into(),
+            Any {
+                type_url: "t".into(),
+                value: vec![content],
+            },
+        )
+    }
+
     /// Whether both are the very same encoding (not only equal content).
     pub fn same(&self, other: &XdsResource) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
