@@ -103,6 +103,14 @@ fn route(k: usize, services: usize, weights: (u32, u32)) -> serde_json::Value {
                  {"weight": weights.1, "destination": {"service": service, "version": "2"}}]})
 }
 
+/// Dataplane `i`, a new provider of `service`, consuming nothing itself.
+fn new_provider(i: usize, service: usize, services: usize) -> serde_json::Value {
+    let mut body = dataplane(i, services, Shape::OneOutbound);
+    body["networking"]["inbound"][0]["tags"]["service"] = format!("svc-{service}").into();
+    body["networking"]["outbound"] = serde_json::json!([]);
+    body
+}
+
 /// What a run loads besides the dataplanes.
 #[derive(Clone, Copy, PartialEq)]
 enum Extra {
@@ -294,12 +302,12 @@ fn bench(
             .map(|c| seen.last_eds[*c].load(Ordering::Relaxed))
             .collect();
         let new = n + round;
-        // A new provider of `service`, consuming nothing itself.
-        let mut body = dataplane(new, services, Shape::OneOutbound);
-        body["networking"]["inbound"][0]["tags"]["service"] = format!("svc-{service}").into();
-        body["networking"]["outbound"] = serde_json::json!([]);
         let t0 = seen.now();
-        put(&api, &format!("/meshes/default/dataplanes/dp-{new}"), &body);
+        put(
+            &api,
+            &format!("/meshes/default/dataplanes/dp-{new}"),
+            &new_provider(new, service, services),
+        );
         added.extend(wait_for(&seen.last_eds, &consumers, &before, t0));
     }
     added.sort();
@@ -561,6 +569,18 @@ fn main() {
         "\nWorkload certificates issued per second (ECDSA P-256, one core): {:.0}",
         certificates_per_second()
     );
+    let two = std::env::var("KUMA_BENCH_TWO")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    if two > 0 {
+        println!(
+            "\nTwo kuma-cp on one PostgreSQL, {two} simulated proxies split between them; a dataplane written through the first, its consumers on the second ACK it ({CHANGE_ROUNDS} rounds)\n"
+        );
+        println!("| N | configured | ACKed on the other: p50 / p90 / p99 |");
+        println!("|---|---|---|");
+        two_control_planes(two, &rt);
+    }
     let storm = std::env::var("KUMA_BENCH_STORM")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -589,14 +609,22 @@ fn wait_configured(seen: &Observed, n: usize) -> usize {
 
 /// The reconnect storm after a restart: every proxy of a killed control
 /// plane reconnects at once to its successor on the same database.
-fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
+/// The simulated proxies present no dataplane tokens.
+const POSTGRES_ENV: [(&str, &str); 2] = [
+    ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
+    ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
+];
+
+/// A kuma-cp on a fresh database, with `n` dataplanes written through it
+/// and in its index.
+fn loaded_on_postgres(
+    name: &str,
+    n: usize,
+    rt: &tokio::runtime::Runtime,
+) -> (common::PgDatabase, common::KumaCp) {
     let services = n / 10;
-    let db = common::migrated_database("bench_storm");
-    let env = [
-        ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
-        ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
-    ];
-    let mut first = db.kuma_cp(&env);
+    let db = common::migrated_database(name);
+    let first = db.kuma_cp(&POSTGRES_ENV);
     // The leader creates the default mesh a moment after the start.
     let mesh = format!("{}/meshes/default", first.api);
     assert!(
@@ -610,14 +638,15 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
         c.put(format!("{base}/meshes/default/dataplanes/dp-{i}"))
             .json(&dataplane(i, services, Shape::OneOutbound))
     }));
-    // The writes reach the index through the database's change feed: the
-    // proxies connect once the last is there (the explain view reads the
-    // index), as they would in a real rollout.
-    let last = format!(
-        "{}/meshes/default/dataplanes/dp-{}/policies",
-        first.api,
-        n - 1
-    );
+    wait_indexed(&first, n);
+    (db, first)
+}
+
+/// Waits until the last of `n` dataplanes is in `cp`'s index: writes reach
+/// it through the database's change feed, and proxies connect once it is
+/// there (the explain view reads the index), as in a real rollout.
+fn wait_indexed(cp: &common::KumaCp, n: usize) {
+    let last = format!("{}/meshes/default/dataplanes/dp-{}/policies", cp.api, n - 1);
     assert!(
         common::eventually(Duration::from_secs(120), || common::http(
             "GET", &last, None
@@ -626,6 +655,61 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
             == 200),
         "the dataplanes did not reach the index"
     );
+}
+
+/// Two kuma-cp on one database, half the proxies on each: a change written
+/// through one reaches the other's proxies through the change feed.
+fn two_control_planes(n: usize, rt: &tokio::runtime::Runtime) {
+    let services = n / 10;
+    let (db, first) = loaded_on_postgres("bench_two", n, rt);
+    let second = db.kuma_cp(&POSTGRES_ENV);
+    wait_indexed(&second, n);
+    let half = n / 2;
+    let ids = |range: std::ops::Range<usize>| range.map(|i| format!("default.dp-{i}")).collect();
+    let (on_first, on_second) = (Observed::new(half), Observed::new(n - half));
+    rt.block_on(connect_all(&first.xds, ids(0..half), 3, on_first.clone()));
+    rt.block_on(connect_all(&second.xds, ids(half..n), 3, on_second.clone()));
+    let configured = wait_configured(&on_first, half) + wait_configured(&on_second, n - half);
+    let mut acked = Vec::new();
+    for round in 0..CHANGE_ROUNDS {
+        let service = (round * 7) % services;
+        // The second's proxies consuming `service`, by their slot there.
+        let consumers: Vec<usize> = (half..n)
+            .filter(|i| (i + 1) % services == service)
+            .map(|i| i - half)
+            .collect();
+        let before: Vec<u64> = consumers
+            .iter()
+            .map(|c| on_second.last_eds[*c].load(Ordering::Relaxed))
+            .collect();
+        let new = n + round;
+        let t0 = on_second.now();
+        put(
+            &first.api,
+            &format!("/meshes/default/dataplanes/dp-{new}"),
+            &new_provider(new, service, services),
+        );
+        acked.extend(wait_for(&on_second.last_eds, &consumers, &before, t0));
+    }
+    acked.sort();
+    let p99 = percentile(&acked, 99);
+    println!(
+        "| {n} | {configured} | {:.1} / {:.1} / {:.1} ms |",
+        ms(percentile(&acked, 50)),
+        ms(percentile(&acked, 90)),
+        ms(p99)
+    );
+    goal(
+        &format!(
+            "two kuma-cp on one Postgres, {n} proxies split: a change through one ACKed by the other's proxies, p99 under 100 ms"
+        ),
+        format!("p99 {:.1} ms", ms(p99)),
+        p99 < Duration::from_millis(100),
+    );
+}
+
+fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
+    let (db, mut first) = loaded_on_postgres("bench_storm", n, rt);
     let node_ids: Vec<String> = (0..n).map(|i| format!("default.dp-{i}")).collect();
     let seen = Observed::new(n);
     rt.block_on(connect_all(&first.xds, node_ids.clone(), 3, seen.clone()));
@@ -638,7 +722,7 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
     let _ = first.child.wait();
 
     let started = Instant::now();
-    let second = db.kuma_cp(&env);
+    let second = db.kuma_cp(&POSTGRES_ENV);
     let ready = started.elapsed();
     let pid = second.child.id();
     let cpu_before = cpu_seconds(pid);
