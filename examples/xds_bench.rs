@@ -14,7 +14,7 @@ use kuma::resources::{Identity, Resource};
 use kuma::security::ca::MeshCa;
 use kuma::xds::generator::{self, ProxyTls};
 use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::ads::{Observed, connect_all, ms, percentile, wait_for};
 use support::{cpu_seconds, load, proc_status_kib};
@@ -109,6 +109,43 @@ fn new_provider(i: usize, service: usize, services: usize) -> serde_json::Value 
     body["networking"]["inbound"][0]["tags"]["service"] = format!("svc-{service}").into();
     body["networking"]["outbound"] = serde_json::json!([]);
     body
+}
+
+/// PUTs `body` at `path` of `api`, then waits (10 s at most) until each of
+/// `watched` (slots of `seen`) got a response recorded in `last`; answers
+/// each one's delay and how many got it.
+fn timed_put(
+    (api, path, body): (&str, &str, &serde_json::Value),
+    seen: &Observed,
+    last: &[AtomicU64],
+    watched: &[usize],
+) -> (Vec<Duration>, usize) {
+    let before: Vec<u64> = watched
+        .iter()
+        .map(|c| last[*c].load(Ordering::Relaxed))
+        .collect();
+    let t0 = seen.now();
+    put(api, path, body);
+    let delays = wait_for(last, watched, &before, t0);
+    let got = watched
+        .iter()
+        .zip(&before)
+        .filter(|(c, b)| last[**c].load(Ordering::Relaxed) > **b)
+        .count();
+    (delays, got)
+}
+
+/// Writes `new_provider(i, service, services)` through `api`; answers how
+/// long each of `consumers` (slots of `seen`) took to get new endpoints.
+fn add_provider(
+    api: &str,
+    (i, service, services): (usize, usize, usize),
+    seen: &Observed,
+    consumers: &[usize],
+) -> Vec<Duration> {
+    let path = format!("/meshes/default/dataplanes/dp-{i}");
+    let body = new_provider(i, service, services);
+    timed_put((api, &path, &body), seen, &seen.last_eds, consumers).0
 }
 
 /// What a run loads besides the dataplanes.
@@ -297,18 +334,8 @@ fn bench(
         let consumers: Vec<usize> = (0..n)
             .filter(|i| shape.consumes(*i, service, services))
             .collect();
-        let before: Vec<u64> = consumers
-            .iter()
-            .map(|c| seen.last_eds[*c].load(Ordering::Relaxed))
-            .collect();
-        let new = n + round;
-        let t0 = seen.now();
-        put(
-            &api,
-            &format!("/meshes/default/dataplanes/dp-{new}"),
-            &new_provider(new, service, services),
-        );
-        added.extend(wait_for(&seen.last_eds, &consumers, &before, t0));
+        let provider = (n + round, service, services);
+        added.extend(add_provider(&api, provider, &seen, &consumers));
     }
     added.sort();
 
@@ -370,22 +397,10 @@ fn bench(
         std::thread::sleep(window);
         let idle_cpu = cpu_seconds(pid) - before;
         let all: Vec<usize> = (0..n).collect();
-        let before: Vec<u64> = all
-            .iter()
-            .map(|c| seen.last_lds[*c].load(Ordering::Relaxed))
-            .collect();
-        let t0 = seen.now();
-        put(
-            &api,
-            "/meshes/default",
-            &serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}}),
-        );
-        let mut switched = wait_for(&seen.last_lds, &all, &before, t0);
+        let mtls = serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}});
+        let write = (api.as_str(), "/meshes/default", &mtls);
+        let (mut switched, done) = timed_put(write, &seen, &seen.last_lds, &all);
         switched.sort();
-        let done = all
-            .iter()
-            .filter(|c| seen.last_lds[**c].load(Ordering::Relaxed) > before[**c])
-            .count();
         (
             Some((idle_cpu, window)).filter(|_| !window.is_zero()),
             Some((done, switched.last().copied().unwrap_or_default())),
@@ -678,18 +693,8 @@ fn two_control_planes(n: usize, rt: &tokio::runtime::Runtime) {
             .filter(|i| (i + 1) % services == service)
             .map(|i| i - half)
             .collect();
-        let before: Vec<u64> = consumers
-            .iter()
-            .map(|c| on_second.last_eds[*c].load(Ordering::Relaxed))
-            .collect();
-        let new = n + round;
-        let t0 = on_second.now();
-        put(
-            &first.api,
-            &format!("/meshes/default/dataplanes/dp-{new}"),
-            &new_provider(new, service, services),
-        );
-        acked.extend(wait_for(&on_second.last_eds, &consumers, &before, t0));
+        let provider = (n + round, service, services);
+        acked.extend(add_provider(&first.api, provider, &on_second, &consumers));
     }
     acked.sort();
     let p99 = percentile(&acked, 99);
