@@ -20,17 +20,8 @@ use crate::metrics::{Metrics, StreamLabels, XdsType};
 use crate::resources::{ComponentVersion, SubscriptionVersion};
 use crate::runtime::{CancellationToken, TaskTracker};
 use crate::store::SharedStore;
-use delta::Delta;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
-    SecretDiscoveryService, SecretDiscoveryServiceServer,
-};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use sotw::Sotw;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -74,11 +65,16 @@ fn presented_token<T>(request: &Request<T>) -> Option<String> {
 impl AdsServer {
     /// The ADS service and the SDS service, sharing streams' machinery,
     /// snapshots and token checks.
-    pub fn into_services(self) -> (wire::Ads, SecretDiscoveryServiceServer<SdsService>) {
+    pub fn into_services(
+        self,
+    ) -> (
+        wire::Streams<wire::Aggregated>,
+        wire::Streams<wire::Secrets>,
+    ) {
         let shared = Arc::new(self);
         (
-            wire::Ads::new(AdsService(shared.clone())),
-            SecretDiscoveryServiceServer::new(SdsService(shared)),
+            wire::Streams::new(shared.clone()),
+            wire::Streams::new(shared),
         )
     }
 
@@ -312,8 +308,8 @@ impl Drop for StreamContext {
 /// One flavour of ADS: how requests change what a stream knows of its
 /// proxy, and what to send it from a snapshot.
 trait Protocol: Default + Send + 'static {
-    type Request: Send + 'static;
-    type Response: Send + 'static;
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: prost::Message + Send + 'static;
     /// `sotw` or `delta`, for logs and metrics.
     const KIND: &'static str;
 
@@ -449,59 +445,4 @@ fn spawn_stream<P: Protocol>(
         tx,
     ));
     Response::new(Responses(ReceiverStream::new(rx)))
-}
-
-/// The gRPC service; each stream runs in its own task.
-pub struct AdsService(Arc<AdsServer>);
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = Responses<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = Responses<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(spawn_stream::<Sotw>(&self.0, &TypeUrl::ALL, request))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(spawn_stream::<Delta>(&self.0, &TypeUrl::ALL, request))
-    }
-}
-
-/// SDS on its own port: the same streams, serving secrets only.
-pub struct SdsService(Arc<AdsServer>);
-
-#[tonic::async_trait]
-impl SecretDiscoveryService for SdsService {
-    type StreamSecretsStream = Responses<DiscoveryResponse>;
-    type DeltaSecretsStream = Responses<DeltaDiscoveryResponse>;
-
-    async fn stream_secrets(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamSecretsStream>, Status> {
-        Ok(spawn_stream::<Sotw>(&self.0, &[TypeUrl::Secret], request))
-    }
-
-    async fn delta_secrets(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
-        Ok(spawn_stream::<Delta>(&self.0, &[TypeUrl::Secret], request))
-    }
-
-    async fn fetch_secrets(
-        &self,
-        _request: Request<DiscoveryRequest>,
-    ) -> Result<Response<DiscoveryResponse>, Status> {
-        Err(Status::unimplemented(
-            "secrets are served on streams: use StreamSecrets or DeltaSecrets",
-        ))
-    }
 }

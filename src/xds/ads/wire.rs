@@ -1,19 +1,14 @@
-//! The gRPC wiring of the two ADS streams, with lean buffers. The
-//! generated server gives every stream tonic's default codec: an 8 KiB
-//! buffer to read requests and another to write responses, each growing to
-//! the largest message and kept for as long as the stream lives. A proxy
-//! sends small ACKs and is sent responses of at most 64 KiB (see
-//! `delta`), so here both start at 1 KiB and the writer hands its bytes on
-//! after each response: tens of thousands of connected proxies cost that
-//! much less. Every other method is the generated server's.
+//! The gRPC wiring of the discovery streams (ADS, and SDS on its own
+//! port), with lean buffers. The generated servers give every stream
+//! tonic's default codec: an 8 KiB buffer to read requests and another to
+//! write responses, each growing to the largest message and kept for as
+//! long as the stream lives. A proxy sends small ACKs and is sent responses
+//! of at most 64 KiB (see `delta`), so here both start at 1 KiB and the
+//! writer hands its bytes on after each response: tens of thousands of
+//! connected proxies cost that much less.
 
-use super::{AdsService, Responses};
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use super::{AdsServer, Protocol, Responses, delta::Delta, sotw::Sotw, spawn_stream};
+use crate::xds::generator::TypeUrl;
 use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -24,11 +19,6 @@ use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Status, Streaming};
 use tonic_prost::{ProstDecoder, ProstEncoder};
-
-const SOTW: &str =
-    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
-const DELTA: &str =
-    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 /// Requests up to this size are read without growing the buffer.
 const BUFFER_BYTES: usize = 1024;
@@ -67,55 +57,63 @@ where
     }
 }
 
-/// The ADS service: both streams through [`LeanCodec`].
-#[derive(Clone)]
-pub struct Ads {
-    service: Arc<AdsService>,
-    generated: AggregatedDiscoveryServiceServer<AdsService>,
+/// A discovery service: its gRPC name, its two stream methods, and the
+/// resource types its streams serve.
+pub trait Discovery: Send + Sync + 'static {
+    const NAME: &'static str;
+    const SOTW: &'static str;
+    const DELTA: &'static str;
+    const SERVED: &'static [TypeUrl];
+    /// What any other method of the service is answered.
+    const OTHER_METHODS: &'static str;
 }
 
-impl Ads {
-    pub(super) fn new(service: AdsService) -> Ads {
-        let service = Arc::new(service);
-        Ads {
-            generated: AggregatedDiscoveryServiceServer::from_arc(service.clone()),
-            service,
-        }
+/// ADS: every type on one stream.
+pub struct Aggregated;
+
+impl Discovery for Aggregated {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+    const SOTW: &'static str =
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+    const DELTA: &'static str =
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+    const SERVED: &'static [TypeUrl] = &TypeUrl::ALL;
+    const OTHER_METHODS: &'static str =
+        "ADS is served on StreamAggregatedResources and DeltaAggregatedResources only";
+}
+
+/// SDS on its own port: the same streams, serving secrets only.
+pub struct Secrets;
+
+impl Discovery for Secrets {
+    const NAME: &'static str = "envoy.service.secret.v3.SecretDiscoveryService";
+    const SOTW: &'static str = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets";
+    const DELTA: &'static str = "/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets";
+    const SERVED: &'static [TypeUrl] = &[TypeUrl::Secret];
+    const OTHER_METHODS: &'static str =
+        "secrets are served on streams: use StreamSecrets or DeltaSecrets";
+}
+
+/// The gRPC service of `D`; each stream runs in its own task.
+pub struct Streams<D>(Arc<AdsServer>, PhantomData<fn() -> D>);
+
+impl<D> Streams<D> {
+    pub(super) fn new(server: Arc<AdsServer>) -> Self {
+        Streams(server, PhantomData)
     }
 }
 
-impl NamedService for Ads {
-    const NAME: &'static str = <AggregatedDiscoveryServiceServer<AdsService> as NamedService>::NAME;
-}
-
-/// One stream kind of [`AdsService`], as tonic calls it.
-struct Method<Req, Res>(Arc<AdsService>, PhantomData<fn(Req) -> Res>);
-
-impl StreamingService<DeltaDiscoveryRequest>
-    for Method<DeltaDiscoveryRequest, DeltaDiscoveryResponse>
-{
-    type Response = DeltaDiscoveryResponse;
-    type ResponseStream = Responses<DeltaDiscoveryResponse>;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
-        let service = self.0.clone();
-        Box::pin(async move { service.delta_aggregated_resources(request).await })
+impl<D> Clone for Streams<D> {
+    fn clone(&self) -> Self {
+        Streams(self.0.clone(), PhantomData)
     }
 }
 
-impl StreamingService<DiscoveryRequest> for Method<DiscoveryRequest, DiscoveryResponse> {
-    type Response = DiscoveryResponse;
-    type ResponseStream = Responses<DiscoveryResponse>;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let service = self.0.clone();
-        Box::pin(async move { service.stream_aggregated_resources(request).await })
-    }
+impl<D: Discovery> NamedService for Streams<D> {
+    const NAME: &'static str = D::NAME;
 }
 
-impl Service<http::Request<Body>> for Ads {
+impl<D: Discovery> Service<http::Request<Body>> for Streams<D> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<Self::Response, Self::Error>;
@@ -125,34 +123,52 @@ impl Service<http::Request<Body>> for Ads {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        match request.uri().path() {
-            DELTA => Box::pin(serve::<DeltaDiscoveryRequest, DeltaDiscoveryResponse>(
-                Method(self.service.clone(), PhantomData),
-                request,
-            )),
-            SOTW => Box::pin(serve::<DiscoveryRequest, DiscoveryResponse>(
-                Method(self.service.clone(), PhantomData),
-                request,
-            )),
-            _ => self.generated.call(request),
+        let path = request.uri().path();
+        if path == D::DELTA {
+            Box::pin(serve(Method::<Delta>::new(&self.0, D::SERVED), request))
+        } else if path == D::SOTW {
+            Box::pin(serve(Method::<Sotw>::new(&self.0, D::SERVED), request))
+        } else {
+            let refusal = Status::unimplemented(D::OTHER_METHODS).into_http();
+            Box::pin(std::future::ready(Ok(refusal)))
         }
+    }
+}
+
+/// One flavour of stream, as tonic calls it.
+struct Method<P> {
+    server: Arc<AdsServer>,
+    served: &'static [TypeUrl],
+    protocol: PhantomData<fn() -> P>,
+}
+
+impl<P> Method<P> {
+    fn new(server: &Arc<AdsServer>, served: &'static [TypeUrl]) -> Self {
+        Method {
+            server: server.clone(),
+            served,
+            protocol: PhantomData,
+        }
+    }
+}
+
+impl<P: Protocol> StreamingService<P::Request> for Method<P> {
+    type Response = P::Response;
+    type ResponseStream = Responses<P::Response>;
+    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<P::Request>>) -> Self::Future {
+        std::future::ready(Ok(spawn_stream::<P>(&self.server, self.served, request)))
     }
 }
 
 /// One stream through [`LeanCodec`], with the message sizes the
 /// generated server allowed.
-async fn serve<Req, Res>(
-    method: Method<Req, Res>,
+async fn serve<P: Protocol>(
+    method: Method<P>,
     request: http::Request<Body>,
-) -> Result<http::Response<Body>, Infallible>
-where
-    Req: prost::Message + Default + Send + 'static,
-    Res: prost::Message + Send + 'static,
-    Method<Req, Res>: StreamingService<Req, Response = Res> + Send + 'static,
-    <Method<Req, Res> as StreamingService<Req>>::ResponseStream: Send + 'static,
-    <Method<Req, Res> as StreamingService<Req>>::Future: Send,
-{
-    let mut grpc = Grpc::new(LeanCodec::<Res, Req>::default())
+) -> Result<http::Response<Body>, Infallible> {
+    let mut grpc = Grpc::new(LeanCodec::<P::Response, P::Request>::default())
         .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), Some(MAX_RESPONSE_BYTES));
     Ok(grpc.streaming(method, request).await)
 }
