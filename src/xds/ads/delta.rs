@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
-use std::cmp::Ordering;
+use itertools::{EitherOrBoth, Itertools};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,7 +63,10 @@ impl TypeState {
                 .filter(|r| self.wanted(&r.name))
                 .filter(|r| {
                     self.resend.contains(&r.name)
-                        || self.initial.get(&r.name) != Some(&hex(r.version))
+                        || self
+                            .initial
+                            .get(&r.name)
+                            .is_none_or(|has| *has != hex(r.version))
                 })
                 .collect();
             let removed = self
@@ -83,34 +86,22 @@ impl TypeState {
         }
         // Both lists are sorted by name: one walk through each.
         let (mut changed, mut removed) = (Vec::new(), Vec::new());
-        let (mut old, mut new) = (sent.iter().peekable(), current.iter().peekable());
-        loop {
-            let order = match (old.peek(), new.peek()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(o), Some(n)) => o.name.cmp(&n.name),
-            };
-            match order {
-                Ordering::Less => {
-                    let o = old.next().expect("peeked");
-                    if self.wanted(&o.name) {
-                        removed.push(o.name.clone());
-                    }
+        for pair in sent
+            .iter()
+            .merge_join_by(current.iter(), |o, n| o.name.cmp(&n.name))
+        {
+            match pair {
+                EitherOrBoth::Left(gone) if self.wanted(&gone.name) => {
+                    removed.push(gone.name.clone());
                 }
-                Ordering::Greater => {
-                    let n = new.next().expect("peeked");
-                    if self.wanted(&n.name) {
-                        changed.push(n);
-                    }
+                EitherOrBoth::Right(new) if self.wanted(&new.name) => changed.push(new),
+                EitherOrBoth::Both(old, new)
+                    if self.wanted(&new.name)
+                        && (old.version != new.version || self.resend.contains(&new.name)) =>
+                {
+                    changed.push(new);
                 }
-                Ordering::Equal => {
-                    let (o, n) = (old.next().expect("peeked"), new.next().expect("peeked"));
-                    let lacks = !o.same(n) && o.version != n.version;
-                    if self.wanted(&n.name) && (lacks || self.resend.contains(&n.name)) {
-                        changed.push(n);
-                    }
-                }
+                _ => {}
             }
         }
         (changed, removed)

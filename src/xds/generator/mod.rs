@@ -30,6 +30,7 @@ pub use tls::ProxyTls;
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use itertools::{EitherOrBoth, Itertools};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -114,9 +115,7 @@ fn default_proxy(
     if let Some(gateway) = &dataplane.networking.gateway {
         return gateway::proxy(dataplane, gateway, mesh, tls);
     }
-    let mut listeners = BTreeMap::new();
-    let mut clusters = BTreeMap::new();
-    let mut endpoints = BTreeMap::new();
+    let mut own = outbound::ByName::default();
     let service = dataplane.services().first().copied().unwrap_or("");
     let source_tags = dataplane.inbound_tags();
     let transparent = dataplane.networking.transparent_proxying.as_ref();
@@ -126,7 +125,8 @@ fn default_proxy(
     let tracing = tracing::of_proxy(dataplane, mesh);
     let trace_config = tracing.as_ref().map(|t| &t.config);
     if let Some(t) = &tracing {
-        clusters.insert(t.collector.name.clone(), t.collector.clone());
+        own.clusters
+            .insert(t.collector.name.clone(), t.collector.clone());
     }
 
     for inbound in &dataplane.networking.inbound {
@@ -147,7 +147,7 @@ fn default_proxy(
             }
             None => (Vec::new(), None),
         };
-        listeners.insert(
+        own.listeners.insert(
             name.clone(),
             envoy::proxy_listener(ProxyListener {
                 name: &name,
@@ -163,7 +163,7 @@ fn default_proxy(
                 tracing: trace_config,
             }),
         );
-        clusters.insert(
+        own.clusters.insert(
             cluster.clone(),
             envoy::static_cluster(
                 &cluster,
@@ -176,38 +176,23 @@ fn default_proxy(
 
     // Each service's clusters, endpoints and (unless logged) listeners come
     // from the mesh's memo: encoded once for every proxy that reaches it.
-    let trace = tracing.as_ref().map(|t| (t.policy.as_str(), &t.config));
+    let source = outbound::Source {
+        tags: &source_tags,
+        trace: tracing.as_ref().map(|t| (t.policy.as_str(), &t.config)),
+        mtls: tls.is_some(),
+    };
     // A transparent proxy's outbounds to every service at its Service
     // address: shared with the proxies alike, unless they log.
-    let vip_set = transparent.and_then(|t| {
-        let bind = t.redirect_port_outbound == 0;
-        outbounds.vip_set(mesh, &source_tags, bind, trace, tls.is_some())
-    });
-    let mut outbound = |name: String, address: (IpAddr, u16), bind: bool, service: &str| {
-        if listeners.contains_key(&name) {
-            return;
-        }
-        let target = outbounds.target(mesh, &source_tags, service, tls.is_some());
-        for r in target.clusters.iter() {
-            clusters.entry(r.name.clone()).or_insert_with(|| r.clone());
-        }
-        for r in target.endpoints.iter() {
-            endpoints.entry(r.name.clone()).or_insert_with(|| r.clone());
-        }
-        let spec = outbound::Outbound {
-            name: &name,
+    let vip_set =
+        transparent.and_then(|t| outbounds.vip_set(mesh, &source, t.redirect_port_outbound == 0));
+    let mut add_outbound = |name: String, address: (IpAddr, u16), bind: bool, service: &str| {
+        let place = outbound::Place {
+            name,
             address,
             bind,
-            target: &target,
-            trace,
         };
-        let logs = access_log::outbound(dataplane, &source_tags, mesh, service);
-        let listener = if logs.is_empty() {
-            outbounds.listener(mesh, spec)
-        } else {
-            outbound::proxy_listener(&spec, logs)
-        };
-        listeners.insert(name, listener);
+        let logs = || access_log::outbound(dataplane, &source_tags, mesh, service);
+        outbounds.add(&mut own, mesh, &source, place, service, logs);
     };
     for o in &dataplane.networking.outbound {
         let Ok(ep) = o.endpoint() else {
@@ -216,14 +201,14 @@ fn default_proxy(
         // Another mesh is reached through its gateway, below.
         if o.mesh.is_none() {
             let name = format!("outbound:{}:{}", ep.address, ep.port);
-            outbound(name, (ep.address, ep.port), true, &o.service);
+            add_outbound(name, (ep.address, ep.port), true, &o.service);
         }
     }
     if let Some(transparent) = transparent {
         let bind = transparent.redirect_port_outbound == 0;
         let own_vips = mesh.service_vips().filter(|_| vip_set.is_none());
         for (target, (ip, port)) in own_vips {
-            outbound(format!("outbound:{ip}:{port}"), (ip, port), bind, target);
+            add_outbound(format!("outbound:{ip}:{port}"), (ip, port), bind, target);
         }
         let redirects = [
             (transparent.redirect_port_outbound, "outbound"),
@@ -232,11 +217,11 @@ fn default_proxy(
         for (port, direction) in redirects.into_iter().filter(|(port, _)| *port != 0) {
             let name = format!("{direction}:0.0.0.0:{port}");
             let passthrough = format!("{direction}:passthrough");
-            listeners.insert(
+            own.listeners.insert(
                 name.clone(),
                 envoy::redirect_listener(&name, port, &passthrough),
             );
-            clusters.insert(
+            own.clusters.insert(
                 passthrough.clone(),
                 envoy::original_destination_cluster(&passthrough),
             );
@@ -253,42 +238,33 @@ fn default_proxy(
             continue;
         };
         let target = gateway::cross_mesh_target(mesh, service, peer, &o.service, ep);
-        listeners.insert(target.listener.name.clone(), target.listener);
-        endpoints.insert(target.cluster.name.clone(), target.endpoints);
-        clusters.insert(target.cluster.name.clone(), target.cluster);
+        own.listeners
+            .insert(target.listener.name.clone(), target.listener);
+        own.endpoints
+            .insert(target.cluster.name.clone(), target.endpoints);
+        own.clusters
+            .insert(target.cluster.name.clone(), target.cluster);
     }
     let shared = vip_set.as_deref();
     ProxyConfig {
         secrets: tls.as_ref().map(tls::secrets).unwrap_or_default(),
-        listeners: merged(listeners, shared.map(|s| &s.listeners[..])),
-        clusters: merged(clusters, shared.map(|s| &s.clusters[..])),
-        endpoints: merged(endpoints, shared.map(|s| &s.endpoints[..])),
+        listeners: merged(own.listeners, shared.map(|s| &s.listeners[..])),
+        clusters: merged(own.clusters, shared.map(|s| &s.clusters[..])),
+        endpoints: merged(own.endpoints, shared.map(|s| &s.endpoints[..])),
     }
 }
 
 /// The proxy's own resources and the shared ones, in name order; its own
 /// win a name both have (an explicit outbound at a Service address).
 fn merged(own: BTreeMap<String, XdsResource>, shared: Option<&[XdsResource]>) -> Vec<XdsResource> {
-    let shared = shared.unwrap_or_default();
-    let mut out = Vec::with_capacity(own.len() + shared.len());
-    let mut own = own.into_values().peekable();
-    let mut shared = shared.iter().peekable();
-    loop {
-        let order = match (own.peek(), shared.peek()) {
-            (None, None) => return out,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(o), Some(s)) => o.name.cmp(&s.name),
-        };
-        match order {
-            std::cmp::Ordering::Less => out.extend(own.next()),
-            std::cmp::Ordering::Greater => out.extend(shared.next().cloned()),
-            std::cmp::Ordering::Equal => {
-                shared.next();
-                out.extend(own.next());
-            }
-        }
-    }
+    let shared = shared.unwrap_or_default().iter();
+    own.into_values()
+        .merge_join_by(shared, |o, s| o.name.cmp(&s.name))
+        .map(|pair| match pair {
+            EitherOrBoth::Left(own) | EitherOrBoth::Both(own, _) => own,
+            EitherOrBoth::Right(shared) => shared.clone(),
+        })
+        .collect()
 }
 
 /// Where the ready inbounds of `service` whose tags `selects` take

@@ -18,6 +18,7 @@ use super::{ready_endpoints, tls};
 use crate::resources::{Selector, Specificity};
 use crate::resources::tags::Tags;
 use crate::xds::index::MeshView;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use std::collections::{BTreeMap, HashMap};
@@ -140,13 +141,38 @@ pub struct Outbounds {
     listeners: HashMap<String, HashMap<String, Vec<SharedListener>>>,
 }
 
-/// How one proxy reaches one service, as [`Outbounds::listener`] builds it.
-pub struct Outbound<'a> {
-    pub name: &'a str,
+/// What of the proxy decides its outbounds: the tags its inbounds
+/// announce, the TrafficTrace it reports to (by name), and whether its
+/// mesh has mTLS.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    pub tags: &'a [&'a Tags],
+    pub trace: Option<(&'a str, &'a Tracing)>,
+    pub mtls: bool,
+}
+
+/// Where an outbound listens: its listener's name, the address, and
+/// whether the listener binds it.
+pub struct Place {
+    pub name: String,
     pub address: (IpAddr, u16),
     pub bind: bool,
-    pub target: &'a Arc<Target>,
-    pub trace: Option<(&'a str, &'a Tracing)>,
+}
+
+/// Listeners, clusters and endpoints by name, as a proxy's configuration
+/// (or a VIP set) gathers them.
+#[derive(Default)]
+pub struct ByName {
+    pub listeners: BTreeMap<String, XdsResource>,
+    pub clusters: BTreeMap<String, XdsResource>,
+    pub endpoints: BTreeMap<String, XdsResource>,
+}
+
+/// How one proxy reaches one service, as [`proxy_listener`] builds it.
+struct Outbound<'a> {
+    place: &'a Place,
+    target: &'a Arc<Target>,
+    trace: Option<(&'a str, &'a Tracing)>,
 }
 
 impl Outbounds {
@@ -162,26 +188,64 @@ impl Outbounds {
         }
     }
 
-    /// The VIP set of a transparent proxy with `source_tags`, or `None`
-    /// when a TrafficLog selects it: its logged listeners name it, so they
-    /// are its own.
+    /// Adds the outbound at `place` to `service` to `into`, unless a
+    /// listener of that name is there already: the target's clusters and
+    /// endpoints, and its listener, shared unless `access_log` (called
+    /// once) logs it, since a log line names its source.
+    pub fn add(
+        &mut self,
+        into: &mut ByName,
+        mesh: &MeshView,
+        source: &Source<'_>,
+        place: Place,
+        service: &str,
+        access_log: impl FnOnce() -> Vec<AccessLog>,
+    ) {
+        if into.listeners.contains_key(&place.name) {
+            return;
+        }
+        let target = self.target(mesh, source, service);
+        for r in &target.clusters {
+            into.clusters
+                .entry(r.name.clone())
+                .or_insert_with(|| r.clone());
+        }
+        for r in &target.endpoints {
+            into.endpoints
+                .entry(r.name.clone())
+                .or_insert_with(|| r.clone());
+        }
+        let outbound = Outbound {
+            place: &place,
+            target: &target,
+            trace: source.trace,
+        };
+        let logs = access_log();
+        let listener = if logs.is_empty() {
+            self.listener(mesh, outbound)
+        } else {
+            proxy_listener(&outbound, logs)
+        };
+        into.listeners.insert(place.name, listener);
+    }
+
+    /// The VIP set of a transparent proxy, or `None` when a TrafficLog
+    /// selects it: its logged listeners name it, so they are its own.
     pub fn vip_set(
         &mut self,
         mesh: &MeshView,
-        source_tags: &[&Tags],
+        source: &Source<'_>,
         bind: bool,
-        trace: Option<(&str, &Tracing)>,
-        mtls: bool,
     ) -> Option<Arc<VipSet>> {
-        let logged = mesh.traffic_logs().iter().any(|(_, log)| {
-            log.rules
-                .iter()
-                .any(|r| Selector::best(&r.sources, source_tags.iter().copied()).is_some())
-        });
+        let selects = |sources: &[Selector]| Selector::best(sources, source.tags.iter().copied());
+        let logged = mesh
+            .traffic_logs()
+            .iter()
+            .any(|(_, log)| log.rules.iter().any(|r| selects(&r.sources).is_some()));
         if logged {
             return None;
         }
-        self.check(mesh, mtls);
+        self.check(mesh, source.mtls);
         if self.mesh_revision != mesh.revision() {
             self.mesh_revision = mesh.revision();
             self.vip_sets.clear();
@@ -191,58 +255,37 @@ impl Outbounds {
                 .traffic_routes()
                 .iter()
                 .enumerate()
-                .filter_map(|(i, (_, r))| {
-                    Some((i, Selector::best(&r.sources, source_tags.iter().copied())?))
-                })
+                .filter_map(|(i, (_, r))| Some((i, selects(&r.sources)?)))
                 .collect(),
             bind,
-            trace: trace.map(|(name, _)| name.to_string()),
+            trace: source.trace.map(|(name, _)| name.to_string()),
         };
         if let Some(set) = self.vip_sets.get(&key) {
             return Some(set.clone());
         }
-        let (mut listeners, mut clusters, mut endpoints) =
-            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let mut set = ByName::default();
         for (service, (ip, port)) in mesh.service_vips() {
             let name = format!("outbound:{ip}:{port}");
-            let target = self.target(mesh, source_tags, service, mtls);
-            for r in &target.clusters {
-                clusters.entry(r.name.clone()).or_insert_with(|| r.clone());
-            }
-            for r in &target.endpoints {
-                endpoints.entry(r.name.clone()).or_insert_with(|| r.clone());
-            }
-            let listener = self.listener(
-                mesh,
-                Outbound {
-                    name: &name,
-                    address: (ip, port),
-                    bind,
-                    target: &target,
-                    trace,
-                },
-            );
-            listeners.insert(name, listener);
+            let place = Place {
+                name,
+                address: (ip, port),
+                bind,
+            };
+            self.add(&mut set, mesh, source, place, service, Vec::new);
         }
         let set = Arc::new(VipSet {
-            listeners: listeners.into_values().collect(),
-            clusters: clusters.into_values().collect(),
-            endpoints: endpoints.into_values().collect(),
+            listeners: set.listeners.into_values().collect(),
+            clusters: set.clusters.into_values().collect(),
+            endpoints: set.endpoints.into_values().collect(),
         });
         self.vip_sets.insert(key, set.clone());
         Some(set)
     }
 
-    /// The outbound to `service` from a proxy with `source_tags`.
-    pub fn target(
-        &mut self,
-        mesh: &MeshView,
-        source_tags: &[&Tags],
-        service: &str,
-        mtls: bool,
-    ) -> Arc<Target> {
-        self.check(mesh, mtls);
-        let chosen = route::chosen(source_tags, mesh, service);
+    /// The outbound to `service` from `source`.
+    fn target(&mut self, mesh: &MeshView, source: &Source<'_>, service: &str) -> Arc<Target> {
+        self.check(mesh, source.mtls);
+        let chosen = route::chosen(source.tags, mesh, service);
         let route_name = chosen.map(|(name, _)| name);
         if !self.targets.contains_key(service) {
             self.targets.insert(service.to_string(), Vec::new());
@@ -257,7 +300,7 @@ impl Outbounds {
             return variants[i].1.clone();
         }
         let subsets = route::subsets_or_whole(chosen.map(|(_, r)| r), service);
-        let built = Arc::new(Target::build(mesh, service, subsets, mtls));
+        let built = Arc::new(Target::build(mesh, service, subsets, source.mtls));
         match at {
             Some(i) => variants[i].1 = built.clone(),
             None => variants.push((route_name.map(str::to_string), built.clone())),
@@ -265,22 +308,21 @@ impl Outbounds {
         built
     }
 
-    /// The listener of an outbound that logs nothing (a logged one names
-    /// its source, so it is the proxy's own).
-    pub fn listener(&mut self, mesh: &MeshView, outbound: Outbound<'_>) -> XdsResource {
+    /// The listener of an outbound that logs nothing, shared.
+    fn listener(&mut self, mesh: &MeshView, outbound: Outbound<'_>) -> XdsResource {
+        let (name, bind) = (&outbound.place.name, outbound.place.bind);
         let trace_name = outbound.trace.map(|(name, _)| name);
-        if !self.listeners.contains_key(outbound.name) {
-            self.listeners
-                .insert(outbound.name.to_string(), HashMap::new());
+        if !self.listeners.contains_key(name) {
+            self.listeners.insert(name.clone(), HashMap::new());
         }
-        let by_service = self.listeners.get_mut(outbound.name).expect("inserted");
+        let by_service = self.listeners.get_mut(name).expect("inserted");
         let service = &outbound.target.service;
         if !by_service.contains_key(service) {
             by_service.insert(service.clone(), Vec::new());
         }
         let variants = by_service.get_mut(service).expect("inserted");
         let found = variants.iter().find(|v| {
-            v.bind == outbound.bind
+            v.bind == bind
                 && Arc::ptr_eq(&v.target, outbound.target)
                 && v.trace.as_deref() == trace_name
         });
@@ -291,7 +333,7 @@ impl Outbounds {
         // A variant whose target is stale has been or will be rebuilt.
         variants.retain(|v| v.target.is_current(mesh));
         variants.push(SharedListener {
-            bind: outbound.bind,
+            bind,
             target: outbound.target.clone(),
             trace: trace_name.map(str::to_string),
             listener: listener.clone(),
@@ -301,15 +343,12 @@ impl Outbounds {
 }
 
 /// The listener of an outbound, with its access logs.
-pub fn proxy_listener(
-    outbound: &Outbound<'_>,
-    access_log: Vec<envoy_types::pb::envoy::config::accesslog::v3::AccessLog>,
-) -> XdsResource {
+fn proxy_listener(outbound: &Outbound<'_>, access_log: Vec<AccessLog>) -> XdsResource {
     let target = outbound.target;
     envoy::proxy_listener(ProxyListener {
-        name: outbound.name,
-        address: outbound.address,
-        bind: outbound.bind,
+        name: &outbound.place.name,
+        address: outbound.place.address,
+        bind: outbound.place.bind,
         direction: TrafficDirection::Outbound,
         upstream: &target.upstream,
         // Named by where it goes, not by the proxy: the same listener for
