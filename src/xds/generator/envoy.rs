@@ -124,6 +124,7 @@ impl XdsResource {
     }
 
     /// Whether both are the very same encoding (not only equal content).
+    #[cfg(test)]
     pub fn same(&self, other: &XdsResource) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

@@ -36,13 +36,9 @@ impl Subset {
     }
 }
 
-/// The subsets of the outbound from a proxy (with `source_tags`) to
-/// `service`. Parts of weight 0 are left out: they receive nothing.
-pub fn outbound(source_tags: &[&Tags], mesh: &MeshView, service: &str) -> Vec<Subset> {
-    subsets_or_whole(chosen(source_tags, mesh, service).map(|(_, r)| r), service)
-}
-
-/// The subsets of `route`, or without one, the whole of `service`.
+/// The subsets of `route` (the one that applies to an outbound, see
+/// [`chosen`]), or without one, the whole of `service`. Parts of weight 0
+/// are left out: they receive nothing.
 pub fn subsets_or_whole(route: Option<&TrafficRouteSpec>, service: &str) -> Vec<Subset> {
     match route {
         Some(route) => subsets(route),
