@@ -65,18 +65,9 @@ pub fn secrets(tls: &ProxyTls<'_>) -> Vec<XdsResource> {
             ..Default::default()
         })),
     };
-    let ca = Secret {
-        name: MESH_CA_SECRET.into(),
-        r#type: Some(secret::Type::ValidationContext(
-            CertificateValidationContext {
-                trusted_ca: inline(tls.ca_pem),
-                ..Default::default()
-            },
-        )),
-    };
     let mut out = vec![
         XdsResource::new(IDENTITY_SECRET, &identity),
-        XdsResource::new(MESH_CA_SECRET, &ca),
+        validation_secret(MESH_CA_SECRET, tls.ca_pem),
     ];
     for (mesh, pem) in tls.peer_cas {
         out.push(validation_secret(&peer_ca_secret(mesh), pem));
