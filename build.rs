@@ -1,4 +1,4 @@
-//! Two things the library embeds:
+//! Three things the library embeds:
 //!
 //! - the Helm chart `charts/kuma`, so that `kumactl install control-plane`
 //!   renders the very files `helm install` reads: one source of manifests.
@@ -8,7 +8,9 @@
 //!   `envoy-types` crate ships (the same files its Rust types were
 //!   generated from), so that raw Envoy resources in YAML or JSON can be
 //!   parsed into the typed API and generated ones shown as JSON:
-//!   `$OUT_DIR/envoy_descriptors.bin`.
+//!   `$OUT_DIR/envoy_descriptors.bin`;
+//! - the GUI's built files, `gui/dist`, when `npm run build` has written
+//!   them (`$OUT_DIR/gui_files.rs`, as the chart's; empty without them).
 
 use std::path::{Path, PathBuf};
 
@@ -202,22 +204,36 @@ fn main() {
     // A directory makes cargo rerun this script when any file under it
     // changes, is added or is removed.
     println!("cargo:rerun-if-changed=charts/kuma");
+    embed(&chart, "include_str", &out_dir.join("chart_files.rs"));
+    let gui = manifest_dir.join("gui/dist");
+    if gui.join("index.html").is_file() {
+        println!("cargo:rerun-if-changed=gui/dist");
+        embed(&gui, "include_bytes", &out_dir.join("gui_files.rs"));
+    } else {
+        // Watching `gui/` notices the build's first `dist/`.
+        println!("cargo:rerun-if-changed=gui");
+        std::fs::write(out_dir.join("gui_files.rs"), "&[]\n").expect("OUT_DIR is writable");
+    }
+}
+
+/// Writes to `out` the files under `dir` as a list of (path inside `dir`,
+/// contents read by `include`), in path order.
+fn embed(dir: &Path, include: &str, out: &Path) {
     let mut files = Vec::new();
-    files_under(&chart, &mut files);
+    files_under(dir, &mut files);
     files.sort();
     let mut code = String::from("&[\n");
     for file in files {
         let inside = file
-            .strip_prefix(&chart)
-            .expect("found under the chart")
+            .strip_prefix(dir)
+            .expect("found under the directory")
             .to_string_lossy()
             .replace('\\', "/");
         code.push_str(&format!(
-            "    ({inside:?}, include_str!({:?})),\n",
+            "    ({inside:?}, {include}!({:?})),\n",
             file.display().to_string()
         ));
     }
     code.push_str("]\n");
-    let out = out_dir.join("chart_files.rs");
-    std::fs::write(&out, code).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    std::fs::write(out, code).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
 }

@@ -106,6 +106,7 @@ pub struct Config {
     pub xds_server: XdsServerConfig,
     pub sds_server: SdsServerConfig,
     pub bootstrap_server: BootstrapServerConfig,
+    pub gui_server: GuiServerConfig,
     pub dataplane_token_server: DataplaneTokenServerConfig,
     pub injector: InjectorConfig,
     pub dp_server: DpServerConfig,
@@ -113,6 +114,22 @@ pub struct Config {
     pub defaults: DefaultsConfig,
     pub logging: LoggingConfig,
     pub leader_election: LeaderElectionConfig,
+}
+
+/// The GUI is served by the HTTP API at `/gui/`; this port, where Kuma
+/// 0.3 served it, redirects there. Not opened when the HTTPS API has the
+/// same port (which serves `/gui/` itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GuiServerConfig {
+    /// Port that redirects browsers to the GUI at the HTTP API's /gui/.
+    pub port: u16,
+}
+
+impl Default for GuiServerConfig {
+    fn default() -> Self {
+        GuiServerConfig { port: 5683 }
+    }
 }
 
 /// Kubernetes: replicas elect the one that writes with a Lease.
@@ -502,6 +519,7 @@ impl Default for Config {
             xds_server: XdsServerConfig::default(),
             sds_server: SdsServerConfig::default(),
             bootstrap_server: BootstrapServerConfig::default(),
+            gui_server: GuiServerConfig::default(),
             dataplane_token_server: DataplaneTokenServerConfig::default(),
             injector: InjectorConfig::default(),
             dp_server: DpServerConfig::default(),

@@ -4,7 +4,9 @@
 pub mod authn;
 mod error;
 pub mod explain;
+pub mod gui;
 pub mod https;
+pub(crate) mod mesh_insights;
 pub mod openapi;
 pub mod outside_mesh;
 mod overview;
@@ -122,6 +124,8 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
             "/tokens/dataplane",
             axum::routing::post(tokens::dataplane_token),
         )
+        .route("/mesh-insights", get(mesh_insights::list))
+        .route("/mesh-insights/{mesh}", get(mesh_insights::get))
         .route("/meshes", get(resources::list_meshes))
         .route(
             "/meshes/{mesh}",
@@ -159,6 +163,11 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
         ))
         .route("/", get(index))
         .route("/openapi.json", get(openapi_document))
+        // The GUI's files need no user: what it shows comes from the API,
+        // which asks the browser's user for credentials.
+        .route("/gui", get(gui::to_gui))
+        .route("/gui/", get(gui::asset))
+        .route("/gui/{*path}", get(gui::asset))
         .fallback(|| async { ApiError::not_found("no such endpoint; see GET / and /meshes") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

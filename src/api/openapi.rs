@@ -8,6 +8,7 @@
 
 use super::ControlPlaneIndex;
 use super::error::ApiError;
+use super::mesh_insights::MeshInsight;
 use super::outside_mesh::PodWithoutSidecar;
 use super::paging::MAX_OFFSET;
 use super::tokens::UserTokenRequest;
@@ -31,6 +32,7 @@ pub fn document() -> Value {
     doc.schema_of::<ApiError>();
     doc.control_plane();
     doc.meshes();
+    doc.mesh_insights();
     for kind in ResourceType::ALL {
         let Some(collection) = kind.collection() else {
             continue;
@@ -327,6 +329,40 @@ impl Document {
         self.one("/meshes/{mesh}", ResourceType::Mesh, vec![mesh_param()]);
     }
 
+    /// What each mesh holds at a glance.
+    fn mesh_insights(&mut self) {
+        let insight = self.schema_of::<MeshInsight>();
+        self.schemas
+            .insert("MeshInsightList".into(), page_schema(insight.clone()));
+        let tag = "Mesh";
+        self.add(
+            "/mesh-insights",
+            "get",
+            Op {
+                id: "listMeshInsights".into(),
+                summary: "A page of meshes, each with its dataplanes online and offline, its policies of each kind and its CA's validity.".into(),
+                tag,
+                parameters: page_params(false),
+                ok: vec![json_ok("One page.", schema_ref("MeshInsightList"))],
+                errors: &[400],
+                ..Op::default()
+            },
+        );
+        self.add(
+            "/mesh-insights/{mesh}",
+            "get",
+            Op {
+                id: "getMeshInsight".into(),
+                summary: "A mesh's dataplanes online and offline, its policies of each kind and its CA's validity.".into(),
+                tag,
+                parameters: vec![mesh_param()],
+                ok: vec![json_ok("The mesh's insight.", insight)],
+                errors: &[404],
+                ..Op::default()
+            },
+        );
+    }
+
     fn in_mesh(&mut self, kind: ResourceType, collection: &str) {
         let name = kind.name();
         let dataplanes = kind == ResourceType::Dataplane;
@@ -480,6 +516,12 @@ impl Document {
         );
         let mut parameters = vec![mesh_param()];
         parameters.extend(page_params(true));
+        parameters.push(json!({
+            "name": "status",
+            "in": "query",
+            "description": "Only dataplanes online (an xDS stream open) or offline.",
+            "schema": { "type": "string", "enum": ["online", "offline"] },
+        }));
         let tag = "Dataplane";
         self.add(
             "/meshes/{mesh}/dataplanes+insights",
@@ -625,13 +667,14 @@ impl Document {
     }
 }
 
-/// `{"items": [...], "next": "..."}`.
+/// `{"total": n, "items": [...], "next": "..."}`.
 fn page_schema(item: Value) -> Value {
     json!({
         "type": "object",
-        "required": ["items"],
+        "required": ["total", "items"],
         "additionalProperties": false,
         "properties": {
+            "total": { "type": "integer", "minimum": 0, "description": "How many match in all, across pages." },
             "items": { "type": "array", "items": item },
             "next": { "type": "string", "description": "The next page, when there is one." },
         },

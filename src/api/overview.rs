@@ -4,7 +4,7 @@
 use super::error::mesh_not_found;
 use super::paging::{ListParams, page_response};
 use super::{ApiError, SharedContext};
-use crate::resources::{Resource, ResourceKey, ResourceType, Spec};
+use crate::resources::{Cause, Resource, ResourceKey, ResourceType, Spec};
 use crate::store::{ListQuery, StoreError, require_mesh};
 use axum::Json;
 use axum::http::{HeaderMap, Uri};
@@ -47,6 +47,37 @@ pub(super) async fn get(ctx: &SharedContext, mesh: &str, name: &str) -> Result<R
     Ok(Json(overview(&dataplane, insight.as_ref())).into_response())
 }
 
+/// `status=online|offline` of the dataplanes+insights list.
+fn status_filter(uri: &Uri) -> Result<Option<bool>, ApiError> {
+    let query = uri.query().unwrap_or("");
+    let mut wanted = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == "status" {
+            wanted = Some(match value.as_ref() {
+                "online" => true,
+                "offline" => false,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "Invalid list parameters",
+                        vec![Cause::new(
+                            "status",
+                            format!("\"{value}\" must be online or offline"),
+                        )],
+                    ));
+                }
+            });
+        }
+    }
+    Ok(wanted)
+}
+
+fn is_online(insight: Option<&Resource>) -> bool {
+    matches!(insight.map(|i| &i.spec), Some(Spec::DataplaneInsight(i)) if i.is_online())
+}
+
+/// A page of the mesh's dataplanes with their insights; with `status`,
+/// of those online (or offline) only, which takes the whole list: whether
+/// a dataplane is online is in its insight, not in what the store pages.
 pub(super) async fn list(
     ctx: &SharedContext,
     caller: &super::authn::Caller,
@@ -54,14 +85,19 @@ pub(super) async fn list(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = ListParams::parse(uri, ctx.default_page_size, ctx.max_page_size)?;
+    let mut params = ListParams::parse(uri, ctx.default_page_size, ctx.max_page_size)?;
+    let status = status_filter(uri)?;
     require_mesh(ctx.store.as_ref(), mesh)
         .await
         .map_err(mesh_not_found)?;
+    let (offset, limit) = match status {
+        Some(_) => (0, None),
+        None => (params.offset, Some(params.size)),
+    };
     let query = ListQuery {
         tags: params.tags.clone(),
-        offset: params.offset,
-        limit: Some(params.size),
+        offset,
+        limit,
         ..ListQuery::of(ResourceType::Dataplane, Some(mesh))
     };
     let page = super::resources::visible_page(ctx, caller, query).await?;
@@ -75,13 +111,31 @@ pub(super) async fn list(
         .iter()
         .map(|i| (i.key.name.as_str(), i))
         .collect();
-    let items = page
+    let with_insight = page
         .items
         .iter()
-        .map(|dp| overview(dp, by_name.get(dp.key.name.as_str()).copied()))
-        .collect();
-    Ok(page_response(
-        items,
-        params.next_link(uri, headers, page.total),
-    ))
+        .map(|dp| (dp, by_name.get(dp.key.name.as_str()).copied()));
+    let (items, total): (Vec<Value>, usize) = match status {
+        None => (
+            with_insight.map(|(dp, i)| overview(dp, i)).collect(),
+            page.total,
+        ),
+        Some(online) => {
+            let matching: Vec<_> = with_insight
+                .filter(|(_, i)| is_online(*i) == online)
+                .collect();
+            let total = matching.len();
+            let items = matching
+                .into_iter()
+                .skip(params.offset)
+                .take(params.size)
+                .map(|(dp, i)| overview(dp, i))
+                .collect();
+            let word = if online { "online" } else { "offline" };
+            params.carried.push(("status", word.to_string()));
+            (items, total)
+        }
+    };
+    let next = params.next_link(uri, headers, total);
+    Ok(page_response(items, total, next))
 }

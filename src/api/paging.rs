@@ -16,6 +16,9 @@ pub struct ListParams {
     pub size: usize,
     pub offset: usize,
     pub tags: Tags,
+    /// Parameters of one list only (`status` of dataplanes+insights),
+    /// which its `next` link carries on.
+    pub carried: Vec<(&'static str, String)>,
 }
 
 impl ListParams {
@@ -24,6 +27,7 @@ impl ListParams {
             size: default_size,
             offset: 0,
             tags: Tags::new(),
+            carried: Vec::new(),
         };
         let mut causes = Vec::new();
         let query = uri.query().unwrap_or("");
@@ -76,15 +80,19 @@ impl ListParams {
         for (k, v) in &self.tags {
             query.append_pair("tag", &format!("{k}:{v}"));
         }
+        for (k, v) in &self.carried {
+            query.append_pair(k, v);
+        }
         query.append_pair("offset", &next_offset.to_string());
         query.append_pair("size", &self.size.to_string());
         Some(format!("http://{host}{}?{}", uri.path(), query.finish()))
     }
 }
 
-/// A page of a list: `items`, and `next` when there is more.
-pub fn page_response(items: Vec<Value>, next: Option<String>) -> Response {
-    let mut body = json!({ "items": items });
+/// A page of a list: `items`, how many match in all (`total`, as Kuma
+/// answers), and `next` when there is more.
+pub fn page_response(items: Vec<Value>, total: usize, next: Option<String>) -> Response {
+    let mut body = json!({ "total": total, "items": items });
     if let Some(next) = next {
         body["next"] = Value::String(next);
     }

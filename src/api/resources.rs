@@ -154,6 +154,7 @@ async fn list(
     let next = params.next_link(uri, headers, page.total);
     Ok(page_response(
         page.items.iter().map(Resource::to_json).collect(),
+        page.total,
         next,
     ))
 }
@@ -443,13 +444,14 @@ pub(super) async fn list_in_mesh(
         }
         Collection::PodsWithoutSidecar => {
             require_listing(&caller, ResourceType::Dataplane, &mesh)?;
-            let items = ctx
+            let items: Vec<Value> = ctx
                 .outside_mesh
                 .of_mesh(&mesh)
                 .into_iter()
                 .map(|p| serde_json::to_value(p).unwrap_or_default())
                 .collect();
-            Ok(page_response(items, None))
+            let total = items.len();
+            Ok(page_response(items, total, None))
         }
     }
 }

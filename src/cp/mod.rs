@@ -314,6 +314,18 @@ pub async fn run(
     } else {
         None
     };
+    let https_has_gui_port = config.api_server.https.enabled
+        && config.api_server.https.port == config.gui_server.port
+        && config.gui_server.port != 0;
+    let gui_listener = if https_has_gui_port {
+        tracing::info!(
+            port = config.gui_server.port,
+            "the HTTPS API has guiServer.port and serves /gui/ there"
+        );
+        None
+    } else {
+        Some(runtime::bind("GUI redirect", "guiServer.port", config.gui_server.port).await?)
+    };
     let authenticator = |certificates_are_admin| {
         Arc::new(api::authn::Authenticator {
             store: store.clone(),
@@ -415,6 +427,10 @@ pub async fn run(
             api.clone(),
             shutdown.clone(),
         )));
+    }
+    if let Some(bound) = gui_listener {
+        let to = api::gui::redirect_router(api_listener.address.port());
+        servers.push(tokio::spawn(bound.serve(to, shutdown.clone())));
     }
     servers.extend([
         tokio::spawn(api_listener.serve(api, shutdown.clone())),

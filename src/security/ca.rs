@@ -9,6 +9,7 @@
 
 use crate::resources::{ResourceKey, ResourceType, SecretSpec, Spec};
 use crate::store::{ResourceStore, StoreError};
+use chrono::{DateTime, Utc};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -117,6 +118,24 @@ impl MeshCa {
         let bytes = secret.bytes().map_err(|e| cert_err(mesh, e))?;
         let stored: StoredCa = serde_json::from_slice(&bytes).map_err(|e| cert_err(mesh, e))?;
         Self::from_pem(mesh, &stored.cert, &stored.key)
+    }
+
+    /// When the root kept in a CA secret was issued and when it expires.
+    pub fn validity_of_secret(
+        mesh: &str,
+        secret: &SecretSpec,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), CaError> {
+        let bytes = secret.bytes().map_err(|e| cert_err(mesh, e))?;
+        let stored: StoredCa = serde_json::from_slice(&bytes).map_err(|e| cert_err(mesh, e))?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(stored.cert.as_bytes())
+            .map_err(|e| cert_err(mesh, e))?;
+        let cert = pem.parse_x509().map_err(|e| cert_err(mesh, e))?;
+        let time = |t: x509_parser::time::ASN1Time| {
+            DateTime::from_timestamp(t.timestamp(), 0)
+                .ok_or_else(|| cert_err(mesh, "the root's validity is out of range"))
+        };
+        let validity = cert.validity();
+        Ok((time(validity.not_before)?, time(validity.not_after)?))
     }
 
     /// Makes sure the mesh has its CA secret, generating it when it has
@@ -229,6 +248,8 @@ mod tests {
             panic!("the CA is kept as a secret");
         };
         let again = MeshCa::from_secret("a", &secret).unwrap();
+        let (issued, expires) = MeshCa::validity_of_secret("a", &secret).unwrap();
+        assert!(issued <= Utc::now() && (expires - issued).num_days() >= 3649);
         let tags = [
             ("service".to_string(), "web".to_string()),
             ("version".to_string(), "2".to_string()),

@@ -58,6 +58,7 @@ fn base_env() -> Vec<(String, String)> {
         ("KUMA_XDS_SERVER_GRPC_PORT", "0"),
         ("KUMA_SDS_SERVER_GRPC_PORT", "0"),
         ("KUMA_BOOTSTRAP_SERVER_PORT", "0"),
+        ("KUMA_GUI_SERVER_PORT", "0"),
         ("KUMA_DATAPLANE_TOKEN_SERVER_LOCAL_PORT", "0"),
         ("KUMA_LOGGING_FORMAT", "json"),
     ]

@@ -1,0 +1,194 @@
+// The HTTP API of kuma-cp, as the GUI reads it: the same public endpoints
+// kumactl uses (see docs/openapi.json), on the origin that served the GUI.
+// A user token, when the control plane asks for one, is kept for the tab
+// only (sessionStorage) and sent as `Authorization: Bearer`.
+
+export interface Page<T> {
+  total: number
+  items: T[]
+  next?: string
+}
+
+export interface Counts {
+  total: number
+  online: number
+  offline: number
+}
+
+export interface MeshInsight {
+  type: 'MeshInsight'
+  name: string
+  dataplanes: Counts
+  policies: Record<string, { total: number }>
+  mTLS: { enabled: boolean; ca?: { notBefore: string; notAfter: string } }
+}
+
+export type Tags = Record<string, string>
+
+export interface Inbound {
+  port: number
+  servicePort?: number
+  address?: string
+  tags: Tags
+}
+
+export interface Outbound {
+  port: number
+  address?: string
+  service?: string
+  tags?: Tags
+}
+
+export interface DataplaneSpec {
+  networking: {
+    address: string
+    inbound?: Inbound[]
+    outbound?: Outbound[]
+    gateway?: { tags: Tags }
+    transparentProxying?: { redirectPortInbound?: number; redirectPortOutbound?: number }
+  }
+}
+
+export interface Stats {
+  responsesSent?: string
+  responsesAcknowledged?: string
+  responsesRejected?: string
+}
+
+export interface Subscription {
+  id: string
+  controlPlaneInstanceId: string
+  connectTime: string
+  disconnectTime?: string
+  status: {
+    lastUpdateTime?: string
+    total?: Stats
+    cds?: Stats
+    eds?: Stats
+    lds?: Stats
+    rds?: Stats
+    sds?: Stats
+    lastNackMessage?: string
+  }
+  version?: { kumaDp?: { version: string }; envoy?: { version: string } }
+}
+
+export interface DataplaneInsight {
+  subscriptions?: Subscription[]
+  mTLS?: {
+    certificateExpirationTime?: string
+    lastCertificateRegeneration?: string
+    certificateRegenerations?: number
+  }
+}
+
+export interface DataplaneOverview {
+  type: 'DataplaneOverview'
+  mesh: string
+  name: string
+  dataplane: DataplaneSpec
+  dataplaneInsight: DataplaneInsight
+}
+
+/** Any resource as the API answers it: identity beside its own fields. */
+export interface Resource {
+  type: string
+  name: string
+  mesh?: string
+  [field: string]: unknown
+}
+
+/** An error answer of the API (every 4xx and 5xx has this shape). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly details: string,
+  ) {
+    super(`${title}: ${details}`)
+  }
+}
+
+const TOKEN_KEY = 'kuma-gui-token'
+
+export function savedToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY)
+}
+
+export function saveToken(token: string | null): void {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token.trim())
+  else sessionStorage.removeItem(TOKEN_KEY)
+}
+
+export async function get<T>(path: string): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' }
+  const token = savedToken()
+  if (token) headers.Authorization = `Bearer ${token}`
+  const response = await fetch(path, { headers })
+  const text = await response.text()
+  if (!response.ok) {
+    let title = response.statusText
+    let details = text
+    try {
+      const body = JSON.parse(text)
+      title = body.title ?? title
+      details = body.details ?? text
+    } catch {
+      // not the API's JSON error: shown as it came
+    }
+    throw new ApiError(response.status, title, details)
+  }
+  return JSON.parse(text) as T
+}
+
+const enc = encodeURIComponent
+
+export interface DataplaneQuery {
+  offset: number
+  size: number
+  tags: Tags
+  status?: 'online' | 'offline'
+}
+
+export function dataplanesPath(mesh: string, q: DataplaneQuery): string {
+  const params = new URLSearchParams()
+  for (const [k, v] of Object.entries(q.tags)) params.append('tag', `${k}:${v}`)
+  if (q.status) params.set('status', q.status)
+  params.set('offset', String(q.offset))
+  params.set('size', String(q.size))
+  return `/meshes/${enc(mesh)}/dataplanes+insights?${params}`
+}
+
+export const api = {
+  meshInsights: () => get<Page<MeshInsight>>('/mesh-insights?size=1000'),
+  mesh: (mesh: string) => get<Resource>(`/meshes/${enc(mesh)}`),
+  dataplanes: (mesh: string, q: DataplaneQuery) => get<Page<DataplaneOverview>>(dataplanesPath(mesh, q)),
+  overview: (mesh: string, name: string) =>
+    get<DataplaneOverview>(`/meshes/${enc(mesh)}/dataplanes+insights/${enc(name)}`),
+  explainPolicies: (mesh: string, name: string) =>
+    get<Record<string, unknown>>(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/policies`),
+  explainXds: (mesh: string, name: string) =>
+    get<Record<string, unknown>>(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/xds`),
+  /** Every item of a mesh's collection, following `next` links. */
+  all: async (mesh: string, collection: string): Promise<Resource[]> => {
+    const items: Resource[] = []
+    let offset = 0
+    for (;;) {
+      const page = await get<Page<Resource>>(`/meshes/${enc(mesh)}/${collection}?size=1000&offset=${offset}`)
+      items.push(...page.items)
+      offset += page.items.length
+      if (!page.next || page.items.length === 0) return items
+    }
+  },
+}
+
+/** The policy kinds of a mesh and the collection each is listed under. */
+export const POLICY_COLLECTIONS: Record<string, string> = {
+  TrafficPermission: 'traffic-permissions',
+  TrafficRoute: 'traffic-routes',
+  TrafficLog: 'traffic-logs',
+  TrafficTrace: 'traffic-traces',
+  ProxyTemplate: 'proxytemplates',
+  MeshGateway: 'meshgateways',
+  MeshGatewayRoute: 'meshgatewayroutes',
+}

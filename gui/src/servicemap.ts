@@ -1,0 +1,127 @@
+// Who may talk to whom in a mesh: services (the `service` tags of its
+// dataplanes' inbounds) as nodes; an edge for each source → destination a
+// TrafficPermission allows, and for each part of a TrafficRoute's split,
+// labelled with the shares of the weight its subsets get. `*` stands for every service.
+
+import type { DataplaneOverview, Resource, Tags } from './api'
+
+export interface Edge {
+  from: string
+  to: string
+  kind: 'permission' | 'route'
+  /** The policy that makes the edge. */
+  policy: string
+  /** A route's shares of the split for this destination: `version:1 80%, version:2 20%`. */
+  split?: string
+}
+
+export interface ServiceMap {
+  services: string[]
+  edges: Edge[]
+}
+
+interface Selector {
+  match?: Tags
+}
+
+function selectors(resource: Resource, field: string): string[] {
+  const list = (resource[field] as Selector[] | undefined) ?? []
+  return list.map((s) => s.match?.service ?? '*')
+}
+
+function expand(service: string, services: string[]): string[] {
+  return service === '*' ? services : [service]
+}
+
+export function servicesOf(dataplanes: DataplaneOverview[]): string[] {
+  const found = new Set<string>()
+  for (const dp of dataplanes) {
+    for (const inbound of dp.dataplane.networking.inbound ?? []) {
+      if (inbound.tags.service) found.add(inbound.tags.service)
+    }
+    const gateway = dp.dataplane.networking.gateway?.tags.service
+    if (gateway) found.add(gateway)
+  }
+  return [...found].sort()
+}
+
+export function buildServiceMap(
+  dataplanes: DataplaneOverview[],
+  permissions: Resource[],
+  routes: Resource[],
+): ServiceMap {
+  const known = new Set(servicesOf(dataplanes))
+  // Services a policy names exist on the map even before a dataplane serves them.
+  for (const policy of [...permissions, ...routes]) {
+    for (const s of [...selectors(policy, 'sources'), ...selectors(policy, 'destinations')]) {
+      if (s !== '*') known.add(s)
+    }
+  }
+  const services = [...known].sort()
+  const edges: Edge[] = []
+  const seen = new Set<string>()
+  const add = (edge: Edge) => {
+    const key = `${edge.kind} ${edge.policy} ${edge.from} ${edge.to}`
+    if (!seen.has(key)) {
+      seen.add(key)
+      edges.push(edge)
+    }
+  }
+  for (const p of permissions) {
+    for (const source of selectors(p, 'sources')) {
+      for (const destination of selectors(p, 'destinations')) {
+        for (const from of expand(source, services)) {
+          for (const to of expand(destination, services)) {
+            add({ from, to, kind: 'permission', policy: p.name })
+          }
+        }
+      }
+    }
+  }
+  for (const r of routes) {
+    const split = (r.conf as { weight: number; destination: Tags }[] | undefined) ?? []
+    const sum = split.reduce((n, part) => n + part.weight, 0)
+    if (sum === 0) continue
+    // One edge per destination service, labelled with its subsets' shares.
+    const shares = new Map<string, string[]>()
+    for (const part of split) {
+      const to = part.destination.service
+      if (!to) continue
+      const subset = Object.entries(part.destination)
+        .filter(([k]) => k !== 'service')
+        .map(([k, v]) => `${k}:${v}`)
+        .join(' ')
+      const share = `${Math.round((100 * part.weight) / sum)}%`
+      shares.set(to, [...(shares.get(to) ?? []), subset ? `${subset} ${share}` : share])
+      if (!known.has(to)) {
+        known.add(to)
+        services.push(to)
+      }
+    }
+    for (const source of selectors(r, 'sources')) {
+      for (const from of expand(source, services)) {
+        for (const [to, parts] of shares) {
+          add({ from, to, kind: 'route', policy: r.name, split: parts.join(', ') })
+        }
+      }
+    }
+  }
+  return { services: services.sort(), edges }
+}
+
+export interface Placed {
+  service: string
+  x: number
+  y: number
+}
+
+/** Nodes on a circle, in name order: stable as services come and go. */
+export function layout(services: string[], size: number): Placed[] {
+  const r = size / 2 - 70
+  const c = size / 2
+  if (services.length === 1) return [{ service: services[0], x: c, y: c }]
+  return services.map((service, i) => {
+    const angle = (2 * Math.PI * i) / services.length - Math.PI / 2
+    return { service, x: c + r * Math.cos(angle), y: c + r * Math.sin(angle) }
+  })
+}
