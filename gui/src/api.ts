@@ -1,5 +1,7 @@
 // The HTTP API of kuma-cp, as the GUI reads it: the same public endpoints
-// kumactl uses (see docs/openapi.json), on the origin that served the GUI.
+// kumactl uses (see docs/openapi.json), on the origin that served the GUI,
+// in the dialect the API answers in (the reference's: interfaces as
+// strings, a TrafficPermission's `rules`).
 // A user token, when the control plane asks for one, is kept for the tab
 // only (sessionStorage) and sent as `Authorization: Bearer`.
 
@@ -25,23 +27,24 @@ export interface MeshInsight {
 
 export type Tags = Record<string, string>
 
+/** `interface` is `address:port:servicePort`, as the reference writes it. */
 export interface Inbound {
-  port: number
-  servicePort?: number
-  address?: string
+  interface: string
   tags: Tags
+  health?: { ready: boolean }
 }
 
+/** `interface` is `[address]:port`. */
 export interface Outbound {
-  port: number
-  address?: string
-  service?: string
-  tags?: Tags
+  interface: string
+  service: string
+  /** Another mesh's service, through a cross-mesh gateway. */
+  mesh?: string
 }
 
 export interface DataplaneSpec {
   networking: {
-    address: string
+    address?: string
     inbound?: Inbound[]
     outbound?: Outbound[]
     gateway?: { tags: Tags }

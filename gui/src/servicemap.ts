@@ -1,6 +1,6 @@
 // Who may talk to whom in a mesh: services (the `service` tags of its
 // dataplanes' inbounds) as nodes; an edge for each source → destination a
-// TrafficPermission allows, and for each part of a TrafficRoute's split,
+// TrafficPermission's rules allow, and for each destination of a TrafficRoute's split,
 // labelled with the shares of the weight its subsets get. `*` stands for every service.
 
 import type { DataplaneOverview, Resource, Tags } from './api'
@@ -24,9 +24,19 @@ interface Selector {
   match?: Tags
 }
 
-function selectors(resource: Resource, field: string): string[] {
-  const list = (resource[field] as Selector[] | undefined) ?? []
-  return list.map((s) => s.match?.service ?? '*')
+function selected(list: Selector[] | undefined): string[] {
+  return (list ?? []).map((s) => s.match?.service ?? '*')
+}
+
+interface Rule {
+  sources?: Selector[]
+  destinations?: Selector[]
+}
+
+/** (sources, destinations) of each rule of a permission; a route's own. */
+function rulesOf(policy: Resource): [string[], string[]][] {
+  const rules = (policy.rules as Rule[] | undefined) ?? [policy as Rule]
+  return rules.map((r) => [selected(r.sources), selected(r.destinations)])
 }
 
 function expand(service: string, services: string[]): string[] {
@@ -53,11 +63,11 @@ export function buildServiceMap(
   const known = new Set(servicesOf(dataplanes))
   // Services a policy names exist on the map even before a dataplane serves them.
   for (const policy of [...permissions, ...routes]) {
-    for (const s of [...selectors(policy, 'sources'), ...selectors(policy, 'destinations')]) {
-      if (s !== '*') known.add(s)
+    for (const [sources, destinations] of rulesOf(policy)) {
+      for (const s of [...sources, ...destinations]) if (s !== '*') known.add(s)
     }
   }
-  const services = [...known].sort()
+  const all = [...known].sort()
   const edges: Edge[] = []
   const seen = new Set<string>()
   const add = (edge: Edge) => {
@@ -68,11 +78,13 @@ export function buildServiceMap(
     }
   }
   for (const p of permissions) {
-    for (const source of selectors(p, 'sources')) {
-      for (const destination of selectors(p, 'destinations')) {
-        for (const from of expand(source, services)) {
-          for (const to of expand(destination, services)) {
-            add({ from, to, kind: 'permission', policy: p.name })
+    for (const [sources, destinations] of rulesOf(p)) {
+      for (const source of sources) {
+        for (const destination of destinations) {
+          for (const from of expand(source, all)) {
+            for (const to of expand(destination, all)) {
+              add({ from, to, kind: 'permission', policy: p.name })
+            }
           }
         }
       }
@@ -95,18 +107,18 @@ export function buildServiceMap(
       shares.set(to, [...(shares.get(to) ?? []), subset ? `${subset} ${share}` : share])
       if (!known.has(to)) {
         known.add(to)
-        services.push(to)
+        all.push(to)
       }
     }
-    for (const source of selectors(r, 'sources')) {
-      for (const from of expand(source, services)) {
+    for (const source of selected(r.sources as Selector[] | undefined)) {
+      for (const from of expand(source, all)) {
         for (const [to, parts] of shares) {
           add({ from, to, kind: 'route', policy: r.name, split: parts.join(', ') })
         }
       }
     }
   }
-  return { services: services.sort(), edges }
+  return { services: all.sort(), edges }
 }
 
 export interface Placed {

@@ -16,9 +16,8 @@ export function overview(name: string, service: string, online: boolean, extra: 
     name,
     dataplane: {
       networking: {
-        address: '10.0.0.1',
-        inbound: [{ port: 8080, servicePort: 80, tags: { service, ...extra } }],
-        outbound: [{ port: 3000, service: 'backend' }],
+        inbound: [{ interface: '10.0.0.1:8080:80', tags: { service, ...extra } }],
+        outbound: [{ interface: ':3000', service: 'backend' }],
       },
     },
     dataplaneInsight: {
@@ -44,8 +43,7 @@ export const permission = (name: string, from: string, to: string): Resource => 
   type: 'TrafficPermission',
   mesh: 'default',
   name,
-  sources: [{ match: { service: from } }],
-  destinations: [{ match: { service: to } }],
+  rules: [{ sources: [{ match: { service: from } }], destinations: [{ match: { service: to } }] }],
 })
 
 /** `fetch` answering each path prefix with its JSON; anything else 404s. */

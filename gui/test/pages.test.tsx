@@ -33,7 +33,7 @@ describe('the overview', () => {
     await screen.findByText('payments')
     const payments = container.querySelector('[data-mesh="payments"]')!
     expect(payments.querySelector('[data-count="online"]')!.textContent).toBe('2 online')
-    expect(payments.querySelector('[data-field="mtls"]')!.textContent).toMatch(/on · CA issued 1d ago, expires in \d+y/)
+    expect(payments.querySelector('[data-field="mtls"]')!.textContent).toMatch(/on · CA age 1d, expires in \d+y/)
     const defaults = container.querySelector('[data-mesh="default"]')!
     expect(defaults.querySelector('[data-field="mtls"]')!.textContent).toBe('off')
     expect(defaults.querySelector('[data-kind="TrafficPermission"]')!.textContent).toBe('TrafficPermission 2')

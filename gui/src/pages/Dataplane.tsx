@@ -19,18 +19,18 @@ function Networking({ dp }: { dp: DataplaneOverview }) {
         <table class="inbounds">
           <thead>
             <tr>
-              <th>Port</th>
-              <th>Service port</th>
+              <th>Interface</th>
+              <th>Ready</th>
               <th>Tags</th>
             </tr>
           </thead>
           <tbody>
             {(n.inbound ?? []).map((i) => (
-              <tr key={i.port}>
+              <tr key={i.interface}>
                 <td>
-                  {i.address ?? n.address}:{i.port}
+                  <code>{i.interface}</code>
                 </td>
-                <td>{i.servicePort ?? i.port}</td>
+                <td>{i.health?.ready === false ? 'no' : 'yes'}</td>
                 <td>
                   <TagList tags={i.tags} />
                 </td>
@@ -46,17 +46,17 @@ function Networking({ dp }: { dp: DataplaneOverview }) {
         <table class="outbounds">
           <thead>
             <tr>
-              <th>Port</th>
+              <th>Interface</th>
               <th>Service</th>
             </tr>
           </thead>
           <tbody>
             {(n.outbound ?? []).map((o) => (
-              <tr key={o.port}>
+              <tr key={o.interface}>
                 <td>
-                  {o.address ?? '127.0.0.1'}:{o.port}
+                  <code>{o.interface}</code>
                 </td>
-                <td>{o.service ?? (o.tags ? <TagList tags={o.tags} /> : '')}</td>
+                <td>{o.mesh ? `${o.service} (mesh ${o.mesh})` : o.service}</td>
               </tr>
             ))}
           </tbody>
@@ -219,8 +219,12 @@ export function Dataplane({ mesh, name, onSignIn }: { mesh: string; name: string
       <dl class="facts">
         <dt>Mesh</dt>
         <dd>{mesh}</dd>
-        <dt>Address</dt>
-        <dd>{dp.dataplane.networking.address}</dd>
+        {dp.dataplane.networking.address && (
+          <>
+            <dt>Address</dt>
+            <dd>{dp.dataplane.networking.address}</dd>
+          </>
+        )}
         {dp.dataplane.networking.gateway && (
           <>
             <dt>Gateway</dt>

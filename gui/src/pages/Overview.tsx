@@ -5,7 +5,7 @@ import { api, type MeshInsight } from '../api'
 import { Loading, Problem } from '../components/common'
 import { useLive } from '../live'
 import { href } from '../route'
-import { ago, until } from '../status'
+import { span, until } from '../status'
 
 function Ca({ mesh, now }: { mesh: MeshInsight; now: Date }) {
   if (!mesh.mTLS.enabled) return <span class="muted">off</span>
@@ -13,7 +13,7 @@ function Ca({ mesh, now }: { mesh: MeshInsight; now: Date }) {
   if (!ca) return <span>on, CA not generated yet</span>
   return (
     <span>
-      on · CA issued {ago(ca.notBefore, now)}, expires {until(ca.notAfter, now)}
+      on · CA age {span((now.getTime() - Date.parse(ca.notBefore)) / 1000)}, expires {until(ca.notAfter, now)}
     </span>
   )
 }

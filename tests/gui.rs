@@ -1,0 +1,184 @@
+//! The GUI in real Chromium against a real `kuma-cp`: this test seeds the
+//! control plane (two meshes, mTLS in one; dataplanes online through real
+//! kuma-dp and Envoy, and offline; policies of several kinds, one Envoy
+//! rejects) and runs the Playwright suite `gui/e2e/gui.test.mjs`, which
+//! checks every page against these facts and writes a screenshot of each
+//! view to `target/gui-screenshots/`.
+
+mod common;
+
+use common::{Dataplane, KumaCp, free_port, http, put_dataplane, put_tagged_dataplane};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+const MTLS: &str =
+    r#"{"type": "Mesh", "name": "payments", "mtls": {"enabled": true, "ca": {"builtin": {}}}}"#;
+
+fn put(cp: &KumaCp, path: &str, body: serde_json::Value) {
+    cp.put(path, &body.to_string());
+}
+
+/// A user token of team `payments`, whose role reads that mesh only.
+fn payments_team_token(cp: &KumaCp) -> String {
+    put(
+        cp,
+        "/access-roles/payments",
+        json!({"type": "AccessRole", "name": "payments",
+            "rules": [{"mesh": "payments", "access": ["CREATE", "UPDATE", "DELETE"]}]}),
+    );
+    put(
+        cp,
+        "/access-role-bindings/payments",
+        json!({"type": "AccessRoleBinding", "name": "payments",
+            "subjects": [{"type": "Group", "name": "payments"}], "roles": ["payments"]}),
+    );
+    let minted = http(
+        "POST",
+        &format!("{}/tokens/user", cp.api),
+        Some(r#"{"name": "pat", "groups": ["payments"], "validFor": "1h"}"#),
+    );
+    assert_eq!(minted.status, 200, "{}", minted.body);
+    minted.body.as_str().expect("a token").to_string()
+}
+
+#[test]
+fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("gui/dist/index.html").is_file() && root.join("gui/node_modules").is_dir(),
+        "the GUI is not built: run `make gui` (make test does)"
+    );
+    let cp = KumaCp::start(&[]);
+
+    // Mesh default: echo-1 and client-1 online, echo-2 and legacy-1 never
+    // connected; client-1 may call echo, split 80/20 between its versions,
+    // and a ProxyTemplate gives it a cluster Envoy rejects.
+    let echo = free_port();
+    put_tagged_dataplane(
+        &cp,
+        "default",
+        "echo-1",
+        (free_port(), free_port()),
+        json!({"service": "echo", "version": "1"}),
+        &[],
+    );
+    put_tagged_dataplane(
+        &cp,
+        "default",
+        "echo-2",
+        (free_port(), free_port()),
+        json!({"service": "echo", "version": "2"}),
+        &[],
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "legacy-1",
+        (free_port(), free_port()),
+        "legacy",
+        &[],
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "client-1",
+        (free_port(), free_port()),
+        "client",
+        &[(echo, "echo")],
+    );
+    put(
+        &cp,
+        "/meshes/default/traffic-permissions/client-to-echo",
+        json!({"type": "TrafficPermission", "mesh": "default", "name": "client-to-echo",
+            "rules": [{"sources": [{"match": {"service": "client"}}],
+                       "destinations": [{"match": {"service": "echo"}}]}]}),
+    );
+    put(
+        &cp,
+        "/meshes/default/traffic-routes/split",
+        json!({"type": "TrafficRoute", "mesh": "default", "name": "split",
+            "sources": [{"match": {"service": "client"}}],
+            "destinations": [{"match": {"service": "echo"}}],
+            "conf": [{"weight": 80, "destination": {"service": "echo", "version": "1"}},
+                     {"weight": 20, "destination": {"service": "echo", "version": "2"}}]}),
+    );
+    // Envoy's own rules refuse a connect timeout of 0s: a real NACK.
+    let rejected = "'@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: rejected\nconnectTimeout: 0s\ntype: STATIC\n";
+    put(
+        &cp,
+        "/meshes/default/proxytemplates/rejected",
+        json!({"type": "ProxyTemplate", "mesh": "default", "name": "rejected",
+            "selectors": [{"match": {"service": "client"}}],
+            "imports": ["default-proxy"],
+            "resources": [{"name": "rejected", "resource": rejected}]}),
+    );
+
+    // Mesh payments, with mTLS: ledger-1 online with its certificate,
+    // ledger-2 never connected.
+    cp.put("/meshes/payments", MTLS);
+    put_dataplane(
+        &cp,
+        "payments",
+        "ledger-1",
+        (free_port(), free_port()),
+        "ledger",
+        &[],
+    );
+    put_dataplane(
+        &cp,
+        "payments",
+        "ledger-2",
+        (free_port(), free_port()),
+        "ledger",
+        &[],
+    );
+    put(
+        &cp,
+        "/meshes/payments/traffic-permissions/ledger-itself",
+        json!({"type": "TrafficPermission", "mesh": "payments", "name": "ledger-itself",
+            "rules": [{"sources": [{"match": {"service": "ledger"}}],
+                       "destinations": [{"match": {"service": "ledger"}}]}]}),
+    );
+    let token = payments_team_token(&cp);
+
+    let echo_1 = Dataplane::start(&cp, "default", "echo-1");
+    let _client = Dataplane::start(&cp, "default", "client-1");
+    let _ledger = Dataplane::start(&cp, "payments", "ledger-1");
+
+    let screenshots = root.join("target/gui-screenshots");
+    let run = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "e2e/gui.test.mjs"])
+        .current_dir(root.join("gui"))
+        .env("KUMA_GUI_URL", &cp.api)
+        .env("KUMA_GUI_OFFLINE_PID", echo_1.process.0.id().to_string())
+        .env("KUMA_GUI_TEAM_TOKEN", &token)
+        .env("KUMA_GUI_SCREENSHOTS", &screenshots)
+        .output()
+        .expect("node runs");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.status.success(),
+        "the Playwright suite failed:\n{report}\nkuma-cp log:\n{}",
+        cp.log()
+    );
+    println!("{report}");
+    for view in [
+        "overview",
+        "dataplanes",
+        "dataplane",
+        "policies",
+        "service-map",
+    ] {
+        let shot = screenshots.join(format!("{view}.png"));
+        assert!(
+            std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
+            "no screenshot of the {view} view at {}",
+            shot.display()
+        );
+    }
+}
