@@ -1,7 +1,7 @@
 //! The GUI in real Chromium against a real `kuma-cp`: this test seeds the
 //! control plane (two meshes, mTLS in one; dataplanes online through real
 //! kuma-dp and Envoy, and offline; policies of several kinds, one Envoy
-//! rejects) and runs the Playwright suite `gui/e2e/gui.test.mjs`, which
+//! rejects; a third mesh of 10,000 dataplanes) and runs the Playwright suite `gui/e2e/gui.test.mjs`, which
 //! checks every page against these facts and writes a screenshot of each
 //! view to `target/gui-screenshots/`.
 
@@ -41,6 +41,29 @@ fn payments_team_token(cp: &KumaCp) -> String {
     assert_eq!(minted.status, 200, "{}", minted.body);
     minted.body.as_str().expect("a token").to_string()
 }
+
+/// Mesh `large`: 10,000 dataplanes (never connected), which the GUI must
+/// page rather than render at once. Eight writers at a time.
+fn seed_large_mesh(cp: &KumaCp) {
+    cp.put("/meshes/large", r#"{"type": "Mesh", "name": "large"}"#);
+    let api = cp.api.as_str();
+    std::thread::scope(|scope| {
+        for writer in 0..8 {
+            scope.spawn(move || {
+                for i in (writer..LARGE).step_by(8) {
+                    let body = json!({"type": "Dataplane", "mesh": "large", "name": format!("dp-{i:05}"),
+                        "networking": {"inbound": [{"interface": format!("10.1.{}.{}:8080:80", i / 250, i % 250),
+                            "tags": {"service": format!("svc-{}", i % 20)}}]}});
+                    let url = format!("{api}/meshes/large/dataplanes/dp-{i:05}");
+                    let answer = http("PUT", &url, Some(&body.to_string()));
+                    assert_eq!(answer.status, 201, "PUT {url}: {}", answer.body);
+                }
+            });
+        }
+    });
+}
+
+const LARGE: usize = 10_000;
 
 #[test]
 fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
@@ -141,6 +164,7 @@ fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
                        "destinations": [{"match": {"service": "ledger"}}]}]}),
     );
     let token = payments_team_token(&cp);
+    seed_large_mesh(&cp);
 
     let echo_1 = Dataplane::start(&cp, "default", "echo-1");
     let _client = Dataplane::start(&cp, "default", "client-1");

@@ -65,7 +65,7 @@ async function eventuallyText(selector, pattern, timeout = 15_000) {
     if (pattern.test(last)) return last
     await page.waitForTimeout(200)
   }
-  assert.fail(`${selector} never matched ${pattern}; last: ${JSON.stringify(last)}`)
+  assert.fail(`${selector} never matched ${pattern} at ${page.url()}; last: ${JSON.stringify(last)}`)
 }
 
 const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true })
@@ -101,6 +101,21 @@ test('the dataplanes of a mesh are filtered by status and by tag', async () => {
   await eventuallyText('[data-field="range"]', /^1–1 of 1$/)
   assert.equal(await page.locator('tbody tr').count(), 1)
   assert.match(await text('tbody tr'), /echo-2/)
+})
+
+test('10,000 dataplanes come a page at a time', async () => {
+  await page.goto(`${base}/gui/#/meshes/large/dataplanes`)
+  await eventuallyText('[data-field="range"]', /^1–100 of 10000$/)
+  assert.equal(await page.locator('tbody tr').count(), 100)
+  assert.match(await text('tbody tr'), /dp-00000/)
+  await page.click('text=Next')
+  await eventuallyText('[data-field="range"]', /^101–200 of 10000$/)
+  assert.match(await text('tbody tr'), /dp-00100/)
+  await page.selectOption('select[name="status"]', 'offline')
+  await eventuallyText('[data-field="range"]', /^1–100 of 10000$/)
+  await page.fill('input[name="tags"]', 'service:svc-7')
+  await page.click('.filters button[type="submit"]')
+  await eventuallyText('[data-field="range"]', /^1–100 of 500$/)
 })
 
 test('clicking mesh, then dataplane, shows its streams, NACK, policies and config', async () => {

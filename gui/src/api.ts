@@ -173,11 +173,11 @@ export const api = {
   explainXds: (mesh: string, name: string) =>
     get<Record<string, unknown>>(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/xds`),
   /** Every item of a mesh's collection, following `next` links. */
-  all: async (mesh: string, collection: string): Promise<Resource[]> => {
-    const items: Resource[] = []
+  all: async <T extends Resource = Resource>(mesh: string, collection: string): Promise<T[]> => {
+    const items: T[] = []
     let offset = 0
     for (;;) {
-      const page = await get<Page<Resource>>(`/meshes/${enc(mesh)}/${collection}?size=1000&offset=${offset}`)
+      const page = await get<Page<T>>(`/meshes/${enc(mesh)}/${collection}?size=1000&offset=${offset}`)
       items.push(...page.items)
       offset += page.items.length
       if (!page.next || page.items.length === 0) return items

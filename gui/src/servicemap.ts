@@ -3,7 +3,7 @@
 // TrafficPermission's rules allow, and for each destination of a TrafficRoute's split,
 // labelled with the shares of the weight its subsets get. `*` stands for every service.
 
-import type { DataplaneOverview, Resource, Tags } from './api'
+import type { DataplaneSpec, Resource, Tags } from './api'
 
 export interface Edge {
   from: string
@@ -43,20 +43,20 @@ function expand(service: string, services: string[]): string[] {
   return service === '*' ? services : [service]
 }
 
-export function servicesOf(dataplanes: DataplaneOverview[]): string[] {
+export function servicesOf(dataplanes: DataplaneSpec[]): string[] {
   const found = new Set<string>()
   for (const dp of dataplanes) {
-    for (const inbound of dp.dataplane.networking.inbound ?? []) {
+    for (const inbound of dp.networking.inbound ?? []) {
       if (inbound.tags.service) found.add(inbound.tags.service)
     }
-    const gateway = dp.dataplane.networking.gateway?.tags.service
+    const gateway = dp.networking.gateway?.tags.service
     if (gateway) found.add(gateway)
   }
   return [...found].sort()
 }
 
 export function buildServiceMap(
-  dataplanes: DataplaneOverview[],
+  dataplanes: DataplaneSpec[],
   permissions: Resource[],
   routes: Resource[],
 ): ServiceMap {

@@ -109,3 +109,16 @@ describe('one dataplane', () => {
     expect(screen.getByLabelText('matched policies').textContent).toContain('TrafficTrace: null')
   })
 })
+
+describe('the dataplanes filter', () => {
+  it('follows the URL when another mesh is opened', async () => {
+    vi.stubGlobal('fetch', answering({ '/meshes/': { total: 0, items: [] } }))
+    const { container, rerender } = render(
+      <Dataplanes mesh="a" params={new URLSearchParams('tags=version:2')} onSignIn={noop} />,
+    )
+    const input = container.querySelector('input[name="tags"]') as HTMLInputElement
+    expect(input.value).toBe('version:2')
+    rerender(<Dataplanes mesh="b" params={new URLSearchParams()} onSignIn={noop} />)
+    await waitFor(() => expect(input.value).toBe(''))
+  })
+})

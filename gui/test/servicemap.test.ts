@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { buildServiceMap, layout } from '../src/servicemap'
 import { overview, permission } from './fixtures'
 
-const dataplanes = [overview('web-1', 'web', true), overview('backend-1', 'backend', true), overview('db-1', 'db', false)]
+const dataplanes = [overview('web-1', 'web', true), overview('backend-1', 'backend', true), overview('db-1', 'db', false)].map(
+  (o) => o.dataplane,
+)
 
 describe('the service map', () => {
   it('has a node per service and an edge per permitted pair', () => {

@@ -1,7 +1,7 @@
 // A mesh's dataplanes, a page at a time (the API pages them, so 10,000
 // cost what 100 do), filtered by tags and status on the server.
 
-import { useState } from 'preact/hooks'
+import { useEffect, useState } from 'preact/hooks'
 import { api, type Tags } from '../api'
 import { Loading, Problem, Status, TagList } from '../components/common'
 import { useLive } from '../live'
@@ -36,7 +36,9 @@ export function Dataplanes({ mesh, params, onSignIn }: { mesh: string; params: U
   const status = (params.get('status') ?? '') as StatusFilter
   const page = Math.max(0, Number(params.get('page') ?? 0) || 0)
   const tags = parseTags(tagText)
+  // What the input shows follows the URL (another mesh, back and forward).
   const [draft, setDraft] = useState(tagText)
+  useEffect(() => setDraft(tagText), [mesh, tagText])
   const live = useLive(
     () =>
       typeof tags === 'string'

@@ -2,25 +2,17 @@
 // for each permitted source → destination and, dashed with its share,
 // each destination of a TrafficRoute's split.
 
-import { api, type DataplaneOverview } from '../api'
+import { api, type DataplaneSpec, type Resource } from '../api'
 import { Loading, Problem } from '../components/common'
 import { useLive } from '../live'
 import { buildServiceMap, layout, type ServiceMap as Map } from '../servicemap'
 
 const SIZE = 640
 
-async function everyDataplane(mesh: string): Promise<DataplaneOverview[]> {
-  const all: DataplaneOverview[] = []
-  for (;;) {
-    const page = await api.dataplanes(mesh, { offset: all.length, size: 1000, tags: {} })
-    all.push(...page.items)
-    if (!page.next || page.items.length === 0) return all
-  }
-}
-
 async function load(mesh: string): Promise<Map> {
+  // Plain dataplanes, not their insights: only their tags matter here.
   const [dataplanes, permissions, routes] = await Promise.all([
-    everyDataplane(mesh),
+    api.all<Resource & DataplaneSpec>(mesh, 'dataplanes'),
     api.all(mesh, 'traffic-permissions'),
     api.all(mesh, 'traffic-routes'),
   ])
