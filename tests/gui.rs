@@ -206,3 +206,60 @@ fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
         );
     }
 }
+
+/// `/gui/` answers the page and its hashed assets (cached for good, the
+/// page never), `/gui` moves to `/gui/`, and the GUI port (Kuma 0.3's
+/// 5683) sends a browser there, on the host it asked for.
+#[test]
+fn the_gui_is_served_at_gui_and_its_old_port_redirects_there() {
+    let gui_port = free_port().to_string();
+    let cp = KumaCp::start(&[("KUMA_GUI_SERVER_PORT", gui_port.as_str())]);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let get = |url: &str| {
+        client
+            .get(url)
+            .send()
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+    };
+
+    let page = get(&format!("{}/gui/", cp.api));
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    let html = page.text().unwrap_or_default();
+    let script = html
+        .split('"')
+        .find(|s| s.starts_with("/gui/assets/") && s.ends_with(".js"))
+        .unwrap_or_else(|| panic!("the page names no script: {html}"))
+        .to_string();
+    let asset = get(&format!("{}{script}", cp.api));
+    assert_eq!(asset.status(), 200);
+    assert_eq!(
+        asset.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        asset.headers()["cache-control"]
+            .to_str()
+            .unwrap_or("")
+            .contains("immutable")
+    );
+    assert_eq!(
+        get(&format!("{}/gui/no-such-file.js", cp.api)).status(),
+        404
+    );
+
+    let moved = get(&format!("{}/gui", cp.api));
+    assert_eq!(moved.status(), 308);
+    assert_eq!(moved.headers()["location"], "/gui/");
+
+    let api_port = cp.api.rsplit(':').next().unwrap_or_default();
+    let redirected = get(&format!("http://127.0.0.1:{gui_port}/anything"));
+    assert_eq!(redirected.status(), 307);
+    assert_eq!(
+        redirected.headers()["location"].to_str().unwrap_or(""),
+        format!("http://127.0.0.1:{api_port}/gui/")
+    );
+}

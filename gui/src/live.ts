@@ -1,6 +1,7 @@
 // Live data: a page loads what it shows now and again every couple of
-// seconds (LIVE_INTERVAL_MS), so changes appear without a reload. An
-// answer that arrives after the inputs changed is dropped.
+// seconds (LIVE_INTERVAL_MS), so changes appear without a reload. What
+// was loaded for other inputs (the page before, another mesh) is never
+// shown for these, not even for the one render before the new load.
 
 import { useEffect, useState } from 'preact/hooks'
 
@@ -13,19 +14,24 @@ export interface Live<T> {
   at?: Date
 }
 
+interface Loaded<T> extends Live<T> {
+  /** The inputs it was loaded for. */
+  key: string
+}
+
 /** `deps` say when `load` asks for something else (as useEffect's do). */
 export function useLive<T>(load: () => Promise<T>, deps: unknown[], interval = LIVE_INTERVAL_MS): Live<T> {
-  const [state, setState] = useState<Live<T>>({})
+  const key = JSON.stringify(deps)
+  const [state, setState] = useState<Loaded<T>>({ key })
   useEffect(() => {
     let current = true
     let timer: ReturnType<typeof setTimeout> | undefined
-    setState({})
     const tick = async () => {
       try {
         const data = await load()
-        if (current) setState({ data, at: new Date() })
+        if (current) setState({ key, data, at: new Date() })
       } catch (e) {
-        if (current) setState((s) => ({ ...s, error: e as Error }))
+        if (current) setState((s) => (s.key === key ? { ...s, error: e as Error } : { key, error: e as Error }))
       }
       if (current) timer = setTimeout(tick, interval)
     }
@@ -34,6 +40,6 @@ export function useLive<T>(load: () => Promise<T>, deps: unknown[], interval = L
       current = false
       clearTimeout(timer)
     }
-  }, deps)
-  return state
+  }, [key])
+  return state.key === key ? state : {}
 }
