@@ -250,6 +250,73 @@ fn lists_page_with_next_links_and_filter_by_tag() {
     );
 }
 
+/// What the GUI pages with: how many match in all (`X-Total-Count`, the
+/// body keeping the reference's shape), and dataplanes by status, whose
+/// `next` link keeps the filter.
+#[test]
+fn lists_count_in_a_header_and_overviews_filter_by_status() {
+    let cp = KumaCp::start(&[]);
+    for i in 0..5 {
+        let body = json!({"type": "Dataplane", "mesh": "default", "name": format!("dp-{i}"),
+            "networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}});
+        let url = format!("{}/meshes/default/dataplanes/dp-{i}", cp.api);
+        assert_eq!(http("PUT", &url, Some(&body.to_string())).status, 201);
+    }
+    let get = |query: &str| {
+        let url = format!("{}/meshes/default/dataplanes+insights?{query}", cp.api);
+        let response = reqwest::blocking::get(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let total = response.headers()["x-total-count"]
+            .to_str()
+            .unwrap_or("")
+            .to_string();
+        (total, response.json::<Value>().expect("a JSON page"))
+    };
+    let (total, page) = get("size=2");
+    assert_eq!(total, "5");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert!(page.get("total").is_none(), "the body is the reference's");
+
+    // Never connected: every one is offline.
+    let (total, page) = get("status=offline&size=2");
+    assert_eq!(total, "5");
+    let next = page["next"].as_str().unwrap_or("");
+    assert!(
+        next.contains("status=offline") && next.contains("offset=2"),
+        "{next}"
+    );
+    let (total, page) = get("status=online");
+    assert_eq!(
+        (total.as_str(), page["items"].as_array().map(Vec::len)),
+        ("0", Some(0))
+    );
+
+    let answer = http(
+        "GET",
+        &format!("{}/meshes/default/dataplanes+insights?status=up", cp.api),
+        None,
+    );
+    assert_eq!(answer.status, 400);
+    assert_eq!(
+        causes(&answer.body),
+        [(
+            "status".to_string(),
+            "\"up\" must be online or offline".to_string()
+        )]
+    );
+
+    let insight = http("GET", &format!("{}/mesh-insights/default", cp.api), None);
+    assert_eq!(insight.status, 200, "{}", insight.body);
+    assert_eq!(
+        insight.body["dataplanes"],
+        json!({"total": 5, "online": 0, "offline": 5})
+    );
+    assert_eq!(insight.body["policies"]["TrafficPermission"]["total"], 0);
+    assert_eq!(
+        http("GET", &format!("{}/mesh-insights/nowhere", cp.api), None).status,
+        404
+    );
+}
+
 #[test]
 fn deleting_a_mesh_deletes_its_resources() {
     let cp = KumaCp::start(&[]);

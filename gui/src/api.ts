@@ -6,9 +6,10 @@
 // only (sessionStorage) and sent as `Authorization: Bearer`.
 
 export interface Page<T> {
-  total: number
   items: T[]
   next?: string
+  /** How many match in all: the API's `X-Total-Count` header. */
+  total: number
 }
 
 export interface Counts {
@@ -123,7 +124,7 @@ export function saveToken(token: string | null): void {
   else sessionStorage.removeItem(TOKEN_KEY)
 }
 
-export async function get<T>(path: string): Promise<T> {
+async function fetchJson(path: string): Promise<{ body: unknown; response: Response }> {
   const headers: Record<string, string> = { Accept: 'application/json' }
   const token = savedToken()
   if (token) headers.Authorization = `Bearer ${token}`
@@ -141,7 +142,19 @@ export async function get<T>(path: string): Promise<T> {
     }
     throw new ApiError(response.status, title, details)
   }
-  return JSON.parse(text) as T
+  return { body: JSON.parse(text), response }
+}
+
+export async function get<T>(path: string): Promise<T> {
+  return (await fetchJson(path)).body as T
+}
+
+/** A page of a list; the body keeps the reference's shape, the count is a header. */
+export async function getPage<T>(path: string): Promise<Page<T>> {
+  const { body, response } = await fetchJson(path)
+  const page = body as Omit<Page<T>, 'total'>
+  const total = Number(response.headers.get('X-Total-Count') ?? page.items.length)
+  return { ...page, total }
 }
 
 const enc = encodeURIComponent
@@ -163,9 +176,9 @@ export function dataplanesPath(mesh: string, q: DataplaneQuery): string {
 }
 
 export const api = {
-  meshInsights: () => get<Page<MeshInsight>>('/mesh-insights?size=1000'),
+  meshInsights: () => getPage<MeshInsight>('/mesh-insights?size=1000'),
   mesh: (mesh: string) => get<Resource>(`/meshes/${enc(mesh)}`),
-  dataplanes: (mesh: string, q: DataplaneQuery) => get<Page<DataplaneOverview>>(dataplanesPath(mesh, q)),
+  dataplanes: (mesh: string, q: DataplaneQuery) => getPage<DataplaneOverview>(dataplanesPath(mesh, q)),
   overview: (mesh: string, name: string) =>
     get<DataplaneOverview>(`/meshes/${enc(mesh)}/dataplanes+insights/${enc(name)}`),
   explainPolicies: (mesh: string, name: string) =>
@@ -177,7 +190,7 @@ export const api = {
     const items: T[] = []
     let offset = 0
     for (;;) {
-      const page = await get<Page<T>>(`/meshes/${enc(mesh)}/${collection}?size=1000&offset=${offset}`)
+      const page = await getPage<T>(`/meshes/${enc(mesh)}/${collection}?size=1000&offset=${offset}`)
       items.push(...page.items)
       offset += page.items.length
       if (!page.next || page.items.length === 0) return items

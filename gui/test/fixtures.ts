@@ -56,8 +56,13 @@ export function answering(routes: Record<string, unknown>): typeof fetch {
     if (path === undefined) {
       return new Response(JSON.stringify({ title: 'Not found', details: `no ${url}` }), { status: 404 })
     }
-    const body = routes[path]
+    const body = routes[path] as { total?: number } | Response
     if (body instanceof Response) return body
+    // A list's count is a header, as the API sends it.
+    if (body && typeof body === 'object' && 'total' in body) {
+      const { total, ...page } = body
+      return new Response(JSON.stringify(page), { status: 200, headers: { 'X-Total-Count': String(total) } })
+    }
     return new Response(JSON.stringify(body), { status: 200 })
   }) as typeof fetch
 }

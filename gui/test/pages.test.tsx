@@ -45,7 +45,7 @@ describe('the overview', () => {
       const auth = (init.headers as Record<string, string>).Authorization ?? null
       seen.push(auth)
       return auth
-        ? new Response(JSON.stringify({ total: 0, items: [] }))
+        ? new Response(JSON.stringify({ items: [] }), { headers: { 'X-Total-Count': '0' } })
         : new Response(JSON.stringify({ title: 'Unauthenticated', details: 'send a token' }), { status: 401 })
     }) as typeof fetch)
     let signedIn = 0

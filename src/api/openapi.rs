@@ -10,7 +10,7 @@ use super::ControlPlaneIndex;
 use super::error::ApiError;
 use super::mesh_insights::MeshInsight;
 use super::outside_mesh::PodWithoutSidecar;
-use super::paging::MAX_OFFSET;
+use super::paging::{MAX_OFFSET, TOTAL_COUNT};
 use super::tokens::UserTokenRequest;
 use crate::resources::{DataplaneInsightSpec, DataplaneSpec, ResourceType, spec_schema};
 use crate::security::token_server::{RevokeRequest, TokenRequestBody};
@@ -162,6 +162,19 @@ fn json_ok(description: &str, schema: Value) -> (u16, Value) {
         200,
         json!({ "description": description, "content": json_body(schema) }),
     )
+}
+
+/// A page of a list, with how many match in all in `X-Total-Count` (the
+/// body keeps the reference's shape, `items` and `next`).
+fn page_ok(description: &str, schema: Value) -> (u16, Value) {
+    let (status, mut response) = json_ok(description, schema);
+    response["headers"] = json!({
+        TOTAL_COUNT: {
+            "description": "How many match in all, across pages.",
+            "schema": { "type": "integer", "minimum": 0 },
+        }
+    });
+    (status, response)
 }
 
 fn text_ok(description: &str, content_type: &str) -> (u16, Value) {
@@ -343,7 +356,7 @@ impl Document {
                 summary: "A page of meshes, each with its dataplanes online and offline, its policies of each kind and its CA's validity.".into(),
                 tag,
                 parameters: page_params(false),
-                ok: vec![json_ok("One page.", schema_ref("MeshInsightList"))],
+                ok: vec![page_ok("One page.", schema_ref("MeshInsightList"))],
                 errors: &[400],
                 ..Op::default()
             },
@@ -409,7 +422,7 @@ impl Document {
                 summary: format!("A page of {name}s."),
                 tag: name,
                 parameters,
-                ok: vec![json_ok(
+                ok: vec![page_ok(
                     "One page; `next` links the page after it.",
                     schema_ref(&format!("{name}List")),
                 )],
@@ -531,7 +544,7 @@ impl Document {
                 summary: "A page of dataplanes, each with what the control plane knows of its xDS streams.".into(),
                 tag,
                 parameters,
-                ok: vec![json_ok("One page.", schema_ref("DataplaneOverviewList"))],
+                ok: vec![page_ok("One page.", schema_ref("DataplaneOverviewList"))],
                 errors: &[400, 404],
                 ..Op::default()
             },
@@ -561,7 +574,7 @@ impl Document {
                 summary: "Kubernetes: pods of a namespace labelled for the mesh that run without a sidecar.".into(),
                 tag,
                 parameters: vec![mesh_param()],
-                ok: vec![json_ok("Every such pod.", page_schema(pod))],
+                ok: vec![page_ok("Every such pod.", page_schema(pod))],
                 errors: &[404],
                 ..Op::default()
             },
@@ -667,14 +680,13 @@ impl Document {
     }
 }
 
-/// `{"total": n, "items": [...], "next": "..."}`.
+/// `{"items": [...], "next": "..."}`.
 fn page_schema(item: Value) -> Value {
     json!({
         "type": "object",
-        "required": ["total", "items"],
+        "required": ["items"],
         "additionalProperties": false,
         "properties": {
-            "total": { "type": "integer", "minimum": 0, "description": "How many match in all, across pages." },
             "items": { "type": "array", "items": item },
             "next": { "type": "string", "description": "The next page, when there is one." },
         },

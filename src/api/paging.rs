@@ -89,12 +89,16 @@ impl ListParams {
     }
 }
 
-/// A page of a list: `items`, how many match in all (`total`, as Kuma
-/// answers), and `next` when there is more.
+/// The header that says how many items a list has across its pages.
+pub const TOTAL_COUNT: &str = "X-Total-Count";
+
+/// A page of a list: `items`, and `next` when there is more, as the
+/// reference writes them (its examples answer byte for byte); how many
+/// match in all, which a page cannot show, is in [`TOTAL_COUNT`].
 pub fn page_response(items: Vec<Value>, total: usize, next: Option<String>) -> Response {
-    let mut body = json!({ "total": total, "items": items });
+    let mut body = json!({ "items": items });
     if let Some(next) = next {
         body["next"] = Value::String(next);
     }
-    Json(body).into_response()
+    ([(TOTAL_COUNT, total.to_string())], Json(body)).into_response()
 }
