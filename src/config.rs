@@ -735,9 +735,18 @@ pub fn env_var_name(key: &str) -> String {
     out
 }
 
-/// Every setting as (dotted key, default value), in file order.
-pub fn settings() -> Vec<(String, Value)> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+/// One setting: its dotted key in the `-c` file, its environment
+/// variable, its default.
+pub struct Setting {
+    pub key: String,
+    pub var: String,
+    pub default: Value,
+}
+
+/// Every setting, in file order: walked from the defaults once per
+/// process, as every load looks each one up in the environment.
+pub fn settings() -> &'static [Setting] {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<Setting>) {
         match v {
             Value::Object(map) => {
                 for (k, child) in map {
@@ -749,12 +758,19 @@ pub fn settings() -> Vec<(String, Value)> {
                     walk(&key, child, out);
                 }
             }
-            leaf => out.push((prefix.to_string(), leaf.clone())),
+            leaf => out.push(Setting {
+                key: prefix.to_string(),
+                var: env_var_name(prefix),
+                default: leaf.clone(),
+            }),
         }
     }
-    let mut out = Vec::new();
-    walk("", defaults_value(), &mut out);
-    out
+    static SETTINGS: std::sync::LazyLock<Vec<Setting>> = std::sync::LazyLock::new(|| {
+        let mut out = Vec::new();
+        walk("", defaults_value(), &mut out);
+        out
+    });
+    &SETTINGS
 }
 
 /// The defaults as a JSON tree, what every load merges onto: built once.
@@ -810,17 +826,14 @@ pub fn env_help() -> String {
     let mut out = String::from(
         "Settings (key in the -c file, environment variable, default; flags > environment > file > default):\n",
     );
-    for (key, default) in settings() {
+    for Setting { key, var, default } in settings() {
         let shown = match default {
             Value::String(s) if s.is_empty() => "\"\"".to_string(),
-            Value::String(s) => s,
+            Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        out.push_str(&format!(
-            "  {key}\n      {}  [default: {shown}]\n",
-            env_var_name(&key)
-        ));
-        if let Some(meaning) = meanings.get(&key) {
+        out.push_str(&format!("  {key}\n      {var}  [default: {shown}]\n"));
+        if let Some(meaning) = meanings.get(key) {
             out.push_str(&format!("      {meaning}\n"));
         }
     }
@@ -918,24 +931,23 @@ impl Config {
                 merge(&mut merged, parsed);
             }
         }
-        for (key, default) in settings() {
-            let var = env_var_name(&key);
-            if let Some(raw) = lookup(&var) {
-                let value = typed(&default, &raw).map_err(|message| ConfigError::Env {
+        for Setting { key, var, default } in settings() {
+            if let Some(raw) = lookup(var) {
+                let value = typed(default, &raw).map_err(|message| ConfigError::Env {
                     var: var.clone(),
                     value: raw.clone(),
                     message,
                 })?;
-                set_path(&mut merged, &key, value);
+                set_path(&mut merged, key, value);
             }
         }
         for (key, raw) in overrides {
+            let empty = Value::String(String::new());
             let default = settings()
-                .into_iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .unwrap_or(Value::String(String::new()));
-            let value = typed(&default, raw).map_err(|message| ConfigError::Invalid {
+                .iter()
+                .find(|s| s.key == *key)
+                .map_or(&empty, |s| &s.default);
+            let value = typed(default, raw).map_err(|message| ConfigError::Invalid {
                 key: key.to_string(),
                 var: env_var_name(key),
                 message,
@@ -1070,8 +1082,8 @@ mod tests {
     fn every_setting_says_what_it_means_in_the_help() {
         let meanings = super::descriptions();
         let undocumented: Vec<String> = super::settings()
-            .into_iter()
-            .map(|(key, _)| key)
+            .iter()
+            .map(|s| s.key.clone())
             .filter(|key| meanings.get(key).is_none_or(|m| m.is_empty()))
             .collect();
         assert!(
@@ -1099,7 +1111,7 @@ mod tests {
 
     #[test]
     fn env_names_follow_kuma() {
-        let names: Vec<String> = settings().iter().map(|(k, _)| env_var_name(k)).collect();
+        let names: Vec<String> = settings().iter().map(|s| s.var.clone()).collect();
         for expected in [
             "KUMA_STORE_TYPE",
             "KUMA_STORE_POSTGRES_DB_NAME",
