@@ -380,44 +380,59 @@ impl ResourceStore for PostgresStore {
         let client = self.client().await?;
         let limit = query.limit.map_or(i64::MAX, |l| l as i64);
         let offset = query.offset as i64;
-        // The page and the count are two queries pipelined on one
-        // connection: the page walks the primary key in order and stops at
-        // LIMIT, the count reads no spec. (`COUNT(*) OVER ()` would read
-        // every matching spec to count them.)
         // Tag filter: some inbound must contain every tag. jsonb
         // containment expresses exactly that.
         let tags = (!query.tags.is_empty())
             .then(|| serde_json::json!({"networking": {"inbound": [{"tags": query.tags}]}}));
         let kind = query.kind.name();
-        let filter: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&kind, &query.mesh, &tags];
-        let paging: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&limit, &offset];
-        let resources_page = [&filter[..], &paging[..]].concat();
         let table = table_of(query.kind);
-        let (page_sql, page_params, count_sql, count_params) = if table == "meshes" {
-            (
-                "SELECT '' AS mesh, name, version, spec FROM meshes ORDER BY name LIMIT $1 OFFSET $2".to_string(),
-                &paging[..],
-                "SELECT COUNT(*) FROM meshes".to_string(),
-                &[][..],
-            )
+        // Only the conditions this query has, so that the planner sees
+        // `type = $1 AND mesh = $2` and walks the primary key (type, mesh,
+        // name), already in page order, instead of a plan for any mesh
+        // that reads and sorts the whole table for one page.
+        let mut filter: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+        let mut conditions = Vec::new();
+        if table != "meshes" {
+            filter.push(&kind);
+            conditions.push(format!("type = ${}", filter.len()));
+        }
+        if let Some(mesh) = &query.mesh {
+            filter.push(mesh);
+            conditions.push(format!("mesh = ${}", filter.len()));
+        }
+        if let Some(tags) = &tags {
+            filter.push(tags);
+            conditions.push(format!("spec @> ${}", filter.len()));
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
         } else {
-            (
-                format!(
-                    "SELECT mesh, name, version, spec FROM {table} \
-                 WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3) \
-                 ORDER BY mesh, name LIMIT $4 OFFSET $5"
-                ),
-                &resources_page[..],
-                format!(
-                    "SELECT COUNT(*) FROM {table} \
-                 WHERE type = $1 AND ($2::text IS NULL OR mesh = $2) AND ($3::jsonb IS NULL OR spec @> $3)"
-                ),
-                &filter[..],
-            )
+            format!("WHERE {}", conditions.join(" AND "))
         };
+        let (key_columns, mesh_column) = if table == "meshes" {
+            ("name", "'' AS mesh")
+        } else {
+            ("mesh, name", "mesh")
+        };
+        // The page's keys come from the index alone; only those rows are
+        // then read whole (an offset far into the list skips index
+        // entries, not documents). The count reads no spec either.
+        let page_sql = format!(
+            "SELECT {mesh_column}, t.name, t.version, t.spec FROM {table} t \
+             JOIN (SELECT {key_columns} FROM {table} {filter_sql} \
+                   ORDER BY {key_columns} LIMIT ${} OFFSET ${}) page USING ({key_columns}) \
+             {} ORDER BY {key_columns}",
+            filter.len() + 1,
+            filter.len() + 2,
+            if table == "meshes" { "" } else { "WHERE t.type = $1" },
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM {table} {filter_sql}");
+        let mut page_params = filter.clone();
+        page_params.push(&limit);
+        page_params.push(&offset);
         let (rows, total) = futures::try_join!(
-            client.query(&page_sql, page_params),
-            client.query_one(&count_sql, count_params),
+            client.query(&page_sql, &page_params),
+            client.query_one(&count_sql, &filter),
         )
         .map_err(unavailable)?;
         let mut page = ListPage {
