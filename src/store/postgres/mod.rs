@@ -359,16 +359,22 @@ impl ResourceStore for PostgresStore {
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
         let client = self.client().await?;
         let (table, kind) = table_key(key);
+        // Prepared once per connection: a read is then one round trip.
         let row = if table == "meshes" {
-            client
-                .query_opt("SELECT version, spec FROM meshes WHERE name = $1", &[&key.name])
+            let statement = client
+                .prepare_cached("SELECT version, spec FROM meshes WHERE name = $1")
                 .await
+                .map_err(unavailable)?;
+            client.query_opt(&statement, &[&key.name]).await
         } else {
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT version, spec FROM {table} WHERE type = $1 AND mesh = $2 AND name = $3"
+                ))
+                .await
+                .map_err(unavailable)?;
             client
-                .query_opt(
-                    &format!("SELECT version, spec FROM {table} WHERE type = $1 AND mesh = $2 AND name = $3"),
-                    &[&kind, &key.mesh, &key.name],
-                )
+                .query_opt(&statement, &[&kind, &key.mesh, &key.name])
                 .await
         }
         .map_err(unavailable)?
@@ -386,10 +392,11 @@ impl ResourceStore for PostgresStore {
             .then(|| serde_json::json!({"networking": {"inbound": [{"tags": query.tags}]}}));
         let kind = query.kind.name();
         let table = table_of(query.kind);
-        // Only the conditions this query has, so that the planner sees
-        // `type = $1 AND mesh = $2` and walks the primary key (type, mesh,
-        // name), already in page order, instead of a plan for any mesh
-        // that reads and sorts the whole table for one page.
+        // Only the conditions this query has: a statement's cached generic
+        // plan then is the one for `type = $1 AND mesh = $2`, an index
+        // scan of the primary key (type, mesh, name) in page order and an
+        // index-only count, not one for "any mesh, any tags" that counts
+        // by reading the whole table.
         let mut filter: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
         let mut conditions = Vec::new();
         if table != "meshes" {
@@ -414,25 +421,28 @@ impl ResourceStore for PostgresStore {
         } else {
             ("mesh, name", "mesh")
         };
-        // The page's keys come from the index alone; only those rows are
-        // then read whole (an offset far into the list skips index
-        // entries, not documents). The count reads no spec either.
+        // The page and the count are two statements, prepared once per
+        // connection and pipelined on it: the page walks the primary key in
+        // order and stops at LIMIT, the count reads no spec (`COUNT(*)
+        // OVER ()` would read every matching spec to count them).
         let page_sql = format!(
-            "SELECT {mesh_column}, t.name, t.version, t.spec FROM {table} t \
-             JOIN (SELECT {key_columns} FROM {table} {filter_sql} \
-                   ORDER BY {key_columns} LIMIT ${} OFFSET ${}) page USING ({key_columns}) \
-             {} ORDER BY {key_columns}",
+            "SELECT {mesh_column}, name, version, spec FROM {table} {filter_sql} \
+             ORDER BY {key_columns} LIMIT ${} OFFSET ${}",
             filter.len() + 1,
             filter.len() + 2,
-            if table == "meshes" { "" } else { "WHERE t.type = $1" },
         );
         let count_sql = format!("SELECT COUNT(*) FROM {table} {filter_sql}");
         let mut page_params = filter.clone();
         page_params.push(&limit);
         page_params.push(&offset);
+        let (page_statement, count_statement) = futures::try_join!(
+            client.prepare_cached(&page_sql),
+            client.prepare_cached(&count_sql),
+        )
+        .map_err(unavailable)?;
         let (rows, total) = futures::try_join!(
-            client.query(&page_sql, &page_params),
-            client.query_one(&count_sql, &filter),
+            client.query(&page_statement, &page_params),
+            client.query_one(&count_statement, &filter),
         )
         .map_err(unavailable)?;
         let mut page = ListPage {
