@@ -62,7 +62,11 @@ pub async fn universal(
                         pending.insert(key, false);
                     }
                 }
-                Ok(ChangeEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                Ok(ChangeEvent::Resync) => resync = true,
+                // A full reload is a cost worth seeing in the log: a burst of
+                // writes (insights of many new streams) can cause it.
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "the change feed fell behind; reloading everything");
                     resync = true;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
