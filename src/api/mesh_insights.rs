@@ -84,7 +84,7 @@ async fn insight(ctx: &SharedContext, mesh: &Resource) -> Result<MeshInsight, Ap
     let online = insights
         .items
         .iter()
-        .filter(|i| matches!(&i.spec, Spec::DataplaneInsight(i) if i.is_online()))
+        .filter(|i| super::overview::is_online(Some(i)))
         .count()
         .min(total);
     let mut policies = BTreeMap::new();

@@ -71,7 +71,8 @@ fn status_filter(uri: &Uri) -> Result<Option<bool>, ApiError> {
     Ok(wanted)
 }
 
-fn is_online(insight: Option<&Resource>) -> bool {
+/// Whether a dataplane's insight (if it has one) says it is online.
+pub(super) fn is_online(insight: Option<&Resource>) -> bool {
     matches!(insight.map(|i| &i.spec), Some(Spec::DataplaneInsight(i)) if i.is_online())
 }
 

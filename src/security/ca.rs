@@ -42,6 +42,14 @@ struct StoredCa {
     key: String,
 }
 
+impl StoredCa {
+    /// The root and key a CA secret holds.
+    fn of_secret(mesh: &str, secret: &SecretSpec) -> Result<StoredCa, CaError> {
+        let bytes = secret.bytes().map_err(|e| cert_err(mesh, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| cert_err(mesh, e))
+    }
+}
+
 /// A mesh's root CA, ready to sign.
 pub struct MeshCa {
     pub mesh: String,
@@ -115,8 +123,7 @@ impl MeshCa {
 
     /// A CA kept in a secret (see [`MeshCa::ensure`]).
     pub fn from_secret(mesh: &str, secret: &SecretSpec) -> Result<MeshCa, CaError> {
-        let bytes = secret.bytes().map_err(|e| cert_err(mesh, e))?;
-        let stored: StoredCa = serde_json::from_slice(&bytes).map_err(|e| cert_err(mesh, e))?;
+        let stored = StoredCa::of_secret(mesh, secret)?;
         Self::from_pem(mesh, &stored.cert, &stored.key)
     }
 
@@ -125,8 +132,7 @@ impl MeshCa {
         mesh: &str,
         secret: &SecretSpec,
     ) -> Result<(DateTime<Utc>, DateTime<Utc>), CaError> {
-        let bytes = secret.bytes().map_err(|e| cert_err(mesh, e))?;
-        let stored: StoredCa = serde_json::from_slice(&bytes).map_err(|e| cert_err(mesh, e))?;
+        let stored = StoredCa::of_secret(mesh, secret)?;
         let (_, pem) = x509_parser::pem::parse_x509_pem(stored.cert.as_bytes())
             .map_err(|e| cert_err(mesh, e))?;
         let cert = pem.parse_x509().map_err(|e| cert_err(mesh, e))?;
