@@ -211,9 +211,11 @@ impl KumaCp {
         self.put(&format!("/meshes/{mesh}"), MTLS);
     }
 
-    /// What the process logged since the last call.
+    /// What the process logged since the last call, every line ending in a
+    /// newline, so that what successive calls return can be concatenated
+    /// without gluing the last line of one onto the first of the next.
     pub fn log(&self) -> String {
-        self.lines.try_iter().collect::<Vec<_>>().join("\n")
+        self.lines.try_iter().map(|line| line + "\n").collect()
     }
 
     /// Sends SIGTERM and waits for the exit status.
