@@ -1,13 +1,12 @@
 //! Incremental (delta) ADS: each response carries only the resources whose
 //! version the proxy lacks, and the names of those it should drop.
 
+use super::outgoing::DeltaResponse;
 use super::{Protocol, StreamContext};
 use crate::xds::cache::{Snapshot, hex};
 use crate::xds::generator::{TypeUrl, XdsResource};
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use itertools::{EitherOrBoth, Itertools};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -113,7 +112,7 @@ pub(super) struct Delta(HashMap<TypeUrl, TypeState>);
 
 impl Protocol for Delta {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
+    type Response = DeltaResponse;
     const KIND: &'static str = "delta";
 
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
@@ -166,7 +165,7 @@ impl Protocol for Delta {
         snapshot: &Snapshot,
         type_url: TypeUrl,
         nonce: &mut u64,
-    ) -> Vec<DeltaDiscoveryResponse> {
+    ) -> Vec<DeltaResponse> {
         let Some(t) = self.0.get_mut(&type_url).filter(|t| t.subscribed) else {
             return Vec::new();
         };
@@ -177,21 +176,20 @@ impl Protocol for Delta {
             _ => Vec::new(),
         };
         let mut responses = Vec::new();
-        let mut chunk: Vec<Resource> = Vec::new();
+        let mut chunk: Vec<XdsResource> = Vec::new();
         let mut bytes = 0;
-        let mut close = |chunk: Vec<Resource>, removed: Vec<String>, t: &mut TypeState| {
+        let mut close = |chunk: Vec<XdsResource>, removed: Vec<String>, t: &mut TypeState| {
             *nonce += 1;
             t.pending.push_back((nonce.to_string(), Instant::now()));
             if t.pending.len() > MAX_PENDING {
                 t.pending.pop_front();
             }
-            responses.push(DeltaDiscoveryResponse {
+            responses.push(DeltaResponse {
                 system_version_info: current.version.clone(),
                 resources: chunk,
-                type_url: type_url.as_str().to_string(),
+                type_url: type_url.as_str(),
                 removed_resources: removed,
                 nonce: nonce.to_string(),
-                ..Default::default()
             });
         };
         for r in changed {
@@ -201,12 +199,8 @@ impl Protocol for Delta {
                 bytes = 0;
             }
             bytes += size;
-            chunk.push(Resource {
-                name: r.name.clone(),
-                version: hex(r.version),
-                resource: Some(r.body.clone()),
-                ..Default::default()
-            });
+            // A reference: the bytes are copied once, when it is written.
+            chunk.push(r.clone());
         }
         if !chunk.is_empty() || !removed.is_empty() {
             close(chunk, removed, t);

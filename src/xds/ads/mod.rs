@@ -8,6 +8,7 @@
 //! configuration until the generated configuration changes.
 
 mod delta;
+mod outgoing;
 mod sotw;
 pub mod wire;
 
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 /// How long a stream's first request waits for its dataplane (or its mesh's
@@ -51,15 +52,6 @@ pub struct AdsServer {
     pub insight_writers: TaskTracker,
     /// What a stream must present.
     pub auth: Arc<DataplaneAuth>,
-}
-
-/// The token a stream presents, from its `authorization` metadata.
-fn presented_token<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 impl AdsServer {
@@ -429,20 +421,14 @@ async fn serve_stream<P: Protocol>(
 }
 
 /// Starts a stream in its own task; its responses flow back through a
-/// channel.
+/// channel. `token` is the stream's `authorization` metadata.
 fn spawn_stream<P: Protocol>(
     server: &Arc<AdsServer>,
     served: &'static [TypeUrl],
-    request: Request<Streaming<P::Request>>,
-) -> Response<Responses<P::Response>> {
+    token: Option<String>,
+    requests: Streaming<P::Request>,
+) -> Responses<P::Response> {
     let (tx, rx) = mpsc::channel(1);
-    let token = presented_token(&request);
-    tokio::spawn(run_stream::<P>(
-        server.clone(),
-        served,
-        token,
-        request.into_inner(),
-        tx,
-    ));
-    Response::new(Responses(ReceiverStream::new(rx)))
+    tokio::spawn(run_stream::<P>(server.clone(), served, token, requests, tx));
+    Responses(ReceiverStream::new(rx))
 }

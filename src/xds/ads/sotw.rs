@@ -1,11 +1,12 @@
 //! State-of-the-world ADS: each response carries every resource of its
 //! type (or, for endpoints, every requested one) at one version.
 
+use super::outgoing::SotwResponse;
 use super::{Protocol, StreamContext};
 use crate::xds::cache::Snapshot;
 use crate::xds::generator::TypeUrl;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::collections::HashMap;
 use std::time::Instant;
 use tonic::Status;
@@ -27,7 +28,7 @@ pub(super) struct Sotw(HashMap<TypeUrl, TypeState>);
 
 impl Protocol for Sotw {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
+    type Response = SotwResponse;
     const KIND: &'static str = "sotw";
 
     fn node(request: &DiscoveryRequest) -> Option<&Node> {
@@ -63,7 +64,7 @@ impl Protocol for Sotw {
         snapshot: &Snapshot,
         type_url: TypeUrl,
         nonce: &mut u64,
-    ) -> Vec<DiscoveryResponse> {
+    ) -> Vec<SotwResponse> {
         let Some(t) = self.0.get_mut(&type_url).filter(|t| t.subscribed) else {
             return Vec::new();
         };
@@ -78,7 +79,7 @@ impl Protocol for Sotw {
             .resources
             .iter()
             .filter(|r| t.names.is_empty() || t.names.contains(&r.name))
-            .map(|r| r.body.clone())
+            .cloned()
             .collect();
         t.sent_version = Some(current.version.clone());
         t.sent_names = t.names.clone();
@@ -91,12 +92,11 @@ impl Protocol for Sotw {
             // unchanged ones: send them after the clusters.
             eds.sent_version = None;
         }
-        vec![DiscoveryResponse {
+        vec![SotwResponse {
             version_info: current.version.clone(),
             resources,
-            type_url: type_url.as_str().to_string(),
+            type_url: type_url.as_str(),
             nonce,
-            ..Default::default()
         }]
     }
 }

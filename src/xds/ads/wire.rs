@@ -1,61 +1,37 @@
 //! The gRPC wiring of the discovery streams (ADS, and SDS on its own
 //! port), with lean buffers. The generated servers give every stream
-//! tonic's default codec: an 8 KiB buffer to read requests and another to
-//! write responses, each growing to the largest message and kept for as
-//! long as the stream lives. A proxy sends small ACKs and is sent responses
-//! of at most 64 KiB (see `delta`), so here both start at 1 KiB and the
-//! writer hands its bytes on after each response: tens of thousands of
-//! connected proxies cost that much less.
+//! tonic's default codec and body: an 8 KiB buffer to read requests and
+//! another to write responses, each growing to the largest message and
+//! kept for as long as the stream lives. A proxy sends small ACKs, so
+//! requests are read into a buffer that starts at 1 KiB; responses are
+//! each framed in a buffer of their own size, freed once written. Tens of
+//! thousands of connected proxies cost that much less.
 
 use super::{AdsServer, Protocol, Responses, delta::Delta, sotw::Sotw, spawn_stream};
 use crate::xds::generator::TypeUrl;
+use http_body::Frame;
+use prost::bytes::Bytes;
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio_stream::Stream;
+use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{BufferSettings, Codec};
+use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::{BoxFuture, Service, http};
-use tonic::server::{Grpc, NamedService, StreamingService};
-use tonic::{Request, Status, Streaming};
-use tonic_prost::{ProstDecoder, ProstEncoder};
+use tonic::server::NamedService;
+use tonic_prost::ProstDecoder;
 
 /// Requests up to this size are read without growing the buffer.
 const BUFFER_BYTES: usize = 1024;
-/// The writer hands its bytes to HTTP/2 once it holds this much.
+/// The decoder's yield threshold (it only applies to encoding).
 const YIELD_BYTES: usize = 1024;
 
 /// The largest request read, and response written.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-
-/// Protobuf, with [`BUFFER_BYTES`] and [`YIELD_BYTES`].
-struct LeanCodec<T, U>(PhantomData<(T, U)>);
-
-impl<T, U> Default for LeanCodec<T, U> {
-    fn default() -> Self {
-        LeanCodec(PhantomData)
-    }
-}
-
-impl<T, U> Codec for LeanCodec<T, U>
-where
-    T: prost::Message + Send + 'static,
-    U: prost::Message + Default + Send + 'static,
-{
-    type Encode = T;
-    type Decode = U;
-    type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::new(BufferSettings::new(BUFFER_BYTES, YIELD_BYTES))
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::new(BufferSettings::new(BUFFER_BYTES, YIELD_BYTES))
-    }
-}
 
 /// A discovery service: its gRPC name, its two stream methods, and the
 /// resource types its streams serve.
@@ -125,9 +101,9 @@ impl<D: Discovery> Service<http::Request<Body>> for Streams<D> {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path();
         if path == D::DELTA {
-            Box::pin(serve(Method::<Delta>::new(&self.0, D::SERVED), request))
+            Box::pin(serve::<Delta>(self.0.clone(), D::SERVED, request))
         } else if path == D::SOTW {
-            Box::pin(serve(Method::<Sotw>::new(&self.0, D::SERVED), request))
+            Box::pin(serve::<Sotw>(self.0.clone(), D::SERVED, request))
         } else {
             let refusal = Status::unimplemented(D::OTHER_METHODS).into_http();
             Box::pin(std::future::ready(Ok(refusal)))
@@ -135,40 +111,157 @@ impl<D: Discovery> Service<http::Request<Body>> for Streams<D> {
     }
 }
 
-/// One flavour of stream, as tonic calls it.
-struct Method<P> {
+/// One stream: requests decoded by tonic with a lean buffer, responses
+/// framed by [`Framed`].
+async fn serve<P: Protocol>(
     server: Arc<AdsServer>,
     served: &'static [TypeUrl],
-    protocol: PhantomData<fn() -> P>,
-}
-
-impl<P> Method<P> {
-    fn new(server: &Arc<AdsServer>, served: &'static [TypeUrl]) -> Self {
-        Method {
-            server: server.clone(),
-            served,
-            protocol: PhantomData,
-        }
-    }
-}
-
-impl<P: Protocol> StreamingService<P::Request> for Method<P> {
-    type Response = P::Response;
-    type ResponseStream = Responses<P::Response>;
-    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: Request<Streaming<P::Request>>) -> Self::Future {
-        std::future::ready(Ok(spawn_stream::<P>(&self.server, self.served, request)))
-    }
-}
-
-/// One stream through [`LeanCodec`], with the message sizes the
-/// generated server allowed.
-async fn serve<P: Protocol>(
-    method: Method<P>,
     request: http::Request<Body>,
 ) -> Result<http::Response<Body>, Infallible> {
-    let mut grpc = Grpc::new(LeanCodec::<P::Response, P::Request>::default())
-        .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), Some(MAX_RESPONSE_BYTES));
-    Ok(grpc.streaming(method, request).await)
+    if let Some(encoding) = request
+        .headers()
+        .get("grpc-encoding")
+        .filter(|e| e.as_bytes() != b"identity")
+    {
+        let refusal = Status::unimplemented(format!(
+            "requests compressed with {encoding:?} are not supported: send them uncompressed"
+        ));
+        return Ok(refusal.into_http());
+    }
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let decoder = ProstDecoder::<P::Request>::new(BufferSettings::new(BUFFER_BYTES, YIELD_BYTES));
+    let requests =
+        Streaming::new_request(decoder, request.into_body(), None, Some(MAX_REQUEST_BYTES));
+    let responses = spawn_stream::<P>(&server, served, token, requests);
+    let mut response = http::Response::new(Body::new(Framed {
+        responses,
+        done: false,
+    }));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    Ok(response)
+}
+
+/// The response body of a stream. Each response is encoded into a buffer
+/// of exactly its size, handed to HTTP/2 and freed once written. tonic's
+/// own body encodes every response into one buffer per stream, which
+/// keeps the capacity of the largest response it ever wrote (64 KiB for a
+/// proxy that sees 1,000 services) for as long as the stream lives.
+struct Framed<T> {
+    responses: Responses<T>,
+    done: bool,
+}
+
+/// A gRPC message: the uncompressed flag, the length, the message.
+fn frame<T: prost::Message>(message: &T) -> Result<Bytes, Status> {
+    let len = message.encoded_len();
+    if len > MAX_RESPONSE_BYTES {
+        return Err(Status::out_of_range(format!(
+            "a response of {len} bytes exceeds the {MAX_RESPONSE_BYTES} bytes a response may have"
+        )));
+    }
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.push(0);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    message.encode_raw(&mut buf);
+    Ok(Bytes::from(buf))
+}
+
+/// The trailers that end a stream with `status`.
+fn trailers(status: &Status) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if status.add_header(&mut headers).is_err() {
+        // Only a message that cannot be a header value gets here.
+        headers.insert("grpc-status", http::HeaderValue::from_static("13"));
+    }
+    headers
+}
+
+impl<T: prost::Message> http_body::Body for Framed<T> {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let end = match std::task::ready!(Pin::new(&mut this.responses).poll_next(cx)) {
+            Some(Ok(message)) => match frame(&message) {
+                Ok(bytes) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Err(status) => status,
+            },
+            Some(Err(status)) => status,
+            None => Status::ok(""),
+        };
+        this.done = true;
+        Poll::Ready(Some(Ok(Frame::trailers(trailers(&end)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::ads::outgoing::DeltaResponse;
+    use http_body::Body as _;
+
+    /// The next frame of `body`.
+    async fn next<T: prost::Message>(body: &mut Framed<T>) -> Option<Frame<Bytes>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx))
+            .await
+            .map(|frame| frame.expect("frames are never errors"))
+    }
+
+    #[tokio::test]
+    async fn responses_are_framed_as_grpc_messages_and_the_stream_ends_with_its_status() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let response = DeltaResponse {
+            nonce: "1".into(),
+            ..Default::default()
+        };
+        tx.send(Box::new(Ok(response.clone()))).await.unwrap();
+        tx.send(Box::new(Err(Status::not_found(
+            "dataplane \"web\" is gone",
+        ))))
+        .await
+        .unwrap();
+        let mut body = Framed {
+            responses: Responses(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            done: false,
+        };
+        let first = next(&mut body).await.unwrap().into_data().unwrap();
+        let encoded = prost::Message::encode_to_vec(&response);
+        assert_eq!(first[0], 0, "not compressed");
+        assert_eq!(&first[1..5], (encoded.len() as u32).to_be_bytes());
+        assert_eq!(&first[5..], encoded);
+        let end = next(&mut body).await.unwrap().into_trailers().unwrap();
+        assert_eq!(end["grpc-status"], "5");
+        assert_eq!(end["grpc-message"], "dataplane%20%22web%22%20is%20gone");
+        assert!(body.is_end_stream() && next(&mut body).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_the_server_ends_closes_with_status_ok() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Box<Result<DeltaResponse, Status>>>(1);
+        drop(tx);
+        let mut body = Framed {
+            responses: Responses(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            done: false,
+        };
+        let end = next(&mut body).await.unwrap().into_trailers().unwrap();
+        assert_eq!(end["grpc-status"], "0");
+    }
 }
