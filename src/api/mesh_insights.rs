@@ -154,7 +154,7 @@ pub(super) async fn list(
         items.push(to_value(&insight(&ctx, mesh).await?));
     }
     let next = params.next_link(&uri, &headers, page.total);
-    Ok(page_response(items, page.total, next))
+    Ok(page_response(&items, page.total, next))
 }
 
 /// `GET /mesh-insights/{mesh}`.

@@ -138,5 +138,5 @@ pub(super) async fn list(
         }
     };
     let next = params.next_link(uri, headers, total);
-    Ok(page_response(items, total, next))
+    Ok(page_response(&items, total, next))
 }

@@ -6,7 +6,6 @@ use crate::resources::{Cause, tags::Tags};
 use axum::Json;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 /// The largest `offset` accepted: far beyond any real list, and small
 /// enough that `offset + size` cannot overflow.
@@ -95,10 +94,18 @@ pub const TOTAL_COUNT: &str = "X-Total-Count";
 /// A page of a list: `items`, and `next` when there is more, as the
 /// reference writes them (its examples answer byte for byte); how many
 /// match in all, which a page cannot show, is in [`TOTAL_COUNT`].
-pub fn page_response(items: Vec<Value>, total: usize, next: Option<String>) -> Response {
-    let mut body = json!({ "items": items });
-    if let Some(next) = next {
-        body["next"] = Value::String(next);
+pub fn page_response<T: serde::Serialize>(
+    items: &[T],
+    total: usize,
+    next: Option<String>,
+) -> Response {
+    /// `items`, then `next` when there is more.
+    #[derive(serde::Serialize)]
+    struct Page<'a, T> {
+        items: &'a [T],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     }
+    let body = Page { items, next };
     ([(TOTAL_COUNT, total.to_string())], Json(body)).into_response()
 }

@@ -53,7 +53,7 @@ fn etag(version: &ResourceVersion) -> HeaderValue {
 }
 
 fn one(resource: &Resource) -> Response {
-    let mut resp = Json(resource.to_json()).into_response();
+    let mut resp = Json(resource).into_response();
     resp.headers_mut()
         .insert(header::ETAG, etag(&resource.version));
     resp
@@ -152,11 +152,7 @@ async fn list(
     };
     let page = visible_page(ctx, caller, query).await?;
     let next = params.next_link(uri, headers, page.total);
-    Ok(page_response(
-        page.items.iter().map(Resource::to_json).collect(),
-        page.total,
-        next,
-    ))
+    Ok(page_response(&page.items, page.total, next))
 }
 
 /// Parses the `If-Match` header: the version a client last read.
@@ -451,7 +447,7 @@ pub(super) async fn list_in_mesh(
                 .map(|p| serde_json::to_value(p).unwrap_or_default())
                 .collect();
             let total = items.len();
-            Ok(page_response(items, total, None))
+            Ok(page_response(&items, total, None))
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::xds::ads::AdsServer;
 use crate::xds::auth::{DataplaneAuth, StreamAuth};
 use crate::xds::cache::SnapshotCache;
 use crate::xds::index::IndexHandle;
+use crate::xds::insights::InsightWriter;
 use crate::xds::reconciler::Reconciler;
 use crate::xds::{ca_provisioner, feed};
 use std::sync::Arc;
@@ -401,13 +402,16 @@ pub async fn run(
     let ads = AdsServer {
         cache: cache.clone(),
         index: index.clone(),
-        store: store.clone(),
+        insights: InsightWriter::start(
+            store.clone(),
+            Duration::from_millis(config.xds_server.insight_flush_interval_ms),
+            shutdown.clone(),
+            &insight_writers,
+        ),
         metrics: metrics.clone(),
         instance_id,
         shutdown: shutdown.clone(),
-        insight_writers: insight_writers.clone(),
         auth,
-        insight_flush_interval: Duration::from_millis(config.xds_server.insight_flush_interval_ms),
     };
     let (ads_service, sds_service) = ads.into_services();
     let reconciler = Reconciler {
@@ -505,8 +509,8 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("servers did not finish within 10s of the stop signal");
     }
-    // Each stream's last insight write leaves its subscription marked
-    // disconnected.
+    // The insight writer's last writes leave each stream's subscription
+    // marked disconnected.
     insight_writers.close();
     if tokio::time::timeout(Duration::from_secs(5), insight_writers.wait())
         .await

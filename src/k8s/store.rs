@@ -530,7 +530,7 @@ async fn watch_kind<K>(
                         Converted::Ignored => (Vec::new(), None),
                     }
                 };
-                for event in events {
+                for event in events.into_iter().filter(ChangeEvent::is_announced) {
                     let _ = changes.send(event);
                 }
                 if let Some(e) = invalid {
@@ -542,7 +542,7 @@ async fn watch_kind<K>(
                     let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
                     forget(&mut c, kind, object.meta().uid.as_deref())
                 };
-                for event in events {
+                for event in events.into_iter().filter(ChangeEvent::is_announced) {
                     let _ = changes.send(event);
                 }
             }

@@ -141,23 +141,8 @@ impl Spec {
 
     /// The kind's own fields as a JSON object.
     pub fn to_fields(&self) -> Value {
-        let v = match self {
-            Spec::Mesh(s) => serde_json::to_value(s),
-            Spec::Dataplane(s) => serde_json::to_value(s),
-            Spec::TrafficPermission(s) => serde_json::to_value(s),
-            Spec::TrafficLog(s) => serde_json::to_value(s),
-            Spec::TrafficRoute(s) => serde_json::to_value(s),
-            Spec::TrafficTrace(s) => serde_json::to_value(s),
-            Spec::ProxyTemplate(s) => serde_json::to_value(s),
-            Spec::MeshGateway(s) => serde_json::to_value(s),
-            Spec::MeshGatewayRoute(s) => serde_json::to_value(s),
-            Spec::Secret(s) => serde_json::to_value(s),
-            Spec::DataplaneInsight(s) => serde_json::to_value(s),
-            Spec::AccessRole(s) => serde_json::to_value(s),
-            Spec::AccessRoleBinding(s) => serde_json::to_value(s),
-        };
         // Serializing plain structs of strings, maps and numbers cannot fail.
-        v.unwrap_or(Value::Object(Map::new()))
+        serde_json::to_value(SpecFields(self)).unwrap_or(Value::Object(Map::new()))
     }
 
     fn validate(&self) -> Vec<Cause> {
@@ -443,16 +428,60 @@ fn unknown_fields(kind: ResourceType, fields: &Map<String, Value>) -> Vec<Cause>
 impl Resource {
     /// The wire form: `type`, `name`, `mesh` and the spec's fields.
     pub fn to_json(&self) -> Value {
-        let mut out = Map::new();
-        out.insert("type".into(), Value::String(self.key.kind.name().into()));
-        out.insert("name".into(), Value::String(self.key.name.clone()));
-        if self.key.kind.is_mesh_scoped() {
-            out.insert("mesh".into(), Value::String(self.key.mesh.clone()));
+        // Serializing plain structs of strings, maps and numbers cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Object(Map::new()))
+    }
+}
+
+/// The wire form: `type`, `name`, `mesh` (of mesh-scoped kinds), then the
+/// spec's fields, written straight from the model: a page of 100
+/// dataplanes is serialized without building a JSON value for each.
+impl serde::Serialize for Resource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            name: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mesh: Option<&'a str>,
+            #[serde(flatten)]
+            spec: SpecFields<'a>,
         }
-        if let Value::Object(fields) = self.spec.to_fields() {
-            out.extend(fields);
+        Wire {
+            kind: self.key.kind.name(),
+            name: &self.key.name,
+            mesh: self
+                .key
+                .kind
+                .is_mesh_scoped()
+                .then_some(self.key.mesh.as_str()),
+            spec: SpecFields(&self.spec),
         }
-        Value::Object(out)
+        .serialize(serializer)
+    }
+}
+
+/// A spec's own fields, as its kind's struct serializes them.
+struct SpecFields<'a>(&'a Spec);
+
+impl serde::Serialize for SpecFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Spec::Mesh(s) => s.serialize(serializer),
+            Spec::Dataplane(s) => s.serialize(serializer),
+            Spec::TrafficPermission(s) => s.serialize(serializer),
+            Spec::TrafficLog(s) => s.serialize(serializer),
+            Spec::TrafficRoute(s) => s.serialize(serializer),
+            Spec::TrafficTrace(s) => s.serialize(serializer),
+            Spec::ProxyTemplate(s) => s.serialize(serializer),
+            Spec::MeshGateway(s) => s.serialize(serializer),
+            Spec::MeshGatewayRoute(s) => s.serialize(serializer),
+            Spec::Secret(s) => s.serialize(serializer),
+            Spec::DataplaneInsight(s) => s.serialize(serializer),
+            Spec::AccessRole(s) => s.serialize(serializer),
+            Spec::AccessRoleBinding(s) => s.serialize(serializer),
+        }
     }
 }
 

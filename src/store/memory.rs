@@ -40,7 +40,9 @@ impl MemoryStore {
 
     fn publish(&self, event: ChangeEvent) {
         // No subscribers is fine: nobody needs to hear.
-        let _ = self.changes.send(event);
+        if event.is_announced() {
+            let _ = self.changes.send(event);
+        }
     }
 }
 
@@ -56,13 +58,32 @@ pub(crate) fn list_in(map: &BTreeMap<ResourceKey, Resource>, query: &ListQuery) 
         mesh: query.mesh.clone().unwrap_or_default(),
         name: String::new(),
     };
-    let in_range =
-        |k: &ResourceKey| k.kind == query.kind && query.mesh.as_ref().is_none_or(|m| *m == k.mesh);
-    let mut page = ListPage::default();
-    for (_, r) in map.range(start..).take_while(|(k, _)| in_range(k)) {
-        if !matches(query, r) {
-            continue;
+    match &query.mesh {
+        Some(mesh) => {
+            // Every key of `mesh` sorts before `mesh` followed by NUL, and
+            // no other mesh's key does: the range holds the mesh's
+            // resources alone, with no comparison per key.
+            let end = ResourceKey {
+                kind: query.kind,
+                mesh: format!("{mesh}\0"),
+                name: String::new(),
+            };
+            page_of(map.range(start..end), query)
         }
+        None => page_of(
+            map.range(start..).take_while(|(k, _)| k.kind == query.kind),
+            query,
+        ),
+    }
+}
+
+/// The page `query` asks for out of `entries`, and how many match in all.
+fn page_of<'a>(
+    entries: impl Iterator<Item = (&'a ResourceKey, &'a Resource)>,
+    query: &ListQuery,
+) -> ListPage {
+    let mut page = ListPage::default();
+    for (_, r) in entries.filter(|(_, r)| matches(query, r)) {
         if page.total >= query.offset && query.limit.is_none_or(|l| page.items.len() < l) {
             page.items.push(r.clone());
         }

@@ -32,6 +32,22 @@ pub enum ChangeEvent {
     Resync,
 }
 
+impl ChangeEvent {
+    /// Whether a store's change feed carries it. Dataplane insights are not
+    /// announced: every connected proxy's is rewritten about once a second
+    /// and nothing follows them (the API reads them when asked), so at
+    /// 100,000 proxies they would only push the changes that matter out of
+    /// the subscribers' buffers and force full reloads.
+    pub fn is_announced(&self) -> bool {
+        match self {
+            ChangeEvent::Created(key) | ChangeEvent::Updated(key) | ChangeEvent::Deleted(key) => {
+                key.kind != ResourceType::DataplaneInsight
+            }
+            ChangeEvent::Resync => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
@@ -105,7 +121,8 @@ pub trait ResourceStore: Send + Sync + 'static {
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError>;
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError>;
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
-    /// Every change from now on, from this process or (Postgres) another.
+    /// Every change from now on, from this process or (Postgres) another,
+    /// but those of dataplane insights ([`ChangeEvent::is_announced`]).
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
     /// Answers whether the store can serve requests now.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -1,6 +1,13 @@
 //! Dataplane insights: what each ADS stream did, counted in memory and
-//! written to the store at a bounded rate (at most once per flush interval
-//! per stream, and once more when the stream ends).
+//! written to the store by one writer for the whole control plane.
+//!
+//! A stream's tracker is queued for writing when it changes; the writer
+//! writes it no more often than once per flush interval, and at once when
+//! its stream ended. One writer, not a task per stream: a connected proxy
+//! costs a tracker, not a task and its timers, and at most
+//! [`CONCURRENT_WRITES`] insight writes are in flight at once, so a burst
+//! of new streams (thousands of first insights) never takes every
+//! connection of the store's pool from the API and the change feed.
 
 use super::cache::CertificateTimes;
 use super::generator::TypeUrl;
@@ -9,58 +16,70 @@ use crate::resources::{
     DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, MtlsInsight, ResourceKey,
     ResourceType, Spec, SubscriptionVersion,
 };
+use crate::runtime::{CancellationToken, TaskTracker};
 use crate::store::{self, SharedStore, StoreError};
 use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// How many subscriptions of a dataplane the insight keeps, newest last.
 const KEPT_SUBSCRIPTIONS: usize = 5;
 
+/// Insight writes in flight at once, whatever the number of streams.
+pub const CONCURRENT_WRITES: usize = 4;
+
+/// What a tracker holds behind its lock.
+struct Tracked {
+    subscription: DiscoverySubscription,
+    /// The workload certificate last sent on this stream.
+    certificate: Option<CertificateTimes>,
+    /// When the writer last started writing it.
+    written_at: Option<Instant>,
+    /// The stream ended: the next write is the last and is not delayed.
+    ended: bool,
+}
+
 /// The counters of one stream.
 pub struct SubscriptionTracker {
     id: ProxyId,
-    state: Mutex<DiscoverySubscription>,
-    /// The workload certificate last sent on this stream.
-    certificate: Mutex<Option<CertificateTimes>>,
-    changed: Notify,
+    state: Mutex<Tracked>,
+    /// Whether the tracker waits in the writer's queue: set by the change
+    /// that queued it, cleared when the writer takes it.
+    queued: AtomicBool,
+    writer: mpsc::UnboundedSender<Arc<SubscriptionTracker>>,
 }
 
 impl SubscriptionTracker {
-    pub fn new(
-        id: ProxyId,
-        control_plane_instance_id: &str,
-        version: Option<SubscriptionVersion>,
-    ) -> Arc<Self> {
-        Arc::new(SubscriptionTracker {
-            id,
-            state: Mutex::new(DiscoverySubscription {
-                id: uuid::Uuid::new_v4().to_string(),
-                control_plane_instance_id: control_plane_instance_id.to_string(),
-                connect_time: Utc::now(),
-                version,
-                ..Default::default()
-            }),
-            certificate: Mutex::new(None),
-            changed: Notify::new(),
-        })
+    /// A certificate was sent.
+    pub fn certificate(self: &Arc<Self>, times: CertificateTimes) {
+        self.change(|t| t.certificate = Some(times));
     }
 
-    /// A workload certificate was sent.
-    pub fn certificate(&self, times: CertificateTimes) {
-        *self.certificate.lock().unwrap_or_else(|e| e.into_inner()) = Some(times);
-        self.changed.notify_one();
+    /// Applies `f`, then queues the tracker unless it is queued already.
+    fn change(self: &Arc<Self>, f: impl FnOnce(&mut Tracked)) {
+        f(&mut self.lock());
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            // The writer is gone only when the control plane stops.
+            let _ = self.writer.send(self.clone());
+        }
     }
 
-    fn update(&self, f: impl FnOnce(&mut DiscoverySubscription)) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut s);
-        s.status.last_update_time = Some(Utc::now());
-        drop(s);
-        self.changed.notify_one();
+    fn update(self: &Arc<Self>, f: impl FnOnce(&mut DiscoverySubscription)) {
+        self.change(|t| {
+            f(&mut t.subscription);
+            t.subscription.status.last_update_time = Some(Utc::now());
+        });
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tracked> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
     fn stats(
         s: &mut DiscoverySubscription,
         type_url: TypeUrl,
@@ -75,13 +94,13 @@ impl SubscriptionTracker {
         }
     }
 
-    pub fn sent(&self, type_url: TypeUrl) {
+    pub fn sent(self: &Arc<Self>, type_url: TypeUrl) {
         self.update(|s| Self::stats(s, type_url, |st| st.responses_sent += 1));
     }
 
     /// An ACK of a type whose last response was rejected means Envoy took
     /// a later one: the rejection is over and its message goes.
-    pub fn acked(&self, type_url: TypeUrl) {
+    pub fn acked(self: &Arc<Self>, type_url: TypeUrl) {
         self.update(|s| {
             Self::stats(s, type_url, |st| st.responses_acknowledged += 1);
             let prefix = format!("{}: ", type_url.short());
@@ -96,68 +115,160 @@ impl SubscriptionTracker {
     }
 
     /// The message says which type Envoy rejected: `cds: <Envoy's reason>`.
-    pub fn nacked(&self, type_url: TypeUrl, message: &str) {
+    pub fn nacked(self: &Arc<Self>, type_url: TypeUrl, message: &str) {
         self.update(|s| {
             Self::stats(s, type_url, |st| st.responses_rejected += 1);
             s.status.last_nack_message = Some(format!("{}: {message}", type_url.short()));
         });
     }
 
-    pub fn disconnected(&self) {
-        self.update(|s| s.disconnect_time = Some(Utc::now()));
-    }
-
-    fn current(&self) -> DiscoverySubscription {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The stream ended: its subscription is marked disconnected and
+    /// written without waiting for the flush interval.
+    pub fn disconnected(self: &Arc<Self>) {
+        self.change(|t| {
+            t.subscription.disconnect_time = Some(Utc::now());
+            t.ended = true;
+        });
     }
 }
 
-/// Writes a stream's subscription into its dataplane's insight when it
-/// connects and whenever it changed, no more often than `interval`, until
-/// `done` fires; then writes the final state once.
-pub async fn flush_loop(
+/// The control plane's insight writer: hands out trackers, and writes them.
+#[derive(Clone)]
+pub struct InsightWriter {
+    queue: mpsc::UnboundedSender<Arc<SubscriptionTracker>>,
+}
+
+impl InsightWriter {
+    /// Starts the writer on `tasks`. It writes every tracker at most once
+    /// per `interval`; once `shutdown` fires it writes whatever is queued
+    /// at once, and it ends when the last tracker and handle are gone.
+    pub fn start(
+        store: SharedStore,
+        interval: Duration,
+        shutdown: CancellationToken,
+        tasks: &TaskTracker,
+    ) -> InsightWriter {
+        let (queue, queued) = mpsc::unbounded_channel();
+        tasks.spawn(write_queued(store, interval, queued, shutdown));
+        InsightWriter { queue }
+    }
+
+    /// The tracker of a new stream of `id`; its first write is queued at
+    /// once, so a reconnecting proxy that is already up to date (and gets
+    /// no response) shows its new subscription.
+    pub fn track(
+        &self,
+        id: ProxyId,
+        control_plane_instance_id: &str,
+        version: Option<SubscriptionVersion>,
+    ) -> Arc<SubscriptionTracker> {
+        let tracker = Arc::new(SubscriptionTracker {
+            id,
+            state: Mutex::new(Tracked {
+                subscription: DiscoverySubscription {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    control_plane_instance_id: control_plane_instance_id.to_string(),
+                    connect_time: Utc::now(),
+                    version,
+                    ..Default::default()
+                },
+                certificate: None,
+                written_at: None,
+                ended: false,
+            }),
+            queued: AtomicBool::new(false),
+            writer: self.queue.clone(),
+        });
+        tracker.change(|_| {});
+        tracker
+    }
+}
+
+/// The writer's loop: trackers wait in `due` until their time, then are
+/// written, [`CONCURRENT_WRITES`] at a time.
+async fn write_queued(
     store: SharedStore,
-    tracker: Arc<SubscriptionTracker>,
     interval: Duration,
-    done: Arc<Notify>,
+    mut queued: mpsc::UnboundedReceiver<Arc<SubscriptionTracker>>,
+    shutdown: CancellationToken,
 ) {
-    // A reconnecting proxy that is already up to date gets no response,
-    // yet its new subscription must show at once.
-    write(&store, &tracker).await;
+    // By due time; the sequence number keeps equal times apart.
+    let mut due: BTreeMap<(Instant, u64), Arc<SubscriptionTracker>> = BTreeMap::new();
+    let mut sequence = 0u64;
+    let mut writing = FuturesUnordered::new();
+    let mut open = true;
+    let mut stopping = false;
     loop {
-        tokio::select! {
-            _ = tracker.changed.notified() => {}
-            _ = done.notified() => break,
+        let now = Instant::now();
+        while writing.len() < CONCURRENT_WRITES {
+            let Some(entry) = due.first_entry() else {
+                break;
+            };
+            if entry.key().0 > now && !stopping {
+                break;
+            }
+            writing.push(write(&store, entry.remove()));
         }
-        write(&store, &tracker).await;
+        if !open && due.is_empty() && writing.is_empty() {
+            return;
+        }
+        let next = due
+            .first_key_value()
+            .filter(|_| writing.len() < CONCURRENT_WRITES)
+            .map(|((at, _), _)| *at);
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = done.notified() => break,
+            tracker = queued.recv(), if open => match tracker {
+                Some(tracker) => {
+                    let at = {
+                        let t = tracker.lock();
+                        match t.written_at {
+                            Some(written) if !t.ended => written + interval,
+                            _ => Instant::now(),
+                        }
+                    };
+                    sequence += 1;
+                    due.insert((at, sequence), tracker);
+                }
+                None => open = false,
+            },
+            Some(()) = writing.next(), if !writing.is_empty() => {}
+            () = sleep_until(next), if next.is_some() => {}
+            () = shutdown.cancelled(), if !stopping => stopping = true,
         }
     }
-    tracker.disconnected();
-    write(&store, &tracker).await;
 }
 
-async fn write(store: &SharedStore, tracker: &SubscriptionTracker) {
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the tracker's current state into its dataplane's insight.
+async fn write(store: &SharedStore, tracker: Arc<SubscriptionTracker>) {
+    // Taken off the queue before its state is read: a change from now on
+    // queues it again, for its next turn.
+    tracker.queued.store(false, Ordering::Release);
+    let (subscription, certificate) = {
+        let mut t = tracker.lock();
+        t.written_at = Some(Instant::now());
+        (t.subscription.clone(), t.certificate)
+    };
     let key = ResourceKey::new(
         ResourceType::DataplaneInsight,
         &tracker.id.mesh,
         &tracker.id.name,
     );
-    // A concurrent writer (another stream of the same proxy) can win the
-    // race: `modify` reads again and retries.
+    // A concurrent writer (another control plane, or another stream of the
+    // same proxy) can win the race: `modify` reads again and retries.
     let written = store::modify(store.as_ref(), &key, |existing| {
         let mut insight = match existing.map(|r| &r.spec) {
             Some(Spec::DataplaneInsight(insight)) => insight.clone(),
             _ => DataplaneInsightSpec::default(),
         };
-        merge(&mut insight, tracker.current());
-        if let Some(times) = *tracker
-            .certificate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        {
+        merge(&mut insight, subscription.clone());
+        if let Some(times) = certificate {
             record_certificate(&mut insight, times);
         }
         Ok::<_, StoreError>(Some(Spec::DataplaneInsight(insight)))
@@ -167,7 +278,9 @@ async fn write(store: &SharedStore, tracker: &SubscriptionTracker) {
         // The mesh is gone, and the dataplane with it; or another replica
         // is the one that writes.
         Ok(_) | Err(StoreError::MeshNotFound(_) | StoreError::NotLeader(_)) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot write the dataplane insight"),
+        Err(e) => {
+            tracing::warn!(mesh = %tracker.id.mesh, dataplane = %tracker.id.name, error = %e, "cannot write the dataplane insight")
+        }
     }
 }
 
@@ -196,4 +309,115 @@ fn merge(insight: &mut DataplaneInsightSpec, subscription: DiscoverySubscription
         .len()
         .saturating_sub(KEPT_SUBSCRIPTIONS);
     insight.subscriptions.drain(..excess);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{MeshSpec, Resource};
+    use crate::store::memory::MemoryStore;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    async fn store_with_mesh() -> SharedStore {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let mesh = Resource::new(
+            ResourceKey::mesh("default"),
+            Spec::Mesh(MeshSpec::default()),
+        );
+        store.create(mesh).await.unwrap();
+        store
+    }
+
+    /// Lets the writer run until nothing is left to do at this instant.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The stored insight of `web`: its version and its only subscription.
+    async fn insight(store: &SharedStore) -> Option<(String, DiscoverySubscription)> {
+        let key = ResourceKey::new(ResourceType::DataplaneInsight, "default", "web");
+        let stored = store.get(&key).await.ok()?;
+        match stored.spec {
+            Spec::DataplaneInsight(mut i) => {
+                Some((stored.version.to_string(), i.subscriptions.pop()?))
+            }
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_stream_shows_at_once_and_changes_within_the_interval_make_one_write() {
+        let store = store_with_mesh().await;
+        let tasks = TaskTracker::new();
+        let writer =
+            InsightWriter::start(store.clone(), INTERVAL, CancellationToken::new(), &tasks);
+        let tracker = writer.track(ProxyId::new("default", "web"), "cp-1", None);
+        settle().await;
+        let (first, subscription) = insight(&store).await.expect("written on connect");
+        assert_eq!(subscription.control_plane_instance_id, "cp-1");
+        for _ in 0..5 {
+            tracker.sent(TypeUrl::Cluster);
+        }
+        tokio::time::advance(INTERVAL / 2).await;
+        settle().await;
+        assert_eq!(
+            insight(&store).await.unwrap().0,
+            first,
+            "not again within the interval"
+        );
+        tokio::time::advance(INTERVAL / 2).await;
+        settle().await;
+        let (second, subscription) = insight(&store).await.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(
+            subscription.status.cds.responses_sent, 5,
+            "five changes, one write"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_stream_is_written_at_once_and_the_writer_ends_after_the_last_tracker() {
+        let store = store_with_mesh().await;
+        let tasks = TaskTracker::new();
+        let writer =
+            InsightWriter::start(store.clone(), INTERVAL, CancellationToken::new(), &tasks);
+        let tracker = writer.track(ProxyId::new("default", "web"), "cp-1", None);
+        settle().await;
+        tracker.acked(TypeUrl::Listener);
+        tracker.disconnected();
+        settle().await;
+        let (_, subscription) = insight(&store).await.unwrap();
+        assert!(
+            subscription.disconnect_time.is_some(),
+            "written without waiting"
+        );
+        assert_eq!(subscription.status.lds.responses_acknowledged, 1);
+        drop((writer, tracker));
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(1), tasks.wait())
+            .await
+            .expect("the writer ends once nobody can queue a write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopping_control_plane_writes_what_is_queued_without_waiting() {
+        let store = store_with_mesh().await;
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let writer = InsightWriter::start(store.clone(), INTERVAL, shutdown.clone(), &tasks);
+        let tracker = writer.track(ProxyId::new("default", "web"), "cp-1", None);
+        settle().await;
+        tracker.nacked(TypeUrl::Cluster, "bad cluster");
+        shutdown.cancel();
+        settle().await;
+        let (_, subscription) = insight(&store).await.unwrap();
+        assert_eq!(
+            subscription.status.last_nack_message.as_deref(),
+            Some("cds: bad cluster"),
+            "written before the interval is over"
+        );
+    }
 }

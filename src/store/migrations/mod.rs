@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "global_resources",
         sql: include_str!("0002_global_resources.sql"),
     },
+    Migration {
+        version: 3,
+        name: "quiet_insights",
+        sql: include_str!("0003_quiet_insights.sql"),
+    },
 ];
 
 /// The table that records applied migrations.

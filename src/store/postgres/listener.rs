@@ -2,10 +2,12 @@
 //! reconnecting with backoff whenever it is lost.
 
 use super::CHANNEL;
+use super::counts::Counts;
 use crate::resources::{ResourceKey, ResourceType};
 use crate::runtime::Backoff;
 use crate::store::ChangeEvent;
 use futures::StreamExt;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
@@ -38,7 +40,7 @@ fn to_event(payload: &str) -> Option<ChangeEvent> {
 pub(super) async fn run(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
-    changes: broadcast::Sender<ChangeEvent>,
+    (changes, counts): (broadcast::Sender<ChangeEvent>, Arc<Counts>),
     listening: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -48,7 +50,7 @@ pub(super) async fn run(
         match listen_once(
             &config,
             tls.clone(),
-            &changes,
+            (&changes, &counts),
             connected_before,
             &mut listening,
         )
@@ -70,18 +72,20 @@ pub(super) async fn run(
 async fn listen_once(
     config: &tokio_postgres::Config,
     tls: MakeRustlsConnect,
-    changes: &broadcast::Sender<ChangeEvent>,
+    (changes, counts): (&broadcast::Sender<ChangeEvent>, &Arc<Counts>),
     announce_resync: bool,
     listening: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(tls).await?;
     let feed = changes.clone();
+    let heard = counts.clone();
     let pump = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => match to_event(n.payload()) {
                     Some(event) => {
+                        heard.heard(&event);
                         let _ = feed.send(event);
                     }
                     None => tracing::warn!(
@@ -96,6 +100,7 @@ async fn listen_once(
         Ok(())
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    counts.listening(true);
     if let Some(tx) = listening.take() {
         let _ = tx.send(());
     }
@@ -104,6 +109,7 @@ async fn listen_once(
         let _ = changes.send(ChangeEvent::Resync);
     }
     let result = pump.await.unwrap_or(Ok(()));
+    counts.listening(false);
     drop(client);
     result
 }

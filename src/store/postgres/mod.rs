@@ -8,6 +8,7 @@
 //! after a gap it sends [`ChangeEvent::Resync`] since notifications may have
 //! been missed meanwhile.
 
+mod counts;
 mod listener;
 mod tls;
 
@@ -16,7 +17,9 @@ use super::{CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStor
 use crate::config::PostgresConfig;
 use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
 use async_trait::async_trait;
+use counts::{Count, Counts};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
@@ -27,6 +30,8 @@ pub(crate) const CHANNEL: &str = "kuma_resource_changes";
 pub struct PostgresStore {
     pool: Pool,
     changes: broadcast::Sender<ChangeEvent>,
+    /// Lists' totals, kept until the change feed says they moved.
+    counts: Arc<Counts>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -124,10 +129,11 @@ impl PostgresStore {
         drop(client);
         let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
         let (listening_tx, listening) = tokio::sync::oneshot::channel();
+        let counts = Arc::new(Counts::default());
         let listener = tokio::spawn(listener::run(
             pg_config(cfg),
             connector,
-            changes.clone(),
+            (changes.clone(), counts.clone()),
             listening_tx,
         ));
         // The feed is live before the store is handed out: a subscriber
@@ -143,6 +149,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             changes,
+            counts,
             listener,
         })
     }
@@ -274,10 +281,15 @@ impl ResourceStore for PostgresStore {
                 .await
         };
         match result {
-            Ok(1) => Ok(Resource {
-                version: ResourceVersion::new("1"),
-                ..resource
-            }),
+            Ok(1) => {
+                // This process's next list counts it, without waiting
+                // for the feed to bring the news back.
+                self.counts.heard(&ChangeEvent::Created(key.clone()));
+                Ok(Resource {
+                    version: ResourceVersion::new("1"),
+                    ..resource
+                })
+            }
             Ok(_) => Err(StoreError::AlreadyExists(resource.key)),
             Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
                 Err(StoreError::MeshNotFound(resource.key.mesh))
@@ -353,6 +365,7 @@ impl ResourceStore for PostgresStore {
         if deleted == 0 {
             return Err(StoreError::NotFound(key.clone()));
         }
+        self.counts.heard(&ChangeEvent::Deleted(key.clone()));
         Ok(())
     }
 
@@ -424,30 +437,52 @@ impl ResourceStore for PostgresStore {
         // The page and the count are two statements, prepared once per
         // connection and pipelined on it: the page walks the primary key in
         // order and stops at LIMIT, the count reads no spec (`COUNT(*)
-        // OVER ()` would read every matching spec to count them).
+        // OVER ()` would read every matching spec to count them). A count
+        // the change feed says is still right is not read again.
         let page_sql = format!(
             "SELECT {mesh_column}, name, version, spec FROM {table} {filter_sql} \
              ORDER BY {key_columns} LIMIT ${} OFFSET ${}",
             filter.len() + 1,
             filter.len() + 2,
         );
-        let count_sql = format!("SELECT COUNT(*) FROM {table} {filter_sql}");
         let mut page_params = filter.clone();
         page_params.push(&limit);
         page_params.push(&offset);
-        let (page_statement, count_statement) = futures::try_join!(
-            client.prepare_cached(&page_sql),
-            client.prepare_cached(&count_sql),
-        )
-        .map_err(unavailable)?;
-        let (rows, total) = futures::try_join!(
-            client.query(&page_statement, &page_params),
-            client.query_one(&count_statement, &filter),
-        )
-        .map_err(unavailable)?;
+        let page_statement = client
+            .prepare_cached(&page_sql)
+            .await
+            .map_err(unavailable)?;
+        let counted = (query.kind, query.mesh.as_deref());
+        let known = match tags {
+            Some(_) => Count::Unknown { generation: 0 },
+            None => self.counts.get(counted.0, counted.1),
+        };
+        let (rows, total) = match known {
+            Count::Known(total) => {
+                let rows = client.query(&page_statement, &page_params).await;
+                (rows.map_err(unavailable)?, total)
+            }
+            Count::Unknown { generation } => {
+                let count_sql = format!("SELECT COUNT(*) FROM {table} {filter_sql}");
+                let count_statement = client
+                    .prepare_cached(&count_sql)
+                    .await
+                    .map_err(unavailable)?;
+                let (rows, total) = futures::try_join!(
+                    client.query(&page_statement, &page_params),
+                    client.query_one(&count_statement, &filter),
+                )
+                .map_err(unavailable)?;
+                let total = total.get::<_, i64>(0) as usize;
+                if query.tags.is_empty() {
+                    self.counts.remember(counted, generation, total);
+                }
+                (rows, total)
+            }
+        };
         let mut page = ListPage {
             items: Vec::with_capacity(rows.len()),
-            total: total.get::<_, i64>(0) as usize,
+            total,
         };
         for row in rows {
             let key = ResourceKey::new(query.kind, row.get("mesh"), row.get("name"));

@@ -16,16 +16,15 @@ use super::auth::{AuthError, DataplaneAuth};
 use super::cache::{Snapshot, SnapshotCache, SnapshotWatch};
 use super::generator::TypeUrl;
 use super::index::{IndexHandle, ProxyId};
-use super::insights::{self, SubscriptionTracker};
+use super::insights::{InsightWriter, SubscriptionTracker};
 use crate::metrics::{Metrics, StreamLabels, XdsType};
 use crate::resources::{ComponentVersion, SubscriptionVersion};
-use crate::runtime::{CancellationToken, TaskTracker};
-use crate::store::SharedStore;
+use crate::runtime::CancellationToken;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
@@ -39,17 +38,12 @@ pub struct AdsServer {
     pub cache: Arc<SnapshotCache>,
     /// Who is registered, and the mesh's token keys.
     pub index: IndexHandle,
-    /// Where insights are written.
-    pub store: SharedStore,
+    /// Writes what each stream did into its dataplane's insight.
+    pub insights: InsightWriter,
     pub metrics: Arc<Metrics>,
     pub instance_id: String,
-    /// Insights are written at most this often per stream.
-    pub insight_flush_interval: Duration,
     /// Ends every stream, so the server can stop.
     pub shutdown: CancellationToken,
-    /// Runs every insight writer, so a stopping control plane can wait for
-    /// the last writes.
-    pub insight_writers: TaskTracker,
     /// What a stream must present.
     pub auth: Arc<DataplaneAuth>,
 }
@@ -170,7 +164,6 @@ struct StreamContext {
     watch: SnapshotWatch,
     tracker: Arc<SubscriptionTracker>,
     metrics: Arc<Metrics>,
-    done: Arc<Notify>,
     nonce: u64,
     kind: &'static str,
 }
@@ -183,17 +176,9 @@ impl StreamContext {
         version: Option<SubscriptionVersion>,
     ) -> StreamContext {
         let watch = server.cache.watch(id.clone());
-        let tracker = SubscriptionTracker::new(id.clone(), &server.instance_id, version);
-        let done = Arc::new(Notify::new());
-        server.insight_writers.spawn(
-            insights::flush_loop(
-                server.store.clone(),
-                tracker.clone(),
-                server.insight_flush_interval,
-                done.clone(),
-            )
-            .in_current_span(),
-        );
+        let tracker = server
+            .insights
+            .track(id.clone(), &server.instance_id, version);
         server
             .metrics
             .streams
@@ -218,7 +203,6 @@ impl StreamContext {
             watch,
             tracker,
             metrics: server.metrics.clone(),
-            done,
             nonce: 0,
             kind,
         }
@@ -288,7 +272,7 @@ impl StreamContext {
 
 impl Drop for StreamContext {
     fn drop(&mut self) {
-        self.done.notify_one();
+        self.tracker.disconnected();
         self.metrics
             .streams
             .get_or_create(&StreamLabels { kind: self.kind })
