@@ -212,8 +212,9 @@ fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
 /// 5683) sends a browser there, on the host it asked for.
 #[test]
 fn the_gui_is_served_at_gui_and_its_old_port_redirects_there() {
-    let gui_port = free_port().to_string();
-    let cp = KumaCp::start(&[("KUMA_GUI_SERVER_PORT", gui_port.as_str())]);
+    // Port 0, read back from the log: a port picked here beforehand could
+    // be taken by a parallel test before kuma-cp binds it.
+    let cp = KumaCp::start(&[]);
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -256,7 +257,8 @@ fn the_gui_is_served_at_gui_and_its_old_port_redirects_there() {
     assert_eq!(moved.headers()["location"], "/gui/");
 
     let api_port = cp.api.rsplit(':').next().unwrap_or_default();
-    let redirected = get(&format!("http://127.0.0.1:{gui_port}/anything"));
+    let gui = cp.gui.clone().expect("the GUI redirect listens");
+    let redirected = get(&format!("{gui}/anything"));
     assert_eq!(redirected.status(), 307);
     assert_eq!(
         redirected.headers()["location"].to_str().unwrap_or(""),

@@ -47,6 +47,8 @@ pub struct KumaCp {
     pub tokens: String,
     /// `https://localhost:{port}` of the HTTPS API, when enabled.
     pub https_api: Option<String>,
+    /// The GUI port's redirect server, when it was opened.
+    pub gui: Option<String>,
     pub lines: mpsc::Receiver<String>,
 }
 
@@ -122,6 +124,7 @@ impl KumaCp {
         let mut tokens = None;
         let mut sds = None;
         let mut https_api = None;
+        let mut gui = None;
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.is_none()
@@ -130,6 +133,8 @@ impl KumaCp {
             || xds.is_none()
             || tokens.is_none()
             || (wants_https && https_api.is_none())
+            // Without HTTPS the GUI port always gets its redirect server.
+            || (!wants_https && gui.is_none())
         {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -158,6 +163,7 @@ impl KumaCp {
                     Some("HTTP API (HTTPS)") => {
                         https_api = Some(format!("https://localhost:{}", addr.port()))
                     }
+                    Some("GUI redirect") => gui = Some(url),
                     _ => {}
                 }
             }
@@ -172,6 +178,7 @@ impl KumaCp {
             tokens: tokens.unwrap_or_default(),
             sds: sds.unwrap_or_default(),
             https_api,
+            gui,
             lines: rx,
         })
     }
