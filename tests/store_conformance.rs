@@ -480,17 +480,29 @@ async fn postgres_store(test: &str) -> Box<dyn ResourceStore> {
 suite!(memory, memory_store);
 suite!(postgres, postgres_store);
 
-/// Two control planes on one database: each hears the other's writes
-/// through its own change feed, within a second.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_instances_hear_each_others_writes() {
-    let db = common::migrated_database("conf_two_instances");
+/// Two stores on one fresh database, as two control planes have them.
+async fn two_instances(
+    name: &str,
+) -> (
+    common::PgDatabase,
+    kuma::store::postgres::PostgresStore,
+    kuma::store::postgres::PostgresStore,
+) {
+    let db = common::migrated_database(name);
     let a = kuma::store::postgres::PostgresStore::connect(&db.config())
         .await
         .unwrap();
     let b = kuma::store::postgres::PostgresStore::connect(&db.config())
         .await
         .unwrap();
+    (db, a, b)
+}
+
+/// Two control planes on one database: each hears the other's writes
+/// through its own change feed, within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_hear_each_others_writes() {
+    let (_db, a, b) = two_instances("conf_two_instances").await;
     let mut feed_b = b.subscribe();
     let dp_mesh = a.create(mesh("shared")).await.unwrap();
     assert_eq!(
@@ -536,13 +548,7 @@ async fn total_becomes(s: &dyn ResourceStore, expected: usize) -> bool {
 /// for another on the same database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_list_totals_follow_writes_from_either_instance() {
-    let db = common::migrated_database("conf_two_instances_totals");
-    let a = kuma::store::postgres::PostgresStore::connect(&db.config())
-        .await
-        .unwrap();
-    let b = kuma::store::postgres::PostgresStore::connect(&db.config())
-        .await
-        .unwrap();
+    let (_db, a, b) = two_instances("conf_two_instances_totals").await;
     a.create(mesh("shared")).await.unwrap();
     a.create(dataplane("shared", "dp-1", "web", 1000))
         .await
