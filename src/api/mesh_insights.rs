@@ -131,10 +131,6 @@ async fn insight(ctx: &SharedContext, mesh: &Resource) -> Result<MeshInsight, Ap
     })
 }
 
-fn to_value(insight: &MeshInsight) -> serde_json::Value {
-    serde_json::to_value(insight).unwrap_or_default()
-}
-
 /// `GET /mesh-insights`: a page of the meshes the caller may read.
 pub(super) async fn list(
     State(ctx): State<SharedContext>,
@@ -151,7 +147,7 @@ pub(super) async fn list(
     let page = super::resources::visible_page(&ctx, &caller, query).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for mesh in &page.items {
-        items.push(to_value(&insight(&ctx, mesh).await?));
+        items.push(insight(&ctx, mesh).await?);
     }
     let next = params.next_link(&uri, &headers, page.total);
     Ok(page_response(&items, page.total, next))
@@ -165,5 +161,5 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     caller.require(Access::Read, ResourceType::Mesh, &mesh, &mesh)?;
     let resource = ctx.store.get(&ResourceKey::mesh(&mesh)).await?;
-    Ok(Json(to_value(&insight(&ctx, &resource).await?)).into_response())
+    Ok(Json(insight(&ctx, &resource).await?).into_response())
 }

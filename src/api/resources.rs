@@ -440,14 +440,8 @@ pub(super) async fn list_in_mesh(
         }
         Collection::PodsWithoutSidecar => {
             require_listing(&caller, ResourceType::Dataplane, &mesh)?;
-            let items: Vec<Value> = ctx
-                .outside_mesh
-                .of_mesh(&mesh)
-                .into_iter()
-                .map(|p| serde_json::to_value(p).unwrap_or_default())
-                .collect();
-            let total = items.len();
-            Ok(page_response(&items, total, None))
+            let items = ctx.outside_mesh.of_mesh(&mesh);
+            Ok(page_response(&items, items.len(), None))
         }
     }
 }

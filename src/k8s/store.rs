@@ -16,9 +16,7 @@ use crate::resources::{
 };
 use crate::runtime::Leadership;
 use crate::store::memory::list_in;
-use crate::store::{
-    CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError,
-};
+use crate::store::{ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
@@ -66,7 +64,7 @@ pub struct KubernetesStore {
     leadership: Leadership,
     system_namespace: String,
     cache: Arc<RwLock<Cache>>,
-    changes: broadcast::Sender<ChangeEvent>,
+    changes: ChangeFeed,
     watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -96,7 +94,7 @@ impl KubernetesStore {
         sync_timeout: Duration,
     ) -> Result<KubernetesStore, KubernetesStoreError> {
         let cache = Arc::new(RwLock::new(Cache::default()));
-        let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
+        let changes = ChangeFeed::default();
         let mut watchers = Vec::new();
         let mut synced = Vec::new();
         for crd in CRDS {
@@ -459,7 +457,7 @@ async fn watch_kind<K>(
     convert: impl Fn(&K) -> Converted + Send + 'static,
     reporter: Reporter,
     cache: Arc<RwLock<Cache>>,
-    changes: broadcast::Sender<ChangeEvent>,
+    changes: ChangeFeed,
     synced: tokio::sync::oneshot::Sender<()>,
 ) where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
@@ -504,7 +502,7 @@ async fn watch_kind<K>(
                 }
                 // Whatever was missed while the watch was down is in the
                 // list: subscribers reload.
-                let _ = changes.send(ChangeEvent::Resync);
+                changes.announce(ChangeEvent::Resync);
                 if let Some(tx) = synced.take() {
                     let _ = tx.send(());
                 }
@@ -530,8 +528,8 @@ async fn watch_kind<K>(
                         Converted::Ignored => (Vec::new(), None),
                     }
                 };
-                for event in events.into_iter().filter(ChangeEvent::is_announced) {
-                    let _ = changes.send(event);
+                for event in events {
+                    changes.announce(event);
                 }
                 if let Some(e) = invalid {
                     reporter.invalid(object.meta(), &e).await;
@@ -542,8 +540,8 @@ async fn watch_kind<K>(
                     let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
                     forget(&mut c, kind, object.meta().uid.as_deref())
                 };
-                for event in events.into_iter().filter(ChangeEvent::is_announced) {
-                    let _ = changes.send(event);
+                for event in events {
+                    changes.announce(event);
                 }
             }
         }

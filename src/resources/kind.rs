@@ -75,6 +75,15 @@ impl ResourceType {
         )
     }
 
+    /// Kinds whose changes the stores' change feeds announce: all but
+    /// dataplane insights. Every connected proxy's insight is rewritten
+    /// about once a second and nothing follows them (the API reads them
+    /// when asked), so at 100,000 proxies they would only push the changes
+    /// that matter out of the subscribers' buffers and force full reloads.
+    pub fn is_announced(self) -> bool {
+        self != ResourceType::DataplaneInsight
+    }
+
     /// Kinds that shape what proxies are sent, so the index keeps them.
     pub fn shapes_proxies(self) -> bool {
         !matches!(

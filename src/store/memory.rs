@@ -1,6 +1,6 @@
 //! The in-memory store: the default, nothing to set up, lost on exit.
 
-use super::{CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError};
+use super::{ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError};
 use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 /// is a range scan already in the order the API pages in.
 pub struct MemoryStore {
     resources: RwLock<BTreeMap<ResourceKey, Resource>>,
-    changes: broadcast::Sender<ChangeEvent>,
+    changes: ChangeFeed,
 }
 
 impl Default for MemoryStore {
@@ -24,7 +24,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         MemoryStore {
             resources: RwLock::new(BTreeMap::new()),
-            changes: broadcast::channel(CHANGE_FEED_CAPACITY).0,
+            changes: ChangeFeed::default(),
         }
     }
 
@@ -36,13 +36,6 @@ impl MemoryStore {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ResourceKey, Resource>> {
         self.resources.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn publish(&self, event: ChangeEvent) {
-        // No subscribers is fine: nobody needs to hear.
-        if event.is_announced() {
-            let _ = self.changes.send(event);
-        }
     }
 }
 
@@ -108,7 +101,8 @@ impl ResourceStore for MemoryStore {
             resource.version = ResourceVersion::new("1");
             map.insert(resource.key.clone(), resource.clone());
         }
-        self.publish(ChangeEvent::Created(resource.key.clone()));
+        self.changes
+            .announce(ChangeEvent::Created(resource.key.clone()));
         Ok(resource)
     }
 
@@ -130,7 +124,8 @@ impl ResourceStore for MemoryStore {
             resource.version = ResourceVersion::new((previous + 1).to_string());
             *stored = resource.clone();
         }
-        self.publish(ChangeEvent::Updated(resource.key.clone()));
+        self.changes
+            .announce(ChangeEvent::Updated(resource.key.clone()));
         Ok(resource)
     }
 
@@ -161,7 +156,7 @@ impl ResourceStore for MemoryStore {
             removed
         };
         for k in removed {
-            self.publish(ChangeEvent::Deleted(k));
+            self.changes.announce(ChangeEvent::Deleted(k));
         }
         Ok(())
     }

@@ -32,19 +32,36 @@ pub enum ChangeEvent {
     Resync,
 }
 
-impl ChangeEvent {
-    /// Whether a store's change feed carries it. Dataplane insights are not
-    /// announced: every connected proxy's is rewritten about once a second
-    /// and nothing follows them (the API reads them when asked), so at
-    /// 100,000 proxies they would only push the changes that matter out of
-    /// the subscribers' buffers and force full reloads.
-    pub fn is_announced(&self) -> bool {
-        match self {
+/// A store's change feed, which every subscriber hears. It carries every
+/// change but those of the kinds that are not announced
+/// ([`ResourceType::is_announced`]); each store announces through it, so
+/// the rule holds in one place.
+#[derive(Clone)]
+pub struct ChangeFeed(broadcast::Sender<ChangeEvent>);
+
+impl Default for ChangeFeed {
+    fn default() -> Self {
+        ChangeFeed(broadcast::channel(CHANGE_FEED_CAPACITY).0)
+    }
+}
+
+impl ChangeFeed {
+    /// Tells every subscriber (none is fine) of `change`, unless its kind
+    /// is not announced.
+    pub fn announce(&self, change: ChangeEvent) {
+        let announced = match &change {
             ChangeEvent::Created(key) | ChangeEvent::Updated(key) | ChangeEvent::Deleted(key) => {
-                key.kind != ResourceType::DataplaneInsight
+                key.kind.is_announced()
             }
             ChangeEvent::Resync => true,
+        };
+        if announced {
+            let _ = self.0.send(change);
         }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.0.subscribe()
     }
 }
 
@@ -107,7 +124,7 @@ pub struct ListPage {
 
 /// Size of every store's change-feed buffer; a subscriber further behind
 /// than this gets [`ChangeEvent::Resync`].
-pub const CHANGE_FEED_CAPACITY: usize = 16 * 1024;
+const CHANGE_FEED_CAPACITY: usize = 16 * 1024;
 
 #[async_trait]
 pub trait ResourceStore: Send + Sync + 'static {
@@ -122,7 +139,7 @@ pub trait ResourceStore: Send + Sync + 'static {
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError>;
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// Every change from now on, from this process or (Postgres) another,
-    /// but those of dataplane insights ([`ChangeEvent::is_announced`]).
+    /// but those of dataplane insights ([`ChangeFeed`]).
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
     /// Answers whether the store can serve requests now.
     async fn ping(&self) -> Result<(), StoreError>;

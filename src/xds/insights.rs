@@ -32,7 +32,7 @@ use tokio::time::Instant;
 const KEPT_SUBSCRIPTIONS: usize = 5;
 
 /// Insight writes in flight at once, whatever the number of streams.
-pub const CONCURRENT_WRITES: usize = 4;
+const CONCURRENT_WRITES: usize = 4;
 
 /// What a tracker holds behind its lock.
 struct Tracked {
@@ -41,8 +41,6 @@ struct Tracked {
     certificate: Option<CertificateTimes>,
     /// When the writer last started writing it.
     written_at: Option<Instant>,
-    /// The stream ended: the next write is the last and is not delayed.
-    ended: bool,
 }
 
 /// The counters of one stream.
@@ -125,10 +123,7 @@ impl SubscriptionTracker {
     /// The stream ended: its subscription is marked disconnected and
     /// written without waiting for the flush interval.
     pub fn disconnected(self: &Arc<Self>) {
-        self.change(|t| {
-            t.subscription.disconnect_time = Some(Utc::now());
-            t.ended = true;
-        });
+        self.change(|t| t.subscription.disconnect_time = Some(Utc::now()));
     }
 }
 
@@ -174,7 +169,6 @@ impl InsightWriter {
                 },
                 certificate: None,
                 written_at: None,
-                ended: false,
             }),
             queued: AtomicBool::new(false),
             writer: self.queue.clone(),
@@ -219,10 +213,13 @@ async fn write_queued(
         tokio::select! {
             tracker = queued.recv(), if open => match tracker {
                 Some(tracker) => {
+                    // An ended stream's last write is not delayed.
                     let at = {
                         let t = tracker.lock();
                         match t.written_at {
-                            Some(written) if !t.ended => written + interval,
+                            Some(written) if t.subscription.disconnect_time.is_none() => {
+                                written + interval
+                            }
                             _ => Instant::now(),
                         }
                     };
@@ -232,16 +229,9 @@ async fn write_queued(
                 None => open = false,
             },
             Some(()) = writing.next(), if !writing.is_empty() => {}
-            () = sleep_until(next), if next.is_some() => {}
+            () = tokio::time::sleep_until(next.unwrap_or(now)), if next.is_some() => {}
             () = shutdown.cancelled(), if !stopping => stopping = true,
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -329,6 +319,24 @@ mod tests {
         store
     }
 
+    /// A writer on a store with mesh `default`, and the tracker of a stream
+    /// of `web` whose first write is done.
+    async fn started(
+        shutdown: CancellationToken,
+    ) -> (
+        SharedStore,
+        TaskTracker,
+        InsightWriter,
+        Arc<SubscriptionTracker>,
+    ) {
+        let store = store_with_mesh().await;
+        let tasks = TaskTracker::new();
+        let writer = InsightWriter::start(store.clone(), INTERVAL, shutdown, &tasks);
+        let tracker = writer.track(ProxyId::new("default", "web"), "cp-1", None);
+        settle().await;
+        (store, tasks, writer, tracker)
+    }
+
     /// Lets the writer run until nothing is left to do at this instant.
     async fn settle() {
         for _ in 0..20 {
@@ -350,12 +358,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_new_stream_shows_at_once_and_changes_within_the_interval_make_one_write() {
-        let store = store_with_mesh().await;
-        let tasks = TaskTracker::new();
-        let writer =
-            InsightWriter::start(store.clone(), INTERVAL, CancellationToken::new(), &tasks);
-        let tracker = writer.track(ProxyId::new("default", "web"), "cp-1", None);
-        settle().await;
+        let (store, _tasks, _writer, tracker) = started(CancellationToken::new()).await;
         let (first, subscription) = insight(&store).await.expect("written on connect");
         assert_eq!(subscription.control_plane_instance_id, "cp-1");
         for _ in 0..5 {
@@ -380,12 +383,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_ended_stream_is_written_at_once_and_the_writer_ends_after_the_last_tracker() {
-        let store = store_with_mesh().await;
-        let tasks = TaskTracker::new();
-        let writer =
-            InsightWriter::start(store.clone(), INTERVAL, CancellationToken::new(), &tasks);
-        let tracker = writer.track(ProxyId::new("default", "web"), "cp-1", None);
-        settle().await;
+        let (store, tasks, writer, tracker) = started(CancellationToken::new()).await;
         tracker.acked(TypeUrl::Listener);
         tracker.disconnected();
         settle().await;
@@ -404,12 +402,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stopping_control_plane_writes_what_is_queued_without_waiting() {
-        let store = store_with_mesh().await;
-        let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let writer = InsightWriter::start(store.clone(), INTERVAL, shutdown.clone(), &tasks);
-        let tracker = writer.track(ProxyId::new("default", "web"), "cp-1", None);
-        settle().await;
+        let (store, _tasks, _writer, tracker) = started(shutdown.clone()).await;
         tracker.nacked(TypeUrl::Cluster, "bad cluster");
         shutdown.cancel();
         settle().await;

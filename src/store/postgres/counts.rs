@@ -11,7 +11,7 @@
 //! insights, which the feed does not announce.
 
 use crate::resources::ResourceType;
-use crate::store::ChangeEvent;
+use crate::store::{ChangeEvent, ListQuery};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -33,10 +33,21 @@ struct State {
     counts: HashMap<CountKey, usize>,
 }
 
-/// The count of a list, or the generation to remember one at.
+/// What the kept counts know of a list's count.
 pub(super) enum Count {
     Known(usize),
-    Unknown { generation: u64 },
+    /// To be read; it may be kept if nothing changed since `generation`,
+    /// which is `None` for lists whose count is never kept.
+    Unknown {
+        generation: Option<u64>,
+    },
+}
+
+/// The key a list's count is kept under, unless it is never kept: a tag
+/// filter is not a create or delete away from changing, and a kind the
+/// feed does not announce would go stale unheard.
+fn kept_under(query: &ListQuery) -> Option<CountKey> {
+    (query.tags.is_empty() && query.kind.is_announced()).then(|| (query.kind, query.mesh.clone()))
 }
 
 impl Counts {
@@ -45,27 +56,28 @@ impl Counts {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, kind: ResourceType, mesh: Option<&str>) -> Count {
+    pub fn get(&self, query: &ListQuery) -> Count {
+        let Some(key) = kept_under(query) else {
+            return Count::Unknown { generation: None };
+        };
         let state = self.state();
-        match state.counts.get(&(kind, mesh.map(str::to_string))) {
+        match state.counts.get(&key) {
             Some(count) => Count::Known(*count),
             None => Count::Unknown {
-                generation: state.generation,
+                generation: Some(state.generation),
             },
         }
     }
 
-    /// Keeps `count`, read at `generation`, unless a change was heard since
-    /// or the feed is down.
-    pub fn remember(
-        &self,
-        (kind, mesh): (ResourceType, Option<&str>),
-        generation: u64,
-        count: usize,
-    ) {
+    /// Keeps the `count` of `query`, read at `generation`, unless a change
+    /// was heard since or the feed is down.
+    pub fn remember(&self, query: &ListQuery, generation: Option<u64>, count: usize) {
         let mut state = self.state();
-        if state.live && state.generation == generation && kind != ResourceType::DataplaneInsight {
-            state.counts.insert((kind, mesh.map(str::to_string)), count);
+        if let Some(key) = kept_under(query)
+            && state.live
+            && generation == Some(state.generation)
+        {
+            state.counts.insert(key, count);
         }
     }
 
@@ -111,15 +123,16 @@ mod tests {
     }
 
     fn known(counts: &Counts, kind: ResourceType, mesh: Option<&str>) -> Option<usize> {
-        match counts.get(kind, mesh) {
+        match counts.get(&ListQuery::of(kind, mesh)) {
             Count::Known(n) => Some(n),
             Count::Unknown { .. } => None,
         }
     }
 
     fn remember(counts: &Counts, kind: ResourceType, mesh: Option<&str>, n: usize) {
-        if let Count::Unknown { generation } = counts.get(kind, mesh) {
-            counts.remember((kind, mesh), generation, n);
+        let query = ListQuery::of(kind, mesh);
+        if let Count::Unknown { generation } = counts.get(&query) {
+            counts.remember(&query, generation, n);
         }
     }
 
@@ -167,7 +180,8 @@ mod tests {
     #[test]
     fn a_count_read_before_a_change_is_not_kept() {
         let counts = live();
-        let Count::Unknown { generation } = counts.get(ResourceType::Dataplane, Some("a")) else {
+        let query = ListQuery::of(ResourceType::Dataplane, Some("a"));
+        let Count::Unknown { generation } = counts.get(&query) else {
             panic!("nothing kept yet");
         };
         counts.heard(&ChangeEvent::Created(ResourceKey::new(
@@ -175,12 +189,12 @@ mod tests {
             "b",
             "x",
         )));
-        counts.remember((ResourceType::Dataplane, Some("a")), generation, 10);
+        counts.remember(&query, generation, 10);
         assert_eq!(known(&counts, ResourceType::Dataplane, Some("a")), None);
     }
 
     #[test]
-    fn nothing_is_kept_while_the_feed_is_down_nor_for_insights() {
+    fn nothing_is_kept_while_the_feed_is_down_nor_for_insights_nor_tag_filters() {
         let counts = live();
         remember(&counts, ResourceType::Dataplane, Some("a"), 10);
         counts.listening(false);
@@ -192,6 +206,18 @@ mod tests {
         assert_eq!(
             known(&counts, ResourceType::DataplaneInsight, Some("a")),
             None
+        );
+        let tagged = ListQuery {
+            tags: [("service".to_string(), "web".to_string())].into(),
+            ..ListQuery::of(ResourceType::Dataplane, Some("a"))
+        };
+        let Count::Unknown { generation } = counts.get(&tagged) else {
+            panic!("nothing kept yet");
+        };
+        counts.remember(&tagged, generation, 3);
+        assert!(
+            matches!(counts.get(&tagged), Count::Unknown { generation: None }),
+            "a tag-filtered count is never kept"
         );
     }
 }

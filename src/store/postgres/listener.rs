@@ -5,11 +5,10 @@ use super::CHANNEL;
 use super::counts::Counts;
 use crate::resources::{ResourceKey, ResourceType};
 use crate::runtime::Backoff;
-use crate::store::ChangeEvent;
+use crate::store::{ChangeEvent, ChangeFeed};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -40,7 +39,7 @@ fn to_event(payload: &str) -> Option<ChangeEvent> {
 pub(super) async fn run(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
-    (changes, counts): (broadcast::Sender<ChangeEvent>, Arc<Counts>),
+    (changes, counts): (ChangeFeed, Arc<Counts>),
     listening: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -72,7 +71,7 @@ pub(super) async fn run(
 async fn listen_once(
     config: &tokio_postgres::Config,
     tls: MakeRustlsConnect,
-    (changes, counts): (&broadcast::Sender<ChangeEvent>, &Arc<Counts>),
+    (changes, counts): (&ChangeFeed, &Arc<Counts>),
     announce_resync: bool,
     listening: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), tokio_postgres::Error> {
@@ -86,7 +85,7 @@ async fn listen_once(
                 Ok(AsyncMessage::Notification(n)) => match to_event(n.payload()) {
                     Some(event) => {
                         heard.heard(&event);
-                        let _ = feed.send(event);
+                        feed.announce(event);
                     }
                     None => tracing::warn!(
                         payload = n.payload(),
@@ -106,7 +105,7 @@ async fn listen_once(
     }
     if announce_resync {
         tracing::info!("postgres change feed: listening again");
-        let _ = changes.send(ChangeEvent::Resync);
+        changes.announce(ChangeEvent::Resync);
     }
     let result = pump.await.unwrap_or(Ok(()));
     counts.listening(false);

@@ -13,7 +13,7 @@ mod listener;
 mod tls;
 
 use super::migrations::{self, MIGRATIONS};
-use super::{CHANGE_FEED_CAPACITY, ChangeEvent, ListPage, ListQuery, ResourceStore, StoreError};
+use super::{ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError};
 use crate::config::PostgresConfig;
 use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
 use async_trait::async_trait;
@@ -29,7 +29,7 @@ pub(crate) const CHANNEL: &str = "kuma_resource_changes";
 
 pub struct PostgresStore {
     pool: Pool,
-    changes: broadcast::Sender<ChangeEvent>,
+    changes: ChangeFeed,
     /// Lists' totals, kept until the change feed says they moved.
     counts: Arc<Counts>,
     listener: tokio::task::JoinHandle<()>,
@@ -127,7 +127,7 @@ impl PostgresStore {
             });
         }
         drop(client);
-        let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
+        let changes = ChangeFeed::default();
         let (listening_tx, listening) = tokio::sync::oneshot::channel();
         let counts = Arc::new(Counts::default());
         let listener = tokio::spawn(listener::run(
@@ -452,12 +452,7 @@ impl ResourceStore for PostgresStore {
             .prepare_cached(&page_sql)
             .await
             .map_err(unavailable)?;
-        let counted = (query.kind, query.mesh.as_deref());
-        let known = match tags {
-            Some(_) => Count::Unknown { generation: 0 },
-            None => self.counts.get(counted.0, counted.1),
-        };
-        let (rows, total) = match known {
+        let (rows, total) = match self.counts.get(query) {
             Count::Known(total) => {
                 let rows = client.query(&page_statement, &page_params).await;
                 (rows.map_err(unavailable)?, total)
@@ -474,9 +469,7 @@ impl ResourceStore for PostgresStore {
                 )
                 .map_err(unavailable)?;
                 let total = total.get::<_, i64>(0) as usize;
-                if query.tags.is_empty() {
-                    self.counts.remember(counted, generation, total);
-                }
+                self.counts.remember(query, generation, total);
                 (rows, total)
             }
         };
