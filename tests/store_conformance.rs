@@ -304,6 +304,34 @@ mod cases {
         q.offset = 30;
         let past = s.list(&q).await.unwrap();
         assert_eq!((past.items.len(), past.total), (0, 25));
+        let mut across = ListQuery::of(ResourceType::Dataplane, None);
+        across.offset = 24;
+        across.limit = Some(10);
+        let page = s.list(&across).await.unwrap();
+        let keys: Vec<_> = page
+            .items
+            .iter()
+            .map(|r| (r.key.mesh.as_str(), r.key.name.as_str()))
+            .collect();
+        assert_eq!(
+            (keys, page.total),
+            (vec![("m", "dp-24"), ("other", "dp-x")], 26),
+            "across meshes, in (mesh, name) order"
+        );
+        // A page read after a deletion no longer has it, nor counts it.
+        s.delete(&ResourceKey::new(ResourceType::Dataplane, "m", "dp-10"))
+            .await
+            .unwrap();
+        q.offset = 10;
+        let page = s.list(&q).await.unwrap();
+        assert_eq!(page.total, 24);
+        assert_eq!(
+            page.items.first().map(|r| r.key.name.as_str()),
+            Some("dp-11")
+        );
+        s.create(dataplane("m", "dp-10", "redis", 1000))
+            .await
+            .unwrap();
         let mut tagged = ListQuery::of(ResourceType::Dataplane, Some("m"));
         tagged.tags = [("service".to_string(), "redis".to_string())].into();
         let page = s.list(&tagged).await.unwrap();

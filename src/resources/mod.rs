@@ -115,8 +115,29 @@ impl Spec {
     /// Parses the kind's own fields (everything but `type`, `name`, `mesh`).
     /// Unknown fields and wrong types are reported with their path.
     pub fn from_fields(kind: ResourceType, fields: Value) -> Result<Spec, Cause> {
-        fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Cause> {
-            serde_path_to_error::deserialize(v).map_err(|e| {
+        Self::parse_fields(kind, fields)
+    }
+
+    /// [`Spec::from_fields`] from JSON text, without building a
+    /// [`Value`] first: stores read specs back this way, where the tree of
+    /// maps would be built only to be thrown away.
+    pub fn from_json_text(kind: ResourceType, text: &[u8]) -> Result<Spec, Cause> {
+        let mut fields = serde_json::Deserializer::from_slice(text);
+        let spec = Self::parse_fields(kind, &mut fields)?;
+        fields
+            .end()
+            .map_err(|e| Cause::new(String::new(), e.to_string()))?;
+        Ok(spec)
+    }
+
+    fn parse_fields<'de, D>(kind: ResourceType, fields: D) -> Result<Spec, Cause>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        fn parse<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+            fields: D,
+        ) -> Result<T, Cause> {
+            serde_path_to_error::deserialize(fields).map_err(|e| {
                 let path = e.path().to_string();
                 let field = if path == "." { String::new() } else { path };
                 Cause::new(field, e.into_inner().to_string())

@@ -2,7 +2,7 @@
 //! reconnecting with backoff whenever it is lost.
 
 use super::CHANNEL;
-use super::counts::Counts;
+use super::keys::Keys;
 use crate::resources::{ResourceKey, ResourceType};
 use crate::runtime::Backoff;
 use crate::store::{ChangeEvent, ChangeFeed};
@@ -39,7 +39,7 @@ fn to_event(payload: &str) -> Option<ChangeEvent> {
 pub(super) async fn run(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
-    (changes, counts): (ChangeFeed, Arc<Counts>),
+    (changes, keys): (ChangeFeed, Arc<Keys>),
     listening: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -49,7 +49,7 @@ pub(super) async fn run(
         match listen_once(
             &config,
             tls.clone(),
-            (&changes, &counts),
+            (&changes, &keys),
             connected_before,
             &mut listening,
         )
@@ -71,13 +71,13 @@ pub(super) async fn run(
 async fn listen_once(
     config: &tokio_postgres::Config,
     tls: MakeRustlsConnect,
-    (changes, counts): (&ChangeFeed, &Arc<Counts>),
+    (changes, keys): (&ChangeFeed, &Arc<Keys>),
     announce_resync: bool,
     listening: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(tls).await?;
     let feed = changes.clone();
-    let heard = counts.clone();
+    let heard = keys.clone();
     let pump = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
@@ -99,7 +99,7 @@ async fn listen_once(
         Ok(())
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    counts.listening(true);
+    keys.listening(true);
     if let Some(tx) = listening.take() {
         let _ = tx.send(());
     }
@@ -108,7 +108,7 @@ async fn listen_once(
         changes.announce(ChangeEvent::Resync);
     }
     let result = pump.await.unwrap_or(Ok(()));
-    counts.listening(false);
+    keys.listening(false);
     drop(client);
     result
 }

@@ -8,7 +8,7 @@
 //! after a gap it sends [`ChangeEvent::Resync`] since notifications may have
 //! been missed meanwhile.
 
-mod counts;
+mod keys;
 mod listener;
 mod tls;
 
@@ -17,8 +17,8 @@ use super::{ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreEr
 use crate::config::PostgresConfig;
 use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
 use async_trait::async_trait;
-use counts::{Count, Counts};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use keys::{Kept, Keys, PageKey};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -30,8 +30,10 @@ pub(crate) const CHANNEL: &str = "kuma_resource_changes";
 pub struct PostgresStore {
     pool: Pool,
     changes: ChangeFeed,
-    /// Lists' totals, kept until the change feed says they moved.
-    counts: Arc<Counts>,
+    /// Lists' keys, kept until the change feed says they moved.
+    keys: Arc<Keys>,
+    /// Held while a list's keys are read (see [`Keys`]).
+    reading_keys: tokio::sync::Mutex<()>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -129,11 +131,11 @@ impl PostgresStore {
         drop(client);
         let changes = ChangeFeed::default();
         let (listening_tx, listening) = tokio::sync::oneshot::channel();
-        let counts = Arc::new(Counts::default());
+        let keys = Arc::new(Keys::default());
         let listener = tokio::spawn(listener::run(
             pg_config(cfg),
             connector,
-            (changes.clone(), counts.clone()),
+            (changes.clone(), keys.clone()),
             listening_tx,
         ));
         // The feed is live before the store is handed out: a subscriber
@@ -149,7 +151,8 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             changes,
-            counts,
+            keys,
+            reading_keys: tokio::sync::Mutex::default(),
             listener,
         })
     }
@@ -249,13 +252,41 @@ fn table_key(key: &ResourceKey) -> (&'static str, &str) {
     )
 }
 
-fn decode(key: ResourceKey, version: i64, spec: serde_json::Value) -> Result<Resource, StoreError> {
-    let spec = Spec::from_fields(key.kind, spec).map_err(|c| corrupt(&key, c.message))?;
+/// The resource `key` from a row of its `version` and `spec`.
+fn decode(key: ResourceKey, row: &tokio_postgres::Row) -> Result<Resource, StoreError> {
+    let version: i64 = row.try_get("version").map_err(|e| corrupt(&key, e))?;
+    let spec: SpecText = row.try_get("spec").map_err(|e| corrupt(&key, e))?;
+    let spec = Spec::from_json_text(key.kind, spec.0).map_err(|c| corrupt(&key, c.message))?;
     Ok(Resource {
         key,
         version: ResourceVersion::new(version.to_string()),
         spec,
     })
+}
+
+/// A `spec` column as its JSON text, borrowed from the row: parsed
+/// straight into the resource's model, not into a `serde_json::Value`.
+struct SpecText<'a>(&'a [u8]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for SpecText<'a> {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form is a format version, 1, then the text.
+        match raw.split_first() {
+            Some((1, text)) if *ty == tokio_postgres::types::Type::JSONB => Ok(SpecText(text)),
+            _ if *ty == tokio_postgres::types::Type::JSON => Ok(SpecText(raw)),
+            _ => Err(format!("a {ty} column is not a JSON spec").into()),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        matches!(
+            *ty,
+            tokio_postgres::types::Type::JSONB | tokio_postgres::types::Type::JSON
+        )
+    }
 }
 
 #[async_trait]
@@ -282,9 +313,9 @@ impl ResourceStore for PostgresStore {
         };
         match result {
             Ok(1) => {
-                // This process's next list counts it, without waiting
+                // This process's next list has it, without waiting
                 // for the feed to bring the news back.
-                self.counts.heard(&ChangeEvent::Created(key.clone()));
+                self.keys.heard(&ChangeEvent::Created(key.clone()));
                 Ok(Resource {
                     version: ResourceVersion::new("1"),
                     ..resource
@@ -365,7 +396,7 @@ impl ResourceStore for PostgresStore {
         if deleted == 0 {
             return Err(StoreError::NotFound(key.clone()));
         }
-        self.counts.heard(&ChangeEvent::Deleted(key.clone()));
+        self.keys.heard(&ChangeEvent::Deleted(key.clone()));
         Ok(())
     }
 
@@ -392,13 +423,12 @@ impl ResourceStore for PostgresStore {
         }
         .map_err(unavailable)?
         .ok_or_else(|| StoreError::NotFound(key.clone()))?;
-        decode(key.clone(), row.get(0), row.get(1))
+        decode(key.clone(), &row)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
         let client = self.client().await?;
         let limit = query.limit.map_or(i64::MAX, |l| l as i64);
-        let offset = query.offset as i64;
         // Tag filter: some inbound must contain every tag. jsonb
         // containment expresses exactly that.
         let tags = (!query.tags.is_empty())
@@ -407,9 +437,8 @@ impl ResourceStore for PostgresStore {
         let table = table_of(query.kind);
         // Only the conditions this query has: a statement's cached generic
         // plan then is the one for `type = $1 AND mesh = $2`, an index
-        // scan of the primary key (type, mesh, name) in page order and an
-        // index-only count, not one for "any mesh, any tags" that counts
-        // by reading the whole table.
+        // scan of the primary key (type, mesh, name) in page order, not one
+        // for "any mesh, any tags" that reads the whole table.
         let mut filter: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
         let mut conditions = Vec::new();
         if table != "meshes" {
@@ -424,53 +453,114 @@ impl ResourceStore for PostgresStore {
             filter.push(tags);
             conditions.push(format!("spec @> ${}", filter.len()));
         }
-        let filter_sql = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
         let (key_columns, mesh_column) = if table == "meshes" {
             ("name", "'' AS mesh")
         } else {
             ("mesh, name", "mesh")
         };
-        // The page and the count are two statements, prepared once per
-        // connection and pipelined on it: the page walks the primary key in
-        // order and stops at LIMIT, the count reads no spec (`COUNT(*)
-        // OVER ()` would read every matching spec to count them). A count
-        // the change feed says is still right is not read again.
-        let page_sql = format!(
-            "SELECT {mesh_column}, name, version, spec FROM {table} {filter_sql} \
-             ORDER BY {key_columns} LIMIT ${} OFFSET ${}",
-            filter.len() + 1,
-            filter.len() + 2,
-        );
-        let mut page_params = filter.clone();
-        page_params.push(&limit);
-        page_params.push(&offset);
-        let page_statement = client
-            .prepare_cached(&page_sql)
-            .await
-            .map_err(unavailable)?;
-        let (rows, total) = match self.counts.get(query) {
-            Count::Known(total) => {
-                let rows = client.query(&page_statement, &page_params).await;
-                (rows.map_err(unavailable)?, total)
+        let where_sql = |conditions: &[String]| {
+            if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
             }
-            Count::Unknown { generation } => {
+        };
+        let select = format!("SELECT {mesh_column}, name, version, spec FROM {table}");
+        // Statements are prepared once per connection. A page walks the
+        // primary key in order and stops at LIMIT.
+        let kept = match self.keys.get(query) {
+            Kept::Unknown {
+                generation: Some(_),
+            } => {
+                // One read of a list's keys at a time: requests that find
+                // them unknown together wait for the first one's read
+                // rather than each reading them all.
+                let _reading = self.reading_keys.lock().await;
+                match self.keys.get(query) {
+                    Kept::Unknown { generation } => {
+                        let sql = format!(
+                            "SELECT {mesh_column}, name FROM {table} {} ORDER BY {key_columns}",
+                            where_sql(&conditions)
+                        );
+                        let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
+                        let rows = client.query(&statement, &filter).await;
+                        let keys: Arc<[PageKey]> = rows
+                            .map_err(unavailable)?
+                            .iter()
+                            .map(|row| (row.get("mesh"), row.get("name")))
+                            .collect();
+                        self.keys.remember(query, generation, keys.clone());
+                        Kept::Known(keys)
+                    }
+                    known => known,
+                }
+            }
+            kept => kept,
+        };
+        let (rows, total) = match kept {
+            Kept::Known(keys) => {
+                // The page starts at the key at its offset: a seek in the
+                // primary key, not a walk past `offset` rows.
+                let Some((mesh, name)) = keys.get(query.offset) else {
+                    return Ok(ListPage {
+                        items: Vec::new(),
+                        total: keys.len(),
+                    });
+                };
+                let mut params = filter.clone();
+                // Within one mesh the seek is on the name: with `mesh = $2`
+                // beside it, a row comparison `(mesh, name) >= ...` would
+                // start the scan at the mesh's first key and check every
+                // key up to the offset.
+                if table == "meshes" || query.mesh.is_some() {
+                    params.push(name);
+                    conditions.push(format!("name >= ${}", params.len()));
+                } else {
+                    params.push(mesh);
+                    params.push(name);
+                    conditions.push(format!(
+                        "(mesh, name) >= (${}, ${})",
+                        params.len() - 1,
+                        params.len()
+                    ));
+                }
+                params.push(&limit);
+                let sql = format!(
+                    "{select} {} ORDER BY {key_columns} LIMIT ${}",
+                    where_sql(&conditions),
+                    params.len()
+                );
+                let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
+                let rows = client.query(&statement, &params).await;
+                (rows.map_err(unavailable)?, keys.len())
+            }
+            Kept::Unknown { .. } => {
+                // Never kept (a tag filter, insights): the page walks past
+                // `offset` rows, and the count is read on the same
+                // connection, pipelined with it. The count reads no spec
+                // (`COUNT(*) OVER ()` would read every matching one).
+                let filter_sql = where_sql(&conditions);
+                let page_sql = format!(
+                    "{select} {filter_sql} ORDER BY {key_columns} LIMIT ${} OFFSET ${}",
+                    filter.len() + 1,
+                    filter.len() + 2,
+                );
                 let count_sql = format!("SELECT COUNT(*) FROM {table} {filter_sql}");
-                let count_statement = client
-                    .prepare_cached(&count_sql)
-                    .await
-                    .map_err(unavailable)?;
+                let offset = query.offset as i64;
+                let mut page_params = filter.clone();
+                page_params.push(&limit);
+                page_params.push(&offset);
+                let (page_statement, count_statement) = futures::try_join!(
+                    client.prepare_cached(&page_sql),
+                    client.prepare_cached(&count_sql)
+                )
+                .map_err(unavailable)?;
                 let (rows, total) = futures::try_join!(
                     client.query(&page_statement, &page_params),
                     client.query_one(&count_statement, &filter),
                 )
                 .map_err(unavailable)?;
-                let total = total.get::<_, i64>(0) as usize;
-                self.counts.remember(query, generation, total);
-                (rows, total)
+                (rows, total.get::<_, i64>(0) as usize)
             }
         };
         let mut page = ListPage {
@@ -479,8 +569,7 @@ impl ResourceStore for PostgresStore {
         };
         for row in rows {
             let key = ResourceKey::new(query.kind, row.get("mesh"), row.get("name"));
-            page.items
-                .push(decode(key, row.get("version"), row.get("spec"))?);
+            page.items.push(decode(key, &row)?);
         }
         Ok(page)
     }

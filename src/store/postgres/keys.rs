@@ -1,0 +1,237 @@
+//! The keys a list walks, in the database's order, remembered between
+//! lists.
+//!
+//! Every list answers its total (`X-Total-Count`, the `next` link) and a
+//! page at a numeric `offset`. Counting 10,000 dataplanes is an index scan
+//! of them all, and `OFFSET 5000` walks 5,000 rows to throw them away (1.4
+//! ms, more than the page itself), repeated for every page. With the keys
+//! at hand the total is their number and the page starts at the key at its
+//! offset (`(mesh, name) >= ($m, $n)`, a seek in the primary key). The keys
+//! are read as Postgres orders them, never sorted here, so the seek agrees
+//! with the database's collation.
+//!
+//! Keys only change by a create or a delete of their kind, and every
+//! control plane on the database hears of each through the change feed:
+//! keys are kept until one is heard, or this process made one itself. They
+//! are kept only while the feed's connection is up (a change made while it
+//! is down would go unheard), and never for tag-filtered lists or for
+//! dataplane insights, which the feed does not announce.
+
+use crate::resources::ResourceType;
+use crate::store::{ChangeEvent, ListQuery};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A list's kind, and its mesh (`None` across meshes).
+type ListKey = (ResourceType, Option<String>);
+
+/// A resource's place in a list: its mesh (`""` for meshes themselves)
+/// and name.
+pub(super) type PageKey = (String, String);
+
+#[derive(Default)]
+pub(super) struct Keys {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Moves on every change heard, so keys read before a change are not
+    /// kept after it.
+    generation: u64,
+    /// Whether the change feed is listening.
+    live: bool,
+    lists: HashMap<ListKey, Arc<[PageKey]>>,
+}
+
+/// What the kept keys know of a list.
+pub(super) enum Kept {
+    Known(Arc<[PageKey]>),
+    /// To be read; they may be kept if nothing changed since
+    /// `generation`, which is `None` for lists whose keys are never kept.
+    Unknown {
+        generation: Option<u64>,
+    },
+}
+
+/// What a list's keys are kept under, unless they are never kept: a tag
+/// filter is not a create or delete away from changing, and a kind the
+/// feed does not announce would go stale unheard.
+fn kept_under(query: &ListQuery) -> Option<ListKey> {
+    (query.tags.is_empty() && query.kind.is_announced()).then(|| (query.kind, query.mesh.clone()))
+}
+
+impl Keys {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every mutation is one assignment or one map operation.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, query: &ListQuery) -> Kept {
+        let Some(key) = kept_under(query) else {
+            return Kept::Unknown { generation: None };
+        };
+        let state = self.state();
+        match state.lists.get(&key) {
+            Some(keys) => Kept::Known(keys.clone()),
+            None => Kept::Unknown {
+                generation: Some(state.generation),
+            },
+        }
+    }
+
+    /// Keeps the `keys` of `query`, read at `generation`, unless a change
+    /// was heard since or the feed is down.
+    pub fn remember(&self, query: &ListQuery, generation: Option<u64>, keys: Arc<[PageKey]>) {
+        let mut state = self.state();
+        if let Some(key) = kept_under(query)
+            && state.live
+            && generation == Some(state.generation)
+        {
+            state.lists.insert(key, keys);
+        }
+    }
+
+    /// A change, from the feed or from this process's own write.
+    pub fn heard(&self, change: &ChangeEvent) {
+        let mut state = self.state();
+        state.generation += 1;
+        match change {
+            ChangeEvent::Created(key) | ChangeEvent::Deleted(key) => {
+                // A mesh's deletion takes everything in it along.
+                if key.kind == ResourceType::Mesh {
+                    state.lists.clear();
+                } else {
+                    state.lists.retain(|(kind, mesh), _| {
+                        *kind != key.kind || mesh.as_ref().is_some_and(|m| *m != key.mesh)
+                    });
+                }
+            }
+            ChangeEvent::Updated(_) => {}
+            ChangeEvent::Resync => state.lists.clear(),
+        }
+    }
+
+    /// The feed started or stopped listening: what was kept may be stale
+    /// either way.
+    pub fn listening(&self, live: bool) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.live = live;
+        state.lists.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::ResourceKey;
+
+    fn live() -> Keys {
+        let kept = Keys::default();
+        kept.listening(true);
+        kept
+    }
+
+    fn names(n: usize) -> Arc<[PageKey]> {
+        (0..n)
+            .map(|i| ("a".to_string(), format!("dp-{i}")))
+            .collect()
+    }
+
+    fn known(kept: &Keys, kind: ResourceType, mesh: Option<&str>) -> Option<usize> {
+        match kept.get(&ListQuery::of(kind, mesh)) {
+            Kept::Known(keys) => Some(keys.len()),
+            Kept::Unknown { .. } => None,
+        }
+    }
+
+    fn remember(kept: &Keys, kind: ResourceType, mesh: Option<&str>, n: usize) {
+        let query = ListQuery::of(kind, mesh);
+        if let Kept::Unknown { generation } = kept.get(&query) {
+            kept.remember(&query, generation, names(n));
+        }
+    }
+
+    #[test]
+    fn keys_are_kept_until_their_kind_changes_in_their_mesh() {
+        let kept = live();
+        remember(&kept, ResourceType::Dataplane, Some("a"), 10);
+        remember(&kept, ResourceType::Dataplane, Some("b"), 20);
+        remember(&kept, ResourceType::Dataplane, None, 30);
+        remember(&kept, ResourceType::TrafficRoute, Some("a"), 1);
+        kept.heard(&ChangeEvent::Updated(ResourceKey::new(
+            ResourceType::Dataplane,
+            "a",
+            "x",
+        )));
+        assert_eq!(
+            known(&kept, ResourceType::Dataplane, Some("a")),
+            Some(10),
+            "an update keeps the keys"
+        );
+        kept.heard(&ChangeEvent::Created(ResourceKey::new(
+            ResourceType::Dataplane,
+            "a",
+            "x",
+        )));
+        assert_eq!(known(&kept, ResourceType::Dataplane, Some("a")), None);
+        assert_eq!(
+            known(&kept, ResourceType::Dataplane, None),
+            None,
+            "across meshes too"
+        );
+        assert_eq!(known(&kept, ResourceType::Dataplane, Some("b")), Some(20));
+        assert_eq!(known(&kept, ResourceType::TrafficRoute, Some("a")), Some(1));
+        kept.heard(&ChangeEvent::Deleted(ResourceKey::mesh("b")));
+        assert_eq!(
+            known(&kept, ResourceType::Dataplane, Some("b")),
+            None,
+            "the mesh took them along"
+        );
+    }
+
+    #[test]
+    fn keys_read_before_a_change_are_not_kept() {
+        let kept = live();
+        let query = ListQuery::of(ResourceType::Dataplane, Some("a"));
+        let Kept::Unknown { generation } = kept.get(&query) else {
+            panic!("nothing kept yet");
+        };
+        kept.heard(&ChangeEvent::Created(ResourceKey::new(
+            ResourceType::Dataplane,
+            "b",
+            "x",
+        )));
+        kept.remember(&query, generation, names(10));
+        assert_eq!(known(&kept, ResourceType::Dataplane, Some("a")), None);
+    }
+
+    #[test]
+    fn nothing_is_kept_while_the_feed_is_down_nor_for_insights_nor_tag_filters() {
+        let kept = live();
+        remember(&kept, ResourceType::Dataplane, Some("a"), 10);
+        kept.listening(false);
+        assert_eq!(known(&kept, ResourceType::Dataplane, Some("a")), None);
+        remember(&kept, ResourceType::Dataplane, Some("a"), 10);
+        assert_eq!(known(&kept, ResourceType::Dataplane, Some("a")), None);
+        kept.listening(true);
+        remember(&kept, ResourceType::DataplaneInsight, Some("a"), 10);
+        assert_eq!(
+            known(&kept, ResourceType::DataplaneInsight, Some("a")),
+            None
+        );
+        let tagged = ListQuery {
+            tags: [("service".to_string(), "web".to_string())].into(),
+            ..ListQuery::of(ResourceType::Dataplane, Some("a"))
+        };
+        let Kept::Unknown { generation } = kept.get(&tagged) else {
+            panic!("nothing kept yet");
+        };
+        kept.remember(&tagged, generation, names(3));
+        assert!(
+            matches!(kept.get(&tagged), Kept::Unknown { generation: None }),
+            "a tag-filtered list is never kept"
+        );
+    }
+}
