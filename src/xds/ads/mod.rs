@@ -8,7 +8,9 @@
 //! configuration until the generated configuration changes.
 
 mod delta;
+mod incoming;
 mod outgoing;
+mod slot;
 mod sotw;
 pub mod wire;
 
@@ -22,11 +24,10 @@ use crate::resources::{ComponentVersion, SubscriptionVersion};
 use crate::runtime::CancellationToken;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use incoming::Requests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+use tonic::Status;
 use tracing::Instrument;
 
 /// How long a stream's first request waits for its dataplane (or its mesh's
@@ -103,13 +104,12 @@ fn status_of(e: AuthError) -> Status {
     }
 }
 
-/// Where a stream's task puts its responses. Boxed: the channel keeps its
-/// slots in blocks of 32 for as long as the stream lives, and a response
-/// is far larger than the pointer to it.
-type Sender<T> = mpsc::Sender<Box<Result<T, Status>>>;
+/// Where a stream's task puts its responses. Boxed: the slot lives as long
+/// as the stream, and a response is far larger than the pointer to it.
+type Sender<T> = slot::Sender<Box<Result<T, Status>>>;
 
 /// The responses of one stream, as tonic sends them.
-pub struct Responses<T>(ReceiverStream<Box<Result<T, Status>>>);
+pub struct Responses<T>(slot::Receiver<Box<Result<T, Status>>>);
 
 impl<T> tokio_stream::Stream for Responses<T> {
     type Item = Result<T, Status>;
@@ -339,7 +339,7 @@ async fn run_stream<P: Protocol>(
     server: Arc<AdsServer>,
     served: &'static [TypeUrl],
     token: Option<String>,
-    mut requests: Streaming<P::Request>,
+    mut requests: Requests<P::Request>,
     tx: Sender<P::Response>,
 ) {
     let Some((id, first)) = Box::pin(handshake::<P>(&server, token, &mut requests, &tx)).await
@@ -355,12 +355,16 @@ async fn run_stream<P: Protocol>(
 async fn handshake<P: Protocol>(
     server: &AdsServer,
     token: Option<String>,
-    requests: &mut Streaming<P::Request>,
+    requests: &mut Requests<P::Request>,
     tx: &Sender<P::Response>,
 ) -> Option<(ProxyId, Box<P::Request>)> {
     let first = match tokio::time::timeout(FIRST_REQUEST_TIMEOUT, requests.message()).await {
         Ok(Ok(Some(first))) => Box::new(first),
-        Ok(_) => return None,
+        Ok(Ok(None)) => return None,
+        Ok(Err(status)) => {
+            let _ = tx.send(Box::new(Err(status))).await;
+            return None;
+        }
         Err(_) => {
             tracing::info!(
                 "ADS stream closed: no DiscoveryRequest within {FIRST_REQUEST_TIMEOUT:?}"
@@ -389,7 +393,7 @@ async fn serve_stream<P: Protocol>(
     served: &'static [TypeUrl],
     id: ProxyId,
     first: Box<P::Request>,
-    mut requests: Streaming<P::Request>,
+    mut requests: Requests<P::Request>,
     tx: Sender<P::Response>,
 ) {
     let version = P::node(&first).and_then(reported_versions);
@@ -420,7 +424,12 @@ async fn serve_stream<P: Protocol>(
         tokio::select! {
             message = requests.message() => match message {
                 Ok(Some(request)) => pending = Some(Box::new(request)),
-                _ => return,
+                Ok(None) => return,
+                Err(status) => {
+                    tracing::info!(status = %status.message(), "ADS stream closed: unreadable request");
+                    let _ = tx.send(Box::new(Err(status))).await;
+                    return;
+                }
             },
             changed = ctx.watch.receiver.changed() => if changed.is_err() { return },
             _ = &mut stop => return,
@@ -429,14 +438,14 @@ async fn serve_stream<P: Protocol>(
 }
 
 /// Starts a stream in its own task; its responses flow back through a
-/// channel. `token` is the stream's `authorization` metadata.
+/// slot. `token` is the stream's `authorization` metadata.
 fn spawn_stream<P: Protocol>(
     server: &Arc<AdsServer>,
     served: &'static [TypeUrl],
     token: Option<String>,
-    requests: Streaming<P::Request>,
+    requests: Requests<P::Request>,
 ) -> Responses<P::Response> {
-    let (tx, rx) = mpsc::channel(1);
+    let (tx, rx) = slot::slot();
     tokio::spawn(run_stream::<P>(server.clone(), served, token, requests, tx));
-    Responses(ReceiverStream::new(rx))
+    Responses(rx)
 }

@@ -2,11 +2,12 @@
 //! port), with lean buffers. The generated servers give every stream
 //! tonic's default codec and body: an 8 KiB buffer to read requests and
 //! another to write responses, each growing to the largest message and
-//! kept for as long as the stream lives. A proxy sends small ACKs, so
-//! requests are read into a buffer that starts at 1 KiB; responses are
+//! kept for as long as the stream lives. Here requests are read by
+//! [`Requests`], which keeps no buffer between them, and responses are
 //! each framed in a buffer of their own size, freed once written. Tens of
 //! thousands of connected proxies cost that much less.
 
+use super::incoming::Requests;
 use super::{AdsServer, Protocol, Responses, delta::Delta, sotw::Sotw, spawn_stream};
 use crate::xds::generator::TypeUrl;
 use http_body::Frame;
@@ -19,15 +20,8 @@ use std::task::{Context, Poll};
 use tokio_stream::Stream;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
-use tonic_prost::ProstDecoder;
-
-/// Requests up to this size are read without growing the buffer.
-const BUFFER_BYTES: usize = 1024;
-/// The decoder's yield threshold (it only applies to encoding).
-const YIELD_BYTES: usize = 1024;
 
 /// The largest request read, and response written.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -111,8 +105,8 @@ impl<D: Discovery> Service<http::Request<Body>> for Streams<D> {
     }
 }
 
-/// One stream: requests decoded by tonic with a lean buffer, responses
-/// framed by [`Framed`].
+/// One stream: requests read by [`Requests`], responses framed by
+/// [`Framed`].
 async fn serve<P: Protocol>(
     server: Arc<AdsServer>,
     served: &'static [TypeUrl],
@@ -133,9 +127,7 @@ async fn serve<P: Protocol>(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let decoder = ProstDecoder::<P::Request>::new(BufferSettings::new(BUFFER_BYTES, YIELD_BYTES));
-    let requests =
-        Streaming::new_request(decoder, request.into_body(), None, Some(MAX_REQUEST_BYTES));
+    let requests = Requests::new(request.into_body());
     let responses = spawn_stream::<P>(&server, served, token, requests);
     let mut response = http::Response::new(Body::new(Framed {
         responses,
@@ -227,26 +219,26 @@ mod tests {
 
     #[tokio::test]
     async fn responses_are_framed_as_grpc_messages_and_the_stream_ends_with_its_status() {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (tx, rx) = super::super::slot::slot();
         let response = DeltaResponse {
             nonce: "1".into(),
             ..Default::default()
         };
-        tx.send(Box::new(Ok(response.clone()))).await.unwrap();
-        tx.send(Box::new(Err(Status::not_found(
-            "dataplane \"web\" is gone",
-        ))))
-        .await
-        .unwrap();
         let mut body = Framed {
-            responses: Responses(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            responses: Responses(rx),
             done: false,
         };
+        tx.send(Box::new(Ok(response.clone()))).await.unwrap();
         let first = next(&mut body).await.unwrap().into_data().unwrap();
         let encoded = prost::Message::encode_to_vec(&response);
         assert_eq!(first[0], 0, "not compressed");
         assert_eq!(&first[1..5], (encoded.len() as u32).to_be_bytes());
         assert_eq!(&first[5..], encoded);
+        tx.send(Box::new(Err(Status::not_found(
+            "dataplane \"web\" is gone",
+        ))))
+        .await
+        .unwrap();
         let end = next(&mut body).await.unwrap().into_trailers().unwrap();
         assert_eq!(end["grpc-status"], "5");
         assert_eq!(end["grpc-message"], "dataplane%20%22web%22%20is%20gone");
@@ -255,10 +247,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_the_server_ends_closes_with_status_ok() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Box<Result<DeltaResponse, Status>>>(1);
+        let (tx, rx) = super::super::slot::slot::<Box<Result<DeltaResponse, Status>>>();
         drop(tx);
         let mut body = Framed {
-            responses: Responses(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            responses: Responses(rx),
             done: false,
         };
         let end = next(&mut body).await.unwrap().into_trailers().unwrap();
