@@ -12,7 +12,7 @@ mod support;
 
 use kuma::resources::{Identity, Resource};
 use kuma::security::ca::MeshCa;
-use kuma::xds::generator::{self, ProxyTls};
+use kuma::xds::generator::{self, ProxyTls, tls};
 use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -187,10 +187,11 @@ fn generator_floor(n: usize, services: usize, extra: Extra, shape: Shape) -> Dur
     let cert = ca
         .issue(&["svc-0"], &Default::default(), Duration::from_secs(3600))
         .expect("cert");
+    let identity = tls::identity_secret(&cert.cert_pem, &cert.key_pem);
+    let mesh_ca = tls::validation_secret(tls::MESH_CA_SECRET, &ca.cert_pem);
     let tls = mtls.then_some(ProxyTls {
-        ca_pem: &ca.cert_pem,
-        cert_pem: &cert.cert_pem,
-        key_pem: &cert.key_pem,
+        identity: &identity,
+        mesh_ca: &mesh_ca,
         peer_cas: &[],
     });
     let mesh = index.mesh("default").expect("mesh");

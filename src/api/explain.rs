@@ -6,7 +6,7 @@ use super::{ApiError, SharedContext};
 use crate::resources::{Access, ResourceType};
 use crate::xds::cache::SnapshotCache;
 use crate::xds::explain::{self, Source};
-use crate::xds::generator::{self, ProxyTls};
+use crate::xds::generator::{self, ProxyTls, tls};
 use crate::xds::index::{IndexHandle, ProxyId};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -46,10 +46,13 @@ pub async fn dataplane_view(
             None => {
                 // Certificates are issued when the proxy connects; the
                 // rest is what it would be sent now.
+                let (identity, mesh_ca) = (
+                    tls::identity_secret("", ""),
+                    tls::validation_secret(tls::MESH_CA_SECRET, ""),
+                );
                 let tls = mesh_view.spec.mtls_enabled().then_some(ProxyTls {
-                    ca_pem: "",
-                    cert_pem: "",
-                    key_pem: "",
+                    identity: &identity,
+                    mesh_ca: &mesh_ca,
                     peer_cas: &[],
                 });
                 let config = generator::generate(dataplane, mesh_view, tls);

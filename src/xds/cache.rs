@@ -6,22 +6,25 @@ use super::generator::{ProxyConfig, TypeUrl, XdsResource};
 use super::index::ProxyId;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::{mpsc, watch};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Poll, Waker};
+use tokio::sync::mpsc;
 
 /// The resources of one type, sorted by name, and a version over all of
 /// them. Identical lists are one allocation (see [`SharedSets`]): the
 /// clusters of 10,000 proxies that see the same services are one list.
 #[derive(Debug, Clone)]
 pub struct TypeSnapshot {
-    pub version: String,
+    /// Spelled with [`hex`] on the wire; kept as the number, which needs
+    /// no allocation per proxy and type.
+    pub version: u64,
     pub resources: Arc<[XdsResource]>,
 }
 
 impl Default for TypeSnapshot {
     fn default() -> Self {
         TypeSnapshot {
-            version: hex(list_version(&[])),
+            version: list_version(&[]),
             resources: Arc::from(Vec::new()),
         }
     }
@@ -96,10 +99,7 @@ impl SharedSets {
                 set
             }
         };
-        TypeSnapshot {
-            version: hex(version),
-            resources,
-        }
+        TypeSnapshot { version, resources }
     }
 
     /// How many distinct lists are alive.
@@ -143,8 +143,30 @@ impl Snapshot {
 }
 
 struct Entry {
-    snapshot: watch::Sender<Option<Arc<Snapshot>>>,
+    latest: Arc<Latest>,
     streams: usize,
+}
+
+/// A proxy's latest snapshot, and the streams waiting for the next one.
+/// tokio's `watch` channel would do, at 344 bytes per proxy (it spreads
+/// its waiters over eight notifiers for the sake of many receivers); a
+/// proxy has one stream, two for a moment while it reconnects.
+#[derive(Default)]
+struct Latest(Mutex<LatestState>);
+
+#[derive(Default)]
+struct LatestState {
+    snapshot: Option<Arc<Snapshot>>,
+    /// Moves with every snapshot stored.
+    version: u64,
+    waiting: Vec<Waker>,
+}
+
+impl Latest {
+    fn lock(&self) -> MutexGuard<'_, LatestState> {
+        // Every critical section is a few assignments.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub struct SnapshotCache {
@@ -156,8 +178,34 @@ pub struct SnapshotCache {
 /// A stream's view of its proxy's snapshot; unregisters the stream on drop.
 pub struct SnapshotWatch {
     pub id: ProxyId,
-    pub receiver: watch::Receiver<Option<Arc<Snapshot>>>,
+    latest: Arc<Latest>,
+    /// The version [`SnapshotWatch::changed`] last saw.
+    seen: u64,
     cache: Arc<SnapshotCache>,
+}
+
+impl SnapshotWatch {
+    /// The proxy's current snapshot, if it has one yet.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.latest.lock().snapshot.clone()
+    }
+
+    /// Waits for a snapshot stored after the one this watch last saw
+    /// (or after it was opened).
+    pub async fn changed(&mut self) {
+        std::future::poll_fn(|cx| {
+            let mut state = self.latest.lock();
+            if state.version != self.seen {
+                self.seen = state.version;
+                return Poll::Ready(());
+            }
+            if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 impl Drop for SnapshotWatch {
@@ -195,17 +243,19 @@ impl SnapshotCache {
     pub fn watch(self: &Arc<Self>, id: ProxyId) -> SnapshotWatch {
         let mut entries = self.lock();
         let entry = entries.entry(id.clone()).or_insert_with(|| Entry {
-            snapshot: watch::channel(None).0,
+            latest: Arc::default(),
             streams: 0,
         });
         entry.streams += 1;
-        let receiver = entry.snapshot.subscribe();
         if entry.streams == 1 {
             let _ = self.connected.send(id.clone());
         }
+        let latest = entry.latest.clone();
+        let seen = latest.lock().version;
         SnapshotWatch {
             id,
-            receiver,
+            latest,
+            seen,
             cache: self.clone(),
         }
     }
@@ -217,23 +267,27 @@ impl SnapshotCache {
         let Some(entry) = entries.get(id) else {
             return false;
         };
-        entry.snapshot.send_if_modified(|current| {
-            if current
-                .as_deref()
-                .is_some_and(|c| c.same_versions(&snapshot))
-            {
-                false
-            } else {
-                *current = Some(Arc::new(snapshot));
-                true
-            }
-        })
+        let mut state = entry.latest.lock();
+        if state
+            .snapshot
+            .as_deref()
+            .is_some_and(|c| c.same_versions(&snapshot))
+        {
+            return false;
+        }
+        state.snapshot = Some(Arc::new(snapshot));
+        state.version += 1;
+        let waiting = std::mem::take(&mut state.waiting);
+        drop(state);
+        drop(entries);
+        waiting.into_iter().for_each(Waker::wake);
+        true
     }
 
     /// What was last sent to a connected proxy (`None` when it has no
     /// stream, or no snapshot yet).
     pub fn snapshot(&self, id: &ProxyId) -> Option<Arc<Snapshot>> {
-        self.lock().get(id)?.snapshot.borrow().clone()
+        self.lock().get(id)?.latest.lock().snapshot.clone()
     }
 
     /// How many streams a proxy has open.

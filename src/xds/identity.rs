@@ -2,11 +2,16 @@
 //! secret in the index; `super::ca_provisioner` creates it) and each
 //! connected proxy's workload certificate, issued on first need, again when
 //! its services or tags change, and again before it expires. Certificates
-//! live in memory only.
+//! live in memory only, and only as the secrets they are sent as: a
+//! proxy's certificate is held once, and its mesh's CA secret is one for
+//! all of the mesh's proxies.
 
+use super::cache::CertificateTimes;
+use super::generator::XdsResource;
+use super::generator::tls::{MESH_CA_SECRET, identity_secret, validation_secret};
 use super::index::{MeshView, ProxyId, ResourceIndex};
 use crate::resources::{DataplaneSpec, SecretSpec, tags::Tags};
-use crate::security::ca::{CA_SECRET, MeshCa, WorkloadCert};
+use crate::security::ca::{CA_SECRET, MeshCa};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -38,21 +43,32 @@ impl Subject {
 
 struct Issued {
     subject: Subject,
-    ca_pem: String,
-    cert: WorkloadCert,
+    /// The CA that signed it.
+    ca: Arc<MeshCa>,
+    /// The certificate and key, as the secret sent to the proxy.
+    identity: XdsResource,
+    times: CertificateTimes,
 }
 
-/// The CA certificate and a proxy's own certificate, PEM.
+/// A proxy's certificate and its mesh's CA, as the secrets sent to it.
 pub struct ProxyIdentity {
-    pub ca_pem: String,
-    pub cert: WorkloadCert,
+    pub identity: XdsResource,
+    pub mesh_ca: XdsResource,
+    pub certificate: CertificateTimes,
+}
+
+/// A mesh's CA, the secret it was read from, and the secret proxies
+/// verify their peers with.
+struct LoadedCa {
+    from: Arc<SecretSpec>,
+    ca: Arc<MeshCa>,
+    validation: XdsResource,
 }
 
 pub struct Identities {
     validity: Duration,
     renewal_margin: Duration,
-    /// Each mesh's CA and the secret it was read from.
-    cas: HashMap<String, (Arc<SecretSpec>, Arc<MeshCa>)>,
+    cas: HashMap<String, LoadedCa>,
     issued: HashMap<ProxyId, Issued>,
 }
 
@@ -68,7 +84,7 @@ impl Identities {
 
     /// The CA certificate (PEM) of `mesh`, when it has one loaded.
     pub fn ca_pem(&self, mesh: &str) -> Option<&str> {
-        self.cas.get(mesh).map(|(_, ca)| ca.cert_pem.as_str())
+        self.cas.get(mesh).map(|loaded| loaded.ca.cert_pem.as_str())
     }
 
     /// How often to look for certificates due for renewal.
@@ -89,14 +105,19 @@ impl Identities {
             if self
                 .cas
                 .get(&mesh.name)
-                .is_some_and(|(from, _)| Arc::ptr_eq(from, secret))
+                .is_some_and(|loaded| Arc::ptr_eq(&loaded.from, secret))
             {
                 continue;
             }
             match MeshCa::from_secret(&mesh.name, secret) {
                 Ok(ca) => {
-                    self.cas
-                        .insert(mesh.name.clone(), (secret.clone(), Arc::new(ca)));
+                    let validation = validation_secret(MESH_CA_SECRET, &ca.cert_pem);
+                    let loaded = LoadedCa {
+                        from: secret.clone(),
+                        ca: Arc::new(ca),
+                        validation,
+                    };
+                    self.cas.insert(mesh.name.clone(), loaded);
                     changed = true;
                 }
                 Err(e) => {
@@ -113,7 +134,7 @@ impl Identities {
             self.issued.retain(|id, issued| {
                 self.cas
                     .get(&id.mesh)
-                    .is_some_and(|(_, ca)| ca.cert_pem == issued.ca_pem)
+                    .is_some_and(|loaded| loaded.ca.cert_pem == issued.ca.cert_pem)
             });
         }
     }
@@ -127,22 +148,26 @@ impl Identities {
         dataplane: &DataplaneSpec,
         mesh: &MeshView,
     ) -> Option<ProxyIdentity> {
-        let (_, ca) = self.cas.get(&mesh.name)?;
+        let loaded = self.cas.get(&mesh.name)?;
         let subject = Subject::of(dataplane);
         let fresh = self.issued.get(id).is_some_and(|i| {
-            i.subject == subject && !due(&i.cert, self.renewal_margin, SystemTime::now())
+            i.subject == subject && !due(&i.times, self.renewal_margin, SystemTime::now())
         });
         if !fresh {
             let services: Vec<&str> = subject.services.iter().map(String::as_str).collect();
-            match ca.issue(&services, &subject.tags, self.validity) {
+            match loaded.ca.issue(&services, &subject.tags, self.validity) {
                 Ok(cert) => {
                     tracing::debug!(dataplane = %id, "issued a workload certificate");
                     self.issued.insert(
                         id.clone(),
                         Issued {
                             subject,
-                            ca_pem: ca.cert_pem.clone(),
-                            cert,
+                            ca: loaded.ca.clone(),
+                            identity: identity_secret(&cert.cert_pem, &cert.key_pem),
+                            times: CertificateTimes {
+                                issued_at: cert.issued_at,
+                                not_after: cert.not_after,
+                            },
                         },
                     );
                 }
@@ -153,8 +178,9 @@ impl Identities {
             }
         }
         self.issued.get(id).map(|i| ProxyIdentity {
-            ca_pem: i.ca_pem.clone(),
-            cert: i.cert.clone(),
+            identity: i.identity.clone(),
+            mesh_ca: loaded.validation.clone(),
+            certificate: i.times,
         })
     }
 
@@ -163,7 +189,7 @@ impl Identities {
         let now = SystemTime::now();
         self.issued
             .iter()
-            .filter(|(_, i)| due(&i.cert, self.renewal_margin, now))
+            .filter(|(_, i)| due(&i.times, self.renewal_margin, now))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -174,7 +200,7 @@ impl Identities {
     }
 }
 
-fn due(cert: &WorkloadCert, margin: Duration, now: SystemTime) -> bool {
+fn due(cert: &CertificateTimes, margin: Duration, now: SystemTime) -> bool {
     cert.not_after
         .duration_since(now)
         .map(|left| left <= margin)

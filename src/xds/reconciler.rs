@@ -4,7 +4,7 @@
 //! applying them, so readers of the index are never behind), then rebuilds
 //! each affected proxy once.
 
-use super::cache::{CertificateTimes, SharedSets, Snapshot, SnapshotCache};
+use super::cache::{SharedSets, Snapshot, SnapshotCache};
 use super::generator::{self, Outbounds, ProxyTls};
 use super::identity::Identities;
 use super::index::{Affected, IndexEvent, IndexHandle, ProxyId, ResourceIndex};
@@ -157,9 +157,8 @@ impl Reconciler {
             .filter_map(|m| Some((m.to_string(), identities.ca_pem(m)?.to_string())))
             .collect();
         let tls = identity.as_ref().map(|i| ProxyTls {
-            ca_pem: &i.ca_pem,
-            cert_pem: &i.cert.cert_pem,
-            key_pem: &i.cert.key_pem,
+            identity: &i.identity,
+            mesh_ca: &i.mesh_ca,
             peer_cas: &peer_cas,
         });
         let outbounds = shared.outbounds.entry(id.mesh.clone()).or_default();
@@ -167,10 +166,7 @@ impl Reconciler {
         self.metrics
             .generation_seconds
             .observe(started.elapsed().as_secs_f64());
-        let certificate = identity.as_ref().map(|i| CertificateTimes {
-            issued_at: i.cert.issued_at,
-            not_after: i.cert.not_after,
-        });
+        let certificate = identity.as_ref().map(|i| i.certificate);
         self.cache
             .set(id, Snapshot::new(config, certificate, &mut shared.sets))
     }

@@ -8,7 +8,7 @@ use crate::xds::generator::{TypeUrl, XdsResource};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use itertools::{EitherOrBoth, Itertools};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::Status;
@@ -31,8 +31,9 @@ struct TypeState {
     /// Names to send whatever the proxy has: asked for again, newly
     /// subscribed, or the endpoints of a replaced cluster.
     resend: BTreeSet<String>,
-    /// Responses not answered yet: nonce, and when it was sent.
-    pending: VecDeque<(String, Instant)>,
+    /// Responses not answered yet: nonce, and when it was sent. Freed
+    /// once all are answered, as they are for most of a stream's life.
+    pending: Vec<(u64, Instant)>,
 }
 
 /// Resources a response carries at most, in encoded bytes (one larger
@@ -162,8 +163,13 @@ impl Protocol for Delta {
                 t.names.remove(&name);
             }
         }
-        if let Some(i) = t.pending.iter().position(|(n, _)| *n == req.response_nonce) {
-            let (_, sent_at) = t.pending.remove(i).expect("found");
+        // Nonces are this stream's counter; anything else answers nothing.
+        let nonce = req.response_nonce.parse::<u64>().ok();
+        if let Some(i) = t.pending.iter().position(|(n, _)| Some(*n) == nonce) {
+            let (_, sent_at) = t.pending.remove(i);
+            if t.pending.is_empty() {
+                t.pending = Vec::new();
+            }
             ctx.answered(type_url, req.error_detail.as_ref(), Some(sent_at));
         }
         Ok(())
@@ -190,12 +196,12 @@ impl Protocol for Delta {
         let mut bytes = 0;
         let mut close = |chunk: Vec<XdsResource>, removed: Vec<String>, t: &mut TypeState| {
             *nonce += 1;
-            t.pending.push_back((nonce.to_string(), Instant::now()));
-            if t.pending.len() > MAX_PENDING {
-                t.pending.pop_front();
+            if t.pending.len() == MAX_PENDING {
+                t.pending.remove(0);
             }
+            t.pending.push((*nonce, Instant::now()));
             responses.push(DeltaResponse {
-                system_version_info: current.version.clone(),
+                system_version_info: hex(current.version),
                 resources: chunk,
                 type_url: type_url.as_str(),
                 removed_resources: removed,

@@ -209,7 +209,7 @@ impl StreamContext {
     }
 
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.watch.receiver.borrow().clone()
+        self.watch.current()
     }
 
     /// The node id must not change within a stream.
@@ -431,7 +431,7 @@ async fn serve_stream<P: Protocol>(
                     return;
                 }
             },
-            changed = ctx.watch.receiver.changed() => if changed.is_err() { return },
+            () = ctx.watch.changed() => {}
             _ = &mut stop => return,
         }
     }

@@ -3,7 +3,7 @@
 
 use super::outgoing::SotwResponse;
 use super::{Protocol, StreamContext};
-use crate::xds::cache::Snapshot;
+use crate::xds::cache::{Snapshot, hex};
 use crate::xds::generator::TypeUrl;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -17,7 +17,7 @@ struct TypeState {
     subscribed: bool,
     /// Requested names; empty means all (wildcard).
     names: Vec<String>,
-    sent_version: Option<String>,
+    sent_version: Option<u64>,
     sent_names: Vec<String>,
     nonce: String,
     sent_at: Option<Instant>,
@@ -47,11 +47,11 @@ impl Protocol for Sotw {
             ctx.answered(type_url, req.error_detail.as_ref(), t.sent_at.take());
         } else if !req.version_info.is_empty()
             && let Some(snapshot) = ctx.snapshot()
-            && snapshot.of_type(type_url).version == req.version_info
+            && hex(snapshot.of_type(type_url).version) == req.version_info
         {
             // A reconnect of a proxy that already has this version (the
             // control plane restarted): nothing to send.
-            t.sent_version = Some(req.version_info.clone());
+            t.sent_version = Some(snapshot.of_type(type_url).version);
             t.sent_names = req.resource_names.clone();
         }
         t.subscribed = true;
@@ -69,7 +69,7 @@ impl Protocol for Sotw {
             return Vec::new();
         };
         let current = snapshot.of_type(type_url);
-        if t.sent_version.as_deref() == Some(current.version.as_str()) && t.sent_names == t.names {
+        if t.sent_version == Some(current.version) && t.sent_names == t.names {
             return Vec::new();
         }
         // Each response is the whole state of its type: one, however large.
@@ -81,7 +81,7 @@ impl Protocol for Sotw {
             .filter(|r| t.names.is_empty() || t.names.contains(&r.name))
             .cloned()
             .collect();
-        t.sent_version = Some(current.version.clone());
+        t.sent_version = Some(current.version);
         t.sent_names = t.names.clone();
         t.nonce = nonce.clone();
         t.sent_at = Some(Instant::now());
@@ -93,7 +93,7 @@ impl Protocol for Sotw {
             eds.sent_version = None;
         }
         vec![SotwResponse {
-            version_info: current.version.clone(),
+            version_info: hex(current.version),
             resources,
             type_url: type_url.as_str(),
             nonce,

@@ -454,12 +454,21 @@ rules:
 ";
 
     /// The PEM inputs are placeholders: the generator only carries them.
-    const TLS: ProxyTls<'static> = ProxyTls {
-        ca_pem: "CA PEM",
-        cert_pem: "CERT PEM",
-        key_pem: "KEY PEM",
-        peer_cas: &[],
-    };
+    static PLACEHOLDER_SECRETS: std::sync::LazyLock<(XdsResource, XdsResource)> =
+        std::sync::LazyLock::new(|| {
+            (
+                tls::identity_secret("CERT PEM", "KEY PEM"),
+                tls::validation_secret(tls::MESH_CA_SECRET, "CA PEM"),
+            )
+        });
+
+    fn placeholder_tls() -> ProxyTls<'static> {
+        ProxyTls {
+            identity: &PLACEHOLDER_SECRETS.0,
+            mesh_ca: &PLACEHOLDER_SECRETS.1,
+            peer_cas: &[],
+        }
+    }
 
     /// Every resource's name and bytes, in order.
     fn bytes(config: &ProxyConfig) -> Vec<(String, Vec<u8>)> {
@@ -492,7 +501,7 @@ rules:
             [2, 1, 0],
         ];
         for proxy in ["web-1", "redis-1", "redis-2"] {
-            for tls in [None, Some(TLS)] {
+            for tls in [None, Some(placeholder_tls())] {
                 let mut seen: Option<Vec<(String, Vec<u8>)>> = None;
                 for order in orders {
                     let mut index = index(MESH);
@@ -858,7 +867,7 @@ selectors: [{match: {service: '*'}}]
         for r in resources(PERMISSIONS).into_iter().take(1) {
             index.apply(IndexEvent::Apply(r));
         }
-        let tls = TLS;
+        let tls = placeholder_tls();
         let mesh = index.mesh("default").unwrap();
         let redis = index
             .dataplane(&ProxyId::new("default", "redis-2"))
@@ -1002,7 +1011,7 @@ networking:
                 index.apply(IndexEvent::Apply(r));
             }
             let mesh = index.mesh("default").unwrap();
-            let tls = mesh.spec.mtls_enabled().then_some(TLS);
+            let tls = mesh.spec.mtls_enabled().then(placeholder_tls);
             let mut built = Vec::new();
             for name in names {
                 let Some(dp) = index.dataplane(&ProxyId::new("default", name)) else {

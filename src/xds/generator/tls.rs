@@ -29,12 +29,16 @@ pub const IDENTITY_SECRET: &str = "identity_cert";
 /// The mesh's root certificate, to verify peers.
 pub const MESH_CA_SECRET: &str = "mesh_ca";
 
-/// What a proxy of an mTLS mesh needs beyond its dataplane: PEM.
+/// What a proxy of an mTLS mesh needs beyond its dataplane: its identity
+/// and its mesh's CA as secrets, encoded where they are kept (see
+/// `xds::identity`), so every proxy of a mesh shares one CA secret and a
+/// proxy's certificate is held once, in the form it is sent.
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyTls<'a> {
-    pub ca_pem: &'a str,
-    pub cert_pem: &'a str,
-    pub key_pem: &'a str,
+    /// [`identity_secret`] of the proxy's certificate and key.
+    pub identity: &'a XdsResource,
+    /// [`validation_secret`] of the mesh CA, named [`MESH_CA_SECRET`].
+    pub mesh_ca: &'a XdsResource,
     /// The CAs of the meshes this one is linked with by cross-mesh
     /// gateways (`CrossMeshView::linked`): (mesh, PEM).
     pub peer_cas: &'a [(String, String)],
@@ -56,19 +60,21 @@ fn inline(pem: &str) -> Option<DataSource> {
     })
 }
 
-pub fn secrets(tls: &ProxyTls<'_>) -> Vec<XdsResource> {
+/// The secret of a proxy's own certificate and key (PEM).
+pub fn identity_secret(cert_pem: &str, key_pem: &str) -> XdsResource {
     let identity = Secret {
         name: IDENTITY_SECRET.into(),
         r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
-            certificate_chain: inline(tls.cert_pem),
-            private_key: inline(tls.key_pem),
+            certificate_chain: inline(cert_pem),
+            private_key: inline(key_pem),
             ..Default::default()
         })),
     };
-    let mut out = vec![
-        XdsResource::new(IDENTITY_SECRET, &identity),
-        validation_secret(MESH_CA_SECRET, tls.ca_pem),
-    ];
+    XdsResource::new(IDENTITY_SECRET, &identity)
+}
+
+pub fn secrets(tls: &ProxyTls<'_>) -> Vec<XdsResource> {
+    let mut out = vec![tls.identity.clone(), tls.mesh_ca.clone()];
     for (mesh, pem) in tls.peer_cas {
         out.push(validation_secret(&peer_ca_secret(mesh), pem));
     }
