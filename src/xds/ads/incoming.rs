@@ -39,8 +39,11 @@ impl<M: prost::Message + Default> Requests<M> {
         }
     }
 
-    /// The next request; `None` when the proxy closed its side.
-    pub async fn message(&mut self) -> Result<Option<M>, Status> {
+    /// The next request; `None` when the proxy closed its side. Boxed: a
+    /// request is hundreds of bytes (a delta request 624), and a stream's
+    /// task would keep room for each copy the await points see, for as
+    /// long as the stream lives.
+    pub async fn message(&mut self) -> Result<Option<Box<M>>, Status> {
         loop {
             if !self.rest.is_empty() {
                 let mut rest = std::mem::take(&mut self.rest);
@@ -73,7 +76,7 @@ impl<M: prost::Message + Default> Requests<M> {
 
     /// Takes the next message from `data`, or gathers what there is of it
     /// into `partial`. `data` is left with what follows the message.
-    fn take_from(&mut self, data: &mut Bytes) -> Result<Option<M>, Status> {
+    fn take_from(&mut self, data: &mut Bytes) -> Result<Option<Box<M>>, Status> {
         if self.partial.is_empty()
             && let Some(len) = whole_message(data)?
         {
@@ -127,8 +130,12 @@ fn whole_message(data: &[u8]) -> Result<Option<usize>, Status> {
     Ok((data.len() >= PREFIX + len).then_some(len))
 }
 
-fn decode<M: prost::Message + Default>(bytes: Bytes) -> Result<M, Status> {
-    M::decode(bytes).map_err(|e| Status::invalid_argument(format!("request is not valid: {e}")))
+fn decode<M: prost::Message + Default>(bytes: Bytes) -> Result<Box<M>, Status> {
+    let mut message = Box::<M>::default();
+    message
+        .merge(bytes)
+        .map_err(|e| Status::invalid_argument(format!("request is not valid: {e}")))?;
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -172,7 +179,7 @@ mod tests {
             ));
             for expected in &messages {
                 let got = requests.message().await.expect("valid");
-                assert_eq!(got.as_ref(), Some(expected), "frames of {cut} bytes");
+                assert_eq!(got.as_deref(), Some(expected), "frames of {cut} bytes");
             }
             assert_eq!(requests.message().await.expect("ended"), None);
             assert_eq!(requests.partial.capacity(), 0, "no buffer is kept");

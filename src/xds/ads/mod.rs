@@ -359,7 +359,7 @@ async fn handshake<P: Protocol>(
     tx: &Sender<P::Response>,
 ) -> Option<(ProxyId, Box<P::Request>)> {
     let first = match tokio::time::timeout(FIRST_REQUEST_TIMEOUT, requests.message()).await {
-        Ok(Ok(Some(first))) => Box::new(first),
+        Ok(Ok(Some(first))) => first,
         Ok(Ok(None)) => return None,
         Ok(Err(status)) => {
             let _ = tx.send(Box::new(Err(status))).await;
@@ -423,7 +423,7 @@ async fn serve_stream<P: Protocol>(
         }
         tokio::select! {
             message = requests.message() => match message {
-                Ok(Some(request)) => pending = Some(Box::new(request)),
+                Ok(Some(request)) => pending = Some(request),
                 Ok(None) => return,
                 Err(status) => {
                     tracing::info!(status = %status.message(), "ADS stream closed: unreadable request");
