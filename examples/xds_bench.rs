@@ -323,7 +323,9 @@ fn bench(
     rt.block_on(connect_all(&cp.xds, node_ids, needed, seen.clone()));
     let configured = wait_configured(&seen, n);
     let all_configured = connect_started.elapsed();
-    std::thread::sleep(Duration::from_millis(300));
+    // At rest: kuma-cp hands back what the burst freed once it has been
+    // quiet for a second (`runtime::memory`).
+    std::thread::sleep(Duration::from_secs(3));
     let rss_connected = proc_status_kib(pid, "VmRSS:");
     let cpu_connect = cpu_seconds(pid) - cpu_before;
     let bytes_per_proxy = seen.bytes.load(Ordering::Relaxed) as f64 / n as f64;

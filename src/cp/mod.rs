@@ -399,6 +399,12 @@ pub async fn run(
         },
         api_type: config.bootstrap_server.xds_api_type,
     });
+    // Pushing configuration frees most of what it allocates: hand it back
+    // to the system once a burst is over.
+    tokio::spawn(runtime::memory::release_after_bursts(
+        Duration::from_secs(1),
+        shutdown.clone(),
+    ));
     let ads = AdsServer {
         cache: cache.clone(),
         index: index.clone(),

@@ -9,6 +9,7 @@
 
 mod leadership;
 mod listen;
+pub mod memory;
 mod signals;
 
 pub use leadership::Leadership;

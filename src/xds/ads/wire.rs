@@ -158,6 +158,7 @@ fn frame<T: prost::Message>(message: &T) -> Result<Bytes, Status> {
             "a response of {len} bytes exceeds the {MAX_RESPONSE_BYTES} bytes a response may have"
         )));
     }
+    crate::runtime::memory::churned();
     let mut buf = Vec::with_capacity(5 + len);
     buf.push(0);
     buf.extend_from_slice(&(len as u32).to_be_bytes());
