@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint schemathesis chromium gui gui-test bench kind-e2e fuzz soak
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
 
 run: gui
 	cargo run --release --bin kuma-cp -- run
@@ -131,6 +131,22 @@ bench: deps
 	cargo run --release --example api_bench
 	cargo run --release --example xds_bench
 	cargo run --release --example k8s_bench
+
+# Where a connected proxy's memory goes: kuma-cp under heaptrack with
+# HEAP_PROXIES simulated proxies (one outbound; HEAP_EXTRAS=mtls for
+# mTLS), killed once all are configured and at rest, so that what
+# heaptrack calls leaked is what was live; then the live heap by owner.
+HEAP_PROXIES ?= 10000
+HEAP_EXTRAS ?= none
+heap-profile:
+	command -v heaptrack >/dev/null || apt-get install -y heaptrack
+	cargo build --release --bins --example xds_bench
+	rm -f target/heap-profile.*
+	KUMA_BENCH_HEAP_PROFILE=target/heap-profile KUMA_BENCH_SIZES=$(HEAP_PROXIES) \
+	  KUMA_BENCH_EXTRAS=$(HEAP_EXTRAS) KUMA_BENCH_EVERY_SIZES= KUMA_BENCH_TWO=0 KUMA_BENCH_STORM=0 \
+	  target/release/examples/xds_bench
+	heaptrack_print -p 0 -a 0 -T 0 -l 1 -n 400 -s 30 -f target/heap-profile.zst > target/heap-profile.txt
+	python3 tools/heap_owners.py target/heap-profile.txt $(HEAP_PROXIES)
 
 # The long runs of what `make test` tries briefly: 200 kill -9 of kuma-cp
 # under writes (KUMA_SOAK_KILLS), schemathesis with 500 examples per

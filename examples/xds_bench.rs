@@ -267,6 +267,28 @@ fn idle_window() -> Duration {
     Duration::from_secs(seconds)
 }
 
+/// `KUMA_BENCH_HEAP_PROFILE`: where heaptrack writes the profile of
+/// kuma-cp (`make heap-profile`); the first run then stops at rest.
+fn heap_profile() -> Option<String> {
+    std::env::var("KUMA_BENCH_HEAP_PROFILE").ok()
+}
+
+/// kuma-cp's command, run by heaptrack writing to `out`.
+fn under_heaptrack(out: &str, env: &[(&str, &str)]) -> std::process::Command {
+    let kuma_cp = common::kuma_cp_command(env);
+    let mut cmd = std::process::Command::new("heaptrack");
+    cmd.args(["-o", out])
+        .arg(kuma_cp.get_program())
+        .args(kuma_cp.get_args())
+        .env_clear();
+    for (key, value) in kuma_cp.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    cmd
+}
+
 /// One run; `idle` also measures the CPU of a quiet control plane.
 fn bench(
     n: usize,
@@ -278,10 +300,15 @@ fn bench(
     let mtls = extra == Extra::Mtls;
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
-    let cp = common::KumaCp::start(&[
+    let env = [
         ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
         ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
-    ]);
+    ];
+    let mut cp = match heap_profile() {
+        Some(out) => common::KumaCp::try_start_command(under_heaptrack(&out, &env))
+            .unwrap_or_else(|e| panic!("kuma-cp under heaptrack did not start: {e}")),
+        None => common::KumaCp::start(&env),
+    };
     let pid = cp.child.id();
     let api = cp.api.clone();
     if mtls {
@@ -330,6 +357,17 @@ fn bench(
     // quiet for a second (`runtime::memory`).
     std::thread::sleep(Duration::from_secs(3));
     let rss_connected = proc_status_kib(pid, "VmRSS:");
+    if let Some(out) = heap_profile() {
+        // Killed at rest, so that what heaptrack reports as leaked is
+        // exactly what was live with every proxy configured.
+        let killed = std::process::Command::new("pkill")
+            .args(["-9", "-x", "kuma-cp", "-P", &pid.to_string()])
+            .status();
+        assert!(killed.is_ok_and(|s| s.success()), "kuma-cp under heaptrack");
+        let _ = cp.child.wait();
+        println!("heap profile of kuma-cp with {configured} of {n} proxies configured: {out}.zst");
+        std::process::exit(0);
+    }
     let cpu_connect = cpu_seconds(pid) - cpu_before;
     let bytes_per_proxy = seen.bytes.load(Ordering::Relaxed) as f64 / n as f64;
 
