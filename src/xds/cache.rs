@@ -331,4 +331,42 @@ mod tests {
         drop((one, two));
         assert_eq!(sets.live(), 1, "a list no snapshot holds is let go");
     }
+
+    fn snapshot(content: u8) -> Snapshot {
+        let config = ProxyConfig {
+            clusters: vec![resource("c", content)],
+            ..Default::default()
+        };
+        Snapshot::new(config, None, &mut SharedSets::default())
+    }
+
+    #[tokio::test]
+    async fn every_stream_of_a_proxy_wakes_for_a_new_snapshot_and_not_for_the_same_one() {
+        let (cache, mut connected) = SnapshotCache::new();
+        let id = ProxyId::new("default", "web-1");
+        let mut first = cache.watch(id.clone());
+        assert_eq!(connected.recv().await.as_ref(), Some(&id), "asked for");
+        let mut second = cache.watch(id.clone());
+        assert!(connected.try_recv().is_err(), "asked for once");
+        let waiting = tokio::spawn(async move {
+            first.changed().await;
+            first
+        });
+        tokio::task::yield_now().await;
+        assert!(cache.set(&id, snapshot(1)));
+        let first = waiting.await.expect("woken");
+        second.changed().await;
+        let version = |w: &SnapshotWatch| w.current().map(|s| s.clusters.version);
+        assert_eq!(version(&first), Some(snapshot(1).clusters.version));
+        assert_eq!(version(&first), version(&second));
+        assert!(
+            !cache.set(&id, snapshot(1)),
+            "the same snapshot is not stored"
+        );
+        let again = tokio::time::timeout(std::time::Duration::from_millis(50), second.changed());
+        assert!(again.await.is_err(), "nor does it wake anyone");
+        drop((first, second));
+        assert!(!cache.is_connected(&id), "gone with its last stream");
+        assert!(!cache.set(&id, snapshot(2)));
+    }
 }
