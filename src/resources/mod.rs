@@ -112,25 +112,22 @@ pub enum Spec {
 }
 
 impl Spec {
-    /// Parses the kind's own fields (everything but `type`, `name`, `mesh`).
-    /// Unknown fields and wrong types are reported with their path.
-    pub fn from_fields(kind: ResourceType, fields: Value) -> Result<Spec, Cause> {
-        Self::parse_fields(kind, fields)
-    }
-
     /// [`Spec::from_fields`] from JSON text, without building a
     /// [`Value`] first: stores read specs back this way, where the tree of
     /// maps would be built only to be thrown away.
     pub fn from_json_text(kind: ResourceType, text: &[u8]) -> Result<Spec, Cause> {
         let mut fields = serde_json::Deserializer::from_slice(text);
-        let spec = Self::parse_fields(kind, &mut fields)?;
+        let spec = Self::from_fields(kind, &mut fields)?;
         fields
             .end()
             .map_err(|e| Cause::new(String::new(), e.to_string()))?;
         Ok(spec)
     }
 
-    fn parse_fields<'de, D>(kind: ResourceType, fields: D) -> Result<Spec, Cause>
+    /// Parses the kind's own fields (everything but `type`, `name`, `mesh`)
+    /// from a [`Value`] or any other deserializer. Unknown fields and wrong
+    /// types are reported with their path.
+    pub fn from_fields<'de, D>(kind: ResourceType, fields: D) -> Result<Spec, Cause>
     where
         D: serde::Deserializer<'de>,
     {

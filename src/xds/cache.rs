@@ -275,12 +275,15 @@ impl SnapshotCache {
         {
             return false;
         }
-        state.snapshot = Some(Arc::new(snapshot));
+        let previous = state.snapshot.replace(Arc::new(snapshot));
         state.version += 1;
-        let waiting = std::mem::take(&mut state.waiting);
+        // Drained in place: the list keeps its room for the next wait.
+        state.waiting.drain(..).for_each(Waker::wake);
         drop(state);
         drop(entries);
-        waiting.into_iter().for_each(Waker::wake);
+        // The last reference to lists no other snapshot shares is let go
+        // outside the locks.
+        drop(previous);
         true
     }
 

@@ -6,7 +6,8 @@
 //! of them all, and `OFFSET 5000` walks 5,000 rows to throw them away (1.4
 //! ms, more than the page itself), repeated for every page. With the keys
 //! at hand the total is their number and the page starts at the key at its
-//! offset (`(mesh, name) >= ($m, $n)`, a seek in the primary key). The keys
+//! offset (`name >= $n` within a mesh, `(mesh, name) >= ($m, $n)` across
+//! meshes: a seek in the primary key). The keys
 //! are read as Postgres orders them, never sorted here, so the seek agrees
 //! with the database's collation.
 //!
@@ -36,8 +37,8 @@ pub(super) struct Keys {
 
 #[derive(Default)]
 struct State {
-    /// Moves on every change heard, so keys read before a change are not
-    /// kept after it.
+    /// Moves on every create, delete or resync heard, so keys read before
+    /// one are not kept after it. Updates leave keys as they were.
     generation: u64,
     /// Whether the change feed is listening.
     live: bool,
@@ -47,11 +48,13 @@ struct State {
 /// What the kept keys know of a list.
 pub(super) enum Kept {
     Known(Arc<[PageKey]>),
-    /// To be read; they may be kept if nothing changed since
-    /// `generation`, which is `None` for lists whose keys are never kept.
-    Unknown {
-        generation: Option<u64>,
+    /// To be read; they may be kept if no create or delete is heard after
+    /// `generation`.
+    Unread {
+        generation: u64,
     },
+    /// A list whose keys are never kept (see [`kept_under`]).
+    Never,
 }
 
 /// What a list's keys are kept under, unless they are never kept: a tag
@@ -69,24 +72,24 @@ impl Keys {
 
     pub fn get(&self, query: &ListQuery) -> Kept {
         let Some(key) = kept_under(query) else {
-            return Kept::Unknown { generation: None };
+            return Kept::Never;
         };
         let state = self.state();
         match state.lists.get(&key) {
             Some(keys) => Kept::Known(keys.clone()),
-            None => Kept::Unknown {
-                generation: Some(state.generation),
+            None => Kept::Unread {
+                generation: state.generation,
             },
         }
     }
 
-    /// Keeps the `keys` of `query`, read at `generation`, unless a change
-    /// was heard since or the feed is down.
-    pub fn remember(&self, query: &ListQuery, generation: Option<u64>, keys: Arc<[PageKey]>) {
+    /// Keeps the `keys` of `query`, read at `generation`, unless a create
+    /// or delete was heard since or the feed is down.
+    pub fn remember(&self, query: &ListQuery, generation: u64, keys: Arc<[PageKey]>) {
         let mut state = self.state();
         if let Some(key) = kept_under(query)
             && state.live
-            && generation == Some(state.generation)
+            && generation == state.generation
         {
             state.lists.insert(key, keys);
         }
@@ -95,9 +98,11 @@ impl Keys {
     /// A change, from the feed or from this process's own write.
     pub fn heard(&self, change: &ChangeEvent) {
         let mut state = self.state();
-        state.generation += 1;
         match change {
+            // An update leaves every list's keys as they were.
+            ChangeEvent::Updated(_) => {}
             ChangeEvent::Created(key) | ChangeEvent::Deleted(key) => {
+                state.generation += 1;
                 // A mesh's deletion takes everything in it along.
                 if key.kind == ResourceType::Mesh {
                     state.lists.clear();
@@ -107,8 +112,10 @@ impl Keys {
                     });
                 }
             }
-            ChangeEvent::Updated(_) => {}
-            ChangeEvent::Resync => state.lists.clear(),
+            ChangeEvent::Resync => {
+                state.generation += 1;
+                state.lists.clear();
+            }
         }
     }
 
@@ -142,13 +149,13 @@ mod tests {
     fn known(kept: &Keys, kind: ResourceType, mesh: Option<&str>) -> Option<usize> {
         match kept.get(&ListQuery::of(kind, mesh)) {
             Kept::Known(keys) => Some(keys.len()),
-            Kept::Unknown { .. } => None,
+            Kept::Unread { .. } | Kept::Never => None,
         }
     }
 
     fn remember(kept: &Keys, kind: ResourceType, mesh: Option<&str>, n: usize) {
         let query = ListQuery::of(kind, mesh);
-        if let Kept::Unknown { generation } = kept.get(&query) {
+        if let Kept::Unread { generation } = kept.get(&query) {
             kept.remember(&query, generation, names(n));
         }
     }
@@ -195,7 +202,7 @@ mod tests {
     fn keys_read_before_a_change_are_not_kept() {
         let kept = live();
         let query = ListQuery::of(ResourceType::Dataplane, Some("a"));
-        let Kept::Unknown { generation } = kept.get(&query) else {
+        let Kept::Unread { generation } = kept.get(&query) else {
             panic!("nothing kept yet");
         };
         kept.heard(&ChangeEvent::Created(ResourceKey::new(
@@ -205,6 +212,22 @@ mod tests {
         )));
         kept.remember(&query, generation, names(10));
         assert_eq!(known(&kept, ResourceType::Dataplane, Some("a")), None);
+    }
+
+    #[test]
+    fn keys_read_while_resources_are_updated_are_kept() {
+        let kept = live();
+        let query = ListQuery::of(ResourceType::Dataplane, Some("a"));
+        let Kept::Unread { generation } = kept.get(&query) else {
+            panic!("nothing kept yet");
+        };
+        kept.heard(&ChangeEvent::Updated(ResourceKey::new(
+            ResourceType::Dataplane,
+            "a",
+            "x",
+        )));
+        kept.remember(&query, generation, names(10));
+        assert_eq!(known(&kept, ResourceType::Dataplane, Some("a")), Some(10));
     }
 
     #[test]
@@ -225,13 +248,19 @@ mod tests {
             tags: [("service".to_string(), "web".to_string())].into(),
             ..ListQuery::of(ResourceType::Dataplane, Some("a"))
         };
-        let Kept::Unknown { generation } = kept.get(&tagged) else {
-            panic!("nothing kept yet");
+        assert!(
+            matches!(kept.get(&tagged), Kept::Never),
+            "a tag-filtered list is never kept"
+        );
+        let Kept::Unread { generation } =
+            kept.get(&ListQuery::of(ResourceType::Dataplane, Some("b")))
+        else {
+            panic!("nothing kept for b");
         };
         kept.remember(&tagged, generation, names(3));
         assert!(
-            matches!(kept.get(&tagged), Kept::Unknown { generation: None }),
-            "a tag-filtered list is never kept"
+            matches!(kept.get(&tagged), Kept::Never),
+            "not even when told to"
         );
     }
 }

@@ -160,6 +160,35 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(unavailable)
     }
+
+    /// The keys of `query`'s list, found unread at `generation`, read by
+    /// `sql` with `params` and kept. One read at a time: requests that find
+    /// the keys unread together wait for the first one's read rather than
+    /// each reading them all.
+    async fn read_keys(
+        &self,
+        client: &deadpool_postgres::Object,
+        query: &ListQuery,
+        generation: u64,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Arc<[PageKey]>, StoreError> {
+        let _reading = self.reading_keys.lock().await;
+        if let Kept::Known(keys) = self.keys.get(query) {
+            return Ok(keys);
+        }
+        let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+        let rows = client
+            .query(&statement, params)
+            .await
+            .map_err(unavailable)?;
+        let keys: Arc<[PageKey]> = rows
+            .iter()
+            .map(|row| (row.get("mesh"), row.get("name")))
+            .collect();
+        self.keys.remember(query, generation, keys.clone());
+        Ok(keys)
+    }
 }
 
 async fn schema_version(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
@@ -468,37 +497,22 @@ impl ResourceStore for PostgresStore {
         let select = format!("SELECT {mesh_column}, name, version, spec FROM {table}");
         // Statements are prepared once per connection. A page walks the
         // primary key in order and stops at LIMIT.
-        let kept = match self.keys.get(query) {
-            Kept::Unknown {
-                generation: Some(_),
-            } => {
-                // One read of a list's keys at a time: requests that find
-                // them unknown together wait for the first one's read
-                // rather than each reading them all.
-                let _reading = self.reading_keys.lock().await;
-                match self.keys.get(query) {
-                    Kept::Unknown { generation } => {
-                        let sql = format!(
-                            "SELECT {mesh_column}, name FROM {table} {} ORDER BY {key_columns}",
-                            where_sql(&conditions)
-                        );
-                        let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
-                        let rows = client.query(&statement, &filter).await;
-                        let keys: Arc<[PageKey]> = rows
-                            .map_err(unavailable)?
-                            .iter()
-                            .map(|row| (row.get("mesh"), row.get("name")))
-                            .collect();
-                        self.keys.remember(query, generation, keys.clone());
-                        Kept::Known(keys)
-                    }
-                    known => known,
-                }
+        let keys = match self.keys.get(query) {
+            Kept::Known(keys) => Some(keys),
+            Kept::Unread { generation } => {
+                let sql = format!(
+                    "SELECT {mesh_column}, name FROM {table} {} ORDER BY {key_columns}",
+                    where_sql(&conditions)
+                );
+                Some(
+                    self.read_keys(&client, query, generation, &sql, &filter)
+                        .await?,
+                )
             }
-            kept => kept,
+            Kept::Never => None,
         };
-        let (rows, total) = match kept {
-            Kept::Known(keys) => {
+        let (rows, total) = match keys {
+            Some(keys) => {
                 // The page starts at the key at its offset: a seek in the
                 // primary key, not a walk past `offset` rows.
                 let Some((mesh, name)) = keys.get(query.offset) else {
@@ -534,7 +548,7 @@ impl ResourceStore for PostgresStore {
                 let rows = client.query(&statement, &params).await;
                 (rows.map_err(unavailable)?, keys.len())
             }
-            Kept::Unknown { .. } => {
+            None => {
                 // Never kept (a tag filter, insights): the page walks past
                 // `offset` rows, and the count is read on the same
                 // connection, pipelined with it. The count reads no spec

@@ -24,7 +24,7 @@ pub struct Requests<M> {
     /// The part of a message that arrived so far; empty (no allocation)
     /// between messages.
     partial: BytesMut,
-    /// Whole messages after the first one of a DATA frame.
+    /// What of the last DATA frame is not read yet.
     rest: Bytes,
     message: PhantomData<fn() -> M>,
 }
@@ -45,12 +45,8 @@ impl<M: prost::Message + Default> Requests<M> {
     /// long as the stream lives.
     pub async fn message(&mut self) -> Result<Option<Box<M>>, Status> {
         loop {
-            if !self.rest.is_empty() {
-                let mut rest = std::mem::take(&mut self.rest);
-                if let Some(message) = self.take_from(&mut rest)? {
-                    self.rest = rest;
-                    return Ok(Some(message));
-                }
+            if let Some(message) = next_message(&mut self.partial, &mut self.rest)? {
+                return Ok(Some(message));
             }
             let frame = std::future::poll_fn(|cx| {
                 http_body::Body::poll_frame(Pin::new(&mut self.body), cx)
@@ -73,34 +69,36 @@ impl<M: prost::Message + Default> Requests<M> {
             }
         }
     }
+}
 
-    /// Takes the next message from `data`, or gathers what there is of it
-    /// into `partial`. `data` is left with what follows the message.
-    fn take_from(&mut self, data: &mut Bytes) -> Result<Option<Box<M>>, Status> {
-        if self.partial.is_empty()
-            && let Some(len) = whole_message(data)?
-        {
-            data.advance(PREFIX);
-            return decode(data.split_to(len)).map(Some);
-        }
-        // Split across frames: gather the prefix, then the message.
-        let need = |partial: &BytesMut| match partial.len() {
-            n if n < PREFIX => Ok(PREFIX - n),
-            _ => message_len(partial).map(|len| PREFIX + len - partial.len()),
+/// Takes the next message from `data`, or gathers what there is of it
+/// into `partial`. `data` is left with what follows the message.
+fn next_message<M: prost::Message + Default>(
+    partial: &mut BytesMut,
+    data: &mut Bytes,
+) -> Result<Option<Box<M>>, Status> {
+    if partial.is_empty()
+        && let Some(len) = whole_message(data)?
+    {
+        data.advance(PREFIX);
+        return decode(data.split_to(len)).map(Some);
+    }
+    // Split across frames: gather the prefix, then the message.
+    loop {
+        let wanted = match partial.len() {
+            n if n < PREFIX => PREFIX - n,
+            n => PREFIX + message_len(partial)? - n,
         };
-        loop {
-            let wanted = need(&self.partial)?;
-            if wanted == 0 {
-                let mut message = std::mem::take(&mut self.partial).freeze();
-                message.advance(PREFIX);
-                return decode(message).map(Some);
-            }
-            if data.is_empty() {
-                return Ok(None);
-            }
-            let take = wanted.min(data.len());
-            self.partial.extend_from_slice(&data.split_to(take));
+        if wanted == 0 {
+            let mut message = std::mem::take(partial).freeze();
+            message.advance(PREFIX);
+            return decode(message).map(Some);
         }
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let take = wanted.min(data.len());
+        partial.extend_from_slice(&data.split_to(take));
     }
 }
 
