@@ -240,24 +240,27 @@ async fn write(store: &SharedStore, tracker: Arc<SubscriptionTracker>) {
     // Taken off the queue before its state is read: a change from now on
     // queues it again, for its next turn.
     tracker.queued.store(false, Ordering::Release);
-    let (subscription, certificate) = {
-        let mut t = tracker.lock();
-        t.written_at = Some(Instant::now());
-        (t.subscription.clone(), t.certificate)
-    };
+    tracker.lock().written_at = Some(Instant::now());
     let key = ResourceKey::new(
         ResourceType::DataplaneInsight,
         &tracker.id.mesh,
         &tracker.id.name,
     );
-    // A concurrent writer (another control plane, or another stream of the
-    // same proxy) can win the race: `modify` reads again and retries.
+    // A concurrent writer (another control plane, another stream of the
+    // same proxy, or this tracker's own earlier write still in flight when
+    // its stream ended) can win the race: `modify` reads again and
+    // retries, and each attempt takes the tracker's state as it is then,
+    // so an older state never lands after a newer one.
     let written = store::modify(store.as_ref(), &key, |existing| {
         let mut insight = match existing.map(|r| &r.spec) {
             Some(Spec::DataplaneInsight(insight)) => insight.clone(),
             _ => DataplaneInsightSpec::default(),
         };
-        merge(&mut insight, subscription.clone());
+        let (subscription, certificate) = {
+            let t = tracker.lock();
+            (t.subscription.clone(), t.certificate)
+        };
+        merge(&mut insight, subscription);
         if let Some(times) = certificate {
             record_certificate(&mut insight, times);
         }
