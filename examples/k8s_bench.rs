@@ -19,7 +19,7 @@ use kube_api::KubeApi;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::ads::{Observed, connect_all, ms, percentile, wait_for};
+use support::ads::{Observed, connect_all, wait_for};
 use support::proc_status_kib;
 
 const PODS_PER_SERVICE: usize = 100;
@@ -98,6 +98,7 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let configured = connect_started.elapsed();
+    let configured_count = seen.complete.load(Ordering::Relaxed);
     let bytes_per_proxy = seen.bytes.load(Ordering::Relaxed) as f64 / connected as f64;
 
     // A Service's target port changes: its pods' Dataplanes are rewritten,
@@ -109,18 +110,22 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) {
         .collect();
     let t0 = seen.now();
     api.apply(SERVICES, service(0, 8081));
-    let mut delays = wait_for(&seen.last_eds, &watched, &before, t0);
-    delays.sort();
+    let acked = wait_for(
+        &seen.last_eds,
+        &watched,
+        &before,
+        t0,
+        Duration::from_secs(30),
+    );
 
     let peak = proc_status_kib(pid, "VmHWM:");
     let per_pod = rss_pods.saturating_sub(rss_before) as f64 / n as f64;
     println!(
-        "| {n:>6} | {services:>4} | {dataplanes:>6} | {:>6.2} s | {connected:>4} in {:>5.2} s | {:>8.0} B | {:>6.1} / {:>6.1} ms | {:>6.1} MiB | {:>5.2} KiB |",
+        "| {n:>6} | {services:>4} | {dataplanes:>6} of {n} | {:>6.2} s | {configured_count} of {connected} in {:>5.2} s | {:>8.0} B | {} | {:>6.1} MiB | {:>5.2} KiB |",
         generated.as_secs_f64(),
         configured.as_secs_f64(),
         bytes_per_proxy,
-        ms(percentile(&delays, 50)),
-        ms(percentile(&delays, 99)),
+        acked.describe(&[50, 99]),
         peak as f64 / 1024.0,
         per_pod,
     );

@@ -16,10 +16,13 @@ use kuma::xds::generator::{self, ProxyTls, tls};
 use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::ads::{Observed, connect_all, ms, percentile, wait_for};
+use support::ads::{Arrivals, Observed, connect_all, ms, wait_for};
 use support::{cpu_seconds, load, proc_status_kib};
 
 const CHANGE_ROUNDS: usize = 20;
+/// How long a benchmark waits for a change to reach every proxy it
+/// affects; those it has not reached by then are counted as missing.
+const ARRIVAL_BOUND: Duration = Duration::from_secs(10);
 
 /// How the proxies reach services.
 #[derive(Clone, Copy, PartialEq)]
@@ -111,41 +114,35 @@ fn new_provider(i: usize, service: usize, services: usize) -> serde_json::Value 
     body
 }
 
-/// PUTs `body` at `path` of `api`, then waits (10 s at most) until each of
-/// `watched` (slots of `seen`) got a response recorded in `last`; answers
-/// each one's delay and how many got it.
+/// PUTs `body` at `path` of `api`, then waits (`ARRIVAL_BOUND` at most)
+/// until each of `watched` (slots of `seen`) got a response recorded in
+/// `last`; answers who got it, and when.
 fn timed_put(
     (api, path, body): (&str, &str, &serde_json::Value),
     seen: &Observed,
     last: &[AtomicU64],
     watched: &[usize],
-) -> (Vec<Duration>, usize) {
+) -> Arrivals {
     let before: Vec<u64> = watched
         .iter()
         .map(|c| last[*c].load(Ordering::Relaxed))
         .collect();
     let t0 = seen.now();
     put(api, path, body);
-    let delays = wait_for(last, watched, &before, t0);
-    let got = watched
-        .iter()
-        .zip(&before)
-        .filter(|(c, b)| last[**c].load(Ordering::Relaxed) > **b)
-        .count();
-    (delays, got)
+    wait_for(last, watched, &before, t0, ARRIVAL_BOUND)
 }
 
-/// Writes `new_provider(i, service, services)` through `api`; answers how
-/// long each of `consumers` (slots of `seen`) took to get new endpoints.
+/// Writes `new_provider(i, service, services)` through `api`; answers
+/// which of `consumers` (slots of `seen`) got new endpoints, and when.
 fn add_provider(
     api: &str,
     (i, service, services): (usize, usize, usize),
     seen: &Observed,
     consumers: &[usize],
-) -> Vec<Duration> {
+) -> Arrivals {
     let path = format!("/meshes/default/dataplanes/dp-{i}");
     let body = new_provider(i, service, services);
-    timed_put((api, &path, &body), seen, &seen.last_eds, consumers).0
+    timed_put((api, &path, &body), seen, &seen.last_eds, consumers)
 }
 
 /// What a run loads besides the dataplanes.
@@ -222,15 +219,6 @@ fn certificates_per_second() -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
-fn metric(api: &str, name: &str) -> f64 {
-    let text = common::http("GET", &format!("{api}/metrics"), None).body;
-    text.as_str()
-        .unwrap_or("")
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 fn put(api: &str, path: &str, body: &serde_json::Value) {
     let answer = common::http("PUT", &format!("{api}{path}"), Some(&body.to_string()));
     assert!(
@@ -244,15 +232,16 @@ fn put(api: &str, path: &str, body: &serde_json::Value) {
 struct Figures {
     configured: usize,
     all_configured: Duration,
-    added_p99: Duration,
+    /// A dataplane added: its consumers' arrivals over every round.
+    added: Arrivals,
     kib_per_proxy: f64,
     /// kuma-cp's CPU seconds to configure all, and the generator's time
     /// alone (the floor).
     cpu_connect: f64,
     floor: Duration,
     /// Runs without policies only: mTLS switched on, until every proxy
-    /// has its new listeners (how many did, and how long it took).
-    mtls_switch: Option<(usize, Duration)>,
+    /// has its new listeners.
+    mtls_switch: Option<Arrivals>,
     /// CPU seconds over the idle window, and its length.
     idle_cpu: Option<(f64, Duration)>,
 }
@@ -379,7 +368,7 @@ fn bench(
     let bytes_per_proxy = seen.bytes.load(Ordering::Relaxed) as f64 / n as f64;
 
     // Change 1: a dataplane added; its service's consumers must get it.
-    let mut added = Vec::new();
+    let mut added = Arrivals::default();
     for round in 0..CHANGE_ROUNDS {
         let service = (round * 7) % services;
         let consumers: Vec<usize> = (0..n)
@@ -388,14 +377,13 @@ fn bench(
         let provider = (n + round, service, services);
         added.extend(add_provider(&api, provider, &seen, &consumers));
     }
-    added.sort();
 
     // Change 2: a policy changed. Only the proxies it selects are
     // regenerated. A permission selects the providers of the service it
     // names: with mTLS they get a new listener (RBAC), without mTLS their
     // configuration is unchanged and nothing is pushed. A route selects the
     // consumers it splits: they get a new listener.
-    let generated_before = metric(&api, "xds_generation_seconds_count");
+    let generated_before = common::metric(&api, "xds_generation_seconds_count");
     let pushed_before = seen.bytes.load(Ordering::Relaxed);
     let (selected, path, changed): (Vec<usize>, _, _) = if extra == Extra::Policies {
         (
@@ -418,23 +406,18 @@ fn bench(
         .collect();
     let t0 = seen.now();
     put(&api, path, &changed);
-    let mut policy = if extra == Extra::Nothing {
-        Vec::new()
+    let policy = if extra == Extra::Nothing {
+        Arrivals::default()
     } else {
-        wait_for(&seen.last_lds, &selected, &before, t0)
+        wait_for(&seen.last_lds, &selected, &before, t0, ARRIVAL_BOUND)
     };
-    policy.sort();
     std::thread::sleep(Duration::from_millis(300));
-    let rebuilt = metric(&api, "xds_generation_seconds_count") - generated_before;
+    let rebuilt = common::metric(&api, "xds_generation_seconds_count") - generated_before;
     let policy_pushed = (seen.bytes.load(Ordering::Relaxed) - pushed_before) as f64 / 1024.0;
-    let policy_ack = if policy.is_empty() {
+    let policy_ack = if policy.expected() == 0 {
         "nothing to push".to_string()
     } else {
-        format!(
-            "{:.1} / {:.1} ms",
-            ms(percentile(&policy, 50)),
-            ms(percentile(&policy, 99))
-        )
+        policy.describe(&[50, 99])
     };
 
     let peak = proc_status_kib(pid, "VmHWM:");
@@ -450,19 +433,19 @@ fn bench(
         let all: Vec<usize> = (0..n).collect();
         let mtls = serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}});
         let write = (api.as_str(), "/meshes/default", &mtls);
-        let (mut switched, done) = timed_put(write, &seen, &seen.last_lds, &all);
-        switched.sort();
+        let switched = timed_put(write, &seen, &seen.last_lds, &all);
         (
             Some((idle_cpu, window)).filter(|_| !window.is_zero()),
-            Some((done, switched.last().copied().unwrap_or_default())),
+            Some(switched),
         )
     } else {
         (None, None)
     };
+    let added_cell = added.describe(&[50, 99]);
     let figures = Figures {
         configured,
         all_configured,
-        added_p99: percentile(&added, 99),
+        added,
         kib_per_proxy: per_dp / 1024.0,
         cpu_connect,
         floor: generator_floor(n, services, extra, shape),
@@ -470,11 +453,9 @@ fn bench(
         idle_cpu,
     };
     println!(
-        "| {n:>6} | {:>13} | {configured:>6} | {:>6.2} s | {:>5.1} / {:>5.1} ms | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
+        "| {n:>6} | {:>13} | {configured:>6} | {:>6.2} s | {added_cell} | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
         shape_label(extra, shape),
         all_configured.as_secs_f64(),
-        ms(percentile(&added, 50)),
-        ms(figures.added_p99),
         peak as f64 / 1024.0,
         figures.kib_per_proxy,
         cpu_connect,
@@ -500,7 +481,7 @@ fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
         f.all_configured.as_secs_f64()
     );
     let memory = format!("{:.1} KiB", f.kib_per_proxy);
-    let p99 = format!("p99 {:.1} ms", ms(f.added_p99));
+    let p99 = format!("p99 {}", f.added.describe(&[99]));
     match shape {
         Shape::OneOutbound => {
             let kib = if extra == Extra::Mtls { 12.0 } else { 8.0 };
@@ -514,7 +495,7 @@ fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
                 goal(
                     &format!("{n} proxies{label}: change to ACK p99 under 50 ms"),
                     p99,
-                    f.added_p99 < Duration::from_millis(50),
+                    f.added.met(99, Duration::from_millis(50)),
                 );
                 goal(
                     &format!("{n} proxies{label}: under {kib} KiB per proxy"),
@@ -540,15 +521,15 @@ fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
                     "{n} proxies x {services} services: an endpoint change ACKed by every consumer, p99 under 2 s"
                 ),
                 p99,
-                f.added_p99 < Duration::from_secs(2),
+                f.added.met(99, Duration::from_secs(2)),
             );
         }
     }
-    if let Some((done, took)) = f.mtls_switch {
+    if let Some(switched) = &f.mtls_switch {
         goal(
             &format!("{n} proxies: mTLS switched on, every proxy on its new config in under 5 s"),
-            format!("{done} of {n} in {:.2} s", took.as_secs_f64()),
-            done == n && took < Duration::from_secs(5),
+            format!("slowest {}", switched.describe(&[100])),
+            switched.met(100, Duration::from_secs(5)),
         );
     }
     if let Some((cpu, window)) = f.idle_cpu {
@@ -749,7 +730,7 @@ fn two_control_planes(n: usize, rt: &tokio::runtime::Runtime) {
     rt.block_on(connect_all(&first.xds, ids(0..half), 3, on_first.clone()));
     rt.block_on(connect_all(&second.xds, ids(half..n), 3, on_second.clone()));
     let configured = wait_configured(&on_first, half) + wait_configured(&on_second, n - half);
-    let mut acked = Vec::new();
+    let mut acked = Arrivals::default();
     for round in 0..CHANGE_ROUNDS {
         let service = (round * 7) % services;
         // The second's proxies consuming `service`, by their slot there.
@@ -760,20 +741,16 @@ fn two_control_planes(n: usize, rt: &tokio::runtime::Runtime) {
         let provider = (n + round, service, services);
         acked.extend(add_provider(&first.api, provider, &on_second, &consumers));
     }
-    acked.sort();
-    let p99 = percentile(&acked, 99);
     println!(
-        "| {n} | {configured} | {:.1} / {:.1} / {:.1} ms |",
-        ms(percentile(&acked, 50)),
-        ms(percentile(&acked, 90)),
-        ms(p99)
+        "| {n} | {configured} of {n} | {} |",
+        acked.describe(&[50, 90, 99])
     );
     goal(
         &format!(
             "two kuma-cp on one Postgres, {n} proxies split: a change through one ACKed by the other's proxies, p99 under 100 ms"
         ),
-        format!("p99 {:.1} ms", ms(p99)),
-        p99 < Duration::from_millis(100),
+        format!("p99 {}", acked.describe(&[99])),
+        acked.met(99, Duration::from_millis(100)),
     );
 }
 
@@ -801,7 +778,7 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
     let configured = wait_configured(&seen, n);
     let again = storm.elapsed();
     println!(
-        "| {n} | {:.2} s | {configured} in {:.2} s | {:.1} MiB | {:.1} s |",
+        "| {n} | {:.2} s | {configured} of {n} in {:.2} s | {:.1} MiB | {:.1} s |",
         ready.as_secs_f64(),
         again.as_secs_f64(),
         proc_status_kib(pid, "VmHWM:") as f64 / 1024.0,

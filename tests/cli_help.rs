@@ -7,13 +7,27 @@ mod common;
 use common::bin;
 use std::process::Command;
 
+/// `argv --help`'s output; a failed or empty help fails the test.
 fn help(argv: &[String]) -> String {
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .arg("--help")
         .output()
         .expect("the program runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} --help exited with {}: {}",
+        argv.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Usage:"),
+        "{} --help printed no usage: {text:?}",
+        argv.join(" ")
+    );
+    text
 }
 
 /// Lines of `argv --help` (and of every subcommand's) naming a command or
@@ -87,6 +101,17 @@ fn every_command_and_flag_says_what_it_is() {
     let mut found = Vec::new();
     for program in PROGRAMS {
         undescribed(vec![bin(program).display().to_string()], &mut found);
+    }
+    // The walk read the subcommands' help too, not only each program's.
+    for subcommand in [
+        "kumactl apply",
+        "kumactl get dataplanes",
+        "kuma-cp run",
+        "kuma-dp run",
+    ] {
+        let mut argv: Vec<String> = subcommand.split(' ').map(str::to_string).collect();
+        argv[0] = bin(&argv[0]).display().to_string();
+        assert!(help(&argv).contains("Options:"), "{subcommand} --help");
     }
     assert!(
         found.is_empty(),

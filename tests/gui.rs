@@ -171,6 +171,8 @@ fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
     let _ledger = Dataplane::start(&cp, "payments", "ledger-1");
 
     let screenshots = root.join("target/gui-screenshots");
+    // Emptied first: a screenshot left by an earlier run proves nothing.
+    let _ = std::fs::remove_dir_all(&screenshots);
     let run = Command::new("node")
         .args(["--test", "--test-reporter=spec", "e2e/gui.test.mjs"])
         .current_dir(root.join("gui"))

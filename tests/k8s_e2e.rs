@@ -193,7 +193,7 @@ fn a_wrong_or_missing_service_account_token_is_refused() {
         ("elsewhere-token", "of namespace \\\"prod\\\""),
         ("", "no service-account token was presented"),
     ] {
-        let dp = sidecar(&cp, "echo-1", token, dir.path());
+        let mut dp = sidecar(&cp, "echo-1", token, dir.path());
         assert!(
             eventually(Duration::from_secs(15), || {
                 log.push_str(&cp.log());
@@ -201,12 +201,16 @@ fn a_wrong_or_missing_service_account_token_is_refused() {
             }),
             "no refusal saying {refusal:?}; kuma-cp log:\n{log}"
         );
+        // The bootstrap server refused it: the sidecar stops with the
+        // reason and never starts Envoy, so no stream reaches kuma-cp.
+        let status = dp.exit_status();
+        let dp_log = dp.log();
+        assert!(!status.success(), "kuma-dp exited with {status}: {dp_log}");
         assert!(
-            dp.admin_get("/listeners")
-                .unwrap_or_default()
-                .trim()
-                .is_empty(),
-            "a refused proxy got configuration"
+            dp_log.contains(&refusal.replace("\\\"", "\"")),
+            "kuma-dp does not say {refusal:?}: {dp_log}"
         );
+        assert!(dp.admin_get("/ready").is_none(), "an Envoy was started");
+        assert_eq!(common::open_streams(&cp.api), 0.0, "a stream was opened");
     }
 }

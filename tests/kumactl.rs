@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{KumaCp, kumactl, kumactl_config};
+use common::{KumaCp, http, kumactl, kumactl_config};
 use std::path::PathBuf;
 
 struct Setup {
@@ -192,6 +192,8 @@ fn a_bad_file_changes_nothing_and_says_why_in_one_line() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("is valid"), "{}", run.stdout);
     let run = kumactl(&s.config, &["get", "meshes"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("default"), "{}", run.stdout);
     assert!(!run.stdout.contains("team-a"), "dry run applied nothing");
 
     let run = kumactl(&s.config, &["--mesh", "nowhere", "get", "dataplanes"], None);
@@ -227,10 +229,16 @@ fn control_planes_are_kept_in_the_config_file() {
     assert!(active[0].contains("other"), "{}", run.stdout);
 
     // Writes go to the current control plane only.
-    kumactl(
+    let run = kumactl(
         &s.config,
         &["apply", "-f", "-"],
         Some("type: Mesh\nname: only-on-other\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let on_other = http("GET", &format!("{}/meshes/only-on-other", other.api), None);
+    assert_eq!(
+        on_other.status, 200,
+        "the mesh is on the current control plane"
     );
     let run = kumactl(
         &s.config,
@@ -239,6 +247,8 @@ fn control_planes_are_kept_in_the_config_file() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = kumactl(&s.config, &["get", "meshes"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("default"), "{}", run.stdout);
     assert!(!run.stdout.contains("only-on-other"), "{}", run.stdout);
 
     let run = kumactl(

@@ -347,8 +347,19 @@ fn deleting_a_mesh_leaves_another_meshs_traffic_untouched() {
         None,
     );
     assert_eq!(gone.status, 404, "{}", gone.body);
-    // Let a rebuild, had there been one, reach mesh b's proxies.
-    std::thread::sleep(Duration::from_secs(1));
+    // A later change in mesh b, which reaches its client as endpoints
+    // only: once it has arrived, so has anything the deletion of mesh a
+    // would have pushed to mesh b before it. Then it is undone.
+    put_dataplane(&cp, "b", "echo-2", (free_port(), free_port()), "echo", &[]);
+    assert!(
+        eventually(SETTLE, || b.client.endpoints("echo").len() == 2),
+        "mesh b's client did not get the later change"
+    );
+    cp.delete("/meshes/b/dataplanes/echo-2");
+    assert!(
+        eventually(SETTLE, || b.client.endpoints("echo").len() == 1),
+        "mesh b's client did not get the later change undone"
+    );
     assert_eq!(
         roundtrip(b"after").unwrap(),
         b"after",

@@ -135,28 +135,157 @@ pub async fn connect_all(xds: &str, node_ids: Vec<String>, needed: usize, seen: 
     }
 }
 
-pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// What a change reached: the delays of the proxies that got it, and how
+/// many were waited for. A proxy that never got it has no delay: it is
+/// counted as missing, never timed, so percentiles are over arrivals only
+/// and any missing proxy makes a goal MISSED.
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    /// Sorted.
+    delays: Vec<Duration>,
+    expected: usize,
+}
+
+impl Arrivals {
+    pub fn new(mut delays: Vec<Duration>, expected: usize) -> Arrivals {
+        delays.sort();
+        Arrivals { delays, expected }
+    }
+
+    /// Adds another round's arrivals.
+    pub fn extend(&mut self, other: Arrivals) {
+        self.delays.extend(other.delays);
+        self.delays.sort();
+        self.expected += other.expected;
+    }
+
+    pub fn arrived(&self) -> usize {
+        self.delays.len()
+    }
+
+    pub fn expected(&self) -> usize {
+        self.expected
+    }
+
+    pub fn missing(&self) -> usize {
+        self.expected - self.arrived()
+    }
+
+    /// The `p`th percentile of the arrivals; none when nothing arrived.
+    pub fn percentile(&self, p: usize) -> Option<Duration> {
+        let last = self.delays.len().checked_sub(1)?;
+        Some(self.delays[(self.delays.len() * p / 100).min(last)])
+    }
+
+    /// The slowest arrival.
+    pub fn last(&self) -> Option<Duration> {
+        self.delays.last().copied()
+    }
+
+    /// Met only when every proxy waited for got the change and the `p`th
+    /// percentile is under `bound`.
+    pub fn met(&self, p: usize, bound: Duration) -> bool {
+        self.missing() == 0 && self.percentile(p).is_some_and(|d| d < bound)
+    }
+
+    /// "p50 / p99 ms, arrived of expected", e.g. for a table cell.
+    pub fn describe(&self, percentiles: &[usize]) -> String {
+        let figures: Vec<String> = percentiles
+            .iter()
+            .map(|p| match self.percentile(*p) {
+                Some(d) => format!("{:.1}", ms(d)),
+                None => "-".to_string(),
+            })
+            .collect();
+        format!(
+            "{} ms ({} of {} arrived)",
+            figures.join(" / "),
+            self.arrived(),
+            self.expected
+        )
+    }
+}
+
 /// Waits until every proxy of `watched` got a response of `last` after its
-/// `before` value; returns each one's delay from `t0`.
-pub fn wait_for(last: &[AtomicU64], watched: &[usize], before: &[u64], t0: u64) -> Vec<Duration> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !watched
-        .iter()
-        .zip(before)
-        .all(|(c, b)| last[*c].load(Ordering::Relaxed) > *b)
-        && Instant::now() < deadline
-    {
+/// `before` value (`bound` at most); answers the delays from `t0` of those
+/// that did.
+pub fn wait_for(
+    last: &[AtomicU64],
+    watched: &[usize],
+    before: &[u64],
+    t0: u64,
+    bound: Duration,
+) -> Arrivals {
+    let deadline = Instant::now() + bound;
+    let arrived = |c: usize, b: u64| last[c].load(Ordering::Relaxed) > b;
+    while !watched.iter().zip(before).all(|(c, b)| arrived(*c, *b)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    watched
+    let delays = watched
         .iter()
-        .map(|c| Duration::from_nanos(last[*c].load(Ordering::Relaxed).saturating_sub(t0)))
-        .collect()
+        .zip(before)
+        .filter(|(c, b)| arrived(**c, **b))
+        .map(|(c, _)| Duration::from_nanos(last[*c].load(Ordering::Relaxed).saturating_sub(t0)))
+        .collect();
+    Arrivals::new(delays, watched.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms_list(list: &[u64]) -> Vec<Duration> {
+        list.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    #[test]
+    fn a_missing_arrival_is_not_timed_and_misses_the_goal() {
+        // 99 fast proxies and one that never got the change.
+        let arrivals = Arrivals::new(ms_list(&[5; 99]), 100);
+        assert_eq!(arrivals.missing(), 1);
+        assert_eq!(arrivals.percentile(99), Some(Duration::from_millis(5)));
+        assert!(!arrivals.met(99, Duration::from_millis(50)));
+        assert_eq!(
+            arrivals.describe(&[50, 99]),
+            "5.0 / 5.0 ms (99 of 100 arrived)"
+        );
+    }
+
+    #[test]
+    fn percentiles_are_over_arrivals_only() {
+        let arrivals = Arrivals::new(ms_list(&[40, 10, 30, 20]), 4);
+        assert_eq!(arrivals.percentile(50), Some(Duration::from_millis(30)));
+        assert_eq!(arrivals.percentile(99), Some(Duration::from_millis(40)));
+        assert!(arrivals.met(99, Duration::from_millis(50)));
+        assert!(!arrivals.met(99, Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn nothing_arrived_has_no_percentile_and_is_missed() {
+        let arrivals = Arrivals::new(Vec::new(), 3);
+        assert_eq!(arrivals.percentile(50), None);
+        assert!(!arrivals.met(50, Duration::from_secs(60)));
+        assert_eq!(arrivals.describe(&[50]), "- ms (0 of 3 arrived)");
+    }
+
+    #[test]
+    fn rounds_add_up() {
+        let mut all = Arrivals::new(ms_list(&[1, 2]), 2);
+        all.extend(Arrivals::new(ms_list(&[3]), 2));
+        assert_eq!((all.arrived(), all.expected(), all.missing()), (3, 4, 1));
+        assert!(!all.met(50, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn wait_for_counts_who_got_the_change() {
+        let last: Vec<AtomicU64> = [10, 0, 30].into_iter().map(AtomicU64::new).collect();
+        // Proxy 1 is still at its value from before the change.
+        let arrivals = wait_for(&last, &[0, 1, 2], &[0, 0, 0], 5, Duration::from_millis(20));
+        assert_eq!((arrivals.arrived(), arrivals.missing()), (2, 1));
+        assert_eq!(arrivals.last(), Some(Duration::from_nanos(25)));
+    }
 }

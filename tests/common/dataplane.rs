@@ -174,6 +174,18 @@ impl Dataplane {
         std::fs::read_to_string(self._dir.path().join("kuma-dp.log")).unwrap_or_default()
     }
 
+    /// Waits (30 s at most) for `kuma-dp` to exit, as a refused one does,
+    /// and answers its exit status; panics with its log if it keeps running.
+    pub fn exit_status(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        let exited = eventually(Duration::from_secs(30), || {
+            status = self.process.0.try_wait().ok().flatten();
+            status.is_some()
+        });
+        assert!(exited, "kuma-dp kept running; its log:\n{}", self.log());
+        status.expect("an exit status")
+    }
+
     /// GET on Envoy's admin API; None when it does not answer.
     pub fn admin_get(&self, path: &str) -> Option<String> {
         reqwest::blocking::Client::new()

@@ -292,6 +292,22 @@ pub fn http_with(method: &str, url: &str, body: Option<&str>, headers: &[(&str, 
     Answer { status, body, etag }
 }
 
+/// One sample of `GET {api}/metrics`, e.g. `xds_streams{kind="delta"}`;
+/// zero when absent.
+pub fn metric(api: &str, sample: &str) -> f64 {
+    let text = http("GET", &format!("{api}/metrics"), None).body;
+    text.as_str()
+        .unwrap_or("")
+        .lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Open ADS streams of a control plane, of both kinds.
+pub fn open_streams(api: &str) -> f64 {
+    metric(api, "xds_streams{kind=\"delta\"}") + metric(api, "xds_streams{kind=\"sotw\"}")
+}
+
 /// Output of one `kumactl` run.
 pub struct Run {
     pub code: i32,
