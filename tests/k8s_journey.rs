@@ -1,23 +1,22 @@
 //! The Kubernetes user journey end to end, every step a command a user
 //! types (`examples/kubernetes/journey.sh`, the same script `make
-//! kind-e2e` runs): real Helm installs the chart into the test API server,
-//! real kubectl creates and labels a namespace and applies the demo; the
-//! test's small kubelet (`tests/cluster`) runs the pods it then holds
-//! (kuma-cp from the chart's Deployment, the demo's echo and client with
-//! the sidecars the injector added) in network namespaces of their own, so
+//! kind-e2e` runs): real Helm installs the chart into a real Kubernetes
+//! control plane, real kubectl creates and labels a namespace and applies
+//! the demo; the controller-manager makes the pods, the scheduler binds
+//! them and the test's small kubelet (`tests/cluster`) runs them (kuma-cp
+//! from the chart's Deployment, under the chart's ServiceAccount and RBAC;
+//! the demo's echo and client with the sidecars the injector added through
+//! the API server's admission) in network namespaces of their own, so
 //! bytes from the client really cross both Envoys. Needs root.
 
 #![cfg(feature = "kubernetes")]
 
 mod cluster;
 mod common;
-mod kube_api;
 
-use cluster::Cluster;
+use cluster::{Cluster, ControlPlane};
 use common::{KubeClients, eventually};
-use kube_api::KubeApi;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
 fn ready(pod: &Value) -> bool {
@@ -27,7 +26,7 @@ fn ready(pod: &Value) -> bool {
     })
 }
 
-fn pods(api: &KubeApi, namespace: &str) -> Vec<Value> {
+fn pods(api: &ControlPlane, namespace: &str) -> Vec<Value> {
     api.list(&format!("/api/v1/namespaces/{namespace}/pods"))
 }
 
@@ -39,7 +38,7 @@ fn name(object: &Value) -> String {
 }
 
 /// Every container's output, for a failure message.
-fn logs(api: &KubeApi, cluster: &Cluster) -> String {
+fn logs(api: &ControlPlane, cluster: &Cluster) -> String {
     let mut text = String::new();
     for ns in ["kuma-system", "demo"] {
         for pod in pods(api, ns) {
@@ -59,14 +58,15 @@ fn logs(api: &KubeApi, cluster: &Cluster) -> String {
             }
         }
     }
+    text.push_str(&api.logs());
     text
 }
 
 #[test]
 fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
-    let api = Arc::new(KubeApi::start());
-    let cluster = Cluster::start(api.clone());
-    let k = KubeClients::new(api.kubeconfig_path());
+    let cluster = Cluster::shared();
+    let api = cluster.cp;
+    let k = KubeClients::new(&api.admin_kubeconfig);
     let step = |name: &str, env: &[(&str, &str)]| {
         let ran = k.journey(name, env);
         assert!(ran.ok, "journey.sh {name}:\n{}{}", ran.stdout, ran.stderr);
@@ -75,23 +75,23 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
 
     step("install", &[]);
     assert!(
-        eventually(Duration::from_secs(60), || pods(&api, "kuma-system")
+        eventually(Duration::from_secs(60), || pods(api, "kuma-system")
             .iter()
             .any(ready)),
         "the control plane's pod is not ready:\n{}",
-        logs(&api, &cluster)
+        logs(api, cluster)
     );
 
     step("demo", &[]);
     assert!(
         eventually(Duration::from_secs(90), || {
-            let demo = pods(&api, "demo");
+            let demo = pods(api, "demo");
             demo.len() == 2 && demo.iter().all(ready)
         }),
         "the demo's pods are not ready:\n{}",
-        logs(&api, &cluster)
+        logs(api, cluster)
     );
-    let echo = pods(&api, "demo")
+    let echo = pods(api, "demo")
         .into_iter()
         .find(|p| name(p).starts_with("echo-"))
         .expect("the echo Deployment's pod");
@@ -110,7 +110,7 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
             .get(&dataplane_path)
             .is_some()),
         "no Dataplane for the echo pod:\n{}",
-        logs(&api, &cluster)
+        logs(api, cluster)
     );
     let owner = &api.get(&dataplane_path).unwrap()["metadata"]["ownerReferences"][0];
     assert_eq!(
@@ -123,7 +123,7 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
         eventually(Duration::from_secs(30), || replies()
             .contains("reply: hello mesh")),
         "the client's bytes did not come back through both Envoys:\n{}",
-        logs(&api, &cluster)
+        logs(api, cluster)
     );
 
     step("mtls", &[]);
@@ -133,17 +133,17 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
             last.contains("no reply") || last.contains("no connection")
         }),
         "traffic still flows with mTLS on and no TrafficPermission:\n{}",
-        logs(&api, &cluster)
+        logs(api, cluster)
     );
     step("permit", &[]);
     assert!(
         eventually(Duration::from_secs(30), || replies()
             .contains("reply: hello mesh")),
         "the TrafficPermission did not let the client through:\n{}",
-        logs(&api, &cluster)
+        logs(api, cluster)
     );
 
-    let cp = pods(&api, "kuma-system")
+    let cp = pods(api, "kuma-system")
         .into_iter()
         .find(|p| name(p).starts_with("kuma-control-plane-"))
         .expect("the control plane's pod");
@@ -167,7 +167,7 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
         "/apis/apps/v1/namespaces/kuma-system/deployments",
         "/api/v1/namespaces/kuma-system/services",
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
     ] {
         assert_eq!(
             api.count(collection),
@@ -176,7 +176,12 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
         );
     }
     assert!(
-        eventually(Duration::from_secs(10), || pods(&api, "kuma-system")
+        api.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/kuma-control-plane")
+            .is_none(),
+        "the chart's ClusterRole after helm uninstall"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || pods(api, "kuma-system")
             .is_empty()),
         "the control plane's pod outlived its Deployment"
     );

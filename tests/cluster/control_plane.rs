@@ -12,8 +12,9 @@
 //!   policy binds (`system:kube-controller-manager`, `system:kube-scheduler`)
 //!   and the test node's kubelet as `system:node:<node>`.
 //! - The controller-manager runs deployments, replica sets, endpoints and
-//!   endpoint slices, namespaces, garbage collection, service accounts and
-//!   the root CA publisher.
+//!   endpoint slices, namespaces, garbage collection, service accounts, the
+//!   root CA publisher and node lifecycle (which lifts a new node's
+//!   not-ready taint once its kubelet reports ready and renews its Lease).
 //!
 //! One control plane is started per test binary ([`ControlPlane::shared`])
 //! and shared by its tests. Its processes are in a process group of their
@@ -202,6 +203,9 @@ impl ControlPlane {
             // Webhooks registered by Service are called at a pod behind
             // it, as kube-proxy would route the cluster IP.
             "--enable-aggregator-routing=true".into(),
+            // The test node's kubelet endpoint (container logs) is on
+            // loopback; its host name resolves nowhere.
+            "--kubelet-preferred-address-types=InternalIP".into(),
             format!("--audit-policy-file={}", path("audit-policy.yaml")),
             format!("--audit-log-path={}", path("audit.log")),
             "--audit-log-format=json".into(),
@@ -252,7 +256,7 @@ impl ControlPlane {
                 "kube-controller-manager",
                 &cp.tokens.controller_manager,
                 vec![
-                    "--controllers=deployment-controller,replicaset-controller,endpoints-controller,endpointslice-controller,namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller".to_string(),
+                    "--controllers=deployment-controller,replicaset-controller,endpoints-controller,endpointslice-controller,namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller".to_string(),
                     format!("--service-account-private-key-file={}", path("sa.key")),
                     format!("--root-ca-file={}", path("ca.crt")),
                     // Each controller as its own service account, bound by the default

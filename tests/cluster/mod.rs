@@ -1,42 +1,53 @@
-//! The rest of a cluster around the test API server, for the user journey:
-//! a Deployment controller and a small kubelet.
+//! A test cluster: a real Kubernetes control plane ([`control_plane`]) and
+//! one node of ours, whose small kubelet runs the pods the real scheduler
+//! binds to it.
 //!
-//! - **Deployments** get their `replicas` pods, created through the API
-//!   server's HTTP API (so admission, and with it the injector, sees them)
-//!   and owned by the Deployment.
-//! - **Pods** run as local processes, each pod in a network namespace of
-//!   its own on a bridge (pod IPs `10.244.R.N`), its containers started
-//!   from the pod's own command, arguments and environment: downward-API
-//!   values and `$(VAR)` references filled in, `KUBERNETES_SERVICE_HOST`
-//!   pointing at the API server's HTTPS address, the service-account token
-//!   (registered for TokenReview), its CA and namespace at
+//! - **The node** registers a real `Node` with the kubelet's own
+//!   credentials (`system:node:<name>`, Node authorization and
+//!   NodeRestriction apply), renews its Lease so the node lifecycle
+//!   controller keeps it schedulable, and serves its containers' logs on a
+//!   kubelet endpoint, so `kubectl logs` goes through the API server.
+//! - **Pods** bound to the node run as local processes, each pod in a
+//!   network namespace of its own on a bridge (pod IPs `10.244.R.N`), its
+//!   containers started from the pod's own command, arguments and
+//!   environment: downward-API values and `$(VAR)` references filled in,
+//!   `KUBERNETES_SERVICE_HOST` the `kubernetes` Service's cluster IP, a
+//!   service-account token the kubelet asked the API server for
+//!   (TokenRequest bound to the pod), its CA and namespace at
 //!   `/var/run/secrets/kubernetes.io/serviceaccount`, Secret volumes at
 //!   their mount paths, a temporary directory of each container's own
-//!   (`TMPDIR`), and the user IDs
-//!   the security contexts ask for. Init containers run in order (a native
-//!   sidecar is started and waited for by its startup probe), then the
-//!   containers; exec, HTTP and TCP probes decide readiness, which is
-//!   reported as pod status, as a kubelet does. A deleted pod's processes
-//!   are stopped and its namespace removed.
+//!   (`TMPDIR`), and the user IDs the security contexts ask for. Init
+//!   containers run in order (a native sidecar is started and waited for by
+//!   its startup probe), then the containers; exec, HTTP and TCP probes
+//!   decide readiness, which is written as pod status through the API, as a
+//!   kubelet does. A pod being deleted has its processes stopped and its
+//!   deletion finished by the kubelet.
 //! - **Images** are this crate's programs: an image's name picks a
 //!   directory of the binaries it holds, put first on `PATH` (the base
 //!   system stands for the image's lower layers), and its entrypoint.
 //! - **Services**: each pod's `/etc/hosts` (through `ip netns`'
 //!   per-namespace `/etc/netns/NS/hosts`) answers a Service's DNS names
-//!   with its cluster IP, and a kube-proxy of iptables rules on the node
-//!   sends a cluster IP's connections to a pod behind it.
+//!   with its cluster IP, and the node's iptables play kube-proxy: a
+//!   cluster IP's connections go to a pod behind it (the `kubernetes`
+//!   Service's to the API server).
 //!
-//! Needs root, `ip`, `setpriv` and the iptables the transparent-proxy test
-//! uses.
+//! Deployments, ReplicaSets, endpoints, namespaces and garbage collection
+//! are the real controller-manager's. Everything the node sets up (bridge,
+//! iptables chain, network namespaces, processes) is removed when the test
+//! process ends. Needs root, `ip`, `setpriv` and the iptables the
+//! transparent-proxy test uses.
 
-use super::common::{bin, envoy_executable, run_ok};
-use super::kube_api::KubeApi;
+pub mod control_plane;
+
+pub use control_plane::{ControlPlane, NODE};
+
+use crate::common::{bin, envoy_executable, run_ok};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A clean-up or idempotent set-up step whose failure is no news.
@@ -130,30 +141,42 @@ impl PodRun {
 
 /// What the kubelet shares with its pod threads.
 struct Node {
-    api: Arc<KubeApi>,
+    cp: &'static ControlPlane,
     /// `10.244.R`: this cluster's pod network.
     net: String,
     bridge: String,
-    api_host: String,
-    api_ca: String,
     dir: PathBuf,
     pods: Mutex<HashMap<String, PodRun>>,
     next_ip: Mutex<u8>,
-    stop: AtomicBool,
     /// kube-proxy's chain in the node's nat table, and its rules now.
     proxy_chain: String,
     proxy: Mutex<Vec<String>>,
 }
 
-/// The cluster's controllers and kubelet, stopped (with every pod) on drop.
-pub struct Cluster {
-    node: Arc<Node>,
-    loop_thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+impl Node {
+    /// A request with the kubelet's own credentials.
+    fn request(&self, method: &str, path: &str, body: Option<(&str, String)>) -> (u16, Value) {
+        self.cp
+            .request_as(&self.cp.tokens.kubelet, method, path, body)
+    }
 }
 
+/// The node and its kubelet, running until the test process ends.
+pub struct Cluster {
+    pub cp: &'static ControlPlane,
+    node: Arc<Node>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
 impl Cluster {
-    pub fn start(api: Arc<KubeApi>) -> Cluster {
+    /// The test binary's cluster (the shared control plane with Kuma's
+    /// CRDs, and the node), started on first use.
+    pub fn shared() -> &'static Cluster {
+        CLUSTER.get_or_init(|| Cluster::start(ControlPlane::shared()))
+    }
+
+    fn start(cp: &'static ControlPlane) -> Cluster {
         let r = 1 + rand::random::<u8>() % 250;
         let net = format!("10.244.{r}");
         let bridge = format!("kb{r}");
@@ -164,7 +187,7 @@ impl Cluster {
             &["addr", "add", &format!("{net}.1/24"), "dev", &bridge],
         );
         run_ok("ip", &["link", "set", &bridge, "up"]);
-        let (address, api_ca) = api.serve_https(format!("{net}.1").parse().unwrap());
+        cp.at_exit(&format!("ip link del {bridge}"));
         // kube-proxy: pods' connections to cluster IPs are routed through
         // the node, DNATed there and masqueraded.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
@@ -174,42 +197,49 @@ impl Cluster {
             let mut args = vec!["-t", "nat", "-A", table_chain];
             args.extend(rule.split(' '));
             run_ok("iptables", &args);
+            cp.at_exit(&format!("iptables -t nat -D {table_chain} {rule}"));
         }
+        cp.at_exit(&format!(
+            "iptables -t nat -F {proxy_chain}; iptables -t nat -X {proxy_chain}"
+        ));
         for dir in [SERVICE_ACCOUNT_DIR, "/var/run/secrets/kuma.io/webhook"] {
             std::fs::create_dir_all(dir).unwrap();
         }
-        let dir = tempfile::Builder::new()
-            .prefix("cluster-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
+        let dir = cp.dir.join("node");
+        std::fs::create_dir_all(&dir).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let node = Arc::new(Node {
-            api,
+            cp,
             net,
             bridge,
-            api_host: address.ip().to_string(),
-            api_ca,
-            dir: dir.path().to_path_buf(),
+            dir,
             pods: Mutex::new(HashMap::new()),
             next_ip: Mutex::new(2),
-            stop: AtomicBool::new(false),
             proxy_chain,
             proxy: Mutex::new(Vec::new()),
         });
+        register(&node);
         let looping = node.clone();
-        let loop_thread = std::thread::spawn(move || {
-            while !looping.stop.load(Ordering::SeqCst) {
-                reconcile_deployments(&looping);
+        std::thread::spawn(move || {
+            let mut renewed = Instant::now();
+            loop {
                 reconcile_pods(&looping);
+                if renewed.elapsed() > Duration::from_secs(10) {
+                    renew_lease(&looping);
+                    renewed = Instant::now();
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        Cluster {
-            node,
-            loop_thread: Some(loop_thread),
-            _dir: dir,
-        }
+        // Schedulable once the node lifecycle controller has seen it
+        // ready and lifted the not-ready taint.
+        let schedulable = crate::common::eventually(Duration::from_secs(60), || {
+            cp.get(&format!("/api/v1/nodes/{NODE}"))
+                .is_some_and(|n| n["spec"]["taints"].as_array().is_none_or(|t| t.is_empty()))
+        });
+        assert!(schedulable, "the node stayed tainted:\n{}", cp.logs());
+        Cluster { cp, node }
     }
 
     /// A container's output so far (what `kubectl logs` shows).
@@ -219,25 +249,150 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.node.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.loop_thread.take() {
-            let _ = t.join();
-        }
-        for (_, pod) in self.node.pods.lock().unwrap().drain() {
-            pod.stop();
-        }
-        quietly("ip", &["link", "del", &self.node.bridge]);
-        let chain = &self.node.proxy_chain;
-        for (table_chain, rule) in node_rules(&self.node.net, chain) {
-            let mut args = vec!["-t", "nat", "-D", table_chain];
-            args.extend(rule.split(' '));
-            quietly("iptables", &args);
-        }
-        quietly("iptables", &["-t", "nat", "-F", chain]);
-        quietly("iptables", &["-t", "nat", "-X", chain]);
-    }
+/// Registers the Node, as a kubelet does at its start: ready, with room for
+/// many pods, its kubelet endpoint serving container logs; and its Lease.
+fn register(node: &Node) {
+    let port = serve_logs(node.dir.clone());
+    let now = now();
+    let (status, answer) = node.request(
+        "POST",
+        "/api/v1/nodes",
+        Some((
+            "application/json",
+            json!({"apiVersion": "v1", "kind": "Node",
+                   "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}},
+                   "status": {
+                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
+                       "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
+                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                     {"type": "Hostname", "address": NODE}],
+                       "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "the test kubelet is ready",
+                                       "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
+            .to_string(),
+        )),
+    );
+    assert!(
+        status == 201 || status == 409,
+        "registering the node: {status} {answer}"
+    );
+    let (status, answer) = node.request(
+        "POST",
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+        Some((
+            "application/json",
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": NODE},
+                   "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": now}})
+            .to_string(),
+        )),
+    );
+    assert!(
+        status == 201 || status == 409,
+        "the node's Lease: {status} {answer}"
+    );
+}
+
+/// The node's heartbeat: its Lease renewed.
+fn renew_lease(node: &Node) {
+    node.request(
+        "PATCH",
+        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"),
+        Some((
+            "application/merge-patch+json",
+            json!({"spec": {"renewTime": now()}}).to_string(),
+        )),
+    );
+}
+
+/// Now, as the API's MicroTime.
+fn now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_micros()
+    )
+}
+
+/// The kubelet endpoint the API server asks for container logs
+/// (`kubectl logs`): `/containerLogs/{namespace}/{pod}/{container}`, with
+/// `tailLines`. HTTPS with a certificate of its own, which the API server
+/// does not verify unless told a kubelet CA (as in a default cluster).
+fn serve_logs(dir: PathBuf) -> u16 {
+    use axum::extract::{Path as UrlPath, Query};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("a certificate");
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        PrivateKeyDer::try_from(key.serialize_der()).expect("the key"),
+    )
+    .expect("a TLS configuration");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let app = axum::Router::new().route(
+        "/containerLogs/{namespace}/{pod}/{container}",
+        axum::routing::get(
+            move |UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+                  Query(query): Query<HashMap<String, String>>| {
+                let file = log_file(&dir, &namespace, &pod, &container);
+                async move {
+                    let text = std::fs::read_to_string(file).unwrap_or_default();
+                    match query.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
+                        Some(n) => {
+                            let lines: Vec<&str> = text.lines().collect();
+                            let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
+                            tail.push('\n');
+                            tail
+                        }
+                        None => text,
+                    }
+                }
+            },
+        ),
+    );
+    runtime.spawn(kuma::runtime::serve_tls(
+        "kubelet",
+        listener,
+        tls,
+        app,
+        kuma::runtime::CancellationToken::new(),
+    ));
+    // The runtime lives as long as the test process.
+    std::mem::forget(runtime);
+    port
 }
 
 fn log_file(dir: &Path, namespace: &str, pod: &str, container: &str) -> PathBuf {
@@ -252,61 +407,24 @@ fn key(object: &Value) -> String {
     )
 }
 
-/// The Deployment controller: each Deployment gets its replicas, created
-/// through the API (and so through admission); extra ones are deleted.
-fn reconcile_deployments(node: &Node) {
-    let pods = node.api.list("/api/v1/pods");
-    for deployment in node.api.list("/apis/apps/v1/deployments") {
-        let uid = deployment["metadata"]["uid"].as_str().unwrap_or("");
-        let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or("");
-        let name = deployment["metadata"]["name"].as_str().unwrap_or("");
-        let wanted = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
-        let owned: Vec<&Value> = pods
-            .iter()
-            .filter(|p| {
-                p["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["uid"] == uid))
-            })
-            .collect();
-        for _ in owned.len()..wanted {
-            let template = &deployment["spec"]["template"];
-            let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..5].to_string();
-            let pod = json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {
-                    "name": format!("{name}-{suffix}"), "namespace": namespace,
-                    "labels": template["metadata"]["labels"],
-                    "annotations": template["metadata"]["annotations"],
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
-                                         "uid": uid, "controller": true, "blockOwnerDeletion": true}],
-                },
-                "spec": template["spec"],
-            });
-            let created = reqwest::blocking::Client::new()
-                .post(format!(
-                    "{}/api/v1/namespaces/{namespace}/pods",
-                    node.api.url
-                ))
-                .json(&pod)
-                .send();
-            if let Err(e) = created {
-                eprintln!("cluster: creating a pod of {namespace}/{name}: {e}");
-            }
-        }
-        for extra in owned.iter().skip(wanted) {
-            node.api.delete(&format!(
-                "/api/v1/namespaces/{namespace}/pods/{}",
-                extra["metadata"]["name"].as_str().unwrap_or("")
-            ));
-        }
-    }
-}
-
-/// The kubelet: starts new pods, stops deleted ones, keeps `/etc/hosts`.
+/// The kubelet: starts the pods bound to this node, stops and finishes
+/// the deletion of those being deleted, keeps `/etc/hosts` and kube-proxy's
+/// rules.
 fn reconcile_pods(node: &Arc<Node>) {
-    let pods = node.api.list("/api/v1/pods");
-    let present: Vec<String> = pods.iter().map(key).collect();
+    let (status, list) = node.request(
+        "GET",
+        &format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}"),
+        None,
+    );
+    if status != 200 {
+        return; // the API server restarting: the next round lists again
+    }
+    let pods = list["items"].as_array().cloned().unwrap_or_default();
+    let present: Vec<String> = pods
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(key)
+        .collect();
     {
         let mut running = node.pods.lock().unwrap();
         let gone: Vec<String> = running
@@ -322,6 +440,19 @@ fn reconcile_pods(node: &Arc<Node>) {
     }
     for pod in &pods {
         let k = key(pod);
+        if !pod["metadata"]["deletionTimestamp"].is_null() {
+            // Its processes are stopped: the deletion is final.
+            node.request(
+                "DELETE",
+                &pod_path(pod),
+                Some((
+                    "application/json",
+                    json!({"gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}})
+                        .to_string(),
+                )),
+            );
+            continue;
+        }
         if node.pods.lock().unwrap().contains_key(&k) {
             continue;
         }
@@ -332,7 +463,8 @@ fn reconcile_pods(node: &Arc<Node>) {
             Err(e) => eprintln!("cluster: pod {k} does not start: {e}"),
         }
     }
-    let rules = proxy_rules(&node.api);
+    let services = node.cp.list("/api/v1/services");
+    let rules = proxy_rules(node, &services);
     let mut applied = node.proxy.lock().unwrap();
     if *applied != rules {
         let chain = &node.proxy_chain;
@@ -345,7 +477,7 @@ fn reconcile_pods(node: &Arc<Node>) {
         *applied = rules;
     }
     drop(applied);
-    let hosts = hosts_entries(&node.api);
+    let hosts = hosts_entries(&services);
     for (k, run) in node.pods.lock().unwrap().iter() {
         let namespace = k.split('/').next().unwrap_or("");
         let text = hosts_file(&hosts, namespace);
@@ -357,8 +489,8 @@ fn reconcile_pods(node: &Arc<Node>) {
 }
 
 /// (namespace, service, cluster IP) of every Service that has one.
-fn hosts_entries(api: &KubeApi) -> Vec<(String, String, String)> {
-    api.list("/api/v1/services")
+fn hosts_entries(services: &[Value]) -> Vec<(String, String, String)> {
+    services
         .iter()
         .filter_map(|service| {
             let ip = service["spec"]["clusterIP"]
@@ -375,11 +507,17 @@ fn hosts_entries(api: &KubeApi) -> Vec<(String, String, String)> {
 
 /// kube-proxy's rules: each cluster IP and port DNATed to a pod behind the
 /// Service (a ready one if there is), masqueraded so that the answer comes
-/// back the same way.
-fn proxy_rules(api: &KubeApi) -> Vec<String> {
-    let pods = api.list("/api/v1/pods");
-    let mut rules = Vec::new();
-    for service in api.list("/api/v1/services") {
+/// back the same way; the `kubernetes` Service's to the API server, which
+/// listens on the node.
+fn proxy_rules(node: &Node, services: &[Value]) -> Vec<String> {
+    let pods = node.cp.list("/api/v1/pods");
+    let api_port = node.cp.url.rsplit(':').next().unwrap_or("443");
+    let mut rules = vec![format!(
+        "-d {}/32 -p tcp --dport 443 -j DNAT --to-destination {}.1:{api_port}",
+        control_plane::KUBERNETES_SERVICE_IP,
+        node.net
+    )];
+    for service in services {
         let Some(cluster_ip) = service["spec"]["clusterIP"]
             .as_str()
             .filter(|ip| *ip != "None")
@@ -462,22 +600,24 @@ fn pod_path(pod: &Value) -> String {
     )
 }
 
-/// Writes the pod's status, as the kubelet reports it.
-fn report(api: &KubeApi, pod: &Value, ip: &str, phase: &str, ready: bool) {
-    let Some(mut current) = api.get(&pod_path(pod)) else {
-        return;
-    };
-    current["status"] = json!({
-        "phase": phase, "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": ip.rsplit_once('.').map(|(n, _)| format!("{n}.1")),
-        "conditions": [
-            {"type": "Initialized", "status": "True"},
-            {"type": "Ready", "status": if ready { "True" } else { "False" }},
-            {"type": "ContainersReady", "status": if ready { "True" } else { "False" }},
-        ],
-    });
-    let path = pod_path(pod);
-    let collection = path.rsplit_once('/').map(|(c, _)| c).unwrap_or("");
-    api.apply(collection, current);
+/// Writes the pod's status through the API with the kubelet's
+/// credentials, as a kubelet reports it (a strategic merge: the
+/// scheduler's conditions stay).
+fn report(node: &Node, pod: &Value, ip: &str, phase: &str, ready: bool) {
+    let now = now();
+    let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": now});
+    let status = json!({"status": {
+        "phase": phase, "podIP": ip, "podIPs": [{"ip": ip}],
+        "hostIP": ip.rsplit_once('.').map(|(n, _)| format!("{n}.1")),
+        "startTime": pod["status"]["startTime"].as_str().unwrap_or(&now),
+        "conditions": [condition("Initialized", true), condition("Ready", ready),
+                       condition("ContainersReady", ready)],
+    }});
+    node.request(
+        "PATCH",
+        &format!("{}/status", pod_path(pod)),
+        Some(("application/strategic-merge-patch+json", status.to_string())),
+    );
 }
 
 fn start_pod(node: &Arc<Node>, pod: &Value) -> Result<PodRun, String> {
@@ -529,16 +669,18 @@ fn start_pod(node: &Arc<Node>, pod: &Value) -> Result<PodRun, String> {
             &format!("{}.1", node.net),
         ],
     );
+    node.cp
+        .at_exit(&format!("ip netns del {netns}; rm -rf /etc/netns/{netns}"));
     std::fs::create_dir_all(format!("/etc/netns/{netns}")).map_err(|e| e.to_string())?;
     std::fs::write(
         format!("/etc/netns/{netns}/hosts"),
         hosts_file(
-            &hosts_entries(&node.api),
+            &hosts_entries(&node.cp.list("/api/v1/services")),
             pod["metadata"]["namespace"].as_str().unwrap_or(""),
         ),
     )
     .map_err(|e| e.to_string())?;
-    report(&node.api, pod, &ip, "Pending", false);
+    report(node, pod, &ip, "Pending", false);
     let run = PodRun {
         netns,
         veth,
@@ -559,13 +701,7 @@ fn start_pod(node: &Arc<Node>, pod: &Value) -> Result<PodRun, String> {
     std::thread::spawn(move || {
         if let Err(e) = context.run() {
             eprintln!("cluster: pod {}: {e}", key(&context.pod));
-            report(
-                &context.node.api,
-                &context.pod,
-                &context.ip,
-                "Failed",
-                false,
-            );
+            report(&context.node, &context.pod, &context.ip, "Failed", false);
         }
     });
     Ok(run)
@@ -633,7 +769,7 @@ impl PodContext {
                 None => true,
             });
             if last != Some(ready) {
-                report(&self.node.api, &self.pod, &self.ip, "Running", ready);
+                report(&self.node, &self.pod, &self.ip, "Running", ready);
                 last = Some(ready);
             }
             std::thread::sleep(Duration::from_millis(300));
@@ -641,18 +777,35 @@ impl PodContext {
         Ok(())
     }
 
-    /// The pod's service account, mounted where pods find it; its token
-    /// is one the API server's TokenReview vouches for.
+    /// The pod's service account, mounted where pods find it: a token the
+    /// kubelet asks the API server for (TokenRequest, bound to the pod, as
+    /// a projected volume's), the cluster's CA and the namespace.
     fn service_account(&self) -> Result<(), String> {
         let account = self.pod["spec"]["serviceAccountName"]
             .as_str()
             .unwrap_or("default");
-        let token = format!("pod-{}-{}", self.namespace(), self.name());
-        self.node.api.add_token(&token, self.namespace(), account);
+        let (status, answer) = self.node.request(
+            "POST",
+            &format!(
+                "/api/v1/namespaces/{}/serviceaccounts/{account}/token",
+                self.namespace()
+            ),
+            Some((
+                "application/json",
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"expirationSeconds": 3607,
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name(),
+                                                   "uid": self.pod["metadata"]["uid"]}}})
+                .to_string(),
+            )),
+        );
+        let token = answer["status"]["token"]
+            .as_str()
+            .ok_or_else(|| format!("TokenRequest for {account}: {status} {answer}"))?;
         let dir = self.dir.join("serviceaccount");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("token"), &token).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("ca.crt"), &self.node.api_ca).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("token"), token).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("ca.crt"), &self.node.cp.ca_pem).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("namespace"), self.namespace()).map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -743,14 +896,11 @@ impl PodContext {
             name,
         ))
         .map_err(|e| e.to_string())?;
-        self.node.api.set_log(
-            self.namespace(),
-            self.name(),
-            name,
-            &log_file(&self.node.dir, self.namespace(), self.name(), name),
-        );
         let mut command = self.command(container, &argv, true)?;
+        // In the control plane's process group, stopped with it.
+        use std::os::unix::process::CommandExt;
         command
+            .process_group(self.node.cp.pgid as i32)
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
@@ -842,7 +992,7 @@ impl PodContext {
         env.insert("HOSTNAME".to_string(), self.name().to_string());
         env.insert(
             "KUBERNETES_SERVICE_HOST".to_string(),
-            self.node.api_host.clone(),
+            control_plane::KUBERNETES_SERVICE_IP.to_string(),
         );
         env.insert("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string());
         for var in container["env"].as_array().cloned().unwrap_or_default() {
@@ -882,14 +1032,11 @@ impl PodContext {
             let Some(secret) = volume["secret"]["secretName"].as_str() else {
                 continue;
             };
-            let object = self
-                .node
-                .api
-                .get(&format!(
-                    "/api/v1/namespaces/{}/secrets/{secret}",
-                    self.namespace()
-                ))
-                .ok_or_else(|| format!("secret {secret} not found"))?;
+            let path = format!("/api/v1/namespaces/{}/secrets/{secret}", self.namespace());
+            let (status, object) = self.node.request("GET", &path, None);
+            if status != 200 {
+                return Err(format!("secret {secret}: {status} {object}"));
+            }
             let dir = self.dir.join(format!("secret-{secret}"));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             for (file, data) in object["data"].as_object().cloned().unwrap_or_default() {
