@@ -1,16 +1,17 @@
-//! `kuma-cp` in Kubernetes mode against the in-process API server: Kuma's
-//! custom resources reach `kumactl get` (and the index), bad objects are
-//! refused with the HTTP API's errors and reported on the object, the API
-//! is read-only, and broken or expired watches lose nothing.
+//! `kuma-cp` in Kubernetes mode against a real API server, as the chart's
+//! ServiceAccount: Kuma's custom resources reach `kumactl get` (and the
+//! index), bad objects are refused with the HTTP API's errors and reported
+//! on the object, the API is read-only, and neither a restarted API server
+//! nor an etcd compaction (watches answered `410 Gone`) loses anything.
 
 #![cfg(feature = "kubernetes")]
 
 mod common;
-#[path = "kube_api/mod.rs"]
-mod kube_api;
+#[path = "cluster/control_plane.rs"]
+mod control_plane;
 
 use common::{KumaCp, eventually, http, kumactl, kumactl_config};
-use kube_api::KubeApi;
+use control_plane::ControlPlane;
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -54,7 +55,9 @@ fn listed(config: &Path, mesh: &str) -> Vec<String> {
 
 #[test]
 fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
-    let api = KubeApi::start();
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let ns = api.namespace("demo", json!({}));
     let cp = api.kuma_cp(&[]);
     // The default mesh is written to the API server on first start.
     assert!(eventually(Duration::from_secs(10), || api
@@ -67,11 +70,11 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "team-a"}}),
     );
     api.apply(
-        &dataplanes("demo"),
+        &dataplanes(&ns),
         dataplane("web-1", "team-a", "10.0.0.1", "web"),
     );
     api.apply(
-        "/apis/kuma.io/v1alpha1/namespaces/demo/trafficpermissions",
+        &format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/trafficpermissions"),
         json!({
             "apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
             "metadata": {"name": "web-to-db", "labels": {"kuma.io/mesh": "team-a"}},
@@ -80,7 +83,7 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
     );
     assert!(
         eventually(Duration::from_secs(10), || listed(&config, "team-a")
-            == ["web-1.demo"]),
+            == [format!("web-1.{ns}")]),
         "{:?}",
         listed(&config, "team-a")
     );
@@ -96,13 +99,13 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
     };
     assert!(
         eventually(Duration::from_secs(10), || permissions()
-            .contains("web-to-db.demo")),
+            .contains(&format!("web-to-db.{ns}"))),
         "{}",
         permissions()
     );
     // The new policy kinds are custom resources like the others.
     api.apply(
-        "/apis/kuma.io/v1alpha1/namespaces/demo/trafficroutes",
+        &format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/trafficroutes"),
         json!({
             "apiVersion": "kuma.io/v1alpha1", "kind": "TrafficRoute", "mesh": "team-a",
             "metadata": {"name": "web-to-db"},
@@ -111,7 +114,7 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         }),
     );
     api.apply(
-        "/apis/kuma.io/v1alpha1/namespaces/demo/traffictraces",
+        &format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/traffictraces"),
         json!({
             "apiVersion": "kuma.io/v1alpha1", "kind": "TrafficTrace", "mesh": "team-a",
             "metadata": {"name": "everything"},
@@ -119,12 +122,12 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         }),
     );
     for (kind, name) in [
-        ("traffic-routes", "web-to-db.demo"),
-        ("traffic-traces", "everything.demo"),
+        ("traffic-routes", format!("web-to-db.{ns}")),
+        ("traffic-traces", format!("everything.{ns}")),
     ] {
         let got = || kumactl(&config, &["--mesh", "team-a", "get", kind], None).stdout;
         assert!(
-            eventually(Duration::from_secs(10), || got().contains(name)),
+            eventually(Duration::from_secs(10), || got().contains(&name)),
             "{kind}: {}",
             got()
         );
@@ -146,7 +149,7 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         "metadata": {"name": "broken"}, "mesh": "team-a",
         "spec": {"networking": {"inbound": [{"interface": "10.0.0.9:abc", "tags": {"service": "web"}}]}}
     });
-    api.apply(&dataplanes("demo"), bad.clone());
+    api.apply(&dataplanes(&ns), bad.clone());
     let universal = KumaCp::start(&[]);
     let http_error = http(
         "PUT",
@@ -162,7 +165,7 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         .expect("the API explains")
         .to_string();
     let event = || {
-        api.list("/api/v1/namespaces/demo/events")
+        api.list(&format!("/api/v1/namespaces/{ns}/events"))
             .into_iter()
             .find(|e| e["involvedObject"]["name"] == "broken")
     };
@@ -175,7 +178,7 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
         "{message} (the API says: {expected})"
     );
     assert!(cp.log().contains("invalid object is not used"));
-    assert_eq!(listed(&config, "team-a"), ["web-1.demo"]);
+    assert_eq!(listed(&config, "team-a"), [format!("web-1.{ns}")]);
 
     // Read-only: writes name the kubectl to use.
     let write = http(
@@ -192,7 +195,7 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
     );
 
     // Deleted on the API server: gone from kumactl.
-    assert!(api.delete(&format!("{}/web-1", dataplanes("demo"))));
+    assert!(api.delete(&format!("{}/web-1", dataplanes(&ns))));
     assert!(eventually(Duration::from_secs(10), || listed(
         &config, "team-a"
     )
@@ -200,25 +203,28 @@ fn custom_resources_reach_kumactl_and_bad_ones_are_reported_on_the_object() {
 }
 
 #[test]
-fn broken_and_expired_watches_lose_nothing() {
-    let api = KubeApi::start();
+fn an_api_server_restart_and_an_etcd_compaction_lose_nothing() {
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let ns = api.namespace("demo", json!({}));
     let cp = api.kuma_cp(&[]);
     let (_dir, config) = kumactl_config(&cp);
     for i in 0..3 {
         api.apply(
-            &dataplanes("demo"),
+            &dataplanes(&ns),
             dataplane(&format!("dp-{i}"), "default", "10.0.0.1", "web"),
         );
     }
-    let expected = |n: usize| -> Vec<String> { (0..n).map(|i| format!("dp-{i}.demo")).collect() };
+    let expected = |n: usize| -> Vec<String> { (0..n).map(|i| format!("dp-{i}.{ns}")).collect() };
     assert!(eventually(Duration::from_secs(10), || listed(
         &config, "default"
     ) == expected(3)));
 
-    // The API server closes every watch; changes made meanwhile arrive.
-    api.break_watches();
+    // The API server restarts under kuma-cp: its watches end, and a change
+    // made once it is back arrives.
+    api.restart_apiserver();
     api.apply(
-        &dataplanes("demo"),
+        &dataplanes(&ns),
         dataplane("dp-3", "default", "10.0.0.1", "web"),
     );
     assert!(
@@ -228,20 +234,27 @@ fn broken_and_expired_watches_lose_nothing() {
         listed(&config, "default")
     );
 
-    // The history is gone: resuming watches get 410 and list again, with
-    // a deletion and a creation made while they were away.
-    api.expire_history();
-    api.break_watches();
-    assert!(api.delete(&format!("{}/dp-0", dataplanes("demo"))));
+    // etcd compacts its history and the API server restarts: resuming
+    // watches get 410 Gone and list again, with a deletion and a creation
+    // made while they were away.
+    api.compact_etcd();
+    api.restart_apiserver();
+    assert!(api.delete(&format!("{}/dp-0", dataplanes(&ns))));
     api.apply(
-        &dataplanes("demo"),
+        &dataplanes(&ns),
         dataplane("dp-4", "default", "10.0.0.1", "web"),
     );
-    let after: Vec<String> = (1..5).map(|i| format!("dp-{i}.demo")).collect();
+    let after: Vec<String> = (1..5).map(|i| format!("dp-{i}.{ns}")).collect();
     assert!(
         eventually(Duration::from_secs(15), || listed(&config, "default")
             == after),
         "{:?}",
         listed(&config, "default")
+    );
+    // The resumed watches were answered 410 Gone, and relisted.
+    assert!(
+        cp.log().contains("too old resource version"),
+        "no watch was expired:\n{}",
+        cp.log()
     );
 }

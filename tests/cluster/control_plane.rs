@@ -27,10 +27,10 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use crate::common::{KubeClients, Ran, eventually, free_port};
+use crate::common::{KubeClients, KumaCp, Ran, bin, eventually, free_port};
 
 /// The name of the node the test kubelet registers.
 pub const NODE: &str = "kuma-test-node";
@@ -111,7 +111,17 @@ pub struct ControlPlane {
     _reaper: Mutex<Child>,
     _others: Mutex<Vec<Child>>,
     client: reqwest::blocking::Client,
+    /// Namespaces tests made, removed before the next exclusive test.
+    namespaces: Mutex<Vec<String>>,
 }
+
+/// Kuma's namespaced kinds, by plural.
+const KUMA_NAMESPACED: &str = "dataplanes,dataplaneinsights,trafficpermissions,trafficroutes,trafficlogs,traffictraces,proxytemplates,meshgateways,meshgatewayroutes,accessroles,accessrolebindings";
+
+/// Held by the test that runs a `kuma-cp` on the shared cluster: every
+/// `kuma-cp` watches every namespace and writes cluster-scoped Meshes, so
+/// two at once would each act on the other's objects.
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
 /// The test binary's control plane, or why it did not start (so that
 /// every test after the first says so at once).
@@ -248,6 +258,7 @@ impl ControlPlane {
             _reaper: Mutex::new(reaper),
             _others: Mutex::new(vec![etcd]),
             client,
+            namespaces: Mutex::new(Vec::new()),
         };
         cp.wait_ready();
 
@@ -437,9 +448,11 @@ impl ControlPlane {
         status != 404
     }
 
-    /// A namespace of the test's own, named from `prefix`.
+    /// A namespace of the test's own, named from `prefix`; removed by the
+    /// next [`ControlPlane::exclusive`].
     pub fn namespace(&self, prefix: &str, labels: Value) -> String {
         let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        self.namespaces.lock().unwrap().push(name.clone());
         self.apply(
             "/api/v1/namespaces",
             json!({"apiVersion": "v1", "kind": "Namespace",
@@ -482,6 +495,106 @@ impl ControlPlane {
         match stdin {
             Some(text) => clients.try_kubectl_with(args, text),
             None => clients.try_kubectl(args),
+        }
+    }
+
+    /// The cluster to this test alone (see `EXCLUSIVE`), with what earlier
+    /// tests left removed: their namespaces (and with them their pods),
+    /// every Kuma object, the control plane's Secrets and leader Lease.
+    pub fn exclusive(&self) -> MutexGuard<'static, ()> {
+        let guard = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+        self.install_crds();
+        let namespaces: Vec<String> = self.namespaces.lock().unwrap().drain(..).collect();
+        for ns in namespaces {
+            self.delete(&format!("/api/v1/namespaces/{ns}"));
+        }
+        for args in [
+            vec!["delete", KUMA_NAMESPACED, "--all", "-A", "--wait=false"],
+            vec!["delete", "meshes", "--all", "--wait=false"],
+            vec![
+                "delete",
+                "-n",
+                "kuma-system",
+                "secrets,leases",
+                "--all",
+                "--ignore-not-found",
+            ],
+        ] {
+            let out = self.kubectl(&args, None);
+            assert!(out.ok, "kubectl {}: {}", args.join(" "), out.stderr);
+        }
+        guard
+    }
+
+    /// A kubeconfig whose user is the chart's ServiceAccount
+    /// `kuma-system/kuma-control-plane`, bound to the chart's own RBAC
+    /// (the ServiceAccount, ClusterRole, Role and bindings of `kumactl
+    /// install control-plane`, applied once): a `kuma-cp` using it is
+    /// never an admin, and a permission the chart lacks fails with the
+    /// API server's 403.
+    pub fn kuma_cp_kubeconfig(&self) -> PathBuf {
+        static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| {
+                self.install_crds();
+                let rendered = Command::new(bin("kumactl"))
+                    .args(["install", "control-plane"])
+                    .output()
+                    .expect("kumactl install control-plane");
+                assert!(rendered.status.success(), "kumactl install control-plane");
+                let text = String::from_utf8_lossy(&rendered.stdout);
+                let wanted = [
+                    "Namespace",
+                    "ServiceAccount",
+                    "ClusterRole",
+                    "ClusterRoleBinding",
+                    "Role",
+                    "RoleBinding",
+                ];
+                let rbac: Vec<&str> = text
+                    .split("\n---")
+                    .filter(|doc| {
+                        doc.lines()
+                            .find_map(|l| l.strip_prefix("kind: "))
+                            .is_some_and(|kind| wanted.contains(&kind.trim()))
+                    })
+                    .collect();
+                let out = self.kubectl(&["apply", "-f", "-"], Some(&rbac.join("\n---")));
+                assert!(out.ok, "the chart's RBAC: {}", out.stderr);
+                let token = self.service_account_token("kuma-system", "kuma-control-plane");
+                self.kubeconfig_for("kuma-control-plane", &token)
+            })
+            .clone()
+    }
+
+    /// `kuma-cp` in Kubernetes mode on this cluster, as the chart's
+    /// ServiceAccount, with `extra` settings. Hold [`ControlPlane::exclusive`].
+    pub fn kuma_cp(&self, extra: &[(&str, &str)]) -> KumaCp {
+        let kubeconfig = self.kuma_cp_kubeconfig();
+        let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+        let mut env = vec![
+            ("KUMA_ENVIRONMENT", "kubernetes"),
+            ("KUMA_STORE_TYPE", "kubernetes"),
+            ("KUBECONFIG", kubeconfig),
+        ];
+        env.extend_from_slice(extra);
+        KumaCp::start(&env)
+    }
+
+    /// Creates or updates `object` in `collection_path` and then writes
+    /// its `status`, as a kubelet would (the main resource ignores it).
+    pub fn apply_with_status(&self, collection_path: &str, object: Value) -> Value {
+        let mut spec = object.clone();
+        let status = spec.as_object_mut().and_then(|o| o.remove("status"));
+        let applied = self.apply(collection_path, spec);
+        match status {
+            Some(status) => {
+                let name = object["metadata"]["name"].as_str().expect("metadata.name");
+                self.patch_status(&format!("{collection_path}/{name}"), status);
+                self.get(&format!("{collection_path}/{name}"))
+                    .unwrap_or(applied)
+            }
+            None => applied,
         }
     }
 
