@@ -1,106 +1,20 @@
-//! Admission as the API server does it: the chart, installed with real
-//! Helm, registers `kuma-injector` as a mutating webhook; real `kubectl`
-//! creates pods; the test API server matches the webhook's selectors, calls
-//! it over HTTPS verifying the `caBundle` the chart generated, applies its
-//! patch, and honours its failure policy. The injector runs as its pod
-//! would: from the chart's Deployment (its environment, its certificate
-//! Secret), at the pod's address and port.
+//! Admission as a real API server does it: the chart, installed with real
+//! Helm, registers `kuma-injector` as a mutating webhook; its Deployment's
+//! pod runs on the test node; real `kubectl` creates pods; kube-apiserver
+//! matches the webhook's selectors, calls the injector's pod over HTTPS
+//! verifying the `caBundle` the chart generated, applies its patch, and
+//! honours its failure policy.
 
 #![cfg(feature = "kubernetes")]
 
+mod cluster;
 mod common;
-mod kube_api;
 
-use base64::Engine;
+use cluster::{Cluster, ControlPlane};
 use common::{KubeClients, bin, eventually};
-use kube_api::KubeApi;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-const INJECTOR: &str = "/apis/apps/v1/namespaces/kuma-system/deployments/kuma-injector";
-
-/// A loopback address of each injector pod's own, so that it can listen on
-/// the chart's port 8443 beside the other tests'.
-fn pod_ip() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("127.77.{}.{}", std::process::id() % 256, n % 255)
-}
-
-/// `kuma-injector run` as the chart's Deployment runs it, with the
-/// certificate now in the chart's Secret; and its pod, ready, in the API.
-struct InjectorPod {
-    child: Child,
-    _certs: tempfile::TempDir,
-}
-
-impl Drop for InjectorPod {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_injector(api: &KubeApi) -> InjectorPod {
-    let deployment = api.get(INJECTOR).expect("the chart's injector Deployment");
-    let template = &deployment["spec"]["template"];
-    let container = &template["spec"]["containers"][0];
-    let secret = api
-        .get("/api/v1/namespaces/kuma-system/secrets/kuma-injector-tls")
-        .expect("the webhook certificate Secret");
-    let certs = tempfile::tempdir().unwrap();
-    for file in ["tls.crt", "tls.key"] {
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(secret["data"][file].as_str().unwrap())
-            .unwrap();
-        std::fs::write(certs.path().join(file), pem).unwrap();
-    }
-    let mut command = Command::new(bin("kuma-injector"));
-    command
-        .args(
-            container["args"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap()),
-        )
-        .env_clear();
-    for env in container["env"].as_array().unwrap() {
-        command.env(
-            env["name"].as_str().unwrap(),
-            env["value"].as_str().unwrap_or(""),
-        );
-    }
-    let ip = pod_ip();
-    let child = command
-        // Where the pod's volume and address would be.
-        .env("KUMA_INJECTOR_WEBHOOK_SERVER_CERT_DIR", certs.path())
-        .env("KUMA_INJECTOR_WEBHOOK_SERVER_ADDRESS", &ip)
-        .env("KUBECONFIG", api.kubeconfig_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("kuma-injector runs");
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            std::net::TcpStream::connect((ip.as_str(), 8443)).is_ok()
-        }),
-        "the injector listens on {ip}:8443"
-    );
-    api.apply(
-        "/api/v1/namespaces/kuma-system/pods",
-        json!({"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "kuma-injector-0", "labels": template["metadata"]["labels"]},
-               "spec": template["spec"],
-               "status": {"phase": "Running", "podIP": ip,
-                          "conditions": [{"type": "Ready", "status": "True"}]}}),
-    );
-    InjectorPod {
-        child,
-        _certs: certs,
-    }
-}
 
 fn pod(name: &str, namespace: &str, annotations: Value) -> String {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -110,7 +24,7 @@ fn pod(name: &str, namespace: &str, annotations: Value) -> String {
     .to_string()
 }
 
-fn has_sidecar(api: &KubeApi, namespace: &str, name: &str) -> bool {
+fn has_sidecar(api: &ControlPlane, namespace: &str, name: &str) -> bool {
     let pod = api
         .get(&format!("/api/v1/namespaces/{namespace}/pods/{name}"))
         .unwrap_or_else(|| panic!("pod {namespace}/{name} was created"));
@@ -133,56 +47,77 @@ fn has_sidecar(api: &KubeApi, namespace: &str, name: &str) -> bool {
     injected
 }
 
-fn upgrade(k: &KubeClients, failure_policy: &str) {
-    k.chart(
-        "upgrade",
-        &[
-            "injector.separate=true",
-            &format!("injector.failurePolicy={failure_policy}"),
-        ],
+/// Waits until the injector Deployment has a ready pod of its current
+/// template, and no other (a rollout finished).
+fn injector_rolled_out(k: &KubeClients) {
+    let status = k.try_kubectl(&[
+        "-n",
+        "kuma-system",
+        "rollout",
+        "status",
+        "deployment/kuma-injector",
+        "--timeout=120s",
+    ]);
+    assert!(
+        status.ok,
+        "the injector did not roll out: {}",
+        status.stderr
     );
+}
+
+fn upgrade(k: &KubeClients, sets: &[&str]) {
+    let mut all = vec!["injector.separate=true"];
+    all.extend_from_slice(sets);
+    k.chart("upgrade", &all);
 }
 
 #[test]
 fn pods_created_with_kubectl_get_their_sidecar_from_the_webhook_the_chart_registered() {
-    let api = KubeApi::start();
-    let k = KubeClients::new(api.kubeconfig_path());
-    k.chart("install", &["injector.separate=true"]);
-    let injector = start_injector(&api);
-    for ns in ["demo", "plain"] {
-        k.kubectl(&["create", "namespace", ns]);
-    }
-    k.kubectl(&[
-        "label",
-        "namespace",
-        "demo",
-        "kuma.io/sidecar-injection=enabled",
-    ]);
-
-    k.kubectl_with(&["apply", "-f", "-"], &pod("echo", "demo", json!({})));
-    assert!(has_sidecar(&api, "demo", "echo"), "labelled namespace");
-    k.kubectl_with(&["apply", "-f", "-"], &pod("echo", "plain", json!({})));
-    assert!(
-        !has_sidecar(&api, "plain", "echo"),
-        "namespace not labelled"
+    let cluster = Cluster::shared();
+    let api = cluster.cp;
+    let _only = api.exclusive();
+    let k = KubeClients::new(&api.admin_kubeconfig);
+    k.chart(
+        "install",
+        &["injector.separate=true", "injector.failurePolicy=Fail"],
     );
+    injector_rolled_out(&k);
+    let demo = api.namespace("demo", json!({"kuma.io/sidecar-injection": "enabled"}));
+    let plain = api.namespace("plain", json!({}));
+
+    k.kubectl_with(&["apply", "-f", "-"], &pod("echo", &demo, json!({})));
+    assert!(has_sidecar(api, &demo, "echo"), "labelled namespace");
+    k.kubectl_with(&["apply", "-f", "-"], &pod("echo", &plain, json!({})));
+    assert!(!has_sidecar(api, &plain, "echo"), "namespace not labelled");
     k.kubectl_with(
         &["apply", "-f", "-"],
         &pod(
             "opted-out",
-            "demo",
+            &demo,
             json!({"kuma.io/sidecar-injection": "disabled"}),
         ),
     );
-    assert!(!has_sidecar(&api, "demo", "opted-out"), "opted out");
+    assert!(!has_sidecar(api, &demo, "opted-out"), "opted out");
+    // A pod updated after its creation is not injected again.
+    k.kubectl(&["-n", &demo, "label", "pod", "echo", "updated=yes"]);
+    let echo = api
+        .get(&format!("/api/v1/namespaces/{demo}/pods/echo"))
+        .expect("the pod");
+    let sidecars = echo["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == "kuma-sidecar")
+        .count();
+    assert_eq!(sidecars, 1, "injected once: {echo}");
 
-    // An upgrade generates a new CA and certificate; the injector still
-    // serves the old one, which the new caBundle does not verify. With
-    // failurePolicy Fail the pod is refused, and the reason says so.
-    upgrade(&k, "Fail");
+    // An upgrade generates a new CA and certificate; the injector's pod
+    // still serves the old one, which the new caBundle does not verify.
+    // With failurePolicy Fail the pod is refused, and the reason says so.
+    upgrade(&k, &["injector.failurePolicy=Fail"]);
     let ran = k.try_kubectl_with(
         &["apply", "-f", "-"],
-        &pod("after-upgrade", "demo", json!({})),
+        &pod("after-upgrade", &demo, json!({})),
     );
     assert!(!ran.ok, "refused while the certificate is stale");
     assert!(
@@ -193,39 +128,62 @@ fn pods_created_with_kubectl_get_their_sidecar_from_the_webhook_the_chart_regist
         ran.stderr
     );
     assert!(
-        api.get("/api/v1/namespaces/demo/pods/after-upgrade")
+        api.get(&format!("/api/v1/namespaces/{demo}/pods/after-upgrade"))
             .is_none()
     );
 
     // The injector restarted with the new Secret: accepted, injected.
-    drop(injector);
-    let injector = start_injector(&api);
+    k.kubectl(&[
+        "-n",
+        "kuma-system",
+        "rollout",
+        "restart",
+        "deployment/kuma-injector",
+    ]);
+    injector_rolled_out(&k);
     k.kubectl_with(
         &["apply", "-f", "-"],
-        &pod("after-upgrade", "demo", json!({})),
+        &pod("after-upgrade", &demo, json!({})),
     );
-    assert!(has_sidecar(&api, "demo", "after-upgrade"));
+    assert!(has_sidecar(api, &demo, "after-upgrade"));
 
     // The injector down: Fail refuses the pod, Ignore creates it bare.
-    drop(injector);
-    let ran = k.try_kubectl_with(&["apply", "-f", "-"], &pod("while-down", "demo", json!({})));
+    upgrade(&k, &["injector.failurePolicy=Fail", "injector.replicas=0"]);
+    let no_injector = eventually(Duration::from_secs(60), || {
+        api.list("/api/v1/namespaces/kuma-system/pods")
+            .iter()
+            .all(|p| {
+                !p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("kuma-injector")
+            })
+    });
+    assert!(no_injector, "the injector's pod stayed");
+    let ran = k.try_kubectl_with(&["apply", "-f", "-"], &pod("while-down", &demo, json!({})));
     assert!(
         !ran.ok && ran.stderr.contains("failed calling webhook"),
         "{}",
         ran.stderr
     );
-    upgrade(&k, "Ignore");
-    k.kubectl_with(&["apply", "-f", "-"], &pod("while-down", "demo", json!({})));
+    upgrade(
+        &k,
+        &["injector.failurePolicy=Ignore", "injector.replicas=0"],
+    );
+    k.kubectl_with(&["apply", "-f", "-"], &pod("while-down", &demo, json!({})));
     assert!(
-        !has_sidecar(&api, "demo", "while-down"),
+        !has_sidecar(api, &demo, "while-down"),
         "created without a sidecar"
     );
+    k.helm(&["uninstall", "kuma", "--namespace", "kuma-system"]);
 }
 
 #[test]
 fn kumactl_install_control_plane_piped_to_kubectl_registers_the_same_webhook() {
-    let api = KubeApi::start();
-    let k = KubeClients::new(api.kubeconfig_path());
+    let cluster = Cluster::shared();
+    let api = cluster.cp;
+    let _only = api.exclusive();
+    let k = KubeClients::new(&api.admin_kubeconfig);
     let rendered = Command::new(bin("kumactl"))
         .args([
             "install",
@@ -236,25 +194,25 @@ fn kumactl_install_control_plane_piped_to_kubectl_registers_the_same_webhook() {
         .output()
         .expect("kumactl runs");
     assert!(rendered.status.success());
-    let applied = k.kubectl_with(
-        &["apply", "-f", "-"],
-        &String::from_utf8(rendered.stdout).unwrap(),
-    );
-    assert!(
-        applied.contains("namespace/kuma-system created"),
-        "{applied}"
-    );
+    let manifests = String::from_utf8(rendered.stdout).unwrap();
+    let applied = k.kubectl_with(&["apply", "-f", "-"], &manifests);
     assert!(
         applied.contains(
             "mutatingwebhookconfiguration.admissionregistration.k8s.io/kuma-injector created"
         ),
         "{applied}"
     );
-    let _injector = start_injector(&api);
+    injector_rolled_out(&k);
+    let demo = api.namespace("demo", json!({"kuma.io/sidecar-injection": "enabled"}));
+    k.kubectl_with(&["apply", "-f", "-"], &pod("echo", &demo, json!({})));
+    assert!(has_sidecar(api, &demo, "echo"));
+    // What it installed, but the CRDs (as helm uninstall leaves them).
+    let installed: Vec<&str> = manifests
+        .split("\n---")
+        .filter(|doc| !doc.contains("kind: CustomResourceDefinition"))
+        .collect();
     k.kubectl_with(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, labels: {kuma.io/sidecar-injection: enabled}}\n",
+        &["delete", "--wait=false", "-f", "-"],
+        &installed.join("\n---"),
     );
-    k.kubectl_with(&["apply", "-f", "-"], &pod("echo", "demo", json!({})));
-    assert!(has_sidecar(&api, "demo", "echo"));
 }

@@ -66,6 +66,7 @@ fn logs(api: &ControlPlane, cluster: &Cluster) -> String {
 fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
     let cluster = Cluster::shared();
     let api = cluster.cp;
+    let _only = api.exclusive();
     let k = KubeClients::new(&api.admin_kubeconfig);
     let step = |name: &str, env: &[(&str, &str)]| {
         let ran = k.journey(name, env);

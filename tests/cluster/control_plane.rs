@@ -500,7 +500,9 @@ impl ControlPlane {
 
     /// The cluster to this test alone (see `EXCLUSIVE`), with what earlier
     /// tests left removed: their namespaces (and with them their pods),
-    /// every Kuma object, the control plane's Secrets and leader Lease.
+    /// every Kuma object, webhook registrations, the Deployments and
+    /// Services of `kuma-system`, the control plane's Secrets and leader
+    /// Lease.
     pub fn exclusive(&self) -> MutexGuard<'static, ()> {
         let guard = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
         self.install_crds();
@@ -508,17 +510,28 @@ impl ControlPlane {
         for ns in namespaces {
             self.delete(&format!("/api/v1/namespaces/{ns}"));
         }
-        for args in [
-            vec!["delete", KUMA_NAMESPACED, "--all", "-A", "--wait=false"],
-            vec!["delete", "meshes", "--all", "--wait=false"],
+        let in_system = |kinds: &'static str| {
             vec![
                 "delete",
                 "-n",
                 "kuma-system",
-                "secrets,leases",
+                kinds,
                 "--all",
                 "--ignore-not-found",
+            ]
+        };
+        for args in [
+            vec!["delete", KUMA_NAMESPACED, "--all", "-A", "--wait=false"],
+            vec!["delete", "meshes", "--all", "--wait=false"],
+            // What a chart left: its webhooks, and the Deployments whose
+            // pods would serve them.
+            vec![
+                "delete",
+                "mutatingwebhookconfigurations,validatingwebhookconfigurations",
+                "--all",
             ],
+            in_system("deployments,services"),
+            in_system("secrets,leases"),
         ] {
             let out = self.kubectl(&args, None);
             assert!(out.ok, "kubectl {}: {}", args.join(" "), out.stderr);
