@@ -1,19 +1,22 @@
-//! Real traffic in Kubernetes mode: `kuma-cp` against the in-process API
-//! server, two "pods" whose IPs are loopback addresses, each with `kuma-dp`
-//! and a real Envoy started the way the injected sidecar starts them (the
-//! environment only, the pod's service-account token). Bytes sent to the
-//! echo Service's cluster IP go through the client's Envoy and the echo's
-//! Envoy to `kuma-tcp-echo`; with mTLS on, the mesh CA lands in a Secret of
-//! `kuma-system` and traffic waits for a TrafficPermission.
+//! Real traffic in Kubernetes mode: `kuma-cp` against a real API server
+//! (as the chart's ServiceAccount), two pods whose IPs are loopback
+//! addresses, each with `kuma-dp` and a real Envoy started the way the
+//! injected sidecar starts them (the environment only, a service-account
+//! token the API server issued). Bytes sent to the echo Service's cluster
+//! IP (put on the loopback interface, where the client's outbound listens)
+//! go through the client's Envoy and the echo's Envoy to `kuma-tcp-echo`;
+//! with mTLS on, the mesh CA lands in a Secret of `kuma-system` and traffic
+//! waits for a TrafficPermission. Tokens the API server does not vouch for,
+//! or for another pod's account or namespace, are refused. Needs root.
 
 #![cfg(feature = "kubernetes")]
 
 mod common;
-#[path = "kube_api/mod.rs"]
-mod kube_api;
+#[path = "cluster/control_plane.rs"]
+mod control_plane;
 
-use common::{Dataplane, KumaCp, echo_server, echo_works_at, eventually, free_port};
-use kube_api::KubeApi;
+use common::{Dataplane, KumaCp, echo_server, echo_works_at, eventually, free_port, run_ok};
+use control_plane::ControlPlane;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -31,15 +34,18 @@ impl Addresses {
     }
 }
 
-fn namespace() -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace",
-           "metadata": {"name": "demo", "labels": {"kuma.io/sidecar-injection": "enabled"}}})
-}
-
-fn service(name: &str, vip: &str, port: u16, target: u16) -> Value {
-    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-           "spec": {"selector": {"app": name}, "clusterIP": vip,
-                    "ports": [{"port": port, "targetPort": target}]}})
+/// A Service; answers its cluster IP, which the API server allocates.
+fn service(api: &ControlPlane, ns: &str, name: &str, port: u16, target: u16) -> String {
+    let created = api.apply(
+        &format!("/api/v1/namespaces/{ns}/services"),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"selector": {"app": name},
+                        "ports": [{"port": port, "targetPort": target}]}}),
+    );
+    created["spec"]["clusterIP"]
+        .as_str()
+        .expect("a cluster IP")
+        .to_string()
 }
 
 /// A running pod with the sidecar injected. `outbound_redirected`: the node
@@ -59,15 +65,15 @@ fn pod(name: &str, app: &str, ip: &str, account: &str, outbound_redirected: bool
                       "conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
-/// `kuma-dp` as the sidecar container runs it, with a service-account
-/// token file holding `token`.
-fn sidecar(cp: &KumaCp, name: &str, token: &str, dir: &std::path::Path) -> Dataplane {
+/// `kuma-dp` as the sidecar container of pod `name` (of namespace `ns`)
+/// runs it, with a service-account token file holding `token`.
+fn sidecar(cp: &KumaCp, (ns, name): (&str, &str), token: &str, dir: &std::path::Path) -> Dataplane {
     let token_file = dir.join(format!("{name}-token"));
     std::fs::write(&token_file, token).unwrap();
     Dataplane::launch_sidecar(&[
         ("KUMA_CONTROL_PLANE_URL", &cp.bootstrap),
         ("KUMA_DATAPLANE_MESH", "default"),
-        ("KUMA_DATAPLANE_NAME", &format!("{name}.demo")),
+        ("KUMA_DATAPLANE_NAME", &format!("{name}.{ns}")),
         (
             "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
             token_file.to_str().unwrap(),
@@ -77,36 +83,34 @@ fn sidecar(cp: &KumaCp, name: &str, token: &str, dir: &std::path::Path) -> Datap
 
 #[test]
 fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permission() {
-    let api = KubeApi::start();
-    api.add_token("echo-token", "demo", "echo");
-    api.add_token("client-token", "demo", "client");
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let ns = api.namespace("demo", json!({"kuma.io/sidecar-injection": "enabled"}));
+    let echo_token = api.service_account_token(&ns, "echo");
+    let client_token = api.service_account_token(&ns, "client");
     let cp = api.kuma_cp(&[]);
     let ips = Addresses::new();
     let (echo_port, echo_vip_port, client_port) = (free_port(), free_port(), free_port());
     let _echo = echo_server(echo_port);
-    let echo_vip = ips.ip(3);
 
-    api.apply("/api/v1/namespaces", namespace());
-    api.apply(
-        "/api/v1/namespaces/demo/services",
-        service("echo", &echo_vip, echo_vip_port, echo_port),
+    let echo_vip = service(api, &ns, "echo", echo_vip_port, echo_port);
+    // The client's outbound listens on the echo Service's address.
+    run_ok(
+        "ip",
+        &["addr", "add", &format!("{echo_vip}/32"), "dev", "lo"],
     );
-    api.apply(
-        "/api/v1/namespaces/demo/services",
-        service("client", &ips.ip(5), client_port, client_port),
-    );
-    api.apply(
-        "/api/v1/namespaces/demo/pods",
-        pod("echo-1", "echo", &ips.ip(2), "echo", true),
-    );
+    api.at_exit(&format!("ip addr del {echo_vip}/32 dev lo"));
+    service(api, &ns, "client", client_port, client_port);
+    let pods = format!("/api/v1/namespaces/{ns}/pods");
+    api.apply_with_status(&pods, pod("echo-1", "echo", &ips.ip(2), "echo", true));
     // No redirection for the client here: its outbounds listen on the
     // Service addresses themselves.
-    api.apply(
-        "/api/v1/namespaces/demo/pods",
+    api.apply_with_status(
+        &pods,
         pod("client-1", "client", &ips.ip(4), "client", false),
     );
     for name in ["echo-1", "client-1"] {
-        let path = format!("/apis/kuma.io/v1alpha1/namespaces/demo/dataplanes/{name}");
+        let path = format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/dataplanes/{name}");
         assert!(
             eventually(Duration::from_secs(10), || api.get(&path).is_some()),
             "no Dataplane for {name}"
@@ -114,8 +118,8 @@ fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permissio
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let echo_dp = sidecar(&cp, "echo-1", "echo-token", dir.path());
-    let client_dp = sidecar(&cp, "client-1", "client-token", dir.path());
+    let echo_dp = sidecar(&cp, (&ns, "echo-1"), &echo_token, dir.path());
+    let client_dp = sidecar(&cp, (&ns, "client-1"), &client_token, dir.path());
     echo_dp.wait_ready();
     client_dp.wait_ready();
     let target = (echo_vip.as_str(), echo_vip_port);
@@ -125,7 +129,7 @@ fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permissio
         client_dp.log(),
         client_dp.admin_get("/listeners").unwrap_or_default()
     );
-    let cluster = format!("echo_demo_svc_{echo_vip_port}");
+    let cluster = format!("echo_{ns}_svc_{echo_vip_port}");
     assert_eq!(
         client_dp.endpoints(&cluster),
         [format!("{}:{echo_port}", ips.ip(2))],
@@ -147,11 +151,11 @@ fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permissio
         "traffic flowed with mTLS on and no permission"
     );
     api.apply(
-        "/apis/kuma.io/v1alpha1/namespaces/demo/trafficpermissions",
+        &format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/trafficpermissions"),
         json!({"apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
                "metadata": {"name": "client-to-echo"}, "mesh": "default",
                "spec": {"rules": [{
-                   "sources": [{"match": {"service": format!("client_demo_svc_{client_port}")}}],
+                   "sources": [{"match": {"service": format!("client_{ns}_svc_{client_port}")}}],
                    "destinations": [{"match": {"service": cluster}}]}]}}),
     );
     assert!(
@@ -162,42 +166,47 @@ fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permissio
 
 #[test]
 fn a_wrong_or_missing_service_account_token_is_refused() {
-    let api = KubeApi::start();
-    api.add_token("echo-token", "demo", "echo");
-    api.add_token("other-token", "demo", "other");
-    api.add_token("elsewhere-token", "prod", "echo");
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let ns = api.namespace("demo", json!({"kuma.io/sidecar-injection": "enabled"}));
+    let prod = api.namespace("prod", json!({}));
+    api.service_account_token(&ns, "echo");
+    let other = api.service_account_token(&ns, "other");
+    let elsewhere = api.service_account_token(&prod, "echo");
     let cp = api.kuma_cp(&[]);
     let ips = Addresses::new();
-    api.apply("/api/v1/namespaces", namespace());
-    api.apply(
-        "/api/v1/namespaces/demo/services",
-        service("echo", &ips.ip(3), free_port(), free_port()),
-    );
-    api.apply(
-        "/api/v1/namespaces/demo/pods",
+    service(api, &ns, "echo", free_port(), free_port());
+    api.apply_with_status(
+        &format!("/api/v1/namespaces/{ns}/pods"),
         pod("echo-1", "echo", &ips.ip(2), "echo", true),
     );
-    let path = "/apis/kuma.io/v1alpha1/namespaces/demo/dataplanes/echo-1";
+    let path = format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/dataplanes/echo-1");
     assert!(eventually(Duration::from_secs(10), || api
-        .get(path)
+        .get(&path)
         .is_some()));
 
     let dir = tempfile::tempdir().unwrap();
     let mut log = String::new();
     for (token, refusal) in [
-        ("forged", "did not accept the service-account token"),
         (
-            "other-token",
-            "pod \\\"echo-1.demo\\\" runs as \\\"echo\\\"",
+            "forged".to_string(),
+            "did not accept the service-account token".to_string(),
         ),
-        ("elsewhere-token", "of namespace \\\"prod\\\""),
-        ("", "no service-account token was presented"),
+        (
+            other,
+            format!("pod \\\"echo-1.{ns}\\\" runs as \\\"echo\\\""),
+        ),
+        (elsewhere, format!("of namespace \\\"{prod}\\\"")),
+        (
+            String::new(),
+            "no service-account token was presented".to_string(),
+        ),
     ] {
-        let mut dp = sidecar(&cp, "echo-1", token, dir.path());
+        let mut dp = sidecar(&cp, (&ns, "echo-1"), &token, dir.path());
         assert!(
             eventually(Duration::from_secs(15), || {
                 log.push_str(&cp.log());
-                log.contains(refusal)
+                log.contains(&refusal)
             }),
             "no refusal saying {refusal:?}; kuma-cp log:\n{log}"
         );
