@@ -1,29 +1,60 @@
-//! Two `kuma-cp` replicas in Kubernetes mode: only the holder of the leader
-//! Lease writes; killing it hands the lease, and the writing, to the other
-//! within the lease duration.
+//! Two `kuma-cp` replicas in Kubernetes mode on a real API server, each as
+//! a ServiceAccount of its own bound to the chart's RBAC: only the holder
+//! of the leader Lease writes (the API server's audit log says who wrote
+//! what); killing it hands the lease, and the writing, to the other within
+//! the lease duration.
 
 #![cfg(feature = "kubernetes")]
 
 mod common;
-#[path = "kube_api/mod.rs"]
-mod kube_api;
+#[path = "cluster/control_plane.rs"]
+mod control_plane;
 
 use common::{KumaCp, eventually};
-use kube_api::KubeApi;
+use control_plane::ControlPlane;
 use serde_json::json;
 use std::time::Duration;
 
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/kuma-system/leases/kuma-cp-leader";
-const DATAPLANES: &str = "kuma.io/v1alpha1/dataplanes";
 
-fn replica(api: &KubeApi, token: &str) -> (KumaCp, String) {
-    let kubeconfig = api.kubeconfig_for(token);
-    let mut cp = api.kuma_cp(&[
+/// A replica running as service account `account` of `kuma-system`, bound
+/// to the chart's ClusterRole and Role; its instance id.
+fn replica(api: &ControlPlane, account: &str) -> (KumaCp, String) {
+    api.kuma_cp_kubeconfig(); // the chart's RBAC
+    let token = api.service_account_token("kuma-system", account);
+    for (kind, path) in [
+        (
+            "ClusterRoleBinding",
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        ),
+        (
+            "RoleBinding",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/kuma-system/rolebindings",
+        ),
+    ] {
+        let role = kind.trim_end_matches("Binding");
+        api.apply(
+            path,
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                   "metadata": {"name": account},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": "kuma-control-plane"},
+                   "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "kuma-system"}]}),
+        );
+    }
+    let kubeconfig = api.kubeconfig_for(account, &token);
+    let mut cp = KumaCp::start(&[
+        ("KUMA_ENVIRONMENT", "kubernetes"),
+        ("KUMA_STORE_TYPE", "kubernetes"),
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("KUMA_LEADER_ELECTION_LEASE_DURATION_SECONDS", "2"),
     ]);
     let id = instance_id(&mut cp);
     (cp, id)
+}
+
+/// The user the API server knows a replica's service account as.
+fn user(account: &str) -> String {
+    format!("system:serviceaccount:kuma-system:{account}")
 }
 
 /// The instance id `kuma-cp` logs when it starts.
@@ -41,7 +72,7 @@ fn instance_id(cp: &mut KumaCp) -> String {
     found.unwrap_or_else(|| panic!("no instance id logged:\n{log}"))
 }
 
-fn holder(api: &KubeApi) -> Option<String> {
+fn holder(api: &ControlPlane) -> Option<String> {
     api.get(LEASE)?["spec"]["holderIdentity"]
         .as_str()
         .map(str::to_string)
@@ -58,54 +89,64 @@ fn pod(name: &str, ip: &str) -> serde_json::Value {
 
 #[test]
 fn only_the_leader_writes_and_killing_it_hands_over() {
-    let api = KubeApi::start();
-    let (mut a, a_id) = replica(&api, "replica-a");
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let ns = api.namespace("demo", json!({}));
+    let (mut a, a_id) = replica(api, "replica-a");
     assert!(
-        eventually(Duration::from_secs(10), || holder(&api).as_deref()
+        eventually(Duration::from_secs(10), || holder(api).as_deref()
             == Some(a_id.as_str())),
         "the first replica did not take the lease"
     );
-    let (_b, b_id) = replica(&api, "replica-b");
+    let (b, b_id) = replica(api, "replica-b");
 
     api.apply(
-        "/api/v1/namespaces/demo/services",
+        &format!("/api/v1/namespaces/{ns}/services"),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-               "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.7",
+               "spec": {"selector": {"app": "web"},
                         "ports": [{"port": 80, "targetPort": 8080}]}}),
     );
-    api.apply("/api/v1/namespaces/demo/pods", pod("web-1", "10.0.0.1"));
+    let pods = format!("/api/v1/namespaces/{ns}/pods");
+    api.apply_with_status(&pods, pod("web-1", "10.0.0.1"));
     let dataplane =
-        |name: &str| format!("/apis/kuma.io/v1alpha1/namespaces/demo/dataplanes/{name}");
+        |name: &str| format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/dataplanes/{name}");
     assert!(eventually(Duration::from_secs(10), || api
         .get(&dataplane("web-1"))
         .is_some()));
-    // Give the follower every chance to write too; it must not.
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(api.writes(DATAPLANES, "replica-a") > 0);
-    for collection in [DATAPLANES, "kuma.io/v1alpha1/meshes", "v1/secrets"] {
+    // The follower has seen the leader's Dataplane, which came after the
+    // pod it would have acted on: had it written, it would have by now.
+    let seen = format!("{}/meshes/default/dataplanes/web-1.{ns}", b.api);
+    assert!(
+        eventually(Duration::from_secs(10), || common::http("GET", &seen, None)
+            .status
+            == 200),
+        "the follower did not see the leader's Dataplane"
+    );
+    assert!(api.writes_by(&user("replica-a"), "dataplanes") > 0);
+    for resource in ["dataplanes", "meshes", "secrets"] {
         assert_eq!(
-            api.writes(collection, "replica-b"),
+            api.writes_by(&user("replica-b"), resource),
             0,
-            "the follower wrote {collection}"
+            "the follower wrote {resource}"
         );
     }
-    assert_eq!(holder(&api).as_deref(), Some(a_id.as_str()));
+    assert_eq!(holder(api).as_deref(), Some(a_id.as_str()));
 
     // The leader dies without a word: the follower takes the lease once it
     // has not been renewed for the lease duration (2 s here).
     a.child.kill().unwrap();
     let _ = a.child.wait();
     assert!(
-        eventually(Duration::from_secs(10), || holder(&api).as_deref()
+        eventually(Duration::from_secs(10), || holder(api).as_deref()
             == Some(b_id.as_str())),
         "the follower did not take over"
     );
-    api.apply("/api/v1/namespaces/demo/pods", pod("web-2", "10.0.0.2"));
+    api.apply_with_status(&pods, pod("web-2", "10.0.0.2"));
     assert!(
         eventually(Duration::from_secs(10), || api
             .get(&dataplane("web-2"))
             .is_some()),
         "the new leader did not write"
     );
-    assert!(api.writes(DATAPLANES, "replica-b") > 0);
+    assert!(api.writes_by(&user("replica-b"), "dataplanes") > 0);
 }
