@@ -7,12 +7,12 @@
 #![cfg(feature = "kubernetes")]
 
 mod common;
-#[path = "kube_api/mod.rs"]
-mod kube_api;
+#[path = "cluster/control_plane.rs"]
+mod control_plane;
 
 use base64::Engine;
 use common::{bin, envoy_binary, eventually, free_port, kubernetes_validate};
-use kube_api::KubeApi;
+use control_plane::ControlPlane;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -59,13 +59,14 @@ fn webhook_client(ca_pem: &str) -> reqwest::blocking::Client {
 }
 
 /// `kuma-injector run` with a fresh certificate for localhost, against the
-/// fixture API server.
-fn injector(api: &KubeApi, dir: &std::path::Path, env: &[(&str, &str)]) -> InjectorProcess {
+/// test cluster's API server as the chart's ServiceAccount (the chart's
+/// injector Deployment runs as it).
+fn injector(api: &ControlPlane, dir: &std::path::Path, env: &[(&str, &str)]) -> InjectorProcess {
     let (certs, ca_pem) = webhook_certificate(dir);
     let mut child = Command::new(bin("kuma-injector"))
         .arg("run")
         .env_clear()
-        .env("KUBECONFIG", &api.kubeconfig)
+        .env("KUBECONFIG", api.kuma_cp_kubeconfig())
         .env("KUMA_LOGGING_FORMAT", "json")
         .env("KUMA_INJECTOR_WEBHOOK_SERVER_ADDRESS", "127.0.0.1")
         .env("KUMA_INJECTOR_WEBHOOK_SERVER_PORT", "0")
@@ -124,10 +125,10 @@ fn review_of(of: (&str, &str, &str, &str), object: &Value, namespace: &str) -> V
     })
 }
 
-fn app_pod(name: &str) -> Value {
+fn app_pod(name: &str, namespace: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "demo", "labels": {"app": "web"}},
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "web"}},
         "spec": {"serviceAccountName": "web",
                  "containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 8080}]}]}
     })
@@ -170,18 +171,12 @@ fn admit(injector: &InjectorProcess, pod: &Value, namespace: &str) -> (Value, bo
     (patched, true)
 }
 
-fn namespaces(api: &KubeApi) {
-    for (name, labelled) in [("demo", true), ("other", false)] {
-        let labels = if labelled {
-            json!({"kuma.io/sidecar-injection": "enabled"})
-        } else {
-            json!({})
-        };
-        api.apply(
-            "/api/v1/namespaces",
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}),
-        );
-    }
+/// A namespace labelled for injection, and one not.
+fn namespaces(api: &ControlPlane) -> (String, String) {
+    (
+        api.namespace("demo", json!({"kuma.io/sidecar-injection": "enabled"})),
+        api.namespace("other", json!({})),
+    )
 }
 
 fn container<'a>(pod: &'a Value, list: &str, name: &str) -> &'a Value {
@@ -193,12 +188,13 @@ fn container<'a>(pod: &'a Value, list: &str, name: &str) -> &'a Value {
 
 #[test]
 fn the_webhook_injects_only_where_asked_and_the_patched_pod_is_valid() {
-    let api = KubeApi::start();
-    namespaces(&api);
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let (demo, other) = namespaces(api);
     let dir = tempfile::tempdir().unwrap();
-    let native = injector(&api, dir.path(), &[]);
+    let native = injector(api, dir.path(), &[]);
 
-    let (patched, changed) = admit(&native, &app_pod("web-1"), "demo");
+    let (patched, changed) = admit(&native, &app_pod("web-1", &demo), &demo);
     assert!(changed, "a pod of a labelled namespace gets a sidecar");
     let annotations = &patched["metadata"]["annotations"];
     assert_eq!(annotations["kuma.io/sidecar-injected"], "true");
@@ -244,22 +240,20 @@ fn the_webhook_injects_only_where_asked_and_the_patched_pod_is_valid() {
     kubernetes_validate(&[file], 1);
 
     // Reviewing the patched pod again changes nothing.
-    assert_eq!(admit(&native, &patched, "demo"), (patched.clone(), false));
+    assert_eq!(admit(&native, &patched, &demo), (patched.clone(), false));
     // Other namespaces, and pods that opt out, are left alone.
-    let mut elsewhere = app_pod("web-2");
-    elsewhere["metadata"]["namespace"] = json!("other");
-    assert!(!admit(&native, &elsewhere, "other").1);
-    let mut opted_out = app_pod("web-3");
+    assert!(!admit(&native, &app_pod("web-2", &other), &other).1);
+    let mut opted_out = app_pod("web-3", &demo);
     opted_out["metadata"]["annotations"] = json!({"kuma.io/sidecar-injection": "disabled"});
-    assert!(!admit(&native, &opted_out, "demo").1);
+    assert!(!admit(&native, &opted_out, &demo).1);
 
     // Classic sidecars where native ones are switched off.
     let classic = injector(
-        &api,
+        api,
         dir.path(),
         &[("KUMA_INJECTOR_NATIVE_SIDECARS", "false")],
     );
-    let (patched, _) = admit(&classic, &app_pod("web-4"), "demo");
+    let (patched, _) = admit(&classic, &app_pod("web-4", &demo), &demo);
     let sidecar = container(&patched, "containers", "kuma-sidecar");
     assert_eq!(sidecar["args"], json!(["run"]));
     assert!(sidecar["restartPolicy"].is_null());
@@ -280,7 +274,7 @@ fn the_webhook_injects_only_where_asked_and_the_patched_pod_is_valid() {
     let (status, body) = post(&native, vec![b' '; 4 * 1024 * 1024]);
     assert_eq!(status, 413, "{body}");
     // Still serving after all that.
-    assert!(admit(&native, &app_pod("web-5"), "demo").1);
+    assert!(admit(&native, &app_pod("web-5", &demo), &demo).1);
 }
 
 /// Resolves a container's environment as the kubelet would: downward-API
@@ -310,14 +304,15 @@ fn container_env(sidecar: &Value, pod: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn the_injected_sidecar_starts_kuma_dp_and_envoy_against_the_control_plane() {
-    let api = KubeApi::start();
-    namespaces(&api);
-    api.add_token("web-token", "demo", "web");
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let (demo, _) = namespaces(api);
+    let web_token = api.service_account_token(&demo, "web");
     let cp = api.kuma_cp(&[]);
     let dir = tempfile::tempdir().unwrap();
     let admin_port = free_port().to_string();
     let injector = injector(
-        &api,
+        api,
         dir.path(),
         &[
             (
@@ -328,20 +323,23 @@ fn the_injected_sidecar_starts_kuma_dp_and_envoy_against_the_control_plane() {
             ("KUMA_INJECTOR_SIDECAR_CONTAINER_DRAIN_TIME_SECONDS", "2"),
         ],
     );
-    let (mut pod, changed) = admit(&injector, &app_pod("web-1"), "demo");
+    let (mut pod, changed) = admit(&injector, &app_pod("web-1", &demo), &demo);
     assert!(changed);
     // The API server stores it; the kubelet runs it and reports it.
     pod["status"] = json!({"phase": "Running", "podIP": "127.0.0.1",
                            "conditions": [{"type": "Ready", "status": "True"}]});
-    api.apply("/api/v1/namespaces/demo/pods", pod.clone());
-    api.apply(
-        "/api/v1/namespaces/demo/services",
+    api.apply_with_status(&format!("/api/v1/namespaces/{demo}/pods"), pod.clone());
+    let service = api.apply(
+        &format!("/api/v1/namespaces/{demo}/services"),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-               "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.20",
+               "spec": {"selector": {"app": "web"},
                         "ports": [{"port": 80, "targetPort": free_port()}]}}),
     );
+    let cluster_ip = service["spec"]["clusterIP"].as_str().expect("a cluster IP");
     assert!(eventually(Duration::from_secs(10), || api
-        .get("/apis/kuma.io/v1alpha1/namespaces/demo/dataplanes/web-1")
+        .get(&format!(
+            "/apis/kuma.io/v1alpha1/namespaces/{demo}/dataplanes/web-1"
+        ))
         .is_some()));
 
     // The sidecar container exactly as injected: its command, arguments and
@@ -358,7 +356,7 @@ fn the_injected_sidecar_starts_kuma_dp_and_envoy_against_the_control_plane() {
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
     );
     let mounted = dir.path().join("serviceaccount-token");
-    std::fs::write(&mounted, "web-token").unwrap();
+    std::fs::write(&mounted, &web_token).unwrap();
     for (k, v) in env.iter_mut() {
         if k == "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH" {
             *v = mounted.to_str().unwrap().to_string();
@@ -413,15 +411,16 @@ fn the_injected_sidecar_starts_kuma_dp_and_envoy_against_the_control_plane() {
         "the startup probe never passed; kuma-dp:\n{sidecar_log}"
     );
     assert!(
-        listeners.contains("outbound:10.96.0.20:80"),
+        listeners.contains(&format!("outbound:{cluster_ip}:80")),
         "Envoy got its configuration: {listeners}"
     );
 }
 
 #[test]
 fn kuma_cp_serves_the_webhook_too_when_asked() {
-    let api = KubeApi::start();
-    namespaces(&api);
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let (demo, _) = namespaces(api);
     let dir = tempfile::tempdir().unwrap();
     let (certs, ca_pem) = webhook_certificate(dir.path());
     let port = free_port().to_string();
@@ -438,12 +437,13 @@ fn kuma_cp_serves_the_webhook_too_when_asked() {
         url: format!("https://localhost:{port}/inject-sidecar"),
         client: webhook_client(&ca_pem),
     };
-    assert!(admit(&webhook, &app_pod("web-1"), "demo").1);
+    assert!(admit(&webhook, &app_pod("web-1", &demo), &demo).1);
 }
 
 #[test]
 fn the_webhook_denies_policies_of_a_namespace_the_mesh_does_not_admit() {
-    let api = KubeApi::start();
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
     api.apply(
         "/apis/kuma.io/v1alpha1/meshes",
         json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "team-a"},
@@ -451,7 +451,7 @@ fn the_webhook_denies_policies_of_a_namespace_the_mesh_does_not_admit() {
                    {"tags": {"k8s.kuma.io/namespace": "team-a"}}]}}}}),
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut webhook = injector(&api, dir.path(), &[]);
+    let mut webhook = injector(api, dir.path(), &[]);
     webhook.url = webhook
         .url
         .replace("/inject-sidecar", "/validate-kuma-resources");

@@ -216,3 +216,68 @@ fn kumactl_install_control_plane_piped_to_kubectl_registers_the_same_webhook() {
         &installed.join("\n---"),
     );
 }
+
+#[test]
+fn the_tenancy_validator_refuses_objects_written_into_a_mesh_that_does_not_admit_their_namespace() {
+    let cluster = Cluster::shared();
+    let api = cluster.cp;
+    let _only = api.exclusive();
+    let k = KubeClients::new(&api.admin_kubeconfig);
+    k.chart("install", &["injector.separate=true"]);
+    injector_rolled_out(&k);
+    let (team_a, team_b) = (
+        api.namespace("team-a", json!({})),
+        api.namespace("team-b", json!({})),
+    );
+    k.kubectl_with(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "team-a"},
+                "spec": {"constraints": {"dataplaneProxy": {"requirements": [
+                    {"tags": {"k8s.kuma.io/namespace": team_a}}]}}}})
+        .to_string(),
+    );
+    let permission = |namespace: &str| {
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
+               "metadata": {"name": "allow-all", "namespace": namespace}, "mesh": "team-a",
+               "spec": {"rules": [{"sources": [{"match": {"service": "*"}}],
+                                   "destinations": [{"match": {"service": "*"}}]}]}})
+        .to_string()
+    };
+    // Created by team b into team a's mesh: the API server refuses it with
+    // the validator's reason.
+    let ran = k.try_kubectl_with(&["apply", "-f", "-"], &permission(&team_b));
+    assert!(!ran.ok, "team b wrote into team a's mesh");
+    assert!(
+        ran.stderr.contains("denied the request")
+            && ran
+                .stderr
+                .contains(&format!("TrafficPermission {team_b}/allow-all")),
+        "{}",
+        ran.stderr
+    );
+    k.kubectl_with(&["apply", "-f", "-"], &permission(&team_a));
+
+    // Updated into it: a Dataplane of team b's mesh moved to team a's is
+    // refused too, and stays where it was.
+    let dataplane = |mesh: &str| {
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Dataplane",
+               "metadata": {"name": "web", "namespace": team_b}, "mesh": mesh,
+               "spec": {"networking": {"inbound": [{"interface": "10.0.0.1:8080:8080",
+                                                    "tags": {"service": "web"}}]}}})
+        .to_string()
+    };
+    k.kubectl_with(&["apply", "-f", "-"], &dataplane("default"));
+    let ran = k.try_kubectl_with(&["apply", "-f", "-"], &dataplane("team-a"));
+    assert!(
+        !ran.ok && ran.stderr.contains("denied the request"),
+        "the update was taken: {}",
+        ran.stderr
+    );
+    let stored = api
+        .get(&format!(
+            "/apis/kuma.io/v1alpha1/namespaces/{team_b}/dataplanes/web"
+        ))
+        .expect("the Dataplane");
+    assert_eq!(stored["mesh"], "default");
+    k.helm(&["uninstall", "kuma", "--namespace", "kuma-system"]);
+}
