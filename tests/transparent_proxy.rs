@@ -10,11 +10,11 @@
 #![cfg(feature = "kubernetes")]
 
 mod common;
-#[path = "kube_api/mod.rs"]
-mod kube_api;
+#[path = "cluster/control_plane.rs"]
+mod control_plane;
 
 use common::{bin, envoy_executable, eventually, run_ok};
-use kube_api::KubeApi;
+use control_plane::ControlPlane;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -65,9 +65,9 @@ fn pod(name: &str, app: &str, ip: &str) -> Value {
                       "conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
-fn service(name: &str, vip: &str, target: u16) -> Value {
+fn service(name: &str, target: u16) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-           "spec": {"selector": {"app": name}, "clusterIP": vip,
+           "spec": {"selector": {"app": name},
                     "ports": [{"port": 80, "targetPort": target}]}})
 }
 
@@ -85,9 +85,11 @@ fn hello(ns: &Netns, ip: &str) -> String {
 
 #[test]
 fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
-    let api = KubeApi::start();
-    api.add_token("client-token", "demo", "client");
-    api.add_token("echo-token", "demo", "echo");
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let demo = api.namespace("demo", json!({"kuma.io/sidecar-injection": "enabled"}));
+    let client_token = api.service_account_token(&demo, "client");
+    let echo_token = api.service_account_token(&demo, "echo");
     let r = 1 + rand::random::<u8>() % 250;
     let (a, b) = (format!("kuma{r}a"), format!("kuma{r}b"));
     let (client_ns, echo_ns) = (Netns::new(format!("{a}-ns")), Netns::new(format!("{b}-ns")));
@@ -190,23 +192,15 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
     );
 
     let cp = api.kuma_cp(&[("KUMA_GENERAL_ADVERTISED_HOSTNAME", &host_ip)]);
-    let echo_vip = format!("10.96.{r}.10");
-    api.apply(
-        "/api/v1/namespaces/demo/services",
-        service("echo", &echo_vip, 7000),
-    );
-    api.apply(
-        "/api/v1/namespaces/demo/services",
-        service("client", &format!("10.96.{r}.11"), 8080),
-    );
-    api.apply(
-        "/api/v1/namespaces/demo/pods",
-        pod("client-1", "client", &client_ip),
-    );
-    api.apply(
-        "/api/v1/namespaces/demo/pods",
-        pod("echo-1", "echo", &echo_ip),
-    );
+    let services = format!("/api/v1/namespaces/{demo}/services");
+    let echo_vip = api.apply(&services, service("echo", 7000))["spec"]["clusterIP"]
+        .as_str()
+        .expect("a cluster IP")
+        .to_string();
+    api.apply(&services, service("client", 8080));
+    let pods = format!("/api/v1/namespaces/{demo}/pods");
+    api.apply_with_status(&pods, pod("client-1", "client", &client_ip));
+    api.apply_with_status(&pods, pod("echo-1", "echo", &echo_ip));
 
     // kuma-init: the echo pod's node uses legacy iptables (it holds a rule
     // already), the client's the default (nft).
@@ -260,8 +254,8 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
     let bootstrap_port = cp.bootstrap.rsplit(':').next().unwrap().to_string();
     let mut sidecars = Vec::new();
     for (ns, name, token) in [
-        (&client_ns, "client-1", "client-token"),
-        (&echo_ns, "echo-1", "echo-token"),
+        (&client_ns, "client-1", &client_token),
+        (&echo_ns, "echo-1", &echo_token),
     ] {
         let token_file = dir.path().join(format!("{name}-token"));
         std::fs::write(&token_file, token).unwrap();
@@ -280,7 +274,7 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
                     format!("http://{host_ip}:{bootstrap_port}"),
                 )
                 .env("KUMA_DATAPLANE_MESH", "default")
-                .env("KUMA_DATAPLANE_NAME", format!("{name}.demo"))
+                .env("KUMA_DATAPLANE_NAME", format!("{name}.{demo}"))
                 .env("KUMA_DATAPLANE_ADMIN_PORT", "9901")
                 .env("KUMA_DATAPLANE_RUNTIME_TOKEN_PATH", &token_file)
                 .env("KUMA_DATAPLANE_RUNTIME_BINARY_PATH", envoy_executable())
@@ -343,11 +337,11 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
         "traffic flowed with mTLS on and no permission"
     );
     api.apply(
-        "/apis/kuma.io/v1alpha1/namespaces/demo/trafficpermissions",
+        &format!("/apis/kuma.io/v1alpha1/namespaces/{demo}/trafficpermissions"),
         json!({"apiVersion": "kuma.io/v1alpha1", "kind": "TrafficPermission",
                "metadata": {"name": "client-to-echo"}, "mesh": "default",
                "spec": {"rules": [{"sources": [{"match": {"app": "client"}}],
-                                   "destinations": [{"match": {"service": "echo_demo_svc_80"}}]}]}}),
+                                   "destinations": [{"match": {"service": format!("echo_{demo}_svc_80")}}]}]}}),
     );
     assert!(
         eventually(Duration::from_secs(15), || hello(&client_ns, &echo_vip)
