@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm kube hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
+.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm kube cluster cluster-down hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
 
 run: gui
 	cargo run --release --bin kuma-cp -- run
@@ -98,6 +98,22 @@ kube: .venv/bin/.kube-$(KUBE_VERSION)-$(ETCD_VERSION)
 .venv/bin/.kube-$(KUBE_VERSION)-$(ETCD_VERSION): tools/build-kube.sh .venv/bin/envoy
 	K8S=$(KUBE_VERSION) ETCD=$(ETCD_VERSION) tools/build-kube.sh .venv/bin
 	touch $@
+
+# The tests' Kubernetes control plane and node, for a person (as root):
+# started in the background; `make cluster-down` stops it and removes what
+# it set up. Its admin kubeconfig is .venv/cluster/kubeconfig.
+CLUSTER_DIR := .venv/cluster
+cluster: kube helm iptables
+	cargo build --release --bins --example cluster
+	mkdir -p $(CLUSTER_DIR)
+	rm -f $(CLUSTER_DIR)/kubeconfig
+	target/release/examples/cluster $(CLUSTER_DIR)/kubeconfig > $(CLUSTER_DIR)/log 2>&1 & echo $$! > $(CLUSTER_DIR)/pid
+	@$(call eventually,test -s $(CLUSTER_DIR)/kubeconfig)
+	@head -1 $(CLUSTER_DIR)/log
+	@echo "export KUBECONFIG=$(CURDIR)/$(CLUSTER_DIR)/kubeconfig PATH=$(CURDIR)/.venv/bin:$(CURDIR)/target/release:\$$PATH"
+cluster-down:
+	-kill $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null
+	rm -rf $(CLUSTER_DIR)
 
 # Debian's iptables (legacy and nft back ends), for the transparent-proxy
 # test, which builds its own network namespaces.

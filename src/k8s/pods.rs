@@ -54,6 +54,11 @@ pub const OUTBOUND_REDIRECT_PORT: &str = "kuma.io/transparent-proxying-outbound-
 /// next try.
 const RETRY_DELAY: Duration = Duration::from_secs(2);
 
+/// Dataplane writes in flight at once. One at a time, each waiting for the
+/// API server's answer, kept Dataplanes 4 s behind the last ready pod of a
+/// 1,000-pod rollout (66 writes a second against a real API server).
+const CONCURRENT_WRITES: usize = 32;
+
 /// Every pod is looked at again this often, changed or not, so that a
 /// missed event heals: only differences are written, so a pass over
 /// unchanged pods costs no API call.
@@ -368,9 +373,16 @@ pub async fn run(
             }
         }
         let services = stores.services_by_namespace();
+        let mut writes = Vec::new();
         for (namespace, name) in stores.pods_touched(batch) {
             let in_namespace = services.get(&namespace).map(Vec::as_slice).unwrap_or(&[]);
-            if !stores.reconcile(&namespace, &name, in_namespace).await {
+            writes.extend(stores.reconcile(&namespace, &name, in_namespace).await);
+        }
+        // The writes of a batch are of different pods: sent together.
+        let mut done = futures::stream::iter(writes.into_iter().map(DataplaneWrite::send))
+            .buffer_unordered(CONCURRENT_WRITES);
+        while let Some(failed) = done.next().await {
+            if let Some((namespace, name)) = failed {
                 let retry = retry.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(RETRY_DELAY).await;
@@ -548,13 +560,18 @@ impl Stores {
         by_namespace
     }
 
-    /// Brings one pod's Dataplane in line; false when the write failed and
-    /// is worth trying again.
-    async fn reconcile(&mut self, namespace: &str, name: &str, services: &[Arc<Service>]) -> bool {
+    /// What brings one pod's Dataplane in line: a write, or none when it
+    /// is as it should be (or this replica does not lead).
+    async fn reconcile(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        services: &[Arc<Service>],
+    ) -> Option<DataplaneWrite> {
         let pod = self.pods.get(&ObjectRef::new(name).within(namespace));
         self.check_sidecar(pod.as_deref(), namespace, name).await;
         if !self.leading {
-            return true;
+            return None;
         }
         let existing = self
             .dataplanes
@@ -589,18 +606,24 @@ impl Stores {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &self.crd.api_resource());
         let pod_uid = pod.as_ref().and_then(|p| p.metadata.uid.clone());
-        let result = match (want, existing) {
+        let write = |change| DataplaneWrite {
+            api,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            change,
+        };
+        match (want, existing) {
             (None, Some(d)) if owned(&d, None) => {
                 tracing::info!(
                     namespace,
                     dataplane = name,
                     "deleting the Dataplane of a pod that no longer qualifies"
                 );
-                api.delete(name, &DeleteParams::default()).await.map(|_| ())
+                Some(write(Change::Delete))
             }
-            (None, _) => Ok(()),
+            (None, _) => None,
             (Some(want), existing) => {
-                let Some(pod) = pod else { return true };
+                let pod = pod?;
                 let mut object = self.object(&want, &pod, name, namespace);
                 match existing {
                     Some(d)
@@ -608,29 +631,14 @@ impl Stores {
                             && d.data.get("spec") == object.data.get("spec")
                             && owned(&d, pod_uid.as_deref()) =>
                     {
-                        Ok(())
+                        None
                     }
                     Some(d) => {
                         object.metadata.resource_version = d.metadata.resource_version.clone();
-                        api.replace(name, &PostParams::default(), &object)
-                            .await
-                            .map(|_| ())
+                        Some(write(Change::Replace(object)))
                     }
-                    None => api
-                        .create(&PostParams::default(), &object)
-                        .await
-                        .map(|_| ()),
+                    None => Some(write(Change::Create(object))),
                 }
-            }
-        };
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                // A conflict (a cache a step behind), a race with the pod's
-                // deletion, an API error: tried again shortly, rather than
-                // left until something else about the pod changes.
-                tracing::warn!(namespace, dataplane = name, error = %e, "cannot write the pod's Dataplane; trying again in {RETRY_DELAY:?}");
-                false
             }
         }
     }
@@ -651,5 +659,55 @@ impl Stores {
             "spec": serde_json::to_value(&want.spec).unwrap_or(Value::Null),
         });
         object
+    }
+}
+
+/// How a pod's Dataplane changes.
+enum Change {
+    Create(DynamicObject),
+    Replace(DynamicObject),
+    Delete,
+}
+
+/// One write of one pod's Dataplane, decided from the caches and sent
+/// beside the other writes of its batch.
+struct DataplaneWrite {
+    api: Api<DynamicObject>,
+    namespace: String,
+    name: String,
+    change: Change,
+}
+
+impl DataplaneWrite {
+    /// Sends the write; answers the pod (namespace, name) when it failed
+    /// and is worth trying again.
+    async fn send(self) -> Option<(String, String)> {
+        let DataplaneWrite {
+            api,
+            namespace,
+            name,
+            change,
+        } = self;
+        let result = match &change {
+            Change::Create(object) => api.create(&PostParams::default(), object).await.map(|_| ()),
+            Change::Replace(object) => api
+                .replace(&name, &PostParams::default(), object)
+                .await
+                .map(|_| ()),
+            Change::Delete => api
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => None,
+            Err(e) => {
+                // A conflict (a cache a step behind), a race with the pod's
+                // deletion, an API error: tried again shortly, rather than
+                // left until something else about the pod changes.
+                tracing::warn!(namespace, dataplane = name, error = %e, "cannot write the pod's Dataplane; trying again in {RETRY_DELAY:?}");
+                Some((namespace, name))
+            }
+        }
     }
 }

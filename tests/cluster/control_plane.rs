@@ -81,14 +81,16 @@ impl Tokens {
     }
 }
 
-/// The audit policy: metadata of every write (and TokenRequest), nothing
-/// of reads.
+/// The audit policy: metadata of every write, and of every request of the
+/// chart's `kuma-cp` (so a benchmark can count its reads: no polling).
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
   verbs: [create, update, patch, delete, deletecollection]
+- level: Metadata
+  users: [\"system:serviceaccount:kuma-system:kuma-control-plane\"]
 - level: None
 ";
 
@@ -145,7 +147,11 @@ impl ControlPlane {
     }
 
     fn start() -> ControlPlane {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        // Tests have a temporary directory of the target; benchmarks do not.
+        let tmp = option_env!("CARGO_TARGET_TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp"));
+        let dir = tmp.join(format!(
             "kube-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
@@ -692,16 +698,93 @@ impl ControlPlane {
         writeln!(file, "{command}").expect("the clean-up script");
     }
 
+    /// Registers the test node with the kubelet's credentials, as a
+    /// kubelet does at its start: ready, with room for many pods, its
+    /// kubelet endpoint (container logs) on `port`; and its Lease.
+    pub fn register_node(&self, port: u16) {
+        let now = now();
+        let (status, answer) = self.request_as(&self.tokens.kubelet,
+        "POST",
+        "/api/v1/nodes",
+        Some((
+            "application/json",
+            json!({"apiVersion": "v1", "kind": "Node",
+                   "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}},
+                   "status": {
+                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
+                       "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
+                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                     {"type": "Hostname", "address": NODE}],
+                       "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "the test kubelet is ready",
+                                       "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
+            .to_string(),
+        )),
+    );
+        assert!(
+            status == 201 || status == 409,
+            "registering the node: {status} {answer}"
+        );
+        let (status, answer) = self.request_as(
+            &self.tokens.kubelet,
+            "POST",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            Some((
+                "application/json",
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": NODE},
+                   "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": now}})
+                .to_string(),
+            )),
+        );
+        assert!(
+            status == 201 || status == 409,
+            "the node's Lease: {status} {answer}"
+        );
+    }
+
+    /// The node's heartbeat: its Lease renewed, which keeps the node
+    /// lifecycle controller from marking it unreachable.
+    pub fn renew_node_lease(&self) {
+        self.request_as(
+            &self.tokens.kubelet,
+            "PATCH",
+            &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"),
+            Some((
+                "application/merge-patch+json",
+                json!({"spec": {"renewTime": now()}}).to_string(),
+            )),
+        );
+    }
+
     /// Writes (create, update, patch, delete) the API server audited from
     /// `user` to `resource` (a plural, e.g. `dataplanes`).
     pub fn writes_by(&self, user: &str, resource: &str) -> usize {
-        std::fs::read_to_string(self.dir.join("audit.log"))
-            .unwrap_or_default()
+        self.requests_by(user, resource, &["create", "update", "patch", "delete"])
+    }
+
+    /// Requests of `verbs` (`get`, `list`, `watch`, `create`, ...) the API
+    /// server audited from `user` to `resource` (every resource when
+    /// empty). Reads are audited for the chart's `kuma-cp` only.
+    pub fn requests_by(&self, user: &str, resource: &str, verbs: &[&str]) -> usize {
+        // Read as it is being written: the last line may be cut short.
+        let log = std::fs::read(self.dir.join("audit.log")).unwrap_or_default();
+        String::from_utf8_lossy(&log)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete")
+            // A watch is counted when it starts, anything else when done.
+            .filter(|e| {
+                let started = if e["verb"] == "watch" {
+                    "ResponseStarted"
+                } else {
+                    "ResponseComplete"
+                };
+                e["stage"] == started
+            })
             .filter(|e| e["user"]["username"] == user)
-            .filter(|e| e["objectRef"]["resource"] == resource)
+            .filter(|e| resource.is_empty() || e["objectRef"]["resource"] == resource)
+            .filter(|e| verbs.iter().any(|v| e["verb"] == *v))
             .count()
     }
 }
@@ -809,4 +892,30 @@ impl Pki {
             service_account_public_pem: service_account.public_key_pem(),
         }
     }
+}
+
+/// Now, as the API's MicroTime.
+pub fn now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_micros()
+    )
 }

@@ -221,14 +221,15 @@ impl Cluster {
             proxy_chain,
             proxy: Mutex::new(Vec::new()),
         });
-        register(&node);
+        let logs = serve_logs(node.dir.clone());
+        cp.register_node(logs);
         let looping = node.clone();
         std::thread::spawn(move || {
             let mut renewed = Instant::now();
             loop {
                 reconcile_pods(&looping);
                 if renewed.elapsed() > Duration::from_secs(10) {
-                    renew_lease(&looping);
+                    looping.cp.renew_node_lease();
                     renewed = Instant::now();
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -249,89 +250,6 @@ impl Cluster {
         std::fs::read_to_string(log_file(&self.node.dir, namespace, pod, container))
             .unwrap_or_default()
     }
-}
-
-/// Registers the Node, as a kubelet does at its start: ready, with room for
-/// many pods, its kubelet endpoint serving container logs; and its Lease.
-fn register(node: &Node) {
-    let port = serve_logs(node.dir.clone());
-    let now = now();
-    let (status, answer) = node.request(
-        "POST",
-        "/api/v1/nodes",
-        Some((
-            "application/json",
-            json!({"apiVersion": "v1", "kind": "Node",
-                   "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}},
-                   "status": {
-                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
-                       "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
-                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                                     {"type": "Hostname", "address": NODE}],
-                       "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                       "message": "the test kubelet is ready",
-                                       "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
-            .to_string(),
-        )),
-    );
-    assert!(
-        status == 201 || status == 409,
-        "registering the node: {status} {answer}"
-    );
-    let (status, answer) = node.request(
-        "POST",
-        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-        Some((
-            "application/json",
-            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                   "metadata": {"name": NODE},
-                   "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": now}})
-            .to_string(),
-        )),
-    );
-    assert!(
-        status == 201 || status == 409,
-        "the node's Lease: {status} {answer}"
-    );
-}
-
-/// The node's heartbeat: its Lease renewed.
-fn renew_lease(node: &Node) {
-    node.request(
-        "PATCH",
-        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"),
-        Some((
-            "application/merge-patch+json",
-            json!({"spec": {"renewTime": now()}}).to_string(),
-        )),
-    );
-}
-
-/// Now, as the API's MicroTime.
-fn now() -> String {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_micros()
-    )
 }
 
 /// The kubelet endpoint the API server asks for container logs
@@ -606,7 +524,7 @@ fn pod_path(pod: &Value) -> String {
 /// credentials, as a kubelet reports it (a strategic merge: the
 /// scheduler's conditions stay).
 fn report(node: &Node, pod: &Value, ip: &str, phase: &str, ready: bool) {
-    let now = now();
+    let now = control_plane::now();
     let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": now});
     let status = json!({"status": {
         "phase": phase, "podIP": ip, "podIPs": [{"ip": ip}],
