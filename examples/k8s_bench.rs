@@ -220,8 +220,12 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) -> Vec<Goal> {
     let lag = all_written_at.map(|at| at.saturating_sub(last_ready));
     std::thread::sleep(Duration::from_secs(3));
     let rss_pods = proc_status_kib(pid, "VmRSS:");
-    let writes = cp.writes_by(KUMA_CP, "dataplanes") - writes_before;
-    let reads = cp.requests_by(KUMA_CP, "", &["get", "list"]) - reads_before;
+    let writes = cp
+        .writes_by(KUMA_CP, "dataplanes")
+        .saturating_sub(writes_before);
+    let reads = cp
+        .requests_by(KUMA_CP, "", &["get", "list"])
+        .saturating_sub(reads_before);
 
     // Some proxies connect and get their configuration.
     let pods: Vec<String> = cp

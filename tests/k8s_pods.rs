@@ -218,3 +218,35 @@ fn a_mesh_admits_the_pods_of_its_namespaces_only() {
         "the refused pod has no Dataplane"
     );
 }
+
+#[test]
+fn a_deleted_namespace_takes_its_dataplanes_and_kuma_cp_stays_calm() {
+    let api = ControlPlane::shared();
+    let _only = api.exclusive();
+    let ns = api.namespace("doomed", json!({}));
+    let cp = api.kuma_cp(&[]);
+    api.apply(&services(&ns), service(json!("tcp-echo")));
+    api.apply_with_status(&pods(&ns), pod("echo-1", "10.0.0.2", true, "Running"));
+    assert!(eventually(Duration::from_secs(15), || api
+        .get(&dataplane_path(&ns))
+        .is_some()));
+    let before = cp.log().len();
+
+    assert!(api.delete(&format!("/api/v1/namespaces/{ns}")));
+    assert!(
+        eventually(Duration::from_secs(60), || api
+            .get(&format!("/api/v1/namespaces/{ns}"))
+            .is_none()),
+        "the namespace was not removed:\n{}",
+        api.logs()
+    );
+    assert!(api.get(&dataplane_path(&ns)).is_none());
+    // Its pod's Dataplane went with it: nothing for kuma-cp to warn about
+    // (no failed write, no retry), let alone an error.
+    let after = cp.log()[before..].to_string();
+    let alarming: Vec<&str> = after
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("\"level\":\"WARN\""))
+        .collect();
+    assert!(alarming.is_empty(), "kuma-cp was alarmed: {alarming:#?}");
+}

@@ -701,6 +701,8 @@ impl DataplaneWrite {
         };
         match result {
             Ok(()) => None,
+            // Already gone: its namespace (or someone) deleted it first.
+            Err(kube::Error::Api(e)) if e.code == 404 && matches!(change, Change::Delete) => None,
             Err(e) => {
                 // A conflict (a cache a step behind), a race with the pod's
                 // deletion, an API error: tried again shortly, rather than

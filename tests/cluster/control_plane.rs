@@ -133,12 +133,21 @@ impl ControlPlane {
     /// The test binary's control plane, started on first use.
     pub fn shared() -> &'static ControlPlane {
         let started = SHARED.get_or_init(|| {
-            std::panic::catch_unwind(ControlPlane::start).map_err(|e| {
+            let started = std::panic::catch_unwind(ControlPlane::start).map_err(|e| {
                 e.downcast_ref::<String>()
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default()
-            })
+            });
+            // A failing test prints the tail of the cluster's logs too.
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                report(info);
+                if let Some(Ok(cp)) = SHARED.get() {
+                    eprintln!("the test cluster's logs:\n{}", cp.logs());
+                }
+            }));
+            started
         });
         match started {
             Ok(cp) => cp,
@@ -225,6 +234,9 @@ impl ControlPlane {
             format!("--audit-policy-file={}", path("audit-policy.yaml")),
             format!("--audit-log-path={}", path("audit.log")),
             "--audit-log-format=json".into(),
+            // Never rotated (the default rotates at 100 MB, which a
+            // 10,000-pod benchmark passes): counts read it whole.
+            "--audit-log-maxsize=1000000".into(),
             "--audit-log-mode=blocking".into(),
             "--profiling=false".into(),
             "--v=1".into(),
