@@ -190,8 +190,10 @@ fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
     let (status, said) = run_until_it_stops(&https, Some(&good));
     assert!(!status.success());
     assert!(
-        said.contains("does not speak HTTPS") && said.contains(&cp.bootstrap),
-        "{said}"
+        said.contains("does not speak HTTPS")
+            && said.contains(&format!("use --cp-address {}", cp.bootstrap))
+            && !said.contains("/bootstrap"),
+        "the suggested address is one that works: {said}"
     );
 
     // No token, or another dataplane's: refused in one line, no Envoy.
@@ -237,4 +239,43 @@ fn a_bare_address_works_and_envoy_says_only_what_matters() {
     let envoy_lines = said.lines().filter(|l| l.starts_with('[')).count();
     assert!(envoy_lines < 5, "{said}");
     assert!(!said.contains("deprecated"), "{said}");
+}
+
+/// The bootstrap holds the dataplane token: it is readable by its user
+/// only, in a directory only its user can enter, and gone when kuma-dp
+/// exits.
+#[test]
+fn the_bootstrap_with_the_token_is_private_and_removed_at_exit() {
+    use std::os::unix::fs::PermissionsExt;
+    let cp = KumaCp::start(&[]);
+    put_dataplane(
+        &cp,
+        "default",
+        "web",
+        (free_port(), free_port()),
+        "web",
+        &[],
+    );
+    let token = cp.token("default", "web");
+    let mut dp = Dataplane::launch(&cp.bootstrap, "default", "web", Some(&token), &[]);
+    dp.wait_ready();
+    let written: Vec<std::path::PathBuf> = std::fs::read_dir(dp.config_dir())
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .filter(|p| p.to_string_lossy().contains("bootstrap-default-web"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let file = &written[0];
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(file), 0o600, "{}", file.display());
+    assert_eq!(mode(file.parent().unwrap()), 0o700);
+    assert!(
+        std::fs::read_to_string(file).unwrap().contains(&token),
+        "the file checked is the one with the token"
+    );
+    dp.process.terminate();
+    assert!(!file.exists(), "the bootstrap outlived kuma-dp");
+    assert!(!file.parent().unwrap().exists());
 }

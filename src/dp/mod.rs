@@ -93,7 +93,7 @@ pub enum DpError {
     )]
     NotBootstrapServer { address: String, what: String },
     #[error(
-        "{url} does not speak HTTPS (the bootstrap server answered in plain HTTP): use {plain}"
+        "{url} does not speak HTTPS (the bootstrap server answered in plain HTTP): use --cp-address {plain}"
     )]
     NotHttps { url: String, plain: String },
     #[error("cannot handle signals: {0}")]
@@ -193,9 +193,11 @@ async fn ask(client: &reqwest::Client, base: &str, url: &str, body: &serde_json:
             if url.starts_with("https://")
                 && (cause.contains("InvalidContentType") || cause.contains("corrupt message"))
             {
+                // The address to pass, not the request's URL: kuma-dp
+                // adds /bootstrap itself.
                 return Answer::Stop(DpError::NotHttps {
-                    url: url.to_string(),
-                    plain: url.replacen("https://", "http://", 1),
+                    url: base.to_string(),
+                    plain: base.replacen("https://", "http://", 1),
                 });
             }
             return Answer::Retry(format!("control plane not reachable: {cause}"));
@@ -256,21 +258,59 @@ pub fn add_token(bootstrap: &mut serde_json::Value, token_file: &Path) -> Result
     Ok(())
 }
 
+/// Envoy's bootstrap on disk. It holds the dataplane token, so it is
+/// written where only this user can read it: a directory of this run's own
+/// (mode 0700) under the config directory, the file itself 0600. Both are
+/// removed when this is dropped, as `kuma-dp` exits.
+pub struct BootstrapFile {
+    dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl Drop for BootstrapFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 pub fn write_bootstrap(
     config: &DpConfig,
     bootstrap: &serde_json::Value,
-) -> Result<PathBuf, DpError> {
-    let path = config
-        .config_dir
-        .join(format!("bootstrap-{}-{}.yaml", config.mesh, config.name));
+) -> Result<BootstrapFile, DpError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = config.config_dir.join(format!(
+        "{}.{}.{}",
+        config.mesh,
+        config.name,
+        std::process::id()
+    ));
+    let path = dir.join(format!("bootstrap-{}-{}.yaml", config.mesh, config.name));
     let write_err = |e: std::io::Error| DpError::Write {
         path: path.display().to_string(),
         message: e.to_string(),
     };
     std::fs::create_dir_all(&config.config_dir).map_err(write_err)?;
+    // A directory left by an earlier run with this process id goes first:
+    // the new one must be created by us, with our mode.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(write_err)?;
+    let file = BootstrapFile {
+        dir: dir.clone(),
+        path: path.clone(),
+    };
     // JSON is YAML; Envoy picks the format from the extension.
-    std::fs::write(&path, bootstrap.to_string()).map_err(write_err)?;
-    Ok(path)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(bootstrap.to_string().as_bytes()))
+        .map_err(write_err)?;
+    Ok(file)
 }
 
 /// Runs Envoy until it exits, forwarding SIGTERM and SIGINT.
@@ -337,9 +377,9 @@ pub async fn run(config: DpConfig) -> Result<i32, DpError> {
     if let Some(file) = &config.dataplane_token_file {
         add_token(&mut bootstrap, file)?;
     }
-    let path = write_bootstrap(&config, &bootstrap)?;
-    tracing::info!(bootstrap = %path.display(), envoy = %envoy.display(), "starting Envoy");
-    let status = run_envoy(&envoy, &path, &config).await?;
+    let file = write_bootstrap(&config, &bootstrap)?;
+    tracing::info!(bootstrap = %file.path.display(), envoy = %envoy.display(), "starting Envoy");
+    let status = run_envoy(&envoy, &file.path, &config).await?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()

@@ -174,6 +174,11 @@ impl Dataplane {
         std::fs::read_to_string(self._dir.path().join("kuma-dp.log")).unwrap_or_default()
     }
 
+    /// The directory `kuma-dp` was given with `--config-dir`.
+    pub fn config_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Waits (30 s at most) for `kuma-dp` to exit, as a refused one does,
     /// and answers its exit status; panics with its log if it keeps running.
     pub fn exit_status(&mut self) -> std::process::ExitStatus {
