@@ -206,10 +206,13 @@ fn kumactl_install_control_plane_piped_to_kubectl_registers_the_same_webhook() {
     let demo = api.namespace("demo", json!({"kuma.io/sidecar-injection": "enabled"}));
     k.kubectl_with(&["apply", "-f", "-"], &pod("echo", &demo, json!({})));
     assert!(has_sidecar(api, &demo, "echo"));
-    // What it installed, but the CRDs (as helm uninstall leaves them).
+    // What it installed, but the CRDs and the namespace (as helm
+    // uninstall leaves them).
     let installed: Vec<&str> = manifests
         .split("\n---")
-        .filter(|doc| !doc.contains("kind: CustomResourceDefinition"))
+        .filter(|doc| {
+            !doc.contains("kind: CustomResourceDefinition") && !doc.contains("\nkind: Namespace")
+        })
         .collect();
     k.kubectl_with(
         &["delete", "--wait=false", "-f", "-"],

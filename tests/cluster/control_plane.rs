@@ -524,6 +524,13 @@ impl ControlPlane {
     pub fn exclusive(&self) -> MutexGuard<'static, ()> {
         let guard = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
         self.install_crds();
+        // A kuma-system an earlier test deleted must be gone before this
+        // one installs into it.
+        let settled = eventually(Duration::from_secs(120), || {
+            self.get("/api/v1/namespaces/kuma-system")
+                .is_none_or(|ns| ns["metadata"]["deletionTimestamp"].is_null())
+        });
+        assert!(settled, "kuma-system stayed terminating:\n{}", self.logs());
         let namespaces: Vec<String> = self.namespaces.lock().unwrap().drain(..).collect();
         for ns in namespaces {
             self.delete(&format!("/api/v1/namespaces/{ns}"));
