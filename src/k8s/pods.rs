@@ -584,6 +584,14 @@ impl Stores {
                 .any(|o| o.kind == "Pod" && o.name == name && uid.is_none_or(|u| o.uid == u))
         };
         let ns = self.namespaces.get(&ObjectRef::new(namespace));
+        // A namespace being deleted takes its Dataplanes with it; the API
+        // server refuses new objects in it, so nothing is written there.
+        if ns
+            .as_ref()
+            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+        {
+            return None;
+        }
         let want = match pod
             .as_deref()
             .map(|pod| desired(pod, services, ns.as_deref()))
