@@ -122,7 +122,14 @@ fn only_the_leader_writes_and_killing_it_hands_over() {
             == 200),
         "the follower did not see the leader's Dataplane"
     );
-    assert!(api.writes_by(&user("replica-a"), "dataplanes") > 0);
+    // The audit log is written as a request completes, a moment after
+    // its answer: wait for the line.
+    let wrote = |replica: &str| {
+        eventually(Duration::from_secs(10), || {
+            api.writes_by(&user(replica), "dataplanes") > 0
+        })
+    };
+    assert!(wrote("replica-a"), "the leader's writes were not audited");
     for resource in ["dataplanes", "meshes", "secrets"] {
         assert_eq!(
             api.writes_by(&user("replica-b"), resource),
@@ -148,5 +155,8 @@ fn only_the_leader_writes_and_killing_it_hands_over() {
             .is_some()),
         "the new leader did not write"
     );
-    assert!(api.writes_by(&user("replica-b"), "dataplanes") > 0);
+    assert!(
+        wrote("replica-b"),
+        "the new leader's writes were not audited"
+    );
 }
