@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use crate::common::{KubeClients, KumaCp, Ran, bin, eventually, free_port};
+use crate::common::{KubeClients, KumaCp, Ran, bin, eventually, free_port, venv_tool};
 
 /// The name of the node the test kubelet registers.
 pub const NODE: &str = "kuma-test-node";
@@ -39,19 +39,6 @@ pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 /// The `kubernetes` Service's cluster IP (the first of the range), which
 /// pods reach the API server at.
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
-
-/// A binary `make kube` built.
-fn kube_bin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv/bin")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `make kube` builds the test Kubernetes control plane",
-        path.display()
-    );
-    path
-}
 
 /// Bearer tokens of the users the token file defines.
 pub struct Tokens {
@@ -186,7 +173,7 @@ impl ControlPlane {
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let etcd = spawn(
-            &kube_bin("etcd"),
+            &venv_tool("etcd"),
             &[
                 "--name=test".into(),
                 format!("--data-dir={}", path("etcd")),
@@ -242,7 +229,7 @@ impl ControlPlane {
             "--v=1".into(),
         ];
         let apiserver = spawn(
-            &kube_bin("kube-apiserver"),
+            &venv_tool("kube-apiserver"),
             &apiserver_args,
             &dir.join("kube-apiserver.log"),
             Some(pgid),
@@ -314,7 +301,7 @@ impl ControlPlane {
                 format!("--secure-port={}", free_port()),
             ];
             all.extend(args);
-            let child = spawn(&kube_bin(name), &all, &dir.join(format!("{name}.log")), Some(pgid));
+            let child = spawn(&venv_tool(name), &all, &dir.join(format!("{name}.log")), Some(pgid));
             cp._others.lock().unwrap().push(child);
         }
         cp
@@ -672,7 +659,7 @@ impl ControlPlane {
         let _ = apiserver.kill();
         let _ = apiserver.wait();
         *apiserver = spawn(
-            &kube_bin("kube-apiserver"),
+            &venv_tool("kube-apiserver"),
             &self.apiserver_args,
             &self.dir.join("kube-apiserver.log"),
             Some(self.pgid),

@@ -5,6 +5,21 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A program `make deps` installs into `.venv/bin` (kubectl, Helm, and
+/// `make kube`'s Kubernetes control plane); panics naming the fix when it
+/// is missing.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make deps` (or `make kube` for the Kubernetes control plane)",
+        path.display()
+    );
+    path
+}
+
 pub struct KubeClients {
     kubeconfig: PathBuf,
     home: tempfile::TempDir,
@@ -25,22 +40,10 @@ impl KubeClients {
         }
     }
 
-    fn tool(name: &str) -> PathBuf {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".venv/bin")
-            .join(name);
-        assert!(
-            path.is_file(),
-            "{} is missing: run `make deps`",
-            path.display()
-        );
-        path
-    }
-
     fn run(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Ran {
         use std::io::Write;
         let home = self.home.path();
-        let mut child = Command::new(Self::tool(tool))
+        let mut child = Command::new(venv_tool(tool))
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("KUBECONFIG", &self.kubeconfig)
@@ -98,7 +101,7 @@ impl KubeClients {
         let kumactl_dir = super::bin("kumactl");
         let path = format!(
             "{}:{}:{}",
-            Self::tool("kubectl").parent().unwrap().display(),
+            venv_tool("kubectl").parent().unwrap().display(),
             kumactl_dir.parent().unwrap().display(),
             std::env::var("PATH").unwrap_or_default()
         );
