@@ -126,7 +126,7 @@ postgres:
 
 # For users with Docker, kind, kubectl and helm: images, a kind cluster,
 # then the Kubernetes journey of examples/kubernetes/journey.sh, the script
-# the journey test runs against the test API server: the chart, a labelled
+# the journey test runs on the tests' real Kubernetes control plane: the chart, a labelled
 # namespace, the demo; the client's bytes echo through both sidecars, stop
 # under mTLS, flow again once permitted; kumactl lists the Dataplanes. Not
 # part of `make test` (no Docker engine runs where the tests run).
