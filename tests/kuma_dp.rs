@@ -7,6 +7,20 @@ use common::{Dataplane, KumaCp, bin, envoy_binary, eventually, free_port, put_da
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// A control plane with dataplane `web` of mesh `default` registered.
+fn with_web() -> KumaCp {
+    let cp = KumaCp::start(&[]);
+    put_dataplane(
+        &cp,
+        "default",
+        "web",
+        (free_port(), free_port()),
+        "web",
+        &[],
+    );
+    cp
+}
+
 #[test]
 fn a_missing_envoy_is_one_clear_line() {
     let out = Command::new(bin("kuma-dp"))
@@ -166,15 +180,7 @@ fn run_until_it_stops(cp_address: &str, token: Option<&str>) -> (std::process::E
 
 #[test]
 fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
-    let cp = KumaCp::start(&[]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    let cp = with_web();
     let good = cp.token("default", "web");
 
     // The HTTP API's address, an easy mistake since kumactl uses it.
@@ -215,15 +221,7 @@ fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
 
 #[test]
 fn a_bare_address_works_and_envoy_says_only_what_matters() {
-    let cp = KumaCp::start(&[]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    let cp = with_web();
     let bare = cp.bootstrap.trim_start_matches("http://").to_string();
     let dp = Dataplane::launch(
         &bare,
@@ -247,15 +245,7 @@ fn a_bare_address_works_and_envoy_says_only_what_matters() {
 #[test]
 fn the_bootstrap_with_the_token_is_private_and_removed_at_exit() {
     use std::os::unix::fs::PermissionsExt;
-    let cp = KumaCp::start(&[]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    let cp = with_web();
     let token = cp.token("default", "web");
     let mut dp = Dataplane::launch(&cp.bootstrap, "default", "web", Some(&token), &[]);
     dp.wait_ready();
