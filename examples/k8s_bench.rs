@@ -100,16 +100,7 @@ fn hollow_kubelet(cp: &'static ControlPlane, ns: String, readied: Arc<Readied>) 
                 let n = readied.count.load(Ordering::Relaxed) + 1;
                 let ip = format!("10.{}.{}.{}", n / 62_500, (n / 250) % 250, n % 250 + 1);
                 let now = control_plane::now();
-                let status = json!({"status": {
-                    "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now,
-                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now},
-                                   {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
-                let (code, _) = cp.request_as(
-                    &cp.tokens.kubelet,
-                    "PATCH",
-                    &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
-                    Some(("application/strategic-merge-patch+json", status.to_string())),
-                );
+                let code = cp.report_pod((&ns, &name), (&ip, &now), "Running", true);
                 if code < 300 {
                     readied.count.fetch_add(1, Ordering::Relaxed);
                     let at = readied.started.elapsed().as_nanos() as u64;
@@ -147,14 +138,6 @@ fn hollow_kubelet(cp: &'static ControlPlane, ns: String, readied: Arc<Readied>) 
             }
         }
     }
-}
-
-/// How many objects a collection holds, from one item and the API server's
-/// count of the rest.
-fn count(cp: &ControlPlane, collection: &str) -> usize {
-    let (_, page) = cp.request("GET", &format!("{collection}?limit=1"), None);
-    let first = page["items"].as_array().map_or(0, Vec::len);
-    first + page["metadata"]["remainingItemCount"].as_u64().unwrap_or(0) as usize
 }
 
 /// A goal of a run: what, what was measured, and whether it was met.
@@ -207,7 +190,7 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) -> Vec<Goal> {
     let mut written = 0;
     let mut all_written_at = None;
     while started.elapsed() < Duration::from_secs(600) {
-        written = count(cp, &dataplanes);
+        written = cp.count(&dataplanes);
         if written >= n && readied.count.load(Ordering::Relaxed) >= n {
             all_written_at = Some(started.elapsed());
             break;
@@ -331,21 +314,6 @@ fn main() {
     let cp = ControlPlane::shared();
     // A hollow node: no kubelet endpoint answers on its port.
     cp.register_node(10250);
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_secs(10));
-            cp.renew_node_lease();
-        }
-    });
-    // Schedulable once the node lifecycle controller lifted its taint.
-    assert!(
-        common::eventually(Duration::from_secs(60), || cp
-            .get(&format!("/api/v1/nodes/{NODE}"))
-            .is_some_and(|n| n["spec"]["taints"]
-                .as_array()
-                .is_none_or(|t| t.is_empty()))),
-        "the node stayed tainted"
-    );
     let goals: Vec<Goal> = sizes.into_iter().flat_map(|n| bench(n, &rt)).collect();
     println!("\nGoals, from the runs above\n");
     println!("| goal | measured | |");

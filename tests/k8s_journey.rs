@@ -58,7 +58,6 @@ fn logs(api: &ControlPlane, cluster: &Cluster) -> String {
             }
         }
     }
-    text.push_str(&api.logs());
     text
 }
 

@@ -181,11 +181,6 @@ impl Arrivals {
         Some(self.delays[(self.delays.len() * p / 100).min(last)])
     }
 
-    /// The slowest arrival.
-    pub fn last(&self) -> Option<Duration> {
-        self.delays.last().copied()
-    }
-
     /// Met only when every proxy waited for got the change and the `p`th
     /// percentile is under `bound`.
     pub fn met(&self, p: usize, bound: Duration) -> bool {
@@ -286,6 +281,6 @@ mod tests {
         // Proxy 1 is still at its value from before the change.
         let arrivals = wait_for(&last, &[0, 1, 2], &[0, 0, 0], 5, Duration::from_millis(20));
         assert_eq!((arrivals.arrived(), arrivals.missing()), (2, 1));
-        assert_eq!(arrivals.last(), Some(Duration::from_nanos(25)));
+        assert_eq!(arrivals.percentile(100), Some(Duration::from_nanos(25)));
     }
 }

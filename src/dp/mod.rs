@@ -93,9 +93,9 @@ pub enum DpError {
     )]
     NotBootstrapServer { address: String, what: String },
     #[error(
-        "{url} does not speak HTTPS (the bootstrap server answered in plain HTTP): use --cp-address {plain}"
+        "{address} does not speak HTTPS (the bootstrap server answered in plain HTTP): use --cp-address {plain}"
     )]
-    NotHttps { url: String, plain: String },
+    NotHttps { address: String, plain: String },
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
     #[error("lost track of Envoy: {0}")]
@@ -196,7 +196,7 @@ async fn ask(client: &reqwest::Client, base: &str, url: &str, body: &serde_json:
                 // The address to pass, not the request's URL: kuma-dp
                 // adds /bootstrap itself.
                 return Answer::Stop(DpError::NotHttps {
-                    url: base.to_string(),
+                    address: base.to_string(),
                     plain: base.replacen("https://", "http://", 1),
                 });
             }

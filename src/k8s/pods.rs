@@ -573,6 +573,15 @@ impl Stores {
         if !self.leading {
             return None;
         }
+        let ns = self.namespaces.get(&ObjectRef::new(namespace));
+        // A namespace being deleted takes its Dataplanes with it; the API
+        // server refuses new objects in it, so nothing is written there.
+        if ns
+            .as_ref()
+            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+        {
+            return None;
+        }
         let existing = self
             .dataplanes
             .get(&ObjectRef::new_with(name, self.crd.api_resource()).within(namespace));
@@ -583,15 +592,6 @@ impl Stores {
                 .flatten()
                 .any(|o| o.kind == "Pod" && o.name == name && uid.is_none_or(|u| o.uid == u))
         };
-        let ns = self.namespaces.get(&ObjectRef::new(namespace));
-        // A namespace being deleted takes its Dataplanes with it; the API
-        // server refuses new objects in it, so nothing is written there.
-        if ns
-            .as_ref()
-            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
-        {
-            return None;
-        }
         let want = match pod
             .as_deref()
             .map(|pod| desired(pod, services, ns.as_deref()))

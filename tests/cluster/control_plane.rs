@@ -104,9 +104,6 @@ pub struct ControlPlane {
     namespaces: Mutex<Vec<String>>,
 }
 
-/// Kuma's namespaced kinds, by plural.
-const KUMA_NAMESPACED: &str = "dataplanes,dataplaneinsights,trafficpermissions,trafficroutes,trafficlogs,traffictraces,proxytemplates,meshgateways,meshgatewayroutes,accessroles,accessrolebindings";
-
 /// Held by the test that runs a `kuma-cp` on the shared cluster: every
 /// `kuma-cp` watches every namespace and writes cluster-scoped Meshes, so
 /// two at once would each act on the other's objects.
@@ -438,8 +435,21 @@ impl ControlPlane {
         body["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// How many objects a collection holds: one item and the API server's
+    /// count of the rest, so that counting 10,000 objects reads one; the
+    /// whole list when the server gives no count.
     pub fn count(&self, collection_path: &str) -> usize {
-        self.list(collection_path).len()
+        let (status, page) = self.request("GET", &format!("{collection_path}?limit=1"), None);
+        assert_eq!(status, 200, "count {collection_path}: {page}");
+        let first = page["items"].as_array().map_or(0, Vec::len);
+        let more = page["metadata"]["continue"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty());
+        match page["metadata"]["remainingItemCount"].as_u64() {
+            Some(rest) => first + rest as usize,
+            None if more => self.list(collection_path).len(),
+            None => first,
+        }
     }
 
     /// Deletes an object (in the foreground of nothing: as `kubectl delete
@@ -532,9 +542,14 @@ impl ControlPlane {
                 "--ignore-not-found",
             ]
         };
+        // Every Kuma kind, as kubectl names a list of them.
+        let kuma_kinds = kuma::k8s::crd::CRDS
+            .iter()
+            .map(|crd| crd.plural)
+            .collect::<Vec<_>>()
+            .join(",");
         for args in [
-            vec!["delete", KUMA_NAMESPACED, "--all", "-A", "--wait=false"],
-            vec!["delete", "meshes", "--all", "--wait=false"],
+            vec!["delete", &kuma_kinds, "--all", "-A", "--wait=false"],
             // What a chart left: its webhooks, and the Deployments whose
             // pods would serve them.
             vec![
@@ -706,62 +721,95 @@ impl ControlPlane {
 
     /// Registers the test node with the kubelet's credentials, as a
     /// kubelet does at its start: ready, with room for many pods, its
-    /// kubelet endpoint (container logs) on `port`; and its Lease.
-    pub fn register_node(&self, port: u16) {
-        let now = now();
-        let (status, answer) = self.request_as(&self.tokens.kubelet,
-        "POST",
-        "/api/v1/nodes",
-        Some((
-            "application/json",
-            json!({"apiVersion": "v1", "kind": "Node",
-                   "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}},
-                   "status": {
-                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
-                       "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
-                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                                     {"type": "Hostname", "address": NODE}],
-                       "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                       "message": "the test kubelet is ready",
-                                       "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
-            .to_string(),
-        )),
-    );
-        assert!(
-            status == 201 || status == 409,
-            "registering the node: {status} {answer}"
-        );
-        let (status, answer) = self.request_as(
-            &self.tokens.kubelet,
-            "POST",
-            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-            Some((
-                "application/json",
-                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                   "metadata": {"name": NODE},
-                   "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": now}})
-                .to_string(),
-            )),
-        );
-        assert!(
-            status == 201 || status == 409,
-            "the node's Lease: {status} {answer}"
-        );
+    /// kubelet endpoint (container logs) on `port`; creates its Lease and
+    /// renews it every 10 s from then on (the heartbeat the node lifecycle
+    /// controller watches). Returns once that controller has lifted the
+    /// new node's not-ready taint, so pods can be scheduled to it.
+    pub fn register_node(&'static self, port: u16) {
+        let registered = now();
+        let node = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}},
+            "status": {
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "20000"},
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                              {"type": "Hostname", "address": NODE}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "the test kubelet is ready",
+                                "lastHeartbeatTime": registered, "lastTransitionTime": registered}]}});
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": NODE},
+            "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": registered}});
+        for (what, path, object) in [
+            ("the node", "/api/v1/nodes", node),
+            (
+                "the node's Lease",
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                lease,
+            ),
+        ] {
+            let (status, answer) = self.request_as(
+                &self.tokens.kubelet,
+                "POST",
+                path,
+                Some(("application/json", object.to_string())),
+            );
+            assert!(
+                status == 201 || status == 409,
+                "registering {what}: {status} {answer}"
+            );
+        }
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(10));
+                self.request_as(
+                    &self.tokens.kubelet,
+                    "PATCH",
+                    &format!(
+                        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
+                    ),
+                    Some((
+                        "application/merge-patch+json",
+                        json!({"spec": {"renewTime": now()}}).to_string(),
+                    )),
+                );
+            }
+        });
+        let schedulable = eventually(Duration::from_secs(60), || {
+            self.get(&format!("/api/v1/nodes/{NODE}"))
+                .is_some_and(|n| n["spec"]["taints"].as_array().is_none_or(|t| t.is_empty()))
+        });
+        assert!(schedulable, "the node stayed tainted:\n{}", self.logs());
     }
 
-    /// The node's heartbeat: its Lease renewed, which keeps the node
-    /// lifecycle controller from marking it unreachable.
-    pub fn renew_node_lease(&self) {
+    /// Writes a pod's status with the kubelet's credentials, as a kubelet
+    /// reports it: its phase, its IP (on a node at the pod network's `.1`),
+    /// and whether it is ready; by a strategic merge, so the scheduler's
+    /// conditions stay. Answers the API server's status code.
+    pub fn report_pod(
+        &self,
+        (namespace, name): (&str, &str),
+        (ip, started): (&str, &str),
+        phase: &str,
+        ready: bool,
+    ) -> u16 {
+        let now = now();
+        let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": now});
+        let status = json!({"status": {
+            "phase": phase, "podIP": ip, "podIPs": [{"ip": ip}],
+            "hostIP": ip.rsplit_once('.').map(|(net, _)| format!("{net}.1")),
+            "startTime": started,
+            "conditions": [condition("Initialized", true), condition("Ready", ready),
+                           condition("ContainersReady", ready)],
+        }});
         self.request_as(
             &self.tokens.kubelet,
             "PATCH",
-            &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"),
-            Some((
-                "application/merge-patch+json",
-                json!({"spec": {"renewTime": now()}}).to_string(),
-            )),
-        );
+            &format!("/api/v1/namespaces/{namespace}/pods/{name}/status"),
+            Some(("application/strategic-merge-patch+json", status.to_string())),
+        )
+        .0
     }
 
     /// Writes (create, update, patch, delete) the API server audited from

@@ -221,27 +221,14 @@ impl Cluster {
             proxy_chain,
             proxy: Mutex::new(Vec::new()),
         });
-        let logs = serve_logs(node.dir.clone());
-        cp.register_node(logs);
         let looping = node.clone();
         std::thread::spawn(move || {
-            let mut renewed = Instant::now();
             loop {
                 reconcile_pods(&looping);
-                if renewed.elapsed() > Duration::from_secs(10) {
-                    looping.cp.renew_node_lease();
-                    renewed = Instant::now();
-                }
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        // Schedulable once the node lifecycle controller has seen it
-        // ready and lifted the not-ready taint.
-        let schedulable = crate::common::eventually(Duration::from_secs(60), || {
-            cp.get(&format!("/api/v1/nodes/{NODE}"))
-                .is_some_and(|n| n["spec"]["taints"].as_array().is_none_or(|t| t.is_empty()))
-        });
-        assert!(schedulable, "the node stayed tainted:\n{}", cp.logs());
+        cp.register_node(serve_logs(node.dir.clone()));
         Cluster { cp, node }
     }
 
@@ -258,21 +245,9 @@ impl Cluster {
 /// does not verify unless told a kubelet CA (as in a default cluster).
 fn serve_logs(dir: PathBuf) -> u16 {
     use axum::extract::{Path as UrlPath, Query};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let key = rcgen::KeyPair::generate().expect("a key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.self_signed(&key).expect("a certificate");
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(cert.der().to_vec())],
-        PrivateKeyDer::try_from(key.serialize_der()).expect("the key"),
-    )
-    .expect("a TLS configuration");
+    // The HTTPS API's own generated certificate, no client certificates.
+    let tls = kuma::api::https::tls_config(&kuma::config::ApiServerConfig::default(), "")
+        .expect("a TLS configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -520,23 +495,19 @@ fn pod_path(pod: &Value) -> String {
     )
 }
 
-/// Writes the pod's status through the API with the kubelet's
-/// credentials, as a kubelet reports it (a strategic merge: the
-/// scheduler's conditions stay).
+/// Writes the pod's status, as the kubelet reports it.
 fn report(node: &Node, pod: &Value, ip: &str, phase: &str, ready: bool) {
+    let meta = &pod["metadata"];
     let now = control_plane::now();
-    let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": now});
-    let status = json!({"status": {
-        "phase": phase, "podIP": ip, "podIPs": [{"ip": ip}],
-        "hostIP": ip.rsplit_once('.').map(|(n, _)| format!("{n}.1")),
-        "startTime": pod["status"]["startTime"].as_str().unwrap_or(&now),
-        "conditions": [condition("Initialized", true), condition("Ready", ready),
-                       condition("ContainersReady", ready)],
-    }});
-    node.request(
-        "PATCH",
-        &format!("{}/status", pod_path(pod)),
-        Some(("application/strategic-merge-patch+json", status.to_string())),
+    let started = pod["status"]["startTime"].as_str().unwrap_or(&now);
+    node.cp.report_pod(
+        (
+            meta["namespace"].as_str().unwrap_or(""),
+            meta["name"].as_str().unwrap_or(""),
+        ),
+        (ip, started),
+        phase,
+        ready,
     );
 }
 
