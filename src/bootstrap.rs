@@ -46,6 +46,10 @@ pub struct BootstrapContext {
     pub xds_host: String,
     pub xds_port: u16,
     pub api_type: XdsApiType,
+    /// Whether the xDS port speaks TLS: Envoy is then told to verify it
+    /// as `xds_host`, with the CA `kuma-dp` was given (see
+    /// [`crate::dp`], which adds it).
+    pub xds_tls: bool,
 }
 
 pub fn router(ctx: BootstrapContext) -> Router {
@@ -167,10 +171,37 @@ pub fn envoy_bootstrap(ctx: &BootstrapContext, request: &BootstrapRequest, clust
             }]
         }
     });
+    if ctx.xds_tls {
+        bootstrap["static_resources"]["clusters"][0]["transport_socket"] =
+            ads_transport_socket(&ctx.xds_host);
+    }
     if let Some(port) = request.admin_port {
         bootstrap["admin"] = json!({
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}
         });
     }
     bootstrap
+}
+
+/// TLS towards the control plane's xDS port: the server must present a
+/// certificate for `host` (SNI and subject alt name checked). The CA to
+/// verify it with is not known here; `kuma-dp` puts the one it was given
+/// into `validation_context.trusted_ca`.
+fn ads_transport_socket(host: &str) -> Value {
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let san_type = if is_ip { "IP_ADDRESS" } else { "DNS" };
+    let mut tls = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "validation_context": {
+                "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": host}}]
+            }
+        }
+    });
+    // Server Name Indication carries host names only, never addresses.
+    if !is_ip {
+        tls["sni"] = json!(host);
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": tls})
 }

@@ -319,6 +319,10 @@ pub struct SdsServerConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DpServerConfig {
     pub auth: DpAuthConfig,
+    /// Serve ADS, SDS and the bootstrap in plain text, for local
+    /// development only: every dataplane token and workload private key
+    /// then crosses the network readable by anyone on it. Logged loudly.
+    pub insecure_plaintext: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -415,8 +419,13 @@ pub struct WebhookServerConfig {
 // Missing keys come from the defaults, merged in before parsing.
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InjectorControlPlaneConfig {
-    /// Where the injected `kuma-dp` fetches its bootstrap.
+    /// Where the injected `kuma-dp` fetches its bootstrap (spoken to in TLS).
     pub bootstrap_server_url: String,
+    /// The CA (PEM) of the control plane's certificate, given to every
+    /// injected kuma-dp (KUMA_CONTROL_PLANE_CA_CERT) so that it verifies
+    /// the control plane; read at each injection, so a replaced CA reaches
+    /// new pods. Empty in kuma-cp's own injector: its generated CA.
+    pub ca_cert_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -492,6 +501,21 @@ pub struct InitContainerConfig {
 pub struct GeneralConfig {
     /// The host name other machines reach this control plane by.
     pub advertised_hostname: String,
+    /// Where the control plane keeps its own files: the CA of its generated
+    /// TLS certificate (kuma-cp-ca.crt, what kuma-dp --ca-cert-file takes).
+    /// Empty: $HOME/.kuma.
+    pub work_dir: String,
+    /// The TLS certificate (PEM, chain) every server proxies talk to
+    /// presents, and the HTTPS API unless it has its own; read again when
+    /// the file changes. Empty: one issued by the control plane's own CA.
+    pub tls_cert_file: String,
+    /// The private key (PEM) of tlsCertFile.
+    pub tls_key_file: String,
+    /// More host names and addresses, comma-separated, for the generated
+    /// certificate (it always names localhost, 127.0.0.1, ::1, the
+    /// advertised host name, this machine's name and the bootstrap's xDS
+    /// host).
+    pub tls_subject_alt_names: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -634,7 +658,8 @@ impl Default for InjectorConfig {
                 cert_dir: String::new(),
             },
             control_plane: InjectorControlPlaneConfig {
-                bootstrap_server_url: "http://kuma-control-plane.kuma-system:5682".into(),
+                bootstrap_server_url: "https://kuma-control-plane.kuma-system.svc:5682".into(),
+                ca_cert_file: String::new(),
             },
             sidecar_container: SidecarContainerConfig {
                 image: format!("kuma/kuma-dp:{}", crate::version::VERSION),
@@ -681,6 +706,10 @@ impl Default for GeneralConfig {
     fn default() -> Self {
         GeneralConfig {
             advertised_hostname: "localhost".into(),
+            work_dir: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_subject_alt_names: String::new(),
         }
     }
 }

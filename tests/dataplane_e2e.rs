@@ -391,7 +391,7 @@ fn a_second_stream_for_a_dataplane_is_flagged_and_its_end_leaves_it_online() {
             .unwrap_or(0)
     };
     let token = cp.token("default", "client-1");
-    let second = Dataplane::launch(&cp.bootstrap, "default", "client-1", Some(&token), &[]);
+    let second = Dataplane::launch(&cp, "default", "client-1", Some(&token), &[]);
     assert!(
         eventually(Duration::from_secs(15), || connected() == 2),
         "the second stream is not in the insight; its log:\n{}",

@@ -72,6 +72,10 @@ fn sidecar(cp: &KumaCp, (ns, name): (&str, &str), token: &str, dir: &std::path::
     std::fs::write(&token_file, token).unwrap();
     Dataplane::launch_sidecar(&[
         ("KUMA_CONTROL_PLANE_URL", &cp.bootstrap),
+        (
+            "KUMA_CONTROL_PLANE_CA_CERT_FILE",
+            cp.ca_file.as_ref().unwrap().to_str().unwrap(),
+        ),
         ("KUMA_DATAPLANE_MESH", "default"),
         ("KUMA_DATAPLANE_NAME", &format!("{name}.{ns}")),
         (

@@ -164,9 +164,14 @@ fn the_bootstrap_server_refuses_unregistered_dataplanes_with_the_fix() {
 }
 
 /// `kuma-dp run` for dataplane `web` against `cp_address` (with `token`,
-/// if any), which must stop by itself: its exit status and what it said.
-fn run_until_it_stops(cp_address: &str, token: Option<&str>) -> (std::process::ExitStatus, String) {
-    let mut dp = Dataplane::launch(cp_address, "default", "web", token, &[]);
+/// if any, and `flags`), which must stop by itself: its exit status and
+/// what it said.
+fn run_until_it_stops(
+    cp_address: &str,
+    token: Option<&str>,
+    flags: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let mut dp = Dataplane::launch_at(cp_address, "default", "web", token, flags);
     let mut status = None;
     eventually(Duration::from_secs(20), || {
         status = dp.process.0.try_wait().unwrap();
@@ -182,28 +187,19 @@ fn run_until_it_stops(cp_address: &str, token: Option<&str>) -> (std::process::E
 fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
     let cp = with_web();
     let good = cp.token("default", "web");
+    let ca = cp.dp_flags();
+    let ca: Vec<&str> = ca.iter().map(String::as_str).collect();
 
     // The HTTP API's address, an easy mistake since kumactl uses it.
-    let (status, said) = run_until_it_stops(&cp.api, Some(&good));
+    let (status, said) = run_until_it_stops(&cp.api, Some(&good), &ca);
     assert!(!status.success());
     assert!(
         said.contains("kuma-cp's HTTP API (default port 5681)") && said.contains("5682"),
         "{said}"
     );
 
-    // HTTPS against the plain-HTTP bootstrap server.
-    let https = cp.bootstrap.replacen("http://", "https://", 1);
-    let (status, said) = run_until_it_stops(&https, Some(&good));
-    assert!(!status.success());
-    assert!(
-        said.contains("does not speak HTTPS")
-            && said.contains(&format!("use --cp-address {}", cp.bootstrap))
-            && !said.contains("/bootstrap"),
-        "the suggested address is one that works: {said}"
-    );
-
     // No token, or another dataplane's: refused in one line, no Envoy.
-    let (status, said) = run_until_it_stops(&cp.bootstrap, None);
+    let (status, said) = run_until_it_stops(&cp.bootstrap, None, &ca);
     assert!(!status.success());
     assert!(
         said.contains("the control plane refused this dataplane")
@@ -211,24 +207,125 @@ fn kuma_dp_says_what_is_wrong_and_stops_when_retrying_cannot_help() {
         "{said}"
     );
     assert!(!said.contains("Envoy started"), "{said}");
-    let (status, said) =
-        run_until_it_stops(&cp.bootstrap, Some(&cp.token("default", "other-dataplane")));
+    let (status, said) = run_until_it_stops(
+        &cp.bootstrap,
+        Some(&cp.token("default", "other-dataplane")),
+        &ca,
+    );
     assert!(
         !status.success() && said.contains("is for dataplane \"other-dataplane\""),
         "{said}"
     );
 }
 
+/// kuma-dp sends its token only to a control plane its CA vouches for,
+/// and says in one line what is wrong before any Envoy starts.
+#[test]
+fn kuma_dp_verifies_the_control_plane_before_sending_its_token() {
+    let cp = with_web();
+    let token = cp.token("default", "web");
+    let refused = |address: &str, flags: &[&str], expected: &[&str]| {
+        let (status, said) = run_until_it_stops(address, Some(&token), flags);
+        assert!(!status.success(), "{said}");
+        for words in expected {
+            assert!(said.contains(words), "expected \"{words}\" in:\n{said}");
+        }
+        assert!(!said.contains("Envoy started"), "{said}");
+        assert_eq!(
+            said.lines().filter(|l| l.contains("Error")).count(),
+            1,
+            "one line: {said}"
+        );
+    };
+
+    // No CA: no token sent, and how to get the CA.
+    refused(
+        &cp.bootstrap,
+        &[],
+        &["--ca-cert-file", "kumactl inspect control-plane-ca"],
+    );
+
+    // Another control plane's CA.
+    let other = KumaCp::start(&[]);
+    let wrong_ca = other.ca_file.as_ref().unwrap().to_str().unwrap();
+    refused(
+        &cp.bootstrap,
+        &["--ca-cert-file", wrong_ca],
+        &["not signed by that CA", wrong_ca],
+    );
+
+    // The right CA, but a name the certificate does not carry.
+    let right_ca = cp.ca_file.as_ref().unwrap().to_str().unwrap();
+    let port = cp.bootstrap.rsplit(':').next().unwrap();
+    refused(
+        &format!("https://127.0.0.2:{port}"),
+        &["--ca-cert-file", right_ca],
+        &[
+            "does not name the host",
+            "KUMA_GENERAL_TLS_SUBJECT_ALT_NAMES",
+        ],
+    );
+
+    // An expired certificate, served from the user's files.
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = params.signed_by(&key, &issuer).unwrap();
+    for (file, pem) in [
+        ("ca.crt", ca_cert.pem()),
+        ("tls.crt", expired.pem()),
+        ("tls.key", key.serialize_pem()),
+    ] {
+        std::fs::write(dir.path().join(file), pem).unwrap();
+    }
+    let path = |file: &str| dir.path().join(file).display().to_string();
+    let stale = KumaCp::start(&[
+        ("KUMA_GENERAL_TLS_CERT_FILE", &path("tls.crt")),
+        ("KUMA_GENERAL_TLS_KEY_FILE", &path("tls.key")),
+    ]);
+    refused(
+        &stale.bootstrap,
+        &["--ca-cert-file", &path("ca.crt")],
+        &["has expired"],
+    );
+
+    // Plain text, on either side, only when both say so.
+    let plain = KumaCp::start(&[("KUMA_DP_SERVER_INSECURE_PLAINTEXT", "true")]);
+    assert!(
+        plain.startup_log.contains("PLAIN TEXT"),
+        "the control plane says it loudly"
+    );
+    refused(
+        &plain.bootstrap.replacen("http://", "https://", 1),
+        &["--ca-cert-file", right_ca],
+        &["answered in plain text", "--insecure-plaintext"],
+    );
+    refused(
+        &cp.bootstrap,
+        &["--insecure-plaintext"],
+        &["speaks TLS", "drop --insecure-plaintext"],
+    );
+}
+
 #[test]
 fn a_bare_address_works_and_envoy_says_only_what_matters() {
     let cp = with_web();
-    let bare = cp.bootstrap.trim_start_matches("http://").to_string();
-    let dp = Dataplane::launch(
+    let bare = cp.bootstrap.trim_start_matches("https://").to_string();
+    let flags = cp.dp_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let dp = Dataplane::launch_at(
         &bare,
         "default",
         "web",
         Some(&cp.token("default", "web")),
-        &[],
+        &flags,
     );
     dp.wait_ready();
     // Envoy at its default level, warning: no page of info lines per
@@ -247,7 +344,7 @@ fn the_bootstrap_with_the_token_is_private_and_removed_at_exit() {
     use std::os::unix::fs::PermissionsExt;
     let cp = with_web();
     let token = cp.token("default", "web");
-    let mut dp = Dataplane::launch(&cp.bootstrap, "default", "web", Some(&token), &[]);
+    let mut dp = Dataplane::launch(&cp, "default", "web", Some(&token), &[]);
     dp.wait_ready();
     let written: Vec<std::path::PathBuf> = std::fs::read_dir(dp.config_dir())
         .unwrap()

@@ -159,7 +159,7 @@ fn envoy_without_a_valid_token_gets_no_config() {
         &[(free_port(), "echo")],
     );
     let wrong = cp.token("default", "other");
-    let mut dp = Dataplane::launch(&cp.bootstrap, "default", "web", Some(&wrong), &[]);
+    let mut dp = Dataplane::launch(&cp, "default", "web", Some(&wrong), &[]);
     // The bootstrap server refuses the token: kuma-dp stops with the
     // reason and never starts Envoy, so no stream reaches the control plane.
     let status = dp.exit_status();
@@ -333,7 +333,7 @@ fn kumactl_generates_tokens_from_the_local_server_for_the_quickstart() {
             None,
         );
         assert_eq!(run.code, 0, "{}", run.stderr);
-        let dp = Dataplane::launch(&cp.bootstrap, "default", name, Some(run.stdout.trim()), &[]);
+        let dp = Dataplane::launch(&cp, "default", name, Some(run.stdout.trim()), &[]);
         dp.wait_ready();
         dps.push(dp);
     }

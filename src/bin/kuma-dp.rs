@@ -20,11 +20,32 @@ struct Cli {
 enum Command {
     /// Launch the dataplane: fetch the bootstrap, then run Envoy
     Run {
-        /// URL of the control plane's bootstrap server; a bare HOST:PORT is
-        /// taken as http:// (KUMA_CONTROL_PLANE_URL is read too) [default:
-        /// http://localhost:5682]
+        /// URL of the control plane's bootstrap server, spoken to in TLS
+        /// whether written http://, https:// or HOST:PORT (KUMA_CONTROL_PLANE_URL
+        /// is read too) [default: https://localhost:5682]
         #[arg(long = "cp-address", env = "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL")]
         cp_address: Option<String>,
+        /// The CA that signed the control plane's certificate (PEM); the
+        /// certificate's name must match the host of --cp-address. Without
+        /// it a dataplane token is not sent. KUMA_CONTROL_PLANE_CA_CERT may
+        /// hold the PEM itself
+        #[arg(long = "ca-cert-file", env = "KUMA_CONTROL_PLANE_CA_CERT_FILE")]
+        ca_cert_file: Option<PathBuf>,
+        /// Accept any certificate from the control plane, even when sending
+        /// a dataplane token: whoever answers at --cp-address gets it
+        #[arg(
+            long = "insecure-skip-tls-verify",
+            env = "KUMA_CONTROL_PLANE_INSECURE_SKIP_TLS_VERIFY"
+        )]
+        insecure_skip_tls_verify: bool,
+        /// Speak plain text to a control plane that serves it
+        /// (KUMA_DP_SERVER_INSECURE_PLAINTEXT): token and keys in clear.
+        /// Local development only
+        #[arg(
+            long = "insecure-plaintext",
+            env = "KUMA_CONTROL_PLANE_INSECURE_PLAINTEXT"
+        )]
+        insecure_plaintext: bool,
         /// Mesh of the dataplane
         #[arg(long, env = "KUMA_DATAPLANE_MESH", default_value = "default")]
         mesh: String,
@@ -116,6 +137,9 @@ fn main() -> ExitCode {
         }
         Command::Run {
             cp_address,
+            ca_cert_file,
+            insecure_skip_tls_verify,
+            insecure_plaintext,
             mesh,
             name,
             admin_port,
@@ -125,21 +149,41 @@ fn main() -> ExitCode {
             drain_time,
             envoy_log_level,
             log_level: _,
-        } => DpConfig {
-            cp_address: kuma::dp::bootstrap_url(
-                &cp_address
-                    .or_else(|| std::env::var("KUMA_CONTROL_PLANE_URL").ok())
-                    .unwrap_or_else(|| "http://localhost:5682".into()),
-            ),
-            mesh,
-            name,
-            admin_port,
-            dataplane_token_file,
-            binary_path,
-            config_dir: config_dir.unwrap_or_else(|| std::env::temp_dir().join("kuma-dp")),
-            drain_time_seconds: drain_time,
-            envoy_log_level,
-        },
+        } => {
+            let address = cp_address
+                .or_else(|| std::env::var("KUMA_CONTROL_PLANE_URL").ok())
+                .unwrap_or_else(|| "https://localhost:5682".into());
+            let inline_ca = std::env::var("KUMA_CONTROL_PLANE_CA_CERT").ok();
+            let channel = kuma::dp::read_ca(ca_cert_file.as_deref(), inline_ca.as_deref())
+                .and_then(|ca| {
+                    kuma::dp::channel(
+                        ca,
+                        insecure_skip_tls_verify,
+                        insecure_plaintext,
+                        dataplane_token_file.is_some(),
+                        &address,
+                    )
+                });
+            let channel = match channel {
+                Ok(channel) => channel,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            DpConfig {
+                cp_address: kuma::dp::bootstrap_url(&address, &channel),
+                channel,
+                mesh,
+                name,
+                admin_port,
+                dataplane_token_file,
+                binary_path,
+                config_dir: config_dir.unwrap_or_else(|| std::env::temp_dir().join("kuma-dp")),
+                drain_time_seconds: drain_time,
+                envoy_log_level,
+            }
+        }
         Command::Probe { admin_port } => {
             return kuma::cli::run(false, async move {
                 Ok::<_, std::convert::Infallible>(if kuma::dp::envoy_ready(admin_port).await {

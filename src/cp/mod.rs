@@ -12,7 +12,8 @@ use crate::bootstrap::{self, BootstrapContext};
 use crate::config::{Config, DpAuthType, StoreType};
 use crate::metrics::Metrics;
 use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
-use crate::runtime::{self, CancellationToken, Leadership, ListenError, TaskTracker};
+use crate::runtime::{self, CancellationToken, Leadership, ListenError, TaskTracker, Transport};
+use crate::security::control_plane_tls::ControlPlaneCert;
 use crate::security::token_server::{self, PublicTlsError, TokenContext};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
 use crate::xds::ads::AdsServer;
@@ -48,6 +49,8 @@ pub enum CpError {
     PublicTokenServer(#[from] PublicTlsError),
     #[error("the HTTPS API: {0}")]
     ApiHttps(#[from] api::https::ApiTlsError),
+    #[error(transparent)]
+    ControlPlaneTls(#[from] crate::security::control_plane_tls::ControlPlaneTlsError),
     #[cfg(not(feature = "kubernetes"))]
     #[error("dpServer.auth.type serviceAccountToken needs the cargo feature \"kubernetes\"")]
     NoServiceAccountAuth,
@@ -198,6 +201,7 @@ async fn stream_auth(config: &Config, opened: &Opened) -> Result<StreamAuth, CpE
 async fn injector(
     config: &Config,
     opened: &Opened,
+    control_plane_cert: Option<&Arc<ControlPlaneCert>>,
 ) -> Result<
     Option<(
         crate::injector::Injector,
@@ -209,8 +213,16 @@ async fn injector(
         return Ok(None);
     }
     let bound = crate::injector::bind(&config.injector).await?;
+    let mut injector_config = config.injector.clone();
+    // Sidecars verify this control plane with its own CA unless told
+    // another.
+    if injector_config.control_plane.ca_cert_file.is_empty()
+        && let Some(file) = control_plane_cert.and_then(|c| c.ca_file())
+    {
+        injector_config.control_plane.ca_cert_file = file.display().to_string();
+    }
     let injector = crate::injector::Injector {
-        config: config.injector.clone(),
+        config: injector_config,
         client: opened.kube_client().await?,
         system_namespace: config.system_namespace.clone(),
     };
@@ -219,7 +231,11 @@ async fn injector(
 
 /// Without the `kubernetes` feature there is no injector to serve.
 #[cfg(not(feature = "kubernetes"))]
-async fn injector(config: &Config, _opened: &Opened) -> Result<(), CpError> {
+async fn injector(
+    config: &Config,
+    _opened: &Opened,
+    _control_plane_cert: Option<&Arc<ControlPlaneCert>>,
+) -> Result<(), CpError> {
     if config.injector.enabled {
         return Err(CpError::NoInjector);
     }
@@ -263,6 +279,22 @@ async fn ensure_admin_token(
     }
 }
 
+/// The certificate of the servers proxies talk to (ADS, SDS, bootstrap,
+/// the local token server); none when `dpServer.insecurePlaintext` says
+/// to serve them in plain text, which is logged as the risk it is.
+fn control_plane_cert(
+    config: &Config,
+    xds_host: &str,
+) -> Result<Option<Arc<ControlPlaneCert>>, CpError> {
+    if config.dp_server.insecure_plaintext {
+        tracing::warn!(
+            "KUMA_DP_SERVER_INSECURE_PLAINTEXT is set: ADS, SDS, the bootstrap and the token server speak PLAIN TEXT, so every dataplane token and workload private key crosses the network readable by anyone on it; for local development only"
+        );
+        return Ok(None);
+    }
+    Ok(Some(ControlPlaneCert::load(&config.general, &[xds_host])?))
+}
+
 /// Runs the control plane until `stop` completes.
 pub async fn run(
     config: Config,
@@ -277,6 +309,11 @@ pub async fn run(
     // start, and then neither way would create the mesh.
     let settled = opened.leadership.is_leader() && ensure_default_mesh(&config, &store).await?;
 
+    let xds_host = match config.bootstrap_server.params.xds_host.as_str() {
+        "" => config.general.advertised_hostname.clone(),
+        host => host.to_string(),
+    };
+    let control_plane_cert = control_plane_cert(&config, &xds_host)?;
     let api_listener = runtime::bind("HTTP API", "apiServer.port", config.api_server.port).await?;
     let health_listener = runtime::bind(
         "health",
@@ -303,7 +340,11 @@ pub async fn run(
     .await?;
     let public_token_server = public_token_server(&config, token_listener.address.port()).await?;
     let https_api = if config.api_server.https.enabled {
-        let tls = api::https::tls_config(&config.api_server, &config.general.advertised_hostname)?;
+        let tls = api::https::tls_config(
+            &config.api_server,
+            control_plane_cert.as_ref(),
+            &config.general.advertised_hostname,
+        )?;
         let bound = runtime::bind_on(
             "HTTP API (HTTPS)",
             "apiServer.https.port",
@@ -335,9 +376,9 @@ pub async fn run(
         })
     };
     #[cfg(feature = "kubernetes")]
-    let injector = injector(&config, &opened).await?;
+    let injector = injector(&config, &opened, control_plane_cert.as_ref()).await?;
     #[cfg(not(feature = "kubernetes"))]
-    injector(&config, &opened).await?;
+    injector(&config, &opened, control_plane_cert.as_ref()).await?;
 
     let metrics = Arc::new(Metrics::new());
     let (cache, connected) = SnapshotCache::new();
@@ -389,10 +430,8 @@ pub async fn run(
     let bootstrap = bootstrap::router(BootstrapContext {
         index: index.clone(),
         auth: auth.clone(),
-        xds_host: match config.bootstrap_server.params.xds_host.as_str() {
-            "" => config.general.advertised_hostname.clone(),
-            host => host.to_string(),
-        },
+        xds_host,
+        xds_tls: control_plane_cert.is_some(),
         xds_port: match config.bootstrap_server.params.xds_port {
             0 => xds_listener.address.port(),
             port => port,
@@ -430,7 +469,21 @@ pub async fn run(
     };
     let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
 
+    // What the servers proxies talk to speak (see control_plane_cert).
+    let (proxies, token_local) = match &control_plane_cert {
+        Some(cert) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config()?));
+            (
+                Transport::Tls(acceptor.clone()),
+                Transport::TlsOrPlain(acceptor),
+            )
+        }
+        None => (Transport::Plain, Transport::Plain),
+    };
     let mut servers = Vec::new();
+    if let Some(cert) = &control_plane_cert {
+        servers.push(tokio::spawn(cert.clone().keep_current(shutdown.clone())));
+    }
     if let Some((bound, tls)) = https_api {
         servers.push(tokio::spawn(bound.serve_tls(
             tls,
@@ -445,13 +498,14 @@ pub async fn run(
     servers.extend([
         tokio::spawn(api_listener.serve(api, shutdown.clone())),
         tokio::spawn(health_listener.serve(health::router(store.clone()), shutdown.clone())),
-        tokio::spawn(bootstrap_listener.serve(bootstrap, shutdown.clone())),
-        tokio::spawn(token_listener.serve(
+        tokio::spawn(bootstrap_listener.serve_over(proxies.clone(), bootstrap, shutdown.clone())),
+        tokio::spawn(token_listener.serve_over(
+            token_local,
             token_server::router(token_context(&config, &store), authenticator(false)),
             shutdown.clone(),
         )),
-        tokio::spawn(xds_listener.serve_grpc(ads_service, shutdown.clone())),
-        tokio::spawn(sds_listener.serve_grpc(sds_service, shutdown.clone())),
+        tokio::spawn(xds_listener.serve_grpc(ads_service, proxies.clone(), shutdown.clone())),
+        tokio::spawn(sds_listener.serve_grpc(sds_service, proxies, shutdown.clone())),
         tokio::spawn(
             feed::universal(store.clone(), events_tx, shutdown.clone())
                 .instrument(tracing::info_span!("feed")),

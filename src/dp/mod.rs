@@ -12,8 +12,10 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct DpConfig {
-    /// Bootstrap server, e.g. `http://127.0.0.1:5682`.
+    /// Bootstrap server, e.g. `https://127.0.0.1:5682`.
     pub cp_address: String,
+    /// How the control plane is reached and verified.
+    pub channel: Channel,
     pub mesh: String,
     pub name: String,
     pub admin_port: Option<u16>,
@@ -54,14 +56,81 @@ impl EnvoyLogLevel {
     }
 }
 
-/// The bootstrap server's URL from `--cp-address`: a bare `host:port` is
-/// taken as plain HTTP, the bootstrap server's protocol.
-pub fn bootstrap_url(cp_address: &str) -> String {
-    if cp_address.contains("://") {
-        cp_address.to_string()
-    } else {
-        format!("http://{cp_address}")
+/// How `kuma-dp` and its Envoy talk to the control plane.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Channel {
+    /// TLS, the control plane's certificate verified with this CA (PEM).
+    Verified { ca_pem: String, from: String },
+    /// TLS, any certificate accepted: explicitly asked for, or nothing
+    /// secret to send (no dataplane token).
+    Unverified,
+    /// Plain text, explicitly asked for.
+    Plaintext,
+}
+
+/// The bootstrap server's URL from `--cp-address`. The channel decides the
+/// scheme: `http://` (as Kuma's examples write it) or a bare `host:port`
+/// is spoken to in TLS unless plain text was asked for.
+pub fn bootstrap_url(cp_address: &str, channel: &Channel) -> String {
+    let rest = cp_address
+        .strip_prefix("https://")
+        .or_else(|| cp_address.strip_prefix("http://"))
+        .unwrap_or(cp_address);
+    match channel {
+        Channel::Plaintext => format!("http://{rest}"),
+        _ => format!("https://{rest}"),
     }
+}
+
+/// The channel the flags ask for. A token is sent only to a verified
+/// control plane, unless verification (or TLS) was explicitly waived.
+pub fn channel(
+    ca: Option<(String, String)>,
+    skip_verify: bool,
+    plaintext: bool,
+    has_token: bool,
+    address: &str,
+) -> Result<Channel, DpError> {
+    Ok(match (plaintext, ca, skip_verify) {
+        (true, _, _) => Channel::Plaintext,
+        (false, Some((ca_pem, from)), false) => Channel::Verified { ca_pem, from },
+        (false, _, true) => Channel::Unverified,
+        (false, None, false) if !has_token => Channel::Unverified,
+        (false, None, false) => {
+            return Err(DpError::NoCa {
+                address: address.to_string(),
+            });
+        }
+    })
+}
+
+/// The CA PEM kuma-dp verifies the control plane with, checked to hold a
+/// certificate: from `file`, else `inline` (`KUMA_CONTROL_PLANE_CA_CERT`,
+/// what the Kubernetes injector sets). Answers the PEM and where it came from.
+pub fn read_ca(
+    file: Option<&Path>,
+    inline: Option<&str>,
+) -> Result<Option<(String, String)>, DpError> {
+    let (pem, from) = match (file, inline) {
+        (Some(file), _) => (
+            std::fs::read_to_string(file).map_err(|e| DpError::CaCert {
+                from: format!("--ca-cert-file {}", file.display()),
+                message: e.to_string(),
+            })?,
+            format!("--ca-cert-file {}", file.display()),
+        ),
+        (None, Some(pem)) if !pem.trim().is_empty() => {
+            (pem.to_string(), "KUMA_CONTROL_PLANE_CA_CERT".to_string())
+        }
+        _ => return Ok(None),
+    };
+    if reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_or(true, |c| c.is_empty()) {
+        return Err(DpError::CaCert {
+            from,
+            message: "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+        });
+    }
+    Ok(Some((pem, from)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,13 +158,31 @@ pub enum DpError {
     #[error("the control plane refused this dataplane: {0}")]
     Refused(String),
     #[error(
-        "--cp-address {address} is {what}: it answered 404 to POST /bootstrap; point it at the bootstrap server (default port 5682), e.g. --cp-address http://HOST:5682"
+        "--cp-address {address} is {what}; point it at the bootstrap server (default port 5682), e.g. --cp-address https://HOST:5682"
     )]
     NotBootstrapServer { address: String, what: String },
     #[error(
-        "{address} does not speak HTTPS (the bootstrap server answered in plain HTTP): use --cp-address {plain}"
+        "the control plane at {address} answered in plain text (its KUMA_DP_SERVER_INSECURE_PLAINTEXT is set): kuma-dp sends its token and receives keys in clear only when told to, with --insecure-plaintext (KUMA_CONTROL_PLANE_INSECURE_PLAINTEXT)"
     )]
-    NotHttps { address: String, plain: String },
+    NotHttps { address: String },
+    #[error(
+        "the control plane at {address} speaks TLS: drop --insecure-plaintext (KUMA_CONTROL_PLANE_INSECURE_PLAINTEXT) and give --ca-cert-file"
+    )]
+    NotPlaintext { address: String },
+    #[error(
+        "kuma-dp sends its dataplane token only to a control plane it has verified: pass --ca-cert-file (KUMA_CONTROL_PLANE_CA_CERT_FILE) with the control plane's CA, which `kumactl inspect control-plane-ca` prints (kuma-cp keeps it as kuma-cp-ca.crt in its work directory, $HOME/.kuma), or --insecure-skip-tls-verify to send it to {address} unverified"
+    )]
+    NoCa { address: String },
+    #[error("the CA of {from}: {message}")]
+    CaCert { from: String, message: String },
+    #[error(
+        "the control plane at {address} is not the one the CA of {from} vouches for: {problem}"
+    )]
+    Unverified {
+        address: String,
+        from: String,
+        problem: String,
+    },
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
     #[error("lost track of Envoy: {0}")]
@@ -147,12 +234,42 @@ enum Answer {
 /// on an answer that no retry can change (a refused token, an address that
 /// is not a bootstrap server, HTTPS against plain HTTP).
 pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpError> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default();
     let base = config.cp_address.trim_end_matches('/');
     let url = format!("{base}/bootstrap");
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    match &config.channel {
+        Channel::Verified { ca_pem, from } => {
+            client = client.tls_built_in_root_certs(false);
+            let roots = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).map_err(|e| {
+                DpError::CaCert {
+                    from: from.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            for root in roots {
+                client = client.add_root_certificate(root);
+            }
+        }
+        Channel::Unverified => {
+            if config.dataplane_token_file.is_none() {
+                tracing::warn!(
+                    address = base,
+                    "the control plane is not verified (no --ca-cert-file); nothing secret is sent, but its answers are trusted as they come"
+                );
+            } else {
+                tracing::warn!(
+                    address = base,
+                    "--insecure-skip-tls-verify: the dataplane token goes to whoever answers at this address"
+                );
+            }
+            client = client.danger_accept_invalid_certs(true);
+        }
+        Channel::Plaintext => tracing::warn!(
+            address = base,
+            "--insecure-plaintext: the dataplane token and the workload's keys cross the network in clear"
+        ),
+    }
+    let client = client.build().unwrap_or_default();
     let token = match &config.dataplane_token_file {
         Some(file) => Some(
             std::fs::read_to_string(file)
@@ -172,7 +289,7 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpE
     });
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
-        match ask(&client, base, &url, &body).await {
+        match ask(&client, base, &url, &body, &config.channel).await {
             Answer::Bootstrap(bootstrap) => return Ok(bootstrap),
             Answer::Stop(e) => return Err(e),
             Answer::Retry(why) => {
@@ -184,24 +301,26 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpE
     }
 }
 
-async fn ask(client: &reqwest::Client, base: &str, url: &str, body: &serde_json::Value) -> Answer {
+async fn ask(
+    client: &reqwest::Client,
+    base: &str,
+    url: &str,
+    body: &serde_json::Value,
+    channel: &Channel,
+) -> Answer {
     let resp = match client.post(url).json(body).send().await {
         Ok(resp) => resp,
-        Err(e) => {
-            let cause = crate::cli::root_cause(&e).to_string();
-            // rustls' words for a plain-HTTP answer to a TLS handshake.
-            if url.starts_with("https://")
-                && (cause.contains("InvalidContentType") || cause.contains("corrupt message"))
-            {
-                // The address to pass, not the request's URL: kuma-dp
-                // adds /bootstrap itself.
-                return Answer::Stop(DpError::NotHttps {
+        // Plain text where TLS was expected: perhaps kumactl's API port.
+        Err(e) if matches!(rustls_error(&e), Some(rustls::Error::InvalidMessage(_))) => {
+            let plain = base.replacen("https://", "http://", 1);
+            return Answer::Stop(match not_a_bootstrap_server(client, &plain).await {
+                api @ DpError::NotBootstrapServer { .. } if is_api(&api) => api,
+                _ => DpError::NotHttps {
                     address: base.to_string(),
-                    plain: base.replacen("https://", "http://", 1),
-                });
-            }
-            return Answer::Retry(format!("control plane not reachable: {cause}"));
+                },
+            });
         }
+        Err(e) => return Answer::from_send_error(&e, base, channel),
     };
     let status = resp.status();
     if status.is_success() {
@@ -226,6 +345,89 @@ async fn ask(client: &reqwest::Client, base: &str, url: &str, body: &serde_json:
     }
 }
 
+impl Answer {
+    /// What a request that got no HTTP answer means: a certificate that
+    /// cannot be trusted or a protocol mismatch stops, anything else (not
+    /// up yet, a network blip) is retried.
+    fn from_send_error(error: &reqwest::Error, base: &str, channel: &Channel) -> Answer {
+        // The address to name is the one to pass, not the request's URL:
+        // kuma-dp adds /bootstrap itself.
+        let address = base.to_string();
+        if let Some(tls) = rustls_error(error) {
+            return Answer::Stop(match (tls, channel) {
+                (rustls::Error::InvalidCertificate(problem), Channel::Verified { from, .. }) => {
+                    DpError::Unverified {
+                        address,
+                        from: from.clone(),
+                        problem: certificate_problem(problem),
+                    }
+                }
+                (other, _) => DpError::Unverified {
+                    address,
+                    from: "kuma-dp".into(),
+                    problem: other.to_string(),
+                },
+            });
+        }
+        let cause = crate::cli::root_cause(error).to_string();
+        if matches!(channel, Channel::Plaintext)
+            && (cause.contains("invalid HTTP version parsed")
+                || cause.contains("connection closed before message completed")
+                || cause.contains("connection reset"))
+        {
+            // A TLS server answers a client that opens in plain text with
+            // an alert record (no HTTP response), or drops it.
+            return Answer::Stop(DpError::NotPlaintext { address });
+        }
+        Answer::Retry(format!("control plane not reachable: {cause}"))
+    }
+}
+
+/// The TLS failure under a request's error, if that is what it was. An
+/// `io::Error` hides the error it wraps from `source()`, so each one is
+/// opened too.
+fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        cause = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// A certificate problem in a user's words.
+fn certificate_problem(problem: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match problem {
+        E::UnknownIssuer | E::BadSignature => {
+            "its certificate is not signed by that CA (wrong CA, or another control plane)".into()
+        }
+        E::Expired | E::ExpiredContext { .. } => "its certificate has expired".into(),
+        E::NotValidYet | E::NotValidYetContext { .. } => {
+            "its certificate is not valid yet (check both machines' clocks)".into()
+        }
+        E::NotValidForName | E::NotValidForNameContext { .. } => format!(
+            "its certificate does not name the host of --cp-address ({problem:?}); connect by a name it has, or add the name to the control plane's certificate (KUMA_GENERAL_TLS_SUBJECT_ALT_NAMES)"
+        ),
+        other => format!("its certificate is refused: {other:?}"),
+    }
+}
+
+/// What kumactl's port is called in [`not_a_bootstrap_server`].
+const THE_API: &str = "kuma-cp's HTTP API (default port 5681), the one kumactl talks to";
+
+fn is_api(error: &DpError) -> bool {
+    matches!(error, DpError::NotBootstrapServer { what, .. } if what == THE_API)
+}
+
 /// Says what `base` is instead, when it can tell.
 async fn not_a_bootstrap_server(client: &reqwest::Client, base: &str) -> DpError {
     let index: Option<serde_json::Value> = match client.get(base).send().await {
@@ -233,13 +435,41 @@ async fn not_a_bootstrap_server(client: &reqwest::Client, base: &str) -> DpError
         Err(_) => None,
     };
     let what = if index.is_some_and(|i| i["tagline"] == "Kuma") {
-        "kuma-cp's HTTP API (default port 5681), the one kumactl talks to".to_string()
+        THE_API.to_string()
     } else {
         "not kuma-cp's bootstrap server".to_string()
     };
     DpError::NotBootstrapServer {
         address: base.to_string(),
         what,
+    }
+}
+
+/// Gives Envoy the CA to verify the control plane's xDS port with, when
+/// the bootstrap says that port speaks TLS; with verification skipped,
+/// Envoy is told to accept any certificate there too.
+pub fn add_ca(bootstrap: &mut serde_json::Value, channel: &Channel) {
+    let Some(clusters) = bootstrap
+        .pointer_mut("/static_resources/clusters")
+        .and_then(|c| c.as_array_mut())
+    else {
+        return;
+    };
+    for cluster in clusters {
+        let Some(tls) = cluster.pointer_mut("/transport_socket/typed_config/common_tls_context")
+        else {
+            continue;
+        };
+        match channel {
+            Channel::Verified { ca_pem, .. } => {
+                tls["validation_context"]["trusted_ca"] = json!({"inline_string": ca_pem});
+            }
+            _ => {
+                if let Some(tls) = tls.as_object_mut() {
+                    tls.remove("validation_context");
+                }
+            }
+        }
     }
 }
 
@@ -374,6 +604,7 @@ pub async fn run_envoy(
 pub async fn run(config: DpConfig) -> Result<i32, DpError> {
     let envoy = find_envoy(&config.binary_path)?;
     let mut bootstrap = fetch_bootstrap(&config).await?;
+    add_ca(&mut bootstrap, &config.channel);
     if let Some(file) = &config.dataplane_token_file {
         add_token(&mut bootstrap, file)?;
     }

@@ -85,8 +85,9 @@ fn field_env(name: &str, path: &str) -> Value {
     json!({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}})
 }
 
-/// The `kuma-sidecar` container.
-pub fn sidecar_container(config: &InjectorConfig, mesh: &str) -> Value {
+/// The `kuma-sidecar` container; `ca_pem` is the CA it verifies the
+/// control plane with.
+pub fn sidecar_container(config: &InjectorConfig, mesh: &str, ca_pem: Option<&str>) -> Value {
     let c = &config.sidecar_container;
     let mut container = json!({
         "name": SIDECAR_NAME,
@@ -111,6 +112,9 @@ pub fn sidecar_container(config: &InjectorConfig, mesh: &str) -> Value {
             "limits": {"cpu": c.resources.limits.cpu, "memory": c.resources.limits.memory},
         },
     });
+    if let (Some(ca), Some(env)) = (ca_pem, container["env"].as_array_mut()) {
+        env.push(self::env("KUMA_CONTROL_PLANE_CA_CERT", ca));
+    }
     if config.native_sidecars {
         // A native sidecar: the application's containers start once this
         // one's startup probe passes; it stops after them.
@@ -149,7 +153,7 @@ pub fn init_container(config: &InjectorConfig) -> Value {
 }
 
 /// The pod as it is after injection into `mesh`.
-pub fn injected(pod: &Value, config: &InjectorConfig, mesh: &str) -> Value {
+pub fn injected(pod: &Value, config: &InjectorConfig, mesh: &str, ca_pem: Option<&str>) -> Value {
     let mut pod = pod.clone();
     let c = &config.sidecar_container;
     let annotations = [
@@ -178,13 +182,13 @@ pub fn injected(pod: &Value, config: &InjectorConfig, mesh: &str) -> Value {
         .unwrap_or_default();
     let mut init = vec![init_container(config)];
     if config.native_sidecars {
-        init.push(sidecar_container(config, mesh));
+        init.push(sidecar_container(config, mesh, ca_pem));
     } else {
         let mut containers = pod["spec"]["containers"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        containers.push(sidecar_container(config, mesh));
+        containers.push(sidecar_container(config, mesh, ca_pem));
         pod["spec"]["containers"] = Value::Array(containers);
     }
     init.extend(existing_init);
@@ -193,8 +197,13 @@ pub fn injected(pod: &Value, config: &InjectorConfig, mesh: &str) -> Value {
 }
 
 /// The JSON patch that injects `pod`.
-pub fn patch(pod: &Value, config: &InjectorConfig, mesh: &str) -> json_patch::Patch {
-    json_patch::diff(pod, &injected(pod, config, mesh))
+pub fn patch(
+    pod: &Value,
+    config: &InjectorConfig,
+    mesh: &str,
+    ca_pem: Option<&str>,
+) -> json_patch::Patch {
+    json_patch::diff(pod, &injected(pod, config, mesh, ca_pem))
 }
 
 #[cfg(test)]
@@ -227,14 +236,14 @@ mod tests {
         opted_out["metadata"]["annotations"] = json!({SIDECAR_INJECTION: "disabled"});
         assert_eq!(decide(&opted_out, &labelled(), &none), Decision::OptedOut);
         let config = InjectorConfig::default();
-        let done = injected(&pod(), &config, "default");
+        let done = injected(&pod(), &config, "default", None);
         assert_eq!(decide(&done, &labelled(), &none), Decision::AlreadyInjected);
     }
 
     #[test]
     fn a_native_sidecar_starts_before_the_application_and_a_classic_one_beside_it() {
         let mut config = InjectorConfig::default();
-        let native = injected(&pod(), &config, "default");
+        let native = injected(&pod(), &config, "default", Some("CA PEM"));
         let init: Vec<&str> = native["spec"]["initContainers"]
             .as_array()
             .unwrap()
@@ -248,9 +257,17 @@ mod tests {
         );
         assert!(native["spec"]["initContainers"][1]["startupProbe"].is_object());
         assert_eq!(native["spec"]["containers"].as_array().unwrap().len(), 1);
+        let env = native["spec"]["initContainers"][1]["env"]
+            .as_array()
+            .unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "KUMA_CONTROL_PLANE_CA_CERT" && e["value"] == "CA PEM"),
+            "the sidecar is given the control plane's CA: {env:?}"
+        );
 
         config.native_sidecars = false;
-        let classic = injected(&pod(), &config, "default");
+        let classic = injected(&pod(), &config, "default", None);
         assert_eq!(classic["spec"]["containers"][1]["name"], SIDECAR_NAME);
         assert!(classic["spec"]["containers"][1]["restartPolicy"].is_null());
     }

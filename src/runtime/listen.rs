@@ -62,8 +62,8 @@ pub async fn bind_on(
 }
 
 impl Bound {
-    /// Serves gRPC until shutdown.
-    pub async fn serve_grpc<S>(self, service: S, shutdown: CancellationToken)
+    /// Serves gRPC until shutdown, over `transport`.
+    pub async fn serve_grpc<S>(self, service: S, transport: Transport, shutdown: CancellationToken)
     where
         S: tonic::codegen::Service<
                 axum::http::Request<tonic::body::Body>,
@@ -77,7 +77,24 @@ impl Bound {
         S::Future: Send + 'static,
     {
         let name = self.name;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        // Handshakes run on tasks of their own, so a slow client does not
+        // hold up the next accept; finished connections queue here.
+        let (ready, incoming) =
+            tokio::sync::mpsc::channel::<Result<Connection, std::io::Error>>(64);
+        tokio::spawn(accept_loop(
+            name,
+            self.listener,
+            shutdown.clone(),
+            move |socket, peer| {
+                let (transport, ready) = (transport.clone(), ready.clone());
+                async move {
+                    if let Some((io, _)) = secure(name, socket, peer, &transport).await {
+                        let _ = ready.send(Ok(Connection(io))).await;
+                    }
+                }
+            },
+        ));
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
         if let Err(e) = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(service)
@@ -90,7 +107,17 @@ impl Bound {
 
     /// Serves HTTP until shutdown, finishing requests in flight.
     pub async fn serve(self, router: Router, shutdown: CancellationToken) {
-        serve_http(self.name, self.listener, None, router, shutdown).await
+        serve_http(self.name, self.listener, Transport::Plain, router, shutdown).await
+    }
+
+    /// Serves HTTP over `transport` until shutdown.
+    pub async fn serve_over(
+        self,
+        transport: Transport,
+        router: Router,
+        shutdown: CancellationToken,
+    ) {
+        serve_http(self.name, self.listener, transport, router, shutdown).await
     }
 
     /// Serves HTTPS until shutdown; see [`serve_tls`].
@@ -126,8 +153,156 @@ pub async fn serve_tls(
     router: Router,
     shutdown: CancellationToken,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    serve_http(name, listener, Some(acceptor), router, shutdown).await
+    serve_http(name, listener, Transport::tls(tls), router, shutdown).await
+}
+
+/// How a server's connections are secured.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls(tokio_rustls::TlsAcceptor),
+    /// TLS when the client opens with a handshake, plain text otherwise:
+    /// for a port bound to the loopback interface only, whose documented
+    /// use is a plain `curl http://localhost:...` on the same machine.
+    TlsOrPlain(tokio_rustls::TlsAcceptor),
+}
+
+impl Transport {
+    pub fn tls(config: rustls::ServerConfig) -> Transport {
+        Transport::Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The connection `socket` becomes over `transport`, with the client's
+/// certificate; none when the client is silent, or its handshake fails or
+/// takes too long (logged).
+async fn secure(
+    name: &'static str,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    transport: &Transport,
+) -> Option<(Box<dyn Io>, Option<Arc<Vec<u8>>>)> {
+    let acceptor = match transport {
+        // The first bytes tell HTTP/1 from HTTP/2, and no timer runs before
+        // they come: a silent client is let go here.
+        Transport::Plain => {
+            return match tokio::time::timeout(HEADER_READ_TIMEOUT, socket.peek(&mut [0])).await {
+                Ok(Ok(n)) if n > 0 => Some((Box::new(socket), None)),
+                _ => None,
+            };
+        }
+        Transport::Tls(acceptor) => acceptor,
+        Transport::TlsOrPlain(acceptor) => {
+            let mut first = [0];
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, socket.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 && first[0] != TLS_HANDSHAKE => {
+                    return Some((Box::new(socket), None));
+                }
+                Ok(Ok(n)) if n > 0 => acceptor,
+                _ => return None,
+            }
+        }
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(Ok(s)) => {
+            let certificate = s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.to_vec()));
+            Some((Box::new(s), certificate))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(server = name, %peer, error = %e, "TLS handshake refused");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(server = name, %peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Accepts connections until shutdown, handing each to `handle` on a task
+/// of its own. When accepting fails (out of file descriptors, say) it
+/// waits a little rather than spin.
+async fn accept_loop<F, Fut>(
+    name: &'static str,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(server = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(handle(socket, peer));
+    }
+}
+
+/// A gRPC connection, plain or TLS, as tonic takes it.
+struct Connection(Box<dyn Io>);
+
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for Connection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Connection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
 }
 
 /// The one accept loop of every HTTP server, plain or TLS: HTTP/1.1 and
@@ -137,11 +312,11 @@ pub async fn serve_tls(
 async fn serve_http(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    transport: Transport,
     router: Router,
     shutdown: CancellationToken,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder
@@ -149,55 +324,15 @@ async fn serve_http(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let builder = Arc::new(builder);
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors, say: wait, rather than spin.
-                    tracing::warn!(server = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let watching = graceful.clone();
+    accept_loop(name, listener, shutdown, move |socket, peer| {
         let router = router.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let mut certificate = None;
-            let io: Box<dyn Io> = match tls {
-                // The first bytes tell HTTP/1 from HTTP/2, and no timer
-                // runs before they come: a silent client is let go here.
-                None => {
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, socket.peek(&mut [0])).await {
-                        Ok(Ok(n)) if n > 0 => Box::new(socket),
-                        _ => return,
-                    }
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                        Ok(Ok(s)) => {
-                            certificate = s
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .map(|c| Arc::new(c.to_vec()));
-                            Box::new(s)
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(server = name, %peer, error = %e, "TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::warn!(server = name, %peer, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
+        let watcher = watching.watcher();
+        let transport = transport.clone();
+        async move {
+            let Some((io, certificate)) = secure(name, socket, peer, &transport).await else {
+                return;
             };
             let peer = Peer {
                 address: peer,
@@ -214,9 +349,12 @@ async fn serve_http(
             let io = hyper_util::rt::TokioIo::new(io);
             let connection = builder.serve_connection_with_upgrades(io, service);
             let _ = watcher.watch(connection.into_owned()).await;
-        });
-    }
-    drop(listener);
+        }
+    })
+    .await;
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return;
+    };
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()

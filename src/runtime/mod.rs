@@ -13,7 +13,7 @@ pub mod memory;
 mod signals;
 
 pub use leadership::Leadership;
-pub use listen::{Bound, ListenError, Peer, bind, bind_on, serve_tls};
+pub use listen::{Bound, ListenError, Peer, Transport, bind, bind_on, serve_tls};
 pub use signals::termination_signal;
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;

@@ -1,8 +1,9 @@
-//! Security of the mesh: each mesh's builtin CA and the workload
+//! Security of the mesh: the control plane's own certificate, each mesh's builtin CA and the workload
 //! certificates it signs, dataplane tokens with the server that issues
 //! them, and who may use the HTTP API (users, their tokens, access roles).
 
 pub mod ca;
+pub mod control_plane_tls;
 pub mod pem;
 pub mod rbac;
 pub mod token_server;

@@ -246,7 +246,7 @@ impl Cluster {
 fn serve_logs(dir: PathBuf) -> u16 {
     use axum::extract::{Path as UrlPath, Query};
     // The HTTPS API's own generated certificate, no client certificates.
-    let tls = kuma::api::https::tls_config(&kuma::config::ApiServerConfig::default(), "")
+    let tls = kuma::api::https::tls_config(&kuma::config::ApiServerConfig::default(), None, "")
         .expect("a TLS configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -96,14 +96,30 @@ impl Dataplane {
     /// from `cp`'s token server, and waits until its Envoy is live.
     pub fn start(cp: &KumaCp, mesh: &str, name: &str) -> Dataplane {
         let token = cp.token(mesh, name);
-        let dp = Self::launch(&cp.bootstrap, mesh, name, Some(&token), &[]);
+        let dp = Self::launch(cp, mesh, name, Some(&token), &[]);
         dp.wait_ready();
         dp
     }
 
-    /// Starts `kuma-dp run` without waiting; `token` (valid or not) is
-    /// written to a file passed with `--dataplane-token-file`.
+    /// Starts `kuma-dp run` against `cp` as it serves (its CA, or plain
+    /// text) without waiting; `token` (valid or not) is written to a file
+    /// passed with `--dataplane-token-file`.
     pub fn launch(
+        cp: &KumaCp,
+        mesh: &str,
+        name: &str,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Dataplane {
+        let mut flags = cp.dp_flags();
+        flags.extend(extra.iter().map(|f| f.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Self::launch_at(&cp.bootstrap, mesh, name, token, &flags)
+    }
+
+    /// Starts `kuma-dp run --cp-address bootstrap` with exactly `extra`
+    /// besides the dataplane's identity.
+    pub fn launch_at(
         bootstrap: &str,
         mesh: &str,
         name: &str,

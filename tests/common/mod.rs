@@ -49,7 +49,26 @@ pub struct KumaCp {
     pub https_api: Option<String>,
     /// The GUI port's redirect server, when it was opened.
     pub gui: Option<String>,
+    /// The CA of the control plane's generated certificate (what
+    /// `kuma-dp --ca-cert-file` takes); none when it serves the user's
+    /// files or plain text.
+    pub ca_file: Option<PathBuf>,
+    /// Whether the servers proxies talk to speak plain text
+    /// (KUMA_DP_SERVER_INSECURE_PLAINTEXT).
+    pub plaintext: bool,
+    /// The work directory this fixture made for it, removed on drop.
+    own_work_dir: Option<PathBuf>,
+    /// What it logged until it listened on every port.
+    pub startup_log: String,
     pub lines: mpsc::Receiver<String>,
+}
+
+/// A work directory of its own for each control plane started here (its
+/// CA lives there), unless the test gives one to share across restarts.
+fn fresh_work_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("kuma-cp-test.{}.{n}", std::process::id()))
 }
 
 /// Settings that give a control plane its own ports and parseable logs.
@@ -77,6 +96,7 @@ pub fn kuma_cp_command(env: &[(&str, &str)]) -> Command {
     for (k, v) in base_env() {
         cmd.env(k, v);
     }
+    cmd.env("KUMA_GENERAL_WORK_DIR", fresh_work_dir());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -95,9 +115,22 @@ impl KumaCp {
     }
 
     pub fn try_start_command(mut cmd: Command) -> Result<KumaCp, String> {
-        let wants_https = cmd
-            .get_envs()
-            .any(|(k, v)| k == "KUMA_API_SERVER_HTTPS_ENABLED" && v.is_some_and(|v| v == "true"));
+        let setting = |name: &str| {
+            cmd.get_envs()
+                .filter(|(k, _)| *k == name)
+                .filter_map(|(_, v)| v)
+                .last()
+                .map(|v| v.to_string_lossy().to_string())
+        };
+        let wants_https = setting("KUMA_API_SERVER_HTTPS_ENABLED").as_deref() == Some("true");
+        let plaintext = setting("KUMA_DP_SERVER_INSECURE_PLAINTEXT").as_deref() == Some("true");
+        let own_work_dir = setting("KUMA_GENERAL_WORK_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| {
+                dir.starts_with(std::env::temp_dir())
+                    && dir.to_string_lossy().contains("kuma-cp-test.")
+            });
+        let proxies_scheme = if plaintext { "http" } else { "https" };
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,6 +158,7 @@ impl KumaCp {
         let mut sds = None;
         let mut https_api = None;
         let mut gui = None;
+        let mut ca_file = None;
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.is_none()
@@ -145,6 +179,11 @@ impl KumaCp {
                 }
             };
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(ca) = v["ca"].as_str()
+            {
+                ca_file = Some(PathBuf::from(ca));
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["message"] == "listening"
             {
                 let addr: SocketAddr = v["address"]
@@ -156,7 +195,9 @@ impl KumaCp {
                 match v["server"].as_str() {
                     Some("HTTP API") => api = Some(url),
                     Some("health") => health = Some(url),
-                    Some("bootstrap") => bootstrap = Some(url),
+                    Some("bootstrap") => {
+                        bootstrap = Some(format!("{proxies_scheme}://127.0.0.1:{}", addr.port()))
+                    }
                     Some("xDS") => xds = Some(url),
                     Some("dataplane token") => tokens = Some(url),
                     Some("SDS") => sds = Some(url),
@@ -179,8 +220,22 @@ impl KumaCp {
             sds: sds.unwrap_or_default(),
             https_api,
             gui,
+            ca_file,
+            plaintext,
+            own_work_dir,
+            startup_log: seen.join("\n"),
             lines: rx,
         })
+    }
+
+    /// The flags `kuma-dp run` needs to reach this control plane as it
+    /// serves: its CA, or plain text.
+    pub fn dp_flags(&self) -> Vec<String> {
+        match (&self.ca_file, self.plaintext) {
+            (_, true) => vec!["--insecure-plaintext".into()],
+            (Some(ca), false) => vec!["--ca-cert-file".into(), ca.display().to_string()],
+            (None, false) => Vec::new(),
+        }
     }
 
     /// A dataplane token from the local token server.
@@ -248,6 +303,9 @@ impl Drop for KumaCp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.own_work_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -265,8 +323,13 @@ pub fn http(method: &str, url: &str, body: Option<&str>) -> Answer {
     http_with(method, url, body, &[])
 }
 
+/// Over HTTPS any certificate is accepted: checks of what a control
+/// plane's certificate proves go through kuma-dp and kumactl, which verify.
 pub fn http_with(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
-    let client = reqwest::blocking::Client::new();
+    let client = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("an HTTP client");
     let mut req = client.request(method.parse().expect("method"), url);
     for (k, v) in headers {
         req = req.header(*k, *v);
