@@ -124,7 +124,7 @@ fn every_command_and_flag_says_what_it_is() {
 fn kuma_dp_shows_its_defaults() {
     let text = help(&[bin("kuma-dp").display().to_string(), "run".into()]);
     for default in [
-        "default:\n          http://localhost:5682",
+        "default: https://localhost:5682",
         "[default: warning]",
         "[default: info]",
         "[default: 1s]",

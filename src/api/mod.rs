@@ -47,6 +47,9 @@ pub struct ApiContext {
     pub authenticator: Arc<authn::Authenticator>,
     /// Validity of dataplane tokens that do not ask for less.
     pub dataplane_token_validity: std::time::Duration,
+    /// The PEM of the CA proxies verify this control plane with, or why
+    /// there is none to give.
+    pub control_plane_ca: Result<String, String>,
 }
 
 pub type SharedContext = Arc<ApiContext>;
@@ -163,6 +166,9 @@ pub fn router(ctx: ApiContext, limits: &Limits) -> Router {
         ))
         .route("/", get(index))
         .route("/openapi.json", get(openapi_document))
+        // Public, like any CA certificate: what kuma-dp needs before it
+        // has anything else.
+        .route("/control-plane/ca", get(control_plane_ca))
         // The GUI's files need no user: what it shows comes from the API,
         // which asks the browser's user for credentials.
         .route("/gui", get(gui::to_gui))
@@ -240,6 +246,17 @@ pub(crate) struct TokenServers {
     local: String,
     /// Over HTTPS, when enabled.
     public: Option<String>,
+}
+
+/// `GET /control-plane/ca`: `{"caCert": PEM}`, the CA `kuma-dp
+/// --ca-cert-file` takes (`kumactl inspect control-plane-ca` prints it).
+async fn control_plane_ca(
+    State(ctx): State<SharedContext>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    match &ctx.control_plane_ca {
+        Ok(pem) => Ok(axum::Json(serde_json::json!({"caCert": pem}))),
+        Err(why) => Err(ApiError::not_found(why.clone())),
+    }
 }
 
 async fn index(State(ctx): State<SharedContext>) -> axum::Json<ControlPlaneIndex> {

@@ -319,6 +319,22 @@ impl Document {
             },
         );
         self.add(
+            "/control-plane/ca",
+            "get",
+            Op {
+                id: "getControlPlaneCa".into(),
+                summary: "The CA (PEM) that signed the certificate of the servers proxies talk to, what kuma-dp --ca-cert-file takes; needs no credentials. 404 when the control plane serves the user's certificate or plain text.".into(),
+                tag,
+                ok: vec![json_ok(
+                    "The CA.",
+                    json!({"type": "object", "required": ["caCert"], "properties": {"caCert": {"type": "string"}}}),
+                )],
+                errors: &[404],
+                open: true,
+                ..Op::default()
+            },
+        );
+        self.add(
             "/metrics",
             "get",
             Op {

@@ -416,6 +416,12 @@ pub async fn run(
             dataplane_token_validity: Duration::from_secs(
                 config.dataplane_token_server.token_validity_seconds,
             ),
+            control_plane_ca: match &control_plane_cert {
+                Some(cert) => cert.ca_pem().map(str::to_string).ok_or_else(|| {
+                    "this control plane serves the certificate of KUMA_GENERAL_TLS_CERT_FILE: give kuma-dp the CA that signed it".to_string()
+                }),
+                None => Err("this control plane serves proxies in plain text (KUMA_DP_SERVER_INSECURE_PLAINTEXT): there is no CA to verify it with".to_string()),
+            },
         },
         &api::Limits {
             max_body_bytes: config.api_server.max_request_body_bytes,

@@ -323,6 +323,13 @@ fn online_of(overviews: &[&Value]) -> (usize, usize) {
 
 /// `kumactl inspect meshes`: each mesh with what is on in it and its
 /// dataplanes online / total.
+/// Prints the control plane's CA as PEM, ready for a file.
+pub async fn control_plane_ca(session: &Session) -> Result<(), KumactlError> {
+    let answer = session.client()?.get("/control-plane/ca").await?;
+    print!("{}", answer["caCert"].as_str().unwrap_or_default());
+    Ok(())
+}
+
 pub async fn meshes(session: &Session, format: Format) -> Result<(), KumactlError> {
     let client = session.client()?;
     let mut rows = Vec::new();

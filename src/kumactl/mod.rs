@@ -256,6 +256,9 @@ enum InspectCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Format,
     },
+    /// The CA (PEM) that signed the control plane's certificate: what
+    /// kuma-dp --ca-cert-file takes to verify the control plane
+    ControlPlaneCa,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +342,7 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
             } => inspect::dataplane(&session, &name, config_dump, output).await,
             InspectCommand::Meshes { output } => inspect::meshes(&session, output).await,
             InspectCommand::Services { output } => inspect::services(&session, output).await,
+            InspectCommand::ControlPlaneCa => inspect::control_plane_ca(&session).await,
         },
         Command::Config {
             command: ConfigCommand::View,
