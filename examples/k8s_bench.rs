@@ -220,7 +220,12 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) -> Vec<Goal> {
     let seen = Observed::new(connected);
     let node_ids = pods.iter().map(|p| format!("default.{p}.{ns}")).collect();
     let connect_started = Instant::now();
-    rt.block_on(connect_all(&kuma_cp.xds, node_ids, 3, seen.clone()));
+    rt.block_on(connect_all(
+        &kuma_cp.grpc_endpoint(&kuma_cp.xds),
+        node_ids,
+        3,
+        seen.clone(),
+    ));
     while seen.complete.load(Ordering::Relaxed) < connected
         && connect_started.elapsed() < Duration::from_secs(120)
     {

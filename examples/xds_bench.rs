@@ -362,7 +362,12 @@ fn bench(
     let needed = if mtls { 4 } else { 3 };
     let node_ids = (0..n).map(|i| format!("default.dp-{i}")).collect();
     let connect_started = Instant::now();
-    rt.block_on(connect_all(&cp.xds, node_ids, needed, seen.clone()));
+    rt.block_on(connect_all(
+        &cp.grpc_endpoint(&cp.xds),
+        node_ids,
+        needed,
+        seen.clone(),
+    ));
     let configured = wait_configured(&seen, n);
     let all_configured = connect_started.elapsed();
     // At rest: kuma-cp hands back what the burst freed once it has been
@@ -743,8 +748,18 @@ fn two_control_planes(n: usize, rt: &tokio::runtime::Runtime) {
     let half = n / 2;
     let ids = |range: std::ops::Range<usize>| range.map(|i| format!("default.dp-{i}")).collect();
     let (on_first, on_second) = (Observed::new(half), Observed::new(n - half));
-    rt.block_on(connect_all(&first.xds, ids(0..half), 3, on_first.clone()));
-    rt.block_on(connect_all(&second.xds, ids(half..n), 3, on_second.clone()));
+    rt.block_on(connect_all(
+        &first.grpc_endpoint(&first.xds),
+        ids(0..half),
+        3,
+        on_first.clone(),
+    ));
+    rt.block_on(connect_all(
+        &second.grpc_endpoint(&second.xds),
+        ids(half..n),
+        3,
+        on_second.clone(),
+    ));
     let configured = wait_configured(&on_first, half) + wait_configured(&on_second, n - half);
     let mut acked = Arrivals::default();
     for round in 0..CHANGE_ROUNDS {
@@ -774,7 +789,12 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
     let (db, mut first) = loaded_on_postgres("bench_storm", n, rt);
     let node_ids: Vec<String> = (0..n).map(|i| format!("default.dp-{i}")).collect();
     let seen = Observed::new(n);
-    rt.block_on(connect_all(&first.xds, node_ids.clone(), 3, seen.clone()));
+    rt.block_on(connect_all(
+        &first.grpc_endpoint(&first.xds),
+        node_ids.clone(),
+        3,
+        seen.clone(),
+    ));
     assert_eq!(
         wait_configured(&seen, n),
         n,
@@ -790,7 +810,12 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
     let cpu_before = cpu_seconds(pid);
     let seen = Observed::new(n);
     let storm = Instant::now();
-    rt.block_on(connect_all(&second.xds, node_ids, 3, seen.clone()));
+    rt.block_on(connect_all(
+        &second.grpc_endpoint(&second.xds),
+        node_ids,
+        3,
+        seen.clone(),
+    ));
     let configured = wait_configured(&seen, n);
     let again = storm.elapsed();
     println!(

@@ -34,7 +34,7 @@ async fn sotw(
     mpsc::Sender<DiscoveryRequest>,
     Result<Streaming<DiscoveryResponse>, tonic::Status>,
 ) {
-    let mut client = AggregatedDiscoveryServiceClient::connect(cp.xds.clone())
+    let mut client = AggregatedDiscoveryServiceClient::connect(cp.grpc_endpoint(&cp.xds))
         .await
         .expect("connect");
     let (tx, rx) = mpsc::channel(8);
@@ -52,7 +52,7 @@ async fn delta(
     mpsc::Sender<DeltaDiscoveryRequest>,
     Streaming<DeltaDiscoveryResponse>,
 ) {
-    let mut client = AggregatedDiscoveryServiceClient::connect(cp.xds.clone())
+    let mut client = AggregatedDiscoveryServiceClient::connect(cp.grpc_endpoint(&cp.xds))
         .await
         .expect("connect");
     let (tx, rx) = mpsc::channel(8);
@@ -342,7 +342,11 @@ fn sds_on_its_own_port_serves_the_proxys_secrets_to_its_token_only() {
     let token = cp.token("default", "web");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let open = |token: &str, type_url: &str| {
-        let (sds, token, type_url) = (cp.sds.clone(), token.to_string(), type_url.to_string());
+        let (sds, token, type_url) = (
+            cp.grpc_endpoint(&cp.sds),
+            token.to_string(),
+            type_url.to_string(),
+        );
         rt.block_on(async move {
             let mut client = SecretDiscoveryServiceClient::connect(sds)
                 .await
@@ -419,7 +423,11 @@ fn silent_streams_garbage_and_unknown_nodes_do_not_stop_real_proxies() {
 async fn hostile_streams(cp: &KumaCp) {
     use tokio::io::AsyncWriteExt;
     const SILENT: usize = 1_000;
-    let address = cp.xds.trim_start_matches("http://").to_string();
+    let address = cp
+        .xds
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_string();
     let mut garbage = tokio::net::TcpStream::connect(&address)
         .await
         .expect("connect");
@@ -441,7 +449,7 @@ async fn hostile_streams(cp: &KumaCp) {
     let mut silent = Vec::new();
     let mut senders = Vec::new();
     for chunk in 0..10 {
-        let mut client = AggregatedDiscoveryServiceClient::connect(cp.xds.clone())
+        let mut client = AggregatedDiscoveryServiceClient::connect(cp.grpc_endpoint(&cp.xds))
             .await
             .expect("connect");
         for _ in 0..SILENT / 10 {

@@ -137,23 +137,20 @@ fn b64(value: &serde_json::Value) -> String {
     String::from_utf8(bytes).expect("PEM text")
 }
 
-/// Checks that the webhook's certificate is signed by the CA the API
-/// server is given (`caBundle`) and names the Service the webhook is
-/// reached at, then replaces the three (fresh on every rendering) with a
-/// placeholder and orders the objects, so that renderings compare.
-fn comparable(mut objects: Vec<serde_json::Value>, namespace: &str) -> Vec<serde_json::Value> {
-    let secret = find(&objects, "Secret");
-    let webhook = find(&objects, "MutatingWebhookConfiguration")["webhooks"][0].clone();
-    let ca_pem = b64(&webhook["clientConfig"]["caBundle"]);
-    let cert_pem = b64(&secret["data"]["tls.crt"]);
-    assert!(b64(&secret["data"]["tls.key"]).contains("PRIVATE KEY"));
-    let (ca_der, cert_der) = (pem_der(&ca_pem), pem_der(&cert_pem));
+fn secret<'a>(objects: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Secret {name}"))
+}
+
+/// Checks that `cert_pem` is signed by `ca_pem` and names `host`.
+fn signed_for(what: &str, ca_pem: &str, cert_pem: &str, host: &str) {
+    let (ca_der, cert_der) = (pem_der(ca_pem), pem_der(cert_pem));
     let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).expect("the CA parses");
     let (_, cert) = x509_parser::parse_x509_certificate(&cert_der).expect("the certificate parses");
     cert.verify_signature(Some(ca.public_key()))
-        .expect("the webhook certificate is signed by the caBundle");
-    let service = webhook["clientConfig"]["service"]["name"].as_str().unwrap();
-    let host = format!("{service}.{namespace}.svc");
+        .unwrap_or_else(|e| panic!("{what} is not signed by its CA: {e}"));
     let names = cert
         .subject_alternative_name()
         .expect("SANs parse")
@@ -165,7 +162,34 @@ fn comparable(mut objects: Vec<serde_json::Value>, namespace: &str) -> Vec<serde
         .collect::<Vec<_>>();
     assert!(
         names.iter().any(|n| n == &format!("DNSName({host})")),
-        "{host} not in {names:?}"
+        "{what}: {host} not in {names:?}"
+    );
+}
+
+/// Checks that the webhook's certificate is signed by the CA the API
+/// server is given (`caBundle`) and names the Service the webhook is
+/// reached at, and that the control plane's is signed by the CA sidecars
+/// are given and names its Service; then replaces them (fresh on every
+/// rendering) with a placeholder and orders the objects, so that
+/// renderings compare.
+fn comparable(mut objects: Vec<serde_json::Value>, namespace: &str) -> Vec<serde_json::Value> {
+    let injector_tls = secret(&objects, "kuma-injector-tls");
+    let webhook = find(&objects, "MutatingWebhookConfiguration")["webhooks"][0].clone();
+    assert!(b64(&injector_tls["data"]["tls.key"]).contains("PRIVATE KEY"));
+    let service = webhook["clientConfig"]["service"]["name"].as_str().unwrap();
+    signed_for(
+        "the webhook certificate",
+        &b64(&webhook["clientConfig"]["caBundle"]),
+        &b64(&injector_tls["data"]["tls.crt"]),
+        &format!("{service}.{namespace}.svc"),
+    );
+    let control_plane_tls = secret(&objects, "kuma-tls-cert");
+    assert!(b64(&control_plane_tls["data"]["tls.key"]).contains("PRIVATE KEY"));
+    signed_for(
+        "the control plane's certificate",
+        &b64(&control_plane_tls["data"]["ca.crt"]),
+        &b64(&control_plane_tls["data"]["tls.crt"]),
+        &format!("kuma-control-plane.{namespace}.svc"),
     );
     let validator = find(&objects, "ValidatingWebhookConfiguration");
     assert_eq!(
@@ -175,8 +199,10 @@ fn comparable(mut objects: Vec<serde_json::Value>, namespace: &str) -> Vec<serde
     for object in &mut objects {
         match object["kind"].as_str() {
             Some("Secret") => {
-                for key in ["tls.crt", "tls.key"] {
-                    object["data"][key] = "<certificate>".into();
+                for key in ["tls.crt", "tls.key", "ca.crt"] {
+                    if !object["data"][key].is_null() {
+                        object["data"][key] = "<certificate>".into();
+                    }
                 }
             }
             Some("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {

@@ -319,6 +319,10 @@ fn the_injected_sidecar_starts_kuma_dp_and_envoy_against_the_control_plane() {
                 "KUMA_INJECTOR_CONTROL_PLANE_BOOTSTRAP_SERVER_URL",
                 &cp.bootstrap,
             ),
+            (
+                "KUMA_INJECTOR_CONTROL_PLANE_CA_CERT_FILE",
+                cp.ca_file.as_ref().unwrap().to_str().unwrap(),
+            ),
             ("KUMA_INJECTOR_SIDECAR_CONTAINER_ADMIN_PORT", &admin_port),
             ("KUMA_INJECTOR_SIDECAR_CONTAINER_DRAIN_TIME_SECONDS", "2"),
         ],

@@ -374,3 +374,100 @@ fn deleting_a_mesh_leaves_another_meshs_traffic_untouched() {
         "mesh b's proxies were pushed nothing"
     );
 }
+
+/// `tcpdump` on the loopback interface, capturing the given ports until
+/// stopped; what it captured is the raw bytes of a pcap file.
+struct Capture {
+    process: common::Process,
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Capture {
+    fn start(ports: &[u16]) -> Capture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("channel.pcap");
+        let filter = ports
+            .iter()
+            .map(|p| format!("tcp port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let log = dir.path().join("tcpdump.log");
+        let child = std::process::Command::new("tcpdump")
+            .args(["-i", "lo", "-s", "0", "-U", "-w"])
+            .arg(&file)
+            .arg(&filter)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("tcpdump (make deps installs it)");
+        assert!(
+            eventually(Duration::from_secs(10), || std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("listening on lo")),
+            "tcpdump did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Capture {
+            process: common::Process(child),
+            file,
+            _dir: dir,
+        }
+    }
+
+    fn stop(mut self) -> Vec<u8> {
+        self.process.terminate();
+        std::fs::read(&self.file).unwrap()
+    }
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Which secrets of a session between two proxies and the control plane
+/// (bootstrap, ADS with mTLS on, SDS) the loopback capture of it shows.
+fn secrets_on_the_wire(env: &[(&str, &str)]) -> Vec<&'static str> {
+    let cp = KumaCp::start(env);
+    let capture = Capture::start(&[port_of(&cp.bootstrap), port_of(&cp.xds), port_of(&cp.sds)]);
+    cp.enable_mtls("default");
+    let pair = echo_pair(&cp, "default", "1");
+    allow(
+        &cp,
+        "default",
+        "client-to-echo",
+        serde_json::json!({"service": "client"}),
+        "echo",
+    );
+    // Traffic over mTLS: both proxies have their keys.
+    assert!(
+        eventually(SETTLE, || echo_works(pair.outbound)),
+        "no mTLS traffic"
+    );
+    let token = std::fs::read_to_string(pair.client.config_dir().join("token")).unwrap();
+    let bytes = capture.stop();
+    assert!(bytes.len() > 10_000, "the capture holds the session");
+    let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let mut seen = Vec::new();
+    for (what, needle) in [
+        ("the dataplane token", token.trim().as_bytes()),
+        ("a PEM block", b"-----BEGIN".as_slice()),
+        ("a private key", b"PRIVATE KEY".as_slice()),
+    ] {
+        if found(needle) {
+            seen.push(what);
+        }
+    }
+    seen
+}
+
+/// Tokens and workload keys cross the wire encrypted: a capture of a whole
+/// session holds none of them. With plain text switched on (both sides),
+/// the same capture finds all three, so the check can fail.
+#[test]
+fn no_token_or_key_crosses_the_channel_in_clear() {
+    assert_eq!(secrets_on_the_wire(&[]), Vec::<&str>::new());
+    assert_eq!(
+        secrets_on_the_wire(&[("KUMA_DP_SERVER_INSECURE_PLAINTEXT", "true")]),
+        ["the dataplane token", "a PEM block", "a private key"]
+    );
+}

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 fn stream_status(cp: &KumaCp, node: &str, token: &str) -> Option<tonic::Status> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = AggregatedDiscoveryServiceClient::connect(cp.xds.clone())
+        let mut client = AggregatedDiscoveryServiceClient::connect(cp.grpc_endpoint(&cp.xds))
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -376,4 +376,112 @@ fn a_token_validity_that_would_overflow_is_refused_with_its_range() {
             answer.body
         );
     }
+}
+
+/// After a memory-store `kuma-cp` restart every proxy's token is from a
+/// signing key that is gone: each `kuma-dp` says in one line why its
+/// Envoy's stream is refused and what recovers it; the Dataplanes applied
+/// again and fresh tokens written to the same files bring every proxy back
+/// (Envoy hot-restarted on the new token), with no kuma-dp restarted and
+/// no client round trip failed.
+#[test]
+fn proxies_refused_after_a_memory_restart_recover_from_fresh_token_files() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let ports: Vec<String> = (0..3).map(|_| free_port().to_string()).collect();
+    let env = [
+        ("KUMA_GENERAL_WORK_DIR", work_dir.path().to_str().unwrap()),
+        ("KUMA_BOOTSTRAP_SERVER_PORT", ports[0].as_str()),
+        ("KUMA_XDS_SERVER_GRPC_PORT", ports[1].as_str()),
+        ("KUMA_SDS_SERVER_GRPC_PORT", ports[2].as_str()),
+    ];
+    let mut cp = KumaCp::start(&env);
+    let (echo_port, echo_inbound, outbound) = (free_port(), free_port(), free_port());
+    let _echo = common::echo_server(echo_port);
+    put_dataplane(
+        &cp,
+        "default",
+        "echo-1",
+        (echo_inbound, echo_port),
+        "echo",
+        &[],
+    );
+    put_dataplane(
+        &cp,
+        "default",
+        "client-1",
+        (free_port(), free_port()),
+        "client",
+        &[(outbound, "echo")],
+    );
+    let proxies = [
+        Dataplane::start(&cp, "default", "echo-1"),
+        Dataplane::start(&cp, "default", "client-1"),
+    ];
+    assert!(eventually(Duration::from_secs(10), || echo_works(outbound)));
+    let specs: Vec<(String, String)> = ["echo-1", "client-1"]
+        .iter()
+        .map(|name| {
+            let path = format!("/meshes/default/dataplanes/{name}");
+            let spec = http("GET", &format!("{}{path}", cp.api), None).body;
+            (path, spec.to_string())
+        })
+        .collect();
+    let pids: Vec<u32> = proxies.iter().map(|p| p.process.0.id()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut failed = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if !echo_works(outbound) {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            failed
+        })
+    };
+
+    assert!(cp.terminate().success());
+    let cp = KumaCp::start(&env);
+    for proxy in &proxies {
+        assert!(
+            eventually(Duration::from_secs(30), || proxy.log().contains(
+                "the control plane refuses this proxy's configuration stream"
+            )),
+            "kuma-dp did not say why its stream is refused:\n{}",
+            proxy.log()
+        );
+        let said = proxy.log();
+        let line = said
+            .lines()
+            .find(|l| l.contains("refuses this proxy's configuration stream"))
+            .unwrap();
+        assert!(
+            line.contains("write a fresh token to") && line.contains("token"),
+            "{line}"
+        );
+    }
+
+    for (path, spec) in &specs {
+        cp.put(path, spec);
+    }
+    for (proxy, name) in proxies.iter().zip(["echo-1", "client-1"]) {
+        std::fs::write(proxy.config_dir().join("token"), cp.token("default", name)).unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || common::open_streams(&cp.api)
+            == 2.0),
+        "the proxies did not come back on their new tokens:\n{}\n{}",
+        proxies[0].log(),
+        proxies[1].log()
+    );
+    for proxy in &proxies {
+        assert!(proxy.log().contains("Envoy hot-restarted on the new token"));
+    }
+    assert!(echo_works(outbound));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(traffic.join().unwrap(), 0, "round trips failed");
+    let now: Vec<u32> = proxies.iter().map(|p| p.process.0.id()).collect();
+    assert_eq!(now, pids, "no kuma-dp was restarted");
 }

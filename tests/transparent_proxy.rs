@@ -273,6 +273,12 @@ fn an_unmodified_client_reaches_a_service_through_both_redirected_envoys() {
                     "KUMA_CONTROL_PLANE_URL",
                     format!("http://{host_ip}:{bootstrap_port}"),
                 )
+                // The CA itself: the file is in kuma-cp's work directory,
+                // which UID 5678 cannot enter.
+                .env(
+                    "KUMA_CONTROL_PLANE_CA_CERT",
+                    std::fs::read_to_string(cp.ca_file.as_ref().unwrap()).unwrap(),
+                )
                 .env("KUMA_DATAPLANE_MESH", "default")
                 .env("KUMA_DATAPLANE_NAME", format!("{name}.{demo}"))
                 .env("KUMA_DATAPLANE_ADMIN_PORT", "9901")

@@ -115,13 +115,14 @@ pub async fn simulate(
 
 /// Connects one simulated proxy per node id, `STREAMS_PER_CONNECTION` to
 /// an HTTP/2 connection; proxy `i` records into slot `i` of `seen`.
-pub async fn connect_all(xds: &str, node_ids: Vec<String>, needed: usize, seen: Arc<Observed>) {
+pub async fn connect_all(
+    xds: &tonic::transport::Endpoint,
+    node_ids: Vec<String>,
+    needed: usize,
+    seen: Arc<Observed>,
+) {
     for (chunk, ids) in node_ids.chunks(STREAMS_PER_CONNECTION).enumerate() {
-        let channel = Channel::from_shared(xds.to_string())
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
+        let channel: Channel = xds.connect().await.expect("connect");
         for (k, id) in ids.iter().enumerate() {
             let i = chunk * STREAMS_PER_CONNECTION + k;
             tokio::spawn(simulate(

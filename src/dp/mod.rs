@@ -2,12 +2,12 @@
 //! (retrying with backoff while it is not up yet), writes it, starts Envoy,
 //! forwards SIGTERM/SIGINT to it, and exits with its exit code.
 
+mod envoy;
 pub mod tcp_log;
 
 use crate::runtime::Backoff;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -497,6 +497,31 @@ pub struct BootstrapFile {
     pub path: PathBuf,
 }
 
+impl BootstrapFile {
+    /// Replaces the bootstrap whole (written aside, then renamed over it),
+    /// for the next Envoy of a hot restart.
+    fn rewrite(&self, bootstrap: &serde_json::Value, config: &DpConfig) -> Result<(), DpError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let scratch = self.dir.join("bootstrap.next");
+        let write_err = |e: std::io::Error| DpError::Write {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        };
+        let _ = std::fs::remove_file(&scratch);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&scratch)
+            .and_then(|mut f| f.write_all(bootstrap.to_string().as_bytes()))
+            .and_then(|()| std::fs::rename(&scratch, &self.path))
+            .map_err(write_err)?;
+        tracing::debug!(mesh = %config.mesh, name = %config.name, "bootstrap rewritten");
+        Ok(())
+    }
+}
+
 impl Drop for BootstrapFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -543,74 +568,24 @@ pub fn write_bootstrap(
     Ok(file)
 }
 
-/// Runs Envoy until it exits, forwarding SIGTERM and SIGINT.
-pub async fn run_envoy(
-    envoy: &Path,
-    bootstrap: &Path,
-    config: &DpConfig,
-) -> Result<ExitStatus, DpError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(DpError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DpError::Signals)?;
-    let mut command = tokio::process::Command::new(envoy);
-    // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
-    // If kuma-dp dies without forwarding a signal, Envoy is told to stop
-    // instead of running on unsupervised.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
+/// Envoy's bootstrap as the control plane answers it for the token file
+/// as it is now, with the CA to verify the control plane and the token.
+async fn bootstrap_for(config: &DpConfig) -> Result<serde_json::Value, DpError> {
+    let mut bootstrap = fetch_bootstrap(config).await?;
+    add_ca(&mut bootstrap, &config.channel);
+    if let Some(file) = &config.dataplane_token_file {
+        add_token(&mut bootstrap, file)?;
     }
-    let mut child = command
-        .arg("-c")
-        .arg(bootstrap)
-        // Many Envoys share a machine; hot restart would make them share
-        // one shared-memory region.
-        .arg("--disable-hot-restart")
-        .arg("--drain-time-s")
-        .arg(config.drain_time_seconds.to_string())
-        .arg("--log-level")
-        .arg(config.envoy_log_level.as_arg())
-        .kill_on_drop(true)
-        // Envoy's stdout carries the lines of tcp access log backends.
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|source| DpError::Start {
-            binary: envoy.display().to_string(),
-            source,
-        })?;
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(tcp_log::forward(stdout));
-    }
-    tracing::info!(pid = child.id(), "Envoy started");
-    loop {
-        let signal = tokio::select! {
-            status = child.wait() => return status.map_err(DpError::Wait),
-            _ = term.recv() => libc::SIGTERM,
-            _ = int.recv() => libc::SIGINT,
-        };
-        if let Some(pid) = child.id() {
-            tracing::info!(signal, "forwarding the signal to Envoy");
-            // SAFETY: kill(2) on our own child's pid, no memory involved.
-            unsafe {
-                libc::kill(pid as libc::pid_t, signal);
-            }
-        }
-    }
+    Ok(bootstrap)
 }
 
 /// `kuma-dp run`: the exit code is Envoy's.
 pub async fn run(config: DpConfig) -> Result<i32, DpError> {
     let envoy = find_envoy(&config.binary_path)?;
-    let mut bootstrap = fetch_bootstrap(&config).await?;
-    add_ca(&mut bootstrap, &config.channel);
-    if let Some(file) = &config.dataplane_token_file {
-        add_token(&mut bootstrap, file)?;
-    }
+    let bootstrap = bootstrap_for(&config).await?;
     let file = write_bootstrap(&config, &bootstrap)?;
     tracing::info!(bootstrap = %file.path.display(), envoy = %envoy.display(), "starting Envoy");
-    let status = run_envoy(&envoy, &file.path, &config).await?;
+    let status = envoy::supervise(&envoy, file, &config).await?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()

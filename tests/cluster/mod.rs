@@ -928,11 +928,33 @@ impl PodContext {
             if status != 200 {
                 return Err(format!("secret {secret}: {status} {object}"));
             }
-            let dir = self.dir.join(format!("secret-{secret}"));
+            // Each volume its own directory: two volumes may project
+            // different keys of one Secret.
+            let dir = self
+                .dir
+                .join(format!("volume-{}", volume["name"].as_str().unwrap_or("")));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            for (file, data) in object["data"].as_object().cloned().unwrap_or_default() {
+            let data = object["data"].as_object().cloned().unwrap_or_default();
+            // `items` projects the keys listed, at their paths; without it,
+            // every key, named as itself.
+            let files: Vec<(String, String)> = match volume["secret"]["items"].as_array() {
+                Some(items) => items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["key"].as_str().unwrap_or("").to_string(),
+                            i["path"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, file) in files {
+                let value = data
+                    .get(&key)
+                    .ok_or_else(|| format!("secret {secret} has no key {key}"))?;
                 let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(data.as_str().unwrap_or(""))
+                    .decode(value.as_str().unwrap_or(""))
                     .map_err(|e| e.to_string())?;
                 std::fs::write(dir.join(file), bytes).map_err(|e| e.to_string())?;
             }

@@ -198,9 +198,13 @@ impl KumaCp {
                     Some("bootstrap") => {
                         bootstrap = Some(format!("{proxies_scheme}://127.0.0.1:{}", addr.port()))
                     }
-                    Some("xDS") => xds = Some(url),
+                    Some("xDS") => {
+                        xds = Some(format!("{proxies_scheme}://127.0.0.1:{}", addr.port()))
+                    }
                     Some("dataplane token") => tokens = Some(url),
-                    Some("SDS") => sds = Some(url),
+                    Some("SDS") => {
+                        sds = Some(format!("{proxies_scheme}://127.0.0.1:{}", addr.port()))
+                    }
                     Some("HTTP API (HTTPS)") => {
                         https_api = Some(format!("https://localhost:{}", addr.port()))
                     }
@@ -226,6 +230,25 @@ impl KumaCp {
             startup_log: seen.join("\n"),
             lines: rx,
         })
+    }
+
+    /// A gRPC endpoint for `url` (its xDS or SDS port) as this control
+    /// plane serves it: TLS verified with its CA, or plain text.
+    pub fn grpc_endpoint(&self, url: &str) -> tonic::transport::Endpoint {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).expect("a URL");
+        match &self.ca_file {
+            Some(ca) if !self.plaintext => {
+                let pem = std::fs::read_to_string(ca).expect("the control plane's CA");
+                endpoint
+                    .tls_config(
+                        tonic::transport::ClientTlsConfig::new()
+                            .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                            .domain_name("127.0.0.1"),
+                    )
+                    .expect("TLS settings")
+            }
+            _ => endpoint,
+        }
     }
 
     /// The flags `kuma-dp run` needs to reach this control plane as it

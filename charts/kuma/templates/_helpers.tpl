@@ -22,11 +22,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: KUMA_INJECTOR_WEBHOOK_SERVER_CERT_DIR
   value: /var/run/secrets/kuma.io/webhook
 - name: KUMA_INJECTOR_CONTROL_PLANE_BOOTSTRAP_SERVER_URL
-  value: {{ printf "http://kuma-control-plane.%s:5682" .Release.Namespace | quote }}
+  value: {{ printf "https://kuma-control-plane.%s.svc:5682" .Release.Namespace | quote }}
+- name: KUMA_INJECTOR_CONTROL_PLANE_CA_CERT_FILE
+  value: /var/run/secrets/kuma.io/control-plane-ca/ca.crt
 - name: KUMA_INJECTOR_SIDECAR_CONTAINER_IMAGE
   value: {{ include "kuma.image" (dict "root" . "repository" .Values.dataPlane.image.repository) | quote }}
 - name: KUMA_INJECTOR_INIT_CONTAINER_IMAGE
   value: {{ include "kuma.image" (dict "root" . "repository" .Values.dataPlane.initImage.repository) | quote }}
 - name: KUMA_INJECTOR_NATIVE_SIDECARS
   value: {{ .Values.injector.nativeSidecars | quote }}
+{{- end }}
+
+{{- /* The Secret with the control plane's certificate (tls.crt, tls.key)
+       and its CA (ca.crt): the user's, or the one this chart generates. */ -}}
+{{- define "kuma.tlsSecret" -}}
+{{- .Values.controlPlane.tls.general.secretName | default "kuma-tls-cert" -}}
 {{- end }}
