@@ -736,6 +736,11 @@ fn a_replaced_certificate_reaches_new_connections_and_spares_open_ones() {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::default();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // A name of its own: a certificate whose issuer is its own subject
+        // is self-signed to Envoy.
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("test {ca}"));
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let key = rcgen::KeyPair::generate().unwrap();

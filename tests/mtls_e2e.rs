@@ -239,8 +239,12 @@ fn traffic_keeps_flowing_across_certificate_renewals() {
         let certs: serde_json::Value =
             serde_json::from_str(&pair.client.admin_get("/certs").unwrap_or_default())
                 .unwrap_or_default();
-        certs["certificates"][0]["cert_chain"][0]["serial_number"]
-            .as_str()
+        // The workload's: the xDS cluster's entry has a CA and no chain.
+        certs["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|c| c["cert_chain"][0]["serial_number"].as_str())
             .unwrap_or("")
             .to_string()
     };
