@@ -204,9 +204,6 @@ impl Cluster {
         cp.at_exit(&format!(
             "iptables -t nat -F {proxy_chain}; iptables -t nat -X {proxy_chain}"
         ));
-        for dir in [SERVICE_ACCOUNT_DIR, "/var/run/secrets/kuma.io/webhook"] {
-            std::fs::create_dir_all(dir).unwrap();
-        }
         let dir = cp.dir.join("node");
         std::fs::create_dir_all(&dir).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -829,6 +826,12 @@ impl PodContext {
             PathBuf::from(SERVICE_ACCOUNT_DIR),
         )];
         mounts.extend(self.secret_volumes(container)?);
+        // A bind mount needs its mount point: the pod's mount namespace
+        // sees the node's file system, so it is made there, empty.
+        for (_, target) in &mounts {
+            std::fs::create_dir_all(target)
+                .map_err(|e| format!("mount point {}: {e}", target.display()))?;
+        }
         let security = |field: &str| {
             container["securityContext"][field]
                 .as_u64()
