@@ -126,6 +126,15 @@ fn install_label_deploy_and_the_mesh_carries_traffic_under_mtls() {
         logs(api, cluster)
     );
 
+    // The sidecar verified the control plane's certificate, as the
+    // Service's name, with the CA the injector gave it.
+    let sidecar = cluster.log("demo", &name(&echo), "kuma-sidecar");
+    assert!(
+        sidecar.contains("verifying the control plane with the CA of KUMA_CONTROL_PLANE_CA_CERT")
+            && sidecar.contains("https://kuma-control-plane.kuma-system.svc:5682"),
+        "{sidecar}"
+    );
+
     step("mtls", &[]);
     assert!(
         eventually(Duration::from_secs(30), || {
