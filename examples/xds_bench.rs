@@ -24,6 +24,16 @@ const CHANGE_ROUNDS: usize = 20;
 /// affects; those it has not reached by then are counted as missing.
 const ARRIVAL_BOUND: Duration = Duration::from_secs(10);
 
+/// What the channel between the proxies and kuma-cp speaks.
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    /// TLS, as kuma-cp serves by default; the simulated proxies verify it.
+    Tls,
+    /// `KUMA_DP_SERVER_INSECURE_PLAINTEXT`: what TLS costs is the
+    /// difference.
+    Plain,
+}
+
 /// How the proxies reach services.
 #[derive(Clone, Copy, PartialEq)]
 enum Shape {
@@ -203,6 +213,43 @@ fn generator_floor(n: usize, services: usize, extra: Extra, shape: Shape) -> Dur
     started.elapsed()
 }
 
+/// TLS handshakes kuma-cp's xDS port completes per second: `count`
+/// connections, 64 at a time, each verifying the certificate and closing.
+fn handshakes_per_second(rt: &tokio::runtime::Runtime) -> f64 {
+    let cp = common::KumaCp::start(&[("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info")]);
+    let pem = std::fs::read(cp.ca_file.as_ref().expect("a generated CA")).expect("the CA");
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.expect("PEM")).expect("a root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let address = cp.xds.trim_start_matches("https://").to_string();
+    let count = 4_000;
+    let started = Instant::now();
+    rt.block_on(async {
+        use futures::StreamExt;
+        futures::stream::iter(0..count)
+            .for_each_concurrent(64, |_| {
+                let (connector, address) = (connector.clone(), address.clone());
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(&address).await.expect("connect");
+                    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+                    connector.connect(name, tcp).await.expect("handshake");
+                }
+            })
+            .await;
+    });
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Workload certificates a mesh CA signs per second, on one core.
 fn certificates_per_second() -> f64 {
     let (ca, _) = MeshCa::generate("bench").expect("ca");
@@ -306,15 +353,22 @@ fn bench(
     n: usize,
     extra: Extra,
     shape: Shape,
+    transport: Transport,
     idle: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Figures {
     let mtls = extra == Extra::Mtls;
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
+    let plain = if transport == Transport::Plain {
+        "true"
+    } else {
+        "false"
+    };
     let env = [
         ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
         ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
+        ("KUMA_DP_SERVER_INSECURE_PLAINTEXT", plain),
     ];
     let mut cp = match heap_profile() {
         Some(out) => common::KumaCp::try_start_command(under_heaptrack(&out, &env))
@@ -473,9 +527,12 @@ fn bench(
         mtls_switch,
         idle_cpu,
     };
+    let label = match transport {
+        Transport::Tls => shape_label(extra, shape).to_string(),
+        Transport::Plain => format!("{}, plain text", shape_label(extra, shape)),
+    };
     println!(
-        "| {n:>6} | {:>13} | {configured:>6} | {:>6.2} s | {added_cell} | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
-        shape_label(extra, shape),
+        "| {n:>6} | {label:>13} | {configured:>6} | {:>6.2} s | {added_cell} | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
         all_configured.as_secs_f64(),
         peak as f64 / 1024.0,
         figures.kib_per_proxy,
@@ -630,12 +687,23 @@ fn main() {
         {
             // Idle CPU is a goal at 10,000 proxies, and is read at every
             // size from there.
-            let figures = bench(n, extra, Shape::OneOutbound, n >= 10_000, &rt);
+            let figures = bench(n, extra, Shape::OneOutbound, Transport::Tls, n >= 10_000, &rt);
             runs.push((n, extra, Shape::OneOutbound, figures));
+            // What TLS costs: the same run in plain text, beside it.
+            if extra == Extra::Nothing && n >= 10_000 {
+                bench(n, extra, Shape::OneOutbound, Transport::Plain, false, &rt);
+            }
         }
     }
     for &n in &every_service {
-        let figures = bench(n, Extra::Nothing, Shape::EveryService, false, &rt);
+        let figures = bench(
+            n,
+            Extra::Nothing,
+            Shape::EveryService,
+            Transport::Tls,
+            false,
+            &rt,
+        );
         runs.push((n, Extra::Nothing, Shape::EveryService, figures));
     }
     if !runs.is_empty() {
@@ -649,6 +717,10 @@ fn main() {
     println!(
         "\nWorkload certificates issued per second (ECDSA P-256, one core): {:.0}",
         certificates_per_second()
+    );
+    println!(
+        "TLS handshakes per second on kuma-cp's xDS port (ECDSA P-256 certificate, verified by the client): {:.0}",
+        handshakes_per_second(&rt)
     );
     let two = std::env::var("KUMA_BENCH_TWO")
         .ok()
