@@ -240,7 +240,9 @@ fn handshakes_per_second(rt: &tokio::runtime::Runtime) -> f64 {
             .for_each_concurrent(64, |_| {
                 let (connector, address) = (connector.clone(), address.clone());
                 async move {
-                    let tcp = tokio::net::TcpStream::connect(&address).await.expect("connect");
+                    let tcp = tokio::net::TcpStream::connect(&address)
+                        .await
+                        .expect("connect");
                     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
                     connector.connect(name, tcp).await.expect("handshake");
                 }
@@ -687,7 +689,14 @@ fn main() {
         {
             // Idle CPU is a goal at 10,000 proxies, and is read at every
             // size from there.
-            let figures = bench(n, extra, Shape::OneOutbound, Transport::Tls, n >= 10_000, &rt);
+            let figures = bench(
+                n,
+                extra,
+                Shape::OneOutbound,
+                Transport::Tls,
+                n >= 10_000,
+                &rt,
+            );
             runs.push((n, extra, Shape::OneOutbound, figures));
             // What TLS costs: the same run in plain text, beside it.
             if extra == Extra::Nothing && n >= 10_000 {

@@ -733,25 +733,11 @@ fn a_replaced_certificate_reaches_new_connections_and_spares_open_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = |file: &str| dir.path().join(file).display().to_string();
     let issue = |ca: &str| {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::default();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        // A name of its own: a certificate whose issuer is its own subject
-        // is self-signed to Envoy.
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("test {ca}"));
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        std::fs::write(path(ca), ca_cert.pem()).unwrap();
+        let (ca_pem, cert, key) = common::server_certificate(&format!("test {ca}"), None);
+        std::fs::write(path(ca), ca_pem).unwrap();
         // Written aside and renamed in, as a Secret volume swaps files.
-        std::fs::write(path("tls.crt.new"), cert.pem()).unwrap();
-        std::fs::write(path("tls.key.new"), key.serialize_pem()).unwrap();
+        std::fs::write(path("tls.crt.new"), cert).unwrap();
+        std::fs::write(path("tls.key.new"), key).unwrap();
         std::fs::rename(path("tls.key.new"), path("tls.key")).unwrap();
         std::fs::rename(path("tls.crt.new"), path("tls.crt")).unwrap();
     };

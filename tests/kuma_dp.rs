@@ -268,21 +268,14 @@ fn kuma_dp_verifies_the_control_plane_before_sending_its_token() {
 
     // An expired certificate, served from the user's files.
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::default();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    let expired = params.signed_by(&key, &issuer).unwrap();
-    for (file, pem) in [
-        ("ca.crt", ca_cert.pem()),
-        ("tls.crt", expired.pem()),
-        ("tls.key", key.serialize_pem()),
-    ] {
+    let (ca, expired, key) = common::server_certificate(
+        "test CA",
+        Some((
+            rcgen::date_time_ymd(2020, 1, 1),
+            rcgen::date_time_ymd(2021, 1, 1),
+        )),
+    );
+    for (file, pem) in [("ca.crt", ca), ("tls.crt", expired), ("tls.key", key)] {
         std::fs::write(dir.path().join(file), pem).unwrap();
     }
     let path = |file: &str| dir.path().join(file).display().to_string();

@@ -239,7 +239,10 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpE
     let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
     match &config.channel {
         Channel::Verified { ca_pem, from } => {
-            tracing::info!(address = base, "verifying the control plane with the CA of {from}");
+            tracing::info!(
+                address = base,
+                "verifying the control plane with the CA of {from}"
+            );
             client = client.tls_built_in_root_certs(false);
             let roots = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).map_err(|e| {
                 DpError::CaCert {

@@ -124,12 +124,16 @@ impl KumaCp {
         };
         let wants_https = setting("KUMA_API_SERVER_HTTPS_ENABLED").as_deref() == Some("true");
         let plaintext = setting("KUMA_DP_SERVER_INSECURE_PLAINTEXT").as_deref() == Some("true");
-        let own_work_dir = setting("KUMA_GENERAL_WORK_DIR")
-            .map(PathBuf::from)
-            .filter(|dir| {
-                dir.starts_with(std::env::temp_dir())
-                    && dir.to_string_lossy().contains("kuma-cp-test.")
-            });
+        let work_dir = setting("KUMA_GENERAL_WORK_DIR").map(PathBuf::from);
+        // The CA of the generated certificate, unless the user's files or
+        // plain text are served.
+        let ca_file = work_dir
+            .as_ref()
+            .filter(|_| !plaintext && setting("KUMA_GENERAL_TLS_CERT_FILE").is_none())
+            .map(|dir| dir.join("kuma-cp-ca.crt"));
+        let own_work_dir = work_dir.filter(|dir| {
+            dir.starts_with(std::env::temp_dir()) && dir.to_string_lossy().contains("kuma-cp-test.")
+        });
         let proxies_scheme = if plaintext { "http" } else { "https" };
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -158,7 +162,6 @@ impl KumaCp {
         let mut sds = None;
         let mut https_api = None;
         let mut gui = None;
-        let mut ca_file = None;
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.is_none()
@@ -178,11 +181,6 @@ impl KumaCp {
                     return Err(format!("no listening lines; output:\n{}", seen.join("\n")));
                 }
             };
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(ca) = v["ca"].as_str()
-            {
-                ca_file = Some(PathBuf::from(ca));
-            }
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["message"] == "listening"
             {
@@ -533,3 +531,33 @@ mod postgres;
 pub use dataplane::*;
 pub use kube_clients::*;
 pub use postgres::*;
+
+/// A control-plane certificate for the user's files: a fresh CA named
+/// `ca_name` and a certificate it signs for 127.0.0.1 and localhost, valid
+/// from `not_before` to `not_after` (rcgen's far-off defaults when None).
+/// Answers the PEMs of the CA, the certificate and its key.
+pub fn server_certificate(
+    ca_name: &str,
+    validity: Option<(time::OffsetDateTime, time::OffsetDateTime)>,
+) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // A name of its own: a certificate whose issuer is its own subject is
+    // self-signed to Envoy.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    if let Some((not_before, not_after)) = validity {
+        params.not_before = not_before;
+        params.not_after = not_after;
+    }
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
