@@ -17,22 +17,12 @@ struct Mesh {
     echo_dp: Dataplane,
     client: Dataplane,
     outbound: u16,
-    _echo: common::Process,
+    _services: common::EchoAndClient,
 }
 
 fn echo_mesh(cp: &KumaCp, mesh: &str) -> Mesh {
-    let (echo_port, echo_inbound, client_inbound, outbound) =
-        (free_port(), free_port(), free_port(), free_port());
-    let echo = echo_server(echo_port);
-    put_dataplane(cp, mesh, "echo-1", (echo_inbound, echo_port), "echo", &[]);
-    put_dataplane(
-        cp,
-        mesh,
-        "client-1",
-        (client_inbound, free_port()),
-        "client",
-        &[(outbound, "echo")],
-    );
+    let services = common::put_echo_and_client(cp, mesh);
+    let outbound = services.outbound;
     let echo_dp = Dataplane::start(cp, mesh, "echo-1");
     let client = Dataplane::start(cp, mesh, "client-1");
     assert!(
@@ -44,7 +34,7 @@ fn echo_mesh(cp: &KumaCp, mesh: &str) -> Mesh {
         echo_dp,
         client,
         outbound,
-        _echo: echo,
+        _services: services,
     }
 }
 
@@ -747,24 +737,8 @@ fn a_replaced_certificate_reaches_new_connections_and_spares_open_ones() {
         ("KUMA_GENERAL_TLS_KEY_FILE", &path("tls.key")),
         ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
     ]);
-    let (echo_port, echo_inbound, outbound) = (free_port(), free_port(), free_port());
-    let _echo = echo_server(echo_port);
-    put_dataplane(
-        &cp,
-        "default",
-        "echo-1",
-        (echo_inbound, echo_port),
-        "echo",
-        &[],
-    );
-    put_dataplane(
-        &cp,
-        "default",
-        "client-1",
-        (free_port(), free_port()),
-        "client",
-        &[(outbound, "echo")],
-    );
+    let services = common::put_echo_and_client(&cp, "default");
+    let outbound = services.outbound;
     let old_ca = ["--ca-cert-file".to_string(), path("old-ca.crt")];
     let old_ca: Vec<&str> = old_ca.iter().map(String::as_str).collect();
     let client = Dataplane::launch(&cp, "default", "client-1", None, &old_ca);

@@ -51,6 +51,17 @@ fn echo_pair(cp: &KumaCp, mesh: &str, client_version: &str) -> EchoPair {
     }
 }
 
+/// The TrafficPermission `client-to-echo` of mesh `default`.
+fn allow_client_to_echo(cp: &KumaCp) {
+    allow(
+        cp,
+        "default",
+        "client-to-echo",
+        serde_json::json!({"service": "client"}),
+        "echo",
+    );
+}
+
 #[test]
 fn traffic_needs_a_permission_which_applies_live() {
     let cp = KumaCp::start(&[]);
@@ -62,13 +73,7 @@ fn traffic_needs_a_permission_which_applies_live() {
         "traffic flowed with mTLS on and no permission"
     );
 
-    allow(
-        &cp,
-        "default",
-        "client-to-echo",
-        serde_json::json!({"service": "client"}),
-        "echo",
-    );
+    allow_client_to_echo(&cp);
     assert!(
         eventually(SETTLE, || echo_works(pair.outbound)),
         "the permission did not open the path"
@@ -280,13 +285,7 @@ fn switching_mtls_on_in_a_live_mesh_denies_then_a_permission_allows() {
         eventually(SETTLE, || !echo_works(pair.outbound)),
         "mTLS on, no permission: denied"
     );
-    allow(
-        &cp,
-        "default",
-        "client-to-echo",
-        serde_json::json!({"service": "client"}),
-        "echo",
-    );
+    allow_client_to_echo(&cp);
     assert!(
         eventually(SETTLE, || echo_works(pair.outbound)),
         "the permission opened the path"
@@ -435,13 +434,7 @@ fn secrets_on_the_wire(env: &[(&str, &str)]) -> Vec<&'static str> {
     let capture = Capture::start(&[port_of(&cp.bootstrap), port_of(&cp.xds), port_of(&cp.sds)]);
     cp.enable_mtls("default");
     let pair = echo_pair(&cp, "default", "1");
-    allow(
-        &cp,
-        "default",
-        "client-to-echo",
-        serde_json::json!({"service": "client"}),
-        "echo",
-    );
+    allow_client_to_echo(&cp);
     // Traffic over mTLS: both proxies have their keys.
     assert!(
         eventually(SETTLE, || echo_works(pair.outbound)),

@@ -300,24 +300,8 @@ fn kumactl_generates_tokens_from_the_local_server_for_the_quickstart() {
         ],
         None,
     );
-    let (echo_port, echo_inbound, outbound) = (free_port(), free_port(), free_port());
-    let _echo = common::echo_server(echo_port);
-    put_dataplane(
-        &cp,
-        "default",
-        "echo-1",
-        (echo_inbound, echo_port),
-        "echo",
-        &[],
-    );
-    put_dataplane(
-        &cp,
-        "default",
-        "client-1",
-        (free_port(), free_port()),
-        "client",
-        &[(outbound, "echo")],
-    );
+    let services = common::put_echo_and_client(&cp, "default");
+    let outbound = services.outbound;
     let mut dps = Vec::new();
     for name in ["echo-1", "client-1"] {
         let run = kumactl(
@@ -395,24 +379,8 @@ fn proxies_refused_after_a_memory_restart_recover_from_fresh_token_files() {
         ("KUMA_SDS_SERVER_GRPC_PORT", ports[2].as_str()),
     ];
     let mut cp = KumaCp::start(&env);
-    let (echo_port, echo_inbound, outbound) = (free_port(), free_port(), free_port());
-    let _echo = common::echo_server(echo_port);
-    put_dataplane(
-        &cp,
-        "default",
-        "echo-1",
-        (echo_inbound, echo_port),
-        "echo",
-        &[],
-    );
-    put_dataplane(
-        &cp,
-        "default",
-        "client-1",
-        (free_port(), free_port()),
-        "client",
-        &[(outbound, "echo")],
-    );
+    let services = common::put_echo_and_client(&cp, "default");
+    let outbound = services.outbound;
     let proxies = [
         Dataplane::start(&cp, "default", "echo-1"),
         Dataplane::start(&cp, "default", "client-1"),

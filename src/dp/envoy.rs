@@ -182,7 +182,7 @@ async fn watch_log(stderr: tokio::process::ChildStderr, token_file: Option<PathB
 /// authentication or authorization refusal (gRPC status 16 or 7).
 fn refusal(line: &str) -> Option<&str> {
     let (_, rest) = line.split_once(STREAM_CLOSED)?;
-    let rest = rest.trim_start_matches(|c: char| c == ':' || c == ' ');
+    let rest = rest.trim_start_matches([':', ' ']);
     let (code, message) = rest.split_once(", ")?;
     matches!(code, "16" | "7").then(|| message.trim())
 }

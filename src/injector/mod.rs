@@ -237,7 +237,8 @@ async fn answer(
         .unwrap_or_default();
     match sidecar::decide(&pod, &labels, &annotations) {
         Decision::Inject { mesh } => {
-            let ca = control_plane_ca(&injector.config)?;
+            let ca = control_plane_ca(&injector.config)
+                .map_err(|why| refuse(StatusCode::INTERNAL_SERVER_ERROR, why))?;
             let patch = sidecar::patch(&pod, &injector.config, &mesh, ca.as_deref());
             tracing::info!(namespace, pod = name, mesh, "injecting the sidecar");
             allowed.with_patch(patch).map_err(|e| {
@@ -256,17 +257,14 @@ async fn answer(
 
 /// The control plane's CA for the sidecar, read now: a pod is refused,
 /// with the file named, rather than given a sidecar that cannot verify.
-fn control_plane_ca(config: &InjectorConfig) -> Result<Option<String>, Response> {
+fn control_plane_ca(config: &InjectorConfig) -> Result<Option<String>, String> {
     let file = &config.control_plane.ca_cert_file;
     if file.is_empty() {
         return Ok(None);
     }
     std::fs::read_to_string(file).map(Some).map_err(|e| {
-        refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "cannot read the control plane's CA for the sidecar (KUMA_INJECTOR_CONTROL_PLANE_CA_CERT_FILE {file}): {e}"
-            ),
+        format!(
+            "cannot read the control plane's CA for the sidecar (KUMA_INJECTOR_CONTROL_PLANE_CA_CERT_FILE {file}): {e}"
         )
     })
 }

@@ -314,6 +314,33 @@ pub fn http_app(port: u16, body: &str) -> (Process, tempfile::TempDir) {
 }
 
 /// PUTs a dataplane with one inbound (and optional outbounds) into `mesh`.
+/// An echo server and, registered in `mesh` of `cp`, its dataplane
+/// `echo-1` and a dataplane `client-1` with an outbound to it; no kuma-dp
+/// started. The echo server runs while this lives.
+pub struct EchoAndClient {
+    /// The client's outbound port: bytes sent there reach the echo.
+    pub outbound: u16,
+    _echo: Process,
+}
+
+pub fn put_echo_and_client(cp: &KumaCp, mesh: &str) -> EchoAndClient {
+    let (echo_port, echo_inbound, outbound) = (free_port(), free_port(), free_port());
+    let echo = echo_server(echo_port);
+    put_dataplane(cp, mesh, "echo-1", (echo_inbound, echo_port), "echo", &[]);
+    put_dataplane(
+        cp,
+        mesh,
+        "client-1",
+        (free_port(), free_port()),
+        "client",
+        &[(outbound, "echo")],
+    );
+    EchoAndClient {
+        outbound,
+        _echo: echo,
+    }
+}
+
 pub fn put_dataplane(
     cp: &KumaCp,
     mesh: &str,
