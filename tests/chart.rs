@@ -319,7 +319,7 @@ fn without_certificates(rendering: &str) -> String {
     );
     for line in rendering.lines() {
         let key = line.trim_start();
-        match ["tls.crt: ", "tls.key: ", "caBundle: "]
+        match ["tls.crt: ", "tls.key: ", "ca.crt: ", "caBundle: "]
             .iter()
             .find(|k| key.starts_with(*k))
         {
