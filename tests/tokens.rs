@@ -453,3 +453,28 @@ fn proxies_refused_after_a_memory_restart_recover_from_fresh_token_files() {
     let now: Vec<u32> = proxies.iter().map(|p| p.process.0.id()).collect();
     assert_eq!(now, pids, "no kuma-dp was restarted");
 }
+
+/// The local token server answers over TLS (verified with the control
+/// plane's CA) and, for the reference's `curl -XPOST
+/// http://localhost:5679/tokens`, in plain HTTP on the loopback interface.
+#[test]
+fn the_local_token_server_speaks_tls_and_the_documented_plain_curl() {
+    let cp = KumaCp::start(&[]);
+    let body = r#"{"name": "dp-echo-1", "mesh": "default"}"#;
+    let ca = std::fs::read(cp.ca_file.as_ref().unwrap()).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let over_tls = cp.tokens.replacen("http://", "https://", 1);
+    let answer = client
+        .post(format!("{over_tls}/tokens"))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().unwrap().split('.').count(), 3, "a JWT");
+    let plain = http("POST", &format!("{}/tokens", cp.tokens), Some(body));
+    assert_eq!(plain.status, 200, "{}", plain.body);
+}
