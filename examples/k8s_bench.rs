@@ -223,6 +223,7 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) -> Vec<Goal> {
     rt.block_on(connect_all(
         &kuma_cp.grpc_endpoint(&kuma_cp.xds),
         node_ids,
+        support::ads::AS_ENVOY,
         3,
         seen.clone(),
     ));

@@ -16,7 +16,7 @@ use kuma::xds::generator::{self, ProxyTls, tls};
 use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::ads::{Arrivals, Observed, connect_all, ms, wait_for};
+use support::ads::{AS_ENVOY, Arrivals, MULTIPLEXED, Observed, connect_all, ms, wait_for};
 use support::{cpu_seconds, load, proc_status_kib};
 
 const CHANGE_ROUNDS: usize = 20;
@@ -351,11 +351,18 @@ fn under_heaptrack(out: &str, env: &[(&str, &str)]) -> std::process::Command {
 }
 
 /// One run; `idle` also measures the CPU of a quiet control plane.
+/// The most proxies the bench connects one connection each: a process
+/// here may hold 20,000 descriptors, and the bench and kuma-cp each need
+/// one per connection. Larger runs multiplex, and are labelled so.
+const AS_ENVOY_UP_TO: usize = 15_000;
+
+#[allow(clippy::too_many_arguments)] // one run's settings, each a column
 fn bench(
     n: usize,
     extra: Extra,
     shape: Shape,
     transport: Transport,
+    per_connection: usize,
     idle: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Figures {
@@ -421,6 +428,7 @@ fn bench(
     rt.block_on(connect_all(
         &cp.grpc_endpoint(&cp.xds),
         node_ids,
+        per_connection,
         needed,
         seen.clone(),
     ));
@@ -529,10 +537,13 @@ fn bench(
         mtls_switch,
         idle_cpu,
     };
-    let label = match transport {
-        Transport::Tls => shape_label(extra, shape).to_string(),
-        Transport::Plain => format!("{}, plain text", shape_label(extra, shape)),
-    };
+    let mut label = shape_label(extra, shape).to_string();
+    if transport == Transport::Plain {
+        label.push_str(", plain text");
+    }
+    if per_connection > AS_ENVOY {
+        label.push_str(&format!(", {per_connection} per connection"));
+    }
     println!(
         "| {n:>6} | {label:>13} | {configured:>6} | {:>6.2} s | {added_cell} | {policy_ack:>16} | {rebuilt:>4.0} ({policy_pushed:.1} KiB pushed) | {:>6.1} MiB | {:>5.1} KiB | {:>5.1} s | {:>6.0} B | {:>6.0} ms | {:>3.0}x |",
         all_configured.as_secs_f64(),
@@ -689,18 +700,31 @@ fn main() {
         {
             // Idle CPU is a goal at 10,000 proxies, and is read at every
             // size from there.
-            let figures = bench(
-                n,
-                extra,
-                Shape::OneOutbound,
-                Transport::Tls,
-                n >= 10_000,
-                &rt,
-            );
+            let per_connection = if n <= AS_ENVOY_UP_TO {
+                AS_ENVOY
+            } else {
+                MULTIPLEXED
+            };
+            let one = |transport, per_connection, idle| {
+                bench(
+                    n,
+                    extra,
+                    Shape::OneOutbound,
+                    transport,
+                    per_connection,
+                    idle,
+                    &rt,
+                )
+            };
+            let figures = one(Transport::Tls, per_connection, n >= 10_000);
             runs.push((n, extra, Shape::OneOutbound, figures));
-            // What TLS costs: the same run in plain text, beside it.
+            // What TLS costs, and what the multiplexed shape hid: the same
+            // run in plain text, and with 100 proxies per connection.
             if extra == Extra::Nothing && n >= 10_000 {
-                bench(n, extra, Shape::OneOutbound, Transport::Plain, false, &rt);
+                one(Transport::Plain, per_connection, false);
+                if per_connection == AS_ENVOY {
+                    one(Transport::Tls, MULTIPLEXED, false);
+                }
             }
         }
     }
@@ -710,6 +734,7 @@ fn main() {
             Extra::Nothing,
             Shape::EveryService,
             Transport::Tls,
+            AS_ENVOY,
             false,
             &rt,
         );
@@ -832,12 +857,14 @@ fn two_control_planes(n: usize, rt: &tokio::runtime::Runtime) {
     rt.block_on(connect_all(
         &first.grpc_endpoint(&first.xds),
         ids(0..half),
+        AS_ENVOY,
         3,
         on_first.clone(),
     ));
     rt.block_on(connect_all(
         &second.grpc_endpoint(&second.xds),
         ids(half..n),
+        AS_ENVOY,
         3,
         on_second.clone(),
     ));
@@ -873,6 +900,7 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
     rt.block_on(connect_all(
         &first.grpc_endpoint(&first.xds),
         node_ids.clone(),
+        AS_ENVOY,
         3,
         seen.clone(),
     ));
@@ -894,6 +922,7 @@ fn restart_storm(n: usize, rt: &tokio::runtime::Runtime) {
     rt.block_on(connect_all(
         &second.grpc_endpoint(&second.xds),
         node_ids,
+        AS_ENVOY,
         3,
         seen.clone(),
     ));

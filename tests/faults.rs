@@ -413,3 +413,82 @@ fn beyond_its_concurrency_limit_the_api_answers_503_at_once() {
         refused_in.as_millis()
     );
 }
+
+/// Out of file descriptors, kuma-cp serves the connections it has,
+/// refuses new ones (closed at once, not left hanging), says so once with
+/// the limit and how to raise it, and accepts again when descriptors free.
+#[test]
+fn at_the_file_descriptor_limit_open_connections_are_served_and_new_ones_refused() {
+    use std::io::{Read, Write};
+    const LIMIT: usize = 160;
+    let base = common::kuma_cp_command(&[]);
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={LIMIT}:{LIMIT}"))
+        .arg(base.get_program())
+        .args(base.get_args())
+        .env_clear();
+    for (key, value) in base.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let cp = common::KumaCp::try_start_command(cmd).expect("kuma-cp under prlimit");
+    let address = cp.health.trim_start_matches("http://").to_string();
+    // Opened quickly: kuma-cp lets a connection that sends nothing go
+    // after 10 s, which frees its descriptor.
+    let first = std::net::TcpStream::connect(&address).unwrap();
+    let opened: Vec<std::net::TcpStream> = (0..2 * LIMIT)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A refused connection is closed by kuma-cp at once: end of stream.
+    // One it holds stays open, waiting for a request.
+    let (mut held, mut refused) = (Vec::new(), 0);
+    for mut c in opened {
+        c.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        match c.read(&mut [0; 1]) {
+            Ok(0) => refused += 1,
+            _ => held.push(c),
+        }
+    }
+    assert!(
+        refused > 0 && held.len() < LIMIT,
+        "kuma-cp held {} connections and refused {refused}",
+        held.len()
+    );
+    let log = cp.log();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("out of file descriptors"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once: {log}");
+    assert!(
+        said[0].contains(&format!("\"limit\":{LIMIT}")) && said[0].contains("ulimit -n"),
+        "{}",
+        said[0]
+    );
+    // One request on a connection of its own; the answer's first line.
+    let ask = |mut c: std::net::TcpStream| -> String {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = c.write_all(b"GET /healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer.lines().next().unwrap_or("").to_string()
+    };
+    // A connection opened before the limit is still served.
+    assert_eq!(ask(first), "HTTP/1.1 200 OK");
+    // Descriptors freed: new connections are accepted again.
+    drop(held);
+    assert!(
+        common::eventually(Duration::from_secs(10), || ask(
+            std::net::TcpStream::connect(&address).unwrap()
+        ) == "HTTP/1.1 200 OK"),
+        "kuma-cp did not recover"
+    );
+    assert!(
+        common::eventually(Duration::from_secs(5), || cp
+            .log()
+            .contains("file descriptors free again")),
+        "the recovery is logged"
+    );
+}

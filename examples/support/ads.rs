@@ -21,8 +21,14 @@ pub const TYPES: [&str; 4] = [
 ];
 pub const EDS: usize = 1;
 pub const LDS: usize = 2;
-/// Simulated proxies per HTTP/2 connection.
-pub const STREAMS_PER_CONNECTION: usize = 100;
+/// Simulated proxies per HTTP/2 connection, as Envoy connects: each its own.
+pub const AS_ENVOY: usize = 1;
+/// The bench's earlier shape, kept as a labelled extra row: 100 proxies'
+/// streams on each connection, which no deployment has.
+pub const MULTIPLEXED: usize = 100;
+
+/// Connections opened (and TLS handshakes made) at once.
+const CONNECTING_AT_ONCE: usize = 256;
 
 /// What the simulated proxies saw, as nanoseconds since the bench started.
 pub struct Observed {
@@ -77,16 +83,28 @@ pub async fn simulate(
             })
             .await;
     }
-    let Ok(response) = client
+    let response = match client
         .delta_aggregated_resources(ReceiverStream::new(rx))
         .await
-    else {
-        return;
+    {
+        Ok(response) => response,
+        Err(status) => {
+            eprintln!("simulated proxy {node_id}: no stream: {status}");
+            return;
+        }
     };
     let mut stream = response.into_inner();
     let mut got = [false; 4];
     let full = |got: &[bool; 4]| got[..needed].iter().all(|g| *g);
-    while let Ok(Some(r)) = stream.message().await {
+    loop {
+        let r = match stream.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(status) => {
+                eprintln!("simulated proxy {node_id}: stream ended: {status}");
+                break;
+            }
+        };
         seen.bytes
             .fetch_add(r.encoded_len() as u64, Ordering::Relaxed);
         if let Some(t) = TYPES.iter().position(|t| *t == r.type_url) {
@@ -113,27 +131,34 @@ pub async fn simulate(
     }
 }
 
-/// Connects one simulated proxy per node id, `STREAMS_PER_CONNECTION` to
-/// an HTTP/2 connection; proxy `i` records into slot `i` of `seen`.
+/// Connects one simulated proxy per node id, `per_connection` to an
+/// HTTP/2 connection ([`AS_ENVOY`] or [`MULTIPLEXED`]); proxy `i` records
+/// into slot `i` of `seen`. Returns once every connection is open.
 pub async fn connect_all(
     xds: &tonic::transport::Endpoint,
     node_ids: Vec<String>,
+    per_connection: usize,
     needed: usize,
     seen: Arc<Observed>,
 ) {
-    for (chunk, ids) in node_ids.chunks(STREAMS_PER_CONNECTION).enumerate() {
-        let channel: Channel = xds.connect().await.expect("connect");
-        for (k, id) in ids.iter().enumerate() {
-            let i = chunk * STREAMS_PER_CONNECTION + k;
-            tokio::spawn(simulate(
-                channel.clone(),
-                id.clone(),
-                i,
-                needed,
-                seen.clone(),
-            ));
-        }
-    }
+    use futures::StreamExt;
+    let chunks: Vec<(usize, Vec<String>)> = node_ids
+        .chunks(per_connection)
+        .map(<[String]>::to_vec)
+        .enumerate()
+        .collect();
+    futures::stream::iter(chunks)
+        .for_each_concurrent(CONNECTING_AT_ONCE, |(chunk, ids)| {
+            let seen = seen.clone();
+            async move {
+                let channel: Channel = xds.connect().await.expect("connect");
+                for (k, id) in ids.into_iter().enumerate() {
+                    let i = chunk * per_connection + k;
+                    tokio::spawn(simulate(channel.clone(), id, i, needed, seen.clone()));
+                }
+            }
+        })
+        .await;
 }
 
 pub fn ms(d: Duration) -> f64 {

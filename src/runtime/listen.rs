@@ -87,6 +87,7 @@ impl Bound {
             shutdown.clone(),
             move |socket, peer| {
                 let (transport, ready) = (transport.clone(), ready.clone());
+                keep_alive(&socket);
                 async move {
                     if let Some((io, _)) = secure(name, socket, peer, &transport).await {
                         let _ = ready.send(Ok(Connection(io))).await;
@@ -95,8 +96,10 @@ impl Bound {
             },
         ));
         let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
+        // No HTTP/2 pings: a timer per connection woke kuma-cp for every
+        // idle proxy; the kernel's TCP keep-alive ([`keep_alive`]) finds a
+        // dead peer without waking it.
         if let Err(e) = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
@@ -130,6 +133,25 @@ impl Bound {
         serve_tls(self.name, self.listener, tls, router, shutdown).await
     }
 }
+
+/// TCP keep-alive on a connection that may stay idle for hours (a proxy's
+/// stream): the kernel probes after [`KEEPALIVE_IDLE`] of silence, every
+/// [`KEEPALIVE_INTERVAL`], and closes it after [`KEEPALIVE_PROBES`]
+/// unanswered, so a dead peer is found within 60 s while kuma-cp itself
+/// never wakes for an idle connection.
+fn keep_alive(socket: &tokio::net::TcpStream) {
+    let settings = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&settings) {
+        tracing::debug!(error = %e, "TCP keep-alive not set");
+    }
+}
+
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
 
 /// How long a client may take to send a request's headers, from when the
 /// connection opens: a client that is silent, or sends its headers a byte
@@ -228,7 +250,8 @@ async fn secure(
 }
 
 /// Accepts connections until shutdown, handing each to `handle` on a task
-/// of its own. When accepting fails (out of file descriptors, say) it
+/// of its own. Out of file descriptors, it keeps serving the connections
+/// it has and refuses new ones (see [`Ceiling`]); any other accept error
 /// waits a little rather than spin.
 async fn accept_loop<F, Fut>(
     name: &'static str,
@@ -239,11 +262,16 @@ async fn accept_loop<F, Fut>(
     F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let mut ceiling = Ceiling::new(name);
     loop {
         let (socket, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
+                Err(e) if Ceiling::reached(&e) => {
+                    ceiling.refuse_one(&listener).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(server = name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -251,7 +279,82 @@ async fn accept_loop<F, Fut>(
                 }
             },
         };
+        ceiling.accepted();
         tokio::spawn(handle(socket, peer));
+    }
+}
+
+/// The file-descriptor ceiling of a listener. At the limit a connection
+/// cannot even be accepted to be closed, and would wait in the backlog
+/// while `accept` fails at once, again and again. So one descriptor is
+/// kept in reserve: at the limit it is given up, the waiting connection
+/// accepted and closed (the client sees a refusal, not a hang), and the
+/// reserve taken back. The limit is logged once, with how to raise it,
+/// and again when connections are accepted anew.
+struct Ceiling {
+    server: &'static str,
+    reserve: Option<std::fs::File>,
+    reached_at: Option<std::time::Instant>,
+    refused: u64,
+}
+
+impl Ceiling {
+    fn new(server: &'static str) -> Ceiling {
+        Ceiling {
+            server,
+            reserve: std::fs::File::open("/dev/null").ok(),
+            reached_at: None,
+            refused: 0,
+        }
+    }
+
+    fn reached(error: &std::io::Error) -> bool {
+        matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+
+    async fn refuse_one(&mut self, listener: &TcpListener) {
+        if self.reached_at.is_none() {
+            self.reached_at = Some(std::time::Instant::now());
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit(2) writes the struct we pass and nothing else.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+            tracing::error!(
+                server = self.server,
+                limit = limit.rlim_cur,
+                hard_limit = limit.rlim_max,
+                "out of file descriptors: the connections open are served, new ones are refused until some close; raise the limit (ulimit -n, LimitNOFILE= in a systemd unit, the container runtime's nofile) to hold more"
+            );
+        }
+        match self.reserve.take() {
+            Some(reserve) => {
+                drop(reserve);
+                if let Ok((refused, _)) = listener.accept().await {
+                    drop(refused);
+                    self.refused += 1;
+                }
+                self.reserve = std::fs::File::open("/dev/null").ok();
+            }
+            // The reserve went to someone else: wait for a descriptor.
+            None => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.reserve = std::fs::File::open("/dev/null").ok();
+            }
+        }
+    }
+
+    fn accepted(&mut self) {
+        if let Some(since) = self.reached_at.take() {
+            tracing::info!(
+                server = self.server,
+                refused = self.refused,
+                after = ?since.elapsed(),
+                "file descriptors free again: accepting connections"
+            );
+            self.refused = 0;
+        }
     }
 }
 
