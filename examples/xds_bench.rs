@@ -791,7 +791,16 @@ fn wait_configured(seen: &Observed, n: usize) -> usize {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    seen.complete.load(Ordering::Relaxed)
+    let configured = seen.complete.load(Ordering::Relaxed);
+    if configured < n {
+        let first = seen.first_failure.lock().ok().and_then(|f| f.clone());
+        eprintln!(
+            "{configured} of {n} configured; {} streams failed, the first: {}",
+            seen.failed.load(Ordering::Relaxed),
+            first.as_deref().unwrap_or("none failed (they are waiting)")
+        );
+    }
+    configured
 }
 
 /// The reconnect storm after a restart: every proxy of a killed control

@@ -40,6 +40,10 @@ pub struct Observed {
     pub last_lds: Vec<AtomicU64>,
     pub bytes: AtomicU64,
     pub complete: AtomicUsize,
+    /// Streams that failed or ended with an error, and the first reason:
+    /// a run whose proxies are not all configured says why.
+    pub failed: AtomicUsize,
+    pub first_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Observed {
@@ -51,11 +55,21 @@ impl Observed {
             last_lds: (0..n).map(|_| AtomicU64::new(0)).collect(),
             bytes: AtomicU64::new(0),
             complete: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            first_failure: std::sync::Mutex::new(None),
         })
     }
 
     pub fn now(&self) -> u64 {
         self.started.elapsed().as_nanos() as u64
+    }
+
+    fn failure(&self, node_id: &str, why: impl std::fmt::Display) {
+        if self.failed.fetch_add(1, Ordering::Relaxed) == 0
+            && let Ok(mut first) = self.first_failure.lock()
+        {
+            *first = Some(format!("{node_id}: {why}"));
+        }
     }
 }
 
@@ -89,7 +103,7 @@ pub async fn simulate(
     {
         Ok(response) => response,
         Err(status) => {
-            eprintln!("simulated proxy {node_id}: no stream: {status}");
+            seen.failure(&node_id, format!("no stream: {status}"));
             return;
         }
     };
@@ -101,7 +115,7 @@ pub async fn simulate(
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(status) => {
-                eprintln!("simulated proxy {node_id}: stream ended: {status}");
+                seen.failure(&node_id, format!("stream ended: {status}"));
                 break;
             }
         };

@@ -51,7 +51,7 @@ pub async fn bind_on(
         variable: env_var_name(setting),
         source,
     };
-    let listener = TcpListener::bind((host, port)).await.map_err(error)?;
+    let listener = listen(host, port).await.map_err(error)?;
     let address = listener.local_addr().map_err(error)?;
     tracing::info!(server = name, %address, "listening");
     Ok(Bound {
@@ -59,6 +59,35 @@ pub async fn bind_on(
         listener,
         address,
     })
+}
+
+/// Connections the kernel holds for a listener before it accepts them.
+/// Thousands of proxies reconnect at once after a restart, while the
+/// runtime is busy configuring the first ones: a short queue overflows and
+/// the kernel drops their handshakes (the default is 1,024; the kernel caps
+/// it at `net.core.somaxconn`).
+const BACKLOG: u32 = 4096;
+
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for address in tokio::net::lookup_host((host, port)).await? {
+        let socket = if address.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            "no address to listen on",
+        )
+    }))
 }
 
 impl Bound {
