@@ -163,6 +163,7 @@ bench: deps
 	cargo build --release --bins
 	cargo run --release --example api_bench
 	cargo run --release --example xds_bench
+	cargo run --release --example envoy_bench
 	cargo run --release --example k8s_bench
 
 # Where a connected proxy's memory goes: kuma-cp under heaptrack with

@@ -1,0 +1,128 @@
+//! `make bench`: the simulation calibrated against real proxies. Starts
+//! `KUMA_BENCH_ENVOYS` (default 200; each Envoy takes about 65 MiB) real
+//! `kuma-dp` + Envoy processes, one outbound each, against a release
+//! `kuma-cp` (TLS, dataplane tokens, as a user runs it), and as many
+//! simulated proxies against another; prints kuma-cp's memory per connected
+//! proxy in both and their ratio. Asserts nothing.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[allow(dead_code)] // the load and latency helpers are the other benches'
+mod support;
+
+use std::time::{Duration, Instant};
+use support::ads::{AS_ENVOY, Observed, connect_all};
+use support::proc_status_kib;
+
+/// Registers `n` dataplanes, `dp-i` of service `svc-(i % services)`, each
+/// with one outbound to the next service.
+fn register(cp: &common::KumaCp, n: usize) {
+    let services = (n / 10).max(2);
+    // Hundreds of free ports asked for in a row: the system may offer one
+    // twice, and every Envoy's listeners need their own.
+    let mut used = std::collections::HashSet::new();
+    let mut port = || loop {
+        let p = common::free_port();
+        if used.insert(p) {
+            return p;
+        }
+    };
+    for i in 0..n {
+        let next = format!("svc-{}", (i + 1) % services);
+        let (inbound, app, outbound) = (port(), port(), port());
+        common::put_dataplane(
+            cp,
+            "default",
+            &format!("dp-{i}"),
+            (inbound, app),
+            &format!("svc-{}", i % services),
+            &[(outbound, next.as_str())],
+        );
+    }
+}
+
+/// kuma-cp's resident memory, read once it has been at rest for 3 s (it
+/// hands back what a burst freed after a quiet second).
+fn rss_at_rest(cp: &common::KumaCp) -> u64 {
+    std::thread::sleep(Duration::from_secs(3));
+    proc_status_kib(cp.child.id(), "VmRSS:")
+}
+
+fn main() {
+    let n: usize = std::env::var("KUMA_BENCH_ENVOYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let quiet = [("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info")];
+
+    let cp = common::KumaCp::start(&quiet);
+    register(&cp, n);
+    let before = rss_at_rest(&cp);
+    let started = Instant::now();
+    let envoys: Vec<common::Dataplane> = (0..n)
+        .map(|i| {
+            let name = format!("dp-{i}");
+            let token = cp.token("default", &name);
+            common::Dataplane::launch(&cp, "default", &name, Some(&token), &[])
+        })
+        .collect();
+    let live = || {
+        envoys
+            .iter()
+            .filter(|e| e.admin_get("/ready").is_some_and(|r| r.contains("LIVE")))
+            .count()
+    };
+    common::eventually(Duration::from_secs(120), || {
+        common::open_streams(&cp.api) as usize == n && live() == n
+    });
+    let configured = started.elapsed();
+    // Per proxy actually connected: an Envoy that could not start (its
+    // admin port taken meanwhile, say) is not counted.
+    let (live, streams) = (live(), common::open_streams(&cp.api) as usize);
+    let real = rss_at_rest(&cp).saturating_sub(before) as f64 / streams.max(1) as f64;
+    drop(envoys);
+    drop(cp);
+
+    let sim_cp = common::KumaCp::start(&[
+        quiet[0],
+        // The simulated proxies present no tokens.
+        ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
+    ]);
+    register(&sim_cp, n);
+    let before = rss_at_rest(&sim_cp);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let seen = Observed::new(n);
+    let node_ids = (0..n).map(|i| format!("default.dp-{i}")).collect();
+    let sim_started = Instant::now();
+    rt.block_on(connect_all(
+        &sim_cp.grpc_endpoint(&sim_cp.xds),
+        node_ids,
+        AS_ENVOY,
+        3,
+        seen.clone(),
+    ));
+    common::eventually(Duration::from_secs(60), || {
+        seen.complete.load(std::sync::atomic::Ordering::Relaxed) == n
+    });
+    let sim_configured = sim_started.elapsed();
+    let simulated = rss_at_rest(&sim_cp).saturating_sub(before) as f64 / n as f64;
+
+    println!(
+        "\nReal Envoys against the simulation: {n} kuma-dp + Envoy processes (TLS, dataplane tokens, one outbound each) and {n} simulated proxies (one connection each, TLS), each against a release kuma-cp of its own\n"
+    );
+    println!("| proxies | all configured | kuma-cp RSS per connected proxy |");
+    println!("|---|--:|--:|");
+    println!(
+        "| {n} real Envoys ({live} LIVE, {streams} streams) | {:.1} s | {real:.1} KiB |",
+        configured.as_secs_f64(),
+    );
+    println!(
+        "| {n} simulated | {:.2} s | {simulated:.1} KiB |",
+        sim_configured.as_secs_f64()
+    );
+    let ratio = real / simulated.max(0.1);
+    let verdict = if ratio <= 1.5 { "met" } else { "MISSED" };
+    println!(
+        "\n| goal | measured | |\n|---|---|---|\n| real Envoy within 1.5x of the simulation, per connected proxy | {ratio:.2}x | {verdict} |"
+    );
+}
