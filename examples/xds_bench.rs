@@ -338,18 +338,7 @@ fn heap_profile() -> Option<String> {
 
 /// kuma-cp's command, run by heaptrack writing to `out`.
 fn under_heaptrack(out: &str, env: &[(&str, &str)]) -> std::process::Command {
-    let kuma_cp = common::kuma_cp_command(env);
-    let mut cmd = std::process::Command::new("heaptrack");
-    cmd.args(["-o", out])
-        .arg(kuma_cp.get_program())
-        .args(kuma_cp.get_args())
-        .env_clear();
-    for (key, value) in kuma_cp.get_envs() {
-        if let Some(value) = value {
-            cmd.env(key, value);
-        }
-    }
-    cmd
+    common::kuma_cp_under("heaptrack", &["-o".to_string(), out.to_string()], env)
 }
 
 /// One run; `idle` also measures the CPU of a quiet control plane.

@@ -421,17 +421,7 @@ fn beyond_its_concurrency_limit_the_api_answers_503_at_once() {
 fn at_the_file_descriptor_limit_open_connections_are_served_and_new_ones_refused() {
     use std::io::{Read, Write};
     const LIMIT: usize = 160;
-    let base = common::kuma_cp_command(&[]);
-    let mut cmd = std::process::Command::new("prlimit");
-    cmd.arg(format!("--nofile={LIMIT}:{LIMIT}"))
-        .arg(base.get_program())
-        .args(base.get_args())
-        .env_clear();
-    for (key, value) in base.get_envs() {
-        if let Some(value) = value {
-            cmd.env(key, value);
-        }
-    }
+    let cmd = common::kuma_cp_under("prlimit", &[format!("--nofile={LIMIT}:{LIMIT}")], &[]);
     let cp = common::KumaCp::try_start_command(cmd).expect("kuma-cp under prlimit");
     let address = cp.health.trim_start_matches("http://").to_string();
     // Opened quickly: kuma-cp lets a connection that sends nothing go

@@ -51,6 +51,20 @@ fn echo_pair(cp: &KumaCp, mesh: &str, client_version: &str) -> EchoPair {
     }
 }
 
+/// The entry of Envoy's `/certs` with the workload's certificate and its
+/// mesh CA. Envoy lists its entries in no set order, and the xDS
+/// cluster's (the control plane's CA, no chain) is among them.
+fn workload_certificates(certs: &str) -> serde_json::Value {
+    let certs: serde_json::Value = serde_json::from_str(certs).unwrap_or_default();
+    certs["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["cert_chain"][0].is_object())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The TrafficPermission `client-to-echo` of mesh `default`.
 fn allow_client_to_echo(cp: &KumaCp) {
     allow(
@@ -215,8 +229,7 @@ fn proxies_of_meshes_with_different_cas_cannot_handshake() {
     let ca_a = a.client.admin_get("/certs").unwrap();
     let ca_b = client_b.admin_get("/certs").unwrap();
     let serial = |certs: &str| -> String {
-        let v: serde_json::Value = serde_json::from_str(certs).unwrap();
-        v["certificates"][0]["ca_cert"][0]["serial_number"]
+        workload_certificates(certs)["ca_cert"][0]["serial_number"]
             .as_str()
             .unwrap_or("")
             .to_string()
@@ -241,15 +254,9 @@ fn traffic_keeps_flowing_across_certificate_renewals() {
     );
     assert!(eventually(SETTLE, || echo_works(pair.outbound)));
     let serial = || -> String {
-        let certs: serde_json::Value =
-            serde_json::from_str(&pair.client.admin_get("/certs").unwrap_or_default())
-                .unwrap_or_default();
-        // The workload's: the xDS cluster's entry has a CA and no chain.
-        certs["certificates"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find_map(|c| c["cert_chain"][0]["serial_number"].as_str())
+        workload_certificates(&pair.client.admin_get("/certs").unwrap_or_default())["cert_chain"][0]
+            ["serial_number"]
+            .as_str()
             .unwrap_or("")
             .to_string()
     };

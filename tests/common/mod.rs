@@ -103,6 +103,23 @@ pub fn kuma_cp_command(env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// `kuma_cp_command(env)` run by `wrapper` (prlimit, heaptrack), with
+/// `args` before kuma-cp's own command line.
+pub fn kuma_cp_under(wrapper: &str, args: &[String], env: &[(&str, &str)]) -> Command {
+    let kuma_cp = kuma_cp_command(env);
+    let mut cmd = Command::new(wrapper);
+    cmd.args(args)
+        .arg(kuma_cp.get_program())
+        .args(kuma_cp.get_args())
+        .env_clear();
+    for (key, value) in kuma_cp.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    cmd
+}
+
 impl KumaCp {
     pub fn start(env: &[(&str, &str)]) -> KumaCp {
         Self::try_start(env).unwrap_or_else(|e| panic!("kuma-cp did not start: {e}"))
