@@ -109,7 +109,7 @@ impl Bound {
         // Handshakes run on tasks of their own, so a slow client does not
         // hold up the next accept; finished connections queue here.
         let (ready, incoming) =
-            tokio::sync::mpsc::channel::<Result<Connection, std::io::Error>>(64);
+            tokio::sync::mpsc::channel::<Result<Box<dyn Io>, std::io::Error>>(64);
         tokio::spawn(accept_loop(
             name,
             self.listener,
@@ -119,7 +119,7 @@ impl Bound {
                 keep_alive(&socket);
                 async move {
                     if let Some((io, _)) = secure(name, socket, peer, &transport).await {
-                        let _ = ready.send(Ok(Connection(io))).await;
+                        let _ = ready.send(Ok(io)).await;
                     }
                 }
             },
@@ -237,23 +237,19 @@ async fn secure(
     transport: &Transport,
 ) -> Option<(Box<dyn Io>, Option<Arc<Vec<u8>>>)> {
     let acceptor = match transport {
-        // The first bytes tell HTTP/1 from HTTP/2, and no timer runs before
-        // they come: a silent client is let go here.
-        Transport::Plain => {
-            return match tokio::time::timeout(HEADER_READ_TIMEOUT, socket.peek(&mut [0])).await {
-                Ok(Ok(n)) if n > 0 => Some((Box::new(socket), None)),
-                _ => None,
-            };
-        }
         Transport::Tls(acceptor) => acceptor,
-        Transport::TlsOrPlain(acceptor) => {
+        // The first bytes tell HTTP/1 from HTTP/2 (and a TLS handshake from
+        // plain text), and no timer runs before they come: a silent client
+        // is let go here.
+        Transport::Plain | Transport::TlsOrPlain(_) => {
             let mut first = [0];
             match tokio::time::timeout(HEADER_READ_TIMEOUT, socket.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 && first[0] != TLS_HANDSHAKE => {
-                    return Some((Box::new(socket), None));
-                }
-                Ok(Ok(n)) if n > 0 => acceptor,
+                Ok(Ok(n)) if n > 0 => {}
                 _ => return None,
+            }
+            match transport {
+                Transport::TlsOrPlain(acceptor) if first[0] == TLS_HANDSHAKE => acceptor,
+                _ => return Some((Box::new(socket), None)),
             }
         }
     };
@@ -388,53 +384,9 @@ impl Ceiling {
 }
 
 /// A gRPC connection, plain or TLS, as tonic takes it.
-struct Connection(Box<dyn Io>);
-
-impl tonic::transport::server::Connected for Connection {
+impl tonic::transport::server::Connected for Box<dyn Io> {
     type ConnectInfo = ();
     fn connect_info(&self) {}
-}
-
-impl tokio::io::AsyncRead for Connection {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Connection {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
 }
 
 /// The one accept loop of every HTTP server, plain or TLS: HTTP/1.1 and
@@ -448,7 +400,7 @@ async fn serve_http(
     router: Router,
     shutdown: CancellationToken,
 ) {
-    let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder
@@ -456,11 +408,10 @@ async fn serve_http(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let builder = Arc::new(builder);
-    let watching = graceful.clone();
-    accept_loop(name, listener, shutdown, move |socket, peer| {
+    accept_loop(name, listener, shutdown, |socket, peer| {
         let router = router.clone();
         let builder = builder.clone();
-        let watcher = watching.watcher();
+        let watcher = graceful.watcher();
         let transport = transport.clone();
         async move {
             let Some((io, certificate)) = secure(name, socket, peer, &transport).await else {
@@ -484,9 +435,6 @@ async fn serve_http(
         }
     })
     .await;
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        return;
-    };
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
