@@ -60,10 +60,24 @@ pub enum ControlPlaneTlsError {
 }
 
 /// Where the certificate comes from.
-#[derive(Debug, Clone)]
 enum Origin {
-    Files { cert: String, key: String },
-    Generated { names: Vec<String> },
+    Files {
+        cert: String,
+        key: String,
+    },
+    /// Issued here, for these names, by the control plane's own CA.
+    Generated {
+        names: Vec<String>,
+        ca: Box<Ca>,
+    },
+}
+
+/// The control plane's own CA (see [`ensure_ca`]).
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    /// Where its certificate is, for messages that tell how to get it.
+    file: PathBuf,
 }
 
 /// The certificate every TLS server of the control plane presents, kept
@@ -71,16 +85,12 @@ enum Origin {
 pub struct ControlPlaneCert {
     current: RwLock<Current>,
     origin: Origin,
-    /// The generated CA (PEM and signer); none with the user's files.
-    ca: Option<(String, Issuer<'static, KeyPair>)>,
-    /// Where the CA's certificate is, for messages that tell how to get it.
-    ca_file: Option<PathBuf>,
 }
 
 struct Current {
     key: Arc<CertifiedKey>,
-    /// What the files were when read (user's files), or when the
-    /// certificate ends (generated).
+    /// What tells when to read again: the files as they were read, or
+    /// when the generated certificate ends.
     stamp: Stamp,
 }
 
@@ -92,8 +102,12 @@ enum Stamp {
 
 impl std::fmt::Debug for ControlPlaneCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = match &self.origin {
+            Origin::Files { cert, .. } => format!("files ({cert})"),
+            Origin::Generated { ca, .. } => format!("generated (CA {})", ca.file.display()),
+        };
         f.debug_struct("ControlPlaneCert")
-            .field("origin", &self.origin)
+            .field("origin", &origin)
             .finish_non_exhaustive()
     }
 }
@@ -110,60 +124,57 @@ impl ControlPlaneCert {
         general: &GeneralConfig,
         extra_names: &[&str],
     ) -> Result<Arc<ControlPlaneCert>, ControlPlaneTlsError> {
-        match (
+        let origin = match (
             general.tls_cert_file.is_empty(),
             general.tls_key_file.is_empty(),
         ) {
             (false, false) => {
-                let origin = Origin::Files {
-                    cert: general.tls_cert_file.clone(),
-                    key: general.tls_key_file.clone(),
-                };
-                let current = read(&origin, None)?;
                 tracing::info!(
                     cert = %general.tls_cert_file,
                     "the control plane serves TLS with the certificate of KUMA_GENERAL_TLS_CERT_FILE, read again when it changes"
                 );
-                Ok(Arc::new(ControlPlaneCert {
-                    current: RwLock::new(current),
-                    origin,
-                    ca: None,
-                    ca_file: None,
-                }))
+                Origin::Files {
+                    cert: general.tls_cert_file.clone(),
+                    key: general.tls_key_file.clone(),
+                }
             }
             (true, true) => {
-                let dir = work_dir(general);
-                let (ca_pem, issuer) = ensure_ca(&dir)?;
-                let names = subject_alt_names(general, extra_names);
-                let origin = Origin::Generated { names };
-                let ca = Some((ca_pem, issuer));
-                let current = read(&origin, ca.as_ref().map(|(_, i)| i))?;
-                let ca_file = dir.join(CA_CERT_FILE);
+                let ca = Box::new(ensure_ca(&work_dir(general))?);
                 tracing::info!(
-                    ca = %ca_file.display(),
+                    ca = %ca.file.display(),
                     "the control plane serves TLS with a certificate of its own CA: give kuma-dp --ca-cert-file {} (or kumactl inspect control-plane-ca prints it)",
-                    ca_file.display()
+                    ca.file.display()
                 );
-                Ok(Arc::new(ControlPlaneCert {
-                    current: RwLock::new(current),
-                    origin,
+                Origin::Generated {
+                    names: subject_alt_names(general, extra_names),
                     ca,
-                    ca_file: Some(ca_file),
-                }))
+                }
             }
-            _ => Err(ControlPlaneTlsError::HalfAPair),
+            _ => return Err(ControlPlaneTlsError::HalfAPair),
+        };
+        let current = origin.read()?;
+        Ok(Arc::new(ControlPlaneCert {
+            current: RwLock::new(current),
+            origin,
+        }))
+    }
+
+    fn ca(&self) -> Option<&Ca> {
+        match &self.origin {
+            Origin::Generated { ca, .. } => Some(ca),
+            Origin::Files { .. } => None,
         }
     }
 
     /// The PEM of the CA proxies verify this control plane with, when it
     /// is the control plane's own.
     pub fn ca_pem(&self) -> Option<&str> {
-        self.ca.as_ref().map(|(pem, _)| pem.as_str())
+        self.ca().map(|ca| ca.pem.as_str())
     }
 
     /// The file holding that CA.
     pub fn ca_file(&self) -> Option<&Path> {
-        self.ca_file.as_deref()
+        self.ca().map(|ca| ca.file.as_path())
     }
 
     /// A TLS server configuration presenting this certificate (ALPN h2 and
@@ -187,41 +198,32 @@ impl ControlPlaneCert {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
             }
-            let stamp = self.stamp();
-            let due = match (&self.origin, &stamp) {
-                (Origin::Files { .. }, Stamp::Files(_)) => stamp != files_stamp(&self.origin),
-                (Origin::Generated { .. }, Stamp::Ends(ends)) => {
-                    SystemTime::now() + RENEW_BEFORE >= *ends
-                }
-                _ => false,
+            let due = match self.current.read() {
+                Ok(current) => self.origin.due(&current.stamp),
+                Err(_) => true,
             };
             if !due {
                 continue;
             }
-            match read(&self.origin, self.ca.as_ref().map(|(_, i)| i)) {
+            let read = self.origin.read();
+            let Ok(mut slot) = self.current.write() else {
+                continue;
+            };
+            match read {
                 Ok(current) => {
                     tracing::info!(
                         "the control plane's certificate changed: new connections get the new one"
                     );
-                    if let Ok(mut slot) = self.current.write() {
-                        *slot = current;
-                    }
+                    *slot = current;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the control plane's certificate did not change: the new files cannot be used yet");
                     // Not again until the files change again.
-                    if let Ok(mut slot) = self.current.write() {
-                        slot.stamp = files_stamp(&self.origin);
+                    if let Origin::Files { cert, key } = &self.origin {
+                        slot.stamp = files_stamp(cert, key);
                     }
                 }
             }
-        }
-    }
-
-    fn stamp(&self) -> Stamp {
-        match self.current.read() {
-            Ok(current) => current.stamp.clone(),
-            Err(_) => Stamp::Files(Vec::new()),
         }
     }
 
@@ -233,6 +235,68 @@ impl ControlPlaneCert {
 impl ResolvesServerCert for ControlPlaneCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.certified_key()
+    }
+}
+
+impl Origin {
+    /// Whether the certificate read under `stamp` is to be read again.
+    fn due(&self, stamp: &Stamp) -> bool {
+        match self {
+            Origin::Files { cert, key } => *stamp != files_stamp(cert, key),
+            Origin::Generated { .. } => {
+                matches!(stamp, Stamp::Ends(ends) if SystemTime::now() + RENEW_BEFORE >= *ends)
+            }
+        }
+    }
+
+    /// The certificate as it is now: the files read, or a new one issued.
+    fn read(&self) -> Result<Current, ControlPlaneTlsError> {
+        match self {
+            Origin::Files { cert, key } => {
+                let stamp = files_stamp(cert, key);
+                let chain = pem::certificates("KUMA_GENERAL_TLS_CERT_FILE", cert)?;
+                let private = pem::private_key("KUMA_GENERAL_TLS_KEY_FILE", key)?;
+                let certified =
+                    CertifiedKey::from_der(chain, private, &provider()).map_err(|e| match e {
+                        rustls::Error::InconsistentKeys(_) => ControlPlaneTlsError::KeyMismatch {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                        },
+                        other => other.into(),
+                    })?;
+                Ok(Current {
+                    key: Arc::new(certified),
+                    stamp,
+                })
+            }
+            Origin::Generated { names, ca } => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::default();
+                params
+                    .distinguished_name
+                    .push(DnType::CommonName, "kuma-control-plane");
+                params.subject_alt_names = names
+                    .iter()
+                    .map(|n| match n.parse::<std::net::IpAddr>() {
+                        Ok(ip) => Ok(SanType::IpAddress(ip)),
+                        Err(_) => n.clone().try_into().map(SanType::DnsName),
+                    })
+                    .collect::<Result<_, _>>()?;
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+                params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+                let now = time::OffsetDateTime::now_utc();
+                params.not_before = now - time::Duration::minutes(5);
+                params.not_after = now + ISSUED_VALIDITY;
+                let cert = params.signed_by(&key, &ca.issuer)?;
+                let private = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+                let certified =
+                    CertifiedKey::from_der(vec![cert.der().clone()], private, &provider())?;
+                Ok(Current {
+                    key: Arc::new(certified),
+                    stamp: Stamp::Ends(SystemTime::now() + ISSUED_VALIDITY),
+                })
+            }
+        }
     }
 }
 
@@ -274,10 +338,8 @@ fn subject_alt_names(general: &GeneralConfig, extra: &[&str]) -> Vec<String> {
     names
 }
 
-fn files_stamp(origin: &Origin) -> Stamp {
-    let Origin::Files { cert, key } = origin else {
-        return Stamp::Files(Vec::new());
-    };
+/// The user's files as they are now: when each changed, and its length.
+fn files_stamp(cert: &str, key: &str) -> Stamp {
     Stamp::Files(
         [cert, key]
             .iter()
@@ -290,68 +352,11 @@ fn files_stamp(origin: &Origin) -> Stamp {
     )
 }
 
-/// The certificate the origin gives now.
-fn read(
-    origin: &Origin,
-    issuer: Option<&Issuer<'static, KeyPair>>,
-) -> Result<Current, ControlPlaneTlsError> {
-    match (origin, issuer) {
-        (Origin::Files { cert, key }, _) => {
-            let stamp = files_stamp(origin);
-            let chain = pem::certificates("KUMA_GENERAL_TLS_CERT_FILE", cert)?;
-            let private = pem::private_key("KUMA_GENERAL_TLS_KEY_FILE", key)?;
-            let certified =
-                CertifiedKey::from_der(chain, private, &provider()).map_err(|e| match e {
-                    rustls::Error::InconsistentKeys(_) => ControlPlaneTlsError::KeyMismatch {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                    },
-                    other => other.into(),
-                })?;
-            Ok(Current {
-                key: Arc::new(certified),
-                stamp,
-            })
-        }
-        (Origin::Generated { names }, Some(issuer)) => {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::default();
-            params
-                .distinguished_name
-                .push(DnType::CommonName, "kuma-control-plane");
-            params.subject_alt_names = names
-                .iter()
-                .map(|n| match n.parse::<std::net::IpAddr>() {
-                    Ok(ip) => Ok(SanType::IpAddress(ip)),
-                    Err(_) => n.clone().try_into().map(SanType::DnsName),
-                })
-                .collect::<Result<_, _>>()?;
-            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-            let now = time::OffsetDateTime::now_utc();
-            params.not_before = now - time::Duration::minutes(5);
-            params.not_after = now + ISSUED_VALIDITY;
-            let cert = params.signed_by(&key, issuer)?;
-            let ends = SystemTime::now() + ISSUED_VALIDITY;
-            let private = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-            let certified = CertifiedKey::from_der(vec![cert.der().clone()], private, &provider())?;
-            Ok(Current {
-                key: Arc::new(certified),
-                stamp: Stamp::Ends(ends),
-            })
-        }
-        (Origin::Generated { .. }, None) => Err(ControlPlaneTlsError::WorkDir {
-            path: String::new(),
-            message: "no CA".into(),
-        }),
-    }
-}
-
 /// The control plane's CA from the work directory, created there on
 /// first start. Several control planes starting at once on one directory
 /// agree on one CA: the key file is created whole or not at all (a hard
 /// link of a finished file), and whoever loses reads the winner's.
-fn ensure_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), ControlPlaneTlsError> {
+fn ensure_ca(dir: &Path) -> Result<Ca, ControlPlaneTlsError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let fail = |message: String| ControlPlaneTlsError::WorkDir {
         path: dir.display().to_string(),
@@ -412,7 +417,11 @@ fn ensure_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), ControlPl
             .and_then(|()| std::fs::rename(&scratch, &public))
             .map_err(|e| fail(e.to_string()))?;
     }
-    Ok((cert_pem, issuer))
+    Ok(Ca {
+        pem: cert_pem,
+        issuer,
+        file: public,
+    })
 }
 
 #[cfg(test)]
