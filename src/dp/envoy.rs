@@ -56,7 +56,7 @@ pub async fn supervise(
                 reload = None;
                 match done {
                     Ok(Ok(next)) => {
-                        bootstrap.rewrite(&next, config)?;
+                        bootstrap.rewrite(&next)?;
                         let base_id = std::fs::read_to_string(&base_id_path).unwrap_or_default();
                         epoch += 1;
                         let next = spawn(envoy, &bootstrap.path, config, Epoch::Next { base_id: base_id.trim(), epoch })?;

@@ -56,11 +56,21 @@ impl EnvoyLogLevel {
     }
 }
 
+/// The CA kuma-dp verifies the control plane with: its PEM (for Envoy),
+/// its certificates as the bootstrap request's client takes them, and
+/// where it came from (for messages).
+#[derive(Debug, Clone)]
+pub struct ControlPlaneCa {
+    pem: String,
+    roots: Vec<reqwest::Certificate>,
+    from: String,
+}
+
 /// How `kuma-dp` and its Envoy talk to the control plane.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Channel {
-    /// TLS, the control plane's certificate verified with this CA (PEM).
-    Verified { ca_pem: String, from: String },
+    /// TLS, the control plane's certificate verified with this CA.
+    Verified(ControlPlaneCa),
     /// TLS, any certificate accepted: explicitly asked for, or nothing
     /// secret to send (no dataplane token).
     Unverified,
@@ -85,7 +95,7 @@ pub fn bootstrap_url(cp_address: &str, channel: &Channel) -> String {
 /// The channel the flags ask for. A token is sent only to a verified
 /// control plane, unless verification (or TLS) was explicitly waived.
 pub fn channel(
-    ca: Option<(String, String)>,
+    ca: Option<ControlPlaneCa>,
     skip_verify: bool,
     plaintext: bool,
     has_token: bool,
@@ -93,7 +103,7 @@ pub fn channel(
 ) -> Result<Channel, DpError> {
     Ok(match (plaintext, ca, skip_verify) {
         (true, _, _) => Channel::Plaintext,
-        (false, Some((ca_pem, from)), false) => Channel::Verified { ca_pem, from },
+        (false, Some(ca), false) => Channel::Verified(ca),
         (false, _, true) => Channel::Unverified,
         (false, None, false) if !has_token => Channel::Unverified,
         (false, None, false) => {
@@ -104,33 +114,38 @@ pub fn channel(
     })
 }
 
-/// The CA PEM kuma-dp verifies the control plane with, checked to hold a
+/// The CA kuma-dp verifies the control plane with, checked to hold a
 /// certificate: from `file`, else `inline` (`KUMA_CONTROL_PLANE_CA_CERT`,
-/// what the Kubernetes injector sets). Answers the PEM and where it came from.
+/// what the Kubernetes injector sets).
 pub fn read_ca(
     file: Option<&Path>,
     inline: Option<&str>,
-) -> Result<Option<(String, String)>, DpError> {
+) -> Result<Option<ControlPlaneCa>, DpError> {
     let (pem, from) = match (file, inline) {
-        (Some(file), _) => (
-            std::fs::read_to_string(file).map_err(|e| DpError::CaCert {
-                from: format!("--ca-cert-file {}", file.display()),
-                message: e.to_string(),
-            })?,
-            format!("--ca-cert-file {}", file.display()),
-        ),
+        (Some(file), _) => {
+            let from = format!("--ca-cert-file {}", file.display());
+            match std::fs::read_to_string(file) {
+                Ok(pem) => (pem, from),
+                Err(e) => {
+                    return Err(DpError::CaCert {
+                        from,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
         (None, Some(pem)) if !pem.trim().is_empty() => {
             (pem.to_string(), "KUMA_CONTROL_PLANE_CA_CERT".to_string())
         }
         _ => return Ok(None),
     };
-    if reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_or(true, |c| c.is_empty()) {
-        return Err(DpError::CaCert {
+    match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+        Ok(roots) if !roots.is_empty() => Ok(Some(ControlPlaneCa { pem, roots, from })),
+        _ => Err(DpError::CaCert {
             from,
             message: "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
-        });
+        }),
     }
-    Ok(Some((pem, from)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,17 +198,24 @@ pub enum DpError {
         from: String,
         problem: String,
     },
+    #[error("TLS with the control plane at {address} failed: {problem}")]
+    Tls { address: String, problem: String },
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
     #[error("lost track of Envoy: {0}")]
     Wait(#[source] std::io::Error),
 }
 
-fn token_file_err(path: &Path) -> impl Fn(std::io::Error) -> DpError + '_ {
-    move |source| DpError::TokenFile {
-        path: path.display().to_string(),
+/// The dataplane token in the token file, if there is one.
+fn read_token(config: &DpConfig) -> Result<Option<String>, DpError> {
+    let Some(file) = &config.dataplane_token_file else {
+        return Ok(None);
+    };
+    let token = std::fs::read_to_string(file).map_err(|source| DpError::TokenFile {
+        path: file.display().to_string(),
         source,
-    }
+    })?;
+    Ok(Some(token.trim().to_string()))
 }
 
 /// Finds the Envoy binary: a path as given, or the first match on `PATH`.
@@ -233,25 +255,23 @@ enum Answer {
 /// from 200 ms to 5 s and logging why each attempt failed; stops at once
 /// on an answer that no retry can change (a refused token, an address that
 /// is not a bootstrap server, HTTPS against plain HTTP).
-pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpError> {
+pub async fn fetch_bootstrap(
+    config: &DpConfig,
+    token: Option<&str>,
+) -> Result<serde_json::Value, DpError> {
     let base = config.cp_address.trim_end_matches('/');
     let url = format!("{base}/bootstrap");
     let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
     match &config.channel {
-        Channel::Verified { ca_pem, from } => {
+        Channel::Verified(ca) => {
             tracing::info!(
                 address = base,
-                "verifying the control plane with the CA of {from}"
+                "verifying the control plane with the CA of {}",
+                ca.from
             );
             client = client.tls_built_in_root_certs(false);
-            let roots = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).map_err(|e| {
-                DpError::CaCert {
-                    from: from.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            for root in roots {
-                client = client.add_root_certificate(root);
+            for root in &ca.roots {
+                client = client.add_root_certificate(root.clone());
             }
         }
         Channel::Unverified => {
@@ -274,15 +294,6 @@ pub async fn fetch_bootstrap(config: &DpConfig) -> Result<serde_json::Value, DpE
         ),
     }
     let client = client.build().unwrap_or_default();
-    let token = match &config.dataplane_token_file {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .map_err(token_file_err(file))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
     let body = json!({
         "mesh": config.mesh,
         "name": config.name,
@@ -314,17 +325,7 @@ async fn ask(
 ) -> Answer {
     let resp = match client.post(url).json(body).send().await {
         Ok(resp) => resp,
-        // Plain text where TLS was expected: perhaps kumactl's API port.
-        Err(e) if matches!(rustls_error(&e), Some(rustls::Error::InvalidMessage(_))) => {
-            let plain = base.replacen("https://", "http://", 1);
-            return Answer::Stop(match not_a_bootstrap_server(client, &plain).await {
-                api @ DpError::NotBootstrapServer { .. } if is_api(&api) => api,
-                _ => DpError::NotHttps {
-                    address: base.to_string(),
-                },
-            });
-        }
-        Err(e) => return Answer::from_send_error(&e, base, channel),
+        Err(e) => return Answer::from_send_error(client, &e, base, channel).await,
     };
     let status = resp.status();
     if status.is_success() {
@@ -342,9 +343,9 @@ async fn ask(
         401 | 403 => Answer::Stop(DpError::Refused(why)),
         // The bootstrap server's own 404 (the Dataplane is not registered
         // yet) heals; any other means the address is not a bootstrap server.
-        404 if title.as_deref() != Some("Dataplane not found") => {
-            Answer::Stop(not_a_bootstrap_server(client, base).await)
-        }
+        404 if title.as_deref() != Some("Dataplane not found") => Answer::Stop(
+            not_a_bootstrap_server(base, is_kuma_api(client, base).await),
+        ),
         _ => Answer::Retry(why),
     }
 }
@@ -353,37 +354,55 @@ impl Answer {
     /// What a request that got no HTTP answer means: a certificate that
     /// cannot be trusted or a protocol mismatch stops, anything else (not
     /// up yet, a network blip) is retried.
-    fn from_send_error(error: &reqwest::Error, base: &str, channel: &Channel) -> Answer {
+    async fn from_send_error(
+        client: &reqwest::Client,
+        error: &reqwest::Error,
+        base: &str,
+        channel: &Channel,
+    ) -> Answer {
         // The address to name is the one to pass, not the request's URL:
         // kuma-dp adds /bootstrap itself.
         let address = base.to_string();
-        if let Some(tls) = rustls_error(error) {
-            return Answer::Stop(match (tls, channel) {
-                (rustls::Error::InvalidCertificate(problem), Channel::Verified { from, .. }) => {
-                    DpError::Unverified {
-                        address,
-                        from: from.clone(),
-                        problem: certificate_problem(problem),
-                    }
+        let stop = match (rustls_error(error), channel) {
+            // Plain text where TLS was expected: perhaps kumactl's API port.
+            (Some(rustls::Error::InvalidMessage(_)), _) => {
+                let plain = base.replacen("https://", "http://", 1);
+                if is_kuma_api(client, &plain).await {
+                    not_a_bootstrap_server(&plain, true)
+                } else {
+                    DpError::NotHttps { address }
                 }
-                (other, _) => DpError::Unverified {
+            }
+            (Some(rustls::Error::InvalidCertificate(problem)), Channel::Verified(ca)) => {
+                DpError::Unverified {
                     address,
-                    from: "kuma-dp".into(),
-                    problem: other.to_string(),
-                },
-            });
-        }
-        let cause = crate::cli::root_cause(error).to_string();
-        if matches!(channel, Channel::Plaintext)
-            && (cause.contains("invalid HTTP version parsed")
-                || cause.contains("connection closed before message completed")
-                || cause.contains("connection reset"))
-        {
-            // A TLS server answers a client that opens in plain text with
-            // an alert record (no HTTP response), or drops it.
-            return Answer::Stop(DpError::NotPlaintext { address });
-        }
-        Answer::Retry(format!("control plane not reachable: {cause}"))
+                    from: ca.from.clone(),
+                    problem: certificate_problem(problem),
+                }
+            }
+            (Some(other), _) => DpError::Tls {
+                address,
+                problem: other.to_string(),
+            },
+            (None, Channel::Plaintext) => {
+                let cause = crate::cli::root_cause(error).to_string();
+                // A TLS server answers a client that opens in plain text
+                // with an alert record (no HTTP response), or drops it.
+                if cause.contains("invalid HTTP version parsed")
+                    || cause.contains("connection closed before message completed")
+                    || cause.contains("connection reset")
+                {
+                    DpError::NotPlaintext { address }
+                } else {
+                    return Answer::Retry(format!("control plane not reachable: {cause}"));
+                }
+            }
+            (None, _) => {
+                let cause = crate::cli::root_cause(error);
+                return Answer::Retry(format!("control plane not reachable: {cause}"));
+            }
+        };
+        Answer::Stop(stop)
     }
 }
 
@@ -425,27 +444,25 @@ fn certificate_problem(problem: &rustls::CertificateError) -> String {
     }
 }
 
-/// What kumactl's port is called in [`not_a_bootstrap_server`].
-const THE_API: &str = "kuma-cp's HTTP API (default port 5681), the one kumactl talks to";
-
-fn is_api(error: &DpError) -> bool {
-    matches!(error, DpError::NotBootstrapServer { what, .. } if what == THE_API)
-}
-
-/// Says what `base` is instead, when it can tell.
-async fn not_a_bootstrap_server(client: &reqwest::Client, base: &str) -> DpError {
+/// Whether `base` answers as kuma-cp's HTTP API: its index says "Kuma".
+async fn is_kuma_api(client: &reqwest::Client, base: &str) -> bool {
     let index: Option<serde_json::Value> = match client.get(base).send().await {
         Ok(resp) => resp.json().await.ok(),
         Err(_) => None,
     };
-    let what = if index.is_some_and(|i| i["tagline"] == "Kuma") {
-        THE_API.to_string()
+    index.is_some_and(|i| i["tagline"] == "Kuma")
+}
+
+/// `base` is not a bootstrap server; says what it is instead.
+fn not_a_bootstrap_server(base: &str, is_api: bool) -> DpError {
+    let what = if is_api {
+        "kuma-cp's HTTP API (default port 5681), the one kumactl talks to"
     } else {
-        "not kuma-cp's bootstrap server".to_string()
+        "not kuma-cp's bootstrap server"
     };
     DpError::NotBootstrapServer {
         address: base.to_string(),
-        what,
+        what: what.to_string(),
     }
 }
 
@@ -465,8 +482,8 @@ pub fn add_ca(bootstrap: &mut serde_json::Value, channel: &Channel) {
             continue;
         };
         match channel {
-            Channel::Verified { ca_pem, .. } => {
-                tls["validation_context"]["trusted_ca"] = json!({"inline_string": ca_pem});
+            Channel::Verified(ca) => {
+                tls["validation_context"]["trusted_ca"] = json!({"inline_string": ca.pem});
             }
             _ => {
                 if let Some(tls) = tls.as_object_mut() {
@@ -480,14 +497,13 @@ pub fn add_ca(bootstrap: &mut serde_json::Value, channel: &Channel) {
 /// Puts the dataplane token into the metadata of Envoy's ADS stream (the
 /// bootstrap server checked it already; it does not put it in the
 /// bootstrap it answers).
-pub fn add_token(bootstrap: &mut serde_json::Value, token_file: &Path) -> Result<(), DpError> {
-    let token = std::fs::read_to_string(token_file).map_err(token_file_err(token_file))?;
+pub fn add_token(bootstrap: &mut serde_json::Value, token: &str) -> Result<(), DpError> {
     let services = bootstrap
         .pointer_mut("/dynamic_resources/ads_config/grpc_services")
         .and_then(|s| s.as_array_mut())
         .ok_or(DpError::NoAdsService)?;
     for service in services {
-        service["initial_metadata"] = json!([{"key": "authorization", "value": token.trim()}]);
+        service["initial_metadata"] = json!([{"key": "authorization", "value": token}]);
     }
     Ok(())
 }
@@ -504,25 +520,15 @@ pub struct BootstrapFile {
 impl BootstrapFile {
     /// Replaces the bootstrap whole (written aside, then renamed over it),
     /// for the next Envoy of a hot restart.
-    fn rewrite(&self, bootstrap: &serde_json::Value, config: &DpConfig) -> Result<(), DpError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+    fn rewrite(&self, bootstrap: &serde_json::Value) -> Result<(), DpError> {
         let scratch = self.dir.join("bootstrap.next");
-        let write_err = |e: std::io::Error| DpError::Write {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        };
         let _ = std::fs::remove_file(&scratch);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&scratch)
-            .and_then(|mut f| f.write_all(bootstrap.to_string().as_bytes()))
+        write_private(&scratch, bootstrap)
             .and_then(|()| std::fs::rename(&scratch, &self.path))
-            .map_err(write_err)?;
-        tracing::debug!(mesh = %config.mesh, name = %config.name, "bootstrap rewritten");
-        Ok(())
+            .map_err(|e| DpError::Write {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -536,8 +542,7 @@ pub fn write_bootstrap(
     config: &DpConfig,
     bootstrap: &serde_json::Value,
 ) -> Result<BootstrapFile, DpError> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let dir = config.config_dir.join(format!(
         "{}.{}.{}",
         config.mesh,
@@ -561,24 +566,33 @@ pub fn write_bootstrap(
         dir: dir.clone(),
         path: path.clone(),
     };
-    // JSON is YAML; Envoy picks the format from the extension.
+    write_private(&path, bootstrap).map_err(write_err)?;
+    Ok(file)
+}
+
+/// Writes `bootstrap` to a new file only its user can read (it holds the
+/// token). JSON is YAML; Envoy picks the format from the extension.
+fn write_private(path: &Path, bootstrap: &serde_json::Value) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .and_then(|mut f| f.write_all(bootstrap.to_string().as_bytes()))
-        .map_err(write_err)?;
-    Ok(file)
 }
 
 /// Envoy's bootstrap as the control plane answers it for the token file
-/// as it is now, with the CA to verify the control plane and the token.
+/// as it is now, with the CA to verify the control plane and the token:
+/// the file is read once, so the token Envoy presents is the one the
+/// bootstrap server checked.
 async fn bootstrap_for(config: &DpConfig) -> Result<serde_json::Value, DpError> {
-    let mut bootstrap = fetch_bootstrap(config).await?;
+    let token = read_token(config)?;
+    let mut bootstrap = fetch_bootstrap(config, token.as_deref()).await?;
     add_ca(&mut bootstrap, &config.channel);
-    if let Some(file) = &config.dataplane_token_file {
-        add_token(&mut bootstrap, file)?;
+    if let Some(token) = &token {
+        add_token(&mut bootstrap, token)?;
     }
     Ok(bootstrap)
 }
