@@ -321,15 +321,16 @@ fn online_of(overviews: &[&Value]) -> (usize, usize) {
     (online, overviews.len())
 }
 
-/// `kumactl inspect meshes`: each mesh with what is on in it and its
-/// dataplanes online / total.
-/// Prints the control plane's CA as PEM, ready for a file.
+/// `kumactl inspect control-plane-ca`: the control plane's CA as PEM,
+/// ready for a file.
 pub async fn control_plane_ca(session: &Session) -> Result<(), KumactlError> {
     let answer = session.client()?.get("/control-plane/ca").await?;
     print!("{}", answer["caCert"].as_str().unwrap_or_default());
     Ok(())
 }
 
+/// `kumactl inspect meshes`: each mesh with what is on in it and its
+/// dataplanes online / total.
 pub async fn meshes(session: &Session, format: Format) -> Result<(), KumactlError> {
     let client = session.client()?;
     let mut rows = Vec::new();
