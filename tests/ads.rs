@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{KumaCp, eventually, free_port, http, put_dataplane};
+use common::{KumaCp, eventually, free_port, http, put_proxy};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -127,14 +127,7 @@ fn an_unregistered_dataplane_is_refused_with_the_reason() {
 fn a_nack_is_recorded_and_not_resent_until_the_config_changes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cp = KumaCp::start(&[("KUMA_XDS_SERVER_INSIGHT_FLUSH_INTERVAL_MS", "50")]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[(free_port(), "redis")],
-    );
+    put_proxy(&cp, "default", "web", "web", &[(free_port(), "redis")]);
     let (tx, responses) = rt.block_on(sotw(&cp, &cp.token("default", "web")));
     let mut responses = responses.unwrap();
     let first = rt.block_on(async {
@@ -217,22 +210,8 @@ fn a_nack_is_recorded_and_not_resent_until_the_config_changes() {
 fn delta_sends_only_what_changed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cp = KumaCp::start(&[]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[(free_port(), "redis")],
-    );
-    put_dataplane(
-        &cp,
-        "default",
-        "redis-1",
-        (free_port(), free_port()),
-        "redis",
-        &[],
-    );
+    put_proxy(&cp, "default", "web", "web", &[(free_port(), "redis")]);
+    put_proxy(&cp, "default", "redis-1", "redis", &[]);
     let (tx, mut responses) = rt.block_on(delta(&cp, &cp.token("default", "web")));
     let first = rt.block_on(async {
         tx.send(DeltaDiscoveryRequest {
@@ -259,24 +238,10 @@ fn delta_sends_only_what_changed() {
 
     // An unrelated change sends nothing: the next response is the one for
     // the change after it.
-    put_dataplane(
-        &cp,
-        "default",
-        "other",
-        (free_port(), free_port()),
-        "other",
-        &[],
-    );
+    put_proxy(&cp, "default", "other", "other", &[]);
 
     // A second redis: only the redis endpoints are sent again.
-    put_dataplane(
-        &cp,
-        "default",
-        "redis-2",
-        (free_port(), free_port()),
-        "redis",
-        &[],
-    );
+    put_proxy(&cp, "default", "redis-2", "redis", &[]);
     let update = rt
         .block_on(next(&mut responses, Duration::from_secs(5)))
         .unwrap()
@@ -331,14 +296,7 @@ fn sds_on_its_own_port_serves_the_proxys_secrets_to_its_token_only() {
     use prost::Message;
     let cp = KumaCp::start(&[]);
     cp.enable_mtls("default");
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[(free_port(), "db")],
-    );
+    put_proxy(&cp, "default", "web", "web", &[(free_port(), "db")]);
     let token = cp.token("default", "web");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let open = |token: &str, type_url: &str| {
@@ -407,14 +365,7 @@ fn sds_on_its_own_port_serves_the_proxys_secrets_to_its_token_only() {
 #[test]
 fn silent_streams_garbage_and_unknown_nodes_do_not_stop_real_proxies() {
     let cp = KumaCp::start(&[("KUMA_DP_SERVER_AUTH_TYPE", "none")]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    put_proxy(&cp, "default", "web", "web", &[]);
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(hostile_streams(&cp));

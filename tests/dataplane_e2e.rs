@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     Dataplane, KumaCp, echo_roundtrip, echo_server, echo_works, eventually, free_port, http,
-    put_dataplane,
+    put_dataplane, put_proxy,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -137,14 +137,7 @@ fn meshes_never_see_each_others_endpoints() {
     let a = echo_mesh(&cp, "default");
     // Mesh b: a client of "echo" too, and no echo of its own yet.
     let outbound_b = free_port();
-    put_dataplane(
-        &cp,
-        "b",
-        "client-b",
-        (free_port(), free_port()),
-        "client",
-        &[(outbound_b, "echo")],
-    );
+    put_proxy(&cp, "b", "client-b", "client", &[(outbound_b, "echo")]);
     // Envoy reports LIVE only once its clusters have their first
     // endpoints; the exact list checked after b's own echo arrives below
     // is the later event that would show anything of mesh a.
@@ -180,14 +173,7 @@ fn state_of_the_world_ads_carries_traffic_too() {
         dump.contains("\"api_type\": \"GRPC\""),
         "Envoy runs state-of-the-world ADS"
     );
-    put_dataplane(
-        &cp,
-        "default",
-        "echo-2",
-        (free_port(), free_port()),
-        "echo",
-        &[],
-    );
+    put_proxy(&cp, "default", "echo-2", "echo", &[]);
     assert!(eventually(Duration::from_secs(10), || mesh
         .client
         .endpoints("echo")

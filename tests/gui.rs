@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Dataplane, KumaCp, free_port, http, put_dataplane, put_tagged_dataplane};
+use common::{Dataplane, KumaCp, free_port, http, put_proxy, put_tagged_dataplane};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -94,22 +94,8 @@ fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
         json!({"service": "echo", "version": "2"}),
         &[],
     );
-    put_dataplane(
-        &cp,
-        "default",
-        "legacy-1",
-        (free_port(), free_port()),
-        "legacy",
-        &[],
-    );
-    put_dataplane(
-        &cp,
-        "default",
-        "client-1",
-        (free_port(), free_port()),
-        "client",
-        &[(echo, "echo")],
-    );
+    put_proxy(&cp, "default", "legacy-1", "legacy", &[]);
+    put_proxy(&cp, "default", "client-1", "client", &[(echo, "echo")]);
     put(
         &cp,
         "/meshes/default/traffic-permissions/client-to-echo",
@@ -140,22 +126,8 @@ fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
     // Mesh payments, with mTLS: ledger-1 online with its certificate,
     // ledger-2 never connected.
     cp.put("/meshes/payments", MTLS);
-    put_dataplane(
-        &cp,
-        "payments",
-        "ledger-1",
-        (free_port(), free_port()),
-        "ledger",
-        &[],
-    );
-    put_dataplane(
-        &cp,
-        "payments",
-        "ledger-2",
-        (free_port(), free_port()),
-        "ledger",
-        &[],
-    );
+    put_proxy(&cp, "payments", "ledger-1", "ledger", &[]);
+    put_proxy(&cp, "payments", "ledger-2", "ledger", &[]);
     put(
         &cp,
         "/meshes/payments/traffic-permissions/ledger-itself",

@@ -3,21 +3,14 @@
 
 mod common;
 
-use common::{Dataplane, KumaCp, bin, envoy_binary, eventually, free_port, put_dataplane};
+use common::{Dataplane, KumaCp, bin, envoy_binary, eventually, free_port, put_proxy};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A control plane with dataplane `web` of mesh `default` registered.
 fn with_web() -> KumaCp {
     let cp = KumaCp::start(&[]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    put_proxy(&cp, "default", "web", "web", &[]);
     cp
 }
 
@@ -68,14 +61,7 @@ fn it_waits_for_the_control_plane_then_runs_envoy_and_forwards_sigterm() {
         ("KUMA_BOOTSTRAP_SERVER_PORT", &port),
         ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
     ]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    put_proxy(&cp, "default", "web", "web", &[]);
     let ready = || {
         reqwest::blocking::get(format!("http://127.0.0.1:{admin}/ready"))
             .and_then(|r| r.text())
@@ -112,14 +98,7 @@ fn the_bootstrap_server_refuses_unregistered_dataplanes_with_the_fix() {
         "{details}"
     );
 
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    put_proxy(&cp, "default", "web", "web", &[]);
     // The token is checked here as the stream will check it.
     let ask = |token: &str| {
         common::http(

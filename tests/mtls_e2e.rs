@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     Dataplane, KumaCp, allow, echo_roundtrip, echo_server, echo_works, eventually, free_port,
-    put_dataplane, stays_blocked,
+    put_dataplane, put_proxy, stays_blocked,
 };
 use std::time::Duration;
 
@@ -202,14 +202,7 @@ fn proxies_of_meshes_with_different_cas_cannot_handshake() {
         &[],
     );
     let outbound_b = free_port();
-    put_dataplane(
-        &cp,
-        "b",
-        "client-b",
-        (free_port(), free_port()),
-        "client",
-        &[(outbound_b, "echo")],
-    );
+    put_proxy(&cp, "b", "client-b", "client", &[(outbound_b, "echo")]);
     allow(&cp, "b", "all", serde_json::json!({"service": "*"}), "*");
     let client_b = Dataplane::start(&cp, "b", "client-b");
     assert!(eventually(SETTLE, || client_b.endpoints("echo")
@@ -360,7 +353,7 @@ fn deleting_a_mesh_leaves_another_meshs_traffic_untouched() {
     // A later change in mesh b, which reaches its client as endpoints
     // only: once it has arrived, so has anything the deletion of mesh a
     // would have pushed to mesh b before it. Then it is undone.
-    put_dataplane(&cp, "b", "echo-2", (free_port(), free_port()), "echo", &[]);
+    put_proxy(&cp, "b", "echo-2", "echo", &[]);
     assert!(
         eventually(SETTLE, || b.client.endpoints("echo").len() == 2),
         "mesh b's client did not get the later change"

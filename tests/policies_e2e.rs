@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Dataplane, KumaCp, eventually, free_port, put_dataplane, put_tagged_dataplane};
+use common::{
+    Dataplane, KumaCp, eventually, free_port, put_dataplane, put_proxy, put_tagged_dataplane,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -67,11 +69,10 @@ fn a_traffic_route_splits_connections_by_weight_and_a_change_moves_new_ones() {
         proxies.push(Dataplane::start(&cp, "default", name));
     }
     let outbound = free_port();
-    put_dataplane(
+    put_proxy(
         &cp,
         "default",
         "client-1",
-        (free_port(), free_port()),
         "client",
         &[(outbound, "backend")],
     );
@@ -224,14 +225,7 @@ fn a_traffic_trace_reports_spans_of_both_services_to_the_zipkin_collector() {
         serde_json::json!({"service": "api", "protocol": "http"}),
         &[],
     );
-    put_dataplane(
-        &cp,
-        "default",
-        "web-1",
-        (free_port(), free_port()),
-        "web",
-        &[(outbound, "api")],
-    );
+    put_proxy(&cp, "default", "web-1", "web", &[(outbound, "api")]);
     let _api = Dataplane::start(&cp, "default", "api-1");
     let web = Dataplane::start(&cp, "default", "web-1");
     let url = format!("http://127.0.0.1:{outbound}/hello.txt");
@@ -291,14 +285,7 @@ fn client_and_server(cp: &KumaCp) -> (u16, Dataplane, Dataplane) {
     let app = naming_server("echo");
     put_dataplane(cp, "default", "echo-1", (free_port(), app), "echo", &[]);
     let outbound = free_port();
-    put_dataplane(
-        cp,
-        "default",
-        "client-1",
-        (free_port(), free_port()),
-        "client",
-        &[(outbound, "echo")],
-    );
+    put_proxy(cp, "default", "client-1", "client", &[(outbound, "echo")]);
     let server = Dataplane::start(cp, "default", "echo-1");
     let client = Dataplane::start(cp, "default", "client-1");
     assert!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Dataplane, KumaCp, echo_works, eventually, free_port, http, kumactl, put_dataplane};
+use common::{Dataplane, KumaCp, echo_works, eventually, free_port, http, kumactl, put_proxy};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -60,15 +60,8 @@ fn every_bad_token_is_refused_with_the_check_that_failed() {
         http("PUT", &format!("{}/meshes/b", cp.api), Some("{}")).status,
         201
     );
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
-    put_dataplane(&cp, "b", "web", (free_port(), free_port()), "web", &[]);
+    put_proxy(&cp, "default", "web", "web", &[]);
+    put_proxy(&cp, "b", "web", "web", &[]);
     let good = cp.token("default", "web");
     assert!(
         stream_status(&cp, "default.web", &good).is_none(),
@@ -150,14 +143,7 @@ fn every_bad_token_is_refused_with_the_check_that_failed() {
 #[test]
 fn envoy_without_a_valid_token_gets_no_config() {
     let cp = KumaCp::start(&[]);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[(free_port(), "echo")],
-    );
+    put_proxy(&cp, "default", "web", "web", &[(free_port(), "echo")]);
     let wrong = cp.token("default", "other");
     let mut dp = Dataplane::launch(&cp, "default", "web", Some(&wrong), &[]);
     // The bootstrap server refuses the token: kuma-dp stops with the
@@ -265,14 +251,7 @@ fn the_public_token_server_wants_a_trusted_client_certificate() {
         None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    put_dataplane(
-        &cp,
-        "default",
-        "web",
-        (free_port(), free_port()),
-        "web",
-        &[],
-    );
+    put_proxy(&cp, "default", "web", "web", &[]);
     let run = kumactl(&kc, &["generate", "dataplane-token", "--name", "web"], None);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(

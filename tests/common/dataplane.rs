@@ -341,6 +341,18 @@ pub fn put_echo_and_client(cp: &KumaCp, mesh: &str) -> EchoAndClient {
     }
 }
 
+/// [`put_dataplane`] with an inbound on ports of its own.
+pub fn put_proxy(cp: &KumaCp, mesh: &str, name: &str, service: &str, outbound: &[(u16, &str)]) {
+    put_dataplane(
+        cp,
+        mesh,
+        name,
+        (free_port(), free_port()),
+        service,
+        outbound,
+    );
+}
+
 pub fn put_dataplane(
     cp: &KumaCp,
     mesh: &str,
