@@ -18,25 +18,14 @@ use support::proc_status_kib;
 /// with one outbound to the next service.
 fn register(cp: &common::KumaCp, n: usize) {
     let services = (n / 10).max(2);
-    // Hundreds of free ports asked for in a row: the system may offer one
-    // twice, and every Envoy's listeners need their own.
-    let mut used = std::collections::HashSet::new();
-    let mut port = || loop {
-        let p = common::free_port();
-        if used.insert(p) {
-            return p;
-        }
-    };
     for i in 0..n {
         let next = format!("svc-{}", (i + 1) % services);
-        let (inbound, app, outbound) = (port(), port(), port());
-        common::put_dataplane(
+        common::put_proxy(
             cp,
             "default",
             &format!("dp-{i}"),
-            (inbound, app),
             &format!("svc-{}", i % services),
-            &[(outbound, next.as_str())],
+            &[(common::free_port(), next.as_str())],
         );
     }
 }

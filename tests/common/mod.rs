@@ -29,11 +29,22 @@ pub fn bin(name: &str) -> PathBuf {
     })
 }
 
+/// A port free now, and never handed out before in this process: tests
+/// running at once ask for hundreds, and the system may offer a port it
+/// just offered another (whose owner has not bound it yet).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running `kuma-cp`, killed on drop.
