@@ -176,6 +176,103 @@ fn permissions_select_on_service_and_on_other_tags() {
     );
 }
 
+/// Puts the MeshTrafficPermission `name` of mesh `default`, guarding the
+/// echo, with these `from` items, as Kuma's Universal YAML writes it.
+fn put_mesh_traffic_permission(cp: &KumaCp, name: &str, from: serde_json::Value) {
+    let policy = serde_json::json!({
+        "type": "MeshTrafficPermission", "mesh": "default", "name": name,
+        "spec": {"targetRef": {"kind": "MeshService", "name": "echo"}, "from": from}
+    });
+    cp.put(
+        &format!("/meshes/default/meshtrafficpermissions/{name}"),
+        &policy.to_string(),
+    );
+}
+
+/// How many connections the echo's inbound RBAC counted as shadow-denied.
+fn shadow_denied(echo: &Dataplane) -> u64 {
+    let stats = echo
+        .admin_get("/stats?filter=shadow_denied")
+        .unwrap_or_default();
+    stats
+        .lines()
+        .filter_map(|l| l.rsplit_once(": ")?.1.trim().parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn mesh_traffic_permissions_allow_deny_and_shadow_deny_by_identity() {
+    let cp = KumaCp::start(&[]);
+    cp.enable_mtls("default");
+    let pair = echo_pair(&cp, "default", "1");
+    allow_client_to_echo(&cp);
+    assert!(eventually(SETTLE, || echo_works(pair.outbound)));
+
+    // The first MeshTrafficPermission retires the TrafficPermissions: the
+    // mesh denies, and only version 2 of the client is allowed.
+    put_mesh_traffic_permission(
+        &cp,
+        "echo-clients",
+        serde_json::json!([
+            {"targetRef": {"kind": "Mesh"}, "default": {"action": "Deny"}},
+            {"targetRef": {"kind": "MeshServiceSubset", "name": "client",
+                           "tags": {"version": "2"}},
+             "default": {"action": "Allow"}}
+        ]),
+    );
+    assert!(
+        eventually(SETTLE, || !echo_works(pair.outbound)),
+        "client version 1 still reaches the echo: the legacy permission was consulted"
+    );
+    assert!(stays_blocked(pair.outbound));
+
+    // Version 1 let through in shadow mode: allowed, and counted as Envoy
+    // would count it denied. Both policies target the echo service, so
+    // the name that sorts first has the last word, as in Kuma.
+    put_mesh_traffic_permission(
+        &cp,
+        "allow-v1-in-shadow",
+        serde_json::json!([
+            {"targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": "client", "version": "1"}},
+             "default": {"action": "AllowWithShadowDeny"}}
+        ]),
+    );
+    assert!(
+        eventually(SETTLE, || echo_works(pair.outbound)),
+        "AllowWithShadowDeny did not let the client through"
+    );
+    assert!(
+        eventually(SETTLE, || shadow_denied(&pair.echo) > 0),
+        "no shadow denial counted: {}",
+        pair.echo
+            .admin_get("/stats?filter=rbac")
+            .unwrap_or_default()
+    );
+
+    // Gone: the mesh-wide deny applies again; then an Allow for the
+    // client's service opens it for good.
+    cp.delete("/meshes/default/meshtrafficpermissions/allow-v1-in-shadow");
+    assert!(eventually(SETTLE, || !echo_works(pair.outbound)));
+    put_mesh_traffic_permission(
+        &cp,
+        "echo-clients",
+        serde_json::json!([
+            {"targetRef": {"kind": "Mesh"}, "default": {"action": "Deny"}},
+            {"targetRef": {"kind": "MeshService", "name": "client"}, "default": {"action": "Allow"}}
+        ]),
+    );
+    assert!(
+        eventually(SETTLE, || echo_works(pair.outbound)),
+        "the client's service is allowed"
+    );
+    // The last one removed brings the TrafficPermission back.
+    cp.delete("/meshes/default/meshtrafficpermissions/echo-clients");
+    assert!(
+        eventually(SETTLE, || echo_works(pair.outbound)),
+        "with no MeshTrafficPermission left, the TrafficPermission applies again"
+    );
+}
+
 #[test]
 fn proxies_of_meshes_with_different_cas_cannot_handshake() {
     let cp = KumaCp::start(&[]);

@@ -36,7 +36,7 @@ pub struct KumaCrd {
 
 /// Every kind kept as a custom resource. Secrets are Kubernetes `Secret`s
 /// of the system namespace instead.
-pub const CRDS: [KumaCrd; 12] = [
+pub const CRDS: [KumaCrd; 13] = [
     KumaCrd {
         kind: ResourceType::Mesh,
         plural: "meshes",
@@ -88,6 +88,11 @@ pub const CRDS: [KumaCrd; 12] = [
         namespaced: true,
     },
     KumaCrd {
+        kind: ResourceType::MeshTrafficPermission,
+        plural: "meshtrafficpermissions",
+        namespaced: true,
+    },
+    KumaCrd {
         kind: ResourceType::AccessRole,
         plural: "accessroles",
         namespaced: false,
@@ -116,6 +121,12 @@ impl KumaCrd {
         match self.kind {
             // Secrets are Kubernetes Secrets; their CRD is never served.
             ResourceType::Secret | ResourceType::GlobalSecret => json!({"type": "object"}),
+            // The object's `spec` is the policy's, which Universal writes
+            // under `spec` of the resource.
+            kind if kind.is_target_ref_policy() => structural_schema(kind)
+                .pointer("/properties/spec")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object"})),
             kind => structural_schema(kind),
         }
     }
@@ -140,6 +151,11 @@ impl KumaCrd {
                     "string",
                     ".spec.networking.inbound[*].tags.service",
                 ));
+            }
+            kind if kind.is_target_ref_policy() => {
+                columns.push(column("Mesh", "string", ".mesh"));
+                columns.push(column("TargetRef Kind", "string", ".spec.targetRef.kind"));
+                columns.push(column("TargetRef Name", "string", ".spec.targetRef.name"));
             }
             _ => columns.push(column("Mesh", "string", ".mesh")),
         }
@@ -281,6 +297,11 @@ pub fn to_resource(crd: &KumaCrd, object: &DynamicObject) -> Result<Resource, Va
         .get("spec")
         .cloned()
         .unwrap_or_else(|| json!({}));
+    let spec = if crd.kind.is_target_ref_policy() {
+        json!({ "spec": spec })
+    } else {
+        spec
+    };
     let mut resource = Resource::from_json(
         spec,
         Identity::Expected {
@@ -311,7 +332,11 @@ pub fn to_object(
     if crd.kind.is_mesh_scoped() {
         data.insert("mesh".into(), Value::String(resource.key.mesh.clone()));
     }
-    data.insert("spec".into(), resource.spec.to_fields());
+    let mut spec = resource.spec.to_fields();
+    if crd.kind.is_target_ref_policy() {
+        spec = spec.get_mut("spec").map(Value::take).unwrap_or_default();
+    }
+    data.insert("spec".into(), spec);
     object.data = Value::Object(data);
     object
 }

@@ -24,6 +24,14 @@ const TAGS: [(&str, &str); 2] = [
     ("kuma.io/protocol", "protocol"),
 ];
 
+/// The reference's name of a tag today's Kuma may name otherwise
+/// (`kuma.io/service` is `service`); other tags keep theirs.
+pub fn reference_tag(key: &str) -> &str {
+    TAGS.iter()
+        .find(|(today, _)| *today == key)
+        .map_or(key, |(_, reference)| reference)
+}
+
 /// Translates `fields` (the kind's own, without type, name and mesh) in
 /// place; what cannot be translated goes to `causes`.
 pub fn translate(kind: ResourceType, fields: &mut Map<String, Value>, causes: &mut Vec<Cause>) {

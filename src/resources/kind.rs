@@ -18,10 +18,11 @@ pub enum ResourceType {
     AccessRole,
     AccessRoleBinding,
     GlobalSecret,
+    MeshTrafficPermission,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 14] = [
+    pub const ALL: [ResourceType; 15] = [
         ResourceType::Mesh,
         ResourceType::Dataplane,
         ResourceType::TrafficPermission,
@@ -36,6 +37,7 @@ impl ResourceType {
         ResourceType::AccessRole,
         ResourceType::AccessRoleBinding,
         ResourceType::GlobalSecret,
+        ResourceType::MeshTrafficPermission,
     ];
 
     /// The value of the `type` field.
@@ -55,6 +57,7 @@ impl ResourceType {
             ResourceType::AccessRole => "AccessRole",
             ResourceType::AccessRoleBinding => "AccessRoleBinding",
             ResourceType::GlobalSecret => "GlobalSecret",
+            ResourceType::MeshTrafficPermission => "MeshTrafficPermission",
         }
     }
 
@@ -104,6 +107,13 @@ impl ResourceType {
         )
     }
 
+    /// Today's Kuma policies (`targetRef`): written with their fields under
+    /// `spec`, and chosen for a proxy by the rules engine rather than by
+    /// the selectors of the legacy kinds.
+    pub fn is_target_ref_policy(self) -> bool {
+        matches!(self, ResourceType::MeshTrafficPermission)
+    }
+
     pub fn user_managed_names() -> Vec<&'static str> {
         Self::ALL
             .into_iter()
@@ -128,6 +138,7 @@ impl ResourceType {
             ResourceType::MeshGatewayRoute => Some("meshgatewayroutes"),
             ResourceType::AccessRole => Some("access-roles"),
             ResourceType::AccessRoleBinding => Some("access-role-bindings"),
+            ResourceType::MeshTrafficPermission => Some("meshtrafficpermissions"),
             ResourceType::Secret | ResourceType::DataplaneInsight | ResourceType::GlobalSecret => {
                 None
             }
@@ -168,6 +179,7 @@ impl ResourceType {
             ResourceType::AccessRole => "access-role",
             ResourceType::AccessRoleBinding => "access-role-binding",
             ResourceType::GlobalSecret => "global-secret",
+            ResourceType::MeshTrafficPermission => "meshtrafficpermission",
         }
     }
 

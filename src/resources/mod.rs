@@ -15,10 +15,12 @@ mod gateway;
 mod kind;
 mod membership;
 mod mesh;
+mod mesh_traffic_permission;
 mod policy;
 mod proxy_template;
 mod secret;
 pub mod tags;
+mod target_ref;
 mod traffic_route;
 mod traffic_trace;
 mod validation;
@@ -42,6 +44,9 @@ pub use mesh::{
     BuiltinCa, CertificateAuthority, FileLoggingBackend, Logging, LoggingBackend, MeshSpec, Mtls,
     TcpLoggingBackend, Tracing, TracingBackend, TracingBackendType, ZipkinConf,
 };
+pub use mesh_traffic_permission::{
+    Action as PermissionAction, MeshTrafficPermissionSpec, PermissionConf, PermissionFrom,
+};
 pub use policy::{
     Selector, Specificity, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
     TrafficPermissionSpec, for_connection, for_dataplane, most_specific,
@@ -50,6 +55,7 @@ pub use proxy_template::{
     DEFAULT_PROFILE, ParsedProxyTemplate, ProxyTemplateRawResource, ProxyTemplateSpec, RAW_TYPES,
 };
 pub use secret::SecretSpec;
+pub use target_ref::{PolicyDocument, ProxyType, Subset, Tag, TargetRef, TargetRefKind};
 pub use traffic_route::{TrafficRouteSpec, WeightedDestination};
 pub use traffic_trace::{TrafficTraceConf, TrafficTraceSpec};
 pub use validation::{Cause, ValidationError};
@@ -109,6 +115,7 @@ pub enum Spec {
     DataplaneInsight(DataplaneInsightSpec),
     AccessRole(AccessRoleSpec),
     AccessRoleBinding(AccessRoleBindingSpec),
+    MeshTrafficPermission(PolicyDocument<MeshTrafficPermissionSpec>),
 }
 
 impl Spec {
@@ -154,6 +161,7 @@ impl Spec {
             ResourceType::DataplaneInsight => Spec::DataplaneInsight(parse(fields)?),
             ResourceType::AccessRole => Spec::AccessRole(parse(fields)?),
             ResourceType::AccessRoleBinding => Spec::AccessRoleBinding(parse(fields)?),
+            ResourceType::MeshTrafficPermission => Spec::MeshTrafficPermission(parse(fields)?),
         })
     }
 
@@ -178,6 +186,9 @@ impl Spec {
             Spec::DataplaneInsight(_) => Vec::new(),
             Spec::AccessRole(s) => s.validate(),
             Spec::AccessRoleBinding(s) => s.validate(),
+            Spec::MeshTrafficPermission(s) => {
+                validation::nested("spec", s.spec.validate()).collect()
+            }
         }
     }
 }
@@ -395,6 +406,9 @@ fn root_spec_schema(
         ResourceType::DataplaneInsight => generator.root_schema_for::<DataplaneInsightSpec>(),
         ResourceType::AccessRole => generator.root_schema_for::<AccessRoleSpec>(),
         ResourceType::AccessRoleBinding => generator.root_schema_for::<AccessRoleBindingSpec>(),
+        ResourceType::MeshTrafficPermission => {
+            generator.root_schema_for::<PolicyDocument<MeshTrafficPermissionSpec>>()
+        }
     }
 }
 
@@ -499,6 +513,7 @@ impl serde::Serialize for SpecFields<'_> {
             Spec::DataplaneInsight(s) => s.serialize(serializer),
             Spec::AccessRole(s) => s.serialize(serializer),
             Spec::AccessRoleBinding(s) => s.serialize(serializer),
+            Spec::MeshTrafficPermission(s) => s.serialize(serializer),
         }
     }
 }

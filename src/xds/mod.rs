@@ -14,3 +14,4 @@ pub mod identity;
 pub mod index;
 pub mod insights;
 pub mod reconciler;
+pub mod rules;

@@ -16,6 +16,7 @@ mod envoy;
 mod gateway;
 mod http;
 pub mod outbound;
+pub mod permissions;
 pub mod proxy_template;
 pub mod route;
 pub mod tls;
@@ -138,11 +139,18 @@ fn default_proxy(
         let protocol = Protocol::of_tag(inbound.tags.get("protocol").map(String::as_str));
         let (filters, transport) = match tls {
             Some(_) => {
-                let permissions = mesh
-                    .permissions()
-                    .for_services(&[inbound.service().unwrap_or_default()])
-                    .map(|(n, p)| (n.as_str(), p.as_ref()));
-                let rbac = tls::rbac_filter(&name, &mesh.name, &inbound.tags, permissions);
+                // A MeshTrafficPermission in the mesh retires its
+                // TrafficPermissions, as in Kuma.
+                let rbac = if mesh.has_mesh_traffic_permissions() {
+                    let rules = permissions::inbound_rules(mesh, &inbound.tags);
+                    permissions::rbac_filter(&name, &mesh.name, &rules)
+                } else {
+                    let legacy = mesh
+                        .permissions()
+                        .for_services(&[inbound.service().unwrap_or_default()])
+                        .map(|(n, p)| (n.as_str(), p.as_ref()));
+                    tls::rbac_filter(&name, &mesh.name, &inbound.tags, legacy)
+                };
                 (vec![rbac], Some(tls::downstream()))
             }
             None => (Vec::new(), None),
@@ -878,6 +886,46 @@ selectors: [{match: {service: '*'}}]
         golden("redis-2-mtls", &render(&config));
         let web = index.dataplane(&ProxyId::new("default", "web-1")).unwrap();
         golden("web-1-mtls", &render(&generate(web, mesh, Some(tls))));
+    }
+
+    /// MeshTrafficPermissions: the inbound's RBAC allows the peers of the
+    /// Allow rules, shadow-denies those of AllowWithShadowDeny, and the
+    /// mesh's TrafficPermission is no longer in it.
+    #[test]
+    fn mesh_traffic_permission_golden() {
+        let mut index = index(MESH);
+        for r in resources(PERMISSIONS).into_iter().take(1) {
+            index.apply(IndexEvent::Apply(r));
+        }
+        for r in resources(
+            "
+type: MeshTrafficPermission
+mesh: default
+name: redis-clients
+spec:
+  targetRef: {kind: MeshService, name: redis}
+  from:
+  - targetRef: {kind: Mesh}
+    default: {action: Deny}
+  - targetRef: {kind: MeshService, name: web}
+    default: {action: Allow}
+  - targetRef: {kind: MeshSubset, tags: {version: v2}}
+    default: {action: AllowWithShadowDeny}
+",
+        ) {
+            index.apply(IndexEvent::Apply(r));
+        }
+        let mesh = index.mesh("default").unwrap();
+        let redis = index
+            .dataplane(&ProxyId::new("default", "redis-2"))
+            .unwrap();
+        let config = generate(redis, mesh, Some(placeholder_tls()));
+        let rendered = render(&config);
+        assert!(
+            !rendered.contains("rule-0"),
+            "the TrafficPermission is retired"
+        );
+        golden("redis-2-mesh-traffic-permission", &rendered);
     }
 
     /// Kubernetes: a transparent proxy reaches every service at its Service

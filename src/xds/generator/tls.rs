@@ -212,29 +212,69 @@ fn selector_principal(mesh: &str, selector: &Selector) -> Principal {
         .match_tags
         .get(crate::resources::MESH_TAG)
         .map_or(mesh, String::as_str);
-    let mut ids: Vec<Principal> = selector
-        .match_tags
-        .iter()
-        .filter(|(tag, _)| *tag != crate::resources::MESH_TAG)
-        .map(|(tag, value)| {
-            let base = if tag == crate::resources::tags::SERVICE_TAG {
-                format!("spiffe://{mesh}/")
-            } else {
-                format!("kuma://{tag}/")
-            };
-            san_principal(if value == "*" {
-                prefix(base)
-            } else {
-                exact(format!("{base}{value}"))
-            })
-        })
-        .collect();
-    if ids.len() == 1 {
-        ids.remove(0)
+    all_of(
+        selector
+            .match_tags
+            .iter()
+            .filter(|(tag, _)| *tag != crate::resources::MESH_TAG)
+            .map(|(tag, value)| tag_principal(mesh, tag, (value != "*").then_some(value)))
+            .collect(),
+    )
+}
+
+/// A peer whose certificate says it has `tag` (with `value`, or any value
+/// when `None`): `service` is the SPIFFE id `spiffe://<mesh>/<service>`,
+/// any other tag a `kuma://<tag>/<value>` SAN, as the mesh CA issues them.
+pub(super) fn tag_principal(mesh: &str, tag: &str, value: Option<&str>) -> Principal {
+    let base = if tag == crate::resources::tags::SERVICE_TAG {
+        format!("spiffe://{mesh}/")
     } else {
-        Principal {
+        format!("kuma://{tag}/")
+    };
+    san_principal(match value {
+        Some(value) => exact(format!("{base}{value}")),
+        None => prefix(base),
+    })
+}
+
+/// A peer that every one of `ids` matches; any peer of the mesh when
+/// there are none.
+pub(super) fn all_of(mut ids: Vec<Principal>) -> Principal {
+    match ids.len() {
+        0 => Principal {
+            identifier: Some(principal::Identifier::Any(true)),
+        },
+        1 => ids.remove(0),
+        _ => Principal {
             identifier: Some(principal::Identifier::AndIds(principal::Set { ids })),
-        }
+        },
+    }
+}
+
+/// A peer that `id` does not match.
+pub(super) fn not(id: Principal) -> Principal {
+    Principal {
+        identifier: Some(principal::Identifier::NotId(Box::new(id))),
+    }
+}
+
+/// The network RBAC filter with `rules` enforced and `shadow_rules` only
+/// counted (Envoy's `rbac.shadow_allowed` / `rbac.shadow_denied`). Each
+/// holds at most one policy, so its map encodes the same bytes every time.
+pub(super) fn rbac_network_filter(
+    stat_prefix: &str,
+    rules: Rbac,
+    shadow_rules: Option<Rbac>,
+) -> Filter {
+    let config = RbacFilter {
+        stat_prefix: stat_prefix.to_string(),
+        rules: Some(rules),
+        shadow_rules,
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.rbac".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(&config))),
     }
 }
 

@@ -19,9 +19,9 @@ use policies::Policy;
 
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
-    DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshSpec, ParsedProxyTemplate, Resource,
-    ResourceKey, ResourceType, SecretSpec, Selector, Spec, TrafficLogSpec, TrafficPermissionSpec,
-    TrafficRouteSpec, TrafficTraceSpec,
+    DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshSpec, MeshTrafficPermissionSpec,
+    ParsedProxyTemplate, Resource, ResourceKey, ResourceType, SecretSpec, Selector, Spec,
+    TargetRef, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -83,6 +83,9 @@ pub struct MeshView {
     traffic_routes: Policies<TrafficRouteSpec>,
     traffic_traces: Policies<TrafficTraceSpec>,
     proxy_templates: Policies<ParsedProxyTemplate>,
+    /// Today's permissions (`targetRef`), by name; once there is one, the
+    /// legacy `permissions` are no longer consulted.
+    mesh_traffic_permissions: BTreeMap<String, Arc<MeshTrafficPermissionSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -179,6 +182,39 @@ impl MeshView {
             })
             .map(|(n, _)| ProxyId::new(&self.name, n))
             .collect()
+    }
+
+    /// The proxies with an inbound (or gateway tags) that one of `targets`
+    /// selects.
+    fn targeted(&self, targets: &[TargetRef]) -> BTreeSet<ProxyId> {
+        self.dataplanes
+            .iter()
+            .filter(|(_, dp)| {
+                let gateway = dp.networking.gateway.iter().map(|g| (&g.tags, true));
+                dp.networking
+                    .inbound
+                    .iter()
+                    .map(|i| (&i.tags, false))
+                    .chain(gateway)
+                    .any(|(tags, gw)| targets.iter().any(|t| t.selects(tags, gw)))
+            })
+            .map(|(n, _)| ProxyId::new(&self.name, n))
+            .collect()
+    }
+
+    /// The mesh's MeshTrafficPermissions, in name order.
+    pub fn mesh_traffic_permissions(
+        &self,
+    ) -> impl Iterator<Item = (&str, &MeshTrafficPermissionSpec)> {
+        self.mesh_traffic_permissions
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    }
+
+    /// Whether the mesh has a MeshTrafficPermission, which retires its
+    /// TrafficPermissions.
+    pub fn has_mesh_traffic_permissions(&self) -> bool {
+        !self.mesh_traffic_permissions.is_empty()
     }
 
     /// The mesh's traffic permissions.
@@ -542,6 +578,9 @@ impl ResourceIndex {
             Spec::MeshGatewayRoute(spec) => {
                 self.set_policy(mesh, name, Some(spec), |v| &mut v.gateway_routes)
             }
+            Spec::MeshTrafficPermission(document) => {
+                self.set_mesh_traffic_permission(mesh, name, Some(document.spec))
+            }
             // Insights are what proxies did, not what they are sent; who
             // may use the API shapes no proxy.
             Spec::DataplaneInsight(_) | Spec::AccessRole(_) | Spec::AccessRoleBinding(_) => {
@@ -576,6 +615,9 @@ impl ResourceIndex {
             }
             ResourceType::MeshGatewayRoute => {
                 self.set_policy::<MeshGatewayRouteSpec>(mesh, name, None, |v| &mut v.gateway_routes)
+            }
+            ResourceType::MeshTrafficPermission => {
+                self.set_mesh_traffic_permission(mesh, name, None)
             }
             ResourceType::DataplaneInsight
             | ResourceType::AccessRole
@@ -680,6 +722,39 @@ impl ResourceIndex {
             .collect();
         Affected {
             proxies: view.selected(&selectors),
+            ..Default::default()
+        }
+    }
+
+    /// Adds, replaces or (`None`) removes a MeshTrafficPermission. It
+    /// changes the proxies its old and new `targetRef` select; the first
+    /// one in a mesh and the last one removed change every proxy, whose
+    /// TrafficPermissions they retire or bring back.
+    fn set_mesh_traffic_permission(
+        &mut self,
+        mesh: &str,
+        name: &str,
+        spec: Option<MeshTrafficPermissionSpec>,
+    ) -> Affected {
+        let view = self.view(mesh);
+        view.policy_revision = next_revision();
+        let had_any = view.has_mesh_traffic_permissions();
+        let new = spec.map(Arc::new);
+        let old = match &new {
+            Some(spec) => view
+                .mesh_traffic_permissions
+                .insert(name.to_string(), spec.clone()),
+            None => view.mesh_traffic_permissions.remove(name),
+        };
+        if had_any != view.has_mesh_traffic_permissions() {
+            return Affected {
+                meshes: [mesh.to_string()].into(),
+                ..Default::default()
+            };
+        }
+        let targets: Vec<TargetRef> = old.iter().chain(new.iter()).map(|p| p.target()).collect();
+        Affected {
+            proxies: view.targeted(&targets),
             ..Default::default()
         }
     }

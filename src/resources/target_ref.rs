@@ -1,0 +1,395 @@
+//! `targetRef`: how today's Kuma policies (MeshTrafficPermission and the
+//! kinds after it) name what they apply to, as Kuma 2.x writes it
+//! (`api/common/v1alpha1/targetref.go`).
+//!
+//! A reference names a kind and, by kind, a service (`name`), tags, or a
+//! section. What each policy kind accepts where (its top-level `targetRef`,
+//! the `targetRef` of its `from` items) differs; [`TargetRef::validate`]
+//! checks one reference against the kinds its place accepts.
+//!
+//! The kinds that select proxies by tags become a [`Subset`]: the
+//! conditions on tags that the rules engine (`xds::rules`) reasons with.
+
+use super::tags::{SERVICE_TAG, Tags, validate_tags};
+use super::validation::Cause;
+use serde::{Deserialize, Serialize};
+
+/// The kinds a reference may name, in Kuma's order of specificity: a
+/// policy whose top-level reference comes later in this list is more
+/// specific and wins over one that comes earlier.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+pub enum TargetRefKind {
+    Mesh,
+    Dataplane,
+    MeshSubset,
+    MeshGateway,
+    MeshService,
+    MeshExternalService,
+    MeshMultiZoneService,
+    MeshServiceSubset,
+    #[serde(rename = "MeshHTTPRoute")]
+    MeshHttpRoute,
+}
+
+impl TargetRefKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetRefKind::Mesh => "Mesh",
+            TargetRefKind::Dataplane => "Dataplane",
+            TargetRefKind::MeshSubset => "MeshSubset",
+            TargetRefKind::MeshGateway => "MeshGateway",
+            TargetRefKind::MeshService => "MeshService",
+            TargetRefKind::MeshExternalService => "MeshExternalService",
+            TargetRefKind::MeshMultiZoneService => "MeshMultiZoneService",
+            TargetRefKind::MeshServiceSubset => "MeshServiceSubset",
+            TargetRefKind::MeshHttpRoute => "MeshHTTPRoute",
+        }
+    }
+}
+
+/// Which proxies of a `Mesh` or `MeshSubset` reference: sidecars,
+/// gateways, or (unset) both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ProxyType {
+    Sidecar,
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetRef {
+    pub kind: TargetRefKind,
+    /// The service of `MeshService` and `MeshServiceSubset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The tags of `MeshSubset` and `MeshServiceSubset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+    /// Reserved by Kuma for references across meshes; refused here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_types: Option<Vec<ProxyType>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Tags>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+impl TargetRef {
+    /// `kind: Mesh`, what an omitted top-level reference means.
+    pub fn mesh() -> TargetRef {
+        TargetRef {
+            kind: TargetRefKind::Mesh,
+            name: None,
+            tags: None,
+            mesh: None,
+            proxy_types: None,
+            namespace: None,
+            labels: None,
+            section_name: None,
+        }
+    }
+
+    /// The problems of this reference at `path`, given the kinds its place
+    /// accepts. Each field a kind does not have is named; so is each field
+    /// it needs and lacks.
+    pub fn validate(&self, path: &str, accepted: &[TargetRefKind]) -> Vec<Cause> {
+        let at = |field: &str| format!("{path}.{field}");
+        if !accepted.contains(&self.kind) {
+            let names: Vec<&str> = accepted.iter().map(|k| k.name()).collect();
+            return vec![Cause::new(
+                at("kind"),
+                format!(
+                    "{} is not accepted here; expected one of {}",
+                    self.kind.name(),
+                    names.join(", ")
+                ),
+            )];
+        }
+        let kind = self.kind.name();
+        let mut causes = Vec::new();
+        let mut refuse = |field: &str, set: bool| {
+            if set {
+                causes.push(Cause::new(
+                    at(field),
+                    format!("must not be set with kind {kind}"),
+                ));
+            }
+        };
+        let tags_set = self.tags.as_ref().is_some_and(|t| !t.is_empty());
+        let (uses_name, uses_tags) = match self.kind {
+            TargetRefKind::Mesh => (false, false),
+            TargetRefKind::MeshSubset => (false, true),
+            TargetRefKind::MeshService => (true, false),
+            TargetRefKind::MeshServiceSubset => (true, true),
+            // Accepted by no place yet: the engine cannot select by them.
+            _ => (true, true),
+        };
+        refuse("name", !uses_name && self.name.is_some());
+        refuse("tags", !uses_tags && tags_set);
+        refuse("mesh", self.mesh.is_some());
+        refuse("namespace", self.namespace.is_some());
+        refuse("labels", self.labels.is_some());
+        refuse("sectionName", self.section_name.is_some());
+        refuse(
+            "proxyTypes",
+            self.proxy_types.is_some()
+                && !matches!(self.kind, TargetRefKind::Mesh | TargetRefKind::MeshSubset),
+        );
+        if uses_name {
+            match self.name.as_deref() {
+                None | Some("") => causes.push(Cause::new(
+                    at("name"),
+                    format!("must be set with kind {kind}: the service it selects"),
+                )),
+                Some(name) => {
+                    causes.extend(super::tags::validate_tag_value(&at("name"), name, false))
+                }
+            }
+        }
+        if self.kind == TargetRefKind::MeshSubset && !tags_set {
+            causes.push(Cause::new(
+                at("tags"),
+                "must hold at least one tag with kind MeshSubset (for every proxy, use kind Mesh)",
+            ));
+        }
+        if let Some(tags) = &self.tags {
+            causes.extend(validate_tags(&at("tags"), tags, false));
+        }
+        if self.proxy_types.as_ref().is_some_and(Vec::is_empty) {
+            causes.push(Cause::new(
+                at("proxyTypes"),
+                "must be left out or name at least one of Sidecar, Gateway",
+            ));
+        }
+        causes
+    }
+
+    /// The tag conditions this reference stands for. `Mesh` is the empty
+    /// subset (every proxy); tags are taken by their reference names
+    /// (`kuma.io/service` is `service`).
+    pub fn subset(&self) -> Subset {
+        let mut tags: Vec<Tag> = Vec::new();
+        if let Some(name) = &self.name {
+            tags.push(Tag::is(SERVICE_TAG, name));
+        }
+        for (k, v) in self.tags.iter().flatten() {
+            tags.push(Tag::is(super::dialect::reference_tag(k), v));
+        }
+        Subset::new(tags)
+    }
+
+    /// Whether a proxy with `tags` (one inbound's, or a gateway's) and of
+    /// the given type is selected.
+    pub fn selects(&self, tags: &Tags, gateway: bool) -> bool {
+        let wanted = if gateway {
+            ProxyType::Gateway
+        } else {
+            ProxyType::Sidecar
+        };
+        let type_ok = self
+            .proxy_types
+            .as_ref()
+            .is_none_or(|types| types.contains(&wanted));
+        type_ok && self.subset().contains(tags)
+    }
+}
+
+/// How today's policies are written in Universal: `type`, `name` and
+/// `mesh`, then the policy itself under `spec` (on Kubernetes, the custom
+/// resource's `spec`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument<T> {
+    pub spec: T,
+}
+
+/// One condition on one tag: equal to a value, or (`not`) anything but it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not: bool,
+}
+
+impl Tag {
+    pub fn is(key: &str, value: &str) -> Tag {
+        Tag {
+            key: key.to_string(),
+            value: value.to_string(),
+            not: false,
+        }
+    }
+}
+
+/// A set of proxies told by conditions on their tags, all of which hold;
+/// no condition at all is every proxy. Kept sorted, so that equal subsets
+/// compare equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Subset(Vec<Tag>);
+
+impl Subset {
+    pub fn new(mut tags: Vec<Tag>) -> Subset {
+        tags.sort();
+        tags.dedup();
+        Subset(tags)
+    }
+
+    pub fn tags(&self) -> &[Tag] {
+        &self.0
+    }
+
+    pub fn positive(&self) -> usize {
+        self.0.iter().filter(|t| !t.not).count()
+    }
+
+    /// Whether a proxy with exactly `tags` is in the subset: every
+    /// positive condition names a tag it has with that value, and no
+    /// negative one names a value it has.
+    pub fn contains(&self, tags: &Tags) -> bool {
+        self.0.iter().all(|t| {
+            let has = tags.get(&t.key).is_some_and(|v| *v == t.value);
+            has != t.not
+        })
+    }
+
+    /// Whether every proxy of `other` is in this subset: each of this
+    /// subset's conditions is implied by one of `other`'s.
+    pub fn includes(&self, other: &Subset) -> bool {
+        self.0.iter().all(|mine| {
+            other.0.iter().any(|theirs| {
+                mine.key == theirs.key
+                    && match (mine.not, theirs.not) {
+                        (false, false) | (true, true) => mine.value == theirs.value,
+                        // key != a holds wherever key == b, b != a.
+                        (true, false) => mine.value != theirs.value,
+                        (false, true) => false,
+                    }
+            })
+        })
+    }
+
+    /// Whether some proxy may be in both: no tag is asked to have two
+    /// different values.
+    pub fn intersects(&self, other: &Subset) -> bool {
+        self.0.iter().filter(|t| !t.not).all(|mine| {
+            other
+                .0
+                .iter()
+                .filter(|t| !t.not && t.key == mine.key)
+                .all(|theirs| theirs.value == mine.value)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(doc: serde_json::Value) -> TargetRef {
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const FROM: [TargetRefKind; 4] = [
+        TargetRefKind::Mesh,
+        TargetRefKind::MeshSubset,
+        TargetRefKind::MeshService,
+        TargetRefKind::MeshServiceSubset,
+    ];
+
+    #[test]
+    fn each_kind_takes_its_own_fields_and_names_the_others() {
+        let ok = parse(serde_json::json!({"kind": "MeshService", "name": "backend"}));
+        assert!(ok.validate("spec.targetRef", &FROM).is_empty());
+        let bad = parse(serde_json::json!({"kind": "Mesh", "name": "backend", "tags": {"a": "b"}}));
+        let fields: Vec<String> = bad
+            .validate("spec.targetRef", &FROM)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(fields, ["spec.targetRef.name", "spec.targetRef.tags"]);
+        let unnamed = parse(serde_json::json!({"kind": "MeshServiceSubset", "tags": {"v": "1"}}));
+        let causes = unnamed.validate("from[0].targetRef", &FROM);
+        assert_eq!(causes[0].field, "from[0].targetRef.name");
+        assert!(causes[0].message.contains("must be set"), "{causes:?}");
+        let elsewhere = parse(serde_json::json!({"kind": "MeshGateway", "name": "edge"}));
+        let causes = elsewhere.validate("spec.targetRef", &FROM);
+        assert_eq!(
+            causes[0].message,
+            "MeshGateway is not accepted here; expected one of Mesh, MeshSubset, MeshService, MeshServiceSubset"
+        );
+    }
+
+    #[test]
+    fn a_reference_is_a_subset_of_tags_under_their_reference_names() {
+        let r = parse(serde_json::json!({
+            "kind": "MeshServiceSubset", "name": "backend",
+            "tags": {"version": "v2", "kuma.io/protocol": "http"}
+        }));
+        assert!(r.selects(
+            &tags(&[
+                ("service", "backend"),
+                ("version", "v2"),
+                ("protocol", "http")
+            ]),
+            false
+        ));
+        assert!(!r.selects(&tags(&[("service", "backend"), ("version", "v1")]), false));
+        let sidecars = parse(serde_json::json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}));
+        assert!(sidecars.selects(&tags(&[("service", "a")]), false));
+        assert!(!sidecars.selects(&tags(&[("service", "a")]), true));
+    }
+
+    #[test]
+    fn subsets_include_and_intersect_as_sets_of_proxies() {
+        let s = |t: &[(&str, &str, bool)]| {
+            Subset::new(
+                t.iter()
+                    .map(|(k, v, not)| Tag {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                        not: *not,
+                    })
+                    .collect(),
+            )
+        };
+        let everyone = s(&[]);
+        let team_a = s(&[("team", "a", false)]);
+        let not_team_b = s(&[("team", "b", true)]);
+        let team_a_east = s(&[("team", "a", false), ("zone", "east", false)]);
+        assert!(everyone.includes(&team_a));
+        assert!(team_a.includes(&team_a_east));
+        assert!(!team_a_east.includes(&team_a));
+        assert!(not_team_b.includes(&team_a), "team a is never team b");
+        assert!(!team_a.includes(&not_team_b));
+        assert!(team_a.intersects(&s(&[("zone", "east", false)])));
+        assert!(!team_a.intersects(&s(&[("team", "b", false)])));
+        assert!(not_team_b.contains(&tags(&[("team", "c")])));
+        assert!(not_team_b.contains(&tags(&[])));
+        assert!(!not_team_b.contains(&tags(&[("team", "b")])));
+    }
+}
