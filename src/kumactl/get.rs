@@ -68,6 +68,18 @@ fn row(kind: ResourceType, item: &Value) -> Vec<String> {
                 .unwrap_or(0);
             vec![name, rules.to_string()]
         }
+        kind if kind.is_target_ref_policy() => {
+            // An omitted top-level targetRef is the whole mesh.
+            let target = item.pointer("/spec/targetRef");
+            let target_kind = target.map_or("Mesh", |t| str_field(t, "kind"));
+            let target_name = target.map(|t| str_field(t, "name")).unwrap_or("");
+            vec![
+                str_field(item, "mesh").to_string(),
+                name,
+                target_kind.to_string(),
+                if target_name.is_empty() { "-" } else { target_name }.to_string(),
+            ]
+        }
         _ => vec![str_field(item, "mesh").to_string(), name],
     }
 }
@@ -78,6 +90,7 @@ fn headers(kind: ResourceType) -> &'static [&'static str] {
         ResourceType::Dataplane => &["MESH", "NAME", "TAGS"],
         ResourceType::AccessRole => &["NAME", "RULES"],
         ResourceType::AccessRoleBinding => &["NAME", "SUBJECTS", "ROLES"],
+        kind if kind.is_target_ref_policy() => &["MESH", "NAME", "TARGETREF KIND", "TARGETREF NAME"],
         _ => &["MESH", "NAME"],
     }
 }

@@ -22,15 +22,21 @@ use super::validation::Cause;
 use serde::{Deserialize, Serialize};
 
 /// The kinds a permission's top-level `targetRef` accepts here.
-pub const TOP_LEVEL_KINDS: [TargetRefKind; 4] = [
+pub const TOP_LEVEL_KINDS: [TargetRefKind; 5] = [
+    TargetRefKind::Mesh,
+    TargetRefKind::MeshSubset,
+    TargetRefKind::MeshService,
+    TargetRefKind::MeshServiceSubset,
+    TargetRefKind::Dataplane,
+];
+
+/// The kinds a `from` item's `targetRef` accepts: groups of clients.
+pub const FROM_KINDS: [TargetRefKind; 4] = [
     TargetRefKind::Mesh,
     TargetRefKind::MeshSubset,
     TargetRefKind::MeshService,
     TargetRefKind::MeshServiceSubset,
 ];
-
-/// The kinds a `from` item's `targetRef` accepts: groups of clients.
-pub const FROM_KINDS: [TargetRefKind; 4] = TOP_LEVEL_KINDS;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

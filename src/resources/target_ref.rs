@@ -132,34 +132,57 @@ impl TargetRef {
             }
         };
         let tags_set = self.tags.as_ref().is_some_and(|t| !t.is_empty());
+        let dataplane = self.kind == TargetRefKind::Dataplane;
         let (uses_name, uses_tags) = match self.kind {
-            TargetRefKind::Mesh => (false, false),
+            TargetRefKind::Mesh | TargetRefKind::Dataplane => (false, false),
             TargetRefKind::MeshSubset => (false, true),
-            TargetRefKind::MeshService => (true, false),
-            TargetRefKind::MeshServiceSubset => (true, true),
-            // Accepted by no place yet: the engine cannot select by them.
-            _ => (true, true),
+            _ => (true, self.kind == TargetRefKind::MeshServiceSubset),
         };
-        refuse("name", !uses_name && self.name.is_some());
         refuse("tags", !uses_tags && tags_set);
         refuse("mesh", self.mesh.is_some());
-        refuse("namespace", self.namespace.is_some());
-        refuse("labels", self.labels.is_some());
-        refuse("sectionName", self.section_name.is_some());
+        refuse("labels", !dataplane && self.labels.is_some());
         refuse(
             "proxyTypes",
             self.proxy_types.is_some()
                 && !matches!(self.kind, TargetRefKind::Mesh | TargetRefKind::MeshSubset),
         );
+        if dataplane {
+            // Real MeshService objects, namespaces and sections come with
+            // Kuma's newer model; here a Dataplane is chosen by labels.
+            for (field, set) in [
+                ("name", self.name.is_some()),
+                ("namespace", self.namespace.is_some()),
+                ("sectionName", self.section_name.is_some()),
+            ] {
+                if set {
+                    causes.push(Cause::new(
+                        at(field),
+                        "is not supported yet with kind Dataplane: select the proxies by labels",
+                    ));
+                }
+            }
+            if self.labels.as_ref().is_none_or(|l| l.is_empty()) {
+                causes.push(Cause::new(
+                    at("labels"),
+                    "must hold at least one label with kind Dataplane",
+                ));
+            }
+        } else {
+            refuse("name", !uses_name && self.name.is_some());
+            refuse("namespace", self.namespace.is_some());
+            refuse("sectionName", self.section_name.is_some());
+        }
         if uses_name {
             match self.name.as_deref() {
                 None | Some("") => causes.push(Cause::new(
                     at("name"),
                     format!("must be set with kind {kind}: the service it selects"),
                 )),
-                Some(name) => {
-                    causes.extend(super::tags::validate_tag_value(&at("name"), name, false))
-                }
+                Some(name) => causes.extend(super::tags::validate_tag_value(
+                    &at("name"),
+                    name,
+                    false,
+                )),
             }
         }
         if self.kind == TargetRefKind::MeshSubset && !tags_set {
@@ -170,6 +193,9 @@ impl TargetRef {
         }
         if let Some(tags) = &self.tags {
             causes.extend(validate_tags(&at("tags"), tags, false));
+        }
+        if let Some(labels) = &self.labels {
+            causes.extend(validate_tags(&at("labels"), labels, false));
         }
         if self.proxy_types.as_ref().is_some_and(Vec::is_empty) {
             causes.push(Cause::new(
@@ -188,7 +214,9 @@ impl TargetRef {
         if let Some(name) = &self.name {
             tags.push(Tag::is(SERVICE_TAG, name));
         }
-        for (k, v) in self.tags.iter().flatten() {
+        // A Dataplane's labels are its inbounds' tags here (on Kubernetes,
+        // a pod's labels become them).
+        for (k, v) in self.tags.iter().chain(self.labels.iter()).flatten() {
             tags.push(Tag::is(super::dialect::reference_tag(k), v));
         }
         Subset::new(tags)
@@ -331,7 +359,7 @@ mod tests {
             .into_iter()
             .map(|c| c.field)
             .collect();
-        assert_eq!(fields, ["spec.targetRef.name", "spec.targetRef.tags"]);
+        assert_eq!(fields, ["spec.targetRef.tags", "spec.targetRef.name"]);
         let unnamed = parse(serde_json::json!({"kind": "MeshServiceSubset", "tags": {"v": "1"}}));
         let causes = unnamed.validate("from[0].targetRef", &FROM);
         assert_eq!(causes[0].field, "from[0].targetRef.name");
@@ -359,6 +387,17 @@ mod tests {
             false
         ));
         assert!(!r.selects(&tags(&[("service", "backend"), ("version", "v1")]), false));
+        let frontend = parse(serde_json::json!({"kind": "Dataplane", "labels": {"app": "frontend"}}));
+        assert!(frontend.validate("spec.targetRef", &[TargetRefKind::Dataplane]).is_empty());
+        assert!(frontend.selects(&tags(&[("service", "web"), ("app", "frontend")]), false));
+        assert!(!frontend.selects(&tags(&[("service", "web")]), false));
+        let by_name = parse(serde_json::json!({"kind": "Dataplane", "name": "web-1"}));
+        let fields: Vec<String> = by_name
+            .validate("spec.targetRef", &[TargetRefKind::Dataplane])
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(fields, ["spec.targetRef.name", "spec.targetRef.labels"]);
         let sidecars = parse(serde_json::json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}));
         assert!(sidecars.selects(&tags(&[("service", "a")]), false));
         assert!(!sidecars.selects(&tags(&[("service", "a")]), true));
