@@ -36,7 +36,7 @@ pub struct KumaCrd {
 
 /// Every kind kept as a custom resource. Secrets are Kubernetes `Secret`s
 /// of the system namespace instead.
-pub const CRDS: [KumaCrd; 13] = [
+pub const CRDS: [KumaCrd; 15] = [
     KumaCrd {
         kind: ResourceType::Mesh,
         plural: "meshes",
@@ -90,6 +90,16 @@ pub const CRDS: [KumaCrd; 13] = [
     KumaCrd {
         kind: ResourceType::MeshTrafficPermission,
         plural: "meshtrafficpermissions",
+        namespaced: true,
+    },
+    KumaCrd {
+        kind: ResourceType::MeshTcpRoute,
+        plural: "meshtcproutes",
+        namespaced: true,
+    },
+    KumaCrd {
+        kind: ResourceType::MeshHttpRoute,
+        plural: "meshhttproutes",
         namespaced: true,
     },
     KumaCrd {

@@ -77,7 +77,12 @@ fn row(kind: ResourceType, item: &Value) -> Vec<String> {
                 str_field(item, "mesh").to_string(),
                 name,
                 target_kind.to_string(),
-                if target_name.is_empty() { "-" } else { target_name }.to_string(),
+                if target_name.is_empty() {
+                    "-"
+                } else {
+                    target_name
+                }
+                .to_string(),
             ]
         }
         _ => vec![str_field(item, "mesh").to_string(), name],
@@ -90,7 +95,9 @@ fn headers(kind: ResourceType) -> &'static [&'static str] {
         ResourceType::Dataplane => &["MESH", "NAME", "TAGS"],
         ResourceType::AccessRole => &["NAME", "RULES"],
         ResourceType::AccessRoleBinding => &["NAME", "SUBJECTS", "ROLES"],
-        kind if kind.is_target_ref_policy() => &["MESH", "NAME", "TARGETREF KIND", "TARGETREF NAME"],
+        kind if kind.is_target_ref_policy() => {
+            &["MESH", "NAME", "TARGETREF KIND", "TARGETREF NAME"]
+        }
         _ => &["MESH", "NAME"],
     }
 }

@@ -19,10 +19,12 @@ pub enum ResourceType {
     AccessRoleBinding,
     GlobalSecret,
     MeshTrafficPermission,
+    MeshTcpRoute,
+    MeshHttpRoute,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 15] = [
+    pub const ALL: [ResourceType; 17] = [
         ResourceType::Mesh,
         ResourceType::Dataplane,
         ResourceType::TrafficPermission,
@@ -38,6 +40,8 @@ impl ResourceType {
         ResourceType::AccessRoleBinding,
         ResourceType::GlobalSecret,
         ResourceType::MeshTrafficPermission,
+        ResourceType::MeshTcpRoute,
+        ResourceType::MeshHttpRoute,
     ];
 
     /// The value of the `type` field.
@@ -58,6 +62,8 @@ impl ResourceType {
             ResourceType::AccessRoleBinding => "AccessRoleBinding",
             ResourceType::GlobalSecret => "GlobalSecret",
             ResourceType::MeshTrafficPermission => "MeshTrafficPermission",
+            ResourceType::MeshTcpRoute => "MeshTCPRoute",
+            ResourceType::MeshHttpRoute => "MeshHTTPRoute",
         }
     }
 
@@ -111,7 +117,12 @@ impl ResourceType {
     /// `spec`, and chosen for a proxy by the rules engine rather than by
     /// the selectors of the legacy kinds.
     pub fn is_target_ref_policy(self) -> bool {
-        matches!(self, ResourceType::MeshTrafficPermission)
+        matches!(
+            self,
+            ResourceType::MeshTrafficPermission
+                | ResourceType::MeshTcpRoute
+                | ResourceType::MeshHttpRoute
+        )
     }
 
     pub fn user_managed_names() -> Vec<&'static str> {
@@ -139,6 +150,8 @@ impl ResourceType {
             ResourceType::AccessRole => Some("access-roles"),
             ResourceType::AccessRoleBinding => Some("access-role-bindings"),
             ResourceType::MeshTrafficPermission => Some("meshtrafficpermissions"),
+            ResourceType::MeshTcpRoute => Some("meshtcproutes"),
+            ResourceType::MeshHttpRoute => Some("meshhttproutes"),
             ResourceType::Secret | ResourceType::DataplaneInsight | ResourceType::GlobalSecret => {
                 None
             }
@@ -180,6 +193,8 @@ impl ResourceType {
             ResourceType::AccessRoleBinding => "access-role-binding",
             ResourceType::GlobalSecret => "global-secret",
             ResourceType::MeshTrafficPermission => "meshtrafficpermission",
+            ResourceType::MeshTcpRoute => "meshtcproute",
+            ResourceType::MeshHttpRoute => "meshhttproute",
         }
     }
 

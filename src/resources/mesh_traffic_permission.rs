@@ -17,7 +17,7 @@
 //! only in a mesh with mTLS on. Once one exists in a mesh, the mesh's
 //! `TrafficPermission`s are no longer consulted.
 
-use super::target_ref::{TargetRef, TargetRefKind};
+use super::target_ref::{TargetRef, TargetRefKind, TargetRefPolicy};
 use super::validation::Cause;
 use serde::{Deserialize, Serialize};
 
@@ -75,13 +75,12 @@ pub enum Action {
     AllowWithShadowDeny,
 }
 
-impl MeshTrafficPermissionSpec {
-    /// The top-level reference, `kind: Mesh` when left out.
-    pub fn target(&self) -> TargetRef {
-        self.target_ref.clone().unwrap_or_else(TargetRef::mesh)
+impl TargetRefPolicy for MeshTrafficPermissionSpec {
+    fn target_ref(&self) -> Option<&TargetRef> {
+        self.target_ref.as_ref()
     }
 
-    pub(crate) fn validate(&self) -> Vec<Cause> {
+    fn validate(&self) -> Vec<Cause> {
         let mut causes = Vec::new();
         if let Some(target) = &self.target_ref {
             causes.extend(target.validate("targetRef", &TOP_LEVEL_KINDS));

@@ -15,6 +15,8 @@ mod gateway;
 mod kind;
 mod membership;
 mod mesh;
+mod mesh_http_route;
+mod mesh_tcp_route;
 mod mesh_traffic_permission;
 mod policy;
 mod proxy_template;
@@ -44,6 +46,13 @@ pub use mesh::{
     BuiltinCa, CertificateAuthority, FileLoggingBackend, Logging, LoggingBackend, MeshSpec, Mtls,
     TcpLoggingBackend, Tracing, TracingBackend, TracingBackendType, ZipkinConf,
 };
+pub use mesh_http_route::{
+    HeaderMatch, HeaderMatchType, HeaderModifier, HttpFilter, HttpFilterType, HttpMatch,
+    HttpRouteConf, HttpRouteRule, HttpRouteTo, MeshHttpRouteSpec, Method, PathMatch, PathMatchType,
+    PathRewrite, PathRewriteType, QueryMatchType, QueryParamsMatch, RequestMirror, RequestRedirect,
+    UrlRewrite,
+};
+pub use mesh_tcp_route::{MeshTcpRouteSpec, TcpRouteConf, TcpRouteRule, TcpRouteTo};
 pub use mesh_traffic_permission::{
     Action as PermissionAction, MeshTrafficPermissionSpec, PermissionConf, PermissionFrom,
 };
@@ -55,7 +64,9 @@ pub use proxy_template::{
     DEFAULT_PROFILE, ParsedProxyTemplate, ProxyTemplateRawResource, ProxyTemplateSpec, RAW_TYPES,
 };
 pub use secret::SecretSpec;
-pub use target_ref::{PolicyDocument, ProxyType, Subset, Tag, TargetRef, TargetRefKind};
+pub use target_ref::{
+    BackendRef, PolicyDocument, ProxyType, Subset, Tag, TargetRef, TargetRefKind, TargetRefPolicy,
+};
 pub use traffic_route::{TrafficRouteSpec, WeightedDestination};
 pub use traffic_trace::{TrafficTraceConf, TrafficTraceSpec};
 pub use validation::{Cause, ValidationError};
@@ -116,6 +127,8 @@ pub enum Spec {
     AccessRole(AccessRoleSpec),
     AccessRoleBinding(AccessRoleBindingSpec),
     MeshTrafficPermission(PolicyDocument<MeshTrafficPermissionSpec>),
+    MeshTcpRoute(PolicyDocument<MeshTcpRouteSpec>),
+    MeshHttpRoute(PolicyDocument<MeshHttpRouteSpec>),
 }
 
 impl Spec {
@@ -162,6 +175,8 @@ impl Spec {
             ResourceType::AccessRole => Spec::AccessRole(parse(fields)?),
             ResourceType::AccessRoleBinding => Spec::AccessRoleBinding(parse(fields)?),
             ResourceType::MeshTrafficPermission => Spec::MeshTrafficPermission(parse(fields)?),
+            ResourceType::MeshTcpRoute => Spec::MeshTcpRoute(parse(fields)?),
+            ResourceType::MeshHttpRoute => Spec::MeshHttpRoute(parse(fields)?),
         })
     }
 
@@ -186,9 +201,9 @@ impl Spec {
             Spec::DataplaneInsight(_) => Vec::new(),
             Spec::AccessRole(s) => s.validate(),
             Spec::AccessRoleBinding(s) => s.validate(),
-            Spec::MeshTrafficPermission(s) => {
-                validation::nested("spec", s.spec.validate()).collect()
-            }
+            Spec::MeshTrafficPermission(s) => s.validate(),
+            Spec::MeshTcpRoute(s) => s.validate(),
+            Spec::MeshHttpRoute(s) => s.validate(),
         }
     }
 }
@@ -409,6 +424,12 @@ fn root_spec_schema(
         ResourceType::MeshTrafficPermission => {
             generator.root_schema_for::<PolicyDocument<MeshTrafficPermissionSpec>>()
         }
+        ResourceType::MeshTcpRoute => {
+            generator.root_schema_for::<PolicyDocument<MeshTcpRouteSpec>>()
+        }
+        ResourceType::MeshHttpRoute => {
+            generator.root_schema_for::<PolicyDocument<MeshHttpRouteSpec>>()
+        }
     }
 }
 
@@ -514,6 +535,8 @@ impl serde::Serialize for SpecFields<'_> {
             Spec::AccessRole(s) => s.serialize(serializer),
             Spec::AccessRoleBinding(s) => s.serialize(serializer),
             Spec::MeshTrafficPermission(s) => s.serialize(serializer),
+            Spec::MeshTcpRoute(s) => s.serialize(serializer),
+            Spec::MeshHttpRoute(s) => s.serialize(serializer),
         }
     }
 }

@@ -178,11 +178,9 @@ impl TargetRef {
                     at("name"),
                     format!("must be set with kind {kind}: the service it selects"),
                 )),
-                Some(name) => causes.extend(super::tags::validate_tag_value(
-                    &at("name"),
-                    name,
-                    false,
-                )),
+                Some(name) => {
+                    causes.extend(super::tags::validate_tag_value(&at("name"), name, false))
+                }
             }
         }
         if self.kind == TargetRefKind::MeshSubset && !tags_set {
@@ -238,6 +236,78 @@ impl TargetRef {
     }
 }
 
+/// Where a route sends traffic: a service (`MeshService`) or the part of
+/// it with some tags (`MeshServiceSubset`), with a weight among the
+/// others (1 when left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendRef {
+    pub kind: TargetRefKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// A port of a real MeshService object: Kuma's newer model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Tags>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// The kinds a backend may be.
+pub const BACKEND_KINDS: [TargetRefKind; 2] =
+    [TargetRefKind::MeshService, TargetRefKind::MeshServiceSubset];
+
+impl BackendRef {
+    /// The reference part, to be checked as one.
+    fn reference(&self) -> TargetRef {
+        TargetRef {
+            kind: self.kind,
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            mesh: None,
+            proxy_types: None,
+            namespace: self.namespace.clone(),
+            labels: self.labels.clone(),
+            section_name: self.section_name.clone(),
+        }
+    }
+
+    pub fn validate(&self, path: &str) -> Vec<Cause> {
+        let mut causes = self.reference().validate(path, &BACKEND_KINDS);
+        if self.port.is_some() {
+            causes.push(Cause::new(
+                format!("{path}.port"),
+                "is not supported yet: a backend is a service, by name",
+            ));
+        }
+        causes
+    }
+
+    /// The weight, 1 when left out.
+    pub fn weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+
+    /// The service and the tags (under their reference names) its
+    /// endpoints must have.
+    pub fn destination(&self) -> (String, Tags) {
+        let tags = self
+            .tags
+            .iter()
+            .flatten()
+            .map(|(k, v)| (super::dialect::reference_tag(k).to_string(), v.clone()))
+            .collect();
+        (self.name.clone().unwrap_or_default(), tags)
+    }
+}
+
 /// How today's policies are written in Universal: `type`, `name` and
 /// `mesh`, then the policy itself under `spec` (on Kubernetes, the custom
 /// resource's `spec`).
@@ -245,6 +315,25 @@ impl TargetRef {
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument<T> {
     pub spec: T,
+}
+
+/// What every `targetRef` policy kind has: the proxies it shapes, and its
+/// own checks (field paths from inside `spec`).
+pub trait TargetRefPolicy {
+    fn target_ref(&self) -> Option<&TargetRef>;
+
+    fn validate(&self) -> Vec<Cause>;
+
+    /// The top-level reference, `kind: Mesh` when left out.
+    fn target(&self) -> TargetRef {
+        self.target_ref().cloned().unwrap_or_else(TargetRef::mesh)
+    }
+}
+
+impl<T: TargetRefPolicy> PolicyDocument<T> {
+    pub(crate) fn validate(&self) -> Vec<Cause> {
+        super::validation::nested("spec", self.spec.validate()).collect()
+    }
 }
 
 /// One condition on one tag: equal to a value, or (`not`) anything but it.
@@ -387,8 +476,13 @@ mod tests {
             false
         ));
         assert!(!r.selects(&tags(&[("service", "backend"), ("version", "v1")]), false));
-        let frontend = parse(serde_json::json!({"kind": "Dataplane", "labels": {"app": "frontend"}}));
-        assert!(frontend.validate("spec.targetRef", &[TargetRefKind::Dataplane]).is_empty());
+        let frontend =
+            parse(serde_json::json!({"kind": "Dataplane", "labels": {"app": "frontend"}}));
+        assert!(
+            frontend
+                .validate("spec.targetRef", &[TargetRefKind::Dataplane])
+                .is_empty()
+        );
         assert!(frontend.selects(&tags(&[("service", "web"), ("app", "frontend")]), false));
         assert!(!frontend.selects(&tags(&[("service", "web")]), false));
         let by_name = parse(serde_json::json!({"kind": "Dataplane", "name": "web-1"}));

@@ -195,6 +195,41 @@ pub fn merge(confs: &[&Value], append: &[&str]) -> Value {
     merged
 }
 
+/// Merges lists of keyed entries (`{<key>: ..., default: {...}}`, as
+/// MeshHTTPRoute's rules keyed by their `matches`), lists in order: an
+/// entry whose key comes again later is merged into that later one, which
+/// keeps its place; the merged entry's `default` is the merge of all of
+/// theirs, in order.
+pub fn merge_by_key(lists: &[&[Value]], key: &str) -> Vec<Value> {
+    // (key, defaults so far); None once merged into a later entry.
+    let mut entries: Vec<Option<(&Value, Vec<&Value>)>> = Vec::new();
+    for list in lists {
+        for entry in *list {
+            let this_key = entry.get(key).unwrap_or(&Value::Null);
+            let mut defaults = Vec::new();
+            for slot in entries.iter_mut() {
+                if slot.as_ref().is_some_and(|(k, _)| *k == this_key)
+                    && let Some((_, earlier)) = slot.take()
+                {
+                    defaults.extend(earlier);
+                }
+            }
+            defaults.extend(entry.get("default"));
+            entries.push(Some((this_key, defaults)));
+        }
+    }
+    entries
+        .into_iter()
+        .flatten()
+        .map(|(k, defaults)| {
+            let mut merged = Map::new();
+            merged.insert(key.to_string(), k.clone());
+            merged.insert("default".to_string(), merge(&defaults, &[]));
+            Value::Object(merged)
+        })
+        .collect()
+}
+
 /// RFC 7396: objects merge key by key, `null` removes, anything else
 /// replaces.
 fn merge_patch(target: &mut Value, patch: &Value) {
@@ -344,6 +379,23 @@ mod tests {
         assert_eq!(
             merged,
             json!({"timeouts": {"idle": "5s"}, "mods": [1, 2], "list": [2]})
+        );
+    }
+
+    #[test]
+    fn keyed_entries_merge_into_their_last_appearance() {
+        let first = [
+            json!({"matches": ["/a"], "default": {"backend": "a1", "filter": "f"}}),
+            json!({"matches": ["/b"], "default": {"backend": "b1"}}),
+        ];
+        let second = [json!({"matches": ["/a"], "default": {"backend": "a2"}})];
+        let merged = merge_by_key(&[&first, &second], "matches");
+        assert_eq!(
+            merged,
+            [
+                json!({"matches": ["/b"], "default": {"backend": "b1"}}),
+                json!({"matches": ["/a"], "default": {"backend": "a2", "filter": "f"}}),
+            ]
         );
     }
 

@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     TransportSocket, address, config_source, socket_address,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
+use envoy_types::pb::envoy::config::route::v3::Route;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
@@ -177,6 +178,8 @@ pub struct ProxyListener<'a> {
     pub direction: TrafficDirection,
     /// Clusters and their weights; one cluster takes everything.
     pub upstream: &'a [(String, u32)],
+    /// HTTP routes tried before the one to `upstream` (MeshHTTPRoute).
+    pub routes: &'a [Route],
     pub stat_prefix: &'a str,
     pub protocol: Protocol,
     pub filters_before: Vec<Filter>,
@@ -194,6 +197,7 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
         bind: bind_to_port,
         direction,
         upstream,
+        routes,
         stat_prefix,
         protocol,
         filters_before,
@@ -231,9 +235,14 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
                 config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
             }
         }
-        Protocol::Http | Protocol::Http2 => {
-            super::http::connection_manager(name, upstream, stat_prefix, access_log, tracing)
-        }
+        Protocol::Http | Protocol::Http2 => super::http::connection_manager(
+            name,
+            upstream,
+            routes,
+            stat_prefix,
+            access_log,
+            tracing,
+        ),
     };
     let listener = Listener {
         name: name.to_string(),

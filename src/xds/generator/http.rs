@@ -67,10 +67,12 @@ impl Protocol {
 }
 
 /// The HTTP connection manager of listener `name`, routing every request
-/// to its upstream: one cluster, or several by weight (TrafficRoute).
+/// that none of `routes` takes to its upstream: one cluster, or several
+/// by weight (TrafficRoute, MeshTCPRoute).
 pub fn connection_manager(
     name: &str,
     upstream: &[(String, u32)],
+    routes: &[Route],
     stat_prefix: &str,
     access_log: Vec<AccessLog>,
     tracing: Option<&Tracing>,
@@ -115,7 +117,7 @@ pub fn connection_manager(
                 virtual_hosts: vec![VirtualHost {
                     name: name.to_string(),
                     domains: vec!["*".into()],
-                    routes: vec![route],
+                    routes: routes.iter().cloned().chain([route]).collect(),
                     ..Default::default()
                 }],
                 ..Default::default()

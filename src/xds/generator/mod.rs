@@ -15,6 +15,7 @@ pub mod access_log;
 mod envoy;
 mod gateway;
 mod http;
+pub mod mesh_route;
 pub mod outbound;
 pub mod permissions;
 pub mod proxy_template;
@@ -163,6 +164,7 @@ fn default_proxy(
                 bind: bind_inbound,
                 direction: TrafficDirection::Inbound,
                 upstream: &[(cluster.clone(), 1)],
+                routes: &[],
                 stat_prefix: &name,
                 protocol,
                 filters_before: filters,
@@ -184,8 +186,10 @@ fn default_proxy(
 
     // Each service's clusters, endpoints and (unless logged) listeners come
     // from the mesh's memo: encoded once for every proxy that reaches it.
+    let routes = mesh_route::Selecting::of(mesh, &source_tags, false);
     let source = outbound::Source {
         tags: &source_tags,
+        routes: &routes,
         trace: tracing.as_ref().map(|t| (t.policy.as_str(), &t.config)),
         mtls: tls.is_some(),
     };

@@ -13,6 +13,7 @@
 
 use super::envoy::{self, ProxyListener, XdsResource};
 use super::http::Protocol;
+use super::mesh_route::Selecting;
 use super::route::{self, Subset};
 use super::{ready_endpoints, tls};
 use crate::resources::{Selector, Specificity};
@@ -20,12 +21,13 @@ use crate::resources::tags::Tags;
 use crate::xds::index::MeshView;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::route::v3::Route;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The outbounds to one service under one TrafficRoute (or none): its
+/// The outbounds to one service under one decision of its routes: its
 /// protocol, where traffic goes, and the clusters and endpoints that
 /// takes.
 #[derive(Debug)]
@@ -34,20 +36,42 @@ pub struct Target {
     pub protocol: Protocol,
     /// Clusters and weights; one cluster takes everything.
     pub upstream: Vec<(String, u32)>,
+    /// HTTP routes tried before the one to `upstream` (MeshHTTPRoute).
+    pub http_routes: Vec<Route>,
     pub clusters: Vec<XdsResource>,
     pub endpoints: Vec<XdsResource>,
     /// The services read, with their revisions then.
     read: Vec<(String, u64)>,
 }
 
+/// What of a service's outbound its routes decide.
+struct Routing {
+    /// The split of the traffic no HTTP route takes.
+    upstream: Vec<Subset>,
+    /// Every subset traffic may go to (the split's, the HTTP routes' and
+    /// their mirrors').
+    subsets: Vec<Subset>,
+    http_routes: Vec<Route>,
+}
+
+/// Which routes decided a service's outbound: the TrafficRoute of that
+/// name (or none), or today's routes with what they decided.
+#[derive(Debug, PartialEq)]
+enum RouteKey {
+    TrafficRoute(Option<String>),
+    Routes(String),
+}
+
+fn protocol_of(mesh: &MeshView, service: &str) -> Protocol {
+    Protocol::of_service(service, mesh.providers(service).map(|(_, p)| p))
+}
+
 impl Target {
-    fn build(mesh: &MeshView, service: &str, subsets: Vec<Subset>, mtls: bool) -> Target {
-        let of_service =
-            |service: &str| Protocol::of_service(service, mesh.providers(service).map(|(_, p)| p));
-        let protocol = of_service(service);
+    fn build(mesh: &MeshView, service: &str, routing: Routing, mtls: bool) -> Target {
+        let protocol = protocol_of(mesh, service);
         let mut read = vec![(service.to_string(), mesh.service_revision(service))];
         let (mut clusters, mut endpoints) = (Vec::new(), Vec::new());
-        for subset in &subsets {
+        for subset in &routing.subsets {
             if clusters
                 .iter()
                 .any(|c: &XdsResource| c.name == subset.cluster)
@@ -62,7 +86,7 @@ impl Target {
                     subset.service.clone(),
                     mesh.service_revision(&subset.service),
                 ));
-                of_service(&subset.service)
+                protocol_of(mesh, &subset.service)
             };
             let transport = mtls.then(|| tls::upstream(&mesh.name, &subset.service));
             clusters.push(envoy::eds_cluster(
@@ -76,7 +100,12 @@ impl Target {
         Target {
             service: service.to_string(),
             protocol,
-            upstream: subsets.into_iter().map(|s| (s.cluster, s.weight)).collect(),
+            upstream: routing
+                .upstream
+                .into_iter()
+                .map(|s| (s.cluster, s.weight))
+                .collect(),
+            http_routes: routing.http_routes,
             clusters,
             endpoints,
             read,
@@ -90,8 +119,8 @@ impl Target {
     }
 }
 
-/// A target under the TrafficRoute of that name (or none).
-type RoutedTarget = (Option<String>, Arc<Target>);
+/// A target under the routes that decided it.
+type RoutedTarget = (RouteKey, Arc<Target>);
 
 /// A listener shared by the proxies whose outbound to the same target,
 /// at the same address, is configured the same way.
@@ -119,6 +148,8 @@ pub struct VipSet {
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct VipKey {
     routes: Vec<(usize, Specificity)>,
+    /// The MeshTCPRoutes and MeshHTTPRoutes that select them.
+    mesh_routes: Vec<String>,
     bind: bool,
     trace: Option<String>,
 }
@@ -142,11 +173,12 @@ pub struct Outbounds {
 }
 
 /// What of the proxy decides its outbounds: the tags its inbounds
-/// announce, the TrafficTrace it reports to (by name), and whether its
-/// mesh has mTLS.
+/// announce, the routes that select it, the TrafficTrace it reports to
+/// (by name), and whether its mesh has mTLS.
 #[derive(Clone, Copy)]
 pub struct Source<'a> {
     pub tags: &'a [&'a Tags],
+    pub routes: &'a Selecting<'a>,
     pub trace: Option<(&'a str, &'a Tracing)>,
     pub mtls: bool,
 }
@@ -257,6 +289,12 @@ impl Outbounds {
                 .enumerate()
                 .filter_map(|(i, (_, r))| Some((i, selects(&r.sources)?)))
                 .collect(),
+            mesh_routes: source
+                .routes
+                .names()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             bind,
             trace: source.trace.map(|(name, _)| name.to_string()),
         };
@@ -285,25 +323,44 @@ impl Outbounds {
     /// The outbound to `service` from `source`.
     fn target(&mut self, mesh: &MeshView, source: &Source<'_>, service: &str) -> Arc<Target> {
         self.check(mesh, source.mtls);
-        let chosen = route::chosen(source.tags, mesh, service);
-        let route_name = chosen.map(|(name, _)| name);
+        let decision = source.routes.decide(service, protocol_of(mesh, service));
+        let legacy = match decision {
+            Some(_) => None,
+            None => route::chosen(source.tags, mesh, service),
+        };
+        let key = match &decision {
+            Some(decision) => RouteKey::Routes(decision.key()),
+            None => RouteKey::TrafficRoute(legacy.map(|(name, _)| name.to_string())),
+        };
         if !self.targets.contains_key(service) {
             self.targets.insert(service.to_string(), Vec::new());
         }
         let variants = self.targets.get_mut(service).expect("inserted");
-        let at = variants
-            .iter()
-            .position(|(name, _)| name.as_deref() == route_name);
+        let at = variants.iter().position(|(k, _)| *k == key);
         if let Some(i) = at
             && variants[i].1.is_current(mesh)
         {
             return variants[i].1.clone();
         }
-        let subsets = route::subsets_or_whole(chosen.map(|(_, r)| r), service);
-        let built = Arc::new(Target::build(mesh, service, subsets, source.mtls));
+        let routing = match decision {
+            Some(decision) => Routing {
+                upstream: decision.default.clone(),
+                subsets: decision.subsets(service),
+                http_routes: decision.http_routes(service),
+            },
+            None => {
+                let subsets = route::subsets_or_whole(legacy.map(|(_, r)| r), service);
+                Routing {
+                    upstream: subsets.clone(),
+                    subsets,
+                    http_routes: Vec::new(),
+                }
+            }
+        };
+        let built = Arc::new(Target::build(mesh, service, routing, source.mtls));
         match at {
             Some(i) => variants[i].1 = built.clone(),
-            None => variants.push((route_name.map(str::to_string), built.clone())),
+            None => variants.push((key, built.clone())),
         }
         built
     }
@@ -351,6 +408,7 @@ fn proxy_listener(outbound: &Outbound<'_>, access_log: Vec<AccessLog>) -> XdsRes
         bind: outbound.place.bind,
         direction: TrafficDirection::Outbound,
         upstream: &target.upstream,
+        routes: &target.http_routes,
         // Named by where it goes, not by the proxy: the same listener for
         // every proxy of the mesh.
         stat_prefix: &target.service,

@@ -10,7 +10,7 @@
 
 use super::tls::{all_of, not, rbac_network_filter, tag_principal};
 use crate::resources::tags::Tags;
-use crate::resources::{PermissionAction, PermissionConf, Subset};
+use crate::resources::{PermissionAction, PermissionConf, Subset, TargetRefPolicy};
 use crate::xds::index::MeshView;
 use crate::xds::rules::{self, Item, Rule};
 use envoy_types::pb::envoy::config::listener::v3::Filter;

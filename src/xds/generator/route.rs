@@ -20,12 +20,26 @@ pub struct Subset {
 }
 
 impl Subset {
-    fn whole(service: &str) -> Subset {
+    /// All of `service`.
+    pub fn whole(service: &str) -> Subset {
+        Subset::of(service, Tags::new(), 1)
+    }
+
+    /// The endpoints of `service` with `tags` (all of them when empty):
+    /// a cluster named `service{k=v,...}`, shared by every route that
+    /// sends traffic there.
+    pub fn of(service: &str, tags: Tags, weight: u32) -> Subset {
+        let cluster = if tags.is_empty() {
+            service.to_string()
+        } else {
+            let named: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{service}{{{}}}", named.join(","))
+        };
         Subset {
-            cluster: service.to_string(),
+            cluster,
             service: service.to_string(),
-            tags: Tags::new(),
-            weight: 1,
+            tags,
+            weight,
         }
     }
 
@@ -55,18 +69,7 @@ pub fn subsets(route: &TrafficRouteSpec) -> Vec<Subset> {
         .map(|part| {
             let mut tags = part.destination.clone();
             let service = tags.remove(SERVICE_TAG).unwrap_or_default();
-            let cluster = if tags.is_empty() {
-                service.clone()
-            } else {
-                let named: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{service}{{{}}}", named.join(","))
-            };
-            Subset {
-                cluster,
-                service,
-                tags,
-                weight: part.weight,
-            }
+            Subset::of(&service, tags, part.weight)
         })
         .collect()
 }

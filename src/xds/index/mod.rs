@@ -19,9 +19,10 @@ use policies::Policy;
 
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
-    DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshSpec, MeshTrafficPermissionSpec,
-    ParsedProxyTemplate, Resource, ResourceKey, ResourceType, SecretSpec, Selector, Spec,
-    TargetRef, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
+    DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshHttpRouteSpec, MeshSpec,
+    MeshTcpRouteSpec, MeshTrafficPermissionSpec, ParsedProxyTemplate, Resource, ResourceKey,
+    ResourceType, SecretSpec, Selector, Spec, TargetRef, TargetRefPolicy, TrafficLogSpec,
+    TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -86,6 +87,10 @@ pub struct MeshView {
     /// Today's permissions (`targetRef`), by name; once there is one, the
     /// legacy `permissions` are no longer consulted.
     mesh_traffic_permissions: BTreeMap<String, Arc<MeshTrafficPermissionSpec>>,
+    /// Today's routes, by name: they take the traffic they name from the
+    /// TrafficRoutes, an HTTP route from a TCP route.
+    mesh_tcp_routes: BTreeMap<String, Arc<MeshTcpRouteSpec>>,
+    mesh_http_routes: BTreeMap<String, Arc<MeshHttpRouteSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -207,6 +212,20 @@ impl MeshView {
         &self,
     ) -> impl Iterator<Item = (&str, &MeshTrafficPermissionSpec)> {
         self.mesh_traffic_permissions
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    }
+
+    /// The mesh's MeshTCPRoutes, in name order.
+    pub fn mesh_tcp_routes(&self) -> impl Iterator<Item = (&str, &MeshTcpRouteSpec)> {
+        self.mesh_tcp_routes
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    }
+
+    /// The mesh's MeshHTTPRoutes, in name order.
+    pub fn mesh_http_routes(&self) -> impl Iterator<Item = (&str, &MeshHttpRouteSpec)> {
+        self.mesh_http_routes
             .iter()
             .map(|(n, p)| (n.as_str(), p.as_ref()))
     }
@@ -579,7 +598,19 @@ impl ResourceIndex {
                 self.set_policy(mesh, name, Some(spec), |v| &mut v.gateway_routes)
             }
             Spec::MeshTrafficPermission(document) => {
-                self.set_mesh_traffic_permission(mesh, name, Some(document.spec))
+                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| {
+                    &mut v.mesh_traffic_permissions
+                })
+            }
+            Spec::MeshTcpRoute(document) => {
+                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| {
+                    &mut v.mesh_tcp_routes
+                })
+            }
+            Spec::MeshHttpRoute(document) => {
+                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| {
+                    &mut v.mesh_http_routes
+                })
             }
             // Insights are what proxies did, not what they are sent; who
             // may use the API shapes no proxy.
@@ -616,8 +647,19 @@ impl ResourceIndex {
             ResourceType::MeshGatewayRoute => {
                 self.set_policy::<MeshGatewayRouteSpec>(mesh, name, None, |v| &mut v.gateway_routes)
             }
-            ResourceType::MeshTrafficPermission => {
-                self.set_mesh_traffic_permission(mesh, name, None)
+            ResourceType::MeshTrafficPermission => self
+                .set_target_ref_policy::<MeshTrafficPermissionSpec>(mesh, name, None, |v| {
+                    &mut v.mesh_traffic_permissions
+                }),
+            ResourceType::MeshTcpRoute => {
+                self.set_target_ref_policy::<MeshTcpRouteSpec>(mesh, name, None, |v| {
+                    &mut v.mesh_tcp_routes
+                })
+            }
+            ResourceType::MeshHttpRoute => {
+                self.set_target_ref_policy::<MeshHttpRouteSpec>(mesh, name, None, |v| {
+                    &mut v.mesh_http_routes
+                })
             }
             ResourceType::DataplaneInsight
             | ResourceType::AccessRole
@@ -726,27 +768,27 @@ impl ResourceIndex {
         }
     }
 
-    /// Adds, replaces or (`None`) removes a MeshTrafficPermission. It
-    /// changes the proxies its old and new `targetRef` select; the first
-    /// one in a mesh and the last one removed change every proxy, whose
-    /// TrafficPermissions they retire or bring back.
-    fn set_mesh_traffic_permission(
+    /// Adds, replaces or (`None`) removes a `targetRef` policy. It changes
+    /// the proxies its old and new top-level `targetRef` select; the first
+    /// of its kind in a mesh and the last one removed change every proxy,
+    /// whose legacy policies of the same job they retire or bring back.
+    fn set_target_ref_policy<P: TargetRefPolicy>(
         &mut self,
         mesh: &str,
         name: &str,
-        spec: Option<MeshTrafficPermissionSpec>,
+        spec: Option<P>,
+        policies: fn(&mut MeshView) -> &mut BTreeMap<String, Arc<P>>,
     ) -> Affected {
         let view = self.view(mesh);
         view.policy_revision = next_revision();
-        let had_any = view.has_mesh_traffic_permissions();
+        let map = policies(view);
+        let had_any = !map.is_empty();
         let new = spec.map(Arc::new);
         let old = match &new {
-            Some(spec) => view
-                .mesh_traffic_permissions
-                .insert(name.to_string(), spec.clone()),
-            None => view.mesh_traffic_permissions.remove(name),
+            Some(spec) => map.insert(name.to_string(), spec.clone()),
+            None => map.remove(name),
         };
-        if had_any != view.has_mesh_traffic_permissions() {
+        if had_any == map.is_empty() {
             return Affected {
                 meshes: [mesh.to_string()].into(),
                 ..Default::default()
