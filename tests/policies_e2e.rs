@@ -1,6 +1,7 @@
 //! Policies acting on real Envoy: TrafficRoute splits connections,
 //! TrafficTrace reports spans to a collector, ProxyTemplate adds and
-//! replaces raw resources, TrafficLog's tcp backend receives lines.
+//! replaces raw resources, TrafficLog's tcp backend receives lines;
+//! MeshTCPRoute and MeshHTTPRoute route, split, rewrite and mirror.
 
 mod common;
 
@@ -117,42 +118,287 @@ fn a_traffic_route_splits_connections_by_weight_and_a_change_moves_new_ones() {
     }
 }
 
-/// Every request the collector received: (path, body).
+/// Starts kuma-dp for two versions of `backend`, each behind its own
+/// application, `tags` beyond service and version on both; returns the
+/// proxies.
+fn backend_versions(cp: &KumaCp, apps: [u16; 2], tags: serde_json::Value) -> Vec<Dataplane> {
+    let mut proxies = Vec::new();
+    for (i, app) in apps.into_iter().enumerate() {
+        let version = (i + 1).to_string();
+        let name = format!("backend-v{version}");
+        let mut all = serde_json::json!({"service": "backend", "version": version});
+        all.as_object_mut()
+            .unwrap()
+            .extend(tags.as_object().cloned().unwrap_or_default());
+        put_tagged_dataplane(cp, "default", &name, (free_port(), app), all, &[]);
+        proxies.push(Dataplane::start(cp, "default", &name));
+    }
+    proxies
+}
+
+/// A MeshTCPRoute for the client's connections to `backend`: `weights`
+/// between its versions 1 and 2.
+fn put_tcp_route(cp: &KumaCp, weights: (u32, u32)) {
+    let backend = |version: &str, weight: u32| {
+        serde_json::json!({"kind": "MeshServiceSubset", "name": "backend",
+                           "tags": {"version": version}, "weight": weight})
+    };
+    cp.put(
+        "/meshes/default/meshtcproutes/backend-split",
+        &serde_json::json!({"type": "MeshTCPRoute", "mesh": "default", "name": "backend-split",
+            "spec": {
+                "targetRef": {"kind": "MeshService", "name": "client"},
+                "to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
+                        "rules": [{"default": {"backendRefs": [
+                            backend("1", weights.0), backend("2", weights.1)]}}]}]}})
+        .to_string(),
+    );
+}
+
+/// How many of `total` new connections version 1 answered.
+fn answered_by_v1(outbound: u16, total: usize, client: &Dataplane) -> usize {
+    (0..total)
+        .filter(|_| match who_answers(outbound).as_str() {
+            "v1" => true,
+            "v2" => false,
+            other => panic!("unexpected answer {other:?}; client log:\n{}", client.log()),
+        })
+        .count()
+}
+
+/// A MeshTCPRoute takes the client's connections from the TrafficRoute
+/// (which sends all to version 2) and splits them 90/10; deleted, the
+/// TrafficRoute has them again.
+#[test]
+fn a_mesh_tcp_route_splits_connections_and_takes_over_from_the_traffic_route() {
+    let cp = KumaCp::start(&[]);
+    let _backends = backend_versions(
+        &cp,
+        [naming_server("v1"), naming_server("v2")],
+        serde_json::json!({}),
+    );
+    let outbound = free_port();
+    put_proxy(
+        &cp,
+        "default",
+        "client-1",
+        "client",
+        &[(outbound, "backend")],
+    );
+    let client = Dataplane::start(&cp, "default", "client-1");
+    put_route(&cp, (0, 100));
+    assert!(
+        eventually(Duration::from_secs(15), || (0..20)
+            .all(|_| who_answers(outbound) == "v2")),
+        "the TrafficRoute never reached the client; log:\n{}",
+        client.log()
+    );
+
+    put_tcp_route(&cp, (90, 10));
+    assert!(
+        eventually(Duration::from_secs(15), || answered_by_v1(
+            outbound, 20, &client
+        ) > 10),
+        "the MeshTCPRoute did not take over from the TrafficRoute"
+    );
+    let v1 = answered_by_v1(outbound, 1000, &client);
+    assert!(
+        (850..=950).contains(&v1),
+        "{v1} of 1000 connections reached version 1, expected about 900"
+    );
+
+    cp.delete("/meshes/default/meshtcproutes/backend-split");
+    assert!(
+        eventually(Duration::from_secs(15), || answered_by_v1(
+            outbound, 50, &client
+        ) == 0),
+        "with the MeshTCPRoute gone, the TrafficRoute's 0/100 does not apply again"
+    );
+}
+
+/// An HTTP application that answers every request with its `name`, then
+/// the request's head as it arrived (request line and headers).
+fn naming_http_app(name: &'static str) -> (u16, Received) {
+    http_server(move |head| {
+        let body = format!("{name}\n{head}");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    })
+}
+
+/// A request through the client's outbound at `port`: status, headers
+/// and body of the answer (status 0 when none came).
+fn request(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new(), String::new());
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = format!("GET {path} HTTP/1.1\r\nhost: backend\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_lowercase(), body.to_string())
+}
+
+/// Kuma's MeshHTTPRoute at work on real Envoy: a prefix moved to version
+/// 2 and rewritten, a header match that also adds a header, a 90/10 split
+/// of one path measured over requests, a mirror that receives a copy, a
+/// redirect; requests no rule matches reach the service as before.
+#[test]
+fn a_mesh_http_route_matches_rewrites_splits_mirrors_and_redirects() {
+    let cp = KumaCp::start(&[]);
+    let http = serde_json::json!({"protocol": "http"});
+    let (v1, _) = naming_http_app("v1");
+    let (v2, _) = naming_http_app("v2");
+    let _backends = backend_versions(&cp, [v1, v2], http.clone());
+    let (mirror_app, mirrored) = naming_http_app("mirror");
+    put_tagged_dataplane(
+        &cp,
+        "default",
+        "mirror-1",
+        (free_port(), mirror_app),
+        serde_json::json!({"service": "mirror", "protocol": "http"}),
+        &[],
+    );
+    let _mirror = Dataplane::start(&cp, "default", "mirror-1");
+    let outbound = free_port();
+    put_proxy(
+        &cp,
+        "default",
+        "client-1",
+        "client",
+        &[(outbound, "backend")],
+    );
+    let client = Dataplane::start(&cp, "default", "client-1");
+    let subset = |version: &str, weight: u32| {
+        serde_json::json!({"kind": "MeshServiceSubset", "name": "backend",
+                           "tags": {"version": version}, "weight": weight})
+    };
+    let route = serde_json::json!({
+        "type": "MeshHTTPRoute", "mesh": "default", "name": "backend-routes",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+                 "default": {"filters": [{"type": "URLRewrite", "urlRewrite": {
+                                "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+                             "backendRefs": [subset("2", 1)]}},
+                {"matches": [{"headers": [{"type": "Exact", "name": "x-team", "value": "a"}]}],
+                 "default": {"filters": [{"type": "RequestHeaderModifier",
+                                          "requestHeaderModifier": {"set": [{"name": "x-routed", "value": "team-a"}]}}],
+                             "backendRefs": [subset("2", 1)]}},
+                {"matches": [{"path": {"type": "Exact", "value": "/split"}}],
+                 "default": {"backendRefs": [subset("1", 90), subset("2", 10)]}},
+                {"matches": [{"path": {"type": "Exact", "value": "/mirrored"}}],
+                 "default": {"filters": [{"type": "RequestMirror", "requestMirror": {
+                                "backendRef": {"kind": "MeshService", "name": "mirror"}}}],
+                             "backendRefs": [subset("1", 1)]}},
+                {"matches": [{"path": {"type": "Exact", "value": "/old"}, "method": "GET"}],
+                 "default": {"filters": [{"type": "RequestRedirect", "requestRedirect": {
+                                "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"},
+                                "statusCode": 301}}]}}
+            ]}]
+        }
+    });
+    cp.put(
+        "/meshes/default/meshhttproutes/backend-routes",
+        &route.to_string(),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || request(
+            outbound,
+            "/v2/hello",
+            &[]
+        )
+        .2
+        .starts_with("v2\nGET /hello ")),
+        "the prefix rule never applied: {:?}; client log:\n{}",
+        request(outbound, "/v2/hello", &[]),
+        client.log()
+    );
+    let (_, _, body) = request(outbound, "/other", &[("x-team", "a")]);
+    assert!(
+        body.starts_with("v2\n") && body.contains("x-routed: team-a"),
+        "the header rule: {body}"
+    );
+    let (status, _, body) = request(outbound, "/other", &[]);
+    assert!(
+        status == 200 && (body.starts_with("v1\n") || body.starts_with("v2\n")),
+        "no rule matches: the service answers as before: {status} {body}"
+    );
+    let v1 = (0..400)
+        .filter(|_| request(outbound, "/split", &[]).2.starts_with("v1\n"))
+        .count();
+    assert!(
+        (330..=390).contains(&v1),
+        "{v1} of 400 requests to /split reached version 1, expected about 360"
+    );
+    assert!(request(outbound, "/mirrored", &[]).2.starts_with("v1\n"));
+    assert!(
+        eventually(Duration::from_secs(5), || mirrored
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(path, _)| path == "/mirrored")),
+        "the mirror received no copy"
+    );
+    let (status, head, _) = request(outbound, "/old", &[]);
+    assert_eq!(status, 301, "{head}");
+    assert!(head.contains("location: http://backend/new"), "{head}");
+}
+
+/// Every request a server received: (path, body).
 type Received = Arc<Mutex<Vec<(String, String)>>>;
 
-/// A minimal HTTP collector: reads each request (Content-Length bodies),
-/// keeps it, answers 202.
+/// A minimal HTTP collector: keeps each request, answers 202.
 fn collector() -> (u16, Received) {
+    http_server(|_| "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string())
+}
+
+/// A minimal HTTP server: reads each request (Content-Length or chunked
+/// bodies), keeps it, and answers what `respond` makes of its head (the
+/// request line and headers, as received).
+fn http_server(respond: impl Fn(&str) -> String + Send + Sync + 'static) -> (u16, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let received: Received = Arc::default();
     let keep = received.clone();
+    let respond = Arc::new(respond);
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let keep = keep.clone();
+            let (keep, respond) = (keep.clone(), respond.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut conn = conn;
                 loop {
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                    let mut head = String::new();
+                    if reader.read_line(&mut head).unwrap_or(0) == 0 {
                         return;
                     }
-                    let path = request_line
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or("")
-                        .to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
                     let (mut length, mut chunked) = (0, false);
                     loop {
                         let mut header = String::new();
                         if reader.read_line(&mut header).unwrap_or(0) == 0 {
                             return;
                         }
-                        let header = header.trim_end();
-                        if header.is_empty() {
+                        if header.trim_end().is_empty() {
                             break;
                         }
+                        head.push_str(&header);
+                        let header = header.trim_end();
                         if let Some((k, v)) = header.split_once(':')
                             && k.eq_ignore_ascii_case("content-length")
                         {
@@ -170,7 +416,7 @@ fn collector() -> (u16, Received) {
                     keep.lock()
                         .unwrap()
                         .push((path, String::from_utf8_lossy(&body).into_owned()));
-                    let _ = conn.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+                    let _ = conn.write_all(respond(&head).as_bytes());
                 }
             });
         }
