@@ -636,6 +636,63 @@ networking:
         golden("backend-1-grpc", &render(&of("backend-1")));
     }
 
+    /// MeshHTTPRoute and MeshTCPRoute: web's outbound to api (HTTP) gets
+    /// the routes' matches, filters and split before its default route;
+    /// to mixed (TCP) the TCP route's split; only web, whom they select.
+    #[test]
+    fn mesh_routes_golden() {
+        let mut index = index(HTTP_MESH);
+        for r in resources(
+            "
+type: MeshHTTPRoute
+mesh: default
+name: api-routes
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+  - targetRef: {kind: MeshService, name: api}
+    rules:
+    - matches: [{path: {type: PathPrefix, value: /v2}, method: GET}]
+      default:
+        filters:
+        - {type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}
+        - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-v, value: '2'}]}}
+        backendRefs: [{kind: MeshServiceSubset, name: api, tags: {version: '2'}}]
+    - matches: [{headers: [{name: x-team, value: a}], queryParams: [{type: Exact, name: q, value: '1'}]}]
+      default:
+        filters: [{type: RequestMirror, requestMirror: {percentage: '12.5', backendRef: {kind: MeshService, name: backend}}}]
+---
+type: MeshTCPRoute
+mesh: default
+name: mixed-split
+spec:
+  to:
+  - targetRef: {kind: MeshService, name: mixed}
+    rules:
+    - default:
+        backendRefs:
+        - {kind: MeshServiceSubset, name: mixed, tags: {version: a}, weight: 90}
+        - {kind: MeshServiceSubset, name: mixed, tags: {version: b}, weight: 10}
+",
+        ) {
+            index.apply(IndexEvent::Apply(r));
+        }
+        let mesh = index.mesh("default").unwrap();
+        let web = generate(
+            index.dataplane(&ProxyId::new("default", "web-1")).unwrap(),
+            mesh,
+            None,
+        );
+        let rendered = render(&web);
+        for cluster in ["api{version=2}", "backend", "mixed{version=a}", "mixed{version=b}"] {
+            assert!(
+                web.clusters.iter().any(|c| c.name == cluster),
+                "no cluster {cluster}"
+            );
+        }
+        golden("web-1-mesh-routes", &rendered);
+    }
+
     /// The access log of an outbound: the most specific TrafficLog rule
     /// names the backend; a TrafficLog change affects its sources only.
     #[test]
