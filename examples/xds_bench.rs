@@ -12,7 +12,7 @@ mod support;
 
 use kuma::resources::{Identity, Resource};
 use kuma::security::ca::MeshCa;
-use kuma::xds::generator::{self, ProxyTls, tls};
+use kuma::xds::generator::{self, MtlsPhase, ProxyTls, tls};
 use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -197,6 +197,7 @@ fn generator_floor(n: usize, services: usize, extra: Extra, shape: Shape) -> Dur
     let identity = tls::identity_secret(&cert.cert_pem, &cert.key_pem);
     let mesh_ca = tls::validation_secret(tls::MESH_CA_SECRET, &ca.cert_pem);
     let tls = mtls.then_some(ProxyTls {
+        phase: MtlsPhase::Strict,
         identity: &identity,
         mesh_ca: &mesh_ca,
         peer_cas: &[],

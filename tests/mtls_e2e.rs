@@ -401,6 +401,107 @@ fn switching_mtls_on_in_a_live_mesh_denies_then_a_permission_allows() {
     );
 }
 
+/// What a client looping over new connections saw: how many round trips
+/// failed (with the first failure), and the longest one took.
+#[derive(Debug, Default)]
+struct LoopReport {
+    ok: usize,
+    failed: usize,
+    first_failure: Option<String>,
+    longest: Duration,
+}
+
+/// Opens a new connection to `port` every 20 ms until `stop`, each
+/// sending a line and waiting (at most 5 s) for it to come back.
+fn client_loop(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<LoopReport> {
+    std::thread::spawn(move || {
+        let mut report = LoopReport::default();
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            i += 1;
+            let payload = format!("ping {i}\n").into_bytes();
+            let started = std::time::Instant::now();
+            let outcome = echo_roundtrip(port, &payload);
+            report.longest = report.longest.max(started.elapsed());
+            match outcome {
+                Ok(back) if back == payload => report.ok += 1,
+                other => {
+                    report.failed += 1;
+                    report.first_failure.get_or_insert_with(|| {
+                        format!("round trip {i} after {:?}: {other:?}", started.elapsed())
+                    });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        report
+    })
+}
+
+/// Whether the echo's inbound takes mTLS only (no plain-text chain).
+fn echo_is_strict(pair: &EchoPair) -> bool {
+    let listeners = pair
+        .echo
+        .admin_get("/config_dump?resource=dynamic_listeners")
+        .unwrap_or_default();
+    listeners.contains("envoy.transport_sockets.tls") && !listeners.contains("raw_buffer")
+}
+
+/// A client keeps opening connections while mTLS is switched on, then
+/// off: the control plane moves the mesh step by step (inbounds take
+/// both, outbounds speak TLS, inbounds take TLS only; and back), so not
+/// one round trip fails and none waits.
+#[test]
+fn switching_mtls_on_and_off_under_traffic_fails_no_connection() {
+    let cp = KumaCp::start(&[]);
+    let pair = echo_pair(&cp, "default", "1");
+    allow_client_to_echo(&cp);
+    assert!(eventually(SETTLE, || echo_works(pair.outbound)));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = client_loop(pair.outbound, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+
+    cp.enable_mtls("default");
+    assert!(
+        eventually(Duration::from_secs(30), || echo_is_strict(&pair)),
+        "the mesh never reached strict mTLS; control plane log:\n{}",
+        cp.log()
+    );
+    assert!(eventually(SETTLE, || pair
+        .client
+        .admin_get("/certs")
+        .unwrap_or_default()
+        .contains("spiffe://default/client")));
+    std::thread::sleep(Duration::from_millis(500));
+
+    cp.put("/meshes/default", "{}");
+    assert!(
+        eventually(Duration::from_secs(30), || !pair
+            .echo
+            .admin_get("/config_dump?resource=dynamic_listeners")
+            .unwrap_or_default()
+            .contains("envoy.transport_sockets.tls")),
+        "the mesh never got back to plain text"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = client.join().unwrap();
+    let log = cp.log();
+    assert!(
+        log.contains("mTLS switch: next step"),
+        "the switch did not go step by step:\n{log}"
+    );
+    assert!(
+        report.failed == 0 && report.longest < Duration::from_secs(2),
+        "{report:?}"
+    );
+    assert!(report.ok > 50, "{report:?}");
+    println!("across the switch: {report:?}");
+}
+
 #[test]
 fn deleting_a_mesh_leaves_another_meshs_traffic_untouched() {
     use std::io::{Read, Write};

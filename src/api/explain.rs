@@ -6,7 +6,7 @@ use super::{ApiError, SharedContext};
 use crate::resources::{Access, ResourceType};
 use crate::xds::cache::SnapshotCache;
 use crate::xds::explain::{self, Source};
-use crate::xds::generator::{self, ProxyTls, tls};
+use crate::xds::generator::{self, MtlsPhase, ProxyTls, tls};
 use crate::xds::index::{IndexHandle, ProxyId};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -51,6 +51,7 @@ pub async fn dataplane_view(
                     tls::validation_secret(tls::MESH_CA_SECRET, ""),
                 );
                 let tls = mesh_view.spec.mtls_enabled().then_some(ProxyTls {
+                    phase: MtlsPhase::Strict,
                     identity: &identity,
                     mesh_ca: &mesh_ca,
                     peer_cas: &[],

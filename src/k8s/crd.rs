@@ -36,7 +36,7 @@ pub struct KumaCrd {
 
 /// Every kind kept as a custom resource. Secrets are Kubernetes `Secret`s
 /// of the system namespace instead.
-pub const CRDS: [KumaCrd; 15] = [
+pub const CRDS: [KumaCrd; 16] = [
     KumaCrd {
         kind: ResourceType::Mesh,
         plural: "meshes",
@@ -100,6 +100,11 @@ pub const CRDS: [KumaCrd; 15] = [
     KumaCrd {
         kind: ResourceType::MeshHttpRoute,
         plural: "meshhttproutes",
+        namespaced: true,
+    },
+    KumaCrd {
+        kind: ResourceType::MeshTls,
+        plural: "meshtlses",
         namespaced: true,
     },
     KumaCrd {

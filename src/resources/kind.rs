@@ -21,10 +21,11 @@ pub enum ResourceType {
     MeshTrafficPermission,
     MeshTcpRoute,
     MeshHttpRoute,
+    MeshTls,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 17] = [
+    pub const ALL: [ResourceType; 18] = [
         ResourceType::Mesh,
         ResourceType::Dataplane,
         ResourceType::TrafficPermission,
@@ -42,6 +43,7 @@ impl ResourceType {
         ResourceType::MeshTrafficPermission,
         ResourceType::MeshTcpRoute,
         ResourceType::MeshHttpRoute,
+        ResourceType::MeshTls,
     ];
 
     /// The value of the `type` field.
@@ -64,6 +66,7 @@ impl ResourceType {
             ResourceType::MeshTrafficPermission => "MeshTrafficPermission",
             ResourceType::MeshTcpRoute => "MeshTCPRoute",
             ResourceType::MeshHttpRoute => "MeshHTTPRoute",
+            ResourceType::MeshTls => "MeshTLS",
         }
     }
 
@@ -122,6 +125,7 @@ impl ResourceType {
             ResourceType::MeshTrafficPermission
                 | ResourceType::MeshTcpRoute
                 | ResourceType::MeshHttpRoute
+                | ResourceType::MeshTls
         )
     }
 
@@ -152,6 +156,7 @@ impl ResourceType {
             ResourceType::MeshTrafficPermission => Some("meshtrafficpermissions"),
             ResourceType::MeshTcpRoute => Some("meshtcproutes"),
             ResourceType::MeshHttpRoute => Some("meshhttproutes"),
+            ResourceType::MeshTls => Some("meshtlses"),
             ResourceType::Secret | ResourceType::DataplaneInsight | ResourceType::GlobalSecret => {
                 None
             }
@@ -195,6 +200,7 @@ impl ResourceType {
             ResourceType::MeshTrafficPermission => "meshtrafficpermission",
             ResourceType::MeshTcpRoute => "meshtcproute",
             ResourceType::MeshHttpRoute => "meshhttproute",
+            ResourceType::MeshTls => "meshtls",
         }
     }
 

@@ -17,6 +17,7 @@ mod membership;
 mod mesh;
 mod mesh_http_route;
 mod mesh_tcp_route;
+mod mesh_tls;
 mod mesh_traffic_permission;
 mod policy;
 mod proxy_template;
@@ -53,6 +54,9 @@ pub use mesh_http_route::{
     UrlRewrite,
 };
 pub use mesh_tcp_route::{MeshTcpRouteSpec, TcpRouteConf, TcpRouteRule, TcpRouteTo};
+pub use mesh_tls::{
+    MeshTlsConf, MeshTlsFrom, MeshTlsSpec, TlsCipher, TlsMode, TlsVersion, TlsVersionRange,
+};
 pub use mesh_traffic_permission::{
     Action as PermissionAction, MeshTrafficPermissionSpec, PermissionConf, PermissionFrom,
 };
@@ -129,6 +133,7 @@ pub enum Spec {
     MeshTrafficPermission(PolicyDocument<MeshTrafficPermissionSpec>),
     MeshTcpRoute(PolicyDocument<MeshTcpRouteSpec>),
     MeshHttpRoute(PolicyDocument<MeshHttpRouteSpec>),
+    MeshTls(PolicyDocument<MeshTlsSpec>),
 }
 
 impl Spec {
@@ -177,6 +182,7 @@ impl Spec {
             ResourceType::MeshTrafficPermission => Spec::MeshTrafficPermission(parse(fields)?),
             ResourceType::MeshTcpRoute => Spec::MeshTcpRoute(parse(fields)?),
             ResourceType::MeshHttpRoute => Spec::MeshHttpRoute(parse(fields)?),
+            ResourceType::MeshTls => Spec::MeshTls(parse(fields)?),
         })
     }
 
@@ -204,6 +210,7 @@ impl Spec {
             Spec::MeshTrafficPermission(s) => s.validate(),
             Spec::MeshTcpRoute(s) => s.validate(),
             Spec::MeshHttpRoute(s) => s.validate(),
+            Spec::MeshTls(s) => s.validate(),
         }
     }
 }
@@ -430,6 +437,7 @@ fn root_spec_schema(
         ResourceType::MeshHttpRoute => {
             generator.root_schema_for::<PolicyDocument<MeshHttpRouteSpec>>()
         }
+        ResourceType::MeshTls => generator.root_schema_for::<PolicyDocument<MeshTlsSpec>>(),
     }
 }
 
@@ -537,6 +545,7 @@ impl serde::Serialize for SpecFields<'_> {
             Spec::MeshTrafficPermission(s) => s.serialize(serializer),
             Spec::MeshTcpRoute(s) => s.serialize(serializer),
             Spec::MeshHttpRoute(s) => s.serialize(serializer),
+            Spec::MeshTls(s) => s.serialize(serializer),
         }
     }
 }

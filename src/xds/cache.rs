@@ -160,7 +160,14 @@ struct LatestState {
     /// Moves with every snapshot stored.
     version: u64,
     waiting: Vec<Waker>,
+    /// The listener and cluster versions the proxy's ADS stream says it
+    /// has applied (ACKed, or had already), 0 before any.
+    applied: [u64; 2],
 }
+
+/// The types whose application a mesh-wide change waits for (see
+/// [`SnapshotCache::applied`]): what shapes connections.
+const APPLIED_TYPES: [TypeUrl; 2] = [TypeUrl::Listener, TypeUrl::Cluster];
 
 impl Latest {
     fn lock(&self) -> MutexGuard<'_, LatestState> {
@@ -205,6 +212,15 @@ impl SnapshotWatch {
             Poll::Pending
         })
         .await
+    }
+}
+
+impl SnapshotWatch {
+    /// Records that the proxy has applied `version` of `type_url`.
+    pub fn applied(&self, type_url: TypeUrl, version: u64) {
+        if let Some(i) = APPLIED_TYPES.iter().position(|t| *t == type_url) {
+            self.latest.lock().applied[i] = version;
+        }
     }
 }
 
@@ -291,6 +307,20 @@ impl SnapshotCache {
     /// stream, or no snapshot yet).
     pub fn snapshot(&self, id: &ProxyId) -> Option<Arc<Snapshot>> {
         self.lock().get(id)?.latest.lock().snapshot.clone()
+    }
+
+    /// Whether a connected proxy has applied the listeners and clusters of
+    /// its latest snapshot; `None` when it is not connected or has none.
+    pub fn applied(&self, id: &ProxyId) -> Option<bool> {
+        let entries = self.lock();
+        let state = entries.get(id)?.latest.lock();
+        let snapshot = state.snapshot.as_ref()?;
+        Some(
+            APPLIED_TYPES
+                .iter()
+                .zip(state.applied)
+                .all(|(t, applied)| snapshot.of_type(*t).version == applied),
+        )
     }
 
     /// How many streams a proxy has open.

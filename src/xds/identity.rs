@@ -92,12 +92,13 @@ impl Identities {
         (self.renewal_margin / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
-    /// Takes the CA of every mTLS mesh of the index from its secret (when
-    /// it is new or changed) and forgets the others.
-    pub fn sync_cas(&mut self, index: &ResourceIndex) {
+    /// Takes the CA of every mesh of the index whose proxies use mTLS
+    /// (`uses_mtls`: on, or switching on or off) from its secret (when it
+    /// is new or changed) and forgets the others.
+    pub fn sync_cas(&mut self, index: &ResourceIndex, uses_mtls: impl Fn(&MeshView) -> bool) {
         let mut changed = false;
         let mut wanted = HashSet::new();
-        for mesh in index.meshes().filter(|m| m.spec.mtls_enabled()) {
+        for mesh in index.meshes().filter(|m| uses_mtls(m)) {
             let Some(secret) = mesh.secret(CA_SECRET) else {
                 continue;
             };

@@ -13,5 +13,6 @@ pub mod generator;
 pub mod identity;
 pub mod index;
 pub mod insights;
+pub mod mtls_rollout;
 pub mod reconciler;
 pub mod rules;

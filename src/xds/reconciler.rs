@@ -8,12 +8,17 @@ use super::cache::{SharedSets, Snapshot, SnapshotCache};
 use super::generator::{self, Outbounds, ProxyTls};
 use super::identity::Identities;
 use super::index::{Affected, IndexEvent, IndexHandle, ProxyId, ResourceIndex};
+use super::mtls_rollout::Rollout;
 use crate::metrics::Metrics;
 use crate::runtime::CancellationToken;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// How often a mesh switching mTLS looks whether its proxies have applied
+/// the current step.
+const ROLLOUT_CHECK: Duration = Duration::from_millis(100);
 
 pub struct Reconciler {
     pub index: IndexHandle,
@@ -33,6 +38,8 @@ struct Shared {
     sets: SharedSets,
     /// Each mesh's outbound memo.
     outbounds: HashMap<String, Outbounds>,
+    /// Where each mesh is in switching mTLS on or off.
+    rollout: Rollout,
 }
 
 /// What piled up during one debounce window.
@@ -61,6 +68,9 @@ impl Reconciler {
         let mut shared = Shared::default();
         let mut renewals = tokio::time::interval(identities.renewal_check_interval());
         renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Polled only while a mesh switches mTLS (see `mtls_rollout`).
+        let mut rollout_check = tokio::time::interval(ROLLOUT_CHECK);
+        rollout_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut batch = Batch::default();
         loop {
             if !batch.is_empty() {
@@ -82,6 +92,10 @@ impl Reconciler {
                     None => return,
                 },
                 Some(id) = connected.recv() => { batch.connected.insert(id); }
+                _ = rollout_check.tick(), if shared.rollout.in_progress(&self.index.read()) => {
+                    let moved = shared.rollout.advance(&self.index.read(), &self.cache);
+                    batch.affected.meshes.extend(moved);
+                }
                 _ = renewals.tick() => {
                     // Certificates of proxies that left are dropped here, at
                     // the renewal pace, not on every change.
@@ -95,7 +109,15 @@ impl Reconciler {
 
     fn rebuild_batch(&self, identities: &mut Identities, shared: &mut Shared, batch: Batch) {
         let index = self.index.read();
-        identities.sync_cas(&index);
+        let rollout = &mut shared.rollout;
+        let phases: HashMap<String, bool> = index
+            .meshes()
+            .map(|m| {
+                let phase = rollout.phase(&m.name, m.spec.mtls_enabled());
+                (m.name.clone(), phase.is_some())
+            })
+            .collect();
+        identities.sync_cas(&index, |m| phases.get(&m.name).copied().unwrap_or(false));
         shared
             .outbounds
             .retain(|mesh, _| index.mesh(mesh).is_some());
@@ -141,13 +163,13 @@ impl Reconciler {
             return false;
         };
         let started = Instant::now();
-        let identity = if mesh.spec.mtls_enabled() {
-            match identities.of(id, dataplane, mesh) {
+        let phase = shared.rollout.phase(&id.mesh, mesh.spec.mtls_enabled());
+        let identity = match phase {
+            Some(_) => match identities.of(id, dataplane, mesh) {
                 Some(identity) => Some(identity),
                 None => return false,
-            }
-        } else {
-            None
+            },
+            None => None,
         };
         // The CAs of the meshes linked by cross-mesh gateways, for this
         // mesh's gateways and the proxies that use another's.
@@ -156,7 +178,8 @@ impl Reconciler {
             .linked()
             .filter_map(|m| Some((m.to_string(), identities.ca_pem(m)?.to_string())))
             .collect();
-        let tls = identity.as_ref().map(|i| ProxyTls {
+        let tls = identity.as_ref().zip(phase).map(|(i, phase)| ProxyTls {
+            phase,
             identity: &i.identity,
             mesh_ca: &i.mesh_ca,
             peer_cas: &peer_cas,

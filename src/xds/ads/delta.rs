@@ -34,6 +34,13 @@ struct TypeState {
     /// Responses not answered yet: nonce, and when it was sent. Freed
     /// once all are answered, as they are for most of a stream's life.
     pending: Vec<(u64, Instant)>,
+    /// The type's version in the snapshot `sent` came from.
+    sent_version: Option<u64>,
+    /// Whether one of the responses for `sent_version` was refused.
+    refused: bool,
+    /// The version the proxy has in force: every response for it ACKed,
+    /// or none needed.
+    confirmed: Option<u64>,
 }
 
 /// Resources a response carries at most, in encoded bytes (one larger
@@ -167,12 +174,20 @@ impl Protocol for Delta {
         let nonce = req.response_nonce.parse::<u64>().ok();
         if let Some(i) = t.pending.iter().position(|(n, _)| Some(*n) == nonce) {
             let (_, sent_at) = t.pending.remove(i);
+            t.refused |= req.error_detail.is_some();
             if t.pending.is_empty() {
                 t.pending = Vec::new();
+                if !t.refused {
+                    t.confirmed = t.sent_version;
+                }
             }
             ctx.answered(type_url, req.error_detail.as_ref(), Some(sent_at));
         }
         Ok(())
+    }
+
+    fn confirmed(&self, type_url: TypeUrl) -> Option<u64> {
+        self.0[type_url as usize].confirmed
     }
 
     fn responses(
@@ -221,6 +236,16 @@ impl Protocol for Delta {
         if !chunk.is_empty() || !removed.is_empty() {
             close(chunk, removed, t);
         }
+        if responses.is_empty() {
+            // Nothing the proxy lacks: once it has answered what went
+            // before, this version is in force.
+            if t.pending.is_empty() && !t.refused {
+                t.confirmed = Some(current.version);
+            }
+        } else {
+            t.refused = false;
+        }
+        t.sent_version = Some(current.version);
         // The proxy now has the wanted part of the current list, whether
         // that took a response or not.
         t.sent = Some(current.resources.clone());

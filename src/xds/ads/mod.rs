@@ -251,6 +251,12 @@ impl StreamContext {
         }
     }
 
+    /// Records that the proxy has `version` of `type_url` in force: it
+    /// ACKed every response that carried it, or said it had it already.
+    fn applied(&self, type_url: TypeUrl, version: u64) {
+        self.watch.applied(type_url, version);
+    }
+
     fn acked(&self, type_url: TypeUrl, sent_at: Instant) {
         self.tracker.acked(type_url);
         self.metrics
@@ -292,6 +298,9 @@ trait Protocol: Default + Send + 'static {
     fn node(request: &Self::Request) -> Option<&Node>;
     /// Applies one request: a subscription, an ACK or a NACK.
     fn handle(&mut self, ctx: &StreamContext, request: Self::Request) -> Result<(), Status>;
+    /// The version of `type_url` the proxy has in force, as far as the
+    /// stream knows.
+    fn confirmed(&self, type_url: TypeUrl) -> Option<u64>;
     /// The responses due for `type_url` (none when the proxy lacks
     /// nothing), each with the next `nonce`.
     fn responses(
@@ -420,6 +429,11 @@ async fn serve_stream<P: Protocol>(
             .is_err()
         {
             return;
+        }
+        for type_url in served {
+            if let Some(version) = protocol.confirmed(*type_url) {
+                ctx.applied(*type_url, version);
+            }
         }
         tokio::select! {
             message = requests.message() => match message {

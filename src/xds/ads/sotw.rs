@@ -21,6 +21,8 @@ struct TypeState {
     sent_names: Vec<String>,
     nonce: String,
     sent_at: Option<Instant>,
+    /// The version the proxy has in force: it ACKed it, or had it.
+    confirmed: Option<u64>,
 }
 
 #[derive(Default)]
@@ -45,6 +47,9 @@ impl Protocol for Sotw {
                 return Ok(()); // answers an older response; superseded
             }
             ctx.answered(type_url, req.error_detail.as_ref(), t.sent_at.take());
+            if req.error_detail.is_none() {
+                t.confirmed = t.sent_version;
+            }
         } else if !req.version_info.is_empty()
             && let Some(snapshot) = ctx.snapshot()
             && hex(snapshot.of_type(type_url).version) == req.version_info
@@ -53,10 +58,15 @@ impl Protocol for Sotw {
             // control plane restarted): nothing to send.
             t.sent_version = Some(snapshot.of_type(type_url).version);
             t.sent_names = req.resource_names.clone();
+            t.confirmed = t.sent_version;
         }
         t.subscribed = true;
         t.names = req.resource_names;
         Ok(())
+    }
+
+    fn confirmed(&self, type_url: TypeUrl) -> Option<u64> {
+        self.0.get(&type_url)?.confirmed
     }
 
     fn responses(

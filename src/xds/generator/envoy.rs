@@ -15,9 +15,10 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
-    Filter, FilterChain, Listener, ListenerFilter, filter, listener_filter,
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration};
 use prost::{Message, Name};
@@ -149,6 +150,12 @@ fn socket(host: impl std::fmt::Display, port: u16) -> Address {
     }
 }
 
+/// How long a TLS handshake on an inbound may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration {
+    seconds: 10,
+    nanos: 0,
+};
+
 fn connect_timeout() -> Option<Duration> {
     Some(Duration {
         seconds: 5,
@@ -184,6 +191,9 @@ pub struct ProxyListener<'a> {
     pub protocol: Protocol,
     pub filters_before: Vec<Filter>,
     pub transport: Option<TransportSocket>,
+    /// With a `transport`: plain-text connections are taken too, without
+    /// `filters_before` (they carry no identity to check).
+    pub permissive: bool,
     /// Where each connection (or request) is logged (TrafficLog).
     pub access_log: Vec<AccessLog>,
     /// Where an HTTP listener reports spans (TrafficTrace).
@@ -202,6 +212,7 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
         protocol,
         filters_before,
         transport,
+        permissive,
         access_log,
         tracing,
     } = spec;
@@ -244,15 +255,47 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
             tracing,
         ),
     };
+    let secured = transport.is_some();
+    let permissive = permissive && secured;
+    let by_transport = |protocol: &str| {
+        permissive.then(|| FilterChainMatch {
+            transport_protocol: protocol.to_string(),
+            ..Default::default()
+        })
+    };
+    let mut filter_chains = vec![FilterChain {
+        filter_chain_match: by_transport("tls"),
+        filters: filters_before.into_iter().chain([proxy.clone()]).collect(),
+        transport_socket: transport,
+        // A client that never finishes its handshake (one speaking plain
+        // text, say) is let go rather than held forever.
+        transport_socket_connect_timeout: secured.then_some(HANDSHAKE_TIMEOUT),
+        ..Default::default()
+    }];
+    if permissive {
+        filter_chains.push(FilterChain {
+            filter_chain_match: by_transport("raw_buffer"),
+            filters: vec![proxy],
+            ..Default::default()
+        });
+    }
     let listener = Listener {
         name: name.to_string(),
         address: Some(socket(ip, port)),
         traffic_direction: direction as i32,
-        filter_chains: vec![FilterChain {
-            filters: filters_before.into_iter().chain([proxy]).collect(),
-            transport_socket: transport,
-            ..Default::default()
-        }],
+        filter_chains,
+        // TLS or plain text is told by the first bytes.
+        listener_filters: if permissive {
+            vec![ListenerFilter {
+                name: "envoy.filters.listener.tls_inspector".into(),
+                config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+                    &TlsInspector::default(),
+                ))),
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        },
         // Unset is Envoy's default (bind), so bound listeners encode as before.
         bind_to_port: (!bind_to_port).then_some(BoolValue { value: false }),
         ..Default::default()

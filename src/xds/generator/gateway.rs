@@ -51,6 +51,7 @@ pub fn cross_mesh_target(
             protocol: Protocol::Tcp,
             filters_before: Vec::new(),
             transport: None,
+            permissive: false,
             access_log: Vec::new(),
             tracing: None,
         }),
@@ -132,6 +133,7 @@ pub fn proxy(
             protocol: Protocol::Tcp,
             filters_before: vec![rbac],
             transport: Some(tls::downstream_verified_by(CROSS_MESH_CA_SECRET)),
+            permissive: false,
             access_log: Vec::new(),
             tracing: None,
         }));

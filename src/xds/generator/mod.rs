@@ -15,6 +15,7 @@ pub mod access_log;
 mod envoy;
 mod gateway;
 mod http;
+mod inbound_tls;
 pub mod mesh_route;
 pub mod outbound;
 pub mod permissions;
@@ -27,7 +28,7 @@ use envoy::ProxyListener;
 pub use envoy::{TypeUrl, XdsResource};
 pub use http::Protocol;
 pub use outbound::Outbounds;
-pub use tls::ProxyTls;
+pub use tls::{MtlsPhase, ProxyTls};
 
 use super::index::MeshView;
 use crate::resources::DataplaneSpec;
@@ -138,8 +139,8 @@ fn default_proxy(
         let cluster = local_cluster_name(ep.service_port);
         let name = format!("inbound:{}:{}", ep.address, ep.dataplane_port);
         let protocol = Protocol::of_tag(inbound.tags.get("protocol").map(String::as_str));
-        let (filters, transport) = match tls {
-            Some(_) => {
+        let (filters, transport, permissive) = match tls {
+            Some(tls) => {
                 // A MeshTrafficPermission in the mesh retires its
                 // TrafficPermissions, as in Kuma.
                 let rbac = if mesh.has_mesh_traffic_permissions() {
@@ -152,9 +153,14 @@ fn default_proxy(
                         .map(|(n, p)| (n.as_str(), p.as_ref()));
                     tls::rbac_filter(&name, &mesh.name, &inbound.tags, legacy)
                 };
-                (vec![rbac], Some(tls::downstream()))
+                let taking = inbound_tls::of_inbound(mesh, &inbound.tags, tls.phase);
+                (
+                    vec![rbac],
+                    Some(tls::downstream(taking.params)),
+                    taking.permissive,
+                )
             }
-            None => (Vec::new(), None),
+            None => (Vec::new(), None, false),
         };
         own.listeners.insert(
             name.clone(),
@@ -169,6 +175,7 @@ fn default_proxy(
                 protocol,
                 filters_before: filters,
                 transport,
+                permissive,
                 access_log: Vec::new(),
                 tracing: trace_config,
             }),
@@ -191,7 +198,7 @@ fn default_proxy(
         tags: &source_tags,
         routes: &routes,
         trace: tracing.as_ref().map(|t| (t.policy.as_str(), &t.config)),
-        mtls: tls.is_some(),
+        mtls: tls.is_some_and(|t| t.phase.outbound_tls()),
     };
     // A transparent proxy's outbounds to every service at its Service
     // address: shared with the proxies alike, unless they log.
@@ -476,6 +483,7 @@ rules:
 
     fn placeholder_tls() -> ProxyTls<'static> {
         ProxyTls {
+            phase: MtlsPhase::Strict,
             identity: &PLACEHOLDER_SECRETS.0,
             mesh_ca: &PLACEHOLDER_SECRETS.1,
             peer_cas: &[],
@@ -684,7 +692,12 @@ spec:
             None,
         );
         let rendered = render(&web);
-        for cluster in ["api{version=2}", "backend", "mixed{version=a}", "mixed{version=b}"] {
+        for cluster in [
+            "api{version=2}",
+            "backend",
+            "mixed{version=a}",
+            "mixed{version=b}",
+        ] {
             assert!(
                 web.clusters.iter().any(|c| c.name == cluster),
                 "no cluster {cluster}"

@@ -415,6 +415,7 @@ fn proxy_listener(outbound: &Outbound<'_>, access_log: Vec<AccessLog>) -> XdsRes
         protocol: target.protocol,
         filters_before: Vec::new(),
         transport: None,
+        permissive: false,
         access_log,
         tracing: outbound.trace.map(|(_, t)| t),
     })

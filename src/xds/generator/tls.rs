@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as Rbac
 use envoy_types::pb::envoy::extensions::rbac::principals::mtls_authenticated::v3::Config as MtlsAuthenticated;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
-    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext, common_tls_context,
+    SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext, common_tls_context,
     downstream_tls_context, secret, subject_alt_name_matcher,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
@@ -35,6 +35,8 @@ pub const MESH_CA_SECRET: &str = "mesh_ca";
 /// proxy's certificate is held once, in the form it is sent.
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyTls<'a> {
+    /// Where the mesh is in switching mTLS on or off.
+    pub phase: MtlsPhase,
     /// [`identity_secret`] of the proxy's certificate and key.
     pub identity: &'a XdsResource,
     /// [`validation_secret`] of the mesh CA, named [`MESH_CA_SECRET`].
@@ -42,6 +44,27 @@ pub struct ProxyTls<'a> {
     /// The CAs of the meshes this one is linked with by cross-mesh
     /// gateways (`CrossMeshView::linked`): (mesh, PEM).
     pub peer_cas: &'a [(String, String)],
+}
+
+/// Where a mesh is in switching mTLS on (up this list) or off (down it),
+/// one step at a time once every proxy has applied the one before (see
+/// `xds::mtls_rollout`), so that no client ever speaks what its server
+/// does not take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MtlsPhase {
+    /// Inbounds take mTLS and plain text; outbounds speak plain text.
+    Accepting,
+    /// Inbounds take both; outbounds speak mTLS.
+    Speaking,
+    /// Inbounds take mTLS only (unless a MeshTLS says Permissive);
+    /// outbounds speak mTLS. What "mTLS on" means at rest.
+    Strict,
+}
+
+impl MtlsPhase {
+    pub fn outbound_tls(self) -> bool {
+        self != MtlsPhase::Accepting
+    }
 }
 
 /// The validation context of another mesh's CA, for its gateways only.
@@ -123,13 +146,18 @@ fn prefix(value: String) -> StringMatcher {
     }
 }
 
-/// Inbound: present the proxy's certificate, require one from the mesh CA.
-pub fn downstream() -> TransportSocket {
-    downstream_verified_by(MESH_CA_SECRET)
+/// Inbound: present the proxy's certificate, require one from the mesh CA,
+/// with the TLS versions and ciphers of `params` (MeshTLS) when given.
+pub fn downstream(params: Option<TlsParameters>) -> TransportSocket {
+    downstream_context(MESH_CA_SECRET, params)
 }
 
 /// [`downstream`], checking clients against the CAs of secret `ca_secret`.
 pub fn downstream_verified_by(ca_secret: &str) -> TransportSocket {
+    downstream_context(ca_secret, None)
+}
+
+fn downstream_context(ca_secret: &str, tls_params: Option<TlsParameters>) -> TransportSocket {
     socket(any(&DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![sds(IDENTITY_SECRET)],
@@ -138,6 +166,7 @@ pub fn downstream_verified_by(ca_secret: &str) -> TransportSocket {
                     ca_secret,
                 )),
             ),
+            tls_params,
             ..Default::default()
         }),
         require_client_certificate: Some(BoolValue { value: true }),

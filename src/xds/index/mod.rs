@@ -20,9 +20,9 @@ use policies::Policy;
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
     DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshHttpRouteSpec, MeshSpec,
-    MeshTcpRouteSpec, MeshTrafficPermissionSpec, ParsedProxyTemplate, Resource, ResourceKey,
-    ResourceType, SecretSpec, Selector, Spec, TargetRef, TargetRefPolicy, TrafficLogSpec,
-    TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
+    MeshTcpRouteSpec, MeshTlsSpec, MeshTrafficPermissionSpec, ParsedProxyTemplate, Resource,
+    ResourceKey, ResourceType, SecretSpec, Selector, Spec, TargetRef, TargetRefPolicy,
+    TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -91,6 +91,7 @@ pub struct MeshView {
     /// TrafficRoutes, an HTTP route from a TCP route.
     mesh_tcp_routes: BTreeMap<String, Arc<MeshTcpRouteSpec>>,
     mesh_http_routes: BTreeMap<String, Arc<MeshHttpRouteSpec>>,
+    mesh_tlses: BTreeMap<String, Arc<MeshTlsSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -226,6 +227,13 @@ impl MeshView {
     /// The mesh's MeshHTTPRoutes, in name order.
     pub fn mesh_http_routes(&self) -> impl Iterator<Item = (&str, &MeshHttpRouteSpec)> {
         self.mesh_http_routes
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    }
+
+    /// The mesh's MeshTLS policies, in name order.
+    pub fn mesh_tlses(&self) -> impl Iterator<Item = (&str, &MeshTlsSpec)> {
+        self.mesh_tlses
             .iter()
             .map(|(n, p)| (n.as_str(), p.as_ref()))
     }
@@ -612,6 +620,9 @@ impl ResourceIndex {
                     &mut v.mesh_http_routes
                 })
             }
+            Spec::MeshTls(document) => {
+                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| &mut v.mesh_tlses)
+            }
             // Insights are what proxies did, not what they are sent; who
             // may use the API shapes no proxy.
             Spec::DataplaneInsight(_) | Spec::AccessRole(_) | Spec::AccessRoleBinding(_) => {
@@ -660,6 +671,9 @@ impl ResourceIndex {
                 self.set_target_ref_policy::<MeshHttpRouteSpec>(mesh, name, None, |v| {
                     &mut v.mesh_http_routes
                 })
+            }
+            ResourceType::MeshTls => {
+                self.set_target_ref_policy::<MeshTlsSpec>(mesh, name, None, |v| &mut v.mesh_tlses)
             }
             ResourceType::DataplaneInsight
             | ResourceType::AccessRole
