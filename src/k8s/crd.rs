@@ -244,6 +244,8 @@ fn structural_schema(kind: ResourceType) -> Value {
             s.inline_subschemas = true;
             s.meta_schema = None;
         })
+        .with_transform(kube::core::schema::OptionalEnum)
+        .with_transform(kube::core::schema::OptionalIntOrString)
         .with_transform(kube::core::schema::StructuralSchemaRewriter)
         .into_generator();
     crate::resources::spec_schema(kind, &mut generator).to_value()

@@ -235,23 +235,43 @@ pub struct RequestMirror {
     /// The share of requests mirrored, in percent (an integer or a string
     /// such as "50" or "12.5"); all of them when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Percentage")]
     pub percentage: Option<Percentage>,
     pub backend_ref: BackendRef,
 }
 
 /// Kuma's int-or-string percentage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Percentage {
-    Number(f64),
+    Number(u32),
     Text(String),
+}
+
+/// Kubernetes' int-or-string, so that the custom resource's schema stays
+/// structural (a type for every field) and takes what Kuma's does.
+impl schemars::JsonSchema for Percentage {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Percentage".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "An integer, or a string such as \"12.5\"."
+        })
+    }
 }
 
 impl Percentage {
     /// The value, if it is a number from 0 to 100.
     pub fn value(&self) -> Option<f64> {
         let value = match self {
-            Percentage::Number(n) => *n,
+            Percentage::Number(n) => f64::from(*n),
             Percentage::Text(text) => text.trim().parse().ok()?,
         };
         (0.0..=100.0).contains(&value).then_some(value)
