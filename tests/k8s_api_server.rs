@@ -236,7 +236,12 @@ spec:
     let out = cp.kubectl(&["apply", "-f", "-"], Some(&policies));
     assert!(out.ok, "{}", out.stderr);
     let out = cp.kubectl(
-        &["get", "meshtrafficpermissions,meshhttproutes,meshtlses", "-n", &ns],
+        &[
+            "get",
+            "meshtrafficpermissions,meshhttproutes,meshtlses",
+            "-n",
+            &ns,
+        ],
         None,
     );
     assert!(out.ok, "{}", out.stderr);
@@ -250,7 +255,10 @@ spec:
         "the TargetRef columns: {row}"
     );
     let bogus = policies
-        .replace("kind: MeshService\n    name: backend\n  from", "kind: Bogus\n    name: backend\n  from")
+        .replace(
+            "kind: MeshService\n    name: backend\n  from",
+            "kind: Bogus\n    name: backend\n  from",
+        )
         .replace("name: allow-orders", "name: bogus");
     let out = cp.kubectl(&["apply", "-f", "-"], Some(&bogus));
     assert!(!out.ok, "a targetRef of kind Bogus was taken");

@@ -101,9 +101,19 @@ impl KubernetesStore {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd.api_resource());
             let (tx, rx) = tokio::sync::oneshot::channel();
             synced.push((crd.kind.name().to_string(), rx));
+            let system = system_namespace.to_string();
             let convert = move |o: &DynamicObject| -> Converted {
                 match super::crd::to_resource(&crd, o) {
-                    Ok(r) => Converted::Valid(Box::new(r)),
+                    Ok(mut r) => {
+                        // A policy of an application namespace applies to
+                        // the proxies of that namespace only, as in Kuma.
+                        if let Some(ns) = o.metadata.namespace.as_deref()
+                            && ns != system
+                        {
+                            r.spec.limit_to_namespace(ns);
+                        }
+                        Converted::Valid(Box::new(r))
+                    }
                     Err(e) => Converted::Invalid(e),
                 }
             };

@@ -283,6 +283,10 @@ impl TargetRefPolicy for MeshHttpRouteSpec {
         self.target_ref.as_ref()
     }
 
+    fn is_route(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Vec<Cause> {
         let mut causes = Vec::new();
         if let Some(target) = &self.target_ref {

@@ -192,6 +192,20 @@ impl Spec {
         serde_json::to_value(SpecFields(self)).unwrap_or(Value::Object(Map::new()))
     }
 
+    /// Limits a `targetRef` policy to the proxies of `namespace` (one
+    /// created in a Kubernetes application namespace); other kinds are
+    /// left as they are.
+    pub fn limit_to_namespace(&mut self, namespace: &str) {
+        let slot = match self {
+            Spec::MeshTrafficPermission(d) => &mut d.namespace,
+            Spec::MeshTcpRoute(d) => &mut d.namespace,
+            Spec::MeshHttpRoute(d) => &mut d.namespace,
+            Spec::MeshTls(d) => &mut d.namespace,
+            _ => return,
+        };
+        *slot = Some(namespace.to_string());
+    }
+
     fn validate(&self) -> Vec<Cause> {
         match self {
             Spec::Mesh(s) => s.validate(),

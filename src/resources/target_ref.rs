@@ -315,6 +315,12 @@ impl BackendRef {
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument<T> {
     pub spec: T,
+    /// On Kubernetes, the application namespace the policy was created
+    /// in (none for the system namespace): it applies to the proxies of
+    /// that namespace only. Not part of what is written or shown.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub namespace: Option<String>,
 }
 
 /// What every `targetRef` policy kind has: the proxies it shapes, and its
@@ -323,6 +329,12 @@ pub trait TargetRefPolicy {
     fn target_ref(&self) -> Option<&TargetRef>;
 
     fn validate(&self) -> Vec<Cause>;
+
+    /// Whether the policy shapes traffic to others (`to`), as routes do,
+    /// rather than traffic to the proxy.
+    fn is_route(&self) -> bool {
+        false
+    }
 
     /// The top-level reference, `kind: Mesh` when left out.
     fn target(&self) -> TargetRef {

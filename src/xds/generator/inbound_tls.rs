@@ -4,7 +4,7 @@
 
 use super::tls::MtlsPhase;
 use crate::resources::tags::Tags;
-use crate::resources::{MeshTlsConf, TargetRefPolicy, TlsMode, TlsVersion};
+use crate::resources::{MeshTlsConf, TlsMode, TlsVersion};
 use crate::xds::index::MeshView;
 use crate::xds::rules;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -22,12 +22,7 @@ pub struct InboundTls {
 
 /// The merged MeshTLS conf for an inbound with `tags`.
 pub fn conf(mesh: &MeshView, tags: &Tags) -> MeshTlsConf {
-    let selecting = mesh
-        .mesh_tlses()
-        .map(|(name, spec)| (name, spec.target(), spec))
-        .filter(|(_, target, _)| target.selects(tags, false))
-        .collect();
-    let confs: Vec<serde_json::Value> = rules::ordered(selecting)
+    let confs: Vec<serde_json::Value> = rules::selecting(mesh.mesh_tlses(), &[tags], false)
         .into_iter()
         .flat_map(|(_, spec)| spec.from.iter())
         .filter_map(|from| serde_json::to_value(&from.default).ok())

@@ -13,7 +13,7 @@ use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
     BackendRef, HeaderMatch, HeaderMatchType, HeaderModifier, HttpFilter, HttpMatch, HttpRouteRule,
     MeshHttpRouteSpec, MeshTcpRouteSpec, PathMatchType, PathRewrite, PathRewriteType,
-    QueryMatchType, TargetRef, TargetRefPolicy, TcpRouteConf,
+    QueryMatchType, TargetRef, TcpRouteConf,
 };
 use crate::xds::index::MeshView;
 use crate::xds::rules;
@@ -43,20 +43,9 @@ impl<'m> Selecting<'m> {
     /// The routes of `mesh` whose top-level `targetRef` selects a proxy
     /// with inbounds of `tags`.
     pub fn of(mesh: &'m MeshView, tags: &[&Tags], gateway: bool) -> Selecting<'m> {
-        fn pick<'m, P: TargetRefPolicy>(
-            policies: impl Iterator<Item = (&'m str, &'m P)>,
-            tags: &[&Tags],
-            gateway: bool,
-        ) -> Vec<(&'m str, &'m P)> {
-            let selecting: Vec<(&str, TargetRef, &P)> = policies
-                .map(|(name, p)| (name, p.target(), p))
-                .filter(|(_, target, _)| tags.iter().any(|t| target.selects(t, gateway)))
-                .collect();
-            rules::ordered(selecting)
-        }
         Selecting {
-            tcp: pick(mesh.mesh_tcp_routes(), tags, gateway),
-            http: pick(mesh.mesh_http_routes(), tags, gateway),
+            tcp: rules::selecting(mesh.mesh_tcp_routes(), tags, gateway),
+            http: rules::selecting(mesh.mesh_http_routes(), tags, gateway),
         }
     }
 

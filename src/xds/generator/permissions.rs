@@ -10,7 +10,7 @@
 
 use super::tls::{all_of, not, rbac_network_filter, tag_principal};
 use crate::resources::tags::Tags;
-use crate::resources::{PermissionAction, PermissionConf, Subset, TargetRefPolicy};
+use crate::resources::{PermissionAction, PermissionConf, Subset};
 use crate::xds::index::MeshView;
 use crate::xds::rules::{self, Item, Rule};
 use envoy_types::pb::envoy::config::listener::v3::Filter;
@@ -26,12 +26,8 @@ const POLICY_NAME: &str = "MeshTrafficPermission";
 /// `tags`: those whose `targetRef` selects it, least specific first, their
 /// `from` items merged per group of peers.
 pub fn inbound_rules(mesh: &MeshView, tags: &Tags) -> Vec<Rule> {
-    let selecting = mesh
-        .mesh_traffic_permissions()
-        .map(|(name, spec)| (name, spec.target(), spec))
-        .filter(|(_, target, _)| target.selects(tags, false))
-        .collect();
-    let froms: Vec<(&str, Subset, serde_json::Value)> = rules::ordered(selecting)
+    let selecting = rules::selecting(mesh.mesh_traffic_permissions(), &[tags], false);
+    let froms: Vec<(&str, Subset, serde_json::Value)> = selecting
         .into_iter()
         .flat_map(|(name, spec)| {
             spec.from.iter().map(move |from| {

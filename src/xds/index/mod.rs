@@ -21,10 +21,11 @@ use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
     DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshHttpRouteSpec, MeshSpec,
     MeshTcpRouteSpec, MeshTlsSpec, MeshTrafficPermissionSpec, ParsedProxyTemplate, Resource,
-    ResourceKey, ResourceType, SecretSpec, Selector, Spec, TargetRef, TargetRefPolicy,
-    TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
+    ResourceKey, ResourceType, SecretSpec, Selector, Spec, TargetRefPolicy, TrafficLogSpec,
+    TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
+use crate::xds::rules::Scoped;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -86,12 +87,12 @@ pub struct MeshView {
     proxy_templates: Policies<ParsedProxyTemplate>,
     /// Today's permissions (`targetRef`), by name; once there is one, the
     /// legacy `permissions` are no longer consulted.
-    mesh_traffic_permissions: BTreeMap<String, Arc<MeshTrafficPermissionSpec>>,
+    mesh_traffic_permissions: BTreeMap<String, Arc<Scoped<MeshTrafficPermissionSpec>>>,
     /// Today's routes, by name: they take the traffic they name from the
     /// TrafficRoutes, an HTTP route from a TCP route.
-    mesh_tcp_routes: BTreeMap<String, Arc<MeshTcpRouteSpec>>,
-    mesh_http_routes: BTreeMap<String, Arc<MeshHttpRouteSpec>>,
-    mesh_tlses: BTreeMap<String, Arc<MeshTlsSpec>>,
+    mesh_tcp_routes: BTreeMap<String, Arc<Scoped<MeshTcpRouteSpec>>>,
+    mesh_http_routes: BTreeMap<String, Arc<Scoped<MeshHttpRouteSpec>>>,
+    mesh_tlses: BTreeMap<String, Arc<Scoped<MeshTlsSpec>>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -190,9 +191,9 @@ impl MeshView {
             .collect()
     }
 
-    /// The proxies with an inbound (or gateway tags) that one of `targets`
+    /// The proxies with an inbound (or gateway tags) that one of `policies`
     /// selects.
-    fn targeted(&self, targets: &[TargetRef]) -> BTreeSet<ProxyId> {
+    fn targeted<P: TargetRefPolicy>(&self, policies: &[&Scoped<P>]) -> BTreeSet<ProxyId> {
         self.dataplanes
             .iter()
             .filter(|(_, dp)| {
@@ -202,7 +203,7 @@ impl MeshView {
                     .iter()
                     .map(|i| (&i.tags, false))
                     .chain(gateway)
-                    .any(|(tags, gw)| targets.iter().any(|t| t.selects(tags, gw)))
+                    .any(|(tags, gw)| policies.iter().any(|p| p.selects(tags, gw)))
             })
             .map(|(n, _)| ProxyId::new(&self.name, n))
             .collect()
@@ -211,28 +212,28 @@ impl MeshView {
     /// The mesh's MeshTrafficPermissions, in name order.
     pub fn mesh_traffic_permissions(
         &self,
-    ) -> impl Iterator<Item = (&str, &MeshTrafficPermissionSpec)> {
+    ) -> impl Iterator<Item = (&str, &Scoped<MeshTrafficPermissionSpec>)> {
         self.mesh_traffic_permissions
             .iter()
             .map(|(n, p)| (n.as_str(), p.as_ref()))
     }
 
     /// The mesh's MeshTCPRoutes, in name order.
-    pub fn mesh_tcp_routes(&self) -> impl Iterator<Item = (&str, &MeshTcpRouteSpec)> {
+    pub fn mesh_tcp_routes(&self) -> impl Iterator<Item = (&str, &Scoped<MeshTcpRouteSpec>)> {
         self.mesh_tcp_routes
             .iter()
             .map(|(n, p)| (n.as_str(), p.as_ref()))
     }
 
     /// The mesh's MeshHTTPRoutes, in name order.
-    pub fn mesh_http_routes(&self) -> impl Iterator<Item = (&str, &MeshHttpRouteSpec)> {
+    pub fn mesh_http_routes(&self) -> impl Iterator<Item = (&str, &Scoped<MeshHttpRouteSpec>)> {
         self.mesh_http_routes
             .iter()
             .map(|(n, p)| (n.as_str(), p.as_ref()))
     }
 
     /// The mesh's MeshTLS policies, in name order.
-    pub fn mesh_tlses(&self) -> impl Iterator<Item = (&str, &MeshTlsSpec)> {
+    pub fn mesh_tlses(&self) -> impl Iterator<Item = (&str, &Scoped<MeshTlsSpec>)> {
         self.mesh_tlses
             .iter()
             .map(|(n, p)| (n.as_str(), p.as_ref()))
@@ -605,24 +606,42 @@ impl ResourceIndex {
             Spec::MeshGatewayRoute(spec) => {
                 self.set_policy(mesh, name, Some(spec), |v| &mut v.gateway_routes)
             }
-            Spec::MeshTrafficPermission(document) => {
-                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| {
-                    &mut v.mesh_traffic_permissions
-                })
-            }
-            Spec::MeshTcpRoute(document) => {
-                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| {
-                    &mut v.mesh_tcp_routes
-                })
-            }
-            Spec::MeshHttpRoute(document) => {
-                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| {
-                    &mut v.mesh_http_routes
-                })
-            }
-            Spec::MeshTls(document) => {
-                self.set_target_ref_policy(mesh, name, Some(document.spec), |v| &mut v.mesh_tlses)
-            }
+            Spec::MeshTrafficPermission(document) => self.set_target_ref_policy(
+                mesh,
+                name,
+                Some(Scoped {
+                    spec: document.spec,
+                    namespace: document.namespace,
+                }),
+                |v| &mut v.mesh_traffic_permissions,
+            ),
+            Spec::MeshTcpRoute(document) => self.set_target_ref_policy(
+                mesh,
+                name,
+                Some(Scoped {
+                    spec: document.spec,
+                    namespace: document.namespace,
+                }),
+                |v| &mut v.mesh_tcp_routes,
+            ),
+            Spec::MeshHttpRoute(document) => self.set_target_ref_policy(
+                mesh,
+                name,
+                Some(Scoped {
+                    spec: document.spec,
+                    namespace: document.namespace,
+                }),
+                |v| &mut v.mesh_http_routes,
+            ),
+            Spec::MeshTls(document) => self.set_target_ref_policy(
+                mesh,
+                name,
+                Some(Scoped {
+                    spec: document.spec,
+                    namespace: document.namespace,
+                }),
+                |v| &mut v.mesh_tlses,
+            ),
             // Insights are what proxies did, not what they are sent; who
             // may use the API shapes no proxy.
             Spec::DataplaneInsight(_) | Spec::AccessRole(_) | Spec::AccessRoleBinding(_) => {
@@ -790,8 +809,8 @@ impl ResourceIndex {
         &mut self,
         mesh: &str,
         name: &str,
-        spec: Option<P>,
-        policies: fn(&mut MeshView) -> &mut BTreeMap<String, Arc<P>>,
+        spec: Option<Scoped<P>>,
+        policies: fn(&mut MeshView) -> &mut BTreeMap<String, Arc<Scoped<P>>>,
     ) -> Affected {
         let view = self.view(mesh);
         view.policy_revision = next_revision();
@@ -808,9 +827,9 @@ impl ResourceIndex {
                 ..Default::default()
             };
         }
-        let targets: Vec<TargetRef> = old.iter().chain(new.iter()).map(|p| p.target()).collect();
+        let changed: Vec<&Scoped<P>> = old.iter().chain(new.iter()).map(Arc::as_ref).collect();
         Affected {
-            proxies: view.targeted(&targets),
+            proxies: view.targeted(&changed),
             ..Default::default()
         }
     }
