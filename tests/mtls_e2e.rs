@@ -502,6 +502,60 @@ fn switching_mtls_on_and_off_under_traffic_fails_no_connection() {
     println!("across the switch: {report:?}");
 }
 
+/// A round trip of a line long enough for Envoy's TLS inspector to tell
+/// plain text from a TLS record header (5 bytes) before the client's EOF.
+fn plain_echo_works(port: u16) -> bool {
+    let line = b"hello in plain text\n";
+    echo_roundtrip(port, line).is_ok_and(|back| back == line)
+}
+
+/// MeshTLS Permissive: the echo's inbound takes a plain-text client (one
+/// outside the mesh, straight to its port) beside the mesh's mTLS client;
+/// back to Strict, the plain-text one is refused and mTLS still works.
+#[test]
+fn a_permissive_mesh_tls_takes_plain_text_and_mtls_on_one_port() {
+    let cp = KumaCp::start(&[]);
+    cp.enable_mtls("default");
+    let pair = echo_pair(&cp, "default", "1");
+    allow_client_to_echo(&cp);
+    assert!(eventually(SETTLE, || echo_works(pair.outbound)));
+    assert!(
+        !plain_echo_works(pair.echo_inbound),
+        "strict mTLS took a plain-text client"
+    );
+    let permissive = serde_json::json!({
+        "type": "MeshTLS", "mesh": "default", "name": "echo-permissive",
+        "spec": {
+            "targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": "echo"}},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"mode": "Permissive"}}]
+        }
+    });
+    cp.put(
+        "/meshes/default/meshtlses/echo-permissive",
+        &permissive.to_string(),
+    );
+    assert!(
+        eventually(SETTLE, || plain_echo_works(pair.echo_inbound)),
+        "the permissive inbound refused plain text"
+    );
+    // Two bytes, too few to tell TLS from plain text, and no more until
+    // the answer: taken as plain text after the inspector's second.
+    let started = std::time::Instant::now();
+    assert_eq!(echo_roundtrip(pair.echo_inbound, b"hi").unwrap(), b"hi");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(echo_works(pair.outbound), "mTLS through the same port");
+    cp.delete("/meshes/default/meshtlses/echo-permissive");
+    assert!(
+        eventually(SETTLE, || !plain_echo_works(pair.echo_inbound)),
+        "back to strict, plain text is still taken"
+    );
+    assert!(echo_works(pair.outbound));
+}
+
 #[test]
 fn deleting_a_mesh_leaves_another_meshs_traffic_untouched() {
     use std::io::{Read, Write};

@@ -296,12 +296,24 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
         } else {
             Vec::new()
         },
+        // A client that writes fewer bytes than a TLS record header and
+        // waits for an answer would keep the inspector waiting: after a
+        // second it is taken as plain text.
+        listener_filters_timeout: permissive.then_some(INSPECTION_TIMEOUT),
+        continue_on_listener_filters_timeout: permissive,
         // Unset is Envoy's default (bind), so bound listeners encode as before.
         bind_to_port: (!bind_to_port).then_some(BoolValue { value: false }),
         ..Default::default()
     };
     XdsResource::new(name, &listener)
 }
+
+/// How long a permissive inbound waits for the bytes that tell TLS from
+/// plain text.
+const INSPECTION_TIMEOUT: Duration = Duration {
+    seconds: 1,
+    nanos: 0,
+};
 
 /// A cluster that connects to where a redirected connection was going
 /// (transparent proxying's passthrough).
