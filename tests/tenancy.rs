@@ -38,7 +38,33 @@ fn policies(mesh: &str) -> Vec<(&'static str, Value)> {
             json!({"type": "ProxyTemplate", "mesh": mesh, "name": "p", "selectors": selector,
                    "imports": ["default-proxy"]}),
         ),
+        ("meshtrafficpermissions", mesh_traffic_permission(mesh)),
+        ("meshtlses", mesh_tls(mesh)),
+        ("meshhttproutes", mesh_http_route(mesh)),
+        (
+            "meshtcproutes",
+            json!({"type": "MeshTCPRoute", "mesh": mesh, "name": "p", "spec": {"to": [
+                {"targetRef": {"kind": "MeshService", "name": "web"},
+                 "rules": [{"default": {"backendRefs": [{"kind": "MeshService", "name": "web"}]}}]}]}}),
+        ),
     ]
+}
+
+fn mesh_traffic_permission(mesh: &str) -> Value {
+    json!({"type": "MeshTrafficPermission", "mesh": mesh, "name": "p", "spec": {
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}})
+}
+
+fn mesh_tls(mesh: &str) -> Value {
+    json!({"type": "MeshTLS", "mesh": mesh, "name": "p", "spec": {
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"mode": "Strict"}}]}})
+}
+
+fn mesh_http_route(mesh: &str) -> Value {
+    json!({"type": "MeshHTTPRoute", "mesh": mesh, "name": "p", "spec": {"to": [
+        {"targetRef": {"kind": "MeshService", "name": "web"},
+         "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "default": {"backendRefs": [{"kind": "MeshService", "name": "web"}]}}]}]}})
 }
 
 /// Two meshes with a dataplane and every kind of policy each, and team A
@@ -318,6 +344,93 @@ fn a_team_token_reaches_its_own_mesh_and_nothing_of_another() {
         "{}",
         answer.body
     );
+}
+
+/// As the multi-tenancy reference describes a shared mesh: the security
+/// team owns MeshTLS (and nothing else), developers own MeshHTTPRoute;
+/// each may change its own kind and is refused the other's.
+#[test]
+fn a_role_may_own_one_policy_kind_of_a_mesh_and_not_another() {
+    let cp = KumaCp::start(&[]);
+    cp.put("/meshes/shared", MTLS);
+    let token_of = |team: &str, kind: &str| {
+        cp.put(
+            &format!("/access-roles/{team}"),
+            &json!({"type": "AccessRole", "name": team, "rules": [{"mesh": "shared",
+                "types": [kind], "access": ["CREATE", "UPDATE", "DELETE"]}]})
+            .to_string(),
+        );
+        cp.put(
+            &format!("/access-role-bindings/{team}"),
+            &json!({"type": "AccessRoleBinding", "name": team,
+                "subjects": [{"type": "Group", "name": team}], "roles": [team]})
+            .to_string(),
+        );
+        let minted = http(
+            "POST",
+            &format!("{}/tokens/user", cp.api),
+            Some(
+                &json!({"name": format!("{team}-user"), "groups": [team], "validFor": "1h"})
+                    .to_string(),
+            ),
+        );
+        assert_eq!(minted.status, 200, "{}", minted.body);
+        format!("Bearer {}", minted.body.as_str().expect("a token"))
+    };
+    let security = token_of("security", "MeshTLS");
+    let developers = token_of("developers", "MeshHTTPRoute");
+    let put_as = |bearer: &str, collection: &str, body: Value| {
+        http_with(
+            "PUT",
+            &format!("{}/meshes/shared/{collection}/p", cp.api),
+            Some(&body.to_string()),
+            &[("authorization", bearer)],
+        )
+    };
+    let status = |answer: common::Answer| answer.status;
+    assert_eq!(
+        status(put_as(&security, "meshtlses", mesh_tls("shared"))),
+        201
+    );
+    assert_eq!(
+        status(put_as(
+            &developers,
+            "meshhttproutes",
+            mesh_http_route("shared")
+        )),
+        201
+    );
+    let refused = put_as(&developers, "meshtlses", mesh_tls("shared"));
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("MeshTLS"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        status(put_as(
+            &security,
+            "meshhttproutes",
+            mesh_http_route("shared")
+        )),
+        403
+    );
+    assert_eq!(
+        status(put_as(
+            &security,
+            "meshtrafficpermissions",
+            mesh_traffic_permission("shared")
+        )),
+        403
+    );
+    // Each still reads what its rule names.
+    let read = http_with(
+        "GET",
+        &format!("{}/meshes/shared/meshtlses/p", cp.api),
+        None,
+        &[("authorization", &security)],
+    );
+    assert_eq!(read.status, 200, "{}", read.body);
 }
 
 #[test]
