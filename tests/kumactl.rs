@@ -583,3 +583,124 @@ fn inspect_meshes_and_services_config_view_and_completion() {
     assert_eq!(completion.code, 0);
     assert!(completion.stdout.contains("kumactl") && completion.stdout.contains("inspect"));
 }
+
+/// Kuma's Universal YAML of today's policies: `kumactl apply` takes them
+/// as written, `kumactl get` lists them with their targets, and `kumactl
+/// inspect dataplane --type=policies` shows per inbound and outbound what
+/// each policy contributed and what it all merged into.
+#[test]
+fn target_ref_policies_apply_get_and_inspect() {
+    let s = setup();
+    let resources = "\
+type: Mesh
+name: shop
+mtls:
+  enabled: true
+  ca: {builtin: {}}
+---
+type: Dataplane
+mesh: shop
+name: web-1
+networking:
+  inbound:
+  - interface: 127.0.0.1:9100:8080
+    tags: {service: web, protocol: http}
+  outbound:
+  - interface: :9101
+    service: backend
+---
+type: Dataplane
+mesh: shop
+name: backend-1
+networking:
+  inbound:
+  - interface: 127.0.0.1:9102:8080
+    tags: {service: backend, protocol: http, version: v2}
+---
+type: MeshTrafficPermission
+name: web-clients
+mesh: shop
+spec:
+  targetRef:
+    kind: MeshService
+    name: web
+  from:
+  - targetRef: {kind: Mesh}
+    default: {action: Deny}
+  - targetRef: {kind: MeshService, name: frontend}
+    default: {action: Allow}
+---
+type: MeshTLS
+name: tls12
+mesh: shop
+spec:
+  targetRef: {kind: Mesh}
+  from:
+  - targetRef: {kind: Mesh}
+    default:
+      tlsVersion: {min: TLS12}
+---
+type: MeshHTTPRoute
+name: v2
+mesh: shop
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+  - targetRef: {kind: MeshService, name: backend}
+    rules:
+    - matches: [{path: {type: PathPrefix, value: /v2}}]
+      default:
+        backendRefs: [{kind: MeshServiceSubset, name: backend, tags: {version: v2}}]
+";
+    let run = kumactl(&s.config, &["apply", "-f", "-"], Some(resources));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let get = kumactl(
+        &s.config,
+        &["get", "meshtrafficpermissions", "--mesh", "shop"],
+        None,
+    );
+    assert_eq!(get.code, 0, "{}", get.stderr);
+    assert!(
+        get.stdout.contains("TARGETREF KIND")
+            && get.stdout.lines().any(|l| l.contains("web-clients")
+                && l.contains("MeshService")
+                && l.contains("web")),
+        "{}",
+        get.stdout
+    );
+    let inspect = kumactl(
+        &s.config,
+        &[
+            "inspect",
+            "dataplane",
+            "web-1",
+            "--mesh",
+            "shop",
+            "--type=policies",
+        ],
+        None,
+    );
+    assert_eq!(inspect.code, 0, "{}", inspect.stderr);
+    let text = &inspect.stdout;
+    for expected in [
+        "MeshTrafficPermission web-clients (targetRef MeshService)",
+        "peers service=frontend -> Allow (from web-clients)",
+        "peers service!=frontend -> Deny (from web-clients)",
+        "MeshTLS tls12 (targetRef Mesh)",
+        "\"min\":\"TLS12\"",
+        "MeshHTTPRoute v2:",
+        "merged: splits backend 1, after 1 HTTP rules",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+    let json = http(
+        "GET",
+        &format!("{}/meshes/shop/dataplanes/web-1/policies", s.cp.api),
+        None,
+    );
+    assert_eq!(json.status, 200);
+    assert_eq!(
+        json.body["outbound"][0]["routes"]["httpRules"][0]["default"]["backendRefs"][0]["name"],
+        "backend"
+    );
+}

@@ -178,6 +178,53 @@ fn selector_text(selector: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The `targetRef` policies of one kind that apply, least specific first,
+/// each with its items (`from` or `to`) as written.
+fn target_ref_policies(kind: &str, policies: &Value, items: &str) -> String {
+    let mut out = String::new();
+    for p in policies.as_array().into_iter().flatten() {
+        out += &format!(
+            "  {kind} {} (targetRef {}): {items} {}\n",
+            p["name"].as_str().unwrap_or_default(),
+            p["targetRef"]["kind"].as_str().unwrap_or_default(),
+            p[items]
+        );
+    }
+    out
+}
+
+/// A subset of peers: `service=web, version!=2`, or `every peer`.
+fn subset_text(subset: &Value) -> String {
+    let tags: Vec<String> = subset
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let not = t["not"].as_bool().unwrap_or(false);
+            format!(
+                "{}{}{}",
+                t["key"].as_str().unwrap_or_default(),
+                if not { "!=" } else { "=" },
+                t["value"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    if tags.is_empty() {
+        "every peer".into()
+    } else {
+        tags.join(", ")
+    }
+}
+
+fn names(list: &Value) -> String {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The explanation as lines a person reads: each policy by kind and name,
 /// and the selectors that matched.
 fn policies_text(explained: &Value) -> String {
@@ -221,8 +268,27 @@ fn policies_text(explained: &Value) -> String {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if permissions.is_empty() {
+        let today = &inbound["MeshTrafficPermission"];
+        if today.is_object() {
+            out += &target_ref_policies("MeshTrafficPermission", &today["policies"], "from");
+            for rule in today["rules"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "    peers {} -> {} (from {})\n",
+                    subset_text(&rule["subset"]),
+                    rule["action"].as_str().unwrap_or("?"),
+                    names(&rule["origins"])
+                );
+            }
+            if today["rules"].as_array().is_none_or(Vec::is_empty) {
+                out += "    no rule: no one may connect\n";
+            }
+        } else if permissions.is_empty() {
             out += "  TrafficPermission: none (with mTLS on, no one may connect)\n";
+        }
+        let tls = &inbound["MeshTLS"];
+        if tls.is_object() {
+            out += &target_ref_policies("MeshTLS", &tls["policies"], "from");
+            out += &format!("    merged: {}\n", tls["merged"]);
         }
         for p in permissions {
             let sources: Vec<String> = p["sources"]
@@ -265,6 +331,37 @@ fn policies_text(explained: &Value) -> String {
                     .unwrap_or("(none: the mesh has no such backend)")
             )
         };
+        let routes = &outbound["routes"];
+        if routes.is_object() {
+            for p in routes["policies"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "  {} {}: {}\n",
+                    p["kind"].as_str().unwrap_or_default(),
+                    p["name"].as_str().unwrap_or_default(),
+                    p["to"]
+                );
+            }
+            let split: Vec<String> = routes["split"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s["cluster"].as_str().unwrap_or_default(),
+                        s["weight"]
+                    )
+                })
+                .collect();
+            out += &format!("    merged: splits {}", split.join(", "));
+            let rules = routes["httpRules"].as_array().map_or(0, Vec::len);
+            out += &if rules > 0 {
+                format!(", after {rules} HTTP rules: {}\n", routes["httpRules"])
+            } else {
+                "\n".to_string()
+            };
+            continue;
+        }
         let route = &outbound["TrafficRoute"];
         out += &if route.is_null() {
             "  TrafficRoute: none, all to the service\n".to_string()

@@ -34,6 +34,13 @@ pub struct Cli {
     command: Command,
 }
 
+/// What `kumactl inspect dataplane --type` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectView {
+    Policies,
+    ConfigDump,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Manage the control planes kumactl talks to
@@ -240,6 +247,10 @@ enum InspectCommand {
         /// left out)
         #[arg(long)]
         config_dump: bool,
+        /// What to show, as Kuma's kumactl names it: policies (the
+        /// default) or config-dump
+        #[arg(long = "type", value_enum, conflicts_with_all = ["policies", "config_dump"])]
+        view: Option<InspectView>,
         /// table, yaml or json (the answer of the HTTP API as is)
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Format,
@@ -336,10 +347,14 @@ pub async fn run(cli: Cli) -> Result<(), KumactlError> {
             InspectCommand::Dataplanes { output } => inspect::dataplanes(&session, output).await,
             InspectCommand::Dataplane {
                 name,
+                view,
                 policies: _,
                 config_dump,
                 output,
-            } => inspect::dataplane(&session, &name, config_dump, output).await,
+            } => {
+                let config_dump = config_dump || view == Some(InspectView::ConfigDump);
+                inspect::dataplane(&session, &name, config_dump, output).await
+            }
             InspectCommand::Meshes { output } => inspect::meshes(&session, output).await,
             InspectCommand::Services { output } => inspect::services(&session, output).await,
             InspectCommand::ControlPlaneCa => inspect::control_plane_ca(&session).await,

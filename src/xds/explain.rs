@@ -7,11 +7,12 @@
 //!   Envoy's field names, private keys left out.
 
 use super::cache::{Snapshot, hex};
-use super::generator::{ProxyConfig, TypeUrl, access_log, proxy_template, route, tracing};
+use super::generator::{self, ProxyConfig, TypeUrl, access_log, proxy_template, route, tracing};
 use super::index::MeshView;
+use super::rules;
 use crate::envoy_api;
 use crate::resources::tags::{SERVICE_TAG, Tags};
-use crate::resources::{DataplaneSpec, Selector};
+use crate::resources::{DataplaneSpec, Selector, TargetRefPolicy};
 use envoy_types::pb::google::protobuf::Any;
 use serde_json::{Value, json};
 
@@ -28,6 +29,7 @@ fn matched<'t>(
 /// The policies that shape `dataplane`'s proxy, and why each applies.
 pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value {
     let own = dataplane.inbound_tags();
+    let routes = generator::mesh_route::Selecting::of(mesh, &own, false);
     let template = match proxy_template::chosen(dataplane, mesh) {
         Some((name, t)) => json!({
             "name": name,
@@ -65,10 +67,37 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                     })
                 })
                 .collect();
+            let mesh_permissions = mesh.has_mesh_traffic_permissions().then(|| {
+                let selecting =
+                    rules::selecting(mesh.mesh_traffic_permissions(), &[&inbound.tags], false);
+                let rules = generator::permissions::inbound_rules(mesh, &inbound.tags);
+                json!({
+                    "policies": selecting
+                        .iter()
+                        .map(|(name, p)| json!({"name": name, "targetRef": p.target(), "from": p.from}))
+                        .collect::<Vec<_>>(),
+                    "rules": rules
+                        .iter()
+                        .map(|r| json!({"subset": r.subset, "action": r.conf["action"], "origins": r.origins}))
+                        .collect::<Vec<_>>(),
+                })
+            });
+            let mesh_tls = rules::selecting(mesh.mesh_tlses(), &[&inbound.tags], false);
+            let mesh_tls = (!mesh_tls.is_empty()).then(|| {
+                json!({
+                    "policies": mesh_tls
+                        .iter()
+                        .map(|(name, p)| json!({"name": name, "targetRef": p.target(), "from": p.from}))
+                        .collect::<Vec<_>>(),
+                    "merged": generator::inbound_tls::conf(mesh, &inbound.tags),
+                })
+            });
             json!({
                 "interface": inbound.interface,
                 "tags": inbound.tags,
-                "TrafficPermission": permissions,
+                "TrafficPermission": if mesh_permissions.is_some() { json!([]) } else { json!(permissions) },
+                "MeshTrafficPermission": mesh_permissions,
+                "MeshTLS": mesh_tls,
             })
         })
         .collect();
@@ -87,6 +116,23 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
         )
         .map(|(interface, service)| {
             let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
+            let protocol =
+                generator::Protocol::of_service(service, mesh.providers(service).map(|(_, p)| p));
+            let decision = routes.decide(service, protocol);
+            let mesh_routes = decision.as_ref().map(|d| {
+                json!({
+                    "policies": routes
+                        .naming(service)
+                        .into_iter()
+                        .map(|(kind, name, to)| json!({"kind": kind, "name": name, "to": to}))
+                        .collect::<Vec<_>>(),
+                    "split": d.default
+                        .iter()
+                        .map(|s| json!({"cluster": s.cluster, "weight": s.weight}))
+                        .collect::<Vec<_>>(),
+                    "httpRules": d.http,
+                })
+            });
             let log = access_log::chosen(&own, mesh, service).map(|(name, rule)| {
                 json!({
                     "name": name,
@@ -95,7 +141,9 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                     "backend": access_log::backend(mesh, rule).map(|b| b.name.clone()),
                 })
             });
-            let traffic_route = route::chosen(&own, mesh, service).map(|(name, r)| {
+            // Today's routes take the traffic they name from TrafficRoute.
+            let legacy = route::chosen(&own, mesh, service).filter(|_| decision.is_none());
+            let traffic_route = legacy.map(|(name, r)| {
                 json!({
                     "name": name,
                     "source": matched(&r.sources, own.iter().copied()),
@@ -111,6 +159,7 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                 "service": service,
                 "TrafficLog": log,
                 "TrafficRoute": traffic_route,
+                "routes": mesh_routes,
             })
         })
         .collect();

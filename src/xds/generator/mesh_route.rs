@@ -49,6 +49,33 @@ impl<'m> Selecting<'m> {
         }
     }
 
+    /// The MeshTCPRoutes and MeshHTTPRoutes with `to` items naming
+    /// `service`, least specific first, and those items: what each
+    /// contributes to the outbound to `service`.
+    pub fn naming(&self, service: &str) -> Vec<(&'static str, &'m str, Value)> {
+        let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
+        let names_it = |target: &TargetRef| target.subset().contains(&destination);
+        let tcp = self.tcp.iter().map(|(name, spec)| {
+            let items: Vec<_> = spec.to.iter().filter(|t| names_it(&t.target_ref)).collect();
+            (
+                "MeshTCPRoute",
+                *name,
+                serde_json::to_value(items).unwrap_or_default(),
+            )
+        });
+        let http = self.http.iter().map(|(name, spec)| {
+            let items: Vec<_> = spec.to.iter().filter(|t| names_it(&t.target_ref)).collect();
+            (
+                "MeshHTTPRoute",
+                *name,
+                serde_json::to_value(items).unwrap_or_default(),
+            )
+        });
+        tcp.chain(http)
+            .filter(|(_, _, items)| items.as_array().is_some_and(|a| !a.is_empty()))
+            .collect()
+    }
+
     /// The names of the routes, which decide everything the proxy's
     /// outbounds get from them: proxies with the same names share.
     pub fn names(&self) -> Vec<&'m str> {

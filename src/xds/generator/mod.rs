@@ -15,7 +15,7 @@ pub mod access_log;
 mod envoy;
 mod gateway;
 mod http;
-mod inbound_tls;
+pub mod inbound_tls;
 pub mod mesh_route;
 pub mod outbound;
 pub mod permissions;
