@@ -135,6 +135,14 @@ fn the_gui_shows_the_seeded_meshes_live_in_chromium() {
             "rules": [{"sources": [{"match": {"service": "ledger"}}],
                        "destinations": [{"match": {"service": "ledger"}}]}]}),
     );
+    put(
+        &cp,
+        "/meshes/payments/meshtrafficpermissions/ledger-clients",
+        json!({"type": "MeshTrafficPermission", "mesh": "payments", "name": "ledger-clients",
+            "spec": {"targetRef": {"kind": "MeshService", "name": "ledger"},
+                     "from": [{"targetRef": {"kind": "MeshService", "name": "ledger"},
+                               "default": {"action": "Allow"}}]}}),
+    );
     let token = payments_team_token(&cp);
     seed_large_mesh(&cp);
 

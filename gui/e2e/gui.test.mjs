@@ -136,9 +136,25 @@ test('clicking mesh, then dataplane, shows its streams, NACK, policies and confi
   await shot('dataplane')
 })
 
-test('a dataplane of an mTLS mesh shows its certificate', async () => {
+test('a dataplane of an mTLS mesh shows its certificate and the MeshTrafficPermission rules it got', async () => {
   await page.goto(`${base}/gui/#/meshes/payments/dataplanes/ledger-1`)
   await eventuallyText('[data-section="certificate"]', /spiffe:\/\/payments\/ledger[\s\S]*Expires[\s\S]*\(in \d+[hd]\)/)
+  await eventuallyText(
+    '[aria-label="matched policies"]',
+    /MeshTrafficPermission:[\s\S]*name: ledger-clients[\s\S]*action: Allow[\s\S]*origins:[\s\S]*ledger-clients/,
+  )
+})
+
+test('today\'s policies have their own sections, and the service map draws their edges', async () => {
+  await page.goto(`${base}/gui/#/meshes/payments/policies`)
+  await eventuallyText('[data-kind="MeshTrafficPermission"] [data-policy="ledger-clients"] .yaml', /kind: MeshService[\s\S]*action: Allow/)
+  assert.match(await text('[data-kind="MeshHTTPRoute"] h2'), /\(0\)/)
+  await page.goto(`${base}/gui/#/meshes/payments/map`)
+  await page.waitForSelector('svg.service-map .edge.permission[data-edge="ledger->ledger"]', WAIT)
+  // The MeshTrafficPermission's edge; the TrafficPermission it retires draws none.
+  const edges = await text('ul.edge-list')
+  assert.match(edges, /ledger → ledger \(permission ledger-clients\)/)
+  assert.doesNotMatch(edges, /ledger-itself/)
 })
 
 test('the policies of a mesh are shown as YAML', async () => {

@@ -207,4 +207,8 @@ export const POLICY_COLLECTIONS: Record<string, string> = {
   ProxyTemplate: 'proxytemplates',
   MeshGateway: 'meshgateways',
   MeshGatewayRoute: 'meshgatewayroutes',
+  MeshTrafficPermission: 'meshtrafficpermissions',
+  MeshTLS: 'meshtlses',
+  MeshHTTPRoute: 'meshhttproutes',
+  MeshTCPRoute: 'meshtcproutes',
 }

@@ -38,6 +38,59 @@ describe('the service map', () => {
     ])
   })
 
+  it('draws MeshTrafficPermissions as the control plane merges them, retiring TrafficPermissions', () => {
+    const mtp = (name: string, target: object, from: object[]) => ({
+      type: 'MeshTrafficPermission',
+      name,
+      spec: { targetRef: target, from },
+    })
+    const map = buildServiceMap(
+      dataplanes,
+      [permission('legacy', '*', '*')],
+      [],
+      [
+        mtp('deny-all', { kind: 'Mesh' }, [{ targetRef: { kind: 'Mesh' }, default: { action: 'Deny' } }]),
+        mtp('backend-clients', { kind: 'MeshService', name: 'backend' }, [
+          { targetRef: { kind: 'MeshService', name: 'web' }, default: { action: 'Allow' } },
+          { targetRef: { kind: 'MeshSubset', tags: { 'kuma.io/service': 'db' } }, default: { action: 'AllowWithShadowDeny' } },
+        ]),
+      ],
+    )
+    expect(map.edges.map((e) => `${e.from}->${e.to} ${e.policy}`).sort()).toEqual([
+      'db->backend backend-clients',
+      'web->backend backend-clients',
+    ])
+  })
+
+  it('draws the backends of MeshTCPRoutes and MeshHTTPRoutes with their shares', () => {
+    const route = {
+      type: 'MeshTCPRoute',
+      name: 'split',
+      spec: {
+        targetRef: { kind: 'MeshService', name: 'web' },
+        to: [
+          {
+            targetRef: { kind: 'MeshService', name: 'backend' },
+            rules: [
+              {
+                default: {
+                  backendRefs: [
+                    { kind: 'MeshServiceSubset', name: 'backend', tags: { version: '1' }, weight: 90 },
+                    { kind: 'MeshServiceSubset', name: 'backend', tags: { version: '2' }, weight: 10 },
+                  ],
+                },
+              },
+            ],
+          },
+        ],
+      },
+    }
+    const map = buildServiceMap(dataplanes, [], [], [], [route])
+    expect(map.edges).toEqual([
+      { from: 'web', to: 'backend', kind: 'route', policy: 'split', split: 'version:1 90%, version:2 10%' },
+    ])
+  })
+
   it('places every service inside the drawing', () => {
     const placed = layout(['a', 'b', 'c', 'd'], 600)
     expect(placed).toHaveLength(4)

@@ -11,12 +11,15 @@ const SIZE = 640
 
 async function load(mesh: string): Promise<Map> {
   // Plain dataplanes, not their insights: only their tags matter here.
-  const [dataplanes, permissions, routes] = await Promise.all([
+  const [dataplanes, permissions, routes, meshPermissions, tcpRoutes, httpRoutes] = await Promise.all([
     api.all<Resource & DataplaneSpec>(mesh, 'dataplanes'),
     api.all(mesh, 'traffic-permissions'),
     api.all(mesh, 'traffic-routes'),
+    api.all(mesh, 'meshtrafficpermissions'),
+    api.all(mesh, 'meshtcproutes'),
+    api.all(mesh, 'meshhttproutes'),
   ])
-  return buildServiceMap(dataplanes, permissions, routes)
+  return buildServiceMap(dataplanes, permissions, routes, meshPermissions, [...tcpRoutes, ...httpRoutes])
 }
 
 /** The point `gap` short of `to` on the line from `from`. */
@@ -46,8 +49,8 @@ export function ServiceMap({ mesh, onSignIn }: { mesh: string; onSignIn: () => v
     <section>
       <h1>Service map of {mesh}</h1>
       <p class="legend">
-        <span class="edge-permission">→ allowed by a TrafficPermission</span>
-        <span class="edge-route">⇢ routed by a TrafficRoute (share of the split)</span>
+        <span class="edge-permission">→ allowed by a (Mesh)TrafficPermission</span>
+        <span class="edge-route">⇢ routed by a TrafficRoute, MeshTCPRoute or MeshHTTPRoute (share of the split)</span>
       </p>
       {map.services.length === 0 ? (
         <p class="muted">No services yet.</p>
