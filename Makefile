@@ -199,7 +199,7 @@ soak: deps
 # (installed here when missing). A crash stops the run and leaves its input
 # under fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := resource_json kumactl_apply interface raw_envoy_resource dataplane_token http_api settings_file bootstrap_request admission_review
+FUZZ_TARGETS := resource_json target_ref_policies kumactl_apply interface raw_envoy_resource dataplane_token http_api settings_file bootstrap_request admission_review
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	mkdir -p target/fuzz

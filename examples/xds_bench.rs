@@ -163,6 +163,54 @@ enum Extra {
     Mtls,
     /// One TrafficLog, TrafficRoute and ProxyTemplate per service.
     Policies,
+    /// mTLS on, and one `targetRef` policy per service, the kinds in turn:
+    /// a MeshTrafficPermission, a MeshTCPRoute (90/10 by version), a
+    /// MeshHTTPRoute, a MeshTLS.
+    TargetRef,
+}
+
+/// Service `k`'s `targetRef` policy in the targetRef run (see [`Extra`]).
+fn target_ref_policy(k: usize, services: usize) -> (&'static str, serde_json::Value) {
+    let consumer = format!("svc-{}", (k + services - 1) % services);
+    let service = format!("svc-{k}");
+    let name = format!("p-{service}");
+    let backend = |tags: serde_json::Value, weight: u32| {
+        serde_json::json!({"kind": "MeshServiceSubset", "name": service, "tags": tags, "weight": weight})
+    };
+    match k % 4 {
+        0 => (
+            "meshtrafficpermissions",
+            serde_json::json!({"type": "MeshTrafficPermission", "mesh": "default", "name": name,
+                "spec": {"targetRef": {"kind": "MeshService", "name": service},
+                         "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Deny"}},
+                                  {"targetRef": {"kind": "MeshService", "name": consumer},
+                                   "default": {"action": "Allow"}}]}}),
+        ),
+        1 => (
+            "meshtcproutes",
+            serde_json::json!({"type": "MeshTCPRoute", "mesh": "default", "name": name,
+                "spec": {"targetRef": {"kind": "MeshService", "name": consumer},
+                         "to": [{"targetRef": {"kind": "MeshService", "name": service},
+                                 "rules": [{"default": {"backendRefs": [
+                                     backend(serde_json::json!({}), 90),
+                                     backend(serde_json::json!({"version": "2"}), 10)]}}]}]}}),
+        ),
+        2 => (
+            "meshhttproutes",
+            serde_json::json!({"type": "MeshHTTPRoute", "mesh": "default", "name": name,
+                "spec": {"targetRef": {"kind": "MeshService", "name": consumer},
+                         "to": [{"targetRef": {"kind": "MeshService", "name": service},
+                                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+                                            "default": {"backendRefs": [
+                                                backend(serde_json::json!({"version": "2"}), 1)]}}]}]}}),
+        ),
+        _ => (
+            "meshtlses",
+            serde_json::json!({"type": "MeshTLS", "mesh": "default", "name": name,
+                "spec": {"targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": service}},
+                         "from": [{"targetRef": {"kind": "Mesh"}, "default": {"mode": "Permissive"}}]}}),
+        ),
+    }
 }
 
 fn extra_documents(extra: Extra, services: usize) -> Vec<(&'static str, serde_json::Value)> {
@@ -174,6 +222,15 @@ fn extra_documents(extra: Extra, services: usize) -> Vec<(&'static str, serde_js
         Extra::Policies => (0..services)
             .flat_map(|k| policies_of(k, services))
             .collect(),
+        Extra::TargetRef => (0..services)
+            .map(|k| target_ref_policy(k, services))
+            .collect(),
+    }
+}
+
+impl Extra {
+    fn mtls(self) -> bool {
+        matches!(self, Extra::Mtls | Extra::TargetRef)
     }
 }
 
@@ -181,7 +238,7 @@ fn extra_documents(extra: Extra, services: usize) -> Vec<(&'static str, serde_js
 /// sharing one outbound memo as the reconciler does (with mTLS: one
 /// certificate shared by all, as the CA's cost is apart).
 fn generator_floor(n: usize, services: usize, extra: Extra, shape: Shape) -> Duration {
-    let mtls = extra == Extra::Mtls;
+    let mtls = extra.mtls();
     let mut index = ResourceIndex::default();
     let documents = (0..n)
         .map(|i| dataplane(i, services, shape))
@@ -358,7 +415,7 @@ fn bench(
     idle: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Figures {
-    let mtls = extra == Extra::Mtls;
+    let mtls = extra.mtls();
     let services = n / 10;
     // The simulated proxies present no dataplane tokens.
     let plain = if transport == Transport::Plain {
@@ -468,6 +525,16 @@ fn bench(
             "/meshes/default/traffic-routes/route-svc-0",
             route(0, services, (50, 50)),
         )
+    } else if extra == Extra::TargetRef {
+        // Service 0's MeshTrafficPermission lets its consumers' consumer
+        // in instead: its providers get a new RBAC filter.
+        let (_, mut changed) = target_ref_policy(0, services);
+        changed["spec"]["from"][1]["targetRef"]["name"] = "svc-1".into();
+        (
+            (0..n).filter(|i| i % services == 0).collect(),
+            "/meshes/default/meshtrafficpermissions/p-svc-0",
+            changed,
+        )
     } else {
         let mut changed = permission(0, services);
         changed["rules"][0]["sources"][0]["match"]["service"] = "svc-1".into();
@@ -509,8 +576,20 @@ fn bench(
         let idle_cpu = cpu_seconds(pid) - before;
         let all: Vec<usize> = (0..n).collect();
         let mtls = serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}});
-        let write = (api.as_str(), "/meshes/default", &mtls);
-        let switched = timed_put(write, &seen, &seen.last_lds, &all);
+        // The switch goes in steps (`xds::mtls_rollout`); listeners change
+        // at the first (inbounds take both) and at the last (inbounds take
+        // mTLS only), which waits for every proxy to have applied the one
+        // before: the slowest proxy's second listener change is the end.
+        let lds_now = || -> Vec<u64> {
+            all.iter()
+                .map(|c| seen.last_lds[*c].load(Ordering::Relaxed))
+                .collect()
+        };
+        let before = lds_now();
+        let t0 = seen.now();
+        change(&api, "/meshes/default", &mtls);
+        wait_for(&seen.last_lds, &all, &before, t0, ARRIVAL_BOUND);
+        let switched = wait_for(&seen.last_lds, &all, &lds_now(), t0, ARRIVAL_BOUND);
         (
             Some((idle_cpu, window)).filter(|_| !window.is_zero()),
             Some(switched),
@@ -577,7 +656,7 @@ fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
                 (Transport::Tls, Extra::Mtls) => (16.0, " (TLS, mTLS)"),
                 (Transport::Tls, _) => (16.0, " (TLS)"),
             };
-            if extra != Extra::Policies {
+            if !matches!(extra, Extra::Policies | Extra::TargetRef) {
                 goal(
                     &format!("{n} proxies{label}: all configured in under 3 s"),
                     configured,
@@ -618,7 +697,9 @@ fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
     }
     if let Some(switched) = &f.mtls_switch {
         goal(
-            &format!("{n} proxies: mTLS switched on, every proxy on its new config in under 5 s"),
+            &format!(
+                "{n} proxies: mTLS switched on, every proxy on its strict config (the last step) in under 5 s"
+            ),
             format!("slowest {}", switched.describe(&[100])),
             switched.met(100, Duration::from_secs(5)),
         );
@@ -652,6 +733,7 @@ fn shape_label(extra: Extra, shape: Shape) -> &'static str {
         (_, Extra::Nothing) => "one outbound",
         (_, Extra::Mtls) => "one outbound, mTLS",
         (_, Extra::Policies) => "one outbound, policies",
+        (_, Extra::TargetRef) => "one outbound, mTLS, targetRef policies",
     }
 }
 
@@ -673,7 +755,7 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services. One outbound: each proxy reaches the next service. Every service: transparent proxies reaching every service of the mesh at its Service address. With mTLS: one TrafficPermission per service. With policies: one TrafficLog, TrafficRoute (90/10 by version) and ProxyTemplate (one raw cluster) per service. \"policy changed\" is a permission, or with policies a route's weights\n"
+        "\nxDS: simulated delta-ADS proxies against a release kuma-cp (memory store), one mesh, N/10 services. One outbound: each proxy reaches the next service. Every service: transparent proxies reaching every service of the mesh at its Service address. With mTLS: one TrafficPermission per service. With policies: one TrafficLog, TrafficRoute (90/10 by version) and ProxyTemplate (one raw cluster) per service. With targetRef policies: mTLS, and one policy per service, in turn a MeshTrafficPermission, MeshTCPRoute (90/10 by version), MeshHTTPRoute and MeshTLS. \"policy changed\" is a permission, or with policies a route's weights\n"
     );
     println!(
         "| N      | shape         | configured | all configured | dataplane added: p50 / p99 | policy changed: affected p50 / p99 | proxies rebuilt | peak RSS | RSS per DP | CPU (connect) | bytes per proxy | generator alone | whole/floor |"
@@ -681,22 +763,25 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut runs = Vec::new();
     // `KUMA_BENCH_EXTRAS=none,mtls,policies` (the default) picks the runs.
-    let extras = std::env::var("KUMA_BENCH_EXTRAS").unwrap_or_else(|_| "none,mtls,policies".into());
+    let extras = std::env::var("KUMA_BENCH_EXTRAS")
+        .unwrap_or_else(|_| "none,mtls,policies,targetref".into());
     let chosen = |name: &str| extras.split(',').any(|e| e.trim() == name);
     let extras = [
         ("none", Extra::Nothing),
         ("mtls", Extra::Mtls),
         ("policies", Extra::Policies),
+        ("targetref", Extra::TargetRef),
     ]
     .into_iter()
     .filter(|(name, _)| chosen(name))
     .map(|(_, extra)| extra);
     for extra in extras {
-        // The policy runs stop at 10,000 proxies (30,000 policies there):
-        // no goal is about them, and they would double the bench's time.
+        // The policy runs stop at 10,000 proxies (30,000 policies there,
+        // or 1,000 targetRef ones): no goal is about them, and they would
+        // double the bench's time.
         for &n in one_outbound
             .iter()
-            .filter(|n| extra != Extra::Policies || **n <= 10_000)
+            .filter(|n| !matches!(extra, Extra::Policies | Extra::TargetRef) || **n <= 10_000)
         {
             // Idle CPU is a goal at 10,000 proxies, and is read at every
             // size from there.
