@@ -174,9 +174,7 @@ fn target_ref_policy(k: usize, services: usize) -> (&'static str, serde_json::Va
     let consumer = format!("svc-{}", (k + services - 1) % services);
     let service = format!("svc-{k}");
     let name = format!("p-{service}");
-    let backend = |tags: serde_json::Value, weight: u32| {
-        serde_json::json!({"kind": "MeshServiceSubset", "name": service, "tags": tags, "weight": weight})
-    };
+    let backend = |tags: serde_json::Value, weight: u32| serde_json::json!({"kind": "MeshServiceSubset", "name": service, "tags": tags, "weight": weight});
     match k % 4 {
         0 => (
             "meshtrafficpermissions",

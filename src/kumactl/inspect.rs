@@ -216,6 +216,23 @@ fn subset_text(subset: &Value) -> String {
     }
 }
 
+/// A split: `backend 90, backend{version=2} 10`.
+fn split_text(split: &Value) -> String {
+    let parts: Vec<String> = split
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["cluster"].as_str().unwrap_or_default(),
+                s["weight"]
+            )
+        })
+        .collect();
+    parts.join(", ")
+}
+
 fn names(list: &Value) -> String {
     list.as_array()
         .into_iter()
@@ -341,19 +358,7 @@ fn policies_text(explained: &Value) -> String {
                     p["to"]
                 );
             }
-            let split: Vec<String> = routes["split"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| {
-                    format!(
-                        "{} {}",
-                        s["cluster"].as_str().unwrap_or_default(),
-                        s["weight"]
-                    )
-                })
-                .collect();
-            out += &format!("    merged: splits {}", split.join(", "));
+            out += &format!("    merged: splits {}", split_text(&routes["split"]));
             let rules = routes["httpRules"].as_array().map_or(0, Vec::len);
             out += &if rules > 0 {
                 format!(", after {rules} HTTP rules: {}\n", routes["httpRules"])
@@ -366,22 +371,10 @@ fn policies_text(explained: &Value) -> String {
         out += &if route.is_null() {
             "  TrafficRoute: none, all to the service\n".to_string()
         } else {
-            let split: Vec<String> = route["split"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| {
-                    format!(
-                        "{} {}",
-                        s["cluster"].as_str().unwrap_or_default(),
-                        s["weight"]
-                    )
-                })
-                .collect();
             format!(
                 "  TrafficRoute {} splits {}\n",
                 matched(route),
-                split.join(", ")
+                split_text(&route["split"])
             )
         };
     }

@@ -20,7 +20,7 @@
 //! Requests no rule matches go to the service as they would without the
 //! route. A rule without `backendRefs` sends its requests there too.
 
-use super::mesh_tcp_route::{ROUTE_TO_KINDS, ROUTE_TOP_LEVEL_KINDS, validate_backends};
+use super::mesh_tcp_route::{validate_backends, validate_targets};
 use super::target_ref::{BackendRef, TargetRef, TargetRefPolicy};
 use super::validation::Cause;
 use serde::{Deserialize, Serialize};
@@ -288,19 +288,10 @@ impl TargetRefPolicy for MeshHttpRouteSpec {
     }
 
     fn validate(&self) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        if let Some(target) = &self.target_ref {
-            causes.extend(target.validate("targetRef", &ROUTE_TOP_LEVEL_KINDS));
-        }
-        if self.to.is_empty() {
-            causes.push(Cause::new("to", "must name at least one destination"));
-        }
+        let destinations = self.to.iter().map(|to| &to.target_ref);
+        let mut causes = validate_targets(self.target_ref.as_ref(), destinations);
         for (i, to) in self.to.iter().enumerate() {
             let path = format!("to[{i}]");
-            causes.extend(
-                to.target_ref
-                    .validate(&format!("{path}.targetRef"), &ROUTE_TO_KINDS),
-            );
             if to.hostnames.as_ref().is_some_and(|h| !h.is_empty()) {
                 causes.push(Cause::new(
                     format!("{path}.hostnames"),

@@ -75,19 +75,10 @@ impl TargetRefPolicy for MeshTcpRouteSpec {
     }
 
     fn validate(&self) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        if let Some(target) = &self.target_ref {
-            causes.extend(target.validate("targetRef", &ROUTE_TOP_LEVEL_KINDS));
-        }
-        if self.to.is_empty() {
-            causes.push(Cause::new("to", "must name at least one destination"));
-        }
+        let destinations = self.to.iter().map(|to| &to.target_ref);
+        let mut causes = validate_targets(self.target_ref.as_ref(), destinations);
         for (i, to) in self.to.iter().enumerate() {
             let path = format!("to[{i}]");
-            causes.extend(
-                to.target_ref
-                    .validate(&format!("{path}.targetRef"), &ROUTE_TO_KINDS),
-            );
             if to.rules.len() != 1 {
                 causes.push(Cause::new(
                     format!("{path}.rules"),
@@ -104,6 +95,25 @@ impl TargetRefPolicy for MeshTcpRouteSpec {
         }
         causes
     }
+}
+
+/// What every route checks of its references: the top-level one (which
+/// proxies), and at least one `to` item, each naming a destination.
+pub(crate) fn validate_targets<'a>(
+    target_ref: Option<&TargetRef>,
+    destinations: impl ExactSizeIterator<Item = &'a TargetRef>,
+) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if let Some(target) = target_ref {
+        causes.extend(target.validate("targetRef", &ROUTE_TOP_LEVEL_KINDS));
+    }
+    if destinations.len() == 0 {
+        causes.push(Cause::new("to", "must name at least one destination"));
+    }
+    for (i, destination) in destinations.enumerate() {
+        causes.extend(destination.validate(&format!("to[{i}].targetRef"), &ROUTE_TO_KINDS));
+    }
+    causes
 }
 
 /// A rule's backends: at least one, each a valid reference, not all of

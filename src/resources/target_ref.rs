@@ -223,6 +223,12 @@ impl TargetRef {
     /// Whether a proxy with `tags` (one inbound's, or a gateway's) and of
     /// the given type is selected.
     pub fn selects(&self, tags: &Tags, gateway: bool) -> bool {
+        self.selects_by(&self.subset(), tags, gateway)
+    }
+
+    /// [`TargetRef::selects`] with this reference's [`TargetRef::subset`]
+    /// made beforehand, for a reference matched against many proxies.
+    pub fn selects_by(&self, subset: &Subset, tags: &Tags, gateway: bool) -> bool {
         let wanted = if gateway {
             ProxyType::Gateway
         } else {
@@ -232,13 +238,16 @@ impl TargetRef {
             .proxy_types
             .as_ref()
             .is_none_or(|types| types.contains(&wanted));
-        type_ok && self.subset().contains(tags)
+        type_ok && subset.contains(tags)
     }
 }
 
 /// Where a route sends traffic: a service (`MeshService`) or the part of
 /// it with some tags (`MeshServiceSubset`), with a weight among the
 /// others (1 when left out).
+// The reference's fields are spelled out rather than a `TargetRef`
+// flattened in: serde refuses unknown fields only in a struct without
+// flattened parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendRef {

@@ -9,7 +9,6 @@
 use super::cache::{Snapshot, hex};
 use super::generator::{self, ProxyConfig, TypeUrl, access_log, proxy_template, route, tracing};
 use super::index::MeshView;
-use super::rules;
 use crate::envoy_api;
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{DataplaneSpec, Selector, TargetRefPolicy};
@@ -69,7 +68,7 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                 .collect();
             let mesh_permissions = mesh.has_mesh_traffic_permissions().then(|| {
                 let selecting =
-                    rules::selecting(mesh.mesh_traffic_permissions(), &[&inbound.tags], false);
+                    crate::xds::index::selecting(mesh.mesh_traffic_permissions(), &[&inbound.tags], false);
                 let rules = generator::permissions::inbound_rules(mesh, &inbound.tags);
                 json!({
                     "policies": selecting
@@ -82,7 +81,7 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                         .collect::<Vec<_>>(),
                 })
             });
-            let mesh_tls = rules::selecting(mesh.mesh_tlses(), &[&inbound.tags], false);
+            let mesh_tls = crate::xds::index::selecting(mesh.mesh_tlses(), &[&inbound.tags], false);
             let mesh_tls = (!mesh_tls.is_empty()).then(|| {
                 json!({
                     "policies": mesh_tls

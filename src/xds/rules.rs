@@ -6,7 +6,7 @@
 //! Kuma's algorithm, as its `pkg/plugins/policies/core/rules` computes it:
 //!
 //! 1. The policies whose top-level `targetRef` selects the proxy (or the
-//!    inbound) are ordered least specific first: by the kind of that
+//!    inbound; `xds::index::targeted` finds them) are ordered least specific first: by the kind of that
 //!    reference ([`TargetRefKind`]'s order), then by name, the name that
 //!    sorts first coming last so that it wins a tie.
 //! 2. Their items (`from` entries) are listed in that order, each naming a
@@ -20,8 +20,7 @@
 //! The regions do not overlap, so a peer is in at most one rule's subset;
 //! rules come with more positive conditions first, as Kuma lists them.
 
-use crate::resources::tags::Tags;
-use crate::resources::{NAMESPACE_TAG, Subset, Tag, TargetRefKind, TargetRefPolicy};
+use crate::resources::{Subset, Tag};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
@@ -45,56 +44,6 @@ pub struct Rule {
     pub subset: Subset,
     pub conf: Value,
     pub origins: Vec<String>,
-}
-
-/// A `targetRef` policy as the index keeps it: its spec, and on Kubernetes
-/// the application namespace it was created in. Kuma applies a policy of
-/// an application namespace to the proxies of that namespace only, and
-/// over one of the system namespace (or of Universal) with the same
-/// top-level kind.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scoped<P> {
-    pub spec: P,
-    pub namespace: Option<String>,
-}
-
-impl<P: TargetRefPolicy> Scoped<P> {
-    /// Whether the policy selects a proxy (or inbound) with `tags`.
-    pub fn selects(&self, tags: &Tags, gateway: bool) -> bool {
-        let in_namespace = self
-            .namespace
-            .as_ref()
-            .is_none_or(|ns| tags.get(NAMESPACE_TAG) == Some(ns));
-        in_namespace && self.spec.target().selects(tags, gateway)
-    }
-
-    /// Kuma's policy role, in its order: the system's (Universal, or the
-    /// system namespace), a producer's (routes of an application
-    /// namespace), a workload owner's (any other policy there).
-    fn role(&self) -> u8 {
-        match (&self.namespace, self.spec.is_route()) {
-            (None, _) => 0,
-            (Some(_), true) => 1,
-            (Some(_), false) => 2,
-        }
-    }
-}
-
-/// The policies that select a proxy with inbounds of `tags`, least
-/// specific first (see the module's doc): by the kind of their top-level
-/// targetRef, then their role, then by name, the name that sorts first
-/// coming last so that it wins a tie.
-pub fn selecting<'m, P: TargetRefPolicy + 'm>(
-    policies: impl Iterator<Item = (&'m str, &'m Scoped<P>)>,
-    tags: &[&Tags],
-    gateway: bool,
-) -> Vec<(&'m str, &'m P)> {
-    let mut chosen: Vec<(&str, TargetRefKind, u8, &P)> = policies
-        .filter(|(_, p)| tags.iter().any(|t| p.selects(t, gateway)))
-        .map(|(name, p)| (name, p.spec.target().kind, p.role(), &p.spec))
-        .collect();
-    chosen.sort_by(|(n1, k1, r1, _), (n2, k2, r2, _)| k1.cmp(k2).then(r1.cmp(r2)).then(n2.cmp(n1)));
-    chosen.into_iter().map(|(n, _, _, p)| (n, p)).collect()
 }
 
 /// The rules of `items` (already in policy order), with `append` naming
@@ -298,7 +247,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{MeshTrafficPermissionSpec, TargetRef};
+    use crate::resources::TargetRef;
+    use crate::resources::tags::Tags;
     use serde_json::json;
 
     fn reference(doc: Value) -> TargetRef {
@@ -314,48 +264,6 @@ mod tests {
 
     fn action(rules: &[Rule], peer: &[(&str, &str)]) -> Option<String> {
         rule_for(rules, &tags(peer)).map(|r| r.conf["action"].as_str().unwrap().to_string())
-    }
-
-    fn permission(target: Value, namespace: Option<&str>) -> Scoped<MeshTrafficPermissionSpec> {
-        Scoped {
-            spec: serde_json::from_value(json!({"targetRef": target, "from": []})).unwrap(),
-            namespace: namespace.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn policies_are_ordered_by_the_kind_of_their_target_then_role_then_name() {
-        let policies = [
-            (
-                "b-service",
-                permission(json!({"kind": "MeshService", "name": "x"}), None),
-            ),
-            ("mesh", permission(json!({"kind": "Mesh"}), None)),
-            ("team", permission(json!({"kind": "Mesh"}), Some("team-a"))),
-            (
-                "other-team",
-                permission(json!({"kind": "Mesh"}), Some("team-b")),
-            ),
-            (
-                "subset",
-                permission(json!({"kind": "MeshSubset", "tags": {"a": "b"}}), None),
-            ),
-            (
-                "a-service",
-                permission(json!({"kind": "MeshService", "name": "x"}), None),
-            ),
-        ];
-        let proxy = tags(&[
-            ("service", "x"),
-            ("a", "b"),
-            ("k8s.kuma.io/namespace", "team-a"),
-        ]);
-        let chosen = selecting(policies.iter().map(|(n, p)| (*n, p)), &[&proxy], false);
-        let names: Vec<&str> = chosen.iter().map(|(n, _)| *n).collect();
-        // Least specific first; the application namespace's own over the
-        // system's; of two equals, the name sorting first last. Another
-        // team's namespace does not reach this proxy.
-        assert_eq!(names, ["mesh", "team", "subset", "b-service", "a-service"]);
     }
 
     #[test]

@@ -22,11 +22,12 @@ pub struct InboundTls {
 
 /// The merged MeshTLS conf for an inbound with `tags`.
 pub fn conf(mesh: &MeshView, tags: &Tags) -> MeshTlsConf {
-    let confs: Vec<serde_json::Value> = rules::selecting(mesh.mesh_tlses(), &[tags], false)
-        .into_iter()
-        .flat_map(|(_, spec)| spec.from.iter())
-        .filter_map(|from| serde_json::to_value(&from.default).ok())
-        .collect();
+    let confs: Vec<serde_json::Value> =
+        crate::xds::index::selecting(mesh.mesh_tlses(), &[tags], false)
+            .into_iter()
+            .flat_map(|(_, spec)| spec.from.iter())
+            .filter_map(|from| serde_json::to_value(&from.default).ok())
+            .collect();
     if confs.is_empty() {
         return MeshTlsConf::default();
     }

@@ -44,8 +44,8 @@ impl<'m> Selecting<'m> {
     /// with inbounds of `tags`.
     pub fn of(mesh: &'m MeshView, tags: &[&Tags], gateway: bool) -> Selecting<'m> {
         Selecting {
-            tcp: rules::selecting(mesh.mesh_tcp_routes(), tags, gateway),
-            http: rules::selecting(mesh.mesh_http_routes(), tags, gateway),
+            tcp: crate::xds::index::selecting(mesh.mesh_tcp_routes(), tags, gateway),
+            http: crate::xds::index::selecting(mesh.mesh_http_routes(), tags, gateway),
         }
     }
 

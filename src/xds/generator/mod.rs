@@ -391,6 +391,13 @@ mod tests {
     }
 
     /// Compares with `golden/<name>.txt`; `UPDATE_GOLDEN=1` rewrites it.
+    /// Applies the resources of `yaml` to `index`.
+    fn apply(index: &mut ResourceIndex, yaml: &str) {
+        for r in resources(yaml) {
+            index.apply(IndexEvent::Apply(r));
+        }
+    }
+
     fn golden(name: &str, actual: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("src/xds/generator/golden")
@@ -650,7 +657,8 @@ networking:
     #[test]
     fn mesh_routes_golden() {
         let mut index = index(HTTP_MESH);
-        for r in resources(
+        apply(
+            &mut index,
             "
 type: MeshHTTPRoute
 mesh: default
@@ -682,9 +690,7 @@ spec:
         - {kind: MeshServiceSubset, name: mixed, tags: {version: a}, weight: 90}
         - {kind: MeshServiceSubset, name: mixed, tags: {version: b}, weight: 10}
 ",
-        ) {
-            index.apply(IndexEvent::Apply(r));
-        }
+        );
         let mesh = index.mesh("default").unwrap();
         let web = generate(
             index.dataplane(&ProxyId::new("default", "web-1")).unwrap(),
@@ -971,7 +977,8 @@ selectors: [{match: {service: '*'}}]
         for r in resources(PERMISSIONS).into_iter().take(1) {
             index.apply(IndexEvent::Apply(r));
         }
-        for r in resources(
+        apply(
+            &mut index,
             "
 type: MeshTrafficPermission
 mesh: default
@@ -986,9 +993,7 @@ spec:
   - targetRef: {kind: MeshSubset, tags: {version: v2}}
     default: {action: AllowWithShadowDeny}
 ",
-        ) {
-            index.apply(IndexEvent::Apply(r));
-        }
+        );
         let mesh = index.mesh("default").unwrap();
         let redis = index
             .dataplane(&ProxyId::new("default", "redis-2"))

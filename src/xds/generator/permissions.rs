@@ -26,7 +26,7 @@ const POLICY_NAME: &str = "MeshTrafficPermission";
 /// `tags`: those whose `targetRef` selects it, least specific first, their
 /// `from` items merged per group of peers.
 pub fn inbound_rules(mesh: &MeshView, tags: &Tags) -> Vec<Rule> {
-    let selecting = rules::selecting(mesh.mesh_traffic_permissions(), &[tags], false);
+    let selecting = crate::xds::index::selecting(mesh.mesh_traffic_permissions(), &[tags], false);
     let froms: Vec<(&str, Subset, serde_json::Value)> = selecting
         .into_iter()
         .flat_map(|(name, spec)| {

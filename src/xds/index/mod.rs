@@ -12,10 +12,12 @@
 
 mod handle;
 mod policies;
+mod targeted;
 
 pub use handle::IndexHandle;
 pub use policies::Policies;
 use policies::Policy;
+pub use targeted::{Scoped, selecting};
 
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
@@ -25,7 +27,6 @@ use crate::resources::{
     TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
 use crate::security::ca::CA_SECRET;
-use crate::xds::rules::Scoped;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -87,12 +88,12 @@ pub struct MeshView {
     proxy_templates: Policies<ParsedProxyTemplate>,
     /// Today's permissions (`targetRef`), by name; once there is one, the
     /// legacy `permissions` are no longer consulted.
-    mesh_traffic_permissions: BTreeMap<String, Arc<Scoped<MeshTrafficPermissionSpec>>>,
+    mesh_traffic_permissions: Policies<Scoped<MeshTrafficPermissionSpec>>,
     /// Today's routes, by name: they take the traffic they name from the
     /// TrafficRoutes, an HTTP route from a TCP route.
-    mesh_tcp_routes: BTreeMap<String, Arc<Scoped<MeshTcpRouteSpec>>>,
-    mesh_http_routes: BTreeMap<String, Arc<Scoped<MeshHttpRouteSpec>>>,
-    mesh_tlses: BTreeMap<String, Arc<Scoped<MeshTlsSpec>>>,
+    mesh_tcp_routes: Policies<Scoped<MeshTcpRouteSpec>>,
+    mesh_http_routes: Policies<Scoped<MeshHttpRouteSpec>>,
+    mesh_tlses: Policies<Scoped<MeshTlsSpec>>,
     pub dataplanes: HashMap<String, Arc<DataplaneSpec>>,
     /// The mesh's secrets (CA, token signing key, revocations), by name.
     secrets: HashMap<String, Arc<SecretSpec>>,
@@ -210,33 +211,23 @@ impl MeshView {
     }
 
     /// The mesh's MeshTrafficPermissions, in name order.
-    pub fn mesh_traffic_permissions(
-        &self,
-    ) -> impl Iterator<Item = (&str, &Scoped<MeshTrafficPermissionSpec>)> {
-        self.mesh_traffic_permissions
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    pub fn mesh_traffic_permissions(&self) -> &Policies<Scoped<MeshTrafficPermissionSpec>> {
+        &self.mesh_traffic_permissions
     }
 
-    /// The mesh's MeshTCPRoutes, in name order.
-    pub fn mesh_tcp_routes(&self) -> impl Iterator<Item = (&str, &Scoped<MeshTcpRouteSpec>)> {
-        self.mesh_tcp_routes
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    /// The mesh's MeshTCPRoutes, filed by the service they target.
+    pub fn mesh_tcp_routes(&self) -> &Policies<Scoped<MeshTcpRouteSpec>> {
+        &self.mesh_tcp_routes
     }
 
-    /// The mesh's MeshHTTPRoutes, in name order.
-    pub fn mesh_http_routes(&self) -> impl Iterator<Item = (&str, &Scoped<MeshHttpRouteSpec>)> {
-        self.mesh_http_routes
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    /// The mesh's MeshHTTPRoutes, filed by the service they target.
+    pub fn mesh_http_routes(&self) -> &Policies<Scoped<MeshHttpRouteSpec>> {
+        &self.mesh_http_routes
     }
 
-    /// The mesh's MeshTLS policies, in name order.
-    pub fn mesh_tlses(&self) -> impl Iterator<Item = (&str, &Scoped<MeshTlsSpec>)> {
-        self.mesh_tlses
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    /// The mesh's MeshTLS policies, filed by the service they target.
+    pub fn mesh_tlses(&self) -> &Policies<Scoped<MeshTlsSpec>> {
+        &self.mesh_tlses
     }
 
     /// Whether the mesh has a MeshTrafficPermission, which retires its
@@ -609,37 +600,25 @@ impl ResourceIndex {
             Spec::MeshTrafficPermission(document) => self.set_target_ref_policy(
                 mesh,
                 name,
-                Some(Scoped {
-                    spec: document.spec,
-                    namespace: document.namespace,
-                }),
+                Some(Scoped::new(document.spec, document.namespace)),
                 |v| &mut v.mesh_traffic_permissions,
             ),
             Spec::MeshTcpRoute(document) => self.set_target_ref_policy(
                 mesh,
                 name,
-                Some(Scoped {
-                    spec: document.spec,
-                    namespace: document.namespace,
-                }),
+                Some(Scoped::new(document.spec, document.namespace)),
                 |v| &mut v.mesh_tcp_routes,
             ),
             Spec::MeshHttpRoute(document) => self.set_target_ref_policy(
                 mesh,
                 name,
-                Some(Scoped {
-                    spec: document.spec,
-                    namespace: document.namespace,
-                }),
+                Some(Scoped::new(document.spec, document.namespace)),
                 |v| &mut v.mesh_http_routes,
             ),
             Spec::MeshTls(document) => self.set_target_ref_policy(
                 mesh,
                 name,
-                Some(Scoped {
-                    spec: document.spec,
-                    namespace: document.namespace,
-                }),
+                Some(Scoped::new(document.spec, document.namespace)),
                 |v| &mut v.mesh_tlses,
             ),
             // Insights are what proxies did, not what they are sent; who
@@ -810,17 +789,17 @@ impl ResourceIndex {
         mesh: &str,
         name: &str,
         spec: Option<Scoped<P>>,
-        policies: fn(&mut MeshView) -> &mut BTreeMap<String, Arc<Scoped<P>>>,
+        policies: fn(&mut MeshView) -> &mut Policies<Scoped<P>>,
     ) -> Affected {
         let view = self.view(mesh);
         view.policy_revision = next_revision();
         let map = policies(view);
         let had_any = !map.is_empty();
-        let new = spec.map(Arc::new);
-        let old = match &new {
-            Some(spec) => map.insert(name.to_string(), spec.clone()),
+        let old = match spec {
+            Some(spec) => map.insert(name, spec),
             None => map.remove(name),
         };
+        let new = map.get(name).cloned();
         if had_any == map.is_empty() {
             return Affected {
                 meshes: [mesh.to_string()].into(),

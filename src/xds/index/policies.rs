@@ -113,6 +113,18 @@ impl<P> Default for Policies<P> {
     }
 }
 
+/// What the index files a policy under: the exact services it may apply
+/// to, or `None` when it may apply to any.
+pub trait Filed {
+    fn services(&self) -> Option<BTreeSet<&str>>;
+}
+
+impl<P: Policy> Filed for P {
+    fn services(&self) -> Option<BTreeSet<&str>> {
+        services(&self.service_selectors())
+    }
+}
+
 /// The exact services `selectors` are limited to, or `None` when one of
 /// them may match any service.
 fn services<'a>(selectors: &[&'a Selector]) -> Option<BTreeSet<&'a str>> {
@@ -127,7 +139,11 @@ fn services<'a>(selectors: &[&'a Selector]) -> Option<BTreeSet<&'a str>> {
         .collect()
 }
 
-impl<P: Policy> Policies<P> {
+impl<P: Filed> Policies<P> {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<P>> {
         self.all.get(name)
     }
@@ -157,7 +173,7 @@ impl<P: Policy> Policies<P> {
     pub fn insert(&mut self, name: &str, policy: P) -> Option<Arc<P>> {
         let old = self.remove(name);
         let policy = Arc::new(policy);
-        match services(&policy.service_selectors()) {
+        match policy.services() {
             Some(services) => {
                 for service in services {
                     self.by_service
@@ -176,7 +192,7 @@ impl<P: Policy> Policies<P> {
 
     pub fn remove(&mut self, name: &str) -> Option<Arc<P>> {
         let old = self.all.remove(name)?;
-        if let Some(services) = services(&old.service_selectors()) {
+        if let Some(services) = old.services() {
             for service in services {
                 if let Some(names) = self.by_service.get_mut(service) {
                     names.remove(name);
