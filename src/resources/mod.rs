@@ -114,7 +114,8 @@ impl std::fmt::Display for ResourceKey {
     }
 }
 
-/// The kind-specific part of a resource.
+/// The kind-specific part of a resource. Today's policies are boxed: a
+/// `targetRef` is large, and every spec would be as large as the largest.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
     Mesh(MeshSpec),
@@ -130,10 +131,10 @@ pub enum Spec {
     DataplaneInsight(DataplaneInsightSpec),
     AccessRole(AccessRoleSpec),
     AccessRoleBinding(AccessRoleBindingSpec),
-    MeshTrafficPermission(PolicyDocument<MeshTrafficPermissionSpec>),
-    MeshTcpRoute(PolicyDocument<MeshTcpRouteSpec>),
-    MeshHttpRoute(PolicyDocument<MeshHttpRouteSpec>),
-    MeshTls(PolicyDocument<MeshTlsSpec>),
+    MeshTrafficPermission(Box<PolicyDocument<MeshTrafficPermissionSpec>>),
+    MeshTcpRoute(Box<PolicyDocument<MeshTcpRouteSpec>>),
+    MeshHttpRoute(Box<PolicyDocument<MeshHttpRouteSpec>>),
+    MeshTls(Box<PolicyDocument<MeshTlsSpec>>),
 }
 
 impl Spec {

@@ -597,30 +597,26 @@ impl ResourceIndex {
             Spec::MeshGatewayRoute(spec) => {
                 self.set_policy(mesh, name, Some(spec), |v| &mut v.gateway_routes)
             }
-            Spec::MeshTrafficPermission(document) => self.set_target_ref_policy(
-                mesh,
-                name,
-                Some(Scoped::new(document.spec, document.namespace)),
-                |v| &mut v.mesh_traffic_permissions,
-            ),
-            Spec::MeshTcpRoute(document) => self.set_target_ref_policy(
-                mesh,
-                name,
-                Some(Scoped::new(document.spec, document.namespace)),
-                |v| &mut v.mesh_tcp_routes,
-            ),
-            Spec::MeshHttpRoute(document) => self.set_target_ref_policy(
-                mesh,
-                name,
-                Some(Scoped::new(document.spec, document.namespace)),
-                |v| &mut v.mesh_http_routes,
-            ),
-            Spec::MeshTls(document) => self.set_target_ref_policy(
-                mesh,
-                name,
-                Some(Scoped::new(document.spec, document.namespace)),
-                |v| &mut v.mesh_tlses,
-            ),
+            Spec::MeshTrafficPermission(document) => {
+                self.set_target_ref_policy(mesh, name, Some(Scoped::from(*document)), |v| {
+                    &mut v.mesh_traffic_permissions
+                })
+            }
+            Spec::MeshTcpRoute(document) => {
+                self.set_target_ref_policy(mesh, name, Some(Scoped::from(*document)), |v| {
+                    &mut v.mesh_tcp_routes
+                })
+            }
+            Spec::MeshHttpRoute(document) => {
+                self.set_target_ref_policy(mesh, name, Some(Scoped::from(*document)), |v| {
+                    &mut v.mesh_http_routes
+                })
+            }
+            Spec::MeshTls(document) => {
+                self.set_target_ref_policy(mesh, name, Some(Scoped::from(*document)), |v| {
+                    &mut v.mesh_tlses
+                })
+            }
             // Insights are what proxies did, not what they are sent; who
             // may use the API shapes no proxy.
             Spec::DataplaneInsight(_) | Spec::AccessRole(_) | Spec::AccessRoleBinding(_) => {

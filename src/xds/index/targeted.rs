@@ -5,7 +5,9 @@
 
 use super::policies::{Filed, Policies};
 use crate::resources::tags::{SERVICE_TAG, Tags};
-use crate::resources::{NAMESPACE_TAG, Subset, TargetRef, TargetRefKind, TargetRefPolicy};
+use crate::resources::{
+    NAMESPACE_TAG, PolicyDocument, Subset, TargetRef, TargetRefKind, TargetRefPolicy,
+};
 use std::collections::BTreeSet;
 
 /// A `targetRef` policy as the index keeps it: its spec, and on Kubernetes
@@ -53,6 +55,12 @@ impl<P: TargetRefPolicy> Scoped<P> {
             (Some(_), true) => 1,
             (Some(_), false) => 2,
         }
+    }
+}
+
+impl<P: TargetRefPolicy> From<PolicyDocument<P>> for Scoped<P> {
+    fn from(document: PolicyDocument<P>) -> Scoped<P> {
+        Scoped::new(document.spec, document.namespace)
     }
 }
 
