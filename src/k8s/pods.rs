@@ -711,6 +711,16 @@ impl DataplaneWrite {
             Ok(()) => None,
             // Already gone: its namespace (or someone) deleted it first.
             Err(kube::Error::Api(e)) if e.code == 404 && matches!(change, Change::Delete) => None,
+            // Its namespace is being deleted, the pod with it: nothing
+            // more to write there, and no reason for alarm.
+            Err(kube::Error::Api(e)) if namespace_terminating(&e) => {
+                tracing::debug!(
+                    namespace,
+                    dataplane = name,
+                    "the namespace is being deleted: its pod's Dataplane is not written"
+                );
+                None
+            }
             Err(e) => {
                 // A conflict (a cache a step behind), a race with the pod's
                 // deletion, an API error: tried again shortly, rather than
@@ -720,4 +730,14 @@ impl DataplaneWrite {
             }
         }
     }
+}
+
+/// Whether the API server refused a write because the object's namespace
+/// is being deleted.
+fn namespace_terminating(status: &kube::core::Status) -> bool {
+    status.code == 403
+        && status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
 }
