@@ -123,6 +123,45 @@ type: AccessRoleBinding
 name: team-m
 subjects: [{type: Group, name: team-m}]
 roles: [team-m]
+---
+type: MeshTrafficPermission
+mesh: m
+name: mtp
+spec:
+  targetRef: {kind: MeshService, name: web}
+  from:
+  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: api}}
+    default: {action: AllowWithShadowDeny}
+---
+type: MeshTCPRoute
+mesh: m
+name: tcp
+spec:
+  to:
+  - targetRef: {kind: MeshService, name: web}
+    rules:
+    - default:
+        backendRefs: [{kind: MeshServiceSubset, name: web, tags: {version: v2}, weight: 10}]
+---
+type: MeshHTTPRoute
+mesh: m
+name: http
+spec:
+  targetRef: {kind: Dataplane, labels: {app: front}}
+  to:
+  - targetRef: {kind: MeshService, name: web}
+    rules:
+    - matches: [{path: {type: PathPrefix, value: /v2}, method: GET}]
+      default:
+        filters: [{type: RequestMirror, requestMirror: {percentage: 50, backendRef: {kind: MeshService, name: shadow}}}]
+---
+type: MeshTLS
+mesh: m
+name: tls
+spec:
+  from:
+  - targetRef: {kind: Mesh}
+    default: {mode: Permissive, tlsVersion: {min: TLS12, max: TLS13}}
 "#;
 
 mod cases {

@@ -48,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         for dataplane in mesh.dataplanes.values() {
             for inbound in &dataplane.networking.inbound {
-                let rules = permissions::inbound_rules(mesh, &inbound.tags);
+                let port = inbound.endpoint().map_or(0, |e| e.dataplane_port);
+                let rules = permissions::inbound_rules(mesh, &inbound.tags, port);
                 for peer in &peers {
                     let holding = rules.iter().filter(|r| r.subset.contains(peer)).count();
                     assert!(holding <= 1, "{peer:?} is in {holding} regions");

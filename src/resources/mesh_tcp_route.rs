@@ -106,6 +106,7 @@ pub(crate) fn validate_targets<'a>(
     let mut causes = Vec::new();
     if let Some(target) = target_ref {
         causes.extend(target.validate("targetRef", &ROUTE_TOP_LEVEL_KINDS));
+        causes.extend(target.validate_whole_proxies("targetRef"));
     }
     if destinations.len() == 0 {
         causes.push(Cause::new("to", "must name at least one destination"));

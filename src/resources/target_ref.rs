@@ -147,12 +147,12 @@ impl TargetRef {
                 && !matches!(self.kind, TargetRefKind::Mesh | TargetRefKind::MeshSubset),
         );
         if dataplane {
-            // Real MeshService objects, namespaces and sections come with
-            // Kuma's newer model; here a Dataplane is chosen by labels.
+            // Real MeshService objects and namespaces come with Kuma's
+            // newer model; here a Dataplane is chosen by labels (none:
+            // every dataplane) and an inbound by `sectionName`.
             for (field, set) in [
                 ("name", self.name.is_some()),
                 ("namespace", self.namespace.is_some()),
-                ("sectionName", self.section_name.is_some()),
             ] {
                 if set {
                     causes.push(Cause::new(
@@ -160,12 +160,6 @@ impl TargetRef {
                         "is not supported yet with kind Dataplane: select the proxies by labels",
                     ));
                 }
-            }
-            if self.labels.as_ref().is_none_or(|l| l.is_empty()) {
-                causes.push(Cause::new(
-                    at("labels"),
-                    "must hold at least one label with kind Dataplane",
-                ));
             }
         } else {
             refuse("name", !uses_name && self.name.is_some());
@@ -202,6 +196,17 @@ impl TargetRef {
             ));
         }
         causes
+    }
+
+    /// Refuses a `sectionName` (an inbound, by its port) where the
+    /// reference picks whole proxies, as for the routes' outbounds.
+    pub fn validate_whole_proxies(&self, path: &str) -> Option<Cause> {
+        self.section_name.as_ref().map(|_| {
+            Cause::new(
+                format!("{path}.sectionName"),
+                "can only be used with inbound policies (MeshTrafficPermission, MeshTLS)",
+            )
+        })
     }
 
     /// The tag conditions this reference stands for. `Mesh` is the empty
@@ -512,7 +517,15 @@ mod tests {
             .into_iter()
             .map(|c| c.field)
             .collect();
-        assert_eq!(fields, ["spec.targetRef.name", "spec.targetRef.labels"]);
+        assert_eq!(fields, ["spec.targetRef.name"]);
+        let every = parse(serde_json::json!({"kind": "Dataplane", "sectionName": "8080"}));
+        assert!(
+            every
+                .validate("spec.targetRef", &[TargetRefKind::Dataplane])
+                .is_empty()
+        );
+        assert!(every.selects(&tags(&[("service", "web")]), false));
+        assert!(every.validate_whole_proxies("spec.targetRef").is_some());
         let sidecars = parse(serde_json::json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}));
         assert!(sidecars.selects(&tags(&[("service", "a")]), false));
         assert!(!sidecars.selects(&tags(&[("service", "a")]), true));

@@ -8,7 +8,7 @@
 
 use super::cache::{Snapshot, hex};
 use super::generator::{self, ProxyConfig, TypeUrl, access_log, proxy_template, route, tracing};
-use super::index::MeshView;
+use super::index::{MeshView, selecting_inbound};
 use crate::envoy_api;
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{DataplaneSpec, Selector, TargetRefPolicy};
@@ -66,10 +66,11 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                     })
                 })
                 .collect();
+            let port = inbound.endpoint().map_or(0, |e| e.dataplane_port);
             let mesh_permissions = mesh.has_mesh_traffic_permissions().then(|| {
                 let selecting =
-                    crate::xds::index::selecting(mesh.mesh_traffic_permissions(), &[&inbound.tags], false);
-                let rules = generator::permissions::inbound_rules(mesh, &inbound.tags);
+                    selecting_inbound(mesh.mesh_traffic_permissions(), &inbound.tags, port);
+                let rules = generator::permissions::inbound_rules(mesh, &inbound.tags, port);
                 json!({
                     "policies": selecting
                         .iter()
@@ -81,14 +82,14 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                         .collect::<Vec<_>>(),
                 })
             });
-            let mesh_tls = crate::xds::index::selecting(mesh.mesh_tlses(), &[&inbound.tags], false);
+            let mesh_tls = selecting_inbound(mesh.mesh_tlses(), &inbound.tags, port);
             let mesh_tls = (!mesh_tls.is_empty()).then(|| {
                 json!({
                     "policies": mesh_tls
                         .iter()
                         .map(|(name, p)| json!({"name": name, "targetRef": p.target(), "from": p.from}))
                         .collect::<Vec<_>>(),
-                    "merged": generator::inbound_tls::conf(mesh, &inbound.tags),
+                    "merged": generator::inbound_tls::conf(mesh, &inbound.tags, port),
                 })
             });
             json!({

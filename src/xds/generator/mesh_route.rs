@@ -15,7 +15,7 @@ use crate::resources::{
     MeshHttpRouteSpec, MeshTcpRouteSpec, PathMatchType, PathRewrite, PathRewriteType,
     QueryMatchType, TargetRef, TcpRouteConf,
 };
-use crate::xds::index::MeshView;
+use crate::xds::index::{MeshView, selecting};
 use crate::xds::rules;
 use envoy_types::pb::envoy::config::core::v3::{
     HeaderValue, HeaderValueOption, RuntimeFractionalPercent, header_value_option,
@@ -44,8 +44,8 @@ impl<'m> Selecting<'m> {
     /// with inbounds of `tags`.
     pub fn of(mesh: &'m MeshView, tags: &[&Tags], gateway: bool) -> Selecting<'m> {
         Selecting {
-            tcp: crate::xds::index::selecting(mesh.mesh_tcp_routes(), tags, gateway),
-            http: crate::xds::index::selecting(mesh.mesh_http_routes(), tags, gateway),
+            tcp: selecting(mesh.mesh_tcp_routes(), tags, gateway),
+            http: selecting(mesh.mesh_http_routes(), tags, gateway),
         }
     }
 

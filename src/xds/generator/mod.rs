@@ -144,7 +144,7 @@ fn default_proxy(
                 // A MeshTrafficPermission in the mesh retires its
                 // TrafficPermissions, as in Kuma.
                 let rbac = if mesh.has_mesh_traffic_permissions() {
-                    let rules = permissions::inbound_rules(mesh, &inbound.tags);
+                    let rules = permissions::inbound_rules(mesh, &inbound.tags, ep.dataplane_port);
                     permissions::rbac_filter(&name, &mesh.name, &rules)
                 } else {
                     let legacy = mesh
@@ -153,7 +153,8 @@ fn default_proxy(
                         .map(|(n, p)| (n.as_str(), p.as_ref()));
                     tls::rbac_filter(&name, &mesh.name, &inbound.tags, legacy)
                 };
-                let taking = inbound_tls::of_inbound(mesh, &inbound.tags, tls.phase);
+                let taking =
+                    inbound_tls::of_inbound(mesh, &inbound.tags, ep.dataplane_port, tls.phase);
                 (
                     vec![rbac],
                     Some(tls::downstream(taking.params)),

@@ -11,7 +11,7 @@
 use super::tls::{all_of, not, rbac_network_filter, tag_principal};
 use crate::resources::tags::Tags;
 use crate::resources::{PermissionAction, PermissionConf, Subset};
-use crate::xds::index::MeshView;
+use crate::xds::index::{MeshView, selecting_inbound};
 use crate::xds::rules::{self, Item, Rule};
 use envoy_types::pb::envoy::config::listener::v3::Filter;
 use envoy_types::pb::envoy::config::rbac::v3::{
@@ -23,10 +23,10 @@ use std::collections::HashMap;
 const POLICY_NAME: &str = "MeshTrafficPermission";
 
 /// The rules of the mesh's MeshTrafficPermissions for an inbound with
-/// `tags`: those whose `targetRef` selects it, least specific first, their
-/// `from` items merged per group of peers.
-pub fn inbound_rules(mesh: &MeshView, tags: &Tags) -> Vec<Rule> {
-    let selecting = crate::xds::index::selecting(mesh.mesh_traffic_permissions(), &[tags], false);
+/// `tags` on `port`: those whose `targetRef` selects it, least specific
+/// first, their `from` items merged per group of peers.
+pub fn inbound_rules(mesh: &MeshView, tags: &Tags, port: u16) -> Vec<Rule> {
+    let selecting = selecting_inbound(mesh.mesh_traffic_permissions(), tags, port);
     let froms: Vec<(&str, Subset, serde_json::Value)> = selecting
         .into_iter()
         .flat_map(|(name, spec)| {

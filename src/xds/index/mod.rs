@@ -17,7 +17,7 @@ mod targeted;
 pub use handle::IndexHandle;
 pub use policies::Policies;
 use policies::Policy;
-pub use targeted::{Scoped, selecting};
+pub use targeted::{Scoped, selecting, selecting_inbound};
 
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
@@ -204,7 +204,7 @@ impl MeshView {
                     .iter()
                     .map(|i| (&i.tags, false))
                     .chain(gateway)
-                    .any(|(tags, gw)| policies.iter().any(|p| p.selects(tags, gw)))
+                    .any(|(tags, gw)| policies.iter().any(|p| p.selects(tags, gw, None)))
             })
             .map(|(n, _)| ProxyId::new(&self.name, n))
             .collect()

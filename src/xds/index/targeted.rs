@@ -37,13 +37,20 @@ impl<P: TargetRefPolicy> Scoped<P> {
         }
     }
 
-    /// Whether the policy selects a proxy (or inbound) with `tags`.
-    pub fn selects(&self, tags: &Tags, gateway: bool) -> bool {
+    /// Whether the policy selects a proxy (or inbound) with `tags`. An
+    /// inbound's `section` (its port, as Kuma's `sectionName` names an
+    /// inbound without a name) is matched when the targetRef names one;
+    /// `None` stands for any section.
+    pub fn selects(&self, tags: &Tags, gateway: bool, section: Option<&str>) -> bool {
         let in_namespace = self
             .namespace
             .as_ref()
             .is_none_or(|ns| tags.get(NAMESPACE_TAG) == Some(ns));
-        in_namespace && self.target.selects_by(&self.subset, tags, gateway)
+        let in_section = match (self.target.section_name.as_deref(), section) {
+            (Some(wanted), Some(section)) => wanted == section,
+            _ => true,
+        };
+        in_namespace && in_section && self.target.selects_by(&self.subset, tags, gateway)
     }
 
     /// Kuma's policy role, in its order: the system's (Universal, or the
@@ -93,10 +100,35 @@ pub fn selecting<'m, P: TargetRefPolicy + 'm>(
     tags: &[&Tags],
     gateway: bool,
 ) -> Vec<(&'m str, &'m P)> {
+    ordered(policies, &services_of(tags), |p| {
+        tags.iter().any(|t| p.selects(t, gateway, None))
+    })
+}
+
+/// [`selecting`] for one inbound of a sidecar: its tags, and its port
+/// (what a `sectionName` names).
+pub fn selecting_inbound<'m, P: TargetRefPolicy + 'm>(
+    policies: &'m Policies<Scoped<P>>,
+    tags: &Tags,
+    port: u16,
+) -> Vec<(&'m str, &'m P)> {
+    let section = port.to_string();
+    ordered(policies, &services_of(&[tags]), |p| {
+        p.selects(tags, false, Some(&section))
+    })
+}
+
+/// The candidates of `services` that `selected` keeps, least specific
+/// first.
+fn ordered<'m, P: TargetRefPolicy + 'm>(
+    policies: &'m Policies<Scoped<P>>,
+    services: &[&str],
+    selected: impl Fn(&Scoped<P>) -> bool,
+) -> Vec<(&'m str, &'m P)> {
     let mut chosen: Vec<(&str, TargetRefKind, u8, &P)> = policies
-        .for_services(&services_of(tags))
+        .for_services(services)
         .map(|(name, p)| (name.as_str(), p.as_ref()))
-        .filter(|(_, p)| tags.iter().any(|t| p.selects(t, gateway)))
+        .filter(|(_, p)| selected(p))
         .map(|(name, p)| (name, p.target.kind, p.role(), &p.spec))
         .collect();
     chosen.sort_by(|(n1, k1, r1, _), (n2, k2, r2, _)| k1.cmp(k2).then(r1.cmp(r2)).then(n2.cmp(n1)));
@@ -160,5 +192,26 @@ mod tests {
         // system's; of two equals, the name sorting first last. Another
         // team's namespace does not reach this proxy.
         assert_eq!(names, ["mesh", "team", "subset", "b-service", "a-service"]);
+    }
+
+    #[test]
+    fn a_section_name_picks_one_inbound_by_its_port() {
+        let mut filed = Policies::default();
+        filed.insert(
+            "metrics-port",
+            permission(json!({"kind": "Dataplane", "sectionName": "9090"}), None),
+        );
+        filed.insert("everything", permission(json!({"kind": "Mesh"}), None));
+        let inbound = tags(&[("service", "web")]);
+        let names = |port| -> Vec<&str> {
+            selecting_inbound(&filed, &inbound, port)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(names(9090), ["everything", "metrics-port"]);
+        assert_eq!(names(8080), ["everything"]);
+        // The proxy as a whole (what a change rebuilds) is selected by both.
+        assert_eq!(selecting(&filed, &[&inbound], false).len(), 2);
     }
 }
