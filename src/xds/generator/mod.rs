@@ -969,6 +969,44 @@ selectors: [{match: {service: '*'}}]
         golden("web-1-mtls", &render(&generate(web, mesh, Some(tls))));
     }
 
+    /// MeshTLS Permissive with TLS 1.2 to 1.3: redis-2's inbound has a TLS
+    /// chain (RBAC, TLS parameters) and a plain-text chain, told apart by
+    /// the TLS inspector; without the policy, web's stays strict.
+    #[test]
+    fn mesh_tls_permissive_golden() {
+        let mut index = index(MESH);
+        apply(
+            &mut index,
+            "
+type: MeshTLS
+mesh: default
+name: redis-permissive
+spec:
+  targetRef: {kind: MeshSubset, tags: {kuma.io/service: redis}}
+  from:
+  - targetRef: {kind: Mesh}
+    default: {mode: Permissive}
+---
+type: MeshTLS
+mesh: default
+name: versions
+spec:
+  from:
+  - targetRef: {kind: Mesh}
+    default: {tlsVersion: {min: TLS12, max: TLS13}}
+",
+        );
+        let mesh = index.mesh("default").unwrap();
+        let of = |name: &str| {
+            let dp = index.dataplane(&ProxyId::new("default", name)).unwrap();
+            render(&generate(dp, mesh, Some(placeholder_tls())))
+        };
+        let redis = of("redis-2");
+        assert!(redis.contains("raw_buffer") && redis.contains("tls_inspector"));
+        assert!(!of("web-1").contains("raw_buffer"), "web stays strict");
+        golden("redis-2-mesh-tls-permissive", &redis);
+    }
+
     /// MeshTrafficPermissions: the inbound's RBAC allows the peers of the
     /// Allow rules, shadow-denies those of AllowWithShadowDeny, and the
     /// mesh's TrafficPermission is no longer in it.
