@@ -6,7 +6,8 @@
 //! IP (put on the loopback interface, where the client's outbound listens)
 //! go through the client's Envoy and the echo's Envoy to `kuma-tcp-echo`;
 //! with mTLS on, the mesh CA lands in a Secret of `kuma-system` and traffic
-//! waits for a TrafficPermission. Tokens the API server does not vouch for,
+//! waits for a TrafficPermission; MeshTrafficPermissions then take over,
+//! the application namespace's over the system's. Tokens the API server does not vouch for,
 //! or for another pod's account or namespace, are refused. Needs root.
 
 #![cfg(feature = "kubernetes")]
@@ -166,6 +167,46 @@ fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permissio
         eventually(Duration::from_secs(15), || echo_works_at(target)),
         "the permission did not open the path"
     );
+
+    // Today's policies, as Kuma's Kubernetes docs write them: one in the
+    // system namespace allows every client mesh-wide (and retires the
+    // TrafficPermission); one in the application's namespace denies this
+    // client and wins there; removed, the mesh-wide one applies again.
+    let mtp = |ns: &str, name: &str, action: &str, from: Value| {
+        api.apply(
+            &format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/meshtrafficpermissions"),
+            json!({"apiVersion": "kuma.io/v1alpha1", "kind": "MeshTrafficPermission",
+                   "metadata": {"name": name, "labels": {"kuma.io/mesh": "default"}},
+                   "spec": {"targetRef": {"kind": "MeshService", "name": cluster},
+                            "from": [{"targetRef": from, "default": {"action": action}}]}}),
+        );
+    };
+    mtp("kuma-system", "allow-all", "Allow", json!({"kind": "Mesh"}));
+    api.delete(&format!(
+        "/apis/kuma.io/v1alpha1/namespaces/{ns}/trafficpermissions/client-to-echo"
+    ));
+    assert!(
+        eventually(Duration::from_secs(15), || echo_works_at(target)),
+        "the mesh-wide MeshTrafficPermission allows"
+    );
+    mtp(
+        &ns,
+        "no-client",
+        "Deny",
+        json!({"kind": "MeshService", "name": format!("client_{ns}_svc_{client_port}")}),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || !echo_works_at(target)),
+        "the application namespace's deny did not win over the system namespace's allow"
+    );
+    api.delete(&format!(
+        "/apis/kuma.io/v1alpha1/namespaces/{ns}/meshtrafficpermissions/no-client"
+    ));
+    assert!(
+        eventually(Duration::from_secs(15), || echo_works_at(target)),
+        "with the namespace's deny gone, the mesh-wide allow applies again"
+    );
+    api.delete("/apis/kuma.io/v1alpha1/namespaces/kuma-system/meshtrafficpermissions/allow-all");
 }
 
 #[test]
