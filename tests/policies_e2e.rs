@@ -56,28 +56,12 @@ fn put_route(cp: &KumaCp, weights: (u32, u32)) {
 #[test]
 fn a_traffic_route_splits_connections_by_weight_and_a_change_moves_new_ones() {
     let cp = KumaCp::start(&[]);
-    let mut proxies = Vec::new();
-    for (name, version) in [("backend-v1", "1"), ("backend-v2", "2")] {
-        let app = naming_server(if version == "1" { "v1" } else { "v2" });
-        put_tagged_dataplane(
-            &cp,
-            "default",
-            name,
-            (free_port(), app),
-            serde_json::json!({"service": "backend", "version": version}),
-            &[],
-        );
-        proxies.push(Dataplane::start(&cp, "default", name));
-    }
-    let outbound = free_port();
-    put_proxy(
+    let _backends = backend_versions(
         &cp,
-        "default",
-        "client-1",
-        "client",
-        &[(outbound, "backend")],
+        [naming_server("v1"), naming_server("v2")],
+        serde_json::json!({}),
     );
-    let client = Dataplane::start(&cp, "default", "client-1");
+    let (outbound, client) = backend_client(&cp);
     put_route(&cp, (90, 10));
     let routed = || {
         client
@@ -136,6 +120,19 @@ fn backend_versions(cp: &KumaCp, apps: [u16; 2], tags: serde_json::Value) -> Vec
     proxies
 }
 
+/// `client-1`, with an outbound to `backend`, started; its outbound port.
+fn backend_client(cp: &KumaCp) -> (u16, Dataplane) {
+    let outbound = free_port();
+    put_proxy(
+        cp,
+        "default",
+        "client-1",
+        "client",
+        &[(outbound, "backend")],
+    );
+    (outbound, Dataplane::start(cp, "default", "client-1"))
+}
+
 /// A MeshTCPRoute for the client's connections to `backend`: `weights`
 /// between its versions 1 and 2.
 fn put_tcp_route(cp: &KumaCp, weights: (u32, u32)) {
@@ -180,15 +177,7 @@ fn a_mesh_tcp_route_splits_connections_and_takes_over_from_the_traffic_route() {
         [naming_server("v1"), naming_server("v2")],
         serde_json::json!({}),
     );
-    let outbound = free_port();
-    put_proxy(
-        &cp,
-        "default",
-        "client-1",
-        "client",
-        &[(outbound, "backend")],
-    );
-    let client = Dataplane::start(&cp, "default", "client-1");
+    let (outbound, client) = backend_client(&cp);
     put_route(&cp, (0, 100));
     assert!(
         eventually(Duration::from_secs(15), || (0..20)
@@ -284,15 +273,7 @@ fn a_mesh_http_route_matches_rewrites_splits_mirrors_and_redirects() {
         &[],
     );
     let _mirror = Dataplane::start(&cp, "default", "mirror-1");
-    let outbound = free_port();
-    put_proxy(
-        &cp,
-        "default",
-        "client-1",
-        "client",
-        &[(outbound, "backend")],
-    );
-    let client = Dataplane::start(&cp, "default", "client-1");
+    let (outbound, client) = backend_client(&cp);
     let subset = |version: &str, weight: u32| {
         serde_json::json!({"kind": "MeshServiceSubset", "name": "backend",
                            "tags": {"version": version}, "weight": weight})
