@@ -95,6 +95,23 @@ pub enum Method {
     Trace,
 }
 
+impl Method {
+    /// As HTTP spells it (the `:method` pseudo-header).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Connect => "CONNECT",
+            Method::Delete => "DELETE",
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Trace => "TRACE",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QueryParamsMatch {

@@ -217,8 +217,10 @@ fn rule_backends(service: &str, rule: &HttpRouteRule) -> Vec<Subset> {
     }
 }
 
+/// Gateway API's precedence of two matches: an exact path, then a longer
+/// prefix (or regex), then a method, then more headers, then more query
+/// parameters; equal otherwise (the sort keeps the merged order).
 fn compare_matches(a: &HttpMatch, b: &HttpMatch) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
     let path_rank = |m: &HttpMatch| match &m.path {
         Some(p) => match p.kind {
             PathMatchType::Exact => (0, 0),
@@ -238,7 +240,6 @@ fn compare_matches(a: &HttpMatch, b: &HttpMatch) -> std::cmp::Ordering {
             let n = |m: &HttpMatch| m.query_params.as_ref().map_or(0, Vec::len);
             n(b).cmp(&n(a))
         })
-        .then(Ordering::Equal)
 }
 
 fn exact(value: &str) -> StringMatcher {
@@ -277,10 +278,7 @@ fn route_match(matched: &HttpMatch) -> RouteMatch {
         .map(|m| HeaderMatcher {
             name: ":method".into(),
             header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(exact(
-                &serde_json::to_value(m)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
+                m.name(),
             ))),
             ..Default::default()
         })
