@@ -116,9 +116,9 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
         )
         .map(|(interface, service)| {
             let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
-            let protocol =
-                generator::Protocol::of_service(service, mesh.providers(service).map(|(_, p)| p));
-            let decision = routes.decide(service, protocol);
+            let decision = routes.decide(service, || {
+                generator::Protocol::of_service(service, mesh.providers(service).map(|(_, p)| p))
+            });
             let mesh_routes = decision.as_ref().map(|d| {
                 json!({
                     "policies": routes

@@ -88,7 +88,12 @@ impl<'m> Selecting<'m> {
 
     /// What the routes say of the outbound to `service` (of `protocol`),
     /// or `None` to leave it to the legacy TrafficRoute.
-    pub fn decide(&self, service: &str, protocol: Protocol) -> Option<Decision> {
+    /// `protocol` is asked only when an HTTP route names the service: it
+    /// reads every provider of it.
+    pub fn decide(&self, service: &str, protocol: impl FnOnce() -> Protocol) -> Option<Decision> {
+        if self.tcp.is_empty() && self.http.is_empty() {
+            return None;
+        }
         let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
         let names_it = |target: &TargetRef| target.subset().contains(&destination);
         let tcp: Vec<Value> = self
@@ -117,7 +122,7 @@ impl<'m> Selecting<'m> {
                     .collect()
             })
             .collect();
-        let http = protocol != Protocol::Tcp && !http_lists.is_empty();
+        let http = !http_lists.is_empty() && protocol() != Protocol::Tcp;
         let default = tcp
             .and_then(|conf| conf.backend_refs)
             .map(|backends| split(service, &backends));

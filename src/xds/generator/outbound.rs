@@ -13,7 +13,7 @@
 
 use super::envoy::{self, ProxyListener, XdsResource};
 use super::http::Protocol;
-use super::mesh_route::Selecting;
+use super::mesh_route::{Decision, Selecting};
 use super::route::{self, Subset};
 use super::{ready_endpoints, tls};
 use crate::resources::{Selector, Specificity};
@@ -323,20 +323,22 @@ impl Outbounds {
     /// The outbound to `service` from `source`.
     fn target(&mut self, mesh: &MeshView, source: &Source<'_>, service: &str) -> Arc<Target> {
         self.check(mesh, source.mtls);
-        let decision = source.routes.decide(service, protocol_of(mesh, service));
+        let decision = source.routes.decide(service, || protocol_of(mesh, service));
         let legacy = match decision {
             Some(_) => None,
             None => route::chosen(source.tags, mesh, service),
         };
-        let key = match &decision {
-            Some(decision) => RouteKey::Routes(decision.key()),
-            None => RouteKey::TrafficRoute(legacy.map(|(name, _)| name.to_string())),
-        };
+        let routes_key = decision.as_ref().map(Decision::key);
+        let legacy_name = legacy.map(|(name, _)| name);
         if !self.targets.contains_key(service) {
             self.targets.insert(service.to_string(), Vec::new());
         }
         let variants = self.targets.get_mut(service).expect("inserted");
-        let at = variants.iter().position(|(k, _)| *k == key);
+        // Compared borrowed: a memo hit allocates nothing.
+        let at = variants.iter().position(|(k, _)| match k {
+            RouteKey::Routes(key) => routes_key.as_ref() == Some(key),
+            RouteKey::TrafficRoute(name) => routes_key.is_none() && name.as_deref() == legacy_name,
+        });
         if let Some(i) = at
             && variants[i].1.is_current(mesh)
         {
@@ -358,6 +360,10 @@ impl Outbounds {
             }
         };
         let built = Arc::new(Target::build(mesh, service, routing, source.mtls));
+        let key = match routes_key {
+            Some(key) => RouteKey::Routes(key),
+            None => RouteKey::TrafficRoute(legacy_name.map(str::to_string)),
+        };
         match at {
             Some(i) => variants[i].1 = built.clone(),
             None => variants.push((key, built.clone())),
