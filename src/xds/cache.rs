@@ -188,10 +188,23 @@ pub struct SnapshotWatch {
     latest: Arc<Latest>,
     /// The version [`SnapshotWatch::changed`] last saw.
     seen: u64,
+    /// What [`SnapshotWatch::applied`] last recorded: a stream reports
+    /// after every request, the lock is taken only when this moves.
+    reported: [u64; 2],
     cache: Arc<SnapshotCache>,
 }
 
 impl SnapshotWatch {
+    /// Records that the proxy has applied `version` of `type_url`.
+    pub fn applied(&mut self, type_url: TypeUrl, version: u64) {
+        if let Some(i) = APPLIED_TYPES.iter().position(|t| *t == type_url)
+            && self.reported[i] != version
+        {
+            self.reported[i] = version;
+            self.latest.lock().applied[i] = version;
+        }
+    }
+
     /// The proxy's current snapshot, if it has one yet.
     pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.latest.lock().snapshot.clone()
@@ -212,15 +225,6 @@ impl SnapshotWatch {
             Poll::Pending
         })
         .await
-    }
-}
-
-impl SnapshotWatch {
-    /// Records that the proxy has applied `version` of `type_url`.
-    pub fn applied(&self, type_url: TypeUrl, version: u64) {
-        if let Some(i) = APPLIED_TYPES.iter().position(|t| *t == type_url) {
-            self.latest.lock().applied[i] = version;
-        }
     }
 }
 
@@ -272,6 +276,7 @@ impl SnapshotCache {
             id,
             latest,
             seen,
+            reported: [0; 2],
             cache: self.clone(),
         }
     }

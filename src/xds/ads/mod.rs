@@ -251,12 +251,6 @@ impl StreamContext {
         }
     }
 
-    /// Records that the proxy has `version` of `type_url` in force: it
-    /// ACKed every response that carried it, or said it had it already.
-    fn applied(&self, type_url: TypeUrl, version: u64) {
-        self.watch.applied(type_url, version);
-    }
-
     fn acked(&self, type_url: TypeUrl, sent_at: Instant) {
         self.tracker.acked(type_url);
         self.metrics
@@ -432,7 +426,7 @@ async fn serve_stream<P: Protocol>(
         }
         for type_url in served {
             if let Some(version) = protocol.confirmed(*type_url) {
-                ctx.applied(*type_url, version);
+                ctx.watch.applied(*type_url, version);
             }
         }
         tokio::select! {
