@@ -95,7 +95,11 @@ impl Identities {
     /// Takes the CA of every mesh of the index whose proxies use mTLS
     /// (`uses_mtls`: on, or switching on or off) from its secret (when it
     /// is new or changed) and forgets the others.
-    pub fn sync_cas(&mut self, index: &ResourceIndex, uses_mtls: impl Fn(&MeshView) -> bool) {
+    pub fn sync_cas(
+        &mut self,
+        index: &ResourceIndex,
+        mut uses_mtls: impl FnMut(&MeshView) -> bool,
+    ) {
         let mut changed = false;
         let mut wanted = HashSet::new();
         for mesh in index.meshes().filter(|m| uses_mtls(m)) {

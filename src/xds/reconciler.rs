@@ -110,14 +110,9 @@ impl Reconciler {
     fn rebuild_batch(&self, identities: &mut Identities, shared: &mut Shared, batch: Batch) {
         let index = self.index.read();
         let rollout = &mut shared.rollout;
-        let phases: HashMap<String, bool> = index
-            .meshes()
-            .map(|m| {
-                let phase = rollout.phase(&m.name, m.spec.mtls_enabled());
-                (m.name.clone(), phase.is_some())
-            })
-            .collect();
-        identities.sync_cas(&index, |m| phases.get(&m.name).copied().unwrap_or(false));
+        identities.sync_cas(&index, |m| {
+            rollout.phase(&m.name, m.spec.mtls_enabled()).is_some()
+        });
         shared
             .outbounds
             .retain(|mesh, _| index.mesh(mesh).is_some());
