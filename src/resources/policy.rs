@@ -251,13 +251,7 @@ impl TrafficLogSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tags(pairs: &[(&str, &str)]) -> Tags {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::resources::tags::of_pairs as tags;
 
     fn selector(pairs: &[(&str, &str)]) -> Selector {
         Selector {

@@ -57,3 +57,12 @@ pub(crate) fn validate_tags(field: &str, tags: &Tags, allow_wildcard: bool) -> V
     }
     causes
 }
+
+/// Tags from `(key, value)` pairs, for tests.
+#[cfg(test)]
+pub(crate) fn of_pairs(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

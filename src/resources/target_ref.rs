@@ -445,16 +445,10 @@ impl Subset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::tags::of_pairs as tags;
 
     fn parse(doc: serde_json::Value) -> TargetRef {
         serde_json::from_value(doc).unwrap()
-    }
-
-    fn tags(pairs: &[(&str, &str)]) -> Tags {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     const FROM: [TargetRefKind; 4] = [

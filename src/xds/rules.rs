@@ -248,18 +248,11 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 mod tests {
     use super::*;
     use crate::resources::TargetRef;
-    use crate::resources::tags::Tags;
+    use crate::resources::tags::of_pairs as tags;
     use serde_json::json;
 
     fn reference(doc: Value) -> TargetRef {
         serde_json::from_value(doc).unwrap()
-    }
-
-    fn tags(pairs: &[(&str, &str)]) -> Tags {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     fn action(rules: &[Rule], peer: &[(&str, &str)]) -> Option<String> {

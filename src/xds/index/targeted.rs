@@ -139,14 +139,8 @@ fn ordered<'m, P: TargetRefPolicy + 'm>(
 mod tests {
     use super::*;
     use crate::resources::MeshTrafficPermissionSpec;
+    use crate::resources::tags::of_pairs as tags;
     use serde_json::{Value, json};
-
-    fn tags(pairs: &[(&str, &str)]) -> Tags {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn permission(target: Value, namespace: Option<&str>) -> Scoped<MeshTrafficPermissionSpec> {
         Scoped::new(
