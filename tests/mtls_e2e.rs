@@ -273,6 +273,89 @@ fn mesh_traffic_permissions_allow_deny_and_shadow_deny_by_identity() {
     );
 }
 
+/// Puts the MeshTrafficPermission `name` of mesh `default` in the `rules`
+/// form (clients by SPIFFE id), for the proxies `target_ref` selects.
+fn put_identity_permission(
+    cp: &KumaCp,
+    name: &str,
+    target_ref: serde_json::Value,
+    conf: serde_json::Value,
+) {
+    let policy = serde_json::json!({
+        "type": "MeshTrafficPermission", "mesh": "default", "name": name,
+        "spec": {"targetRef": target_ref, "rules": [{"default": conf}]}
+    });
+    cp.put(
+        &format!("/meshes/default/meshtrafficpermissions/{name}"),
+        &policy.to_string(),
+    );
+}
+
+#[test]
+fn mesh_traffic_permission_rules_match_spiffe_ids_and_any_deny_wins() {
+    let cp = KumaCp::start(&[]);
+    cp.enable_mtls("default");
+    let pair = echo_pair(&cp, "default", "1");
+    // Every identity of the mesh, by prefix, mesh-wide.
+    put_identity_permission(
+        &cp,
+        "mesh-identities",
+        serde_json::json!({"kind": "Mesh"}),
+        serde_json::json!({"allow": [{"spiffeID": {"type": "Prefix", "value": "spiffe://default/"}}]}),
+    );
+    assert!(
+        eventually(SETTLE, || echo_works(pair.outbound)),
+        "an allow by SPIFFE id prefix did not let the client in"
+    );
+
+    // A deny of the client's exact id on the echo's inbound (by its port)
+    // wins over the broader allow, and a `from`-form Allow for the whole
+    // mesh is not consulted beside the rules form.
+    put_identity_permission(
+        &cp,
+        "deny-client-on-echo",
+        serde_json::json!({"kind": "Dataplane", "labels": {"kuma.io/service": "echo"},
+                           "sectionName": pair.echo_inbound.to_string()}),
+        serde_json::json!({"deny": [{"spiffeID": {"type": "Exact", "value": "spiffe://default/client"}}]}),
+    );
+    put_mesh_traffic_permission(
+        &cp,
+        "allow-all-from",
+        serde_json::json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]),
+    );
+    assert!(
+        eventually(SETTLE, || !echo_works(pair.outbound)),
+        "the client still reaches the echo despite a deny of its SPIFFE id"
+    );
+    assert!(stays_blocked(pair.outbound));
+
+    // The deny turned shadow: let through, counted as denied.
+    put_identity_permission(
+        &cp,
+        "deny-client-on-echo",
+        serde_json::json!({"kind": "Dataplane", "labels": {"kuma.io/service": "echo"}}),
+        serde_json::json!({"allowWithShadowDeny": [{"spiffeID": {"type": "Exact", "value": "spiffe://default/client"}}]}),
+    );
+    assert!(
+        eventually(SETTLE, || echo_works(pair.outbound)),
+        "allowWithShadowDeny did not let the client through"
+    );
+    assert!(
+        eventually(SETTLE, || shadow_denied(&pair.echo) > 0),
+        "no shadow denial counted"
+    );
+
+    // With no rule left, the `from` form decides again.
+    cp.delete("/meshes/default/meshtrafficpermissions/deny-client-on-echo");
+    cp.delete("/meshes/default/meshtrafficpermissions/mesh-identities");
+    put_mesh_traffic_permission(
+        &cp,
+        "allow-all-from",
+        serde_json::json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Deny"}}]),
+    );
+    assert!(eventually(SETTLE, || !echo_works(pair.outbound)));
+}
+
 #[test]
 fn proxies_of_meshes_with_different_cas_cannot_handshake() {
     let cp = KumaCp::start(&[]);

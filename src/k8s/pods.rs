@@ -226,6 +226,7 @@ pub fn desired(
             inbound.push(InboundInterface {
                 interface,
                 tags,
+                name: port.name.clone(),
                 health: health.clone(),
                 service_vip: vip.map(|v| format!("{v}:{}", port.port)),
             });

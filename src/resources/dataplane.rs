@@ -67,6 +67,11 @@ pub struct InboundInterface {
     pub interface: String,
     #[serde(default)]
     pub tags: Tags,
+    /// The inbound's name, as Kuma 2.x names inbounds: what a policy's
+    /// `sectionName` may name (as well as the port). On Kubernetes, the
+    /// name of the Service port it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Whether the workload behind this inbound takes traffic now (a pod
     /// and its sidecar are ready, and it is not terminating). Absent means
     /// ready; a not-ready inbound's endpoint is not used.
@@ -317,6 +322,9 @@ impl DataplaneSpec {
             ));
             if let Some(Err(msg)) = inbound.vip() {
                 causes.push(Cause::new(format!("{field}.serviceVip"), msg));
+            }
+            if let Some(name) = &inbound.name {
+                causes.extend(validate_tag_value(&format!("{field}.name"), name, false));
             }
         }
         for (i, outbound) in self.networking.outbound.iter().enumerate() {

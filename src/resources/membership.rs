@@ -140,8 +140,7 @@ mod tests {
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_string()))
                             .collect(),
-                        health: None,
-                        service_vip: None,
+                        ..Default::default()
                     })
                     .collect(),
                 outbound: Vec::new(),

@@ -304,6 +304,24 @@ impl TargetRefPolicy for MeshHttpRouteSpec {
         true
     }
 
+    fn default_namespace(&mut self, namespace: &str) {
+        for to in &mut self.to {
+            to.target_ref.default_namespace(namespace);
+            for rule in &mut to.rules {
+                let conf = &mut rule.default;
+                let mirrors = conf
+                    .filters
+                    .iter_mut()
+                    .flatten()
+                    .filter_map(|f| f.request_mirror.as_mut())
+                    .map(|m| &mut m.backend_ref);
+                for backend in conf.backend_refs.iter_mut().flatten().chain(mirrors) {
+                    backend.default_namespace(namespace);
+                }
+            }
+        }
+    }
+
     fn validate(&self) -> Vec<Cause> {
         let destinations = self.to.iter().map(|to| &to.target_ref);
         let mut causes = validate_targets(self.target_ref.as_ref(), destinations);

@@ -74,6 +74,19 @@ impl TargetRefPolicy for MeshTcpRouteSpec {
         true
     }
 
+    fn default_namespace(&mut self, namespace: &str) {
+        for to in &mut self.to {
+            to.target_ref.default_namespace(namespace);
+            let backends = to
+                .rules
+                .iter_mut()
+                .flat_map(|r| &mut r.default.backend_refs);
+            for backend in backends.flatten() {
+                backend.default_namespace(namespace);
+            }
+        }
+    }
+
     fn validate(&self) -> Vec<Cause> {
         let destinations = self.to.iter().map(|to| &to.target_ref);
         let mut causes = validate_targets(self.target_ref.as_ref(), destinations);

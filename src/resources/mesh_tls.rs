@@ -12,6 +12,10 @@
 //!     default: {mode: Permissive}
 //! ```
 //!
+//! Kuma 2.12 also writes the conf as `rules: [{default: ...}]`, which
+//! takes every inbound connection as `from: [{targetRef: {kind: Mesh}}]`
+//! does; a policy has one form or the other.
+//!
 //! `Strict` (what a mesh with mTLS means without a MeshTLS) takes mTLS
 //! only; `Permissive` takes mTLS and plain text on the same port, plain
 //! text without an identity and so without a permission check. The TLS
@@ -33,8 +37,19 @@ pub const MESH_TLS_TOP_LEVEL_KINDS: [TargetRefKind; 3] = [
 pub struct MeshTlsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_ref: Option<TargetRef>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<MeshTlsFrom>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<MeshTlsRule>,
+}
+
+/// A conf for every connection an inbound takes (Kuma has no L7 matching
+/// for TLS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeshTlsRule {
+    #[serde(default)]
+    pub default: MeshTlsConf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -128,11 +143,16 @@ impl TargetRefPolicy for MeshTlsSpec {
         if let Some(target) = &self.target_ref {
             causes.extend(target.validate("targetRef", &MESH_TLS_TOP_LEVEL_KINDS));
         }
-        if self.from.is_empty() {
-            causes.push(Cause::new(
+        match (self.from.is_empty(), self.rules.is_empty()) {
+            (true, true) => causes.push(Cause::new(
+                "rules",
+                "must hold at least one rule (default), or from at least one item (targetRef kind Mesh, and default)",
+            )),
+            (false, false) => causes.push(Cause::new(
                 "from",
-                "must hold at least one item (targetRef kind Mesh, and default)",
-            ));
+                "must be left out when rules is set: a policy has one form or the other",
+            )),
+            _ => {}
         }
         let mesh_wide = self.target().kind == TargetRefKind::Mesh;
         for (i, from) in self.from.iter().enumerate() {
@@ -141,32 +161,55 @@ impl TargetRefPolicy for MeshTlsSpec {
                 from.target_ref
                     .validate(&format!("{path}.targetRef"), &[TargetRefKind::Mesh]),
             );
-            let conf = &from.default;
-            if conf.tls_ciphers.as_ref().is_some_and(|c| !c.is_empty()) && !mesh_wide {
+            causes.extend(from.default.validate(&format!("{path}.default"), mesh_wide));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            causes.extend(
+                rule.default
+                    .validate(&format!("rules[{i}].default"), mesh_wide),
+            );
+        }
+        causes
+    }
+}
+
+impl MeshTlsConf {
+    /// The problems of a conf at `path`; versions and ciphers are the whole
+    /// mesh's, so only a policy for the whole mesh (`mesh_wide`) sets them.
+    fn validate(&self, path: &str, mesh_wide: bool) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        if self.tls_ciphers.as_ref().is_some_and(|c| !c.is_empty()) && !mesh_wide {
+            causes.push(Cause::new(
+                format!("{path}.tlsCiphers"),
+                "can only be set when the top-level targetRef is kind Mesh",
+            ));
+        }
+        if let Some(version) = &self.tls_version {
+            if !mesh_wide {
                 causes.push(Cause::new(
-                    format!("{path}.default.tlsCiphers"),
+                    format!("{path}.tlsVersion"),
                     "can only be set when the top-level targetRef is kind Mesh",
                 ));
-            }
-            if let Some(version) = &conf.tls_version {
-                if !mesh_wide {
-                    causes.push(Cause::new(
-                        format!("{path}.default.tlsVersion"),
-                        "can only be set when the top-level targetRef is kind Mesh",
-                    ));
-                } else if let (Some(min), Some(max)) = (version.min, version.max)
-                    && min != TlsVersion::Auto
-                    && max != TlsVersion::Auto
-                    && min > max
-                {
-                    causes.push(Cause::new(
-                        format!("{path}.default.tlsVersion.min"),
-                        "must not be above max",
-                    ));
-                }
+            } else if let (Some(min), Some(max)) = (version.min, version.max)
+                && min != TlsVersion::Auto
+                && max != TlsVersion::Auto
+                && min > max
+            {
+                causes.push(Cause::new(
+                    format!("{path}.tlsVersion.min"),
+                    "must not be above max",
+                ));
             }
         }
         causes
+    }
+
+    /// The confs of a policy, in its order, whichever form it has.
+    pub fn of(spec: &MeshTlsSpec) -> impl Iterator<Item = &MeshTlsConf> {
+        spec.from
+            .iter()
+            .map(|f| &f.default)
+            .chain(spec.rules.iter().map(|r| &r.default))
     }
 }
 
@@ -196,5 +239,29 @@ mod tests {
             fields,
             ["from[0].targetRef.kind", "from[0].default.tlsVersion"]
         );
+    }
+
+    #[test]
+    fn the_rules_form_is_one_conf_per_rule_and_excludes_from() {
+        let spec: MeshTlsSpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"kind": "Dataplane", "labels": {"app": "legacy"}},
+            "rules": [{"default": {"mode": "Permissive"}}]
+        }))
+        .unwrap();
+        assert!(spec.validate().is_empty(), "{:?}", spec.validate());
+        let modes: Vec<_> = MeshTlsConf::of(&spec).map(|c| c.mode).collect();
+        assert_eq!(modes, [Some(TlsMode::Permissive)]);
+        let both: MeshTlsSpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"kind": "MeshSubset", "tags": {"app": "x"}},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"mode": "Strict"}}],
+            "rules": [{"default": {"tlsCiphers": ["ECDHE-RSA-AES128-GCM-SHA256"]}}]
+        }))
+        .unwrap();
+        let fields: Vec<String> = both.validate().into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["from", "rules[0].default.tlsCiphers"]);
+        let neither: MeshTlsSpec =
+            serde_json::from_value(serde_json::json!({"targetRef": {"kind": "Mesh"}})).unwrap();
+        let fields: Vec<String> = neither.validate().into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["rules"]);
     }
 }

@@ -55,10 +55,12 @@ pub use mesh_http_route::{
 };
 pub use mesh_tcp_route::{MeshTcpRouteSpec, TcpRouteConf, TcpRouteRule, TcpRouteTo};
 pub use mesh_tls::{
-    MeshTlsConf, MeshTlsFrom, MeshTlsSpec, TlsCipher, TlsMode, TlsVersion, TlsVersionRange,
+    MeshTlsConf, MeshTlsFrom, MeshTlsRule, MeshTlsSpec, TlsCipher, TlsMode, TlsVersion,
+    TlsVersionRange,
 };
 pub use mesh_traffic_permission::{
-    Action as PermissionAction, MeshTrafficPermissionSpec, PermissionConf, PermissionFrom,
+    Action as PermissionAction, IdentityConf, IdentityMatch, MeshTrafficPermissionSpec,
+    PermissionConf, PermissionFrom, PermissionRule, SpiffeIdMatch, SpiffeIdMatchType,
 };
 pub use policy::{
     Selector, Specificity, TrafficLogConf, TrafficLogRule, TrafficLogSpec, TrafficPermissionRule,
@@ -69,7 +71,8 @@ pub use proxy_template::{
 };
 pub use secret::SecretSpec;
 pub use target_ref::{
-    BackendRef, PolicyDocument, ProxyType, Subset, Tag, TargetRef, TargetRefKind, TargetRefPolicy,
+    BackendRef, PolicyDocument, ProxyType, ServicePort, Subset, Tag, TargetRef, TargetRefKind,
+    TargetRefPolicy,
 };
 pub use traffic_route::{TrafficRouteSpec, WeightedDestination};
 pub use traffic_trace::{TrafficTraceConf, TrafficTraceSpec};

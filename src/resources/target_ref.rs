@@ -9,6 +9,17 @@
 //!
 //! The kinds that select proxies by tags become a [`Subset`]: the
 //! conditions on tags that the rules engine (`xds::rules`) reasons with.
+//!
+//! A `MeshService` is named two ways. The older names a `kuma.io/service`
+//! (`backend`, or on Kubernetes `backend_kuma-demo_svc_3001`). Kuma's
+//! newer model names a Service object, `name` and `namespace` (on
+//! Kubernetes, by default the policy's), and one of its ports by
+//! `sectionName` (the port's name or number) or, in a backend, `port`;
+//! `labels` may stand for the name (`kuma.io/display-name`) and the
+//! namespace (`k8s.kuma.io/namespace`). There are no MeshService objects
+//! here: a Kubernetes Service's port is the service
+//! `{name}_{namespace}_svc_{port}`, and a port's name is the `name` of the
+//! inbounds made from it ([`ServicePort`]).
 
 use super::tags::{SERVICE_TAG, Tags, validate_tags};
 use super::validation::Cause;
@@ -133,6 +144,7 @@ impl TargetRef {
         };
         let tags_set = self.tags.as_ref().is_some_and(|t| !t.is_empty());
         let dataplane = self.kind == TargetRefKind::Dataplane;
+        let service = self.is_mesh_service();
         let (uses_name, uses_tags) = match self.kind {
             TargetRefKind::Mesh | TargetRefKind::Dataplane => (false, false),
             TargetRefKind::MeshSubset => (false, true),
@@ -140,7 +152,7 @@ impl TargetRef {
         };
         refuse("tags", !uses_tags && tags_set);
         refuse("mesh", self.mesh.is_some());
-        refuse("labels", !dataplane && self.labels.is_some());
+        refuse("labels", !dataplane && !service && self.labels.is_some());
         refuse(
             "proxyTypes",
             self.proxy_types.is_some()
@@ -161,12 +173,14 @@ impl TargetRef {
                     ));
                 }
             }
+        } else if service {
+            causes.extend(self.validate_service_labels(path));
         } else {
             refuse("name", !uses_name && self.name.is_some());
             refuse("namespace", self.namespace.is_some());
             refuse("sectionName", self.section_name.is_some());
         }
-        if uses_name {
+        if uses_name && !(service && self.labelled_name().is_some()) {
             match self.name.as_deref() {
                 None | Some("") => causes.push(Cause::new(
                     at("name"),
@@ -186,7 +200,7 @@ impl TargetRef {
         if let Some(tags) = &self.tags {
             causes.extend(validate_tags(&at("tags"), tags, false));
         }
-        if let Some(labels) = &self.labels {
+        if let Some(labels) = self.labels.as_ref().filter(|_| !service) {
             causes.extend(validate_tags(&at("labels"), labels, false));
         }
         if self.proxy_types.as_ref().is_some_and(Vec::is_empty) {
@@ -196,6 +210,96 @@ impl TargetRef {
             ));
         }
         causes
+    }
+
+    /// The labels a `MeshService` reference may carry: those that stand
+    /// for its name and namespace (there are no MeshService objects with
+    /// other labels here).
+    fn validate_service_labels(&self, path: &str) -> Vec<Cause> {
+        self.labels
+            .iter()
+            .flatten()
+            .filter(|(key, _)| ![DISPLAY_NAME_LABEL, NAMESPACE_LABEL].contains(&key.as_str()))
+            .map(|(key, _)| {
+                Cause::new(
+                    format!("{path}.labels.{key}"),
+                    format!(
+                        "is not a label services have here; a MeshService is selected by {DISPLAY_NAME_LABEL} and {NAMESPACE_LABEL}"
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// Refuses what names a service in Kuma's newer model (`namespace`,
+    /// `sectionName`, `labels`) where only the older one is understood:
+    /// the groups of clients a `from` item names by their certificates.
+    pub fn validate_peers(&self, path: &str) -> Vec<Cause> {
+        [
+            ("namespace", self.namespace.is_some()),
+            ("sectionName", self.section_name.is_some()),
+            ("labels", self.labels.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set && self.is_mesh_service())
+        .map(|(field, _)| {
+            Cause::new(
+                format!("{path}.{field}"),
+                "cannot name clients: name their kuma.io/service (e.g. backend_kuma-demo_svc_3001)",
+            )
+        })
+        .collect()
+    }
+
+    fn is_mesh_service(&self) -> bool {
+        matches!(
+            self.kind,
+            TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset
+        )
+    }
+
+    fn labelled_name(&self) -> Option<&str> {
+        self.labels
+            .as_ref()?
+            .get(DISPLAY_NAME_LABEL)
+            .map(String::as_str)
+    }
+
+    /// The Service object this `MeshService` reference names in Kuma's
+    /// newer model, or `None` for the older (a `kuma.io/service`).
+    fn service_object(&self) -> Option<ServiceObject<'_>> {
+        if !self.is_mesh_service()
+            || (self.namespace.is_none() && self.section_name.is_none() && self.labels.is_none())
+        {
+            return None;
+        }
+        let label = |key: &str| self.labels.as_ref()?.get(key).map(String::as_str);
+        Some(ServiceObject {
+            name: self.name.as_deref().or(self.labelled_name())?,
+            namespace: self.namespace.as_deref().or(label(NAMESPACE_LABEL)),
+            port: self.section_name.as_deref(),
+        })
+    }
+
+    /// Whether this reference names the service `port` is of: always for
+    /// kinds that do not name services; for a `MeshService`, by its name
+    /// (either model) and the port's name or number.
+    pub fn names_service(&self, port: &ServicePort) -> bool {
+        if !self.is_mesh_service() {
+            return true;
+        }
+        match self.service_object() {
+            None => self.name.as_deref() == Some(port.service),
+            Some(object) => self.name.as_deref() == Some(port.service) || object.names(port),
+        }
+    }
+
+    /// Names the policy's `namespace` where a `MeshService` of the newer
+    /// model leaves it out, as Kuma reads it on Kubernetes.
+    pub fn default_namespace(&mut self, namespace: &str) {
+        if self.service_object().is_some_and(|o| o.namespace.is_none()) {
+            self.namespace = Some(namespace.to_string());
+        }
     }
 
     /// Refuses a `sectionName` (an inbound, by its port) where the
@@ -212,14 +316,18 @@ impl TargetRef {
     /// The tag conditions this reference stands for. `Mesh` is the empty
     /// subset (every proxy); tags are taken by their reference names
     /// (`kuma.io/service` is `service`).
+    /// A `MeshService` of the newer model is a service tag only when its
+    /// port is a number; else [`TargetRef::names_service`] tells.
     pub fn subset(&self) -> Subset {
         let mut tags: Vec<Tag> = Vec::new();
-        if let Some(name) = &self.name {
-            tags.push(Tag::is(SERVICE_TAG, name));
+        match self.service_object() {
+            Some(object) => tags.extend(object.exact().map(|s| Tag::is(SERVICE_TAG, &s))),
+            None => tags.extend(self.name.iter().map(|name| Tag::is(SERVICE_TAG, name))),
         }
         // A Dataplane's labels are its inbounds' tags here (on Kubernetes,
         // a pod's labels become them).
-        for (k, v) in self.tags.iter().chain(self.labels.iter()).flatten() {
+        let labels = self.labels.iter().filter(|_| !self.is_mesh_service());
+        for (k, v) in self.tags.iter().chain(labels).flatten() {
             tags.push(Tag::is(super::dialect::reference_tag(k), v));
         }
         Subset::new(tags)
@@ -245,6 +353,62 @@ impl TargetRef {
             .is_none_or(|types| types.contains(&wanted));
         type_ok && subset.contains(tags)
     }
+}
+
+/// The label of a MeshService that holds its name.
+pub const DISPLAY_NAME_LABEL: &str = "kuma.io/display-name";
+/// The label of a MeshService that holds its Kubernetes namespace.
+pub const NAMESPACE_LABEL: &str = "k8s.kuma.io/namespace";
+
+/// One port of a service as a reference may name it: the service (a
+/// `kuma.io/service`) and the name of that port, when its inbounds have
+/// one.
+#[derive(Debug, Clone, Copy)]
+pub struct ServicePort<'a> {
+    pub service: &'a str,
+    pub name: Option<&'a str>,
+}
+
+/// A Service object named in Kuma's newer model.
+#[derive(Debug, Clone, Copy)]
+struct ServiceObject<'a> {
+    name: &'a str,
+    namespace: Option<&'a str>,
+    /// The port's name or number; any port when left out.
+    port: Option<&'a str>,
+}
+
+impl ServiceObject<'_> {
+    /// The one service it is, when that is known without looking at the
+    /// mesh: on Kubernetes, a port by number.
+    fn exact(&self) -> Option<String> {
+        let port: u16 = self.port?.parse().ok()?;
+        Some(format!("{}_{}_svc_{port}", self.name, self.namespace?))
+    }
+
+    fn names(&self, port: &ServicePort) -> bool {
+        let port_is = |number: Option<&str>| {
+            self.port
+                .is_none_or(|wanted| Some(wanted) == port.name || Some(wanted) == number)
+        };
+        match kubernetes_service(port.service) {
+            Some((name, namespace, number)) => {
+                name == self.name
+                    && self.namespace.is_none_or(|ns| ns == namespace)
+                    && port_is(Some(number))
+            }
+            None => port.service == self.name && self.namespace.is_none() && port_is(None),
+        }
+    }
+}
+
+/// The Service name, namespace and port of a Kubernetes service tag
+/// (`{name}_{namespace}_svc_{port}`; Kubernetes names hold no `_`).
+fn kubernetes_service(service: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = service.split('_');
+    let (name, namespace, svc, port) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (svc == "svc" && parts.next().is_none() && port.parse::<u16>().is_ok())
+        .then_some((name, namespace, port))
 }
 
 /// Where a route sends traffic: a service (`MeshService`) or the part of
@@ -295,13 +459,33 @@ impl BackendRef {
 
     pub fn validate(&self, path: &str) -> Vec<Cause> {
         let mut causes = self.reference().validate(path, &BACKEND_KINDS);
-        if self.port.is_some() {
+        if self.section_name.is_some() {
+            causes.push(Cause::new(
+                format!("{path}.sectionName"),
+                "is not taken in a backend: name the Service's port by number in port",
+            ));
+        }
+        let object = self.namespace.is_some() || self.labels.is_some();
+        if object && self.port.is_none() {
             causes.push(Cause::new(
                 format!("{path}.port"),
-                "is not supported yet: a backend is a service, by name",
+                "must be set with namespace or labels: the port of the Service to send to",
             ));
         }
         causes
+    }
+
+    /// Names the policy's `namespace` where a backend of the newer model
+    /// (one with a `port`) leaves it out.
+    pub fn default_namespace(&mut self, namespace: &str) {
+        let named = self.namespace.is_some()
+            || self
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(NAMESPACE_LABEL));
+        if self.port.is_some() && !named {
+            self.namespace = Some(namespace.to_string());
+        }
     }
 
     /// The weight, 1 when left out.
@@ -310,7 +494,9 @@ impl BackendRef {
     }
 
     /// The service and the tags (under their reference names) its
-    /// endpoints must have.
+    /// endpoints must have. A Kubernetes Service's port (namespace and
+    /// port given) is the service `{name}_{namespace}_svc_{port}`; else
+    /// the name is the service, the port being the only one it has.
     pub fn destination(&self) -> (String, Tags) {
         let tags = self
             .tags
@@ -318,7 +504,22 @@ impl BackendRef {
             .flatten()
             .map(|(k, v)| (super::dialect::reference_tag(k).to_string(), v.clone()))
             .collect();
-        (self.name.clone().unwrap_or_default(), tags)
+        let reference = self.reference();
+        let object = reference.service_object().and_then(|o| {
+            let port = self.port?.to_string();
+            ServiceObject {
+                port: Some(&port),
+                ..o
+            }
+            .exact()
+        });
+        let service = object.or_else(|| {
+            reference
+                .name
+                .clone()
+                .or(reference.labelled_name().map(str::to_string))
+        });
+        (service.unwrap_or_default(), tags)
     }
 }
 
@@ -349,6 +550,12 @@ pub trait TargetRefPolicy {
     fn is_route(&self) -> bool {
         false
     }
+
+    /// Names `namespace` (the application namespace the policy was
+    /// created in) where the policy's references to Services leave theirs
+    /// out. The references to the proxies it shapes need none: the policy
+    /// applies to its namespace only.
+    fn default_namespace(&mut self, _namespace: &str) {}
 
     /// The top-level reference, `kind: Mesh` when left out.
     fn target(&self) -> TargetRef {
@@ -523,6 +730,83 @@ mod tests {
         let sidecars = parse(serde_json::json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}));
         assert!(sidecars.selects(&tags(&[("service", "a")]), false));
         assert!(!sidecars.selects(&tags(&[("service", "a")]), true));
+    }
+
+    #[test]
+    fn a_mesh_service_of_the_newer_model_names_a_kubernetes_services_port() {
+        let port = |service, name| ServicePort { service, name };
+        let http = port("backend_kuma-demo_svc_3001", Some("http"));
+        let admin = port("backend_kuma-demo_svc_9901", None);
+        let elsewhere = port("backend_other_svc_3001", Some("http"));
+        let by_name = parse(serde_json::json!({
+            "kind": "MeshService", "name": "backend", "namespace": "kuma-demo", "sectionName": "http"
+        }));
+        assert!(by_name.validate("to[0].targetRef", &FROM).is_empty());
+        assert!(by_name.names_service(&http));
+        assert!(!by_name.names_service(&admin));
+        assert!(!by_name.names_service(&elsewhere));
+        // A port by number is the one service it is.
+        let by_number = parse(serde_json::json!({
+            "kind": "MeshService", "name": "backend", "namespace": "kuma-demo", "sectionName": "9901"
+        }));
+        assert_eq!(
+            by_number.subset().tags(),
+            [Tag::is("service", "backend_kuma-demo_svc_9901")]
+        );
+        assert!(by_number.names_service(&admin) && !by_number.names_service(&http));
+        // No port: every port; labels stand for the name and namespace.
+        let labelled = parse(serde_json::json!({
+            "kind": "MeshService",
+            "labels": {"kuma.io/display-name": "backend", "k8s.kuma.io/namespace": "kuma-demo"}
+        }));
+        assert!(labelled.validate("to[0].targetRef", &FROM).is_empty());
+        assert!(labelled.names_service(&http) && labelled.names_service(&admin));
+        assert!(!labelled.names_service(&elsewhere));
+        // The older model: the name is the service.
+        let legacy =
+            parse(serde_json::json!({"kind": "MeshService", "name": "backend_kuma-demo_svc_3001"}));
+        assert!(legacy.names_service(&http) && !legacy.names_service(&admin));
+        // The policy's namespace where the reference leaves it out.
+        let mut relative = parse(serde_json::json!({
+            "kind": "MeshService", "name": "backend", "sectionName": "http"
+        }));
+        relative.default_namespace("other");
+        assert!(relative.names_service(&elsewhere) && !relative.names_service(&http));
+        // Other labels are refused, and clients cannot be named this way.
+        let other = parse(serde_json::json!({"kind": "MeshService", "labels": {"team": "a"}}));
+        let fields: Vec<String> = other
+            .validate("to[0].targetRef", &FROM)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["to[0].targetRef.labels.team", "to[0].targetRef.name"]
+        );
+        assert_eq!(
+            by_name.validate_peers("from[0].targetRef")[0].field,
+            "from[0].targetRef.namespace"
+        );
+    }
+
+    #[test]
+    fn a_backend_of_the_newer_model_is_the_service_of_its_port() {
+        let backend = |doc| serde_json::from_value::<BackendRef>(doc).unwrap();
+        let mut relative =
+            backend(serde_json::json!({"kind": "MeshService", "name": "backend-v2", "port": 3001}));
+        assert!(relative.validate("backendRefs[0]").is_empty());
+        relative.default_namespace("kuma-demo");
+        assert_eq!(relative.destination().0, "backend-v2_kuma-demo_svc_3001");
+        // In Universal (no namespace) the name is the service.
+        let universal =
+            backend(serde_json::json!({"kind": "MeshService", "name": "backend", "port": 3001}));
+        assert_eq!(universal.destination().0, "backend");
+        let portless =
+            backend(serde_json::json!({"kind": "MeshService", "name": "b", "namespace": "n"}));
+        assert_eq!(
+            portless.validate("backendRefs[0]")[0].field,
+            "backendRefs[0].port"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //!   Envoy's field names, private keys left out.
 
 use super::cache::{Snapshot, hex};
+use super::generator::permissions::InboundAccess;
 use super::generator::{self, ProxyConfig, TypeUrl, access_log, proxy_template, route, tracing};
-use super::index::{MeshView, selecting_inbound};
+use super::index::{MeshView, Section, selecting_inbound};
 use crate::envoy_api;
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{DataplaneSpec, Selector, TargetRefPolicy};
@@ -66,30 +67,39 @@ pub fn policies(name: &str, dataplane: &DataplaneSpec, mesh: &MeshView) -> Value
                     })
                 })
                 .collect();
-            let port = inbound.endpoint().map_or(0, |e| e.dataplane_port);
+            let section = Section {
+                port: inbound.endpoint().map_or(0, |e| e.dataplane_port),
+                name: inbound.name.as_deref(),
+            };
             let mesh_permissions = mesh.has_mesh_traffic_permissions().then(|| {
                 let selecting =
-                    selecting_inbound(mesh.mesh_traffic_permissions(), &inbound.tags, port);
-                let rules = generator::permissions::inbound_rules(mesh, &inbound.tags, port);
+                    selecting_inbound(mesh.mesh_traffic_permissions(), &inbound.tags, section);
+                let merged = match generator::permissions::inbound_access(mesh, &inbound.tags, section) {
+                    InboundAccess::Groups(rules) => json!(rules
+                        .iter()
+                        .map(|r| json!({"subset": r.subset, "action": r.conf["action"], "origins": r.origins}))
+                        .collect::<Vec<_>>()),
+                    InboundAccess::Identities(rules) => json!(rules
+                        .iter()
+                        .map(|(name, conf)| json!({"identities": conf, "origins": [name]}))
+                        .collect::<Vec<_>>()),
+                };
                 json!({
                     "policies": selecting
                         .iter()
-                        .map(|(name, p)| json!({"name": name, "targetRef": p.target(), "from": p.from}))
+                        .map(|(name, p)| json!({"name": name, "targetRef": p.target(), "from": p.from, "rules": p.rules}))
                         .collect::<Vec<_>>(),
-                    "rules": rules
-                        .iter()
-                        .map(|r| json!({"subset": r.subset, "action": r.conf["action"], "origins": r.origins}))
-                        .collect::<Vec<_>>(),
+                    "rules": merged,
                 })
             });
-            let mesh_tls = selecting_inbound(mesh.mesh_tlses(), &inbound.tags, port);
+            let mesh_tls = selecting_inbound(mesh.mesh_tlses(), &inbound.tags, section);
             let mesh_tls = (!mesh_tls.is_empty()).then(|| {
                 json!({
                     "policies": mesh_tls
                         .iter()
-                        .map(|(name, p)| json!({"name": name, "targetRef": p.target(), "from": p.from}))
+                        .map(|(name, p)| json!({"name": name, "targetRef": p.target(), "from": p.from, "rules": p.rules}))
                         .collect::<Vec<_>>(),
-                    "merged": generator::inbound_tls::conf(mesh, &inbound.tags, port),
+                    "merged": generator::inbound_tls::conf(mesh, &inbound.tags, section),
                 })
             });
             json!({

@@ -5,7 +5,7 @@
 use super::tls::MtlsPhase;
 use crate::resources::tags::Tags;
 use crate::resources::{MeshTlsConf, TlsMode, TlsVersion};
-use crate::xds::index::{MeshView, selecting_inbound};
+use crate::xds::index::{MeshView, Section, selecting_inbound};
 use crate::xds::rules;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     TlsParameters, tls_parameters,
@@ -20,12 +20,12 @@ pub struct InboundTls {
     pub params: Option<TlsParameters>,
 }
 
-/// The merged MeshTLS conf for an inbound with `tags` on `port`.
-pub fn conf(mesh: &MeshView, tags: &Tags, port: u16) -> MeshTlsConf {
-    let confs: Vec<serde_json::Value> = selecting_inbound(mesh.mesh_tlses(), tags, port)
+/// The merged MeshTLS conf for an inbound with `tags` at `section`.
+pub fn conf(mesh: &MeshView, tags: &Tags, section: Section) -> MeshTlsConf {
+    let confs: Vec<serde_json::Value> = selecting_inbound(mesh.mesh_tlses(), tags, section)
         .into_iter()
-        .flat_map(|(_, spec)| spec.from.iter())
-        .filter_map(|from| serde_json::to_value(&from.default).ok())
+        .flat_map(|(_, spec)| MeshTlsConf::of(spec))
+        .filter_map(|conf| serde_json::to_value(conf).ok())
         .collect();
     if confs.is_empty() {
         return MeshTlsConf::default();
@@ -34,10 +34,10 @@ pub fn conf(mesh: &MeshView, tags: &Tags, port: u16) -> MeshTlsConf {
     serde_json::from_value(merged).unwrap_or_default()
 }
 
-/// How an inbound with `tags` on `port` takes connections in `phase`:
+/// How an inbound with `tags` at `section` takes connections in `phase`:
 /// permissive while the mesh switches, and at rest when a MeshTLS says so.
-pub fn of_inbound(mesh: &MeshView, tags: &Tags, port: u16, phase: MtlsPhase) -> InboundTls {
-    let conf = conf(mesh, tags, port);
+pub fn of_inbound(mesh: &MeshView, tags: &Tags, section: Section, phase: MtlsPhase) -> InboundTls {
+    let conf = conf(mesh, tags, section);
     InboundTls {
         permissive: phase != MtlsPhase::Strict || conf.mode == Some(TlsMode::Permissive),
         params: params(&conf),

@@ -13,7 +13,7 @@ use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
     BackendRef, HeaderMatch, HeaderMatchType, HeaderModifier, HttpFilter, HttpMatch, HttpRouteRule,
     MeshHttpRouteSpec, MeshTcpRouteSpec, PathMatchType, PathRewrite, PathRewriteType,
-    QueryMatchType, TargetRef, TcpRouteConf,
+    QueryMatchType, ServicePort, TargetRef, TcpRouteConf,
 };
 use crate::xds::index::{MeshView, selecting};
 use crate::xds::rules;
@@ -33,10 +33,13 @@ use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use serde_json::Value;
 
 /// The routes that select one proxy, each kind least specific first.
-#[derive(Debug, Default, Clone)]
+#[derive(Clone)]
 pub struct Selecting<'m> {
     tcp: Vec<(&'m str, &'m MeshTcpRouteSpec)>,
     http: Vec<(&'m str, &'m MeshHttpRouteSpec)>,
+    /// Where the names of services' ports are read, for a `sectionName`
+    /// that names one.
+    mesh: &'m MeshView,
 }
 
 impl<'m> Selecting<'m> {
@@ -46,15 +49,27 @@ impl<'m> Selecting<'m> {
         Selecting {
             tcp: selecting(mesh.mesh_tcp_routes(), tags, gateway),
             http: selecting(mesh.mesh_http_routes(), tags, gateway),
+            mesh,
         }
+    }
+
+    /// Whether a `to` item's reference names the outbound to `service`.
+    fn names_outbound(&self, target: &TargetRef, service: &str) -> bool {
+        let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
+        // A port's name is looked up only for a reference that names one.
+        let name = target
+            .section_name
+            .as_ref()
+            .and_then(|_| self.mesh.port_name(service));
+        target.subset().contains(&destination)
+            && target.names_service(&ServicePort { service, name })
     }
 
     /// The MeshTCPRoutes and MeshHTTPRoutes with `to` items naming
     /// `service`, least specific first, and those items: what each
     /// contributes to the outbound to `service`.
     pub fn naming(&self, service: &str) -> Vec<(&'static str, &'m str, Value)> {
-        let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
-        let names_it = |target: &TargetRef| target.subset().contains(&destination);
+        let names_it = |target: &TargetRef| self.names_outbound(target, service);
         let tcp = self.tcp.iter().map(|(name, spec)| {
             let items: Vec<_> = spec.to.iter().filter(|t| names_it(&t.target_ref)).collect();
             (
@@ -94,8 +109,7 @@ impl<'m> Selecting<'m> {
         if self.tcp.is_empty() && self.http.is_empty() {
             return None;
         }
-        let destination: Tags = [(SERVICE_TAG.to_string(), service.to_string())].into();
-        let names_it = |target: &TargetRef| target.subset().contains(&destination);
+        let names_it = |target: &TargetRef| self.names_outbound(target, service);
         let tcp: Vec<Value> = self
             .tcp
             .iter()

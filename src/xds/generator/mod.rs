@@ -30,7 +30,7 @@ pub use http::Protocol;
 pub use outbound::Outbounds;
 pub use tls::{MtlsPhase, ProxyTls};
 
-use super::index::MeshView;
+use super::index::{MeshView, Section};
 use crate::resources::DataplaneSpec;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use itertools::{EitherOrBoth, Itertools};
@@ -138,14 +138,18 @@ fn default_proxy(
         let Ok(ep) = inbound.endpoint() else { continue };
         let cluster = local_cluster_name(ep.service_port);
         let name = format!("inbound:{}:{}", ep.address, ep.dataplane_port);
+        let section = Section {
+            port: ep.dataplane_port,
+            name: inbound.name.as_deref(),
+        };
         let protocol = Protocol::of_tag(inbound.tags.get("protocol").map(String::as_str));
         let (filters, transport, permissive) = match tls {
             Some(tls) => {
                 // A MeshTrafficPermission in the mesh retires its
                 // TrafficPermissions, as in Kuma.
                 let rbac = if mesh.has_mesh_traffic_permissions() {
-                    let rules = permissions::inbound_rules(mesh, &inbound.tags, ep.dataplane_port);
-                    permissions::rbac_filter(&name, &mesh.name, &rules)
+                    let access = permissions::inbound_access(mesh, &inbound.tags, section);
+                    permissions::rbac_filter(&name, &mesh.name, &access)
                 } else {
                     let legacy = mesh
                         .permissions()
@@ -153,8 +157,7 @@ fn default_proxy(
                         .map(|(n, p)| (n.as_str(), p.as_ref()));
                     tls::rbac_filter(&name, &mesh.name, &inbound.tags, legacy)
                 };
-                let taking =
-                    inbound_tls::of_inbound(mesh, &inbound.tags, ep.dataplane_port, tls.phase);
+                let taking = inbound_tls::of_inbound(mesh, &inbound.tags, section, tls.phase);
                 (
                     vec![rbac],
                     Some(tls::downstream(taking.params)),
@@ -1044,6 +1047,62 @@ spec:
             "the TrafficPermission is retired"
         );
         golden("redis-2-mesh-traffic-permission", &rendered);
+    }
+
+    /// MeshTrafficPermission's `rules` form: peers by SPIFFE id, every
+    /// deny before any allow, the shadow denials apart; the `from` form of
+    /// another policy selecting the same inbound is not in it.
+    #[test]
+    fn mesh_traffic_permission_rules_golden() {
+        let mut index = index(MESH);
+        apply(
+            &mut index,
+            "
+type: MeshTrafficPermission
+mesh: default
+name: mesh-identities
+spec:
+  rules:
+  - default:
+      allow: [{spiffeID: {type: Prefix, value: 'spiffe://default/'}}]
+      allowWithShadowDeny: [{spiffeID: {type: Exact, value: 'spiffe://default/legacy'}}]
+",
+        );
+        apply(
+            &mut index,
+            "
+type: MeshTrafficPermission
+mesh: default
+name: redis-deny
+spec:
+  targetRef: {kind: Dataplane, labels: {kuma.io/service: redis}}
+  rules:
+  - default:
+      deny: [{spiffeID: {type: Exact, value: 'spiffe://default/web'}}]
+",
+        );
+        apply(
+            &mut index,
+            "
+type: MeshTrafficPermission
+mesh: default
+name: from-form
+spec:
+  from:
+  - targetRef: {kind: MeshSubset, tags: {version: from-form}}
+    default: {action: Allow}
+",
+        );
+        let mesh = index.mesh("default").unwrap();
+        let redis = index
+            .dataplane(&ProxyId::new("default", "redis-2"))
+            .unwrap();
+        let rendered = render(&generate(redis, mesh, Some(placeholder_tls())));
+        assert!(
+            !rendered.contains("from-form"),
+            "the from form is consulted"
+        );
+        golden("redis-2-mesh-traffic-permission-rules", &rendered);
     }
 
     /// Kubernetes: a transparent proxy reaches every service at its Service

@@ -132,14 +132,14 @@ fn socket(config: envoy_types::pb::google::protobuf::Any) -> TransportSocket {
     }
 }
 
-fn exact(value: String) -> StringMatcher {
+pub(super) fn exact(value: String) -> StringMatcher {
     StringMatcher {
         match_pattern: Some(string_matcher::MatchPattern::Exact(value)),
         ..Default::default()
     }
 }
 
-fn prefix(value: String) -> StringMatcher {
+pub(super) fn prefix(value: String) -> StringMatcher {
     StringMatcher {
         match_pattern: Some(string_matcher::MatchPattern::Prefix(value)),
         ..Default::default()
@@ -215,7 +215,7 @@ pub fn upstream_verified_by(mesh: &str, service: &str, ca_secret: &str) -> Trans
 }
 
 /// A principal whose certificate carries a URI SAN matching `matcher`.
-fn san_principal(matcher: StringMatcher) -> Principal {
+pub(super) fn san_principal(matcher: StringMatcher) -> Principal {
     let config = MtlsAuthenticated {
         san_matcher: Some(SubjectAltNameMatcher {
             san_type: subject_alt_name_matcher::SanType::Uri as i32,

@@ -17,7 +17,7 @@ mod targeted;
 pub use handle::IndexHandle;
 pub use policies::Policies;
 use policies::Policy;
-pub use targeted::{Scoped, selecting, selecting_inbound};
+pub use targeted::{Scoped, Section, selecting, selecting_inbound};
 
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
@@ -326,6 +326,16 @@ impl MeshView {
             .into_iter()
             .flatten()
             .filter_map(|name| Some((name.as_str(), self.dataplanes.get(name)?.as_ref())))
+    }
+
+    /// The name of `service`'s port (Kuma's inbound `name`; on
+    /// Kubernetes, the Service port's), from one of its providers.
+    pub fn port_name(&self, service: &str) -> Option<&str> {
+        self.providers(service)
+            .flat_map(|(_, dataplane)| dataplane.networking.inbound.iter())
+            .find(|inbound| inbound.service() == Some(service))?
+            .name
+            .as_deref()
     }
 
     /// Every service of the mesh with a Service address, and its

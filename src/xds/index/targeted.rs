@@ -6,7 +6,7 @@
 use super::policies::{Filed, Policies};
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
-    NAMESPACE_TAG, PolicyDocument, Subset, TargetRef, TargetRefKind, TargetRefPolicy,
+    NAMESPACE_TAG, PolicyDocument, ServicePort, Subset, TargetRef, TargetRefKind, TargetRefPolicy,
 };
 use std::collections::BTreeSet;
 
@@ -25,8 +25,18 @@ pub struct Scoped<P> {
     subset: Subset,
 }
 
+/// One inbound as a `sectionName` names it: by its port, or its name.
+#[derive(Debug, Clone, Copy)]
+pub struct Section<'a> {
+    pub port: u16,
+    pub name: Option<&'a str>,
+}
+
 impl<P: TargetRefPolicy> Scoped<P> {
-    pub fn new(spec: P, namespace: Option<String>) -> Scoped<P> {
+    pub fn new(mut spec: P, namespace: Option<String>) -> Scoped<P> {
+        if let Some(namespace) = &namespace {
+            spec.default_namespace(namespace);
+        }
         let target = spec.target();
         let subset = target.subset();
         Scoped {
@@ -38,16 +48,31 @@ impl<P: TargetRefPolicy> Scoped<P> {
     }
 
     /// Whether the policy selects a proxy (or inbound) with `tags`. An
-    /// inbound's `section` (its port, as Kuma's `sectionName` names an
-    /// inbound without a name) is matched when the targetRef names one;
-    /// `None` stands for any section.
-    pub fn selects(&self, tags: &Tags, gateway: bool, section: Option<&str>) -> bool {
+    /// inbound's `section` (its name, or its port) is matched when the
+    /// targetRef names one; `None` stands for any section.
+    pub fn selects(&self, tags: &Tags, gateway: bool, section: Option<Section>) -> bool {
         let in_namespace = self
             .namespace
             .as_ref()
             .is_none_or(|ns| tags.get(NAMESPACE_TAG) == Some(ns));
-        let in_section = match (self.target.section_name.as_deref(), section) {
-            (Some(wanted), Some(section)) => wanted == section,
+        let port = section.map(|s| s.port.to_string());
+        let in_section = match (
+            self.target.kind,
+            self.target.section_name.as_deref(),
+            section,
+        ) {
+            (TargetRefKind::Dataplane, Some(wanted), Some(section)) => {
+                Some(wanted) == section.name || Some(wanted) == port.as_deref()
+            }
+            (TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset, _, _) => {
+                tags.get(SERVICE_TAG).is_some_and(|service| {
+                    self.target.names_service(&ServicePort {
+                        service,
+                        // Without an inbound, any port of the service.
+                        name: section.map_or(self.target.section_name.as_deref(), |s| s.name),
+                    })
+                })
+            }
             _ => true,
         };
         in_namespace && in_section && self.target.selects_by(&self.subset, tags, gateway)
@@ -105,16 +130,15 @@ pub fn selecting<'m, P: TargetRefPolicy + 'm>(
     })
 }
 
-/// [`selecting`] for one inbound of a sidecar: its tags, and its port
-/// (what a `sectionName` names).
+/// [`selecting`] for one inbound of a sidecar: its tags, and its port and
+/// name (what a `sectionName` names).
 pub fn selecting_inbound<'m, P: TargetRefPolicy + 'm>(
     policies: &'m Policies<Scoped<P>>,
     tags: &Tags,
-    port: u16,
+    section: Section,
 ) -> Vec<(&'m str, &'m P)> {
-    let section = port.to_string();
     ordered(policies, &services_of(&[tags]), |p| {
-        p.selects(tags, false, Some(&section))
+        p.selects(tags, false, Some(section))
     })
 }
 
@@ -189,23 +213,29 @@ mod tests {
     }
 
     #[test]
-    fn a_section_name_picks_one_inbound_by_its_port() {
+    fn a_section_name_picks_one_inbound_by_its_port_or_its_name() {
         let mut filed = Policies::default();
         filed.insert(
             "metrics-port",
             permission(json!({"kind": "Dataplane", "sectionName": "9090"}), None),
         );
         filed.insert("everything", permission(json!({"kind": "Mesh"}), None));
+        filed.insert(
+            "admin",
+            permission(json!({"kind": "Dataplane", "sectionName": "admin"}), None),
+        );
         let inbound = tags(&[("service", "web")]);
-        let names = |port| -> Vec<&str> {
-            selecting_inbound(&filed, &inbound, port)
+        let names = |port, name| -> Vec<&str> {
+            selecting_inbound(&filed, &inbound, Section { port, name })
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect()
         };
-        assert_eq!(names(9090), ["everything", "metrics-port"]);
-        assert_eq!(names(8080), ["everything"]);
-        // The proxy as a whole (what a change rebuilds) is selected by both.
-        assert_eq!(selecting(&filed, &[&inbound], false).len(), 2);
+        assert_eq!(names(9090, None), ["everything", "metrics-port"]);
+        assert_eq!(names(8080, None), ["everything"]);
+        assert_eq!(names(9901, Some("admin")), ["everything", "admin"]);
+        assert_eq!(names(9901, None), ["everything"]);
+        // The proxy as a whole (what a change rebuilds) is selected by all.
+        assert_eq!(selecting(&filed, &[&inbound], false).len(), 3);
     }
 }
