@@ -231,6 +231,102 @@ spec:
       mode: Permissive
       tlsVersion:
         min: TLS12
+---
+apiVersion: kuma.io/v1alpha1
+kind: MeshHTTPRoute
+metadata:
+  name: route-to-backend-v2
+  namespace: {ns}
+  labels:
+    kuma.io/mesh: default
+spec:
+  targetRef:
+    kind: Dataplane
+    labels:
+      app: frontend
+  to:
+  - targetRef:
+      kind: MeshService
+      name: backend
+      namespace: {ns}
+      sectionName: http
+    rules:
+    - matches:
+      - path:
+          type: PathPrefix
+          value: /v2
+      default:
+        backendRefs:
+        - kind: MeshService
+          name: backend-v2
+          namespace: {ns}
+          port: 3001
+---
+apiVersion: kuma.io/v1alpha1
+kind: MeshTCPRoute
+metadata:
+  name: frontend-to-backend-db
+  namespace: {ns}
+  labels:
+    kuma.io/mesh: default
+spec:
+  targetRef:
+    kind: Dataplane
+    labels:
+      app: frontend
+  to:
+  - targetRef:
+      kind: MeshService
+      labels:
+        kuma.io/display-name: backend
+      sectionName: postgres
+    rules:
+    - default:
+        backendRefs:
+        - kind: MeshService
+          labels:
+            kuma.io/display-name: backend-replica
+          port: 5432
+---
+apiVersion: kuma.io/v1alpha1
+kind: MeshTrafficPermission
+metadata:
+  name: deny-observability-ns
+  namespace: {ns}
+  labels:
+    kuma.io/mesh: default
+spec:
+  targetRef:
+    kind: Dataplane
+    labels:
+      app: backend
+    sectionName: admin
+  rules:
+  - default:
+      deny:
+      - spiffeID:
+          type: Prefix
+          value: spiffe://default.zone-1.mesh.local/ns/observability/sa
+      allowWithShadowDeny:
+      - spiffeID:
+          type: Exact
+          value: spiffe://default.zone-1.mesh.local/ns/legacy/sa/client
+---
+apiVersion: kuma.io/v1alpha1
+kind: MeshTLS
+metadata:
+  name: strict-backend
+  namespace: {ns}
+  labels:
+    kuma.io/mesh: default
+spec:
+  targetRef:
+    kind: Dataplane
+    labels:
+      app: backend
+  rules:
+  - default:
+      mode: Strict
 "
     );
     let out = cp.kubectl(&["apply", "-f", "-"], Some(&policies));
@@ -238,7 +334,7 @@ spec:
     let out = cp.kubectl(
         &[
             "get",
-            "meshtrafficpermissions,meshhttproutes,meshtlses",
+            "meshtrafficpermissions,meshhttproutes,meshtcproutes,meshtlses",
             "-n",
             &ns,
         ],
@@ -254,6 +350,18 @@ spec:
         row.contains("MeshService") && row.contains("backend"),
         "the TargetRef columns: {row}"
     );
+    for name in [
+        "route-to-backend-v2",
+        "frontend-to-backend-db",
+        "deny-observability-ns",
+        "strict-backend",
+    ] {
+        assert!(
+            out.stdout.contains(name),
+            "{name} not listed:\n{}",
+            out.stdout
+        );
+    }
     let bogus = policies
         .replace(
             "kind: MeshService\n    name: backend\n  from",

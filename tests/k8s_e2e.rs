@@ -41,7 +41,7 @@ fn service(api: &ControlPlane, ns: &str, name: &str, port: u16, target: u16) -> 
         &format!("/api/v1/namespaces/{ns}/services"),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                "spec": {"selector": {"app": name},
-                        "ports": [{"port": port, "targetPort": target}]}}),
+                        "ports": [{"name": "main", "port": port, "targetPort": target}]}}),
     );
     created["spec"]["clusterIP"]
         .as_str()
@@ -206,6 +206,27 @@ fn traffic_flows_between_pods_through_both_envoys_and_mtls_waits_for_a_permissio
         eventually(Duration::from_secs(15), || echo_works_at(target)),
         "with the namespace's deny gone, the mesh-wide allow applies again"
     );
+
+    // Kuma 2.12's forms: the echo named as a Service object (its port by
+    // name, the namespace the policy's), the client by its SPIFFE id.
+    api.apply(
+        &format!("/apis/kuma.io/v1alpha1/namespaces/{ns}/meshtrafficpermissions"),
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "MeshTrafficPermission",
+               "metadata": {"name": "no-client-by-id", "labels": {"kuma.io/mesh": "default"}},
+               "spec": {"targetRef": {"kind": "MeshService", "name": "echo", "sectionName": "main"},
+                        "rules": [{"default": {"deny": [{"spiffeID": {"type": "Exact",
+                            "value": format!("spiffe://default/client_{ns}_svc_{client_port}")}}]}}]}}),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || !echo_works_at(target)),
+        "a deny by SPIFFE id on the echo Service's port named main did not apply"
+    );
+    api.delete(&format!(
+        "/apis/kuma.io/v1alpha1/namespaces/{ns}/meshtrafficpermissions/no-client-by-id"
+    ));
+    assert!(eventually(Duration::from_secs(15), || echo_works_at(
+        target
+    )));
     api.delete("/apis/kuma.io/v1alpha1/namespaces/kuma-system/meshtrafficpermissions/allow-all");
 }
 

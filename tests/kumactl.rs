@@ -651,6 +651,16 @@ spec:
     - matches: [{path: {type: PathPrefix, value: /v2}}]
       default:
         backendRefs: [{kind: MeshServiceSubset, name: backend, tags: {version: v2}}]
+---
+type: MeshTrafficPermission
+name: backend-by-id
+mesh: shop
+spec:
+  targetRef: {kind: Dataplane, labels: {kuma.io/service: backend}}
+  rules:
+  - default:
+      deny: [{spiffeID: {type: Exact, value: 'spiffe://shop/legacy'}}]
+      allow: [{spiffeID: {type: Prefix, value: 'spiffe://shop/'}}]
 ";
     let run = kumactl(&s.config, &["apply", "-f", "-"], Some(resources));
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -703,4 +713,20 @@ spec:
         json.body["outbound"][0]["routes"]["httpRules"][0]["default"]["backendRefs"][0]["name"],
         "backend"
     );
+    let backend = kumactl(
+        &s.config,
+        &[
+            "inspect",
+            "dataplane",
+            "backend-1",
+            "--mesh",
+            "shop",
+            "--type=policies",
+        ],
+        None,
+    );
+    assert_eq!(backend.code, 0, "{}", backend.stderr);
+    let expected =
+        "peers by SPIFFE id: deny spiffe://shop/legacy, allow spiffe://shop/* (from backend-by-id)";
+    assert!(backend.stdout.contains(expected), "{}", backend.stdout);
 }

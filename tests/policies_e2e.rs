@@ -103,8 +103,8 @@ fn a_traffic_route_splits_connections_by_weight_and_a_change_moves_new_ones() {
 }
 
 /// Starts kuma-dp for two versions of `backend`, each behind its own
-/// application, `tags` beyond service and version on both; returns the
-/// proxies.
+/// application, `tags` beyond service and version on both, the inbound
+/// named `main` (as Kuma 2.x names inbounds); returns the proxies.
 fn backend_versions(cp: &KumaCp, apps: [u16; 2], tags: serde_json::Value) -> Vec<Dataplane> {
     let mut proxies = Vec::new();
     for (i, app) in apps.into_iter().enumerate() {
@@ -114,7 +114,16 @@ fn backend_versions(cp: &KumaCp, apps: [u16; 2], tags: serde_json::Value) -> Vec
         all.as_object_mut()
             .unwrap()
             .extend(tags.as_object().cloned().unwrap_or_default());
-        put_tagged_dataplane(cp, "default", &name, (free_port(), app), all, &[]);
+        let dataplane = serde_json::json!({
+            "type": "Dataplane", "mesh": "default", "name": name,
+            "networking": {"inbound": [{
+                "interface": format!("127.0.0.1:{}:{app}", free_port()),
+                "name": "main", "tags": all}]}
+        });
+        cp.put(
+            &format!("/meshes/default/dataplanes/{name}"),
+            &dataplane.to_string(),
+        );
         proxies.push(Dataplane::start(cp, "default", &name));
     }
     proxies
@@ -207,6 +216,35 @@ fn a_mesh_tcp_route_splits_connections_and_takes_over_from_the_traffic_route() {
         (850..=950).contains(&v1),
         "{v1} of 1000 connections reached version 1, expected about 900"
     );
+
+    // Kuma's newer model names the service's port by its name: this
+    // route (its name sorts first, so it wins) sends all to version 1;
+    // one naming a port the service lacks changes nothing.
+    let by_port = |name: &str, port: &str| {
+        serde_json::json!({"type": "MeshTCPRoute", "mesh": "default", "name": name,
+            "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "MeshService", "name": "backend", "sectionName": port},
+                        "rules": [{"default": {"backendRefs": [
+                            {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "1"}}]}}]}]}})
+    };
+    for (name, port) in [("a-main-port", "main"), ("a-other-port", "admin")] {
+        cp.put(
+            &format!("/meshes/default/meshtcproutes/{name}"),
+            &by_port(name, port).to_string(),
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || answers(outbound, 50)
+            == (50, 0, 0)),
+        "the route naming the port by its name did not apply"
+    );
+    cp.delete("/meshes/default/meshtcproutes/a-main-port");
+    assert!(
+        eventually(Duration::from_secs(15), || answers(outbound, 100).1 > 0),
+        "the route naming another port took the connections"
+    );
+    cp.delete("/meshes/default/meshtcproutes/a-other-port");
 
     cp.delete("/meshes/default/meshtcproutes/backend-split");
     assert!(

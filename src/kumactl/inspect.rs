@@ -179,10 +179,15 @@ fn selector_text(selector: &Value) -> String {
 }
 
 /// The `targetRef` policies of one kind that apply, least specific first,
-/// each with its items (`from` or `to`) as written.
+/// each with its items (`from` or `to`, else its `rules`) as written.
 fn target_ref_policies(kind: &str, policies: &Value, items: &str) -> String {
     let mut out = String::new();
     for p in policies.as_array().into_iter().flatten() {
+        let items = if p[items].as_array().is_some_and(|i| !i.is_empty()) {
+            items
+        } else {
+            "rules"
+        };
         out += &format!(
             "  {kind} {} (targetRef {}): {items} {}\n",
             p["name"].as_str().unwrap_or_default(),
@@ -191,6 +196,27 @@ fn target_ref_policies(kind: &str, policies: &Value, items: &str) -> String {
         );
     }
     out
+}
+
+/// A rule of MeshTrafficPermission's `rules` form: `deny spiffe://a/b,
+/// allow spiffe://a/*` (a prefix ends in `*`).
+fn identities_text(conf: &Value) -> String {
+    let mut parts = Vec::new();
+    for (field, word) in [
+        ("deny", "deny"),
+        ("allowWithShadowDeny", "allow with shadow deny"),
+        ("allow", "allow"),
+    ] {
+        for id in conf[field].as_array().into_iter().flatten() {
+            let id = &id["spiffeID"];
+            let star = if id["type"] == "Prefix" { "*" } else { "" };
+            parts.push(format!(
+                "{word} {}{star}",
+                id["value"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    parts.join(", ")
 }
 
 /// A subset of peers: `service=web, version!=2`, or `every peer`.
@@ -289,12 +315,20 @@ fn policies_text(explained: &Value) -> String {
         if today.is_object() {
             out += &target_ref_policies("MeshTrafficPermission", &today["policies"], "from");
             for rule in today["rules"].as_array().into_iter().flatten() {
-                out += &format!(
-                    "    peers {} -> {} (from {})\n",
-                    subset_text(&rule["subset"]),
-                    rule["action"].as_str().unwrap_or("?"),
-                    names(&rule["origins"])
-                );
+                out += &if rule["identities"].is_object() {
+                    format!(
+                        "    peers by SPIFFE id: {} (from {})\n",
+                        identities_text(&rule["identities"]),
+                        names(&rule["origins"])
+                    )
+                } else {
+                    format!(
+                        "    peers {} -> {} (from {})\n",
+                        subset_text(&rule["subset"]),
+                        rule["action"].as_str().unwrap_or("?"),
+                        names(&rule["origins"])
+                    )
+                };
             }
             if today["rules"].as_array().is_none_or(Vec::is_empty) {
                 out += "    no rule: no one may connect\n";

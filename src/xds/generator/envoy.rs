@@ -156,6 +156,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration {
     nanos: 0,
 };
 
+/// How long a proxied TCP connection may carry nothing before Envoy
+/// closes it: Kuma's default, written out so that the config says it (with
+/// the connect and handshake timeouts, no connection waits without end).
+const TCP_IDLE_TIMEOUT: Duration = Duration {
+    seconds: 3600,
+    nanos: 0,
+};
+
 fn connect_timeout() -> Option<Duration> {
     Some(Duration {
         seconds: 5,
@@ -239,6 +247,7 @@ pub fn proxy_listener(spec: ProxyListener<'_>) -> XdsResource {
                 stat_prefix: stat_prefix.to_string(),
                 cluster_specifier: Some(cluster_specifier),
                 access_log,
+                idle_timeout: Some(TCP_IDLE_TIMEOUT),
                 ..Default::default()
             };
             Filter {
