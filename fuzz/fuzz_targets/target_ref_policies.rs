@@ -8,7 +8,7 @@
 use kuma::resources::tags::Tags;
 use kuma::resources::{Identity, Resource};
 use kuma::xds::generator::{self, MtlsPhase, ProxyTls, permissions, tls};
-use kuma::xds::index::{IndexEvent, ResourceIndex};
+use kuma::xds::index::{IndexEvent, ResourceIndex, Section};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -48,8 +48,14 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         for dataplane in mesh.dataplanes.values() {
             for inbound in &dataplane.networking.inbound {
-                let port = inbound.endpoint().map_or(0, |e| e.dataplane_port);
-                let rules = permissions::inbound_rules(mesh, &inbound.tags, port);
+                let section = Section {
+                    port: inbound.endpoint().map_or(0, |e| e.dataplane_port),
+                    name: inbound.name.as_deref(),
+                };
+                let access = permissions::inbound_access(mesh, &inbound.tags, section);
+                let permissions::InboundAccess::Groups(rules) = access else {
+                    continue;
+                };
                 for peer in &peers {
                     let holding = rules.iter().filter(|r| r.subset.contains(peer)).count();
                     assert!(holding <= 1, "{peer:?} is in {holding} regions");
