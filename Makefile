@@ -37,10 +37,13 @@ tcpdump:
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# No two source files, and no two top-level modules, import each other in
+# a cycle (tools/module_cycles.py): the layering of DESIGN.md holds.
 lint: hadolint
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	.venv/bin/hadolint Dockerfile
+	python3 tools/module_cycles.py src
 
 # Each cargo feature must build on its own.
 check-features:

@@ -4,8 +4,8 @@
 
 use crate::api::ApiError;
 use crate::config::XdsApiType;
-use crate::xds::ads::REGISTRATION_GRACE;
 use crate::xds::auth::{AuthError, DataplaneAuth};
+use crate::xds::index::REGISTRATION_GRACE;
 use crate::xds::index::{IndexHandle, ProxyId};
 use axum::Json;
 use axum::Router;

@@ -23,6 +23,49 @@ pub const CLUSTER_LOAD_ASSIGNMENT: &str =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
+/// The xDS resource types the control plane serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TypeUrl {
+    Secret,
+    Listener,
+    Cluster,
+    ClusterLoadAssignment,
+}
+
+impl TypeUrl {
+    /// In the order a proxy needs them: secrets before the clusters and
+    /// listeners that use them, clusters before their endpoints.
+    pub const ALL: [TypeUrl; 4] = [
+        TypeUrl::Secret,
+        TypeUrl::Cluster,
+        TypeUrl::ClusterLoadAssignment,
+        TypeUrl::Listener,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeUrl::Secret => SECRET,
+            TypeUrl::Listener => LISTENER,
+            TypeUrl::Cluster => CLUSTER,
+            TypeUrl::ClusterLoadAssignment => CLUSTER_LOAD_ASSIGNMENT,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TypeUrl> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The short name used in insights and metrics: sds, lds, cds, eds.
+    pub fn short(self) -> &'static str {
+        match self {
+            TypeUrl::Secret => "sds",
+            TypeUrl::Listener => "lds",
+            TypeUrl::Cluster => "cds",
+            TypeUrl::ClusterLoadAssignment => "eds",
+        }
+    }
+}
+
 /// Envoy's v2 names of the messages a raw resource may hold, and their v3
 /// names. Envoy 1.40 speaks only v3; where the fields agree, a v2 document
 /// is the v3 one under another name.

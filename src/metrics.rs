@@ -51,7 +51,7 @@ impl Metrics {
         for kind in ["sotw", "delta"] {
             let _ = streams.get_or_create(&StreamLabels { kind });
         }
-        for type_url in crate::xds::generator::TypeUrl::ALL {
+        for type_url in crate::envoy_api::TypeUrl::ALL {
             let labels = XdsType {
                 r#type: type_url.short(),
             };

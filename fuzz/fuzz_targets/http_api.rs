@@ -7,7 +7,8 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
-use kuma::api::{ApiContext, explain::Proxies, outside_mesh::OutsideMesh, router};
+use kuma::api::{ApiContext, explain::Proxies, router};
+use kuma::resources::outside_mesh::OutsideMesh;
 use kuma::resources::{Identity, Resource};
 use kuma::store::{ResourceStore, memory::MemoryStore};
 use kuma::xds::cache::SnapshotCache;

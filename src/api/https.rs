@@ -3,8 +3,8 @@
 //! users (`apiServer.auth.clientCertsDir`).
 
 use crate::config::ApiServerConfig;
+use crate::runtime::pem::{self, PemError};
 use crate::security::control_plane_tls::ControlPlaneCert;
-use crate::security::pem::{self, PemError};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]

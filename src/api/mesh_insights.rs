@@ -144,7 +144,7 @@ pub(super) async fn list(
         limit: Some(params.size),
         ..ListQuery::of(ResourceType::Mesh, None)
     };
-    let page = super::resources::visible_page(&ctx, &caller, query).await?;
+    let page = super::paging::visible_page(&ctx, &caller, query).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for mesh in &page.items {
         items.push(insight(&ctx, mesh).await?);

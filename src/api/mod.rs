@@ -8,13 +8,13 @@ pub mod gui;
 pub mod https;
 pub(crate) mod mesh_insights;
 pub mod openapi;
-pub mod outside_mesh;
 mod overview;
 mod paging;
 mod resources;
+pub mod token_server;
 mod tokens;
 
-pub use error::{ApiError, describe_error_body};
+pub use error::ApiError;
 
 use crate::store::SharedStore;
 use axum::Router;
@@ -40,7 +40,7 @@ pub struct ApiContext {
     pub token_server_public: Option<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Kubernetes: pods that should be in a mesh and have no sidecar.
-    pub outside_mesh: outside_mesh::OutsideMesh,
+    pub outside_mesh: crate::resources::outside_mesh::OutsideMesh,
     /// What the proxies are sent, for the explain endpoints.
     pub proxies: explain::Proxies,
     /// Who a request is from.

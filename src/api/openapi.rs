@@ -9,11 +9,11 @@
 use super::ControlPlaneIndex;
 use super::error::ApiError;
 use super::mesh_insights::MeshInsight;
-use super::outside_mesh::PodWithoutSidecar;
 use super::paging::{MAX_OFFSET, TOTAL_COUNT};
+use super::token_server::{RevokeRequest, TokenRequestBody};
 use super::tokens::UserTokenRequest;
+use crate::resources::outside_mesh::PodWithoutSidecar;
 use crate::resources::{DataplaneInsightSpec, DataplaneSpec, ResourceType, spec_schema};
-use crate::security::token_server::{RevokeRequest, TokenRequestBody};
 use axum::http::StatusCode;
 use schemars::SchemaGenerator;
 use serde_json::{Map, Value, json};

@@ -101,7 +101,7 @@ pub(super) async fn list(
         limit,
         ..ListQuery::of(ResourceType::Dataplane, Some(mesh))
     };
-    let page = super::resources::visible_page(ctx, caller, query).await?;
+    let page = super::paging::visible_page(ctx, caller, query).await?;
     // One list of the mesh's insights rather than a lookup per dataplane.
     let insights = ctx
         .store

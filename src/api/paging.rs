@@ -1,8 +1,10 @@
 //! List queries: `?size=&offset=` paging with a `next` link, and the
 //! `?tag=key:value` filter of dataplanes.
 
-use super::ApiError;
-use crate::resources::{Cause, tags::Tags};
+use super::authn::Caller;
+use super::{ApiError, SharedContext};
+use crate::resources::{Access, Cause, Resource, ResourceType, tags::Tags};
+use crate::store::{ListPage, ListQuery};
 use axum::Json;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
@@ -108,4 +110,51 @@ pub fn page_response<T: serde::Serialize>(
     }
     let body = Page { items, next };
     ([(TOTAL_COUNT, total.to_string())], Json(body)).into_response()
+}
+
+/// One page of what `query` matches and the caller may read. A caller who
+/// may read only some names gets the store's whole list filtered, then
+/// paged; everyone else gets the store's own page.
+pub(super) async fn visible_page(
+    ctx: &SharedContext,
+    caller: &Caller,
+    query: ListQuery,
+) -> Result<ListPage, ApiError> {
+    let kind = query.kind;
+    let reads_every = match &query.mesh {
+        Some(mesh) => caller.permissions.reads_every(kind, mesh),
+        None => caller.permissions.is_admin(),
+    };
+    if reads_every {
+        return Ok(ctx.store.list(&query).await?);
+    }
+    let all = ctx
+        .store
+        .list(&ListQuery {
+            offset: 0,
+            limit: None,
+            ..query.clone()
+        })
+        .await?;
+    let readable: Vec<Resource> = all
+        .items
+        .into_iter()
+        .filter(|r| {
+            let mesh = if kind == ResourceType::Mesh {
+                &r.key.name
+            } else {
+                &r.key.mesh
+            };
+            caller
+                .permissions
+                .may(Access::Read, kind, mesh, &r.key.name)
+        })
+        .collect();
+    let total = readable.len();
+    let items = readable
+        .into_iter()
+        .skip(query.offset)
+        .take(query.limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok(ListPage { items, total })
 }

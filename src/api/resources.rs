@@ -7,10 +7,10 @@
 use super::authn::Caller;
 use super::error::mesh_not_found;
 use super::overview;
-use super::paging::{ListParams, page_response};
+use super::paging::{ListParams, page_response, visible_page};
 use super::{ApiError, SharedContext};
 use crate::resources::{Access, Identity, Resource, ResourceKey, ResourceType, ResourceVersion};
-use crate::store::{ListPage, ListQuery, StoreError, require_mesh, upsert};
+use crate::store::{ListQuery, StoreError, require_mesh, upsert};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -57,53 +57,6 @@ fn one(resource: &Resource) -> Response {
     resp.headers_mut()
         .insert(header::ETAG, etag(&resource.version));
     resp
-}
-
-/// One page of what `query` matches and the caller may read. A caller who
-/// may read only some names gets the store's whole list filtered, then
-/// paged; everyone else gets the store's own page.
-pub(super) async fn visible_page(
-    ctx: &SharedContext,
-    caller: &Caller,
-    query: ListQuery,
-) -> Result<ListPage, ApiError> {
-    let kind = query.kind;
-    let reads_every = match &query.mesh {
-        Some(mesh) => caller.permissions.reads_every(kind, mesh),
-        None => caller.permissions.is_admin(),
-    };
-    if reads_every {
-        return Ok(ctx.store.list(&query).await?);
-    }
-    let all = ctx
-        .store
-        .list(&ListQuery {
-            offset: 0,
-            limit: None,
-            ..query.clone()
-        })
-        .await?;
-    let readable: Vec<Resource> = all
-        .items
-        .into_iter()
-        .filter(|r| {
-            let mesh = if kind == ResourceType::Mesh {
-                &r.key.name
-            } else {
-                &r.key.mesh
-            };
-            caller
-                .permissions
-                .may(Access::Read, kind, mesh, &r.key.name)
-        })
-        .collect();
-    let total = readable.len();
-    let items = readable
-        .into_iter()
-        .skip(query.offset)
-        .take(query.limit.unwrap_or(usize::MAX))
-        .collect();
-    Ok(ListPage { items, total })
 }
 
 /// 403 unless the caller may read some `kind` of `mesh`.

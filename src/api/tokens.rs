@@ -4,9 +4,9 @@
 //! serves them.
 
 use super::authn::Caller;
+use super::token_server::{self, TokenContext};
 use super::{ApiError, SharedContext};
 use crate::resources::Cause;
-use crate::security::token_server::{self, TokenContext};
 use crate::security::users::{self, UserTokenError};
 use axum::body::Bytes;
 use axum::extract::State;

@@ -3,10 +3,10 @@
 //! writes only while this replica leads).
 
 use super::{CpError, Opened};
-use crate::api::outside_mesh::OutsideMesh;
 use crate::config::Config;
 use crate::k8s::store::{KubernetesStore, KubernetesStoreError};
 use crate::k8s::{leader, pods};
+use crate::resources::outside_mesh::OutsideMesh;
 use crate::runtime::CancellationToken;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,15 +6,15 @@ mod health;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 
-use crate::api::outside_mesh::OutsideMesh;
+use crate::api::token_server::{self, PublicTlsError, TokenContext};
 use crate::api::{self, ApiContext};
 use crate::bootstrap::{self, BootstrapContext};
 use crate::config::{Config, DpAuthType, StoreType};
 use crate::metrics::Metrics;
+use crate::resources::outside_mesh::OutsideMesh;
 use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
 use crate::runtime::{self, CancellationToken, Leadership, ListenError, TaskTracker, Transport};
 use crate::security::control_plane_tls::ControlPlaneCert;
-use crate::security::token_server::{self, PublicTlsError, TokenContext};
 use crate::store::{SharedStore, StoreError, memory::MemoryStore};
 use crate::xds::ads::AdsServer;
 use crate::xds::auth::{DataplaneAuth, StreamAuth};
@@ -186,9 +186,9 @@ async fn stream_auth(config: &Config, opened: &Opened) -> Result<StreamAuth, CpE
         DpAuthType::DpToken | DpAuthType::Auto => StreamAuth::DataplaneToken,
         #[cfg(feature = "kubernetes")]
         DpAuthType::ServiceAccountToken => {
-            StreamAuth::ServiceAccount(crate::k8s::identity::ServiceAccountVerifier {
+            StreamAuth::Verified(Box::new(crate::k8s::identity::ServiceAccountVerifier {
                 client: opened.kube_client().await?,
-            })
+            }))
         }
         #[cfg(not(feature = "kubernetes"))]
         DpAuthType::ServiceAccountToken => return Err(CpError::NoServiceAccountAuth),

@@ -335,7 +335,7 @@ async fn ask(
         };
     }
     let text = resp.text().await.unwrap_or_default();
-    let why = crate::api::describe_error_body(status, &text);
+    let why = crate::resources::describe_error_body(status, &text);
     let title = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v["title"].as_str().map(str::to_string));

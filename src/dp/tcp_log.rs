@@ -6,14 +6,12 @@
 //! line through to its own stdout. Envoy still formats every field.
 
 use crate::runtime::Backoff;
+use crate::xds::generator::access_log::TCP_LOG_MARKER as MARKER;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-
-/// Starts a line Envoy writes for a tcp backend: `{MARKER}{address} {line}`.
-pub const MARKER: &str = "kuma-dp:tcp-log:";
 
 /// Lines held for an address whose collector is unreachable; more are
 /// dropped (and counted in a warning) rather than held without bound.

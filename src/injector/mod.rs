@@ -16,8 +16,8 @@
 pub mod sidecar;
 
 use crate::config::InjectorConfig;
+use crate::runtime::pem::{self, PemError};
 use crate::runtime::{self, CancellationToken, ListenError};
-use crate::security::pem::{self, PemError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

@@ -3,6 +3,7 @@
 //! and the pod behind the Dataplane must run in that namespace as that
 //! service account.
 
+use crate::xds::auth::{AuthError, CredentialVerifier};
 use crate::xds::index::ProxyId;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Pod;
@@ -49,10 +50,22 @@ pub struct ServiceAccountVerifier {
     pub client: kube::Client,
 }
 
+#[async_trait::async_trait]
+impl CredentialVerifier for ServiceAccountVerifier {
+    /// The API server not answering is worth asking again; every other
+    /// refusal is final.
+    async fn verify(&self, token: &str, id: &ProxyId) -> Result<(), AuthError> {
+        self.review(token, id).await.map_err(|e| match e {
+            IdentityError::Api(_) => AuthError::Unavailable(e.to_string()),
+            other => AuthError::Refused(format!("dataplane {id}: {other}")),
+        })
+    }
+}
+
 impl ServiceAccountVerifier {
     /// Checks that `token` belongs to the pod behind dataplane `id`
     /// (`{pod}.{namespace}`).
-    pub async fn verify(&self, token: &str, id: &ProxyId) -> Result<(), IdentityError> {
+    pub async fn review(&self, token: &str, id: &ProxyId) -> Result<(), IdentityError> {
         let token = token.trim();
         let token = token.strip_prefix("Bearer ").unwrap_or(token);
         if token.is_empty() {

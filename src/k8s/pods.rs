@@ -25,7 +25,7 @@
 //! admit the pods of chosen namespaces only.
 
 use super::crd::{DEFAULT_MESH, KumaCrd, MESH_LABEL};
-use crate::api::outside_mesh::{OutsideMesh, PodWithoutSidecar};
+use crate::resources::outside_mesh::{OutsideMesh, PodWithoutSidecar};
 use crate::resources::{
     DataplaneSpec, InboundHealth, InboundInterface, NAMESPACE_TAG, Networking, ResourceType,
     TransparentProxying,
@@ -741,4 +741,72 @@ fn namespace_terminating(status: &kube::core::Status) -> bool {
             .details
             .as_ref()
             .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`desired`] against golden files: each `testdata/pods/<case>.yaml`
+    //! holds a pod, the Services of its namespace and (optionally) the
+    //! namespace; `<case>.golden.yaml` the Dataplane it should have (its
+    //! mesh and spec), or why it has none. `UPDATE_GOLDEN=1` rewrites them.
+    use super::*;
+
+    fn inputs(text: &str) -> (Pod, Vec<Arc<Service>>, Option<Namespace>) {
+        let (mut pod, mut services, mut namespace) = (None, Vec::new(), None);
+        for document in serde_yaml_ng::Deserializer::from_str(text) {
+            let value = serde_yaml_ng::Value::deserialize(document).expect("a YAML document");
+            match value["kind"].as_str() {
+                Some("Pod") => pod = Some(serde_yaml_ng::from_value(value).expect("a Pod")),
+                Some("Service") => services.push(Arc::new(
+                    serde_yaml_ng::from_value(value).expect("a Service"),
+                )),
+                Some("Namespace") => {
+                    namespace = Some(serde_yaml_ng::from_value(value).expect("a Namespace"))
+                }
+                other => panic!("unexpected kind {other:?}"),
+            }
+        }
+        (pod.expect("a Pod in every case"), services, namespace)
+    }
+
+    fn rendered(answer: Result<Desired, NoDataplane>) -> String {
+        match answer {
+            Ok(Desired { mesh, spec }) => {
+                let document = serde_json::json!({"mesh": mesh, "spec": spec});
+                serde_yaml_ng::to_string(&document).expect("YAML")
+            }
+            Err(why) => format!("no Dataplane: {why:?}\n"),
+        }
+    }
+
+    use serde::Deserialize;
+
+    #[test]
+    fn pods_become_the_dataplanes_of_the_golden_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/k8s/testdata/pods");
+        let mut cases: Vec<_> = std::fs::read_dir(&dir)
+            .expect("the cases")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| !p.to_string_lossy().ends_with(".golden.yaml"))
+            .collect();
+        cases.sort();
+        assert!(cases.len() >= 8, "cases missing in {}", dir.display());
+        let mut stale = Vec::new();
+        for case in cases {
+            let (pod, services, namespace) = inputs(&std::fs::read_to_string(&case).unwrap());
+            let actual = rendered(desired(&pod, &services, namespace.as_ref()));
+            let golden = case.with_extension("golden.yaml");
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&golden, &actual).unwrap();
+            }
+            if std::fs::read_to_string(&golden).unwrap_or_default() != actual {
+                stale.push(format!("{}:\n{actual}", golden.display()));
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "differs (rerun with UPDATE_GOLDEN=1 and review the diff):\n{}",
+            stale.join("\n")
+        );
+    }
 }

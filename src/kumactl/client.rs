@@ -3,8 +3,8 @@
 
 use super::KumactlError;
 use super::config::ApiServer;
-use crate::api::describe_error_body;
 use crate::resources::ResourceType;
+use crate::resources::describe_error_body;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 

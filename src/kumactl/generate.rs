@@ -3,7 +3,7 @@
 use super::KumactlError;
 use super::Session;
 use super::client::ApiClient;
-use crate::api::describe_error_body;
+use crate::resources::describe_error_body;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use std::path::Path;
 

@@ -19,6 +19,7 @@ mod mesh_http_route;
 mod mesh_tcp_route;
 mod mesh_tls;
 mod mesh_traffic_permission;
+pub mod outside_mesh;
 mod policy;
 mod proxy_template;
 mod secret;
@@ -76,7 +77,7 @@ pub use target_ref::{
 };
 pub use traffic_route::{TrafficRouteSpec, WeightedDestination};
 pub use traffic_trace::{TrafficTraceConf, TrafficTraceSpec};
-pub use validation::{Cause, ValidationError};
+pub use validation::{Cause, ValidationError, describe_error_body};
 
 use serde_json::{Map, Value};
 

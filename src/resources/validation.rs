@@ -67,3 +67,53 @@ pub(crate) fn nested(prefix: &str, causes: Vec<Cause>) -> impl Iterator<Item = C
         message: c.message,
     })
 }
+
+/// The other side of the HTTP API's error answer (`{"title", "details",
+/// "causes"}`, its `ApiError`): one line from such an answer (`details`, then every cause as `field: message`), for clients such
+/// as `kumactl` and `kuma-dp`. A body that is not such an answer is shown
+/// as it is.
+pub fn describe_error_body<S>(status: S, body: &str) -> String
+where
+    S: std::fmt::Display + Copy + Into<u16>,
+{
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let details = parsed
+        .get("details")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let text = body.trim();
+            if text.is_empty() {
+                status.to_string()
+            } else {
+                text.to_string()
+            }
+        });
+    let causes: Vec<String> = parsed
+        .get("causes")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let field = c
+                .get("field")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let message = c
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            if field.is_empty() {
+                message.to_string()
+            } else {
+                format!("{field}: {message}")
+            }
+        })
+        .collect();
+    let code: u16 = status.into();
+    if causes.is_empty() {
+        format!("{details} ({code})")
+    } else {
+        format!("{details} ({code}): {}", causes.join("; "))
+    }
+}

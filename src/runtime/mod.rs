@@ -10,6 +10,7 @@
 mod leadership;
 mod listen;
 pub mod memory;
+pub mod pem;
 mod signals;
 
 pub use leadership::Leadership;

@@ -13,7 +13,7 @@
 //! already open keep theirs.
 
 use crate::config::GeneralConfig;
-use crate::security::pem::{self, PemError};
+use crate::runtime::pem::{self, PemError};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };

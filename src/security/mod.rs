@@ -4,8 +4,6 @@
 
 pub mod ca;
 pub mod control_plane_tls;
-pub mod pem;
 pub mod rbac;
-pub mod token_server;
 pub mod tokens;
 pub mod users;

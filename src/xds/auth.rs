@@ -2,7 +2,7 @@
 //! the bootstrap server (so that `kuma-dp` hears a refusal before it starts
 //! Envoy) and by every ADS and SDS stream.
 
-use super::ads::REGISTRATION_GRACE;
+use super::index::REGISTRATION_GRACE;
 use super::index::{IndexHandle, ProxyId};
 use crate::security::tokens::{
     self, MeshTokenKeys, REVOCATIONS_SECRET, SIGNING_KEY_SECRET, TokenError,
@@ -14,9 +14,18 @@ pub enum StreamAuth {
     None,
     /// A dataplane token signed with its mesh's key (Universal).
     DataplaneToken,
-    /// Its pod's service-account token (Kubernetes).
-    #[cfg(feature = "kubernetes")]
-    ServiceAccount(crate::k8s::identity::ServiceAccountVerifier),
+    /// A credential someone else vouches for: on Kubernetes, its pod's
+    /// service-account token, which the API server reviews
+    /// (`k8s::identity`).
+    Verified(Box<dyn CredentialVerifier>),
+}
+
+/// A check of the credential a dataplane presents, made outside the
+/// control plane's own state (the xDS servers do not know by whom).
+#[async_trait::async_trait]
+pub trait CredentialVerifier: Send + Sync {
+    /// Whether `token` proves the stream is dataplane `id`'s.
+    async fn verify(&self, token: &str, id: &ProxyId) -> Result<(), AuthError>;
 }
 
 /// Why a dataplane was not let in.
@@ -43,14 +52,7 @@ impl DataplaneAuth {
         match &self.kind {
             StreamAuth::None => Ok(()),
             StreamAuth::DataplaneToken => self.check_dataplane_token(id, token).await,
-            #[cfg(feature = "kubernetes")]
-            StreamAuth::ServiceAccount(verifier) => {
-                use crate::k8s::identity::IdentityError;
-                verifier.verify(token, id).await.map_err(|e| match e {
-                    IdentityError::Api(_) => AuthError::Unavailable(e.to_string()),
-                    other => AuthError::Refused(format!("dataplane {id}: {other}")),
-                })
-            }
+            StreamAuth::Verified(verifier) => verifier.verify(token, id).await,
         }
     }
 

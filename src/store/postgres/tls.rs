@@ -3,7 +3,7 @@
 //! to the CA, any host name) and `verifyFull` (chain and host name).
 
 use crate::config::{PostgresTlsConfig, PostgresTlsMode};
-use crate::security::pem::{self, PemError};
+use crate::runtime::pem::{self, PemError};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};

@@ -9,12 +9,14 @@
 //! frames is gathered in a buffer, and the buffer is freed once a message
 //! is complete. Between requests a stream holds no buffer at all.
 
-use super::wire::MAX_REQUEST_BYTES;
 use prost::bytes::{Buf, Bytes, BytesMut};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use tonic::Status;
 use tonic::body::Body;
+
+/// The largest request read.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// The gRPC message prefix: a compression flag and a 4-byte length.
 const PREFIX: usize = 5;

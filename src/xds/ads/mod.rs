@@ -17,6 +17,7 @@ pub mod wire;
 use super::auth::{AuthError, DataplaneAuth};
 use super::cache::{Snapshot, SnapshotCache, SnapshotWatch};
 use super::generator::TypeUrl;
+use super::index::REGISTRATION_GRACE;
 use super::index::{IndexHandle, ProxyId};
 use super::insights::{InsightWriter, SubscriptionTracker};
 use crate::metrics::{Metrics, StreamLabels, XdsType};
@@ -29,11 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Status;
 use tracing::Instrument;
-
-/// How long a stream's first request waits for its dataplane (or its mesh's
-/// token key) to reach the index: it may have been registered a moment ago
-/// and still be on its way from the store or the API server.
-pub const REGISTRATION_GRACE: Duration = Duration::from_secs(2);
 
 pub struct AdsServer {
     pub cache: Arc<SnapshotCache>,

@@ -23,8 +23,7 @@ use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 
-/// The largest request read, and response written.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// The largest response written (requests: `incoming::MAX_REQUEST_BYTES`).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A discovery service: its gRPC name, its two stream methods, and the

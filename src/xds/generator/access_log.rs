@@ -7,7 +7,7 @@
 //! backend's format are filled in here, Envoy's own (`%START_TIME%`, …) by
 //! Envoy.
 
-use super::envoy::any;
+use super::encode::any;
 use crate::resources::tags::Tags;
 use crate::resources::{DataplaneSpec, LoggingBackend, TrafficLogRule, for_connection};
 use crate::xds::index::MeshView;
@@ -23,6 +23,11 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
 };
 
 /// Kuma's default format for TCP connections.
+/// Starts a line Envoy writes for a tcp backend on its stdout:
+/// `{TCP_LOG_MARKER}{address} {line}`, which kuma-dp takes out of the
+/// stream and sends to the address (`dp::tcp_log`).
+pub const TCP_LOG_MARKER: &str = "kuma-dp:tcp-log:";
+
 const DEFAULT_FORMAT: &str = "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes\n";
 
 /// The most specific TrafficLog rule for connections from a proxy with
@@ -122,7 +127,7 @@ pub fn outbound(
             "envoy.access_loggers.stdout",
             any(&StdoutAccessLog {
                 access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(text(
-                    format!("{}{} {line}", crate::dp::tcp_log::MARKER, tcp.address),
+                    format!("{}{} {line}", TCP_LOG_MARKER, tcp.address),
                 ))),
             }),
         ),

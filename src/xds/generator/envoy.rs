@@ -1,8 +1,8 @@
 //! Builders of the Envoy v3 messages the generator emits, so the generator
 //! itself reads as what it configures.
 
+use super::encode::any;
 use super::http::Protocol;
-use crate::envoy_api;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -25,49 +25,6 @@ use prost::{Message, Name};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// The xDS resource types the control plane serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TypeUrl {
-    Secret,
-    Listener,
-    Cluster,
-    ClusterLoadAssignment,
-}
-
-impl TypeUrl {
-    /// In the order a proxy needs them: secrets before the clusters and
-    /// listeners that use them, clusters before their endpoints.
-    pub const ALL: [TypeUrl; 4] = [
-        TypeUrl::Secret,
-        TypeUrl::Cluster,
-        TypeUrl::ClusterLoadAssignment,
-        TypeUrl::Listener,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TypeUrl::Secret => envoy_api::SECRET,
-            TypeUrl::Listener => envoy_api::LISTENER,
-            TypeUrl::Cluster => envoy_api::CLUSTER,
-            TypeUrl::ClusterLoadAssignment => envoy_api::CLUSTER_LOAD_ASSIGNMENT,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TypeUrl> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// The short name used in insights and metrics: sds, lds, cds, eds.
-    pub fn short(self) -> &'static str {
-        match self {
-            TypeUrl::Secret => "sds",
-            TypeUrl::Listener => "lds",
-            TypeUrl::Cluster => "cds",
-            TypeUrl::ClusterLoadAssignment => "eds",
-        }
-    }
-}
 
 /// One named resource, encoded once. Clones share the bytes: a cluster
 /// every proxy of a mesh is sent exists once, however many snapshots and
@@ -129,13 +86,6 @@ impl XdsResource {
     #[cfg(test)]
     pub fn same(&self, other: &XdsResource) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-pub(super) fn any<M: Message + Name>(msg: &M) -> Any {
-    Any {
-        type_url: M::type_url(),
-        value: msg.encode_to_vec(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! proxy, and so do the outbounds of its consumers, so that stats, access
 //! logs, routes and traces carry HTTP detail. TCP stays the default.
 
-use super::envoy::any;
+use super::encode::any;
 use crate::resources::DataplaneSpec;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;

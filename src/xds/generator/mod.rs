@@ -12,6 +12,7 @@
 //!   the node redirects traffic, left unbound for the redirect to reach).
 
 pub mod access_log;
+mod encode;
 mod envoy;
 mod gateway;
 mod http;
@@ -24,8 +25,9 @@ pub mod route;
 pub mod tls;
 pub mod tracing;
 
+pub use crate::envoy_api::TypeUrl;
 use envoy::ProxyListener;
-pub use envoy::{TypeUrl, XdsResource};
+pub use envoy::XdsResource;
 pub use http::Protocol;
 pub use outbound::Outbounds;
 pub use tls::{MtlsPhase, ProxyTls};

@@ -3,7 +3,8 @@
 //! and outbound clusters (destination's SPIFFE id verified), and an RBAC
 //! filter that lets in only what a `TrafficPermission` allows.
 
-use super::envoy::{XdsResource, ads_source, any};
+use super::encode::any;
+use super::envoy::{XdsResource, ads_source};
 use crate::resources::{Selector, TrafficPermissionSpec, tags::Tags};
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, TransportSocket, TypedExtensionConfig, data_source, transport_socket,

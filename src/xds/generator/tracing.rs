@@ -4,7 +4,8 @@
 //! span's service after its node cluster, which the bootstrap sets to the
 //! dataplane's service. TCP listeners carry no requests and report nothing.
 
-use super::envoy::{XdsResource, any, dns_cluster};
+use super::encode::any;
+use super::envoy::{XdsResource, dns_cluster};
 use crate::resources::{DataplaneSpec, TracingBackend, TrafficTraceSpec, for_dataplane};
 use crate::xds::index::MeshView;
 use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing, zipkin_config};

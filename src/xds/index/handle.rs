@@ -7,6 +7,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long a proxy's first request waits for its dataplane (or its mesh's
+/// token key) to reach the index: it may have been registered a moment ago
+/// and still be on its way from the store or the API server.
+pub const REGISTRATION_GRACE: Duration = Duration::from_secs(2);
+
 /// A cheap, cloneable handle on the index. Locks are held only while
 /// applying one event or reading, never across an `.await`.
 #[derive(Clone)]

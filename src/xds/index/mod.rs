@@ -14,7 +14,7 @@ mod handle;
 mod policies;
 mod targeted;
 
-pub use handle::IndexHandle;
+pub use handle::{IndexHandle, REGISTRATION_GRACE};
 pub use policies::Policies;
 use policies::Policy;
 pub use targeted::{Scoped, Section, selecting, selecting_inbound};

@@ -9,11 +9,11 @@
 //! it has `GENERATE_DATAPLANE_TOKEN`. The HTTP API serves the same at
 //! `POST /tokens/dataplane`.
 
-use crate::api::ApiError;
-use crate::api::authn::{Authenticator, Caller, authenticate};
+use super::ApiError;
+use super::authn::{Authenticator, Caller, authenticate};
 use crate::config::TokenServerPublicConfig;
 use crate::resources::{Access, Cause, ResourceType};
-use crate::security::pem::{self, PemError};
+use crate::runtime::pem::{self, PemError};
 use crate::security::tokens::{self, TokenError};
 use crate::store::SharedStore;
 use axum::Router;
