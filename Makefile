@@ -45,10 +45,12 @@ lint: hadolint
 	.venv/bin/hadolint Dockerfile
 	python3 tools/module_cycles.py src
 
-# Each cargo feature must build on its own.
+# Each cargo feature must build on its own, and so must the fuzz targets
+# (they are run by `make fuzz` only, so nothing else would see them rot).
 check-features:
 	cargo check --no-default-features --features universal --bins
 	cargo check --no-default-features --features kubernetes --bins
+	cd fuzz && cargo check --quiet --target-dir ../target/fuzz-check
 
 deps: postgres envoy kubernetes-validate prometheus-parser iptables tcpdump helm kube schemathesis chromium gui
 

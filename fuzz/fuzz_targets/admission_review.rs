@@ -26,10 +26,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let config = InjectorConfig::default();
+    // With the control plane's CA handed to the sidecar, as kuma-cp does.
+    let ca = Some("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
     let mut patched = pod.clone();
-    json_patch::patch(&mut patched, &patch(&pod, &config, &mesh))
+    json_patch::patch(&mut patched, &patch(&pod, &config, &mesh, ca))
         .expect("the patch applies to its pod");
-    assert_eq!(patched, injected(&pod, &config, &mesh));
+    assert_eq!(patched, injected(&pod, &config, &mesh, ca));
     // A native sidecar is an init container.
     let has_sidecar = ["containers", "initContainers"].iter().any(|list| {
         patched["spec"][list]

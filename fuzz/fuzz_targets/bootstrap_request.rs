@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
             xds_host: "127.0.0.1".into(),
             xds_port: 5678,
             api_type: XdsApiType::Sotw,
+            xds_tls: true,
         });
         let http = Request::post("/bootstrap")
             .header("content-type", "application/json")

@@ -56,6 +56,7 @@ async fn fresh_api() -> Router {
         token_server_public: None,
         metrics: Arc::new(kuma::metrics::Metrics::new()),
         outside_mesh: OutsideMesh::default(),
+        control_plane_ca: Err("no CA in the fuzz harness".into()),
         proxies: Proxies {
             index: Default::default(),
             cache,
