@@ -8,6 +8,7 @@
 //! lack one and `kuma-cp run --help` lists them all.
 
 use crate::resources::TransparentProxying;
+pub use crate::runtime::env_var_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -748,21 +749,6 @@ pub enum ConfigError {
 
 /// A setting given on the command line, as a dotted key and a value.
 pub type Override = (&'static str, String);
-
-/// `store.postgres.dbName` -> `KUMA_STORE_POSTGRES_DB_NAME`.
-pub fn env_var_name(key: &str) -> String {
-    let mut out = String::from("KUMA");
-    for part in key.split('.') {
-        out.push('_');
-        for c in part.chars() {
-            if c.is_ascii_uppercase() {
-                out.push('_');
-            }
-            out.push(c.to_ascii_uppercase());
-        }
-    }
-    out
-}
 
 /// One setting: its dotted key in the `-c` file, its environment
 /// variable, its default.

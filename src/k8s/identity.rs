@@ -3,7 +3,7 @@
 //! and the pod behind the Dataplane must run in that namespace as that
 //! service account.
 
-use crate::xds::auth::{AuthError, CredentialVerifier};
+use crate::xds::credentials::{AuthError, CredentialVerifier};
 use crate::xds::index::ProxyId;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Pod;

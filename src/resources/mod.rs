@@ -70,7 +70,7 @@ pub use policy::{
 pub use proxy_template::{
     DEFAULT_PROFILE, ParsedProxyTemplate, ProxyTemplateRawResource, ProxyTemplateSpec, RAW_TYPES,
 };
-pub use secret::SecretSpec;
+pub use secret::{CA_SECRET, SecretSpec};
 pub use target_ref::{
     BackendRef, PolicyDocument, ProxyType, ServicePort, Subset, Tag, TargetRef, TargetRefKind,
     TargetRefPolicy,

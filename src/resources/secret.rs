@@ -5,6 +5,9 @@ use super::validation::Cause;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+/// The Secret holding a mesh's root certificate and key (its builtin CA).
+pub const CA_SECRET: &str = "ca-builtin";
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {

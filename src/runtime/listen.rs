@@ -3,7 +3,7 @@
 //! fields), which is how tests and scripts that run many control planes at
 //! once find it.
 
-use crate::config::env_var_name;
+use super::env_var_name;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;

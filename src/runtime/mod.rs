@@ -52,6 +52,21 @@ impl Backoff {
     }
 }
 
+/// `store.postgres.dbName` -> `KUMA_STORE_POSTGRES_DB_NAME`.
+pub fn env_var_name(key: &str) -> String {
+    let mut out = String::from("KUMA");
+    for part in key.split('.') {
+        out.push('_');
+        for c in part.chars() {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

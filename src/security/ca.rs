@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-/// The Secret holding a mesh's root certificate and key.
-pub const CA_SECRET: &str = "ca-builtin";
+pub use crate::resources::CA_SECRET;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {

@@ -2,6 +2,7 @@
 //! the bootstrap server (so that `kuma-dp` hears a refusal before it starts
 //! Envoy) and by every ADS and SDS stream.
 
+pub use super::credentials::{AuthError, CredentialVerifier};
 use super::index::REGISTRATION_GRACE;
 use super::index::{IndexHandle, ProxyId};
 use crate::security::tokens::{
@@ -18,27 +19,6 @@ pub enum StreamAuth {
     /// service-account token, which the API server reviews
     /// (`k8s::identity`).
     Verified(Box<dyn CredentialVerifier>),
-}
-
-/// A check of the credential a dataplane presents, made outside the
-/// control plane's own state (the xDS servers do not know by whom).
-#[async_trait::async_trait]
-pub trait CredentialVerifier: Send + Sync {
-    /// Whether `token` proves the stream is dataplane `id`'s.
-    async fn verify(&self, token: &str, id: &ProxyId) -> Result<(), AuthError>;
-}
-
-/// Why a dataplane was not let in.
-#[derive(Debug)]
-pub enum AuthError {
-    /// The check could not be made now (the store or the API server did
-    /// not answer); asking again may succeed.
-    Unavailable(String),
-    /// The token is missing, malformed, for someone else, expired or
-    /// revoked: asking again with it will not succeed.
-    Refused(String),
-    /// Who it is is proven, but its mesh does not admit it.
-    NotAdmitted(String),
 }
 
 pub struct DataplaneAuth {

@@ -7,6 +7,7 @@ pub mod ads;
 pub mod auth;
 pub mod ca_provisioner;
 pub mod cache;
+pub mod credentials;
 pub mod explain;
 pub mod feed;
 pub mod generator;

@@ -19,6 +19,7 @@ pub use policies::Policies;
 use policies::Policy;
 pub use targeted::{Scoped, Section, selecting, selecting_inbound};
 
+use crate::resources::CA_SECRET;
 use crate::resources::tags::{SERVICE_TAG, Tags};
 use crate::resources::{
     DataplaneSpec, MeshGatewayRouteSpec, MeshGatewaySpec, MeshHttpRouteSpec, MeshSpec,
@@ -26,7 +27,6 @@ use crate::resources::{
     ResourceKey, ResourceType, SecretSpec, Selector, Spec, TargetRefPolicy, TrafficLogSpec,
     TrafficPermissionSpec, TrafficRouteSpec, TrafficTraceSpec,
 };
-use crate::security::ca::CA_SECRET;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
