@@ -12,10 +12,12 @@ RUN npm run build
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock build.rs ./
-# kumactl embeds the chart when it is built.
+COPY Cargo.toml Cargo.lock ./
+# kumactl embeds the chart when it is built (crates/install), kuma-cp the
+# GUI (crates/api).
 COPY charts ./charts
 COPY --from=gui /gui/dist ./gui/dist
+COPY crates ./crates
 COPY src ./src
 RUN cargo build --release --locked --bins \
     && mkdir /out \

@@ -10,7 +10,7 @@ run: gui
 	cargo run --release --bin kuma-cp -- run
 
 test: deps lint check-features gui-test
-	cargo test --all-targets
+	cargo test --workspace --all-targets
 
 # The GUI (gui/, TypeScript and Preact, built by Vite into gui/dist, which
 # kuma-cp embeds when it is built): npm packages as package-lock.json pins
@@ -37,13 +37,14 @@ tcpdump:
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
-# No two source files, and no two top-level modules, import each other in
-# a cycle (tools/module_cycles.py): the layering of DESIGN.md holds.
+# No two source files of a crate, and no two of its top-level modules,
+# import each other in a cycle (tools/module_cycles.py); between crates,
+# Cargo refuses cycles itself.
 lint: hadolint
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	.venv/bin/hadolint Dockerfile
-	python3 tools/module_cycles.py src
+	python3 tools/module_cycles.py src crates/*/src
 
 # Each cargo feature must build on its own, and so must the fuzz targets
 # (they are run by `make fuzz` only, so nothing else would see them rot).

@@ -1,6 +1,9 @@
 //! A Kuma-compatible service-mesh control plane, with Envoy as the data
-//! plane: the library behind `kuma-cp`, `kuma-dp`, `kumactl` and
-//! `kuma-tcp-echo` (thin binaries in `src/bin/`).
+//! plane: the thin binaries `kuma-cp`, `kuma-dp`, `kumactl`,
+//! `kuma-injector` and `kuma-tcp-echo` (`src/bin/`), and the workspace's
+//! crates (`crates/`) under the module paths the integration tests and the
+//! benchmarks name (`kuma::xds::index`, …). Each crate's first lines say
+//! what it owns and what it may import.
 //!
 //! How data flows, and where each step lives:
 //!
@@ -32,25 +35,23 @@
 //!   listening sockets); [`cp`] wires the components of `kuma-cp` together
 //!   from its [`config`], and nothing imports `cp`.
 
-pub mod api;
-pub mod bootstrap;
-pub mod cli;
-pub mod config;
-pub mod cp;
-pub mod dp;
-pub mod envoy_api;
+pub use kuma_api::{api, bootstrap};
+pub use kuma_config::{cli, config};
+#[cfg(not(feature = "universal"))]
+pub use kuma_core::store;
+pub use kuma_core::{envoy_api, metrics, resources, version};
+pub use kuma_cp::cp;
+pub use kuma_dp::dp;
 #[cfg(feature = "kubernetes")]
-pub mod injector;
+pub use kuma_injector::injector;
 #[cfg(feature = "kubernetes")]
-pub mod install;
+pub use kuma_install::install;
 #[cfg(feature = "kubernetes")]
-pub mod k8s;
-pub mod kumactl;
-pub mod metrics;
-pub mod resources;
-pub mod runtime;
-pub mod security;
-pub mod store;
-pub mod tcp_echo;
-pub mod version;
-pub mod xds;
+pub use kuma_k8s::k8s;
+pub use kuma_runtime::runtime;
+pub use kuma_security::security;
+#[cfg(feature = "universal")]
+pub use kuma_store_postgres::store;
+pub use kuma_tcp_echo::tcp_echo;
+pub use kuma_xds::xds;
+pub use kumactl::kumactl;

@@ -45,7 +45,7 @@ fn matches(query: &ListQuery, r: &Resource) -> bool {
 
 /// A list query over resources kept in key order: a range scan, already in
 /// the order the API pages in. Shared with the kubernetes store's cache.
-pub(crate) fn list_in(map: &BTreeMap<ResourceKey, Resource>, query: &ListQuery) -> ListPage {
+pub fn list_in(map: &BTreeMap<ResourceKey, Resource>, query: &ListQuery) -> ListPage {
     let start = ResourceKey {
         kind: query.kind,
         mesh: query.mesh.clone().unwrap_or_default(),

@@ -1,37 +1,15 @@
-//! Three things the library embeds:
-//!
-//! - the Helm chart `charts/kuma`, so that `kumactl install control-plane`
-//!   renders the very files `helm install` reads: one source of manifests.
-//!   `$OUT_DIR/chart_files.rs` is a list of (path inside the chart,
-//!   contents) in path order;
-//! - the descriptors of Envoy's API, compiled from the `.proto` files the
-//!   `envoy-types` crate ships (the same files its Rust types were
-//!   generated from), so that raw Envoy resources in YAML or JSON can be
-//!   parsed into the typed API and generated ones shown as JSON:
-//!   `$OUT_DIR/envoy_descriptors.bin`;
-//! - the GUI's built files, `gui/dist`, when `npm run build` has written
-//!   them (`$OUT_DIR/gui_files.rs`, as the chart's; empty without them).
+//! Embeds the descriptors of Envoy's API, compiled from the `.proto` files
+//! the `envoy-types` crate ships (the same files its Rust types were
+//! generated from), so that raw Envoy resources in YAML or JSON can be
+//! parsed into the typed API and generated ones shown as JSON:
+//! `$OUT_DIR/envoy_descriptors.bin` (`envoy_api`).
 
 use std::path::{Path, PathBuf};
 
-fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .path();
-        if path.is_dir() {
-            files_under(&path, found);
-        } else {
-            found.push(path);
-        }
-    }
-}
-
 /// The `proto/` directory of the envoy-types crate this build uses: its
 /// version from Cargo.lock, its sources where cargo unpacked them.
-fn envoy_types_protos(manifest_dir: &Path) -> PathBuf {
-    let lock = std::fs::read_to_string(manifest_dir.join("Cargo.lock")).expect("Cargo.lock");
+fn envoy_types_protos(workspace: &Path) -> PathBuf {
+    let lock = std::fs::read_to_string(workspace.join("Cargo.lock")).expect("Cargo.lock");
     let version = lock
         .split("[[package]]")
         .find(|p| p.contains("name = \"envoy-types\""))
@@ -160,8 +138,8 @@ fn qualify(source: &str) -> String {
     out
 }
 
-fn envoy_descriptors(manifest_dir: &Path, out_dir: &Path) {
-    let protos = envoy_types_protos(manifest_dir);
+fn envoy_descriptors(workspace: &Path, out_dir: &Path) {
+    let protos = envoy_types_protos(workspace);
     let includes: Vec<PathBuf> = [
         "data-plane-api",
         "xds",
@@ -176,7 +154,7 @@ fn envoy_descriptors(manifest_dir: &Path, out_dir: &Path) {
     .map(|d| protos.join(d))
     .collect();
     let mut files = Vec::new();
-    files_under(&protos.join("data-plane-api/envoy"), &mut files);
+    kuma_embed::files_under(&protos.join("data-plane-api/envoy"), &mut files);
     files.retain(|f| f.extension().is_some_and(|e| e == "proto"));
     files.sort();
     let mut resolver = protox::file::ChainFileResolver::new();
@@ -198,42 +176,8 @@ fn envoy_descriptors(manifest_dir: &Path, out_dir: &Path) {
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
-    envoy_descriptors(&manifest_dir, &out_dir);
-    println!("cargo:rerun-if-changed=Cargo.lock");
-    let chart = manifest_dir.join("charts/kuma");
-    // A directory makes cargo rerun this script when any file under it
-    // changes, is added or is removed.
-    println!("cargo:rerun-if-changed=charts/kuma");
-    embed(&chart, "include_str", &out_dir.join("chart_files.rs"));
-    let gui = manifest_dir.join("gui/dist");
-    if gui.join("index.html").is_file() {
-        println!("cargo:rerun-if-changed=gui/dist");
-        embed(&gui, "include_bytes", &out_dir.join("gui_files.rs"));
-    } else {
-        // Watching `gui/` notices the build's first `dist/`.
-        println!("cargo:rerun-if-changed=gui");
-        std::fs::write(out_dir.join("gui_files.rs"), "&[]\n").expect("OUT_DIR is writable");
-    }
-}
-
-/// Writes to `out` the files under `dir` as a list of (path inside `dir`,
-/// contents read by `include`), in path order.
-fn embed(dir: &Path, include: &str, out: &Path) {
-    let mut files = Vec::new();
-    files_under(dir, &mut files);
-    files.sort();
-    let mut code = String::from("&[\n");
-    for file in files {
-        let inside = file
-            .strip_prefix(dir)
-            .expect("found under the directory")
-            .to_string_lossy()
-            .replace('\\', "/");
-        code.push_str(&format!(
-            "    ({inside:?}, {include}!({:?})),\n",
-            file.display().to_string()
-        ));
-    }
-    code.push_str("]\n");
-    std::fs::write(out, code).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    // The workspace's lock file names the envoy-types in use.
+    let workspace = manifest_dir.join("../..");
+    envoy_descriptors(&workspace, &out_dir);
+    println!("cargo:rerun-if-changed=../../Cargo.lock");
 }

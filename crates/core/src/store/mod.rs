@@ -2,7 +2,7 @@
 //! concurrency and a change feed.
 //!
 //! - [`memory::MemoryStore`]: the default, nothing to set up, lost on exit.
-//! - `postgres::PostgresStore` (feature `universal`): durable, shared by
+//! - `postgres::PostgresStore` (crate `kuma-store-postgres`): durable, shared by
 //!   several `kuma-cp` instances, whose change feeds all see every write
 //!   through `LISTEN/NOTIFY`.
 //!
@@ -13,8 +13,6 @@
 
 pub mod memory;
 pub mod migrations;
-#[cfg(feature = "universal")]
-pub mod postgres;
 
 use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec, tags::Tags};
 use async_trait::async_trait;

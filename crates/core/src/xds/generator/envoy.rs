@@ -71,7 +71,7 @@ impl XdsResource {
     }
 
     /// A resource of one byte, for tests of what holds resources.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn of_byte(name: &str, content: u8) -> Self {
         Self::from_any(
             name.into(),
@@ -83,7 +83,7 @@ impl XdsResource {
     }
 
     /// Whether both are the very same encoding (not only equal content).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn same(&self, other: &XdsResource) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

@@ -21,7 +21,7 @@ fn value_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':')
 }
 
-pub(crate) fn validate_tag_key(field: &str, key: &str) -> Option<Cause> {
+pub fn validate_tag_key(field: &str, key: &str) -> Option<Cause> {
     (key.is_empty() || key.len() > 253 || !key.chars().all(key_char)).then(|| {
         Cause::new(
             field,
@@ -32,7 +32,7 @@ pub(crate) fn validate_tag_key(field: &str, key: &str) -> Option<Cause> {
     })
 }
 
-pub(crate) fn validate_tag_value(field: &str, value: &str, allow_wildcard: bool) -> Option<Cause> {
+pub fn validate_tag_value(field: &str, value: &str, allow_wildcard: bool) -> Option<Cause> {
     if allow_wildcard && value == "*" {
         return None;
     }
@@ -48,7 +48,7 @@ pub(crate) fn validate_tag_value(field: &str, value: &str, allow_wildcard: bool)
 }
 
 /// Checks every key and value of a tag map found at `field`.
-pub(crate) fn validate_tags(field: &str, tags: &Tags, allow_wildcard: bool) -> Vec<Cause> {
+pub fn validate_tags(field: &str, tags: &Tags, allow_wildcard: bool) -> Vec<Cause> {
     let mut causes = Vec::new();
     for (k, v) in tags {
         let path = format!("{field}.{k}");
@@ -59,8 +59,8 @@ pub(crate) fn validate_tags(field: &str, tags: &Tags, allow_wildcard: bool) -> V
 }
 
 /// Tags from `(key, value)` pairs, for tests.
-#[cfg(test)]
-pub(crate) fn of_pairs(pairs: &[(&str, &str)]) -> Tags {
+#[cfg(any(test, feature = "testing"))]
+pub fn of_pairs(pairs: &[(&str, &str)]) -> Tags {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

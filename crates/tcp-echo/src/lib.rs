@@ -1,0 +1,3 @@
+//! `kuma-tcp-echo`: the demo TCP echo server.
+
+pub mod tcp_echo;
