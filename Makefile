@@ -49,8 +49,9 @@ lint: hadolint
 # Each cargo feature must build on its own, and so must the fuzz targets
 # (they are run by `make fuzz` only, so nothing else would see them rot).
 check-features:
-	cargo check --no-default-features --features universal --bins
-	cargo check --no-default-features --features kubernetes --bins
+	cargo check -p kuma-cp --no-default-features --features universal --bins
+	cargo check -p kuma-cp --no-default-features --features kubernetes --bins
+	cargo check -p kumactl --no-default-features --bins
 	cd fuzz && cargo check --quiet --target-dir ../target/fuzz-check
 
 deps: postgres envoy kubernetes-validate prometheus-parser iptables tcpdump helm kube schemathesis chromium gui
@@ -115,7 +116,7 @@ kube: .venv/bin/.kube-$(KUBE_VERSION)-$(ETCD_VERSION)
 # it set up. Its admin kubeconfig is .venv/cluster/kubeconfig.
 CLUSTER_DIR := .venv/cluster
 cluster: kube helm iptables
-	cargo build --release --bins --example cluster
+	cargo build --release --workspace --bins --example cluster
 	mkdir -p $(CLUSTER_DIR)
 	rm -f $(CLUSTER_DIR)/kubeconfig
 	target/release/examples/cluster $(CLUSTER_DIR)/kubeconfig > $(CLUSTER_DIR)/log 2>&1 & echo $$! > $(CLUSTER_DIR)/pid
@@ -166,7 +167,7 @@ kind-e2e:
 	@echo "kind-e2e: the journey passed"
 
 bench: deps
-	cargo build --release --bins
+	cargo build --release --workspace --bins
 	cargo run --release --example api_bench
 	cargo run --release --example xds_bench
 	cargo run --release --example envoy_bench
@@ -180,7 +181,7 @@ HEAP_PROXIES ?= 10000
 HEAP_EXTRAS ?= none
 heap-profile:
 	command -v heaptrack >/dev/null || apt-get install -y heaptrack
-	cargo build --release --bins --example xds_bench
+	cargo build --release --workspace --bins --example xds_bench
 	rm -f target/heap-profile.*
 	KUMA_BENCH_HEAP_PROFILE=target/heap-profile KUMA_BENCH_SIZES=$(HEAP_PROXIES) \
 	  KUMA_BENCH_EXTRAS=$(HEAP_EXTRAS) KUMA_BENCH_EVERY_SIZES= KUMA_BENCH_TWO=0 KUMA_BENCH_STORM=0 \

@@ -80,7 +80,7 @@ fn sigterm_stops_cleanly() {
 
 #[test]
 fn version_answers() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kuma-cp"))
+    let out = std::process::Command::new(common::bin("kuma-cp"))
         .args(["version", "--detailed"])
         .output()
         .unwrap();
@@ -90,7 +90,7 @@ fn version_answers() {
         text.contains(env!("CARGO_PKG_VERSION")) && text.contains("kuma-cp"),
         "{text}"
     );
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_kuma-cp"))
+    let help = std::process::Command::new(common::bin("kuma-cp"))
         .args(["run", "--help"])
         .output()
         .unwrap();

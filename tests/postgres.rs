@@ -216,7 +216,7 @@ fn the_printed_schema_is_one_kuma_cp_accepts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let migrate = Command::new(env!("CARGO_BIN_EXE_kuma-cp"))
+    let migrate = Command::new(common::bin("kuma-cp"))
         .args(["migrate", "up"])
         .envs(db.env())
         .output()

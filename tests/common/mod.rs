@@ -11,22 +11,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A program of this crate: the one Cargo built for this test, or (for the
-/// benchmarks, which Cargo gives no such path) the release build.
+/// A program of the workspace, built beside the running test or
+/// benchmark: tests run from `target/<profile>/deps/`, benchmarks from
+/// `target/<profile>/examples/`, and the programs are in `target/<profile>/`
+/// (`make test` builds them with `--workspace --all-targets`).
 pub fn bin(name: &str) -> PathBuf {
-    let built = match name {
-        "kuma-cp" => option_env!("CARGO_BIN_EXE_kuma-cp"),
-        "kumactl" => option_env!("CARGO_BIN_EXE_kumactl"),
-        "kuma-dp" => option_env!("CARGO_BIN_EXE_kuma-dp"),
-        "kuma-tcp-echo" => option_env!("CARGO_BIN_EXE_kuma-tcp-echo"),
-        "kuma-injector" => option_env!("CARGO_BIN_EXE_kuma-injector"),
-        _ => None,
-    };
-    built.map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/release")
-            .join(name)
-    })
+    let running = std::env::current_exe().expect("the running executable's path");
+    let profile_dir = running
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/{deps,examples}/");
+    profile_dir.join(name)
 }
 
 /// A port free now, and never handed out before in this process: tests

@@ -1,7 +1,7 @@
 //! `kuma-dp`: runs beside a workload and supervises its Envoy.
 
 use clap::{Parser, Subcommand};
-use kuma::dp::DpConfig;
+use kuma_dp::dp::DpConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,7 +84,7 @@ enum Command {
             value_enum,
             default_value = "warning"
         )]
-        envoy_log_level: kuma::dp::EnvoyLogLevel,
+        envoy_log_level: kuma_dp::dp::EnvoyLogLevel,
         /// kuma-dp's own log level (a tracing filter: info, debug, warn, ...)
         #[arg(
             long = "log-level",
@@ -127,14 +127,14 @@ fn main() -> ExitCode {
         Command::Run { log_level, .. } => log_level.clone(),
         _ => "info".to_string(),
     };
-    kuma::cli::init_logging(
+    kuma_config::cli::init_logging(
         &log_level,
-        kuma::config::LogFormat::Text,
-        kuma::cli::LogTo::Stderr,
+        kuma_config::config::LogFormat::Text,
+        kuma_config::cli::LogTo::Stderr,
     );
     let config = match command {
         Command::Version { detailed } => {
-            println!("{}", kuma::version::describe("kuma-dp", detailed));
+            println!("{}", kuma_core::version::describe("kuma-dp", detailed));
             return ExitCode::SUCCESS;
         }
         Command::Run {
@@ -156,9 +156,9 @@ fn main() -> ExitCode {
                 .or_else(|| std::env::var("KUMA_CONTROL_PLANE_URL").ok())
                 .unwrap_or_else(|| "https://localhost:5682".into());
             let inline_ca = std::env::var("KUMA_CONTROL_PLANE_CA_CERT").ok();
-            let channel = kuma::dp::read_ca(ca_cert_file.as_deref(), inline_ca.as_deref())
+            let channel = kuma_dp::dp::read_ca(ca_cert_file.as_deref(), inline_ca.as_deref())
                 .and_then(|ca| {
-                    kuma::dp::channel(
+                    kuma_dp::dp::channel(
                         ca,
                         insecure_skip_tls_verify,
                         insecure_plaintext,
@@ -174,7 +174,7 @@ fn main() -> ExitCode {
                 }
             };
             DpConfig {
-                cp_address: kuma::dp::bootstrap_url(&address, &channel),
+                cp_address: kuma_dp::dp::bootstrap_url(&address, &channel),
                 channel,
                 mesh,
                 name,
@@ -187,8 +187,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Probe { admin_port } => {
-            return kuma::cli::run(false, async move {
-                Ok::<_, std::convert::Infallible>(if kuma::dp::envoy_ready(admin_port).await {
+            return kuma_config::cli::run(false, async move {
+                Ok::<_, std::convert::Infallible>(if kuma_dp::dp::envoy_ready(admin_port).await {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
@@ -196,8 +196,8 @@ fn main() -> ExitCode {
             });
         }
     };
-    kuma::cli::run(false, async {
-        let code = kuma::dp::run(config).await?;
-        Ok::<_, kuma::dp::DpError>(ExitCode::from(code.clamp(0, 255) as u8))
+    kuma_config::cli::run(false, async {
+        let code = kuma_dp::dp::run(config).await?;
+        Ok::<_, kuma_dp::dp::DpError>(ExitCode::from(code.clamp(0, 255) as u8))
     })
 }

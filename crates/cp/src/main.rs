@@ -1,7 +1,7 @@
 //! `kuma-cp`: the control plane.
 
 use clap::{Parser, Subcommand};
-use kuma::config::{Config, Override};
+use kuma_config::config::{Config, Override};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -56,7 +56,7 @@ fn load(config_file: Option<&str>, overrides: &[Override]) -> Result<Config, Str
 async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Version { detailed } => {
-            println!("{}", kuma::version::describe("kuma-cp", detailed));
+            println!("{}", kuma_core::version::describe("kuma-cp", detailed));
             Ok(())
         }
         Command::Run {
@@ -67,9 +67,9 @@ async fn run(command: Command) -> Result<(), String> {
                 .into_iter()
                 .map(|l| ("logging.level", l))
                 .collect();
-            let config = kuma::cli::server_settings(config_file.as_deref(), &overrides)
+            let config = kuma_config::cli::server_settings(config_file.as_deref(), &overrides)
                 .map_err(|e| e.to_string())?;
-            kuma::cp::run(config, kuma::runtime::termination_signal())
+            kuma_cp::cp::run(config, kuma_runtime::runtime::termination_signal())
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -81,13 +81,13 @@ async fn run(command: Command) -> Result<(), String> {
 
 #[cfg(feature = "universal")]
 async fn migrate_up(config: Config) -> Result<(), String> {
-    if config.store.store_type != kuma::config::StoreType::Postgres {
+    if config.store.store_type != kuma_config::config::StoreType::Postgres {
         return Err(format!(
             "migrations apply to the postgres store only; KUMA_STORE_TYPE is {:?}",
             config.store.store_type
         ));
     }
-    let applied = kuma::store::postgres::migrate_up(&config.store.postgres)
+    let applied = kuma_store_postgres::store::postgres::migrate_up(&config.store.postgres)
         .await
         .map_err(|e| e.to_string())?;
     if applied.is_empty() {
@@ -104,8 +104,8 @@ async fn migrate_up(_config: Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = kuma::cli::parse_server_cli();
-    kuma::cli::run(true, async {
+    let cli: Cli = kuma_config::cli::parse_server_cli();
+    kuma_config::cli::run(true, async {
         run(cli.command).await.map(|()| ExitCode::SUCCESS)
     })
 }

@@ -35,44 +35,47 @@ enum Command {
 #[derive(Debug, thiserror::Error)]
 enum Error {
     #[error(transparent)]
-    Config(#[from] kuma::config::ConfigError),
+    Config(#[from] kuma_config::config::ConfigError),
     #[error("cannot load the Kubernetes client configuration (KUBECONFIG or in-cluster): {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
-    Injector(#[from] kuma::injector::InjectorError),
+    Injector(#[from] kuma_injector::injector::InjectorError),
 }
 
 async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Version { detailed } => {
-            println!("{}", kuma::version::describe("kuma-injector", detailed));
+            println!(
+                "{}",
+                kuma_core::version::describe("kuma-injector", detailed)
+            );
             Ok(())
         }
         Command::Run { config_file } => {
-            let config = kuma::cli::server_settings(config_file.as_deref(), &[])?;
+            let config = kuma_config::cli::server_settings(config_file.as_deref(), &[])?;
             let client = kube::Client::try_default().await?;
-            let bound = kuma::injector::bind(&config.injector).await?;
-            let shutdown = kuma::runtime::CancellationToken::new();
+            let bound = kuma_injector::injector::bind(&config.injector).await?;
+            let shutdown = kuma_runtime::runtime::CancellationToken::new();
             let stop = shutdown.clone();
-            let signal = kuma::runtime::termination_signal();
+            let signal = kuma_runtime::runtime::termination_signal();
             tokio::spawn(async move {
                 signal.await;
                 stop.cancel();
             });
-            let injector = kuma::injector::Injector {
+            let injector = kuma_injector::injector::Injector {
                 system_namespace: config.system_namespace.clone(),
                 config: config.injector,
                 client,
             };
-            kuma::injector::serve(injector, bound, shutdown).await;
+            kuma_injector::injector::serve(injector, bound, shutdown).await;
             Ok(())
         }
     }
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = kuma::cli::parse_server_cli();
-    kuma::cli::run(true, async {
+    let cli: Cli = kuma_config::cli::parse_server_cli();
+    kuma_config::cli::run(true, async {
         run(cli.command).await.map(|()| ExitCode::SUCCESS)
     })
 }

@@ -33,14 +33,17 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kuma::cli::init_logging(
+    kuma_config::cli::init_logging(
         "info",
-        kuma::config::LogFormat::Text,
-        kuma::cli::LogTo::Stderr,
+        kuma_config::config::LogFormat::Text,
+        kuma_config::cli::LogTo::Stderr,
     );
     match Cli::parse().command {
         Command::Version { detailed } => {
-            println!("{}", kuma::version::describe("kuma-tcp-echo", detailed));
+            println!(
+                "{}",
+                kuma_core::version::describe("kuma-tcp-echo", detailed)
+            );
             ExitCode::SUCCESS
         }
         Command::Run { port, address } => {
@@ -54,7 +57,8 @@ async fn main() -> ExitCode {
             if let Ok(local) = listener.local_addr() {
                 tracing::info!(address = %local, "echoing");
             }
-            kuma::tcp_echo::serve(listener, kuma::runtime::termination_signal()).await;
+            kuma_tcp_echo::tcp_echo::serve(listener, kuma_runtime::runtime::termination_signal())
+                .await;
             ExitCode::SUCCESS
         }
     }
