@@ -49,9 +49,8 @@ lint: hadolint
 # Each cargo feature must build on its own, and so must the fuzz targets
 # (they are run by `make fuzz` only, so nothing else would see them rot).
 check-features:
-	cargo check -p kuma-cp --no-default-features --features universal --bins
-	cargo check -p kuma-cp --no-default-features --features kubernetes --bins
-	cargo check -p kumactl --no-default-features --bins
+	cargo check -p kuma --no-default-features --features universal --bins
+	cargo check -p kuma --no-default-features --features kubernetes --bins
 	cd fuzz && cargo check --quiet --target-dir ../target/fuzz-check
 
 deps: postgres envoy kubernetes-validate prometheus-parser iptables tcpdump helm kube schemathesis chromium gui

@@ -218,12 +218,13 @@ fn a_mesh_tcp_route_splits_connections_and_takes_over_from_the_traffic_route() {
     );
 
     // Kuma's newer model names the service's port by its name: this
-    // route (its name sorts first, so it wins) sends all to version 1;
-    // one naming a port the service lacks changes nothing.
+    // route (as specific as the split, and its name sorts first, so it
+    // wins) sends all to version 1; one naming a port the service lacks
+    // changes nothing.
     let by_port = |name: &str, port: &str| {
         serde_json::json!({"type": "MeshTCPRoute", "mesh": "default", "name": name,
             "spec": {
-                "targetRef": {"kind": "Mesh"},
+                "targetRef": {"kind": "MeshService", "name": "client"},
                 "to": [{"targetRef": {"kind": "MeshService", "name": "backend", "sectionName": port},
                         "rules": [{"default": {"backendRefs": [
                             {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "1"}}]}}]}]}})
@@ -242,7 +243,13 @@ fn a_mesh_tcp_route_splits_connections_and_takes_over_from_the_traffic_route() {
     cp.delete("/meshes/default/meshtcproutes/a-main-port");
     assert!(
         eventually(Duration::from_secs(15), || answers(outbound, 100).1 > 0),
-        "the route naming another port took the connections"
+        "the route naming another port took the connections: {}",
+        common::http(
+            "GET",
+            &format!("{}/meshes/default/dataplanes/client-1/policies", cp.api),
+            None
+        )
+        .body["outbound"]
     );
     cp.delete("/meshes/default/meshtcproutes/a-other-port");
 

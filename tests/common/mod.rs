@@ -11,17 +11,26 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A program of the workspace, built beside the running test or
-/// benchmark: tests run from `target/<profile>/deps/`, benchmarks from
-/// `target/<profile>/examples/`, and the programs are in `target/<profile>/`
-/// (`make test` builds them with `--workspace --all-targets`).
+/// A program of this package: the one Cargo built for this test, or (for
+/// the benchmarks, which Cargo gives no such path) the one built beside
+/// the running benchmark (`target/<profile>/examples/..`).
 pub fn bin(name: &str) -> PathBuf {
-    let running = std::env::current_exe().expect("the running executable's path");
-    let profile_dir = running
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/{deps,examples}/");
-    profile_dir.join(name)
+    let built = match name {
+        "kuma-cp" => option_env!("CARGO_BIN_EXE_kuma-cp"),
+        "kumactl" => option_env!("CARGO_BIN_EXE_kumactl"),
+        "kuma-dp" => option_env!("CARGO_BIN_EXE_kuma-dp"),
+        "kuma-tcp-echo" => option_env!("CARGO_BIN_EXE_kuma-tcp-echo"),
+        "kuma-injector" => option_env!("CARGO_BIN_EXE_kuma-injector"),
+        _ => None,
+    };
+    built.map(PathBuf::from).unwrap_or_else(|| {
+        let running = std::env::current_exe().expect("the running executable's path");
+        running
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/examples/")
+            .join(name)
+    })
 }
 
 /// A port free now, and never handed out before in this process: tests

@@ -288,9 +288,12 @@ impl TargetRef {
         if !self.is_mesh_service() {
             return true;
         }
+        let by_service_name = self.name.as_deref() == Some(port.service);
         match self.service_object() {
-            None => self.name.as_deref() == Some(port.service),
-            Some(object) => self.name.as_deref() == Some(port.service) || object.names(port),
+            None => by_service_name,
+            // An older name with a namespace beside it names its service
+            // still; with a section, the section must match as well.
+            Some(object) => (by_service_name && self.section_name.is_none()) || object.names(port),
         }
     }
 
@@ -762,6 +765,16 @@ mod tests {
         assert!(labelled.validate("to[0].targetRef", &FROM).is_empty());
         assert!(labelled.names_service(&http) && labelled.names_service(&admin));
         assert!(!labelled.names_service(&elsewhere));
+        // In Universal the name is the service, and a section its port's
+        // name: another port's name names nothing.
+        let universal = port("backend", Some("main"));
+        let main = parse(
+            serde_json::json!({"kind": "MeshService", "name": "backend", "sectionName": "main"}),
+        );
+        let admin_port = parse(
+            serde_json::json!({"kind": "MeshService", "name": "backend", "sectionName": "admin"}),
+        );
+        assert!(main.names_service(&universal) && !admin_port.names_service(&universal));
         // The older model: the name is the service.
         let legacy =
             parse(serde_json::json!({"kind": "MeshService", "name": "backend_kuma-demo_svc_3001"}));

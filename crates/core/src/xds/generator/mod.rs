@@ -1276,4 +1276,54 @@ networking:
             "an endpoint of mesh other leaked"
         );
     }
+
+    /// A MeshTCPRoute naming a port of its service by name applies to that
+    /// port only; one naming a port the service lacks decides nothing.
+    #[test]
+    fn a_route_names_a_port_by_its_name() {
+        let mut index = index(MESH);
+        apply(
+            &mut index,
+            "
+type: Dataplane
+mesh: default
+name: backend-1
+networking:
+  inbound:
+  - interface: 127.0.0.1:9100:9101
+    name: main
+    tags: {service: backend, version: '1'}
+",
+        );
+        let route = |name: &str, port: &str| {
+            format!(
+                "
+type: MeshTCPRoute
+mesh: default
+name: {name}
+spec:
+  to:
+  - targetRef: {{kind: MeshService, name: backend, sectionName: {port}}}
+    rules:
+    - default:
+        backendRefs: [{{kind: MeshServiceSubset, name: backend, tags: {{version: '1'}}}}]
+"
+            )
+        };
+        apply(&mut index, &route("other-port", "admin"));
+        let mesh = index.mesh("default").unwrap();
+        let client: crate::resources::tags::Tags =
+            [("service".to_string(), "web".to_string())].into();
+        let routes = mesh_route::Selecting::of(mesh, &[&client], false);
+        assert_eq!(mesh.port_name("backend"), Some("main"));
+        assert!(
+            routes.decide("backend", || Protocol::Tcp).is_none(),
+            "{:?}",
+            routes.naming("backend")
+        );
+        apply(&mut index, &route("main-port", "main"));
+        let mesh = index.mesh("default").unwrap();
+        let routes = mesh_route::Selecting::of(mesh, &[&client], false);
+        assert!(routes.decide("backend", || Protocol::Tcp).is_some());
+    }
 }
