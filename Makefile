@@ -24,7 +24,7 @@ gui/dist/index.html: gui/node_modules/.package-lock.json $(GUI_SOURCES)
 	cd gui && npm run build
 
 # The GUI's component tests (Vitest); its end-to-end suite, in Chromium,
-# is `cargo test --test gui`.
+# is `cargo test --test it gui::`.
 gui-test: gui
 	cd gui && npm test
 
@@ -195,8 +195,8 @@ SOAK_KILLS ?= 200
 SOAK_EXAMPLES ?= 500
 SOAK_FUZZ_SECONDS ?= 600
 soak: deps
-	KUMA_SOAK_KILLS=$(SOAK_KILLS) cargo test --test faults every_acknowledged_write_survives_kill_9 -- --nocapture
-	SCHEMATHESIS_EXAMPLES=$(SOAK_EXAMPLES) cargo test --test openapi schemathesis -- --nocapture
+	KUMA_SOAK_KILLS=$(SOAK_KILLS) cargo test --test it faults::every_acknowledged_write_survives_kill_9 -- --nocapture
+	SCHEMATHESIS_EXAMPLES=$(SOAK_EXAMPLES) cargo test --test it openapi::schemathesis -- --nocapture
 	$(MAKE) fuzz FUZZ_SECONDS=$(SOAK_FUZZ_SECONDS)
 
 # Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each, with the

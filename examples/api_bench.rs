@@ -3,6 +3,8 @@
 //! dataplanes` time and `kuma-cp` resident memory. Prints a table; asserts
 //! nothing (timing goals live here, not in tests).
 
+// A benchmark uses few of the tests' fixtures.
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[allow(dead_code)] // process readings and the ADS load generator are the xDS benchmarks'

@@ -5,6 +5,8 @@
 //! simulated proxies against another; prints kuma-cp's memory per connected
 //! proxy in both and their ratio. Asserts nothing.
 
+// A benchmark uses few of the tests' fixtures.
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[allow(dead_code)] // the load and latency helpers are the other benches'

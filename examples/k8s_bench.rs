@@ -11,8 +11,11 @@
 //! Every pod is a transparent proxy, so every proxy gets every service of
 //! its mesh.
 
+// A benchmark uses few of the tests' fixtures.
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)]
 #[path = "../tests/cluster/control_plane.rs"]
 mod control_plane;
 #[allow(dead_code)] // the HTTP load loop is api_bench's

@@ -21,8 +21,6 @@
 //! own; a reaper waiting on a pipe from the test process stops the group and
 //! removes the data directory when the test process ends, however it ends.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};

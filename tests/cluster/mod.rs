@@ -37,8 +37,6 @@
 //! process ends. Needs root, `ip`, `setpriv` and the iptables the
 //! transparent-proxy test uses.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 pub mod control_plane;
 
 pub use control_plane::{ControlPlane, NODE};

@@ -1,7 +1,7 @@
 //! Real data planes for the tests: `kuma-dp` processes running the Envoy
 //! that `make test` installs into `.venv/`, and `kuma-tcp-echo` services.
 
-use super::{KumaCp, bin, eventually, free_port, http};
+use super::{KumaCp, bin, eventually, free_port};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ pub fn envoy_binary() -> PathBuf {
 /// The real Envoy binary behind the `.venv/bin/envoy` launcher, for
 /// Envoys run as another user (the launcher needs root's Python, which
 /// UID 5678 cannot read).
+#[cfg(feature = "kubernetes")]
 pub fn envoy_executable() -> PathBuf {
     let launcher = envoy_binary();
     let lib = launcher.parent().unwrap().parent().unwrap().join("lib");
@@ -145,6 +146,7 @@ impl Dataplane {
     /// Starts `kuma-dp run` the way a pod's injected sidecar does: no
     /// flags, everything from the environment (`env`, plus the admin port,
     /// the Envoy binary and a config directory of its own).
+    #[cfg(feature = "kubernetes")]
     pub fn launch_sidecar(env: &[(&str, &str)]) -> Dataplane {
         Self::spawn(|cmd, dir, admin_port| {
             cmd.env_clear()

@@ -2,8 +2,6 @@
 //! processes, and throw-away PostgreSQL clusters. Every fixture picks its
 //! own ports, so tests run in parallel.
 
-#![allow(dead_code, unused_imports)] // each test binary uses its own subset
-
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -496,6 +494,7 @@ pub fn stays_blocked(port: u16) -> bool {
 
 /// Runs `kubernetes-validate` (installed by `make deps`) for Kubernetes
 /// 1.30 on `files`; every one of their `objects` must pass.
+#[cfg(feature = "kubernetes")]
 pub fn kubernetes_validate(files: &[PathBuf], objects: usize) {
     let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/kubernetes-validate");
     assert!(
@@ -519,6 +518,7 @@ pub fn kubernetes_validate(files: &[PathBuf], objects: usize) {
 
 /// Runs `program ARGS`, which must succeed (set-up steps: `ip`,
 /// `iptables`); its standard output.
+#[cfg(feature = "kubernetes")]
 pub fn run_ok(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
@@ -558,9 +558,11 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 mod dataplane;
+#[cfg(feature = "kubernetes")]
 mod kube_clients;
 mod postgres;
 pub use dataplane::*;
+#[cfg(feature = "kubernetes")]
 pub use kube_clients::*;
 pub use postgres::*;
 

@@ -7,7 +7,7 @@
 //!   through `LISTEN/NOTIFY`.
 //!
 //! Every store keeps the same rules, pinned by the conformance suite in
-//! `tests/store_conformance.rs`: names are unique per kind and mesh; a
+//! `tests/it/store_conformance.rs`: names are unique per kind and mesh; a
 //! mesh-scoped resource needs its mesh; deleting a mesh deletes what is in
 //! it; an update carrying a stale version is refused.
 

@@ -12,9 +12,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-mod common;
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use crate::common;
+use crate::control_plane;
 
 use common::{Dataplane, KumaCp, echo_server, echo_works_at, eventually, free_port, run_ok};
 use control_plane::ControlPlane;

@@ -2,7 +2,7 @@
 //! (`tests/data/kuma-docs.md`, a copy of `kuma-docs.md`) replayed as written
 //! against a running `kuma-cp`, comparing JSON in and JSON out.
 
-mod common;
+use crate::common;
 
 use common::{Answer, KumaCp, http};
 use serde_json::Value;
@@ -40,7 +40,7 @@ fn words(command: &str) -> Vec<String> {
 }
 
 fn examples() -> Vec<Example> {
-    let doc = include_str!("data/kuma-docs.md");
+    let doc = include_str!("../data/kuma-docs.md");
     let start = doc.find("\n## HTTP API").expect("HTTP API section");
     let end = doc[start..]
         .find("\n## Security")

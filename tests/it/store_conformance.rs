@@ -1,7 +1,7 @@
 //! One conformance suite, run against every store: the memory store and
 //! the Postgres store on a real PostgreSQL started by the test itself.
 
-mod common;
+use crate::common;
 
 use kuma::resources::{
     DataplaneSpec, InboundInterface, MeshSpec, Networking, Resource, ResourceKey, ResourceType,

@@ -1,7 +1,7 @@
 //! The HTTP API of a running `kuma-cp` (memory store): bad input gets a
 //! clear error and changes nothing; lists page and filter; read-only mode.
 
-mod common;
+use crate::common;
 
 use common::{KumaCp, http, http_with};
 use serde_json::{Value, json};

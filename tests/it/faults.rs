@@ -1,7 +1,7 @@
 //! Faults that must lose nothing. Each test prints its figure (what was
 //! tried, what survived) for the README's Reliability table.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,6 @@
 //! `kumactl` driven as a process against a running `kuma-cp`.
 
-mod common;
+use crate::common;
 
 use common::{KumaCp, http, kumactl, kumactl_config};
 use std::path::PathBuf;

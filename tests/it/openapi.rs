@@ -2,7 +2,7 @@
 //! one, `kuma-cp` serves it, and schemathesis finds the running API true to
 //! it (no 5xx, every status, content type and body as documented).
 
-mod common;
+use crate::common;
 
 use common::{KumaCp, http};
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ fn the_committed_document_is_the_generated_one() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "{COMMITTED} is stale: run UPDATE_GOLDEN=1 cargo test --test openapi"
+        "{COMMITTED} is stale: run UPDATE_GOLDEN=1 cargo test --test it openapi::"
     );
 }
 

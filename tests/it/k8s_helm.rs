@@ -4,9 +4,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-mod common;
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use crate::common;
+use crate::control_plane;
 
 use common::KubeClients;
 use control_plane::ControlPlane;

@@ -1,7 +1,7 @@
 //! Dataplane tokens: every refusal says which check failed; the public
 //! token server wants a trusted client certificate; kumactl generates both.
 
-mod common;
+use crate::common;
 
 use common::{Dataplane, KumaCp, echo_works, eventually, free_port, http, kumactl, put_proxy};
 use envoy_types::pb::envoy::config::core::v3::Node;

@@ -1,7 +1,7 @@
 //! `kuma-dp` as a process: finding Envoy, waiting for the control plane,
 //! forwarding signals, and the bootstrap server's answers.
 
-mod common;
+use crate::common;
 
 use common::{Dataplane, KumaCp, bin, envoy_binary, eventually, free_port, put_proxy};
 use std::process::{Command, Stdio};

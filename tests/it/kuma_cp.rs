@@ -1,7 +1,7 @@
 //! `kuma-cp` as a process: start-up failures are one clear line and a
 //! non-zero exit; SIGTERM stops it cleanly; `version` answers.
 
-mod common;
+use crate::common;
 
 use common::{KumaCp, free_port, kuma_cp_command};
 

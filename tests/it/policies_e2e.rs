@@ -3,7 +3,7 @@
 //! replaces raw resources, TrafficLog's tcp backend receives lines;
 //! MeshTCPRoute and MeshHTTPRoute route, split, rewrite and mirror.
 
-mod common;
+use crate::common;
 
 use common::{
     Dataplane, KumaCp, eventually, free_port, put_dataplane, put_proxy, put_tagged_dataplane,

@@ -3,7 +3,7 @@
 //! must trust mesh `b` for it, and a TrafficPermission of `b` decides which
 //! of `a`'s services may come in.
 
-mod common;
+use crate::common;
 
 use common::{
     Dataplane, KumaCp, MTLS, allow, echo_server, echo_works, eventually, free_port, put_dataplane,

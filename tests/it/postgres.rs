@@ -1,7 +1,7 @@
 //! `kuma-cp` on a real PostgreSQL: nothing lost across restarts, several
 //! control planes share one database, an outage is a 503 that heals itself.
 
-mod common;
+use crate::common;
 
 use common::{PgCluster, eventually, http, kumactl};
 use std::process::Command;

@@ -6,9 +6,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-mod common;
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use crate::common;
+use crate::control_plane;
 
 use base64::Engine;
 use common::{bin, envoy_binary, eventually, free_port, kubernetes_validate};

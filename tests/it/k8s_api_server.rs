@@ -6,9 +6,7 @@
 
 #![cfg(feature = "kubernetes")]
 
-mod common;
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use crate::control_plane;
 
 use control_plane::ControlPlane;
 use serde_json::json;

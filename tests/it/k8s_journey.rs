@@ -11,8 +11,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-mod cluster;
-mod common;
+use crate::cluster;
+use crate::common;
 
 use cluster::{Cluster, ControlPlane};
 use common::{KubeClients, eventually};

@@ -1,7 +1,7 @@
 //! The ADS server spoken to over real gRPC by a client of our own, for what
 //! Envoy does not show from outside: refusals, NACK handling, node ids.
 
-mod common;
+use crate::common;
 
 use common::{KumaCp, eventually, free_port, http, put_proxy};
 use envoy_types::pb::envoy::config::core::v3::Node;

@@ -1,7 +1,7 @@
 //! Real traffic through real Envoy: `kuma-cp`, `kuma-dp` (each running the
 //! Envoy that `make test` installs) and `kuma-tcp-echo`.
 
-mod common;
+use crate::common;
 
 use common::{
     Dataplane, KumaCp, echo_roundtrip, echo_server, echo_works, eventually, free_port, http,

@@ -6,7 +6,7 @@
 
 #![cfg(feature = "kubernetes")]
 
-mod common;
+use crate::common;
 
 use common::kubernetes_validate;
 use kuma::k8s::crd::{CRDS, GROUP, to_resource};

@@ -4,7 +4,7 @@
 //! meshes: `mtls_e2e.rs`; another mesh's dataplane token on a stream:
 //! `tokens.rs`; pods of other namespaces: `k8s_pods.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{KumaCp, MTLS, http, http_with, kumactl, kumactl_config_for, put_dataplane};
 use serde_json::{Value, json};

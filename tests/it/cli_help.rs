@@ -2,7 +2,7 @@
 //! and each flag has a description, and defaults are shown; every program
 //! answers `--version`.
 
-mod common;
+use crate::common;
 
 use common::bin;
 use std::process::Command;

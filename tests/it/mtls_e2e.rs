@@ -2,7 +2,7 @@
 //! unless a TrafficPermission allows it, permissions applied live,
 //! certificates renewed under traffic.
 
-mod common;
+use crate::common;
 
 use common::{
     Dataplane, KumaCp, allow, echo_roundtrip, echo_server, echo_works, eventually, free_port,

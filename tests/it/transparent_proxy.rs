@@ -9,9 +9,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-mod common;
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use crate::common;
+use crate::control_plane;
 
 use common::{bin, envoy_executable, eventually, run_ok};
 use control_plane::ControlPlane;

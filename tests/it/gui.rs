@@ -5,7 +5,7 @@
 //! checks every page against these facts and writes a screenshot of each
 //! view to `target/gui-screenshots/`.
 
-mod common;
+use crate::common;
 
 use common::{Dataplane, KumaCp, free_port, http, put_proxy, put_tagged_dataplane};
 use serde_json::json;
