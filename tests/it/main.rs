@@ -1,19 +1,18 @@
-//! The integration tests, one module per area, in one binary (one link
-//! for all of them): real `kuma-cp`, `kuma-dp` and Envoy processes, real
-//! PostgreSQL, real HTTPS and gRPC, and (feature `kubernetes`, `make kube`)
-//! a real Kubernetes control plane, which the modules that need one share
-//! (`control_plane::ControlPlane::shared`). The transparent-proxy and pod
-//! tests need root for network namespaces and iptables. `cargo test --test
-//! it <module>::` runs one area.
+//! The integration tests that need no Kubernetes control plane, one module
+//! per area, in one binary (one link for all of them): real `kuma-cp`,
+//! `kuma-dp` and Envoy processes, real PostgreSQL, real HTTPS and gRPC.
+//! `cargo test --test it <module>::` runs one area.
+//!
+//! The tests against a real Kubernetes control plane stay binaries of
+//! their own (`tests/k8s_*.rs`, `injector`, `transparent_proxy`): each
+//! starts its own API server, and several install cluster-wide webhooks
+//! and RBAC that the others must not see.
 
-#[cfg(feature = "kubernetes")]
-#[path = "../cluster/mod.rs"]
-mod cluster;
+// The fixtures serve the Kubernetes binaries too; what only they use
+// (kubectl and Helm clients, sidecar launches) is unused here.
+#[allow(dead_code, unused_imports)]
 #[path = "../common/mod.rs"]
 mod common;
-
-#[cfg(feature = "kubernetes")]
-use cluster::control_plane;
 
 mod ads;
 mod chart;
@@ -24,15 +23,6 @@ mod faults;
 mod gui;
 mod http_api;
 mod http_api_docs;
-mod injector;
-mod k8s_admission;
-mod k8s_api_server;
-mod k8s_e2e;
-mod k8s_ha;
-mod k8s_helm;
-mod k8s_journey;
-mod k8s_pods;
-mod k8s_store;
 mod kuma_cp;
 mod kuma_dp;
 mod kumactl;
@@ -44,4 +34,3 @@ mod postgres;
 mod store_conformance;
 mod tenancy;
 mod tokens;
-mod transparent_proxy;

@@ -6,8 +6,12 @@
 
 #![cfg(feature = "kubernetes")]
 
-use crate::common;
-use crate::control_plane;
+// A binary of its own uses part of the fixtures.
+#[allow(dead_code, unused_imports)]
+mod common;
+#[allow(dead_code)]
+#[path = "cluster/control_plane.rs"]
+mod control_plane;
 
 use base64::Engine;
 use common::{bin, envoy_binary, eventually, free_port, kubernetes_validate};

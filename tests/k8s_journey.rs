@@ -11,8 +11,11 @@
 
 #![cfg(feature = "kubernetes")]
 
-use crate::cluster;
-use crate::common;
+#[allow(dead_code)]
+mod cluster;
+// A binary of its own uses part of the fixtures.
+#[allow(dead_code, unused_imports)]
+mod common;
 
 use cluster::{Cluster, ControlPlane};
 use common::{KubeClients, eventually};
