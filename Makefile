@@ -51,7 +51,7 @@ lint: hadolint
 check-features:
 	cargo check -p kuma --no-default-features --features universal --bins
 	cargo check -p kuma --no-default-features --features kubernetes --bins
-	cd fuzz && cargo check --quiet --target-dir ../target/fuzz-check
+	cd fuzz && cargo check --quiet --target-dir ../target
 
 deps: postgres envoy kubernetes-validate prometheus-parser iptables tcpdump helm kube schemathesis chromium gui
 
