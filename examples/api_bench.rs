@@ -3,12 +3,8 @@
 //! dataplanes` time and `kuma-cp` resident memory. Prints a table; asserts
 //! nothing (timing goals live here, not in tests).
 
-// A benchmark uses few of the tests' fixtures.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[allow(dead_code)] // process readings and the ADS load generator are the xDS benchmarks'
-mod support;
+use kuma_test_support as common;
+use kuma_test_support::bench as support;
 
 use support::{Load, load, proc_status_kib};
 

@@ -6,13 +6,7 @@
 //! SIGTERM or Ctrl-C (`make cluster-down`), when everything it set up goes.
 //! Needs root, as the tests do.
 
-#[allow(dead_code)]
-#[path = "../tests/cluster/mod.rs"]
-mod cluster;
-// A benchmark uses few of the tests' fixtures.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/common/mod.rs"]
-mod common;
+use kuma_test_support::cluster;
 
 fn main() {
     let Some(out) = std::env::args().nth(1) else {

@@ -5,12 +5,8 @@
 //! simulated proxies against another; prints kuma-cp's memory per connected
 //! proxy in both and their ratio. Asserts nothing.
 
-// A benchmark uses few of the tests' fixtures.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[allow(dead_code)] // the load and latency helpers are the other benches'
-mod support;
+use kuma_test_support as common;
+use kuma_test_support::bench as support;
 
 use std::time::{Duration, Instant};
 use support::ads::{AS_ENVOY, Observed, connect_all};

@@ -11,15 +11,8 @@
 //! Every pod is a transparent proxy, so every proxy gets every service of
 //! its mesh.
 
-// A benchmark uses few of the tests' fixtures.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[allow(dead_code)]
-#[path = "../tests/cluster/control_plane.rs"]
-mod control_plane;
-#[allow(dead_code)] // the HTTP load loop is api_bench's
-mod support;
+use kuma_test_support::bench as support;
+use kuma_test_support::cluster::control_plane;
 
 use control_plane::{ControlPlane, NODE};
 use serde_json::{Value, json};

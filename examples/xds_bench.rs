@@ -5,12 +5,8 @@
 //! transparent proxies that reach every service of the mesh at its Service
 //! address. Prints tables and each goal as met or missed; asserts nothing.
 
-// A benchmark uses few of the tests' fixtures.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[allow(dead_code)] // the HTTP latency figures are api_bench's
-mod support;
+use kuma_test_support as common;
+use kuma_test_support::bench as support;
 
 use kuma::resources::{Identity, Resource};
 use kuma::security::ca::MeshCa;

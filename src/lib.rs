@@ -36,11 +36,12 @@
 //!   from its [`config`], and nothing imports `cp`.
 
 pub use kuma_api::{api, bootstrap};
-pub use kuma_config::{cli, config};
+pub use kuma_config::{cli, settings};
 #[cfg(not(feature = "universal"))]
 pub use kuma_core::store;
 pub use kuma_core::{envoy_api, metrics, resources, version};
 pub use kuma_cp::cp;
+pub use kuma_cp::cp::config;
 pub use kuma_dp::dp;
 #[cfg(feature = "kubernetes")]
 pub use kuma_injector::injector;

@@ -7,11 +7,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-#[allow(dead_code)]
-mod cluster;
-// A binary of its own uses part of the fixtures.
-#[allow(dead_code, unused_imports)]
-mod common;
+use kuma_test_support as common;
+use kuma_test_support::cluster;
 
 use cluster::{Cluster, ControlPlane};
 use common::{KubeClients, bin, eventually};

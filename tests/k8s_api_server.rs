@@ -6,12 +6,7 @@
 
 #![cfg(feature = "kubernetes")]
 
-// A binary of its own uses part of the fixtures.
-#[allow(dead_code, unused_imports)]
-mod common;
-#[allow(dead_code)]
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use kuma_test_support::cluster::control_plane;
 
 use control_plane::ControlPlane;
 use serde_json::json;

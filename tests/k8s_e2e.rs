@@ -12,12 +12,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-// A binary of its own uses part of the fixtures.
-#[allow(dead_code, unused_imports)]
-mod common;
-#[allow(dead_code)]
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use kuma_test_support as common;
+use kuma_test_support::cluster::control_plane;
 
 use common::{Dataplane, KumaCp, echo_server, echo_works_at, eventually, free_port, run_ok};
 use control_plane::ControlPlane;

@@ -3,7 +3,7 @@
 //! kind-e2e` runs): real Helm installs the chart into a real Kubernetes
 //! control plane, real kubectl creates and labels a namespace and applies
 //! the demo; the controller-manager makes the pods, the scheduler binds
-//! them and the test's small kubelet (`tests/cluster`) runs them (kuma-cp
+//! them and the test's small kubelet (`tests/support/src/cluster`) runs them (kuma-cp
 //! from the chart's Deployment, under the chart's ServiceAccount and RBAC;
 //! the demo's echo and client with the sidecars the injector added through
 //! the API server's admission) in network namespaces of their own, so
@@ -11,11 +11,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-#[allow(dead_code)]
-mod cluster;
-// A binary of its own uses part of the fixtures.
-#[allow(dead_code, unused_imports)]
-mod common;
+use kuma_test_support as common;
+use kuma_test_support::cluster;
 
 use cluster::{Cluster, ControlPlane};
 use common::{KubeClients, eventually};

@@ -6,12 +6,8 @@
 
 #![cfg(feature = "kubernetes")]
 
-// A binary of its own uses part of the fixtures.
-#[allow(dead_code, unused_imports)]
-mod common;
-#[allow(dead_code)]
-#[path = "cluster/control_plane.rs"]
-mod control_plane;
+use kuma_test_support as common;
+use kuma_test_support::cluster::control_plane;
 
 use common::{KumaCp, eventually, http, kumactl, kumactl_config};
 use control_plane::ControlPlane;
@@ -260,4 +256,62 @@ fn an_api_server_restart_and_an_etcd_compaction_lose_nothing() {
         "no watch was expired:\n{}",
         cp.log()
     );
+}
+
+/// The store conformance suite ([`kuma_test_support::store_cases`]), which
+/// the memory and Postgres stores pass in `tests/it`, against the
+/// kubernetes store on the real cluster, as the chart's ServiceAccount.
+/// The cases run one after another, each on a cluster with no Kuma
+/// objects ([`ControlPlane::exclusive`]): Meshes are cluster-wide, and the
+/// cases' mesh names would collide.
+#[test]
+fn the_kubernetes_store_passes_the_store_conformance_suite() {
+    use kuma_test_support::store_cases as cases;
+    let cp = ControlPlane::shared();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    macro_rules! run {
+        ($($case:ident),* $(,)?) => {$({
+            let _only = cp.exclusive();
+            let kubeconfig = cp.kuma_cp_kubeconfig();
+            runtime.block_on(async {
+                let store = kubernetes_store(&kubeconfig).await;
+                cases::$case(&store).await;
+            });
+        })*};
+    }
+    run!(
+        every_kind_round_trips,
+        create_assigns_a_version_and_get_returns_it,
+        names_are_unique_per_mesh_and_kind,
+        resources_need_their_mesh,
+        stale_updates_are_refused,
+        deleting_a_mesh_deletes_what_is_in_it,
+        lists_page_in_name_order_and_filter_by_tag,
+        insights_round_trip,
+        deleting_a_dataplane_deletes_its_insight,
+        insights_are_not_announced,
+        change_feed_reports_every_write,
+    );
+}
+
+/// The kubernetes store as `kuma-cp` opens it, with the kubeconfig of the
+/// chart's ServiceAccount.
+async fn kubernetes_store(kubeconfig: &Path) -> kuma::k8s::store::KubernetesStore {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig).expect("kuma-cp's kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .expect("a client configuration");
+    let client = kube::Client::try_from(config).expect("a client");
+    kuma::k8s::store::KubernetesStore::connect(
+        client,
+        "kuma-system",
+        kuma::runtime::Leadership::always(),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("the kubernetes store connects")
 }

@@ -12,6 +12,9 @@
 # Usage: tools/build-kube.sh OUT_DIR   (K8S, ETCD and KUBE_CACHE override the pins)
 set -euo pipefail
 OUT=${1:?usage: build-kube.sh OUT_DIR}
+# Absolute: the build below runs in a temporary directory, where a relative
+# OUT would put the binaries into what is removed at exit.
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 K8S=${K8S:-1.35.4}
 ETCD=${ETCD:-3.6.13}
 MINOR=$(cut -d. -f2 <<<"$K8S")

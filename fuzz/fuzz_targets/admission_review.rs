@@ -4,7 +4,7 @@
 //! again is left alone (injection happens once).
 #![no_main]
 
-use kuma::config::InjectorConfig;
+use kuma::injector::InjectorConfig;
 use kuma::injector::parse_review;
 use kuma::injector::sidecar::{Decision, SIDECAR_NAME, decide, injected, patch};
 use libfuzzer_sys::fuzz_target;

@@ -8,7 +8,7 @@
 use axum::body::Body;
 use axum::http::Request;
 use kuma::bootstrap::{BootstrapContext, router};
-use kuma::config::XdsApiType;
+use kuma::bootstrap::XdsApiType;
 use kuma::resources::{Identity, Resource};
 use kuma::xds::auth::{DataplaneAuth, StreamAuth};
 use kuma::xds::index::{IndexEvent, IndexHandle};

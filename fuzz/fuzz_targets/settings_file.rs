@@ -2,7 +2,8 @@
 //! error that names the file or the setting at fault.
 #![no_main]
 
-use kuma::config::{Config, ConfigError};
+use kuma::config::Config;
+use kuma::settings::{ConfigError, load};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
@@ -13,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let path = FILE.path();
     std::fs::write(path, data).expect("written");
     let path = path.to_str().expect("a UTF-8 path");
-    match Config::load(Some(path), |_| None, &[]) {
+    match load::<Config>(Some(path), |_| None, &[]) {
         Ok(_) => {}
         Err(ConfigError::File {
             path: named,

@@ -1,7 +1,8 @@
 //! `kuma-cp`: the control plane.
 
 use clap::{Parser, Subcommand};
-use kuma_config::config::{Config, Override};
+use kuma_config::settings::{self, Override};
+use kuma_cp::cp::config::{Config, StoreType};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -50,7 +51,7 @@ enum MigrateAction {
 }
 
 fn load(config_file: Option<&str>, overrides: &[Override]) -> Result<Config, String> {
-    Config::from_env(config_file, overrides).map_err(|e| e.to_string())
+    settings::from_env(config_file, overrides).map_err(|e| e.to_string())
 }
 
 async fn run(command: Command) -> Result<(), String> {
@@ -81,7 +82,7 @@ async fn run(command: Command) -> Result<(), String> {
 
 #[cfg(feature = "universal")]
 async fn migrate_up(config: Config) -> Result<(), String> {
-    if config.store.store_type != kuma_config::config::StoreType::Postgres {
+    if config.store.store_type != StoreType::Postgres {
         return Err(format!(
             "migrations apply to the postgres store only; KUMA_STORE_TYPE is {:?}",
             config.store.store_type
@@ -104,7 +105,7 @@ async fn migrate_up(_config: Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = kuma_config::cli::parse_server_cli();
+    let cli: Cli = kuma_config::cli::parse_server_cli::<Cli, Config>();
     kuma_config::cli::run(true, async {
         run(cli.command).await.map(|()| ExitCode::SUCCESS)
     })

@@ -129,7 +129,7 @@ fn main() -> ExitCode {
     };
     kuma_config::cli::init_logging(
         &log_level,
-        kuma_config::config::LogFormat::Text,
+        kuma_config::settings::LogFormat::Text,
         kuma_config::cli::LogTo::Stderr,
     );
     let config = match command {

@@ -3,6 +3,7 @@
 //! namespaces.
 
 use clap::{Parser, Subcommand};
+use kuma_injector::injector::InjectorSettings;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -35,7 +36,7 @@ enum Command {
 #[derive(Debug, thiserror::Error)]
 enum Error {
     #[error(transparent)]
-    Config(#[from] kuma_config::config::ConfigError),
+    Config(#[from] kuma_config::settings::ConfigError),
     #[error("cannot load the Kubernetes client configuration (KUBECONFIG or in-cluster): {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
@@ -52,7 +53,8 @@ async fn run(command: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Run { config_file } => {
-            let config = kuma_config::cli::server_settings(config_file.as_deref(), &[])?;
+            let config: InjectorSettings =
+                kuma_config::cli::server_settings(config_file.as_deref(), &[])?;
             let client = kube::Client::try_default().await?;
             let bound = kuma_injector::injector::bind(&config.injector).await?;
             let shutdown = kuma_runtime::runtime::CancellationToken::new();
@@ -74,7 +76,7 @@ async fn run(command: Command) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = kuma_config::cli::parse_server_cli();
+    let cli: Cli = kuma_config::cli::parse_server_cli::<Cli, InjectorSettings>();
     kuma_config::cli::run(true, async {
         run(cli.command).await.map(|()| ExitCode::SUCCESS)
     })

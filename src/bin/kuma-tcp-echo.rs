@@ -35,7 +35,7 @@ enum Command {
 async fn main() -> ExitCode {
     kuma_config::cli::init_logging(
         "info",
-        kuma_config::config::LogFormat::Text,
+        kuma_config::settings::LogFormat::Text,
         kuma_config::cli::LogTo::Stderr,
     );
     match Cli::parse().command {

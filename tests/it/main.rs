@@ -8,11 +8,7 @@
 //! starts its own API server, and several install cluster-wide webhooks
 //! and RBAC that the others must not see.
 
-// The fixtures serve the Kubernetes binaries too; what only they use
-// (kubectl and Helm clients, sidecar launches) is unused here.
-#[allow(dead_code, unused_imports)]
-#[path = "../common/mod.rs"]
-mod common;
+use kuma_test_support as common;
 
 mod ads;
 mod chart;

@@ -5,7 +5,7 @@
 pub mod api;
 pub mod bootstrap;
 
-use kuma_config::config;
+use kuma_config::settings;
 use kuma_core::{metrics, resources, store, version};
 use kuma_runtime::runtime;
 use kuma_security::security;

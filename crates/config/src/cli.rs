@@ -2,7 +2,7 @@
 //! Tokio runtime, and turn an error into one line on standard error and
 //! exit code 1.
 
-use crate::config::{Config, ConfigError, LogFormat, Override};
+use crate::settings::{self, ConfigError, LogFormat, Override, Settings};
 use std::fmt::Display;
 use std::future::Future;
 use std::io::IsTerminal;
@@ -83,10 +83,10 @@ pub fn root_cause<'a>(
     cause
 }
 
-/// Parses a server's command line, with every setting's environment
-/// variable listed under `run --help`.
-pub fn parse_server_cli<C: clap::Parser>() -> C {
-    let command = C::command().mut_subcommand("run", |c| c.after_help(crate::config::env_help()));
+/// Parses a server's command line, with every setting of `S` and its
+/// environment variable listed under `run --help`.
+pub fn parse_server_cli<C: clap::Parser, S: Settings>() -> C {
+    let command = C::command().mut_subcommand("run", |c| c.after_help(settings::env_help::<S>()));
     match C::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -95,8 +95,12 @@ pub fn parse_server_cli<C: clap::Parser>() -> C {
 
 /// A server's settings (file, environment, flags), with its logging set
 /// up from them.
-pub fn server_settings(file: Option<&str>, overrides: &[Override]) -> Result<Config, ConfigError> {
-    let config = Config::from_env(file, overrides)?;
-    init_logging(&config.logging.level, config.logging.format, LogTo::Stdout);
-    Ok(config)
+pub fn server_settings<S: Settings>(
+    file: Option<&str>,
+    overrides: &[Override],
+) -> Result<S, ConfigError> {
+    let loaded: S = settings::from_env(file, overrides)?;
+    let logging = loaded.logging();
+    init_logging(&logging.level, logging.format, LogTo::Stdout);
+    Ok(loaded)
 }

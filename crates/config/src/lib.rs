@@ -1,9 +1,10 @@
-//! `kuma-config`: every setting of `kuma-cp`, from flags, environment,
-//! file and defaults, and the command-line helpers the programs share.
-//! It may import `kuma-core` and `kuma-runtime` only.
+//! `kuma-config`: how the programs read their settings (flags,
+//! environment, file, defaults; the `KUMA_*` variables and the help text
+//! derived from the settings' types) and the command-line helpers they
+//! share. The settings themselves live beside the components they
+//! configure. It may import `kuma-runtime` only.
 
 pub mod cli;
-pub mod config;
+pub mod settings;
 
-use kuma_core::{resources, version};
 use kuma_runtime::runtime;

@@ -4,7 +4,7 @@
 pub mod cp;
 
 use kuma_api::{api, bootstrap};
-use kuma_config::config;
+use kuma_config::settings;
 #[cfg(not(feature = "universal"))]
 use kuma_core::store;
 use kuma_core::{metrics, resources};

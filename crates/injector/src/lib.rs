@@ -3,7 +3,8 @@
 
 pub mod injector;
 
-use kuma_config::config;
+use kuma_config::settings;
 use kuma_core::resources;
+use kuma_core::version;
 use kuma_k8s::k8s;
 use kuma_runtime::runtime;

@@ -5,6 +5,5 @@
 
 pub mod security;
 
-use kuma_config::config;
 use kuma_core::{resources, store};
 use kuma_runtime::runtime;

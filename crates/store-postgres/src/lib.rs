@@ -8,6 +8,6 @@ pub mod store {
     pub use kuma_core::store::*;
 }
 
-use kuma_config::config;
+use kuma_config::settings;
 use kuma_core::resources;
 use kuma_runtime::runtime;

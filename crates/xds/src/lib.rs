@@ -12,9 +12,11 @@ pub mod xds {
     pub mod identity;
     pub mod insights;
     pub mod reconciler;
+    pub mod settings;
     pub use kuma_core::xds::*;
 }
 
+use kuma_config::settings;
 use kuma_core::{metrics, resources, store};
 use kuma_runtime::runtime;
 use kuma_security::security;

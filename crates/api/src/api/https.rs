@@ -2,7 +2,7 @@
 //! or generated for this host, and the client certificates it takes as
 //! users (`apiServer.auth.clientCertsDir`).
 
-use crate::config::ApiServerConfig;
+use crate::api::settings::ApiServerConfig;
 use crate::runtime::pem::{self, PemError};
 use crate::security::control_plane_tls::ControlPlaneCert;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ pub mod openapi;
 mod overview;
 mod paging;
 mod resources;
+pub mod settings;
 pub mod token_server;
 mod tokens;
 

@@ -2,8 +2,9 @@
 //! leader election, the kubernetes store, and the pod controller (which
 //! writes only while this replica leads).
 
-use super::{CpError, Opened};
-use crate::config::Config;
+use super::CpError;
+use super::config::Config;
+use super::shared::Opened;
 use crate::k8s::store::{KubernetesStore, KubernetesStoreError};
 use crate::k8s::{leader, pods};
 use crate::resources::outside_mesh::OutsideMesh;
@@ -38,7 +39,7 @@ pub async fn open(
         SYNC_TIMEOUT,
     )
     .await?;
-    let controller = tokio::spawn(
+    let controller = Box::pin(
         pods::run(
             client.clone(),
             leadership.clone(),
@@ -50,7 +51,13 @@ pub async fn open(
     Ok(Opened {
         store: Arc::new(store),
         leadership,
-        tasks: vec![election, controller],
+        // The election runs already; its task ends with the shutdown.
+        tasks: vec![
+            Box::pin(async move {
+                let _ = election.await;
+            }),
+            controller,
+        ],
         kube: Some(client),
     })
 }

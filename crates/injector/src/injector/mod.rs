@@ -13,9 +13,9 @@
 //! [`MAX_REVIEW_BYTES`] a 413; a failure on our side (the namespace cannot be
 //! read) a 500, so the webhook's failure policy decides.
 
+mod settings;
 pub mod sidecar;
 
-use crate::config::InjectorConfig;
 use crate::runtime::pem::{self, PemError};
 use crate::runtime::{self, CancellationToken, ListenError};
 use axum::Router;
@@ -29,6 +29,7 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+pub use settings::{InjectorConfig, InjectorSettings};
 use sidecar::Decision;
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! controller reads. The JSON patch is the difference between the pod and
 //! the injected pod, so reviewing an injected pod again yields none.
 
-use crate::config::{InjectorConfig, ProbeConfig};
+use crate::injector::settings::{InjectorConfig, ProbeConfig};
 use crate::k8s::crd::MESH_LABEL;
 use crate::k8s::identity::DEFAULT_TOKEN_PATH;
 use crate::k8s::pods::{

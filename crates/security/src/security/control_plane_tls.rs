@@ -12,8 +12,8 @@
 //! connection gets the certificate current at its handshake; connections
 //! already open keep theirs.
 
-use crate::config::GeneralConfig;
 use crate::runtime::pem::{self, PemError};
+use crate::security::settings::GeneralConfig;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };

@@ -5,5 +5,6 @@
 pub mod ca;
 pub mod control_plane_tls;
 pub mod rbac;
+pub mod settings;
 pub mod tokens;
 pub mod users;

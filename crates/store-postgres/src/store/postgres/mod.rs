@@ -10,15 +10,16 @@
 
 mod keys;
 mod listener;
+mod settings;
 mod tls;
 
 use super::migrations::{self, MIGRATIONS};
 use super::{ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError};
-use crate::config::PostgresConfig;
 use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use keys::{Kept, Keys, PageKey};
+pub use settings::{PostgresConfig, PostgresTlsConfig, PostgresTlsMode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;

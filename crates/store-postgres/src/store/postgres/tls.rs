@@ -2,7 +2,7 @@
 //! trust any certificate), `verifyCa` (the server's certificate must chain
 //! to the CA, any host name) and `verifyFull` (chain and host name).
 
-use crate::config::{PostgresTlsConfig, PostgresTlsMode};
+use super::settings::{PostgresTlsConfig, PostgresTlsMode};
 use crate::runtime::pem::{self, PemError};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

@@ -41,7 +41,7 @@ pub mod control_plane;
 
 pub use control_plane::{ControlPlane, NODE};
 
-use crate::common::{bin, envoy_executable, run_ok};
+use crate::{bin, envoy_executable, run_ok};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -241,8 +241,12 @@ impl Cluster {
 fn serve_logs(dir: PathBuf) -> u16 {
     use axum::extract::{Path as UrlPath, Query};
     // The HTTPS API's own generated certificate, no client certificates.
-    let tls = kuma::api::https::tls_config(&kuma::config::ApiServerConfig::default(), None, "")
-        .expect("a TLS configuration");
+    let tls = kuma_api::api::https::tls_config(
+        &kuma_api::api::settings::ApiServerConfig::default(),
+        None,
+        "",
+    )
+    .expect("a TLS configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -273,12 +277,12 @@ fn serve_logs(dir: PathBuf) -> u16 {
             },
         ),
     );
-    runtime.spawn(kuma::runtime::serve_tls(
+    runtime.spawn(kuma_runtime::runtime::serve_tls(
         "kubelet",
         listener,
         tls,
         app,
-        kuma::runtime::CancellationToken::new(),
+        kuma_runtime::runtime::CancellationToken::new(),
     ));
     // The runtime lives as long as the test process.
     std::mem::forget(runtime);

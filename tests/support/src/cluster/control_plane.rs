@@ -28,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use crate::common::{KubeClients, KumaCp, Ran, bin, eventually, free_port, venv_tool};
+use crate::{KubeClients, KumaCp, Ran, bin, eventually, free_port, venv_tool};
 
 /// The name of the node the test kubelet registers.
 pub const NODE: &str = "kuma-test-node";
@@ -141,7 +141,7 @@ impl ControlPlane {
         // Tests have a temporary directory of the target; benchmarks do not.
         let tmp = option_env!("CARGO_TARGET_TMPDIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp"));
+            .unwrap_or_else(|| crate::repository().join("target/tmp"));
         let dir = tmp.join(format!(
             "kube-{}-{:08x}",
             std::process::id(),
@@ -541,7 +541,7 @@ impl ControlPlane {
             ]
         };
         // Every Kuma kind, as kubectl names a list of them.
-        let kuma_kinds = kuma::k8s::crd::CRDS
+        let kuma_kinds = kuma_k8s::k8s::crd::CRDS
             .iter()
             .map(|crd| crd.plural)
             .collect::<Vec<_>>()
@@ -640,7 +640,7 @@ impl ControlPlane {
     pub fn install_crds(&self) {
         static INSTALLED: OnceLock<()> = OnceLock::new();
         INSTALLED.get_or_init(|| {
-            let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+            let crds = crate::repository().join("crds");
             let out = self.kubectl(
                 &[
                     "apply",

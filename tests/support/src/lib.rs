@@ -1,6 +1,11 @@
-//! Fixtures for the integration tests: real `kuma-cp` and `kumactl`
-//! processes, and throw-away PostgreSQL clusters. Every fixture picks its
-//! own ports, so tests run in parallel.
+//! Fixtures of the integration tests and the benchmarks: real `kuma-cp`,
+//! `kumactl`, `kuma-dp` and Envoy processes, throw-away PostgreSQL
+//! clusters, the Kubernetes test cluster ([`cluster`]), the ADS load
+//! generator of the benchmarks ([`bench`]) and the cases every store must
+//! pass ([`store_cases`]). Every fixture picks its own ports, so tests run
+//! in parallel. A library rather than a module each test binary includes:
+//! compiled once, and nothing in it is dead code to a binary that uses
+//! part of it.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -9,26 +14,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A program of this package: the one Cargo built for this test, or (for
-/// the benchmarks, which Cargo gives no such path) the one built beside
-/// the running benchmark (`target/<profile>/examples/..`).
+/// The repository's root, where `make` installs Envoy and the other
+/// tools into `.venv/`.
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A program of the workspace, built beside the running test or benchmark
+/// (`target/<profile>/deps/..` or `target/<profile>/examples/..`): Cargo
+/// builds the binaries of the package before its integration tests.
 pub fn bin(name: &str) -> PathBuf {
-    let built = match name {
-        "kuma-cp" => option_env!("CARGO_BIN_EXE_kuma-cp"),
-        "kumactl" => option_env!("CARGO_BIN_EXE_kumactl"),
-        "kuma-dp" => option_env!("CARGO_BIN_EXE_kuma-dp"),
-        "kuma-tcp-echo" => option_env!("CARGO_BIN_EXE_kuma-tcp-echo"),
-        "kuma-injector" => option_env!("CARGO_BIN_EXE_kuma-injector"),
-        _ => None,
-    };
-    built.map(PathBuf::from).unwrap_or_else(|| {
-        let running = std::env::current_exe().expect("the running executable's path");
-        running
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/examples/")
-            .join(name)
-    })
+    let running = std::env::current_exe().expect("the running executable's path");
+    running
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/")
+        .join(name)
 }
 
 /// A port free now, and never handed out before in this process: tests
@@ -494,9 +495,8 @@ pub fn stays_blocked(port: u16) -> bool {
 
 /// Runs `kubernetes-validate` (installed by `make deps`) for Kubernetes
 /// 1.30 on `files`; every one of their `objects` must pass.
-#[cfg(feature = "kubernetes")]
 pub fn kubernetes_validate(files: &[PathBuf], objects: usize) {
-    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/kubernetes-validate");
+    let validator = crate::repository().join(".venv/bin/kubernetes-validate");
     assert!(
         validator.is_file(),
         "{} is missing: run `make deps`",
@@ -518,7 +518,6 @@ pub fn kubernetes_validate(files: &[PathBuf], objects: usize) {
 
 /// Runs `program ARGS`, which must succeed (set-up steps: `ip`,
 /// `iptables`); its standard output.
-#[cfg(feature = "kubernetes")]
 pub fn run_ok(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
@@ -557,12 +556,13 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+pub mod bench;
+pub mod cluster;
 mod dataplane;
-#[cfg(feature = "kubernetes")]
 mod kube_clients;
 mod postgres;
+pub mod store_cases;
 pub use dataplane::*;
-#[cfg(feature = "kubernetes")]
 pub use kube_clients::*;
 pub use postgres::*;
 

@@ -9,9 +9,7 @@ use std::process::Command;
 /// `make kube`'s Kubernetes control plane); panics naming the fix when it
 /// is missing.
 pub fn venv_tool(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv/bin")
-        .join(name);
+    let path = crate::repository().join(".venv/bin").join(name);
     assert!(
         path.is_file(),
         "{} is missing: run `make deps` (or `make kube` for the Kubernetes control plane)",
@@ -45,7 +43,7 @@ impl KubeClients {
         let home = self.home.path();
         let mut child = Command::new(venv_tool(tool))
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(crate::repository())
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", home)
             .env("KUBECACHEDIR", home.join("kube-cache"))
@@ -108,7 +106,7 @@ impl KubeClients {
         let out = Command::new("sh")
             .arg("examples/kubernetes/journey.sh")
             .arg(step)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(crate::repository())
             .env("PATH", path)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.home.path())

@@ -9,9 +9,10 @@
 //! it has `GENERATE_DATAPLANE_TOKEN`. The HTTP API serves the same at
 //! `POST /tokens/dataplane`.
 
+mod settings;
+
 use super::ApiError;
 use super::authn::{Authenticator, Caller, authenticate};
-use crate::config::TokenServerPublicConfig;
 use crate::resources::{Access, Cause, ResourceType};
 use crate::runtime::pem::{self, PemError};
 use crate::security::tokens::{self, TokenError};
@@ -22,6 +23,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use serde::Deserialize;
+pub use settings::{DataplaneTokenServerConfig, TokenServerLocalConfig, TokenServerPublicConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

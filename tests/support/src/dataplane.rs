@@ -12,7 +12,7 @@ use std::time::Duration;
 pub fn envoy_binary() -> PathBuf {
     let path = std::env::var("KUMA_TEST_ENVOY")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/envoy"));
+        .unwrap_or_else(|_| crate::repository().join(".venv/bin/envoy"));
     assert!(
         path.is_file(),
         "no Envoy at {} (run `make test`, which installs it)",
@@ -24,7 +24,6 @@ pub fn envoy_binary() -> PathBuf {
 /// The real Envoy binary behind the `.venv/bin/envoy` launcher, for
 /// Envoys run as another user (the launcher needs root's Python, which
 /// UID 5678 cannot read).
-#[cfg(feature = "kubernetes")]
 pub fn envoy_executable() -> PathBuf {
     let launcher = envoy_binary();
     let lib = launcher.parent().unwrap().parent().unwrap().join("lib");
@@ -146,7 +145,6 @@ impl Dataplane {
     /// Starts `kuma-dp run` the way a pod's injected sidecar does: no
     /// flags, everything from the environment (`env`, plus the admin port,
     /// the Envoy binary and a config directory of its own).
-    #[cfg(feature = "kubernetes")]
     pub fn launch_sidecar(env: &[(&str, &str)]) -> Dataplane {
         Self::spawn(|cmd, dir, admin_port| {
             cmd.env_clear()

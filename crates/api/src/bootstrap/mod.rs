@@ -2,8 +2,9 @@
 //! bootstrap configuration of a registered dataplane, pointing Envoy's ADS
 //! at this control plane.
 
+mod settings;
+
 use crate::api::ApiError;
-use crate::config::XdsApiType;
 use crate::xds::auth::{AuthError, DataplaneAuth};
 use crate::xds::index::REGISTRATION_GRACE;
 use crate::xds::index::{IndexHandle, ProxyId};
@@ -15,6 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
+pub use settings::{BootstrapParams, BootstrapServerConfig, XdsApiType};
 use std::sync::Arc;
 
 /// What `kuma-dp` asks for.

@@ -235,8 +235,8 @@ impl PgDatabase {
         ]
     }
 
-    pub fn config(&self) -> kuma::config::PostgresConfig {
-        kuma::config::PostgresConfig {
+    pub fn config(&self) -> kuma_store_postgres::store::postgres::PostgresConfig {
+        kuma_store_postgres::store::postgres::PostgresConfig {
             port: self.port,
             db_name: self.name.clone(),
             connection_timeout: 2,

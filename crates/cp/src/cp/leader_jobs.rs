@@ -1,0 +1,117 @@
+//! What the replica that leads does once: create the `default` mesh and
+//! keep the bootstrap admin token. A replica that is not the leader yet
+//! does it once it is.
+
+use super::CpError;
+use super::component::{Component, Task};
+use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
+use crate::runtime::{CancellationToken, Leadership};
+use crate::security::users::{self, UserTokenError};
+use crate::store::{SharedStore, StoreError};
+use std::time::Duration;
+
+/// Creates the `default` mesh unless it exists or `skip` (the setting
+/// `defaults.skipMeshCreation`) says not to. Answers whether that is
+/// settled: false when the store refused because this replica no longer
+/// leads.
+pub async fn ensure_default_mesh(skip: bool, store: &SharedStore) -> Result<bool, CpError> {
+    if skip {
+        return Ok(true);
+    }
+    let mesh = Resource::new(
+        ResourceKey::mesh("default"),
+        Spec::Mesh(MeshSpec::default()),
+    );
+    match store.create(mesh).await {
+        Ok(_) => {
+            tracing::info!("created the default mesh");
+            Ok(true)
+        }
+        Err(StoreError::AlreadyExists(_)) => Ok(true),
+        Err(StoreError::NotLeader(_)) => Ok(false),
+        Err(e) => Err(CpError::DefaultMesh(e)),
+    }
+}
+
+/// The bootstrap admin token ([`users::ensure_admin_token`]); false when
+/// this replica no longer leads.
+async fn ensure_admin_token(store: &SharedStore) -> Result<bool, UserTokenError> {
+    match users::ensure_admin_token(store.as_ref()).await {
+        Ok(()) => Ok(true),
+        Err(UserTokenError::Store(StoreError::NotLeader(_))) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `job` whenever this replica leads, until it reports done (`true`);
+/// `false` (leadership lost meanwhile) or an error try again.
+async fn when_leading<F, Fut, E>(
+    mut leadership: Leadership,
+    shutdown: CancellationToken,
+    mut job: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = leadership.acquired() => {}
+        }
+        match job().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The `default` mesh, when it was not settled at start.
+pub struct DefaultMesh {
+    pub store: SharedStore,
+    pub leadership: Leadership,
+}
+
+impl Component for DefaultMesh {
+    fn name(&self) -> &'static str {
+        "default_mesh"
+    }
+
+    fn start(self: Box<Self>, shutdown: CancellationToken) -> Vec<Task> {
+        let store = self.store;
+        vec![Box::pin(when_leading(
+            self.leadership,
+            shutdown,
+            move || {
+                let store = store.clone();
+                async move { ensure_default_mesh(false, &store).await }
+            },
+        ))]
+    }
+}
+
+/// The bootstrap admin token (`apiServer.authn.tokens.bootstrapAdminToken`).
+pub struct AdminToken {
+    pub store: SharedStore,
+    pub leadership: Leadership,
+}
+
+impl Component for AdminToken {
+    fn name(&self) -> &'static str {
+        "admin_token"
+    }
+
+    fn start(self: Box<Self>, shutdown: CancellationToken) -> Vec<Task> {
+        let store = self.store;
+        vec![Box::pin(when_leading(
+            self.leadership,
+            shutdown,
+            move || {
+                let store = store.clone();
+                async move { ensure_admin_token(&store).await }
+            },
+        ))]
+    }
+}
