@@ -4,13 +4,21 @@
 PG_BIN ?= /usr/lib/postgresql/15/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint check-features deps postgres envoy tcpdump kubernetes-validate prometheus-parser iptables helm kube cluster cluster-down hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
+.PHONY: run test test-k8s lint check-features deps postgres envoy tcpdump kubernetes-validate prometheus-parser iptables helm kube cluster cluster-down hadolint schemathesis chromium gui gui-test bench heap-profile kind-e2e fuzz soak
 
 run: gui
 	cargo run --release --bin kuma-cp -- run
 
 test: deps lint check-features gui-test
 	cargo test --workspace --all-targets
+	$(MAKE) test-k8s
+
+# The tests against a real Kubernetes control plane: one binary, each area
+# (a module of tests/k8s/main.rs) in a process of its own, one after another.
+K8S_AREAS = $(shell sed -n 's/^mod \(.*\);/\1/p' tests/k8s/main.rs)
+test-k8s: kube helm iptables
+	cargo test --test k8s --no-run
+	for area in $(K8S_AREAS); do cargo test --test k8s -- $$area:: || exit 1; done
 
 # The GUI (gui/, TypeScript and Preact, built by Vite into gui/dist, which
 # kuma-cp embeds when it is built): npm packages as package-lock.json pins
@@ -43,6 +51,7 @@ chromium:
 lint: hadolint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --test k8s -- -D warnings
 	.venv/bin/hadolint Dockerfile
 	python3 tools/module_cycles.py src crates/*/src
 

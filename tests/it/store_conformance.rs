@@ -7,7 +7,7 @@ use crate::common;
 
 use kuma::resources::{ResourceKey, ResourceType};
 use kuma::store::{ChangeEvent, ListQuery, ResourceStore};
-use kuma_test_support::store_cases::{self as cases, dataplane, mesh, next_event};
+use kuma_test_support::store_cases::{self as cases, dataplane, mesh, named, next_event};
 use std::time::Duration;
 
 macro_rules! suite {
@@ -152,7 +152,11 @@ async fn postgres_list_totals_follow_writes_from_either_instance() {
     assert!(total_becomes(&a, 1).await, "a hears of b's delete");
     // An update counts the same.
     let dp1 = a
-        .get(&ResourceKey::new(ResourceType::Dataplane, "shared", "dp-1"))
+        .get(&ResourceKey::new(
+            ResourceType::Dataplane,
+            "shared",
+            &named("dp-1"),
+        ))
         .await
         .unwrap();
     a.update(dp1).await.unwrap();

@@ -11,13 +11,24 @@ use kuma_core::store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+/// The namespace in the names of mesh-scoped resources: on Kubernetes a
+/// name is `name.namespace` (the kubernetes store keeps the object in that
+/// namespace), and every store takes such names.
+const NAMESPACE: &str = "kuma-system";
+
+/// `base` as the name of a mesh-scoped resource (see [`NAMESPACE`]); the
+/// fixtures below name theirs so.
+pub fn named(base: &str) -> String {
+    format!("{base}.{NAMESPACE}")
+}
+
 pub fn mesh(name: &str) -> Resource {
     Resource::new(ResourceKey::mesh(name), Spec::Mesh(MeshSpec::default()))
 }
 
 pub fn dataplane(mesh: &str, name: &str, service: &str, port: u16) -> Resource {
     Resource::new(
-        ResourceKey::new(ResourceType::Dataplane, mesh, name),
+        ResourceKey::new(ResourceType::Dataplane, mesh, &named(name)),
         Spec::Dataplane(DataplaneSpec {
             networking: Networking {
                 address: None,
@@ -38,7 +49,7 @@ pub fn permission(mesh: &str, name: &str) -> Resource {
         match_tags: [("service".to_string(), s.to_string())].into(),
     };
     Resource::new(
-        ResourceKey::new(ResourceType::TrafficPermission, mesh, name),
+        ResourceKey::new(ResourceType::TrafficPermission, mesh, &named(name)),
         Spec::TrafficPermission(TrafficPermissionSpec {
             rules: vec![TrafficPermissionRule {
                 sources: vec![selector("web")],
@@ -61,36 +72,36 @@ pub async fn next_event(rx: &mut broadcast::Receiver<ChangeEvent>, what: &str) -
 const EVERY_KIND: &str = r#"
 type: Dataplane
 mesh: m
-name: web-1
+name: web-1.kuma-system
 networking:
   inbound: [{interface: '127.0.0.1:1000:1001', tags: {service: web, version: '2'}}]
 ---
 type: TrafficPermission
 mesh: m
-name: tp
+name: tp.kuma-system
 rules: [{sources: [{match: {service: web}}], destinations: [{match: {service: '*'}}]}]
 ---
 type: TrafficLog
 mesh: m
-name: tl
+name: tl.kuma-system
 rules: [{sources: [{match: {service: web}}], destinations: [{match: {service: '*'}}], conf: {backend: file}}]
 ---
 type: TrafficRoute
 mesh: m
-name: tr
+name: tr.kuma-system
 sources: [{match: {service: web}}]
 destinations: [{match: {service: backend}}]
 conf: [{weight: 90, destination: {service: backend, version: '1'}}, {weight: 10, destination: {service: backend, version: '2'}}]
 ---
 type: TrafficTrace
 mesh: m
-name: tt
+name: tt.kuma-system
 selectors: [{match: {service: '*'}}]
 conf: {backend: zipkin}
 ---
 type: ProxyTemplate
 mesh: m
-name: pt
+name: pt.kuma-system
 selectors: [{match: {service: web}}]
 imports: [default-proxy]
 resources:
@@ -102,13 +113,13 @@ resources:
 ---
 type: MeshGateway
 mesh: m
-name: edge
+name: edge.kuma-system
 selectors: [{match: {service: edge}}]
 conf: {listeners: [{port: 8080, protocol: TCP, crossMesh: true}]}
 ---
 type: MeshGatewayRoute
 mesh: m
-name: edge
+name: edge.kuma-system
 selectors: [{match: {service: edge}}]
 conf: {tcp: {rules: [{backends: [{destination: {service: web}}]}]}}
 ---
@@ -126,7 +137,7 @@ roles: [team-m]
 ---
 type: MeshTrafficPermission
 mesh: m
-name: mtp
+name: mtp.kuma-system
 spec:
   targetRef: {kind: MeshService, name: web}
   from:
@@ -135,7 +146,7 @@ spec:
 ---
 type: MeshTCPRoute
 mesh: m
-name: tcp
+name: tcp.kuma-system
 spec:
   to:
   - targetRef: {kind: MeshService, name: web}
@@ -145,7 +156,7 @@ spec:
 ---
 type: MeshHTTPRoute
 mesh: m
-name: http
+name: http.kuma-system
 spec:
   targetRef: {kind: Dataplane, labels: {app: front}}
   to:
@@ -157,7 +168,7 @@ spec:
 ---
 type: MeshTLS
 mesh: m
-name: tls
+name: tls.kuma-system
 spec:
   from:
   - targetRef: {kind: Mesh}
@@ -230,7 +241,7 @@ pub async fn names_are_unique_per_mesh_and_kind(s: &dyn ResourceStore) {
     s.create(dataplane("b", "x", "web", 1000)).await.unwrap();
     s.create(permission("a", "x")).await.unwrap();
     let stored = s
-        .get(&ResourceKey::new(ResourceType::Dataplane, "a", "x"))
+        .get(&ResourceKey::new(ResourceType::Dataplane, "a", &named("x")))
         .await
         .unwrap();
     assert_eq!(
@@ -272,9 +283,10 @@ pub async fn stale_updates_are_refused(s: &dyn ResourceStore) {
     // A version this store never wrote is stale too.
     let mut foreign = v2.clone();
     foreign.version = kuma_core::resources::ResourceVersion::new("not-a-version");
+    let unknown = s.update(foreign).await;
     assert!(
-        matches!(s.update(foreign).await, Err(StoreError::Conflict { .. })),
-        "an unknown version must be refused"
+        matches!(unknown, Err(StoreError::Conflict { .. })),
+        "an unknown version must be refused: {unknown:?}"
     );
     assert_eq!(s.get(&v1.key).await.unwrap(), v2);
     let missing = s.update(mesh("ghost")).await;
@@ -291,7 +303,7 @@ pub async fn deleting_a_mesh_deletes_what_is_in_it(s: &dyn ResourceStore) {
         .await
         .unwrap();
     s.create(permission("doomed", "tp")).await.unwrap();
-    s.create(dataplane("kept", "dp", "web", 1000))
+    s.create(dataplane("kept", "kept-dp", "web", 1000))
         .await
         .unwrap();
     s.delete(&ResourceKey::mesh("doomed")).await.unwrap();
@@ -300,9 +312,13 @@ pub async fn deleting_a_mesh_deletes_what_is_in_it(s: &dyn ResourceStore) {
         assert_eq!(left.total, 0, "{kind} left in a deleted mesh");
     }
     assert!(
-        s.get(&ResourceKey::new(ResourceType::Dataplane, "kept", "dp"))
-            .await
-            .is_ok()
+        s.get(&ResourceKey::new(
+            ResourceType::Dataplane,
+            "kept",
+            &named("kept-dp")
+        ))
+        .await
+        .is_ok()
     );
     // A mesh created again under the same name starts empty.
     s.create(mesh("doomed")).await.unwrap();
@@ -312,7 +328,11 @@ pub async fn deleting_a_mesh_deletes_what_is_in_it(s: &dyn ResourceStore) {
         .unwrap();
     assert_eq!(page.total, 0);
     let again = s
-        .delete(&ResourceKey::new(ResourceType::Dataplane, "doomed", "dp"))
+        .delete(&ResourceKey::new(
+            ResourceType::Dataplane,
+            "doomed",
+            &named("dp"),
+        ))
         .await;
     assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
 }
@@ -335,7 +355,7 @@ pub async fn lists_page_in_name_order_and_filter_by_tag(s: &dyn ResourceStore) {
     let page = s.list(&q).await.unwrap();
     assert_eq!(page.total, 25);
     let names: Vec<_> = page.items.iter().map(|r| r.key.name.as_str()).collect();
-    let expected: Vec<String> = (10..20).map(|i| format!("dp-{i:02}")).collect();
+    let expected: Vec<String> = (10..20).map(|i| named(&format!("dp-{i:02}"))).collect();
     assert_eq!(names, expected);
     q.offset = 30;
     let past = s.list(&q).await.unwrap();
@@ -347,23 +367,27 @@ pub async fn lists_page_in_name_order_and_filter_by_tag(s: &dyn ResourceStore) {
     let keys: Vec<_> = page
         .items
         .iter()
-        .map(|r| (r.key.mesh.as_str(), r.key.name.as_str()))
+        .map(|r| (r.key.mesh.as_str(), r.key.name.clone()))
         .collect();
     assert_eq!(
         (keys, page.total),
-        (vec![("m", "dp-24"), ("other", "dp-x")], 26),
+        (vec![("m", named("dp-24")), ("other", named("dp-x"))], 26),
         "across meshes, in (mesh, name) order"
     );
     // A page read after a deletion no longer has it, nor counts it.
-    s.delete(&ResourceKey::new(ResourceType::Dataplane, "m", "dp-10"))
-        .await
-        .unwrap();
+    s.delete(&ResourceKey::new(
+        ResourceType::Dataplane,
+        "m",
+        &named("dp-10"),
+    ))
+    .await
+    .unwrap();
     q.offset = 10;
     let page = s.list(&q).await.unwrap();
     assert_eq!(page.total, 24);
     assert_eq!(
-        page.items.first().map(|r| r.key.name.as_str()),
-        Some("dp-11")
+        page.items.first().map(|r| r.key.name.clone()),
+        Some(named("dp-11"))
     );
     s.create(dataplane("m", "dp-10", "redis", 1000))
         .await
@@ -371,8 +395,11 @@ pub async fn lists_page_in_name_order_and_filter_by_tag(s: &dyn ResourceStore) {
     let mut tagged = ListQuery::of(ResourceType::Dataplane, Some("m"));
     tagged.tags = [("service".to_string(), "redis".to_string())].into();
     let page = s.list(&tagged).await.unwrap();
-    let names: Vec<_> = page.items.iter().map(|r| r.key.name.as_str()).collect();
-    assert_eq!(names, ["dp-00", "dp-05", "dp-10", "dp-15", "dp-20"]);
+    let names: Vec<_> = page.items.iter().map(|r| r.key.name.clone()).collect();
+    let redis: Vec<String> = ["dp-00", "dp-05", "dp-10", "dp-15", "dp-20"]
+        .map(named)
+        .into();
+    assert_eq!(names, redis);
     tagged.mesh = None;
     assert_eq!(s.list(&tagged).await.unwrap().total, 6, "all meshes");
     let mut meshes = ListQuery::of(ResourceType::Mesh, None);
@@ -388,7 +415,7 @@ pub async fn insights_round_trip(s: &dyn ResourceStore) {
         "subscriptions": [{"id": "1", "controlPlaneInstanceId": "cp", "connectTime": "2019-10-24T14:04:56.820350Z",
             "status": {"lastUpdateTime": "2019-10-24T14:04:57.832482Z", "total": {"responsesSent": "3"}, "cds": {}, "eds": {}, "lds": {}, "rds": {}}}]
     })).unwrap();
-    let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", "dp");
+    let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", &named("dp"));
     let created = s
         .create(Resource::new(key.clone(), Spec::DataplaneInsight(insight)))
         .await
@@ -410,7 +437,7 @@ pub async fn deleting_a_dataplane_deletes_its_insight(s: &dyn ResourceStore) {
         .await
         .unwrap();
     for name in ["dp", "other"] {
-        let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", name);
+        let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", &named(name));
         s.create(Resource::new(
             key,
             Spec::DataplaneInsight(Default::default()),
@@ -420,7 +447,7 @@ pub async fn deleting_a_dataplane_deletes_its_insight(s: &dyn ResourceStore) {
     }
     let mut rx = s.subscribe();
     s.delete(&dp.key).await.unwrap();
-    let insight = ResourceKey::new(ResourceType::DataplaneInsight, "m", "dp");
+    let insight = ResourceKey::new(ResourceType::DataplaneInsight, "m", &named("dp"));
     assert!(matches!(
         s.get(&insight).await,
         Err(StoreError::NotFound(_))
@@ -436,7 +463,7 @@ pub async fn deleting_a_dataplane_deletes_its_insight(s: &dyn ResourceStore) {
     };
     assert_eq!(deleted, ChangeEvent::Deleted(dp.key));
     // The other dataplane keeps its own.
-    let kept = ResourceKey::new(ResourceType::DataplaneInsight, "m", "other");
+    let kept = ResourceKey::new(ResourceType::DataplaneInsight, "m", &named("other"));
     assert!(s.get(&kept).await.is_ok());
     assert!(s.get(&other.key).await.is_ok());
 }
@@ -474,7 +501,7 @@ pub async fn change_feed_reports_every_write(s: &dyn ResourceStore) {
 pub async fn insights_are_not_announced(s: &dyn ResourceStore) {
     let mut rx = s.subscribe();
     let m = s.create(mesh("m")).await.unwrap();
-    let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", "dp");
+    let key = ResourceKey::new(ResourceType::DataplaneInsight, "m", &named("dp"));
     let created = s
         .create(Resource::new(
             key.clone(),

@@ -102,21 +102,7 @@ impl KubernetesStore {
             let (tx, rx) = tokio::sync::oneshot::channel();
             synced.push((crd.kind.name().to_string(), rx));
             let system = system_namespace.to_string();
-            let convert = move |o: &DynamicObject| -> Converted {
-                match super::crd::to_resource(&crd, o) {
-                    Ok(mut r) => {
-                        // A policy of an application namespace applies to
-                        // the proxies of that namespace only, as in Kuma.
-                        if let Some(ns) = o.metadata.namespace.as_deref()
-                            && ns != system
-                        {
-                            r.spec.limit_to_namespace(ns);
-                        }
-                        Converted::Valid(Box::new(r))
-                    }
-                    Err(e) => Converted::Invalid(e),
-                }
-            };
+            let convert = move |o: &DynamicObject| crd_resource(&crd, &system, o);
             watchers.push(tokio::spawn(watch_kind(
                 api,
                 watcher::Config::default(),
@@ -282,10 +268,52 @@ impl KubernetesStore {
                 .await
         };
         let written = written.map_err(|e| self.write_error(key, &resource.version, e))?;
-        Ok(Resource {
-            version: ResourceVersion::new(written.metadata.resource_version.unwrap_or_default()),
-            ..resource.clone()
-        })
+        self.written(
+            crd_resource(&crd, &self.system_namespace, &written),
+            &written.metadata,
+            resource,
+            create,
+        )
+    }
+
+    /// Caches what the API server answered to a write, as the watcher will
+    /// see it, so that a read after a write finds it, and announces the
+    /// write once, whether this or the watcher caches it first (an update
+    /// that changed nothing keeps its version on Kubernetes and no watcher
+    /// sees it, but it is a write as in every store); answers the stored
+    /// resource.
+    fn written(
+        &self,
+        converted: Converted,
+        meta: &ObjectMeta,
+        asked: &Resource,
+        create: bool,
+    ) -> Result<Resource, StoreError> {
+        let stored = match converted {
+            Converted::Valid(r) => *r,
+            // Not what this store reads back: the watcher reports it.
+            Converted::Invalid(_) | Converted::Ignored => {
+                return Ok(Resource {
+                    version: ResourceVersion::new(
+                        meta.resource_version.clone().unwrap_or_default(),
+                    ),
+                    ..asked.clone()
+                });
+            }
+        };
+        let event = {
+            let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            remember(&mut c, stored.clone(), locate(meta))
+        };
+        // None: the watcher cached (and announced) this version first, or
+        // the update changed nothing, which no watcher sees.
+        let unchanged = !create && stored.version == asked.version;
+        if let Some(event) =
+            event.or_else(|| unchanged.then(|| ChangeEvent::Updated(stored.key.clone())))
+        {
+            self.changes.announce(event);
+        }
+        Ok(stored)
     }
 
     async fn write_secret(
@@ -332,10 +360,41 @@ impl KubernetesStore {
                 .await
         };
         let written = written.map_err(|e| self.write_error(key, &resource.version, e))?;
-        Ok(Resource {
-            version: ResourceVersion::new(written.metadata.resource_version.unwrap_or_default()),
-            ..resource.clone()
-        })
+        self.written(
+            secret_with_key(&written, key.clone()),
+            &written.metadata,
+            resource,
+            create,
+        )
+    }
+
+    /// Deletes one object; gone for reads at once, so that the watcher's
+    /// event for it then finds nothing.
+    async fn delete_one(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        self.require_leader(key)?;
+        let result = if is_secret(key.kind) {
+            self.secrets()
+                .delete(&secret_object_name(key), &DeleteParams::default())
+                .await
+                .map(|_| ())
+        } else {
+            let crd = KumaCrd::of(key.kind).ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            let location = self.location(key, &crd);
+            self.crd_api(&crd, location.namespace.as_deref())
+                .delete(&location.name, &DeleteParams::default())
+                .await
+                .map(|_| ())
+        };
+        result.map_err(|e| self.write_error(key, &ResourceVersion::default(), e))?;
+        let gone = {
+            let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            c.locations.remove(key);
+            c.resources.remove(key).is_some()
+        };
+        if gone {
+            self.changes.announce(ChangeEvent::Deleted(key.clone()));
+        }
+        Ok(())
     }
 
     fn write_error(
@@ -382,6 +441,23 @@ fn secret_object_name(key: &ResourceKey) -> String {
         key.name.clone()
     } else {
         format!("{}.{}", key.mesh, key.name)
+    }
+}
+
+/// Reads an object of one of Kuma's kinds as the store holds it.
+fn crd_resource(crd: &KumaCrd, system_namespace: &str, object: &DynamicObject) -> Converted {
+    match super::crd::to_resource(crd, object) {
+        Ok(mut r) => {
+            // A policy of an application namespace applies to the proxies
+            // of that namespace only, as in Kuma.
+            if let Some(ns) = object.metadata.namespace.as_deref()
+                && ns != system_namespace
+            {
+                r.spec.limit_to_namespace(ns);
+            }
+            Converted::Valid(Box::new(r))
+        }
+        Err(e) => Converted::Invalid(e),
     }
 }
 
@@ -475,11 +551,6 @@ async fn watch_kind<K>(
     let mut synced = Some(synced);
     let mut listing: Option<Vec<(Resource, Location)>> = None;
     let mut stream = watcher(api, config).default_backoff().boxed();
-    let locate = |meta: &ObjectMeta| Location {
-        name: meta.name.clone().unwrap_or_default(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-    };
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(e) => e,
@@ -523,13 +594,8 @@ async fn watch_kind<K>(
                     let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
                     match converted {
                         Converted::Valid(r) => {
-                            let key = r.key.clone();
-                            c.locations.insert(key.clone(), locate(object.meta()));
-                            let event = match c.resources.insert(key.clone(), *r) {
-                                Some(_) => ChangeEvent::Updated(key),
-                                None => ChangeEvent::Created(key),
-                            };
-                            (vec![event], None)
+                            let event = remember(&mut c, *r, locate(object.meta()));
+                            (event.into_iter().collect(), None)
                         }
                         // What was valid before and is not now is gone.
                         Converted::Invalid(e) => {
@@ -555,6 +621,28 @@ async fn watch_kind<K>(
                 }
             }
         }
+    }
+}
+
+fn locate(meta: &ObjectMeta) -> Location {
+    Location {
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+    }
+}
+
+/// Caches `resource` at `location`; answers the change, or none when the
+/// cache holds this version already (a write of this process, which
+/// cached what it wrote, seen again by the watcher).
+fn remember(cache: &mut Cache, resource: Resource, location: Location) -> Option<ChangeEvent> {
+    let key = resource.key.clone();
+    let version = resource.version.clone();
+    cache.locations.insert(key.clone(), location);
+    match cache.resources.insert(key.clone(), resource) {
+        Some(old) if old.version == version => None,
+        Some(_) => Some(ChangeEvent::Updated(key)),
+        None => Some(ChangeEvent::Created(key)),
     }
 }
 
@@ -593,28 +681,58 @@ impl ResourceStore for KubernetesStore {
     }
 
     async fn update(&self, resource: Resource) -> Result<Resource, StoreError> {
-        if !self.cached().resources.contains_key(&resource.key) {
+        let Some(actual) = self
+            .cached()
+            .resources
+            .get(&resource.key)
+            .map(|r| r.version.clone())
+        else {
             return Err(StoreError::NotFound(resource.key));
+        };
+        // Kubernetes' versions are decimal: any other was never written
+        // here, and the API server would answer 500 rather than 409.
+        if !resource
+            .version
+            .to_string()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            return Err(StoreError::Conflict {
+                key: resource.key,
+                expected: resource.version,
+                actual,
+            });
         }
         self.write(&resource, false).await
     }
 
+    /// Deletes the resource and what goes with it, as in every store: a
+    /// mesh takes its resources along, a dataplane its insight (at once,
+    /// rather than when the garbage collector follows owner references).
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
-        self.require_leader(key)?;
-        let result = if is_secret(key.kind) {
-            self.secrets()
-                .delete(&secret_object_name(key), &DeleteParams::default())
-                .await
-                .map(|_| ())
-        } else {
-            let crd = KumaCrd::of(key.kind).ok_or_else(|| StoreError::NotFound(key.clone()))?;
-            let location = self.location(key, &crd);
-            self.crd_api(&crd, location.namespace.as_deref())
-                .delete(&location.name, &DeleteParams::default())
-                .await
-                .map(|_| ())
+        self.delete_one(key).await?;
+        let along: Vec<ResourceKey> = match key.kind {
+            ResourceType::Mesh => self
+                .cached()
+                .resources
+                .keys()
+                .filter(|k| k.kind.is_mesh_scoped() && k.mesh == key.name)
+                .cloned()
+                .collect(),
+            ResourceType::Dataplane => vec![ResourceKey::new(
+                ResourceType::DataplaneInsight,
+                &key.mesh,
+                &key.name,
+            )],
+            _ => Vec::new(),
         };
-        result.map_err(|e| self.write_error(key, &ResourceVersion::default(), e))
+        for key in along {
+            match self.delete_one(&key).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {

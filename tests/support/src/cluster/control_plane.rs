@@ -111,9 +111,32 @@ static EXCLUSIVE: Mutex<()> = Mutex::new(());
 /// every test after the first says so at once).
 static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
+/// The area whose tests use this process's control plane: the first
+/// module of a test's name, which libtest gives the test's thread.
+static AREA: OnceLock<String> = OnceLock::new();
+
+/// Refuses a second area in one process: the areas install cluster-wide
+/// webhooks and RBAC, and revoke tokens, that the others must not see.
+fn one_area_per_process() {
+    let Some(area) = std::thread::current()
+        .name()
+        .and_then(|name| name.split_once("::"))
+        .map(|(area, _)| area.to_string())
+    else {
+        return;
+    };
+    let first = AREA.get_or_init(|| area.clone());
+    assert!(
+        *first == area,
+        "tests of {first}:: and {area}:: in one process would share one cluster: run one area per process (cargo test --test k8s -- {area}::, as make test does)"
+    );
+}
+
 impl ControlPlane {
-    /// The test binary's control plane, started on first use.
+    /// The process's control plane, started on first use; one area's
+    /// tests use it (see [`one_area_per_process`]).
     pub fn shared() -> &'static ControlPlane {
+        one_area_per_process();
         let started = SHARED.get_or_init(|| {
             let started = std::panic::catch_unwind(ControlPlane::start).map_err(|e| {
                 e.downcast_ref::<String>()

@@ -7,8 +7,6 @@
 //! server; with mTLS on, only once a TrafficPermission allows it. Needs
 //! root (`make test` runs as root here) and Debian's iptables.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster::control_plane;
 

@@ -4,8 +4,6 @@
 //! pruned while maps such as tags keep every key; `kubectl explain` reads
 //! the schema; `kubectl get` prints the CRDs' columns.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support::cluster::control_plane;
 
 use control_plane::ControlPlane;

@@ -4,8 +4,6 @@
 //! what); killing it hands the lease, and the writing, to the other within
 //! the lease duration.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster::control_plane;
 

@@ -5,8 +5,6 @@
 //! verifying the `caBundle` the chart generated, applies its patch, and
 //! honours its failure policy.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster;
 

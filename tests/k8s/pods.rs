@@ -4,8 +4,6 @@
 //! changes follow; it goes with the pod. Pod status is written through the
 //! status subresource, as a kubelet writes it.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster::control_plane;
 

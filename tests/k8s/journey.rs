@@ -9,8 +9,6 @@
 //! the API server's admission) in network namespaces of their own, so
 //! bytes from the client really cross both Envoys. Needs root.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster;
 

@@ -4,13 +4,13 @@
 //! on the object, the API is read-only, and neither a restarted API server
 //! nor an etcd compaction (watches answered `410 Gone`) loses anything.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster::control_plane;
 
 use common::{KumaCp, eventually, http, kumactl, kumactl_config};
 use control_plane::ControlPlane;
+use kuma::resources::{ResourceKey, ResourceType};
+use kuma::store::{ResourceStore, StoreError};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -263,7 +263,10 @@ fn an_api_server_restart_and_an_etcd_compaction_lose_nothing() {
 /// kubernetes store on the real cluster, as the chart's ServiceAccount.
 /// The cases run one after another, each on a cluster with no Kuma
 /// objects ([`ControlPlane::exclusive`]): Meshes are cluster-wide, and the
-/// cases' mesh names would collide.
+/// cases' mesh names would collide. One case is not Kubernetes': there a
+/// name is unique in its namespace across meshes (as in Kuma), so
+/// `names_are_unique_per_mesh_and_kind` is replaced by
+/// [`a_name_is_unique_in_its_namespace_across_meshes`].
 #[test]
 fn the_kubernetes_store_passes_the_store_conformance_suite() {
     use kuma_test_support::store_cases as cases;
@@ -274,28 +277,49 @@ fn the_kubernetes_store_passes_the_store_conformance_suite() {
         .build()
         .expect("a runtime");
     macro_rules! run {
-        ($($case:ident),* $(,)?) => {$({
+        ($($case:path),* $(,)?) => {$({
             let _only = cp.exclusive();
             let kubeconfig = cp.kuma_cp_kubeconfig();
             runtime.block_on(async {
                 let store = kubernetes_store(&kubeconfig).await;
-                cases::$case(&store).await;
+                $case(&store).await;
             });
         })*};
     }
     run!(
-        every_kind_round_trips,
-        create_assigns_a_version_and_get_returns_it,
-        names_are_unique_per_mesh_and_kind,
-        resources_need_their_mesh,
-        stale_updates_are_refused,
-        deleting_a_mesh_deletes_what_is_in_it,
-        lists_page_in_name_order_and_filter_by_tag,
-        insights_round_trip,
-        deleting_a_dataplane_deletes_its_insight,
-        insights_are_not_announced,
-        change_feed_reports_every_write,
+        cases::every_kind_round_trips,
+        cases::create_assigns_a_version_and_get_returns_it,
+        a_name_is_unique_in_its_namespace_across_meshes,
+        cases::resources_need_their_mesh,
+        cases::stale_updates_are_refused,
+        cases::deleting_a_mesh_deletes_what_is_in_it,
+        cases::lists_page_in_name_order_and_filter_by_tag,
+        cases::insights_round_trip,
+        cases::deleting_a_dataplane_deletes_its_insight,
+        cases::insights_are_not_announced,
+        cases::change_feed_reports_every_write,
     );
+}
+
+/// On Kubernetes a name is unique in its namespace whatever the mesh: a
+/// second mesh's dataplane of the same name is refused and changes nothing.
+async fn a_name_is_unique_in_its_namespace_across_meshes(s: &dyn ResourceStore) {
+    use kuma_test_support::store_cases::{dataplane, mesh, named, permission};
+    s.create(mesh("a")).await.unwrap();
+    s.create(mesh("b")).await.unwrap();
+    s.create(dataplane("a", "x", "web", 1000)).await.unwrap();
+    let clash = s.create(dataplane("b", "x", "web", 2000)).await;
+    assert!(
+        matches!(clash, Err(StoreError::AlreadyExists(_))),
+        "{clash:?}"
+    );
+    // Of another kind, the name is free.
+    s.create(permission("a", "x")).await.unwrap();
+    let stored = s
+        .get(&ResourceKey::new(ResourceType::Dataplane, "a", &named("x")))
+        .await
+        .unwrap();
+    assert_eq!(stored.spec, dataplane("a", "x", "web", 1000).spec);
 }
 
 /// The kubernetes store as `kuma-cp` opens it, with the kubeconfig of the

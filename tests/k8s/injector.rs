@@ -4,8 +4,6 @@
 //! and the sidecar's own `kuma-dp` invocation, taken from the patched pod,
 //! starting Envoy against a `kuma-cp` in Kubernetes mode.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster::control_plane;
 

@@ -10,8 +10,6 @@
 //! the application namespace's over the system's. Tokens the API server does not vouch for,
 //! or for another pod's account or namespace, are refused. Needs root.
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster::control_plane;
 

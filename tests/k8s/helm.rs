@@ -2,8 +2,6 @@
 //! server: what the release holds at each step, by the labels every object
 //! of the release carries, and what Helm leaves (the CRDs).
 
-#![cfg(feature = "kubernetes")]
-
 use kuma_test_support as common;
 use kuma_test_support::cluster::control_plane;
 
