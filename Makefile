@@ -53,7 +53,7 @@ lint: hadolint
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --test k8s -- -D warnings
 	.venv/bin/hadolint Dockerfile
-	python3 tools/module_cycles.py src crates/*/src
+	python3 tools/module_cycles.py src crates/*/src tests/support/src
 
 # Each cargo feature must build on its own, and so must the fuzz targets
 # (they are run by `make fuzz` only, so nothing else would see them rot).

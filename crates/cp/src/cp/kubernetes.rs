@@ -4,7 +4,7 @@
 
 use super::CpError;
 use super::config::Config;
-use super::shared::Opened;
+use super::opened::Opened;
 use crate::k8s::store::{KubernetesStore, KubernetesStoreError};
 use crate::k8s::{leader, pods};
 use crate::resources::outside_mesh::OutsideMesh;

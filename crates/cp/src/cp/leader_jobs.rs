@@ -8,6 +8,7 @@ use crate::resources::{MeshSpec, Resource, ResourceKey, Spec};
 use crate::runtime::{CancellationToken, Leadership};
 use crate::security::users::{self, UserTokenError};
 use crate::store::{SharedStore, StoreError};
+use futures::future::BoxFuture;
 use std::time::Duration;
 
 /// Creates the `default` mesh unless it exists or `skip` (the setting
@@ -68,50 +69,54 @@ async fn when_leading<F, Fut, E>(
     }
 }
 
-/// The `default` mesh, when it was not settled at start.
-pub struct DefaultMesh {
-    pub store: SharedStore,
-    pub leadership: Leadership,
+/// Something the leader does once, until it reports done: answers
+/// `Ok(false)` when leadership was lost meanwhile.
+type Job = Box<dyn FnMut() -> BoxFuture<'static, Result<bool, String>> + Send>;
+
+/// A job of the replica that leads, as a component.
+pub struct LeaderJob {
+    name: &'static str,
+    leadership: Leadership,
+    job: Job,
 }
 
-impl Component for DefaultMesh {
+impl LeaderJob {
+    /// The `default` mesh, when it was not settled at start.
+    pub fn default_mesh(store: SharedStore, leadership: Leadership) -> LeaderJob {
+        LeaderJob {
+            name: "default_mesh",
+            leadership,
+            job: Box::new(move || {
+                let store = store.clone();
+                Box::pin(async move {
+                    ensure_default_mesh(false, &store)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        }
+    }
+
+    /// The bootstrap admin token
+    /// (`apiServer.authn.tokens.bootstrapAdminToken`).
+    pub fn admin_token(store: SharedStore, leadership: Leadership) -> LeaderJob {
+        LeaderJob {
+            name: "admin_token",
+            leadership,
+            job: Box::new(move || {
+                let store = store.clone();
+                Box::pin(async move { ensure_admin_token(&store).await.map_err(|e| e.to_string()) })
+            }),
+        }
+    }
+}
+
+impl Component for LeaderJob {
     fn name(&self) -> &'static str {
-        "default_mesh"
+        self.name
     }
 
     fn start(self: Box<Self>, shutdown: CancellationToken) -> Vec<Task> {
-        let store = self.store;
-        vec![Box::pin(when_leading(
-            self.leadership,
-            shutdown,
-            move || {
-                let store = store.clone();
-                async move { ensure_default_mesh(false, &store).await }
-            },
-        ))]
-    }
-}
-
-/// The bootstrap admin token (`apiServer.authn.tokens.bootstrapAdminToken`).
-pub struct AdminToken {
-    pub store: SharedStore,
-    pub leadership: Leadership,
-}
-
-impl Component for AdminToken {
-    fn name(&self) -> &'static str {
-        "admin_token"
-    }
-
-    fn start(self: Box<Self>, shutdown: CancellationToken) -> Vec<Task> {
-        let store = self.store;
-        vec![Box::pin(when_leading(
-            self.leadership,
-            shutdown,
-            move || {
-                let store = store.clone();
-                async move { ensure_admin_token(&store).await }
-            },
-        ))]
+        vec![Box::pin(when_leading(self.leadership, shutdown, self.job))]
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod leader_jobs;
+mod opened;
 mod shared;
 
 use crate::api::https::ApiTlsError;
@@ -24,7 +25,7 @@ use components::health::Health;
 use components::token_server::TokenServers;
 use components::xds::Xds;
 use config::{Config, StoreType};
-use leader_jobs::{AdminToken, DefaultMesh};
+use leader_jobs::LeaderJob;
 use shared::{Opening, Shared};
 use std::time::Duration;
 
@@ -160,16 +161,16 @@ async fn components(
 fn leader_jobs(config: &Config, shared: &Shared, mesh_settled: bool) -> Vec<Box<dyn Component>> {
     let mut jobs: Vec<Box<dyn Component>> = Vec::new();
     if !mesh_settled {
-        jobs.push(Box::new(DefaultMesh {
-            store: shared.store.clone(),
-            leadership: shared.leadership.clone(),
-        }));
+        jobs.push(Box::new(LeaderJob::default_mesh(
+            shared.store.clone(),
+            shared.leadership.clone(),
+        )));
     }
     if config.api_server.authn.tokens.bootstrap_admin_token {
-        jobs.push(Box::new(AdminToken {
-            store: shared.store.clone(),
-            leadership: shared.leadership.clone(),
-        }));
+        jobs.push(Box::new(LeaderJob::admin_token(
+            shared.store.clone(),
+            shared.leadership.clone(),
+        )));
     }
     jobs
 }

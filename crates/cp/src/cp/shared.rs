@@ -7,6 +7,7 @@
 use super::CpError;
 use super::config::{Config, StoreType};
 use super::leader_jobs::ensure_default_mesh;
+use super::opened::Opened;
 use crate::metrics::Metrics;
 use crate::resources::outside_mesh::OutsideMesh;
 use crate::runtime::{CancellationToken, Leadership, TaskTracker, Transport};
@@ -40,28 +41,6 @@ pub struct Shared {
     /// Kubernetes: the API server client.
     #[cfg(feature = "kubernetes")]
     pub kube: Option<kube::Client>,
-}
-
-/// The store, and the background work that keeps it (Kubernetes: the
-/// leader election and the pod controller).
-pub struct Opened {
-    pub store: SharedStore,
-    pub leadership: Leadership,
-    pub tasks: Vec<super::component::Task>,
-    #[cfg(feature = "kubernetes")]
-    pub kube: Option<kube::Client>,
-}
-
-impl Opened {
-    fn single_writer(store: SharedStore) -> Opened {
-        Opened {
-            store,
-            leadership: Leadership::always(),
-            tasks: Vec::new(),
-            #[cfg(feature = "kubernetes")]
-            kube: None,
-        }
-    }
 }
 
 /// Opens the store the configuration names.
