@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use kuma_config::settings::{self, Override};
-use kuma_cp::cp::config::{Config, StoreType};
+use kuma_cp::cp::config::Config;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -82,7 +82,7 @@ async fn run(command: Command) -> Result<(), String> {
 
 #[cfg(feature = "universal")]
 async fn migrate_up(config: Config) -> Result<(), String> {
-    if config.store.store_type != StoreType::Postgres {
+    if config.store.store_type != kuma_cp::cp::config::StoreType::Postgres {
         return Err(format!(
             "migrations apply to the postgres store only; KUMA_STORE_TYPE is {:?}",
             config.store.store_type
