@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Kubernetes user journey, one step per call, each as a user types it.
 # `make kind-e2e` runs the steps against a kind cluster; the journey test
-# (tests/k8s_journey.rs) runs them on a real Kubernetes control plane, so what
+# (tests/k8s/journey.rs) runs them on a real Kubernetes control plane, so what
 # the test proves is what this script does.
 #
 #   examples/kubernetes/journey.sh install|demo|mtls|permit|replies|dataplanes|uninstall

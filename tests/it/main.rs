@@ -3,10 +3,10 @@
 //! `kuma-dp` and Envoy processes, real PostgreSQL, real HTTPS and gRPC.
 //! `cargo test --test it <module>::` runs one area.
 //!
-//! The tests against a real Kubernetes control plane stay binaries of
-//! their own (`tests/k8s_*.rs`, `injector`, `transparent_proxy`): each
-//! starts its own API server, and several install cluster-wide webhooks
-//! and RBAC that the others must not see.
+//! The tests against a real Kubernetes control plane are the other binary,
+//! `tests/k8s`, whose areas each run in a process of their own. The
+//! fixtures of both are the library `kuma-test-support` (`tests/support`),
+//! named `common` here.
 
 use kuma_test_support as common;
 

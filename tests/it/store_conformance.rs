@@ -1,7 +1,7 @@
 //! One conformance suite ([`kuma_test_support::store_cases`]), run against
 //! every store: the memory store, and the Postgres store on a real
 //! PostgreSQL started by the test itself (the kubernetes store runs it in
-//! `tests/k8s_store.rs`, against the real test cluster).
+//! `tests/k8s/store.rs`, against the real test cluster).
 
 use crate::common;
 

@@ -2,7 +2,7 @@
 //! own mesh and nothing of another's, on every endpoint and verb; a mesh
 //! admits only the dataplanes its constraints allow. (Handshakes between
 //! meshes: `mtls_e2e.rs`; another mesh's dataplane token on a stream:
-//! `tokens.rs`; pods of other namespaces: `k8s_pods.rs`.)
+//! `tokens.rs`; pods of other namespaces: `tests/k8s/pods.rs`.)
 
 use crate::common;
 

@@ -1,6 +1,6 @@
 //! The cases every store must pass (the store conformance suite): the
 //! memory store and the Postgres store run them in `tests/it`, the
-//! kubernetes store against the real test cluster in `tests/k8s_store.rs`.
+//! kubernetes store against the real test cluster in `tests/k8s/store.rs`.
 //! Each case takes a store of its own, empty but for what it writes.
 
 use kuma_core::resources::{
