@@ -122,6 +122,11 @@ fn defaults_value<S: Settings>() -> Value {
 
 /// Every setting of `S`, in file order, walked from its defaults.
 pub fn settings<S: Settings>() -> Vec<Setting> {
+    settings_in(&defaults_value::<S>())
+}
+
+/// The settings whose defaults are `defaults`.
+fn settings_in(defaults: &Value) -> Vec<Setting> {
     fn walk(prefix: &str, v: &Value, out: &mut Vec<Setting>) {
         match v {
             Value::Object(map) => {
@@ -137,7 +142,7 @@ pub fn settings<S: Settings>() -> Vec<Setting> {
         }
     }
     let mut out = Vec::new();
-    walk("", &defaults_value::<S>(), &mut out);
+    walk("", defaults, &mut out);
     out
 }
 
@@ -297,7 +302,7 @@ pub fn load<S: Settings>(
             merge(&mut merged, parsed);
         }
     }
-    let known = settings::<S>();
+    let known = settings_in(&defaults);
     for Setting { key, var, default } in &known {
         if let Some(raw) = lookup(var) {
             let value = typed(default, &raw).map_err(|message| ConfigError::Env {

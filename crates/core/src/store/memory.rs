@@ -1,7 +1,9 @@
 //! The in-memory store: the default, nothing to set up, lost on exit.
 
-use super::{ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError};
-use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spec};
+use super::{
+    ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError, deleted_along,
+};
+use crate::resources::{Resource, ResourceKey, ResourceVersion, Spec};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -135,23 +137,10 @@ impl ResourceStore for MemoryStore {
             if map.remove(key).is_none() {
                 return Err(StoreError::NotFound(key.clone()));
             }
-            let mut removed = Vec::new();
-            if key.kind == ResourceType::Mesh {
-                map.retain(|k, _| {
-                    let inside = k.kind.is_mesh_scoped() && k.mesh == key.name;
-                    if inside {
-                        removed.push(k.clone());
-                    }
-                    !inside
-                });
-            }
-            if key.kind == ResourceType::Dataplane {
-                let insight =
-                    ResourceKey::new(ResourceType::DataplaneInsight, &key.mesh, &key.name);
-                if map.remove(&insight).is_some() {
-                    removed.push(insight);
-                }
-            }
+            let mut removed: Vec<ResourceKey> = deleted_along(key, map.keys())
+                .into_iter()
+                .filter(|k| map.remove(k).is_some())
+                .collect();
             removed.push(key.clone());
             removed
         };

@@ -6,10 +6,12 @@
 //!   several `kuma-cp` instances, whose change feeds all see every write
 //!   through `LISTEN/NOTIFY`.
 //!
-//! Every store keeps the same rules, pinned by the conformance suite in
-//! `tests/it/store_conformance.rs`: names are unique per kind and mesh; a
+//! Every store keeps the same rules, pinned by the conformance suite
+//! (`tests/support/src/store_cases.rs`, run against every store): names
+//! are unique per kind and mesh (on Kubernetes, per namespace); a
 //! mesh-scoped resource needs its mesh; deleting a mesh deletes what is in
-//! it; an update carrying a stale version is refused.
+//! it, a dataplane its insight ([`deleted_along`]); an update carrying a
+//! stale version is refused.
 
 pub mod memory;
 pub mod migrations;
@@ -18,6 +20,29 @@ use crate::resources::{Resource, ResourceKey, ResourceType, ResourceVersion, Spe
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::broadcast;
+
+/// What a store deletes along with `deleted`: a mesh every resource in
+/// it, among the `stored` keys; a dataplane its insight (whether stored or
+/// not: `stored` is then not read). Postgres says the same in SQL: a
+/// foreign key that cascades from the mesh, and one statement deleting a
+/// dataplane and its insight.
+pub fn deleted_along<'a>(
+    deleted: &ResourceKey,
+    stored: impl Iterator<Item = &'a ResourceKey>,
+) -> Vec<ResourceKey> {
+    match deleted.kind {
+        ResourceType::Mesh => stored
+            .filter(|k| k.kind.is_mesh_scoped() && k.mesh == deleted.name)
+            .cloned()
+            .collect(),
+        ResourceType::Dataplane => vec![ResourceKey::new(
+            ResourceType::DataplaneInsight,
+            &deleted.mesh,
+            &deleted.name,
+        )],
+        _ => Vec::new(),
+    }
+}
 
 /// What the rest of the control plane hears about the store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,11 @@
 use crate::runtime::CancellationToken;
 use futures::future::BoxFuture;
 
-/// One task of a component; `kuma-cp` spawns each in a span named after
-/// its component.
+/// One task of a component; `kuma-cp` spawns each.
 pub type Task = BoxFuture<'static, ()>;
 
 pub trait Component: Send {
-    /// Its name in logs and spans.
+    /// Its name in logs.
     fn name(&self) -> &'static str;
     /// Its tasks, serving until `shutdown` is cancelled.
     fn start(self: Box<Self>, shutdown: CancellationToken) -> Vec<Task>;

@@ -33,6 +33,13 @@ pub struct Shared {
     /// The certificate of ADS, SDS, the bootstrap and the token server;
     /// none when they speak plain text (`dpServer.insecurePlaintext`).
     pub control_plane_cert: Option<Arc<ControlPlaneCert>>,
+    /// What ADS, SDS and the bootstrap speak: TLS with that certificate,
+    /// or plain text.
+    pub proxy_transport: Transport,
+    /// What the local token server speaks: TLS, and plain text too, since
+    /// it listens on loopback only, where `kumactl` asks it over plain
+    /// HTTP.
+    pub token_transport: Transport,
     /// What ADS and SDS streams (and bootstrap requests) must present.
     pub auth: Arc<DataplaneAuth>,
     /// The insight writers, which finish after the streams that feed them.
@@ -84,6 +91,21 @@ fn control_plane_cert(
         return Ok(None);
     }
     Ok(Some(ControlPlaneCert::load(&config.general, &[xds_host])?))
+}
+
+/// What the servers proxies talk to speak, and the local token server:
+/// one TLS acceptor with the control plane's certificate, or plain text.
+fn transports(cert: Option<&Arc<ControlPlaneCert>>) -> Result<(Transport, Transport), CpError> {
+    Ok(match cert {
+        Some(cert) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config()?));
+            (
+                Transport::Tls(acceptor.clone()),
+                Transport::TlsOrPlain(acceptor),
+            )
+        }
+        None => (Transport::Plain, Transport::Plain),
+    })
 }
 
 /// What ADS and SDS streams must present.
@@ -142,6 +164,7 @@ impl Shared {
             kind: stream_auth(config, &opened).await?,
             index: index.clone(),
         });
+        let (proxy_transport, token_transport) = transports(control_plane_cert.as_ref())?;
         let (cache, connected) = SnapshotCache::new();
         let shared = Shared {
             store: opened.store,
@@ -152,6 +175,8 @@ impl Shared {
             instance_id,
             outside_mesh,
             control_plane_cert,
+            proxy_transport,
+            token_transport,
             auth,
             insight_writers: TaskTracker::new(),
             shutdown,
@@ -164,33 +189,6 @@ impl Shared {
             default_mesh_settled,
         };
         Ok((shared, opening))
-    }
-
-    /// What the servers proxies talk to speak: TLS with the control
-    /// plane's certificate, or plain text.
-    pub fn proxy_transport(&self) -> Result<Transport, CpError> {
-        Ok(match &self.control_plane_cert {
-            Some(cert) => Transport::Tls(self.tls_acceptor(cert)?),
-            None => Transport::Plain,
-        })
-    }
-
-    /// The local token server's: TLS, and plain text too, since it listens
-    /// on loopback only, where `kumactl` asks it over plain HTTP.
-    pub fn token_transport(&self) -> Result<Transport, CpError> {
-        Ok(match &self.control_plane_cert {
-            Some(cert) => Transport::TlsOrPlain(self.tls_acceptor(cert)?),
-            None => Transport::Plain,
-        })
-    }
-
-    fn tls_acceptor(
-        &self,
-        cert: &Arc<ControlPlaneCert>,
-    ) -> Result<tokio_rustls::TlsAcceptor, CpError> {
-        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(
-            cert.server_config()?,
-        )))
     }
 
     /// The API server client (see [`kube_client`]).

@@ -16,7 +16,9 @@ use crate::resources::{
 };
 use crate::runtime::Leadership;
 use crate::store::memory::list_in;
-use crate::store::{ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError};
+use crate::store::{
+    ChangeEvent, ChangeFeed, ListPage, ListQuery, ResourceStore, StoreError, deleted_along,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
@@ -706,26 +708,12 @@ impl ResourceStore for KubernetesStore {
         self.write(&resource, false).await
     }
 
-    /// Deletes the resource and what goes with it, as in every store: a
-    /// mesh takes its resources along, a dataplane its insight (at once,
-    /// rather than when the garbage collector follows owner references).
+    /// Deletes the resource and what goes with it, as in every store
+    /// ([`deleted_along`]): at once, rather than when the garbage collector
+    /// follows owner references.
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
         self.delete_one(key).await?;
-        let along: Vec<ResourceKey> = match key.kind {
-            ResourceType::Mesh => self
-                .cached()
-                .resources
-                .keys()
-                .filter(|k| k.kind.is_mesh_scoped() && k.mesh == key.name)
-                .cloned()
-                .collect(),
-            ResourceType::Dataplane => vec![ResourceKey::new(
-                ResourceType::DataplaneInsight,
-                &key.mesh,
-                &key.name,
-            )],
-            _ => Vec::new(),
-        };
+        let along = deleted_along(key, self.cached().resources.keys());
         for key in along {
             match self.delete_one(&key).await {
                 Ok(()) | Err(StoreError::NotFound(_)) => {}

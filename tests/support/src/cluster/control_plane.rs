@@ -16,8 +16,8 @@
 //!   root CA publisher and node lifecycle (which lifts a new node's
 //!   not-ready taint once its kubelet reports ready and renews its Lease).
 //!
-//! One control plane is started per test binary ([`ControlPlane::shared`])
-//! and shared by its tests. Its processes are in a process group of their
+//! One control plane is started per test process ([`ControlPlane::shared`])
+//! and shared by the tests of the one area that process runs. Its processes are in a process group of their
 //! own; a reaper waiting on a pipe from the test process stops the group and
 //! removes the data directory when the test process ends, however it ends.
 
@@ -107,8 +107,8 @@ pub struct ControlPlane {
 /// two at once would each act on the other's objects.
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
-/// The test binary's control plane, or why it did not start (so that
-/// every test after the first says so at once).
+/// The process's control plane, or why it did not start (so that every
+/// test after the first says so at once).
 static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
 /// The area whose tests use this process's control plane: the first

@@ -170,7 +170,7 @@ pub struct Cluster {
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 impl Cluster {
-    /// The test binary's cluster (the shared control plane with Kuma's
+    /// The process's cluster (the shared control plane with Kuma's
     /// CRDs, and the node), started on first use.
     pub fn shared() -> &'static Cluster {
         CLUSTER.get_or_init(|| Cluster::start(ControlPlane::shared()))

@@ -37,7 +37,7 @@ impl Bootstrap {
         });
         Ok(Bootstrap {
             bound,
-            transport: shared.proxy_transport()?,
+            transport: shared.proxy_transport.clone(),
             router,
         })
     }

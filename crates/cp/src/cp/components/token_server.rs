@@ -56,7 +56,7 @@ impl TokenServers {
         };
         Ok(TokenServers {
             local,
-            local_transport: shared.token_transport()?,
+            local_transport: shared.token_transport.clone(),
             public,
             store: shared.store.clone(),
             token_validity: Duration::from_secs(settings.token_validity_seconds),

@@ -67,7 +67,7 @@ impl Xds {
         Ok(Xds {
             ads_bound,
             sds_bound,
-            transport: shared.proxy_transport()?,
+            transport: shared.proxy_transport.clone(),
             ads,
             reconciler,
             connected,
