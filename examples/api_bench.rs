@@ -105,7 +105,7 @@ fn main() {
     println!("| store    | operation                          |   req/s   | p50 ms   | p99 ms   |");
     println!("|----------|------------------------------------|-----------|----------|----------|");
     // Warnings only, but the "listening" lines the fixture reads ports from.
-    let quiet = [("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info")];
+    let quiet = [("KUMA_LOGGING_LEVEL", support::QUIET)];
     let memory = common::KumaCp::start(&quiet);
     let mem = bench("memory", &memory, &rt);
     drop(memory);

@@ -9,7 +9,8 @@ use kuma_test_support as common;
 use kuma_test_support::bench as support;
 
 use std::time::{Duration, Instant};
-use support::ads::{AS_ENVOY, Observed, connect_all};
+use support::ads::{AS_ENVOY, Observed, connect_all_sending};
+use support::envoy_node;
 use support::proc_status_kib;
 
 /// Registers `n` dataplanes, `dp-i` of service `svc-(i % services)`, each
@@ -40,7 +41,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    let quiet = [("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info")];
+    let quiet = [("KUMA_LOGGING_LEVEL", support::QUIET)];
 
     let cp = common::KumaCp::start(&quiet);
     register(&cp, n);
@@ -67,6 +68,13 @@ fn main() {
     // admin port taken meanwhile, say) is not counted.
     let (live, streams) = (live(), common::open_streams(&cp.api) as usize);
     let real = rss_at_rest(&cp).saturating_sub(before) as f64 / streams.max(1) as f64;
+    // What these Envoys sent as their node: the simulated proxies send it.
+    let server_info: serde_json::Value = envoys
+        .iter()
+        .find_map(|e| e.admin_get("/server_info"))
+        .and_then(|info| serde_json::from_str(&info).ok())
+        .expect("an Envoy's /server_info");
+    let node = std::sync::Arc::new(envoy_node::with_id(&server_info["node"], ""));
     drop(envoys);
     drop(cp);
 
@@ -81,9 +89,10 @@ fn main() {
     let seen = Observed::new(n);
     let node_ids = (0..n).map(|i| format!("default.dp-{i}")).collect();
     let sim_started = Instant::now();
-    rt.block_on(connect_all(
+    let node_bytes = prost::Message::encoded_len(&*node);
+    rt.block_on(connect_all_sending(
         &sim_cp.grpc_endpoint(&sim_cp.xds),
-        node_ids,
+        (node_ids, node),
         AS_ENVOY,
         3,
         seen.clone(),
@@ -95,7 +104,8 @@ fn main() {
     let simulated = rss_at_rest(&sim_cp).saturating_sub(before) as f64 / n as f64;
 
     println!(
-        "\nReal Envoys against the simulation: {n} kuma-dp + Envoy processes (TLS, dataplane tokens, one outbound each) and {n} simulated proxies (one connection each, TLS), each against a release kuma-cp of its own\n"
+        "\nReal Envoys against the simulation: {n} kuma-dp + Envoy processes (TLS, dataplane tokens, one outbound each) and {n} simulated proxies (one connection each, TLS, each sending the node the Envoys sent: {node_bytes} bytes, the recorded one xds_bench sends {} bytes), each against a release kuma-cp of its own\n",
+        prost::Message::encoded_len(&envoy_node::recorded(""))
     );
     println!("| proxies | all configured | kuma-cp RSS per connected proxy |");
     println!("|---|--:|--:|");

@@ -162,7 +162,7 @@ fn bench(n: usize, rt: &tokio::runtime::Runtime) -> Vec<Goal> {
     }
     // The simulated proxies present no service-account tokens.
     let kuma_cp = cp.kuma_cp(&[
-        ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
+        ("KUMA_LOGGING_LEVEL", support::QUIET),
         ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
     ]);
     let pid = kuma_cp.child.id();

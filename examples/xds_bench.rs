@@ -270,7 +270,7 @@ fn generator_floor(n: usize, services: usize, extra: Extra, shape: Shape) -> Dur
 /// TLS handshakes kuma-cp's xDS port completes per second: `count`
 /// connections, 64 at a time, each verifying the certificate and closing.
 fn handshakes_per_second(rt: &tokio::runtime::Runtime) -> f64 {
-    let cp = common::KumaCp::start(&[("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info")]);
+    let cp = common::KumaCp::start(&[("KUMA_LOGGING_LEVEL", support::QUIET)]);
     let pem = std::fs::read(cp.ca_file.as_ref().expect("a generated CA")).expect("the CA");
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
@@ -420,7 +420,7 @@ fn bench(
         "false"
     };
     let env = [
-        ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
+        ("KUMA_LOGGING_LEVEL", support::QUIET),
         ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
         ("KUMA_DP_SERVER_INSECURE_PLAINTEXT", plain),
     ];
@@ -889,7 +889,7 @@ fn wait_configured(seen: &Observed, n: usize) -> usize {
 /// plane reconnects at once to its successor on the same database.
 /// The simulated proxies present no dataplane tokens.
 const POSTGRES_ENV: [(&str, &str); 2] = [
-    ("KUMA_LOGGING_LEVEL", "warn,kuma::runtime::listen=info"),
+    ("KUMA_LOGGING_LEVEL", support::QUIET),
     ("KUMA_DP_SERVER_AUTH_TYPE", "none"),
 ];
 

@@ -91,49 +91,43 @@ async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
 }
 
 impl Bound {
-    /// Serves gRPC until shutdown, over `transport`.
+    /// Serves gRPC until shutdown, over `transport`, with the server of
+    /// [`super::http2`]: a connected proxy's connection keeps no buffer
+    /// and wakes nothing while idle. No HTTP/2 pings either: the kernel's
+    /// TCP keep-alive ([`keep_alive`]) finds a dead peer without waking
+    /// kuma-cp. On shutdown each connection says GOAWAY and ends once its
+    /// streams have (up to [`DRAIN_TIMEOUT`]).
     pub async fn serve_grpc<S>(self, service: S, transport: Transport, shutdown: CancellationToken)
     where
-        S: tonic::codegen::Service<
+        S: tower::Service<
                 axum::http::Request<tonic::body::Body>,
                 Response = axum::http::Response<tonic::body::Body>,
                 Error = std::convert::Infallible,
-            > + tonic::server::NamedService
-            + Clone
+            > + Clone
             + Send
-            + Sync
             + 'static,
         S::Future: Send + 'static,
     {
         let name = self.name;
-        // Handshakes run on tasks of their own, so a slow client does not
-        // hold up the next accept; finished connections queue here.
-        let (ready, incoming) =
-            tokio::sync::mpsc::channel::<Result<Box<dyn Io>, std::io::Error>>(64);
-        tokio::spawn(accept_loop(
-            name,
-            self.listener,
-            shutdown.clone(),
-            move |socket, peer| {
-                let (transport, ready) = (transport.clone(), ready.clone());
-                keep_alive(&socket);
-                async move {
-                    if let Some((io, _)) = secure(name, socket, peer, &transport).await {
-                        let _ = ready.send(Ok(io)).await;
-                    }
+        let connections = tokio_util::task::TaskTracker::new();
+        accept_loop(name, self.listener, shutdown.clone(), |socket, peer| {
+            keep_alive(&socket);
+            let (transport, service) = (transport.clone(), service.clone());
+            let shutdown = shutdown.clone();
+            connections.track_future(async move {
+                if let Some((io, _)) = secure(name, socket, peer, &transport).await {
+                    super::http2::serve_connection(io, service, shutdown, HEADER_READ_TIMEOUT)
+                        .await;
                 }
-            },
-        ));
-        let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
-        // No HTTP/2 pings: a timer per connection woke kuma-cp for every
-        // idle proxy; the kernel's TCP keep-alive ([`keep_alive`]) finds a
-        // dead peer without waking it.
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            })
+        })
+        .await;
+        connections.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
             .await
+            .is_err()
         {
-            tracing::error!(server = name, error = %e, "server failed");
+            tracing::warn!(server = name, "streams still open at shutdown were cut");
         }
     }
 
@@ -381,12 +375,6 @@ impl Ceiling {
             self.refused = 0;
         }
     }
-}
-
-/// A gRPC connection, plain or TLS, as tonic takes it.
-impl tonic::transport::server::Connected for Box<dyn Io> {
-    type ConnectInfo = ();
-    fn connect_info(&self) {}
 }
 
 /// The one accept loop of every HTTP server, plain or TLS: HTTP/1.1 and

@@ -7,6 +7,7 @@
 //! exit (the last insight writes) runs on a [`TaskTracker`] the program
 //! waits for.
 
+mod http2;
 mod leadership;
 mod listen;
 pub mod memory;

@@ -2,6 +2,7 @@
 //! proxy subscribes to every type, ACKs everything and records when it
 //! got what, so benchmarks can time pushes to the proxies they affect.
 
+use super::envoy_node;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -73,11 +74,12 @@ impl Observed {
     }
 }
 
-/// One simulated proxy. Its configuration is full once it has clusters,
+/// One simulated proxy, sending `node` (with its own id) in its first
+/// request as Envoy does. Its configuration is full once it has clusters,
 /// endpoints and listeners (and, with mTLS, secrets).
-pub async fn simulate(
+async fn simulate(
     channel: Channel,
-    node_id: String,
+    (node_id, node): (String, Arc<Node>),
     i: usize,
     needed: usize,
     seen: Arc<Observed>,
@@ -87,7 +89,7 @@ pub async fn simulate(
     for (n, t) in TYPES.iter().enumerate() {
         let node = (n == 0).then(|| Node {
             id: node_id.clone(),
-            ..Default::default()
+            ..Node::clone(&node)
         });
         let _ = tx
             .send(DeltaDiscoveryRequest {
@@ -147,10 +149,23 @@ pub async fn simulate(
 
 /// Connects one simulated proxy per node id, `per_connection` to an
 /// HTTP/2 connection ([`AS_ENVOY`] or [`MULTIPLEXED`]); proxy `i` records
-/// into slot `i` of `seen`. Returns once every connection is open.
+/// into slot `i` of `seen`. Each sends the node Envoy 1.40 sends
+/// ([`envoy_node::recorded`]). Returns once every connection is open.
 pub async fn connect_all(
     xds: &tonic::transport::Endpoint,
     node_ids: Vec<String>,
+    per_connection: usize,
+    needed: usize,
+    seen: Arc<Observed>,
+) {
+    let node = Arc::new(envoy_node::recorded(""));
+    connect_all_sending(xds, (node_ids, node), per_connection, needed, seen).await
+}
+
+/// [`connect_all`], each proxy sending `node` with its own id.
+pub async fn connect_all_sending(
+    xds: &tonic::transport::Endpoint,
+    (node_ids, node): (Vec<String>, Arc<Node>),
     per_connection: usize,
     needed: usize,
     seen: Arc<Observed>,
@@ -163,12 +178,13 @@ pub async fn connect_all(
         .collect();
     futures::stream::iter(chunks)
         .for_each_concurrent(CONNECTING_AT_ONCE, |(chunk, ids)| {
-            let seen = seen.clone();
+            let (seen, node) = (seen.clone(), node.clone());
             async move {
                 let channel: Channel = xds.connect().await.expect("connect");
                 for (k, id) in ids.into_iter().enumerate() {
                     let i = chunk * per_connection + k;
-                    tokio::spawn(simulate(channel.clone(), id, i, needed, seen.clone()));
+                    let proxy = (id, node.clone());
+                    tokio::spawn(simulate(channel.clone(), proxy, i, needed, seen.clone()));
                 }
             }
         })

@@ -2,9 +2,14 @@
 //! simulated-proxy ADS load generator.
 
 pub mod ads;
+pub mod envoy_node;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// kuma-cp's logging in a benchmark: warnings, and the lines that say
+/// which port each server listens on (the benchmark reads them).
+pub const QUIET: &str = "warn,kuma_runtime::runtime::listen=info";
 
 /// Requests in flight at once.
 pub const CONCURRENCY: usize = 32;
