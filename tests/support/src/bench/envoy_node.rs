@@ -112,10 +112,16 @@ mod tests {
         );
         assert!(matches!(
             node.user_agent_version_type,
-            Some(node::UserAgentVersionType::UserAgentBuildVersion(BuildVersion {
-                version: Some(SemanticVersion { major_number: 1, minor_number: 40, .. }),
-                ..
-            }))
+            Some(node::UserAgentVersionType::UserAgentBuildVersion(
+                BuildVersion {
+                    version: Some(SemanticVersion {
+                        major_number: 1,
+                        minor_number: 40,
+                        ..
+                    }),
+                    ..
+                }
+            ))
         ));
     }
 }

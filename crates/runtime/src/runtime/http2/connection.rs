@@ -152,10 +152,7 @@ where
                 // blocks: the client's encoder drops its table.
                 (frame::HEADER_TABLE_SIZE, 0),
                 (frame::MAX_CONCURRENT_STREAMS, MAX_STREAMS as u32),
-                (
-                    frame::MAX_HEADER_LIST_SIZE,
-                    headers::MAX_HEADER_LIST as u32,
-                ),
+                (frame::MAX_HEADER_LIST_SIZE, headers::MAX_HEADER_LIST as u32),
             ],
         );
         Connection {
@@ -661,7 +658,8 @@ impl Stream {
                         if writer.full() {
                             return progress;
                         }
-                        let Poll::Ready(next) = http_body::Body::poll_frame(Pin::new(body), cx) else {
+                        let Poll::Ready(next) = http_body::Body::poll_frame(Pin::new(body), cx)
+                        else {
                             return progress;
                         };
                         self.on_body_frame(next, writer);

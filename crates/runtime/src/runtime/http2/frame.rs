@@ -209,7 +209,13 @@ pub fn write_window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
 }
 
 pub fn write_rst_stream(out: &mut Vec<u8>, stream: u32, reason: Reason) {
-    frame(out, Kind::RstStream, 0, stream, &(reason as u32).to_be_bytes());
+    frame(
+        out,
+        Kind::RstStream,
+        0,
+        stream,
+        &(reason as u32).to_be_bytes(),
+    );
 }
 
 pub fn write_goaway(out: &mut Vec<u8>, last_stream: u32, reason: Reason) {
@@ -328,7 +334,10 @@ mod tests {
             content(&head(Kind::Data, PADDED), &[5, b'a']),
             Err(Reason::Protocol)
         );
-        assert_eq!(content(&head(Kind::Data, PADDED), &[]), Err(Reason::Protocol));
+        assert_eq!(
+            content(&head(Kind::Data, PADDED), &[]),
+            Err(Reason::Protocol)
+        );
     }
 
     #[test]

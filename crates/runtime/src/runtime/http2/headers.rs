@@ -98,7 +98,10 @@ impl Head {
         }
         let (mut parts, ()) = http::Request::builder()
             .method(method)
-            .uri(uri.build().map_err(|_| Refused::Malformed("the :path is not a path"))?)
+            .uri(
+                uri.build()
+                    .map_err(|_| Refused::Malformed("the :path is not a path"))?,
+            )
             .version(http::Version::HTTP_2)
             .body(())
             .map_err(|_| Refused::Malformed("not a request"))?
@@ -177,7 +180,10 @@ mod tests {
         headers.insert("grpc-message", HeaderValue::from_str(&long).unwrap());
         let fields = decoded(&response(Some(StatusCode::OK), &headers));
         assert_eq!(fields[0], (":status".into(), "200".into()));
-        assert_eq!(fields[1], ("content-type".into(), "application/grpc".into()));
+        assert_eq!(
+            fields[1],
+            ("content-type".into(), "application/grpc".into())
+        );
         assert_eq!(fields[2], ("grpc-message".into(), long));
         let fields = decoded(&response(Some(StatusCode::NOT_FOUND), &HeaderMap::new()));
         assert_eq!(fields, [(":status".to_string(), "404".to_string())]);
@@ -193,7 +199,10 @@ mod tests {
         let block = client_block(&[
             (b":method", b"POST"),
             (b":scheme", b"https"),
-            (b":path", b"/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"),
+            (
+                b":path",
+                b"/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+            ),
             (b":authority", b"kuma-control-plane:5678"),
             (b"content-type", b"application/grpc"),
             (b"authorization", b"Bearer token"),
@@ -218,7 +227,11 @@ mod tests {
             Refused::Malformed("a request without :method or :path")
         );
         assert_eq!(
-            refused(&[(b"te", b"trailers"), (b":method", b"POST"), (b":path", b"/")]),
+            refused(&[
+                (b"te", b"trailers"),
+                (b":method", b"POST"),
+                (b":path", b"/")
+            ]),
             Refused::Malformed("a pseudo-header follows a regular header")
         );
         let big = vec![b'a'; MAX_HEADER_LIST];

@@ -56,7 +56,8 @@ fn echo(
                 let _ = tx.send(Ok(Frame::trailers(trailers))).await;
                 let _ = ended.send(Ok(()));
             });
-            let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            let body =
+                http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
             Ok::<_, Infallible>(http::Response::new(Body::new(body)))
         }
     })
@@ -176,7 +177,9 @@ async fn on_shutdown_no_new_stream_is_taken_and_the_open_one_finishes() {
     let server = server(WAIT).await;
     let (mut send, connection) = client(server.address).await;
     let (response, mut stream) = send.send_request(post(), false).unwrap();
-    stream.send_data(Bytes::from_static(b"before"), false).unwrap();
+    stream
+        .send_data(Bytes::from_static(b"before"), false)
+        .unwrap();
     let mut body = response.await.unwrap().into_body();
     assert_eq!(body.data().await.unwrap().unwrap(), "before");
     server.shutdown.cancel();
@@ -201,13 +204,18 @@ async fn on_shutdown_no_new_stream_is_taken_and_the_open_one_finishes() {
     .expect("no new stream after shutdown");
     assert!(refused.is_go_away() || refused.is_remote(), "{refused}");
     // The open stream still echoes, and ends as usual.
-    stream.send_data(Bytes::from_static(b"after"), true).unwrap();
+    stream
+        .send_data(Bytes::from_static(b"after"), true)
+        .unwrap();
     let (rest, trailers) = read_all(&mut body).await;
     assert_eq!(rest, b"after");
     assert_eq!(trailers.unwrap()["grpc-status"], "0");
     // Then the server closes the connection.
     let closed = tokio::time::timeout(WAIT, connection).await;
-    assert!(closed.is_ok(), "the connection is closed once its stream ended");
+    assert!(
+        closed.is_ok(),
+        "the connection is closed once its stream ended"
+    );
 }
 
 #[tokio::test]
@@ -215,10 +223,14 @@ async fn a_reset_stream_ends_its_request_body_with_an_error() {
     let mut server = server(WAIT).await;
     let (mut send, _connection) = client(server.address).await;
     let (response, mut stream) = send.send_request(post(), false).unwrap();
-    stream.send_data(Bytes::from_static(b"hello"), false).unwrap();
+    stream
+        .send_data(Bytes::from_static(b"hello"), false)
+        .unwrap();
     let _ = response.await.unwrap();
     stream.send_reset(h2::Reason::CANCEL);
-    let ended = tokio::time::timeout(WAIT, server.ended.recv()).await.unwrap();
+    let ended = tokio::time::timeout(WAIT, server.ended.recv())
+        .await
+        .unwrap();
     assert!(
         matches!(&ended, Some(Err(why)) if why.contains("reset")),
         "{ended:?}"
@@ -228,7 +240,9 @@ async fn a_reset_stream_ends_its_request_body_with_an_error() {
 #[tokio::test]
 async fn a_client_that_does_not_speak_http2_is_disconnected() {
     let server = server(WAIT).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.address).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nhost: kuma\r\n\r\n")
         .await
         .unwrap();
@@ -247,7 +261,9 @@ async fn a_client_that_does_not_speak_http2_is_disconnected() {
 #[tokio::test]
 async fn a_client_that_says_nothing_is_let_go() {
     let server = server(Duration::from_millis(200)).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.address).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
     let mut got = Vec::new();
     tokio::time::timeout(WAIT, tcp.read_to_end(&mut got))
         .await

@@ -280,7 +280,7 @@ impl Drop for StreamContext {
 /// One flavour of ADS: how requests change what a stream knows of its
 /// proxy, and what to send it from a snapshot.
 trait Protocol: Default + Send + 'static {
-    type Request: prost::Message + Default + Send + 'static;
+    type Request: incoming::Request + Send + 'static;
     type Response: prost::Message + Send + 'static;
     /// `sotw` or `delta`, for logs and metrics.
     const KIND: &'static str;
