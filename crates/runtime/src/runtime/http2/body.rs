@@ -4,7 +4,6 @@
 //! have more in flight than the window lets it.
 
 use bytes::Bytes;
-use futures::task::AtomicWaker;
 use http_body::Frame;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -14,9 +13,9 @@ use std::task::{Context, Poll, Waker};
 /// What a stream received and its reader has not taken yet.
 pub struct Inbox {
     state: Mutex<State>,
-    /// Wakes the connection when the reader took data (its window can
-    /// grow) or went away.
-    connection: Arc<AtomicWaker>,
+    /// Wakes the stream on its connection when the reader took data (its
+    /// window can grow) or went away.
+    stream: Waker,
 }
 
 #[derive(Default)]
@@ -42,10 +41,10 @@ enum End {
 }
 
 impl Inbox {
-    pub fn new(connection: Arc<AtomicWaker>) -> Arc<Inbox> {
+    pub fn new(stream: Waker) -> Arc<Inbox> {
         Arc::new(Inbox {
             state: Mutex::new(State::default()),
-            connection,
+            stream,
         })
     }
 
@@ -117,7 +116,7 @@ impl http_body::Body for RequestBody {
                 state.chunks = VecDeque::new();
             }
             drop(state);
-            inbox.connection.wake();
+            inbox.stream.wake_by_ref();
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         match state.end {
@@ -145,7 +144,7 @@ impl Drop for RequestBody {
         state.taken += state.chunks.iter().map(Bytes::len).sum::<usize>();
         state.chunks = VecDeque::new();
         drop(state);
-        self.0.connection.wake();
+        self.0.stream.wake_by_ref();
     }
 }
 
@@ -161,7 +160,7 @@ mod tests {
 
     #[test]
     fn data_is_read_in_order_and_counted_as_taken_then_the_end() {
-        let inbox = Inbox::new(Arc::default());
+        let inbox = Inbox::new(futures::task::noop_waker());
         let mut body = RequestBody(inbox.clone());
         assert!(poll(&mut body).is_pending());
         inbox.push(Bytes::from_static(b"ab"));
@@ -182,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_reset_is_an_error_and_a_dropped_reader_takes_everything() {
-        let inbox = Inbox::new(Arc::default());
+        let inbox = Inbox::new(futures::task::noop_waker());
         let mut body = RequestBody(inbox.clone());
         inbox.push(Bytes::from_static(b"waiting"));
         inbox.reset();

@@ -75,8 +75,12 @@ pub struct Connection<IO, S> {
     written: usize,
     unflushed: bool,
     streams: Vec<Stream>,
-    /// Woken by request bodies whose reader took data.
-    waker: Arc<AtomicWaker>,
+    /// The streams woken since they were last polled; only those are
+    /// polled again (a connection may carry hundreds).
+    woken: Arc<Woken>,
+    /// Streams the connection itself has work for: new, given window, or
+    /// waiting for the output to drain.
+    due: Vec<u32>,
     /// What the client lets the server send on the connection, and each
     /// new stream's window.
     send_window: i64,
@@ -94,8 +98,39 @@ pub struct Connection<IO, S> {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
+/// The ids of woken streams, and the connection's task to wake.
+#[derive(Default)]
+struct Woken {
+    ids: std::sync::Mutex<Vec<u32>>,
+    connection: AtomicWaker,
+}
+
+impl Woken {
+    fn take(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.ids.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The waker of one stream's reply and request body.
+struct StreamWaker {
+    id: u32,
+    woken: Arc<Woken>,
+}
+
+impl futures::task::ArcWake for StreamWaker {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.woken
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(this.id);
+        this.woken.connection.wake();
+    }
+}
+
 struct Stream {
     id: u32,
+    waker: std::task::Waker,
     reply: Reply,
     inbox: Arc<Inbox>,
     /// The client ended its side, or the stream was reset.
@@ -167,7 +202,8 @@ where
             written: 0,
             unflushed: false,
             streams: Vec::new(),
-            waker: Arc::default(),
+            woken: Arc::default(),
+            due: Vec::new(),
             send_window: DEFAULT_WINDOW,
             peer_initial_window: DEFAULT_WINDOW,
             peer_max_frame: DEFAULT_MAX_FRAME,
@@ -337,6 +373,7 @@ where
                 if stream.send_window > frame::MAX_WINDOW {
                     return Err(Reason::FlowControl);
                 }
+                self.due.push(stream.id);
             }
         }
         if let Some(max_frame) = settings.max_frame {
@@ -359,6 +396,7 @@ where
             if self.send_window > frame::MAX_WINDOW {
                 return Err(Reason::FlowControl);
             }
+            self.due.extend(self.streams.iter().map(|s| s.id));
             return Ok(());
         }
         let Some(i) = self.find(head.stream) else {
@@ -366,6 +404,7 @@ where
         };
         let stream = &mut self.streams[i];
         stream.send_window += increment;
+        self.due.push(stream.id);
         if increment == 0 {
             self.reset(i, Reason::Protocol);
         } else if stream.send_window > frame::MAX_WINDOW {
@@ -434,7 +473,7 @@ where
             }
             return Ok(());
         }
-        if id % 2 == 0 || id <= self.last_stream {
+        if id.is_multiple_of(2) || id <= self.last_stream {
             return Err(Reason::Protocol);
         }
         self.last_stream = id;
@@ -455,14 +494,20 @@ where
                 return Ok(());
             }
         };
-        let inbox = Inbox::new(self.waker.clone());
+        let waker = futures::task::waker(Arc::new(StreamWaker {
+            id,
+            woken: self.woken.clone(),
+        }));
+        let inbox = Inbox::new(waker.clone());
         if end_stream {
             inbox.end();
         }
         let request = http::Request::from_parts(parts, Body::new(RequestBody(inbox.clone())));
         let call = tower::ServiceExt::oneshot(self.service.clone(), request);
+        self.due.push(id);
         self.streams.push(Stream {
             id,
+            waker,
             reply: Reply::Calling(Box::pin(call)),
             inbox,
             recv_closed: end_stream,
@@ -492,11 +537,18 @@ where
         self.recv_unacked += stream.outstanding;
     }
 
-    /// Answers what the streams have; `true` if anything moved.
-    fn poll_streams(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Answers what the woken and due streams have; `true` if anything
+    /// moved.
+    fn poll_streams(&mut self) -> bool {
+        let mut ids = self.woken.take();
+        ids.append(&mut self.due);
+        ids.sort_unstable();
+        ids.dedup();
         let mut progress = false;
-        let mut i = 0;
-        while i < self.streams.len() {
+        for id in ids {
+            let Some(i) = self.find(id) else {
+                continue;
+            };
             let stream = &mut self.streams[i];
             let taken = stream.inbox.taken().min(stream.outstanding);
             stream.outstanding -= taken;
@@ -513,7 +565,8 @@ where
                 window: &mut self.send_window,
                 max_frame: self.peer_max_frame,
             };
-            progress |= stream.poll_reply(cx, &mut writer);
+            let waker = stream.waker.clone();
+            progress |= stream.poll_reply(&mut Context::from_waker(&waker), &mut writer);
             if matches!(stream.reply, Reply::Done) {
                 if !stream.recv_closed {
                     // The answer is complete: the client need send no more.
@@ -521,9 +574,10 @@ where
                 }
                 self.remove(i);
                 progress = true;
-                continue;
+            } else if writer.full() {
+                // Polled again once the output has drained.
+                self.due.push(id);
             }
-            i += 1;
         }
         if self.recv_unacked >= GIVE_BACK {
             frame::write_window_update(&mut self.out, 0, self.recv_unacked as u32);
@@ -602,8 +656,8 @@ where
                     Poll::Pending => {}
                 }
             }
-            if self.phase != Phase::Closing {
-                progress |= self.poll_streams(cx);
+            if self.phase != Phase::Closing && self.out.len() - self.written < OUT_HIGH {
+                progress |= self.poll_streams();
             }
             match self.poll_write(cx) {
                 Poll::Ready(Ok(wrote)) => progress |= wrote,
@@ -736,7 +790,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.waker.register(cx.waker());
+        this.woken.connection.register(cx.waker());
         this.drive(cx)
     }
 }

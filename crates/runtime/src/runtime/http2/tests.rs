@@ -270,3 +270,75 @@ async fn a_client_that_says_nothing_is_let_go() {
         .expect("closed after the first-request wait")
         .unwrap();
 }
+
+/// A small deterministic generator (xorshift), so a failing case is the
+/// same on every run.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A frame of a random type, flags, stream and payload; a third of the
+/// HEADERS carry a valid request, so streams get opened and answered.
+fn random_frame(random: &mut Random) -> Vec<u8> {
+    let kind = random.below(11) as u8;
+    let flags = random.next() as u8;
+    let stream = random.below(8) as u32;
+    let payload: Vec<u8> = if kind == 1 && random.below(3) == 0 {
+        loona_hpack::Encoder::new().encode([
+            (&b":method"[..], &b"POST"[..]),
+            (b":path", b"/envoy.Echo/Stream"),
+            (b":scheme", b"http"),
+        ])
+    } else {
+        (0..random.below(40)).map(|_| random.next() as u8).collect()
+    };
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+#[tokio::test]
+async fn any_frames_after_the_preface_end_in_an_answer_or_a_goaway_never_a_panic() {
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    for case in 0..500 {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut input = frame_bytes_preface();
+        for _ in 0..random.below(12) {
+            input.extend(random_frame(&mut random));
+        }
+        client.write_all(&input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let (ended, _) = mpsc::unbounded_channel();
+        let served = serve_connection(
+            server,
+            echo(ended),
+            CancellationToken::new(),
+            Duration::from_secs(1),
+        );
+        // The connection ends: the client's side is closed, so whatever
+        // the frames did, the server stops reading and lets go.
+        tokio::time::timeout(WAIT, served)
+            .await
+            .unwrap_or_else(|_| panic!("case {case} did not end: {input:?}"));
+    }
+}
+
+/// The client's preface and an empty SETTINGS frame.
+fn frame_bytes_preface() -> Vec<u8> {
+    let mut bytes = super::frame::PREFACE.to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    bytes
+}
