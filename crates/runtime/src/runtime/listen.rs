@@ -99,14 +99,7 @@ impl Bound {
     /// streams have (up to [`DRAIN_TIMEOUT`]).
     pub async fn serve_grpc<S>(self, service: S, transport: Transport, shutdown: CancellationToken)
     where
-        S: tower::Service<
-                axum::http::Request<tonic::body::Body>,
-                Response = axum::http::Response<tonic::body::Body>,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: super::http2::StreamService,
     {
         let name = self.name;
         let connections = tokio_util::task::TaskTracker::new();

@@ -9,6 +9,7 @@
 //! (the kernel's TCP keep-alive watches the peer), so a connected proxy
 //! that says nothing costs no wake-up.
 
+use super::StreamService;
 use super::body::{Inbox, RequestBody};
 use super::frame::{self, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, HEADER_LEN, Head, Kind, Reason};
 use super::headers::{self, Refused};
@@ -167,11 +168,7 @@ impl Writer<'_> {
 impl<IO, S> Connection<IO, S>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: StreamService,
 {
     pub fn new(
         io: IO,
@@ -780,11 +777,7 @@ impl<IO, S> Unpin for Connection<IO, S> {}
 impl<IO, S> Future for Connection<IO, S>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: StreamService,
 {
     type Output = ();
 

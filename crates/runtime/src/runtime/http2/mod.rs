@@ -30,6 +30,32 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 
+/// What serves the streams: a `tower` service taking tonic bodies, as
+/// tonic's server would call it.
+pub trait StreamService:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> StreamService for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves one connection until the client leaves, breaks the protocol,
 /// says nothing for `first_request_within` after connecting, or
 /// `shutdown` (then GOAWAY, and the streams open finish first).
@@ -40,11 +66,7 @@ pub async fn serve_connection<IO, S>(
     first_request_within: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: StreamService,
 {
     connection::Connection::new(io, service, shutdown, first_request_within).await
 }
