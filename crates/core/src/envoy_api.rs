@@ -211,6 +211,14 @@ pub fn parse_resource(text: &str, allowed: &[&str]) -> Result<RawResource, Strin
     })
 }
 
+/// A message of Envoy's API read from its JSON (either field names), such
+/// as the `node` of Envoy's admin `/server_info`.
+pub fn from_json<M: prost::Message + Default>(full_name: &str, json: Value) -> Result<M, String> {
+    let parsed =
+        DynamicMessage::deserialize(message(full_name)?, json).map_err(|e| e.to_string())?;
+    M::decode(prost::Message::encode_to_vec(&parsed).as_slice()).map_err(|e| e.to_string())
+}
+
 /// An encoded resource as JSON, in Envoy's own field names (as
 /// `/config_dump` shows them), or `None` when its type is not Envoy's.
 pub fn to_json(any: &Any) -> Option<Value> {

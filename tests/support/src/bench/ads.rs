@@ -4,9 +4,11 @@
 
 use super::envoy_node;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
 use prost::Message;
+use prost::bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -74,35 +76,103 @@ impl Observed {
     }
 }
 
-/// One simulated proxy, sending `node` (with its own id) in its first
-/// request as Envoy does. Its configuration is full once it has clusters,
-/// endpoints and listeners (and, with mTLS, secrets).
+/// A request already encoded. Each proxy's first request carries Envoy's
+/// node (about 60 KB): encoded once for all proxies and sent as bytes, the
+/// load generator does not clone and encode it again per proxy, CPU it
+/// would take from kuma-cp on the same machine.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Encoded(Bytes);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl From<DeltaDiscoveryRequest> for Encoded {
+    fn from(request: DeltaDiscoveryRequest) -> Encoded {
+        Encoded(request.encode_to_vec().into())
+    }
+}
+
+/// A first request for `type_url`: the `node` encoded once for every
+/// proxy, followed by this proxy's id (a field read after the others is
+/// still the node's id), then the type.
+fn first_request(node: &[u8], node_id: &str, type_url: &str) -> Encoded {
+    let id = Node {
+        id: node_id.to_string(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut bytes = Vec::with_capacity(node.len() + id.len() + 80);
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut bytes);
+    prost::encoding::encode_varint((node.len() + id.len()) as u64, &mut bytes);
+    bytes.extend_from_slice(node);
+    bytes.extend_from_slice(&id);
+    DeltaDiscoveryRequest {
+        type_url: type_url.to_string(),
+        ..Default::default()
+    }
+    .encode_raw(&mut bytes);
+    Encoded(bytes.into())
+}
+
+const DELTA_ADS: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// One simulated proxy, sending `node` (encoded, without an id) with its
+/// own id in its first request as Envoy does. Its configuration is full
+/// once it has clusters, endpoints and listeners (and, with mTLS, secrets).
 async fn simulate(
     channel: Channel,
-    (node_id, node): (String, Arc<Node>),
+    (node_id, node): (String, Bytes),
     i: usize,
     needed: usize,
     seen: Arc<Observed>,
 ) {
-    let mut client = AggregatedDiscoveryServiceClient::new(channel);
-    let (tx, rx) = mpsc::channel(8);
+    let mut client = tonic::client::Grpc::new(channel);
+    let (tx, rx) = mpsc::channel::<Encoded>(8);
     for (n, t) in TYPES.iter().enumerate() {
-        let node = (n == 0).then(|| Node {
-            id: node_id.clone(),
-            ..Node::clone(&node)
-        });
-        let _ = tx
-            .send(DeltaDiscoveryRequest {
-                node,
+        let request = if n == 0 {
+            first_request(&node, &node_id, t)
+        } else {
+            DeltaDiscoveryRequest {
                 type_url: t.to_string(),
                 ..Default::default()
-            })
-            .await;
+            }
+            .into()
+        };
+        let _ = tx.send(request).await;
     }
-    let response = match client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-    {
+    drop(node);
+    let codec = tonic_prost::ProstCodec::<Encoded, DeltaDiscoveryResponse>::default();
+    let opened = match client.ready().await {
+        Ok(()) => {
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(DELTA_ADS);
+            let requests = tonic::Request::new(ReceiverStream::new(rx));
+            client.streaming(requests, path, codec).await
+        }
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    let response = match opened {
         Ok(response) => response,
         Err(status) => {
             seen.failure(&node_id, format!("no stream: {status}"));
@@ -137,13 +207,12 @@ async fn simulate(
                 }
             }
         }
-        let _ = tx
-            .send(DeltaDiscoveryRequest {
-                type_url: r.type_url.clone(),
-                response_nonce: r.nonce.clone(),
-                ..Default::default()
-            })
-            .await;
+        let ack = DeltaDiscoveryRequest {
+            type_url: r.type_url.clone(),
+            response_nonce: r.nonce.clone(),
+            ..Default::default()
+        };
+        let _ = tx.send(ack.into()).await;
     }
 }
 
@@ -171,6 +240,13 @@ pub async fn connect_all_sending(
     seen: Arc<Observed>,
 ) {
     use futures::StreamExt;
+    let node = Bytes::from(
+        Node {
+            id: String::new(),
+            ..Node::clone(&node)
+        }
+        .encode_to_vec(),
+    );
     let chunks: Vec<(usize, Vec<String>)> = node_ids
         .chunks(per_connection)
         .map(<[String]>::to_vec)
@@ -291,6 +367,21 @@ mod tests {
 
     fn ms_list(list: &[u64]) -> Vec<Duration> {
         list.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    #[test]
+    fn a_first_request_is_envoys_node_with_the_proxys_id() {
+        let node = envoy_node::recorded("");
+        let encoded = first_request(&node.encode_to_vec(), "default.dp-7", TYPES[0]);
+        let request = DeltaDiscoveryRequest::decode(encoded.0).expect("a request");
+        assert_eq!(request.type_url, TYPES[0]);
+        assert_eq!(
+            request.node,
+            Some(Node {
+                id: "default.dp-7".into(),
+                ..node
+            })
+        );
     }
 
     #[test]

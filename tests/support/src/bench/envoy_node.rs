@@ -9,9 +9,7 @@
 //! in `fixtures/envoy-node.json` (Envoy 1.40.0 under kuma-dp, recorded
 //! with `curl localhost:<admin port>/server_info`).
 
-use envoy_types::pb::envoy::config::core::v3::{BuildVersion, Extension, Node, node};
-use envoy_types::pb::envoy::r#type::v3::SemanticVersion;
-use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use serde_json::Value as Json;
 
 /// The node recorded from Envoy 1.40.0, with `id` as its node id.
@@ -23,81 +21,19 @@ pub fn recorded(id: &str) -> Node {
 
 /// The `node` of a `/server_info` answer, with `id` as its node id.
 pub fn with_id(node: &Json, id: &str) -> Node {
-    let text = |key: &str| node[key].as_str().unwrap_or_default().to_string();
-    let build = &node["user_agent_build_version"];
+    let node: Node = kuma_core::envoy_api::from_json("envoy.config.core.v3.Node", node.clone())
+        .unwrap_or_else(|e| panic!("Envoy's node does not read as envoy.config.core.v3.Node: {e}"));
     Node {
         id: id.to_string(),
-        cluster: text("cluster"),
-        metadata: node.get("metadata").map(structure),
-        user_agent_name: text("user_agent_name"),
-        user_agent_version_type: build.get("version").map(|version| {
-            node::UserAgentVersionType::UserAgentBuildVersion(BuildVersion {
-                version: Some(semantic(version)),
-                metadata: build.get("metadata").map(structure),
-            })
-        }),
-        extensions: node["extensions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| Extension {
-                name: e["name"].as_str().unwrap_or_default().to_string(),
-                category: e["category"].as_str().unwrap_or_default().to_string(),
-                disabled: e["disabled"].as_bool().unwrap_or_default(),
-                type_urls: strings(&e["type_urls"]),
-                ..Default::default()
-            })
-            .collect(),
-        client_features: strings(&node["client_features"]),
-        ..Default::default()
+        ..node
     }
-}
-
-fn semantic(version: &Json) -> SemanticVersion {
-    let number = |key: &str| version[key].as_u64().unwrap_or_default() as u32;
-    SemanticVersion {
-        major_number: number("major_number"),
-        minor_number: number("minor_number"),
-        patch: number("patch"),
-    }
-}
-
-fn strings(list: &Json) -> Vec<String> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
-}
-
-fn structure(json: &Json) -> Struct {
-    Struct {
-        fields: json
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), value(v)))
-            .collect(),
-    }
-}
-
-fn value(json: &Json) -> Value {
-    let kind = match json {
-        Json::Null => Kind::NullValue(0),
-        Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(value).collect(),
-        }),
-        Json::Object(_) => Kind::StructValue(structure(json)),
-    };
-    Value { kind: Some(kind) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{BuildVersion, node};
+    use envoy_types::pb::envoy::r#type::v3::SemanticVersion;
     use prost::Message;
 
     #[test]

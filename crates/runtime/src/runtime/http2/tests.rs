@@ -237,20 +237,23 @@ async fn a_reset_stream_ends_its_request_body_with_an_error() {
     );
 }
 
-#[tokio::test]
-async fn a_client_that_does_not_speak_http2_is_disconnected() {
-    let server = server(WAIT).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.address)
-        .await
-        .unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: kuma\r\n\r\n")
-        .await
-        .unwrap();
+/// What the server sends a raw TCP client that sends `bytes`, until the
+/// server closes the connection (which it must, within the wait).
+async fn until_closed(address: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
     let mut got = Vec::new();
     tokio::time::timeout(WAIT, tcp.read_to_end(&mut got))
         .await
         .expect("closed, not left hanging")
         .unwrap();
+    got
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_speak_http2_is_disconnected() {
+    let server = server(WAIT).await;
+    let got = until_closed(server.address, b"GET / HTTP/1.1\r\nhost: kuma\r\n\r\n").await;
     // The server's SETTINGS, then a GOAWAY (type 7) saying PROTOCOL_ERROR.
     let settings = 9 + usize::from(got[2]);
     let goaway = &got[settings..];
@@ -261,14 +264,10 @@ async fn a_client_that_does_not_speak_http2_is_disconnected() {
 #[tokio::test]
 async fn a_client_that_says_nothing_is_let_go() {
     let server = server(Duration::from_millis(200)).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.address)
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut got))
-        .await
-        .expect("closed after the first-request wait")
-        .unwrap();
+    let got = until_closed(server.address, b"").await;
+    // Its SETTINGS, and nothing else: no GOAWAY for a client that never
+    // spoke.
+    assert_eq!(got.len(), 9 + usize::from(got[2]), "{got:?}");
 }
 
 /// A small deterministic generator (xorshift), so a failing case is the

@@ -169,18 +169,17 @@ fn without_node_extensions(message: Bytes, node_field: u64) -> Bytes {
         return message;
     };
     let contents = &message[node.contents.clone()];
-    if !fields(contents).any(|f| f.number == NODE_EXTENSIONS) {
-        return message;
-    }
     let mut kept = Vec::with_capacity(contents.len());
-    let mut end = 0;
+    let (mut skipped, mut end) = (false, 0);
     for field in fields(contents) {
-        if field.number != NODE_EXTENSIONS {
+        if field.number == NODE_EXTENSIONS {
+            skipped = true;
+        } else {
             kept.extend_from_slice(&contents[field.start..field.contents.end]);
         }
         end = field.contents.end;
     }
-    if end != contents.len() {
+    if !skipped || end != contents.len() {
         return message;
     }
     let mut lean = Vec::with_capacity(message.len() - contents.len() + kept.len());
@@ -217,16 +216,8 @@ fn field_at(message: &[u8], start: usize) -> Option<Field> {
     let key = varint(&mut rest)?;
     let (number, wire_type) = (key >> 3, key & 7);
     let len = match wire_type {
-        0 => {
-            let before = rest.len();
-            varint(&mut rest)?;
-            return Some(Field {
-                number,
-                wire_type,
-                start,
-                contents: message.len() - before..message.len() - rest.len(),
-            });
-        }
+        // A varint: its last byte is the first without the high bit.
+        0 => rest.iter().position(|b| b & 0x80 == 0)? + 1,
         1 => 8,
         2 => usize::try_from(varint(&mut rest)?).ok()?,
         5 => 4,
