@@ -588,6 +588,12 @@ fn bench(
         change(&api, "/meshes/default", &mtls);
         wait_for(&seen.last_lds, &all, &before, t0, ARRIVAL_BOUND);
         let switched = wait_for(&seen.last_lds, &all, &lds_now(), t0, ARRIVAL_BOUND);
+        if switched.missing() > 0 {
+            // Why, in kuma-cp's words: a step that waited for a proxy.
+            for line in cp.log().lines().filter(|l| l.contains("mTLS switch")) {
+                eprintln!("kuma-cp: {line}");
+            }
+        }
         (
             Some((idle_cpu, window)).filter(|_| !window.is_zero()),
             Some(switched),

@@ -29,8 +29,9 @@ OWNERS = [
     ("DataplaneInsights in the store", r"store::memory|store::postgres"),
     ("the stream's task", r"xds::ads::spawn_stream"),
     ("the stream's response slot and snapshot watch", r"xds::ads::slot|SnapshotCache::watch"),
-    ("hyper's task per HTTP/2 stream", (r"task::core::Cell<T,S>::new", r"hyper::")),
-    ("h2: each stream's slot in its connection, connection buffers, queued frames", r"h2::"),
+    ("TLS: the connection's rustls state and buffers", r"rustls::|tokio_rustls::"),
+    ("the connection's task and HTTP/2 state (runtime::http2: streams, request bodies)", r"runtime::http2"),
+    ("the connection's task (accepted, handshaken)", r"runtime::listen"),
 ]
 SERVING_STATE = "the stream's serving state (boxed in its task)"
 ALLOCATOR = r"^(0x[0-9a-f]+|.*rdl_alloc|.*rust_alloc|alloc::|malloc)"
