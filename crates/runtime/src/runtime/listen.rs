@@ -170,9 +170,9 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_PROBES: u32 = 3;
 
 /// How long a client may take to send a request's headers, from when the
-/// connection opens: a client that is silent, or sends its headers a byte
-/// at a time (slowloris), is disconnected then, rather than holding a
-/// connection and a task forever.
+/// connection opens (on the gRPC ports: to open HTTP/2): a client that is
+/// silent, or sends its headers a byte at a time (slowloris), is
+/// disconnected then, rather than holding a connection and a task forever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a TLS handshake may take.

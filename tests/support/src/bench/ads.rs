@@ -256,7 +256,17 @@ pub async fn connect_all_sending(
         .for_each_concurrent(CONNECTING_AT_ONCE, |(chunk, ids)| {
             let (seen, node) = (seen.clone(), node.clone());
             async move {
-                let channel: Channel = xds.connect().await.expect("connect");
+                let channel: Channel = match xds.connect().await {
+                    Ok(channel) => channel,
+                    Err(e) => {
+                        // Counted and named, as a stream that failed: the
+                        // run says why its proxies are not all configured.
+                        for id in &ids {
+                            seen.failure(id, format!("no connection: {e:?}"));
+                        }
+                        return;
+                    }
+                };
                 for (k, id) in ids.into_iter().enumerate() {
                     let i = chunk * per_connection + k;
                     let proxy = (id, node.clone());

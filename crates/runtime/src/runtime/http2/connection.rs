@@ -5,9 +5,9 @@
 //! Nothing is kept for an idle connection but its state: bytes are read
 //! into a buffer on the stack and only a frame cut in half by the network
 //! is kept on the heap, until its rest arrives; output is gathered in a
-//! buffer that is freed once written. No timer runs once a request came
-//! (the kernel's TCP keep-alive watches the peer), so a connected proxy
-//! that says nothing costs no wake-up.
+//! buffer that is freed once written. No timer runs once the client has
+//! opened HTTP/2 (the kernel's TCP keep-alive watches the peer), so a
+//! connected proxy that says nothing costs no wake-up.
 
 use super::StreamService;
 use super::body::{Inbox, RequestBody};
@@ -93,8 +93,8 @@ pub struct Connection<IO, S> {
     recv_unacked: usize,
     last_stream: u32,
     phase: Phase,
-    /// Until the first request: a client that opens a connection and
-    /// says nothing is let go.
+    /// Until the client has opened HTTP/2 (preface and SETTINGS): one that
+    /// connects and says nothing is let go.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
@@ -174,7 +174,7 @@ where
         io: IO,
         service: S,
         shutdown: tokio_util::sync::CancellationToken,
-        first_request_within: std::time::Duration,
+        preface_within: std::time::Duration,
     ) -> Self {
         let mut out = Vec::new();
         frame::write_settings(
@@ -208,7 +208,7 @@ where
             recv_unacked: 0,
             last_stream: 0,
             phase: Phase::Open,
-            deadline: Some(Box::pin(tokio::time::sleep(first_request_within))),
+            deadline: Some(Box::pin(tokio::time::sleep(preface_within))),
             shutdown: Box::pin(shutdown.cancelled_owned()),
         }
     }
@@ -269,6 +269,7 @@ where
                 return Err(Reason::Protocol);
             }
             self.settings_seen = true;
+            self.deadline = None;
         }
         if let Some((stream, ..)) = &self.continuing
             && (head.kind != Kind::Continuation || head.stream != *stream)
@@ -474,7 +475,6 @@ where
             return Err(Reason::Protocol);
         }
         self.last_stream = id;
-        self.deadline = None;
         if self.phase != Phase::Open {
             // After GOAWAY: the client knows this stream is not served.
             return Ok(());
@@ -631,12 +631,6 @@ where
                 self.go_away(Reason::NoError);
                 progress = true;
             }
-            if let Some(deadline) = &mut self.deadline
-                && deadline.as_mut().poll(cx).is_ready()
-            {
-                self.drop_streams();
-                return Poll::Ready(());
-            }
             if self.phase != Phase::Closing && self.out.len() - self.written < OUT_HIGH {
                 match self.poll_read(cx) {
                     Poll::Ready(Ok(true)) => progress = true,
@@ -652,6 +646,13 @@ where
                     }
                     Poll::Pending => {}
                 }
+            }
+            // After the read: a preface that arrived is read before the
+            // deadline is looked at, however late the task runs.
+            if let Some(deadline) = &mut self.deadline
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(());
             }
             if self.phase != Phase::Closing && self.out.len() - self.written < OUT_HIGH {
                 progress |= self.poll_streams();

@@ -9,7 +9,7 @@
 //! kuma-cp's memory (README, Benchmarks). Neither is a setting. This server
 //! speaks the part of HTTP/2 (RFC 9113) a gRPC server needs, as one future
 //! per connection that keeps no buffer while idle and runs no timer once
-//! the first request came; the streams are served by any `tower` service
+//! the client opened HTTP/2; the streams are served by any `tower` service
 //! taking tonic bodies, as tonic's server would call it.
 //!
 //! What it does not do: server push (gRPC has none), priorities (ignored,
@@ -57,16 +57,19 @@ impl<S> StreamService for S where
 }
 
 /// Serves one connection until the client leaves, breaks the protocol,
-/// says nothing for `first_request_within` after connecting, or
-/// `shutdown` (then GOAWAY, and the streams open finish first).
+/// has not opened HTTP/2 (its preface and SETTINGS) `preface_within`
+/// after connecting, or `shutdown` (then GOAWAY, and the streams open
+/// finish first). Under load a client's first request may come long after
+/// its preface: the wait for it is the stream's (ADS: 10 s from the
+/// stream's opening), not the connection's.
 pub async fn serve_connection<IO, S>(
     io: IO,
     service: S,
     shutdown: CancellationToken,
-    first_request_within: Duration,
+    preface_within: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
     S: StreamService,
 {
-    connection::Connection::new(io, service, shutdown, first_request_within).await
+    connection::Connection::new(io, service, shutdown, preface_within).await
 }
