@@ -37,8 +37,17 @@ const READ_CHUNK: usize = HEADER_LEN + DEFAULT_MAX_FRAME;
 /// A header block (HEADERS and its CONTINUATION frames) beyond this ends
 /// the connection.
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
-/// Received bytes given back to a window once this many are taken.
-const GIVE_BACK: usize = DEFAULT_WINDOW as usize / 2;
+/// What a client may send on a stream, and on the connection, before the
+/// server has taken it. HTTP/2's 64 KiB default is one Envoy first
+/// request (its node is about 60 KB): a hundred streams on a connection
+/// would wait for each other's window updates, long enough under load for
+/// their first requests to miss the streams' 10 s. Windows are credit,
+/// not buffers: what is held is what a reader has not taken yet.
+const RECV_STREAM_WINDOW: usize = 256 * 1024;
+const RECV_CONNECTION_WINDOW: usize = 1024 * 1024;
+/// Received bytes are given back to a window once half of it is taken.
+const STREAM_GIVE_BACK: usize = RECV_STREAM_WINDOW / 2;
+const CONNECTION_GIVE_BACK: usize = RECV_CONNECTION_WINDOW / 2;
 
 /// What the service answers for one stream.
 type Call = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
@@ -184,9 +193,13 @@ where
                 // blocks: the client's encoder drops its table.
                 (frame::HEADER_TABLE_SIZE, 0),
                 (frame::MAX_CONCURRENT_STREAMS, MAX_STREAMS as u32),
+                (frame::INITIAL_WINDOW_SIZE, RECV_STREAM_WINDOW as u32),
                 (frame::MAX_HEADER_LIST_SIZE, headers::MAX_HEADER_LIST as u32),
             ],
         );
+        // SETTINGS cannot raise the connection's own window: an update does.
+        let raise = RECV_CONNECTION_WINDOW - DEFAULT_WINDOW as usize;
+        frame::write_window_update(&mut out, 0, raise as u32);
         Connection {
             io,
             service,
@@ -204,7 +217,7 @@ where
             send_window: DEFAULT_WINDOW,
             peer_initial_window: DEFAULT_WINDOW,
             peer_max_frame: DEFAULT_MAX_FRAME,
-            recv_window: DEFAULT_WINDOW,
+            recv_window: RECV_CONNECTION_WINDOW as i64,
             recv_unacked: 0,
             last_stream: 0,
             phase: Phase::Open,
@@ -438,7 +451,7 @@ where
         }
         stream.unacked += head.len - data.len();
         let in_window = stream.outstanding + stream.unacked + data.len();
-        if in_window as i64 > DEFAULT_WINDOW {
+        if in_window > RECV_STREAM_WINDOW {
             self.recv_unacked += data.len();
             self.reset(i, Reason::FlowControl);
             return Ok(());
@@ -551,7 +564,7 @@ where
             stream.outstanding -= taken;
             stream.unacked += taken;
             self.recv_unacked += taken;
-            if stream.unacked >= GIVE_BACK && !stream.recv_closed {
+            if stream.unacked >= STREAM_GIVE_BACK && !stream.recv_closed {
                 frame::write_window_update(&mut self.out, stream.id, stream.unacked as u32);
                 stream.unacked = 0;
                 progress = true;
@@ -576,7 +589,7 @@ where
                 self.due.push(id);
             }
         }
-        if self.recv_unacked >= GIVE_BACK {
+        if self.recv_unacked >= CONNECTION_GIVE_BACK {
             frame::write_window_update(&mut self.out, 0, self.recv_unacked as u32);
             self.recv_window += self.recv_unacked as i64;
             self.recv_unacked = 0;

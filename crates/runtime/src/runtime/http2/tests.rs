@@ -127,13 +127,14 @@ async fn read_all(body: &mut h2::RecvStream) -> (Vec<u8>, Option<http::HeaderMap
 const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
-async fn a_megabyte_crosses_each_way_within_the_flow_control_windows() {
+async fn megabytes_cross_each_way_within_the_flow_control_windows() {
     let mut server = server(WAIT).await;
     let (mut send, _connection) = client(server.address).await;
     let (response, mut stream) = send.send_request(post(), false).unwrap();
-    // 1 MiB is sixteen times each side's window: it gets through only if
-    // both sides give their windows back as they read.
-    let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    // 4 MiB is four times the server's connection window and sixty-four
+    // times the client's: it gets through only if both sides give their
+    // windows back as they read.
+    let sent: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
     stream.send_data(Bytes::from(sent.clone()), true).unwrap();
     let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
@@ -254,20 +255,33 @@ async fn until_closed(address: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 async fn a_client_that_does_not_speak_http2_is_disconnected() {
     let server = server(WAIT).await;
     let got = until_closed(server.address, b"GET / HTTP/1.1\r\nhost: kuma\r\n\r\n").await;
-    // The server's SETTINGS, then a GOAWAY (type 7) saying PROTOCOL_ERROR.
-    let settings = 9 + usize::from(got[2]);
-    let goaway = &got[settings..];
-    assert_eq!((goaway[3], goaway.len()), (7, 9 + 8), "{got:?}");
-    assert_eq!(goaway[goaway.len() - 4..], [0, 0, 0, 1]);
+    // The server's opening (SETTINGS, WINDOW_UPDATE), then a GOAWAY
+    // saying PROTOCOL_ERROR.
+    let frames = frames(&got);
+    let kinds: Vec<u8> = frames.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, [4, 8, 7], "{got:?}");
+    assert_eq!(frames[2].1[4..], [0, 0, 0, 1]);
+}
+
+/// The frames in `bytes`: each one's type and payload.
+fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 9 {
+        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        frames.push((bytes[3], bytes[9..9 + len].to_vec()));
+        bytes = &bytes[9 + len..];
+    }
+    frames
 }
 
 #[tokio::test]
 async fn a_client_that_says_nothing_is_let_go() {
     let server = server(Duration::from_millis(200)).await;
     let got = until_closed(server.address, b"").await;
-    // Its SETTINGS, and nothing else: no GOAWAY for a client that never
-    // spoke.
-    assert_eq!(got.len(), 9 + usize::from(got[2]), "{got:?}");
+    // Its opening (SETTINGS, WINDOW_UPDATE), and nothing else: no GOAWAY
+    // for a client that never spoke.
+    let kinds: Vec<u8> = frames(&got).iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, [4, 8], "{got:?}");
 }
 
 /// A small deterministic generator (xorshift), so a failing case is the
