@@ -107,10 +107,19 @@ impl Bound {
             keep_alive(&socket);
             let (transport, service) = (transport.clone(), service.clone());
             let shutdown = shutdown.clone();
+            // Each phase boxed: a task keeps room for its future's largest
+            // state while it lives, and the handshake's (a TLS connection
+            // being accepted, inline) is larger than a served connection's.
             connections.track_future(async move {
-                if let Some((io, _)) = secure(name, socket, peer, &transport).await {
-                    super::http2::serve_connection(io, service, shutdown, HEADER_READ_TIMEOUT)
-                        .await;
+                let secured = Box::pin(secure(name, socket, peer, &transport)).await;
+                if let Some((io, _)) = secured {
+                    Box::pin(super::http2::serve_connection(
+                        io,
+                        service,
+                        shutdown,
+                        HEADER_READ_TIMEOUT,
+                    ))
+                    .await;
                 }
             })
         })
