@@ -7,6 +7,7 @@ use super::env_var_name;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -160,13 +161,14 @@ impl Bound {
 }
 
 /// TCP keep-alive on a connection that may stay idle for hours (a proxy's
-/// stream): the kernel probes after [`KEEPALIVE_IDLE`] of silence, every
+/// stream): the kernel probes after [`keepalive_idle`] of silence, every
 /// [`KEEPALIVE_INTERVAL`], and closes it after [`KEEPALIVE_PROBES`]
-/// unanswered, so a dead peer is found within 60 s while kuma-cp itself
-/// never wakes for an idle connection.
+/// unanswered, so a dead peer is found within 2 minutes while kuma-cp
+/// itself never wakes for an idle connection.
 fn keep_alive(socket: &tokio::net::TcpStream) {
+    static ACCEPTED: AtomicU32 = AtomicU32::new(0);
     let settings = socket2::TcpKeepalive::new()
-        .with_time(KEEPALIVE_IDLE)
+        .with_time(keepalive_idle(ACCEPTED.fetch_add(1, Ordering::Relaxed)))
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_PROBES);
     if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&settings) {
@@ -174,7 +176,21 @@ fn keep_alive(socket: &tokio::net::TcpStream) {
     }
 }
 
+/// The silence before the first probe of the `k`th accepted connection:
+/// from [`KEEPALIVE_IDLE`] to a minute more, each second of it taken by
+/// every 60th connection. A push to every proxy leaves all their
+/// connections silent from the same moment; probed all at once, 10,000
+/// connections' probes and answers overflowed the kernel's queue (1,000
+/// packets by default), three rounds running, and live connections were
+/// closed as dead. Spread, a second's probes are a sixtieth of them.
+fn keepalive_idle(k: u32) -> Duration {
+    // 7 and 60 have no common divisor: 60 connections in a row take all
+    // 60 seconds, and neighbours are 7 s apart.
+    KEEPALIVE_IDLE + Duration::from_secs(u64::from(k.wrapping_mul(7) % KEEPALIVE_SPREAD_SECONDS))
+}
+
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_SPREAD_SECONDS: u32 = 60;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_PROBES: u32 = 3;
 
@@ -449,3 +465,25 @@ pub struct Peer {
 /// A connection, plain or TLS.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn connections_accepted_together_are_probed_at_different_seconds() {
+        let idle: Vec<Duration> = (0..120).map(keepalive_idle).collect();
+        let first_minute: BTreeSet<Duration> = idle[..60].iter().copied().collect();
+        assert_eq!(first_minute.len(), 60, "60 in a row, 60 different seconds");
+        assert_eq!(first_minute.first(), Some(&KEEPALIVE_IDLE));
+        assert_eq!(
+            first_minute.last(),
+            Some(&(KEEPALIVE_IDLE + Duration::from_secs(59)))
+        );
+        assert_eq!(idle[..60], idle[60..], "and so on, a minute at a time");
+        let dead_found_within =
+            *first_minute.last().unwrap_or(&Duration::ZERO) + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES;
+        assert!(dead_found_within <= Duration::from_secs(120));
+    }
+}
