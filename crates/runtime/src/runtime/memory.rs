@@ -12,15 +12,43 @@
 //! does nothing.
 
 use super::CancellationToken;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 
-/// Moves whenever work that churns memory is done.
-static CHURN: AtomicU64 = AtomicU64::new(0);
+/// Work that churns memory, as it is done.
+struct Churn {
+    /// Moves whenever such work is done.
+    count: AtomicU64,
+    /// Set while the releasing task sleeps until churn starts again.
+    waiting: AtomicBool,
+    wake: Notify,
+}
+
+impl Churn {
+    const fn new() -> Self {
+        Churn {
+            count: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            wake: Notify::const_new(),
+        }
+    }
+
+    fn note(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        // Only the first churn after a quiet period wakes the task; the
+        // rest of a burst costs one atomic add.
+        if self.waiting.load(Ordering::SeqCst) && self.waiting.swap(false, Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
+    }
+}
+
+static CHURN: Churn = Churn::new();
 
 /// Notes work that allocated and freed much (a response encoded and sent).
 pub fn churned() {
-    CHURN.fetch_add(1, Ordering::Relaxed);
+    CHURN.note();
 }
 
 /// Hands free memory back once churn has stopped for `quiet`; ends with
@@ -29,28 +57,43 @@ pub async fn release_after_bursts(quiet: Duration, shutdown: CancellationToken) 
     after_bursts(&CHURN, quiet, shutdown, release_free_memory).await
 }
 
-/// Calls `release` once each time `churn` stops moving for `quiet`.
+/// Calls `release` once each time churn stops moving for `quiet`. Between
+/// bursts it sleeps without a timer, so an idle control plane never wakes
+/// for it.
 async fn after_bursts(
-    churn: &AtomicU64,
+    churn: &Churn,
     quiet: Duration,
     shutdown: CancellationToken,
     mut release: impl FnMut(),
 ) {
-    let mut seen = churn.load(Ordering::Relaxed);
-    let mut burst = false;
+    let mut seen = churn.count.load(Ordering::SeqCst);
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(quiet) => {}
-            () = shutdown.cancelled() => return,
+        // Quiet: until churn moves. `waiting` is set before the count is
+        // read, so churn in between either is seen here or wakes the task.
+        loop {
+            churn.waiting.store(true, Ordering::SeqCst);
+            if churn.count.load(Ordering::SeqCst) != seen {
+                churn.waiting.store(false, Ordering::SeqCst);
+                break;
+            }
+            tokio::select! {
+                () = churn.wake.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
         }
-        let now = churn.load(Ordering::Relaxed);
-        if now != seen {
+        // A burst: until `quiet` passes with no churn.
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(quiet) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let now = churn.count.load(Ordering::SeqCst);
+            if now == seen {
+                break;
+            }
             seen = now;
-            burst = true;
-        } else if burst {
-            burst = false;
-            release();
         }
+        release();
     }
 }
 
@@ -80,8 +123,8 @@ mod tests {
         let released = Arc::new(AtomicUsize::new(0));
         let shutdown = CancellationToken::new();
         let count = released.clone();
-        // Its own counter: other tests send responses meanwhile.
-        static WORK: AtomicU64 = AtomicU64::new(0);
+        // Its own churn: other tests send responses meanwhile.
+        static WORK: Churn = Churn::new();
         let task = tokio::spawn(after_bursts(
             &WORK,
             Duration::from_secs(1),
@@ -99,9 +142,11 @@ mod tests {
             }
         };
         assert_eq!(released_after(quiet * 10).await, 0, "idle from the start");
+        let parked = || WORK.waiting.load(Ordering::SeqCst);
+        assert!(parked(), "idle, it waits for churn, not on a timer");
         // A burst: work every half interval for three intervals.
         for _ in 0..6 {
-            WORK.fetch_add(1, Ordering::Relaxed);
+            WORK.note();
             tokio::time::sleep(quiet / 2).await;
         }
         assert_eq!(released_after(quiet * 3).await, 1, "once the burst ended");
@@ -110,7 +155,8 @@ mod tests {
             1,
             "and not again while idle"
         );
-        WORK.fetch_add(1, Ordering::Relaxed);
+        assert!(parked(), "and waits for churn again");
+        WORK.note();
         assert_eq!(released_after(quiet * 3).await, 2, "the next burst");
         shutdown.cancel();
         task.await.expect("ends with shutdown");

@@ -34,6 +34,9 @@ const CA_KEY_FILE: &str = "kuma-cp-ca.key";
 
 /// How often the user's files are looked at for a change.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a generated certificate goes unlooked at: its renewal is
+/// months away, but the wall clock can jump.
+const GENERATED_LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
 /// A generated certificate's lifetime; it is issued again a month before
 /// it ends, while `kuma-cp` runs.
 const ISSUED_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -194,9 +197,13 @@ impl ControlPlaneCert {
     /// matching) is logged and the certificate in use kept.
     pub async fn keep_current(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
+            let wait = match self.current.read() {
+                Ok(current) => self.origin.next_look(&current.stamp),
+                Err(_) => WATCH_INTERVAL,
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             let due = match self.current.read() {
                 Ok(current) => self.origin.due(&current.stamp),
@@ -239,6 +246,21 @@ impl ResolvesServerCert for ControlPlaneCert {
 }
 
 impl Origin {
+    /// How long until the certificate read under `stamp` is looked at
+    /// again: files every [`WATCH_INTERVAL`], as they can change at any
+    /// time; a generated certificate when its renewal is due, so that an
+    /// idle control plane does not wake for it.
+    fn next_look(&self, stamp: &Stamp) -> Duration {
+        match (self, stamp) {
+            (Origin::Generated { .. }, Stamp::Ends(ends)) => ends
+                .checked_sub(RENEW_BEFORE)
+                .and_then(|renew| renew.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::ZERO)
+                .clamp(WATCH_INTERVAL, GENERATED_LOOK_AT_MOST_EVERY),
+            _ => WATCH_INTERVAL,
+        }
+    }
+
     /// Whether the certificate read under `stamp` is to be read again.
     fn due(&self, stamp: &Stamp) -> bool {
         match self {
@@ -503,5 +525,21 @@ mod tests {
                 .ca_pem()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_generated_certificate_is_looked_at_when_its_renewal_nears_and_files_every_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = ControlPlaneCert::load(&general(dir.path()), &[]).unwrap();
+        let current = cert.current.read().unwrap();
+        let wait = cert.origin.next_look(&current.stamp);
+        assert_eq!(wait, GENERATED_LOOK_AT_MOST_EVERY, "renewal is months away");
+        let renewing = Stamp::Ends(SystemTime::now() + RENEW_BEFORE);
+        assert_eq!(cert.origin.next_look(&renewing), WATCH_INTERVAL, "due now");
+        let files = Origin::Files {
+            cert: "tls.crt".into(),
+            key: "tls.key".into(),
+        };
+        assert_eq!(files.next_look(&Stamp::Files(vec![])), WATCH_INTERVAL);
     }
 }

@@ -199,6 +199,11 @@ impl Identities {
             .collect()
     }
 
+    /// Whether no proxy holds a certificate issued here (no mesh uses mTLS).
+    pub fn none_issued(&self) -> bool {
+        self.issued.is_empty()
+    }
+
     /// Drops the certificates of proxies that are gone.
     pub fn retain_connected(&mut self, connected: &HashSet<ProxyId>) {
         self.issued.retain(|id, _| connected.contains(id));

@@ -96,9 +96,11 @@ impl Reconciler {
                     let moved = shared.rollout.advance(&self.index.read(), &self.cache);
                     batch.affected.meshes.extend(moved);
                 }
-                _ = renewals.tick() => {
+                _ = renewals.tick(), if !identities.none_issued() => {
                     // Certificates of proxies that left are dropped here, at
-                    // the renewal pace, not on every change.
+                    // the renewal pace, not on every change. Without any
+                    // (no mesh uses mTLS) there is nothing to look at: an
+                    // idle control plane does not walk its proxies.
                     let connected: HashSet<ProxyId> = self.cache.connected().into_iter().collect();
                     identities.retain_connected(&connected);
                     batch.connected.extend(identities.due_for_renewal());
