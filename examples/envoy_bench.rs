@@ -3,7 +3,8 @@
 //! `kuma-dp` + Envoy processes, one outbound each, against a release
 //! `kuma-cp` (TLS, dataplane tokens, as a user runs it), and as many
 //! simulated proxies against another; prints kuma-cp's memory per connected
-//! proxy in both and their ratio. Asserts nothing.
+//! proxy in both and their ratio, and what kuma-cp runs while they idle.
+//! Asserts nothing.
 
 use kuma_test_support as common;
 use kuma_test_support::bench as support;
@@ -68,6 +69,8 @@ fn main() {
     // admin port taken meanwhile, say) is not counted.
     let (live, streams) = (live(), common::open_streams(&cp.api) as usize);
     let real = rss_at_rest(&cp).saturating_sub(before) as f64 / streams.max(1) as f64;
+    // Whatever Envoy and kuma-dp send on their own while nothing changes.
+    let (real_idle, window) = support::idle(cp.child.id());
     // What these Envoys sent as their node: the simulated proxies send it.
     let server_info: serde_json::Value = envoys
         .iter()
@@ -102,24 +105,35 @@ fn main() {
     });
     let sim_configured = sim_started.elapsed();
     let simulated = rss_at_rest(&sim_cp).saturating_sub(before) as f64 / n as f64;
+    let (sim_idle, _) = support::idle(sim_cp.child.id());
 
     println!(
         "\nReal Envoys against the simulation: {n} kuma-dp + Envoy processes (TLS, dataplane tokens, one outbound each) and {n} simulated proxies (one connection each, TLS, each sending the node the Envoys sent: {node_bytes} bytes, the recorded one xds_bench sends {} bytes), each against a release kuma-cp of its own\n",
         prost::Message::encoded_len(&envoy_node::recorded(""))
     );
-    println!("| proxies | all configured | kuma-cp RSS per connected proxy |");
-    println!("|---|--:|--:|");
+    let idle = |ran: support::Ran| format!("{:.4} s, ran {} times", ran.cpu_seconds, ran.times);
     println!(
-        "| {n} real Envoys ({live} LIVE, {streams} streams) | {:.1} s | {real:.1} KiB |",
+        "| proxies | all configured | kuma-cp RSS per connected proxy | kuma-cp idle CPU over {} s |",
+        window.as_secs()
+    );
+    println!("|---|--:|--:|--:|");
+    println!(
+        "| {n} real Envoys ({live} LIVE, {streams} streams) | {:.1} s | {real:.1} KiB | {} |",
         configured.as_secs_f64(),
+        idle(real_idle)
     );
     println!(
-        "| {n} simulated | {:.2} s | {simulated:.1} KiB |",
-        sim_configured.as_secs_f64()
+        "| {n} simulated | {:.2} s | {simulated:.1} KiB | {} |",
+        sim_configured.as_secs_f64(),
+        idle(sim_idle)
     );
     let ratio = real / simulated.max(0.1);
-    let verdict = if ratio <= 1.5 { "met" } else { "MISSED" };
+    let verdict = |met| if met { "met" } else { "MISSED" };
+    let idle_met = real_idle.cpu_seconds < 0.05 * window.as_secs_f64() / 60.0;
     println!(
-        "\n| goal | measured | |\n|---|---|---|\n| real Envoy within 1.5x of the simulation, per connected proxy | {ratio:.2}x | {verdict} |"
+        "\n| goal | measured | |\n|---|---|---|\n| real Envoy within 1.5x of the simulation, per connected proxy | {ratio:.2}x | {} |\n| {n} real Envoys connected, nothing changing: under 0.05 CPU s over 60 s | {} | {} |",
+        verdict(ratio <= 1.5),
+        idle(real_idle),
+        verdict(idle_met)
     );
 }

@@ -15,7 +15,7 @@ use kuma::xds::index::{IndexEvent, ProxyId, ResourceIndex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::ads::{AS_ENVOY, Arrivals, MULTIPLEXED, Observed, connect_all, ms, wait_for};
-use support::{cpu_seconds, load, proc_status_kib};
+use support::{Ran, cpu_seconds, load, proc_status_kib};
 
 const CHANGE_ROUNDS: usize = 20;
 /// How long a benchmark waits for a change to reach every proxy it
@@ -361,20 +361,18 @@ struct Figures {
     /// Runs without policies only: mTLS switched on, until every proxy
     /// has its new listeners.
     mtls_switch: Option<Arrivals>,
-    /// CPU seconds over the idle window, and its length.
-    idle_cpu: Option<(f64, Duration)>,
+    /// What kuma-cp ran over the idle window.
+    idle_cpu: Option<Idle>,
     transport: Transport,
     per_connection: usize,
 }
 
-/// Nothing changes for this long while the idle CPU is measured
-/// (`KUMA_BENCH_IDLE_SECONDS`).
-fn idle_window() -> Duration {
-    let seconds = std::env::var("KUMA_BENCH_IDLE_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    Duration::from_secs(seconds)
+/// A window in which nothing changed.
+struct Idle {
+    ran: Ran,
+    window: Duration,
+    /// Streams that ended meanwhile: an idle connection is to stay open.
+    streams_ended: usize,
 }
 
 impl Figures {
@@ -568,10 +566,15 @@ fn bench(
     // Idle, then a mesh-wide change: mTLS on. Every proxy gets new
     // listeners (TLS, RBAC) and its certificate.
     let (idle_cpu, mtls_switch) = if extra == Extra::Nothing && shape == Shape::OneOutbound {
-        let window = if idle { idle_window() } else { Duration::ZERO };
-        let before = cpu_seconds(pid);
-        std::thread::sleep(window);
-        let idle_cpu = cpu_seconds(pid) - before;
+        let idle_cpu = idle.then(|| {
+            let ended_before = seen.failed.load(Ordering::Relaxed);
+            let (ran, window) = support::idle(pid);
+            Idle {
+                ran,
+                window,
+                streams_ended: seen.failed.load(Ordering::Relaxed) - ended_before,
+            }
+        });
         let all: Vec<usize> = (0..n).collect();
         let mtls = serde_json::json!({"mtls": {"enabled": true, "ca": {"builtin": {}}}});
         // The switch goes in steps (`xds::mtls_rollout`); listeners change
@@ -594,10 +597,7 @@ fn bench(
                 eprintln!("kuma-cp: {line}");
             }
         }
-        (
-            Some((idle_cpu, window)).filter(|_| !window.is_zero()),
-            Some(switched),
-        )
+        (idle_cpu, Some(switched))
     } else {
         (None, None)
     };
@@ -708,11 +708,20 @@ fn goals_of(n: usize, extra: Extra, shape: Shape, f: &Figures) {
             switched.met(100, Duration::from_secs(5)),
         );
     }
-    if let Some((cpu, window)) = f.idle_cpu {
+    if let Some(idle) = &f.idle_cpu {
         goal(
-            &format!("{n} proxies connected, nothing changing: under 0.05 CPU s over 60 s"),
-            format!("{cpu:.2} CPU s over {} s", window.as_secs()),
-            cpu < 0.05 * window.as_secs_f64() / 60.0,
+            &format!(
+                "{n} proxies connected, nothing changing: under 0.05 CPU s over 60 s, every stream kept"
+            ),
+            format!(
+                "{:.4} CPU s over {} s; kuma-cp's threads ran {} times; {} streams ended",
+                idle.ran.cpu_seconds,
+                idle.window.as_secs(),
+                idle.ran.times,
+                idle.streams_ended
+            ),
+            idle.ran.cpu_seconds < 0.05 * idle.window.as_secs_f64() / 60.0
+                && idle.streams_ended == 0,
         );
     }
     goal(

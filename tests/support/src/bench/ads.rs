@@ -141,6 +141,8 @@ const DELTA_ADS: &str =
 /// One simulated proxy, sending `node` (encoded, without an id) with its
 /// own id in its first request as Envoy does. Its configuration is full
 /// once it has clusters, endpoints and listeners (and, with mTLS, secrets).
+/// A stream that fails before then is opened again, as Envoy does; each
+/// failure is counted.
 async fn simulate(
     channel: Channel,
     (node_id, node): (String, Bytes),
@@ -148,11 +150,54 @@ async fn simulate(
     needed: usize,
     seen: Arc<Observed>,
 ) {
-    let mut client = tonic::client::Grpc::new(channel);
+    let mut delay = RETRY_FIRST;
+    for attempt in 1..=ATTEMPTS {
+        let configured = match stream(&channel, (&node_id, &node), i, needed, &seen).await {
+            Ok(()) => return,
+            Err(Failed { why, configured }) => {
+                seen.failure(&node_id, format_args!("{why} (attempt {attempt})"));
+                configured
+            }
+        };
+        if configured {
+            // A configured proxy's stream ends when kuma-cp goes away;
+            // the bench connects anew when it wants one back.
+            return;
+        }
+        // Envoy's jittered back-off: anywhere up to the current delay.
+        let jitter = (i as u64).wrapping_mul(2_654_435_761) % 1000 + 1;
+        tokio::time::sleep(delay * jitter as u32 / 1000).await;
+        delay = (delay * 2).min(RETRY_MOST);
+    }
+}
+
+/// Envoy opens its ADS stream again when it fails: after at most 500 ms,
+/// doubling to at most 30 s, each delay jittered. The simulated proxies do
+/// so until they are configured, a few times.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MOST: Duration = Duration::from_secs(30);
+const ATTEMPTS: u32 = 5;
+
+/// Why a stream ended, and whether its proxy had been configured by then.
+struct Failed {
+    why: String,
+    configured: bool,
+}
+
+/// One ADS stream of a simulated proxy, until it ends: `Ok` when kuma-cp
+/// ended it cleanly.
+async fn stream(
+    channel: &Channel,
+    (node_id, node): (&str, &Bytes),
+    i: usize,
+    needed: usize,
+    seen: &Observed,
+) -> Result<(), Failed> {
+    let mut client = tonic::client::Grpc::new(channel.clone());
     let (tx, rx) = mpsc::channel::<Encoded>(8);
     for (n, t) in TYPES.iter().enumerate() {
         let request = if n == 0 {
-            first_request(&node, &node_id, t)
+            first_request(node, node_id, t)
         } else {
             DeltaDiscoveryRequest {
                 type_url: t.to_string(),
@@ -162,7 +207,6 @@ async fn simulate(
         };
         let _ = tx.send(request).await;
     }
-    drop(node);
     let codec = tonic_prost::ProstCodec::<Encoded, DeltaDiscoveryResponse>::default();
     let opened = match client.ready().await {
         Ok(()) => {
@@ -172,23 +216,23 @@ async fn simulate(
         }
         Err(e) => Err(tonic::Status::unavailable(e.to_string())),
     };
-    let response = match opened {
-        Ok(response) => response,
-        Err(status) => {
-            seen.failure(&node_id, format!("no stream: {status}"));
-            return;
-        }
-    };
-    let mut stream = response.into_inner();
+    let mut stream = opened
+        .map_err(|status| Failed {
+            why: format!("no stream: {status}"),
+            configured: false,
+        })?
+        .into_inner();
     let mut got = [false; 4];
     let full = |got: &[bool; 4]| got[..needed].iter().all(|g| *g);
     loop {
         let r = match stream.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => break,
+            Ok(None) => return Ok(()),
             Err(status) => {
-                seen.failure(&node_id, format!("stream ended: {status}"));
-                break;
+                return Err(Failed {
+                    why: format!("stream ended: {status}"),
+                    configured: full(&got),
+                });
             }
         };
         seen.bytes

@@ -73,6 +73,84 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// What each thread of a process has run so far, from its schedstat:
+/// nanoseconds on a CPU and the times it was put on one. Precise where
+/// /proc/PID/stat counts 10 ms clock ticks, which is what a window of
+/// near-idle needs.
+pub struct ThreadTimes(std::collections::HashMap<String, (u64, u64)>);
+
+/// What a process ran over a window.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran {
+    pub cpu_seconds: f64,
+    /// Times a thread of it was put on a CPU: each wake-up is at least one.
+    pub times: u64,
+}
+
+impl ThreadTimes {
+    pub fn read(pid: u32) -> ThreadTimes {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|thread| {
+                let stat = std::fs::read_to_string(thread.path().join("schedstat")).ok()?;
+                let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().ok());
+                let ns = fields.next()??;
+                let times = fields.nth(1)??;
+                Some((
+                    thread.file_name().to_string_lossy().into_owned(),
+                    (ns, times),
+                ))
+            })
+            .collect();
+        ThreadTimes(threads)
+    }
+
+    /// What ran since `earlier`: threads started since count whole; a
+    /// thread that ended in between is not counted.
+    pub fn since(&self, earlier: &ThreadTimes) -> Ran {
+        let (ns, times) = self
+            .0
+            .iter()
+            .map(|(tid, (ns, times))| {
+                let (ns0, times0) = earlier.0.get(tid).copied().unwrap_or((0, 0));
+                (ns.saturating_sub(ns0), times.saturating_sub(times0))
+            })
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+        Ran {
+            cpu_seconds: ns as f64 / 1e9,
+            times,
+        }
+    }
+}
+
+/// What the last change leaves kuma-cp to do before it is idle: the
+/// insights of the proxies that ACKed are written within the flush
+/// interval (1 s), and a burst's freed memory is handed back once it has
+/// been quiet for a second. An idle window starts after it.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// How long nothing changes while idle CPU is measured:
+/// `KUMA_BENCH_IDLE_SECONDS`, 60 by default.
+pub fn idle_window() -> Duration {
+    let seconds = std::env::var("KUMA_BENCH_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(seconds)
+}
+
+/// What process `pid` ran over [`idle_window`] once [`SETTLE`]d, while
+/// the caller changes nothing; and the window.
+pub fn idle(pid: u32) -> (Ran, Duration) {
+    let window = idle_window();
+    std::thread::sleep(SETTLE);
+    let before = ThreadTimes::read(pid);
+    std::thread::sleep(window);
+    (ThreadTimes::read(pid).since(&before), window)
+}
+
 /// CPU seconds (user + system) a process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
