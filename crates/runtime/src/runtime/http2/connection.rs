@@ -13,6 +13,7 @@ use super::StreamService;
 use super::body::{Inbox, RequestBody};
 use super::frame::{self, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, HEADER_LEN, Head, Kind, Reason};
 use super::headers::{self, Refused};
+use super::hpack;
 use axum::http;
 use bytes::{Buf, Bytes};
 use futures::task::AtomicWaker;
@@ -71,7 +72,7 @@ enum Failure {
 pub struct Connection<IO, S> {
     io: IO,
     service: S,
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: hpack::Decoder,
     /// Bytes of the client's preface not yet read.
     preface_left: usize,
     /// Whether the first frame after the preface (a SETTINGS) came.
@@ -203,7 +204,7 @@ where
         Connection {
             io,
             service,
-            decoder: loona_hpack::Decoder::new(),
+            decoder: hpack::Decoder::default(),
             preface_left: frame::PREFACE.len(),
             settings_seen: false,
             partial: Vec::new(),
@@ -372,7 +373,7 @@ where
             // The client's encoder has our table size of 0: its next
             // block starts by saying so, and never refers to an entry
             // of the table before.
-            self.decoder.set_max_table_size(0);
+            self.decoder.set_allowed(0);
             return Ok(());
         }
         let settings = frame::settings(payload)?;

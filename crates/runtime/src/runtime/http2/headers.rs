@@ -1,9 +1,10 @@
-//! Header blocks: a request's, decoded with HPACK (RFC 7541) into an
-//! `http::Request`, and a response's, encoded as literals. The server
+//! Header blocks: a request's, decoded with HPACK (RFC 7541, [`hpack`])
+//! into an `http::Request`, and a response's, encoded as literals. The server
 //! never indexes what it sends: a stream answers one set of headers and
 //! one of trailers, so a dynamic table would save a few bytes per stream
 //! and cost a table per connection.
 
+use super::hpack;
 use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 /// The largest header list a request may have, counted as RFC 9113
@@ -23,12 +24,12 @@ pub enum Refused {
 /// A request's head: HPACK-decoded from `block` with `decoder` (whose
 /// table the block may change), then checked.
 pub fn request(
-    decoder: &mut loona_hpack::Decoder<'static>,
+    decoder: &mut hpack::Decoder,
     block: &[u8],
 ) -> Result<http::request::Parts, Refused> {
     let mut head = Head::default();
     decoder
-        .decode_with_cb(block, |name, value| head.field(&name, &value))
+        .decode(block, |name, value| head.field(name, value))
         .map_err(|_| Refused::Compression)?;
     head.into_parts()
 }
@@ -207,7 +208,7 @@ mod tests {
             (b"content-type", b"application/grpc"),
             (b"authorization", b"Bearer token"),
         ]);
-        let parts = request(&mut loona_hpack::Decoder::new(), &block).expect("a request");
+        let parts = request(&mut hpack::Decoder::default(), &block).expect("a request");
         assert_eq!(parts.method, http::Method::POST);
         assert_eq!(
             parts.uri.path(),
@@ -220,7 +221,7 @@ mod tests {
     #[test]
     fn malformed_requests_are_refused_with_the_reason() {
         let refused = |fields: &[(&[u8], &[u8])]| {
-            request(&mut loona_hpack::Decoder::new(), &client_block(fields)).unwrap_err()
+            request(&mut hpack::Decoder::default(), &client_block(fields)).unwrap_err()
         };
         assert_eq!(
             refused(&[(b":method", b"POST")]),
@@ -240,7 +241,7 @@ mod tests {
             Refused::Malformed("the request's headers exceed 16 KiB")
         );
         assert_eq!(
-            request(&mut loona_hpack::Decoder::new(), &[0xff, 0xff, 0xff]).unwrap_err(),
+            request(&mut hpack::Decoder::default(), &[0xff, 0xff, 0xff]).unwrap_err(),
             Refused::Compression
         );
     }

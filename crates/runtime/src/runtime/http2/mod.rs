@@ -20,6 +20,7 @@ mod body;
 mod connection;
 mod frame;
 mod headers;
+mod hpack;
 #[cfg(test)]
 mod tests;
 
