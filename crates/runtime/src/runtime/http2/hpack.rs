@@ -281,6 +281,7 @@ const STATIC_TABLE: [(&str, &str); STATIC_ENTRIES] = [
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::Random;
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -381,13 +382,8 @@ mod tests {
     #[test]
     fn blocks_a_client_encodes_decode_as_the_reference_decodes_them() {
         let mut encoder = loona_hpack::Encoder::new();
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize
-        };
+        let mut random = Random(7);
+        let mut next = move || random.next() as usize;
         let names = [
             "content-type",
             "te",
@@ -473,13 +469,8 @@ mod tests {
 
     #[test]
     fn random_blocks_end_in_fields_or_a_reason_never_a_panic() {
-        let mut seed = 11u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as u8
-        };
+        let mut random = Random(11);
+        let mut next = move || random.next() as u8;
         for _ in 0..20_000 {
             let len = usize::from(next() % 64);
             let block: Vec<u8> = (0..len).map(|_| next()).collect();
