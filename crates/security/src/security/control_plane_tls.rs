@@ -558,4 +558,48 @@ mod tests {
         };
         assert_eq!(files.next_look(&Stamp::Files(vec![])), WATCH_INTERVAL);
     }
+
+    /// A client that asks for AES-256 first, as rustls' clients do, gets
+    /// what Envoy asks for first, and no session ticket.
+    #[test]
+    fn clients_get_aes_128_gcm_with_sha_256_and_no_session_tickets() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = Arc::new(ControlPlaneCert::load(&general(dir.path()), &[]).unwrap());
+        let mut roots = rustls::RootCertStore::empty();
+        pem::add_roots(&mut roots, "the CA", cert.ca_file().unwrap()).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        assert_eq!(
+            client_config.crypto_provider().cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            "the client's first choice"
+        );
+        let mut client = rustls::ClientConnection::new(
+            Arc::new(client_config),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::new(cert.server_config().unwrap())).unwrap();
+        // Records back and forth until neither side has any to send.
+        let mut buffer = Vec::new();
+        for _ in 0..10 {
+            buffer.clear();
+            client.write_tls(&mut buffer).unwrap();
+            server.read_tls(&mut &buffer[..]).unwrap();
+            server.process_new_packets().unwrap();
+            buffer.clear();
+            server.write_tls(&mut buffer).unwrap();
+            client.read_tls(&mut &buffer[..]).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        assert_eq!(
+            server.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+        assert_eq!(client.tls13_tickets_received(), 0);
+    }
 }
