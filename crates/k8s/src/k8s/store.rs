@@ -387,7 +387,13 @@ impl KubernetesStore {
                 .await
                 .map(|_| ())
         };
-        result.map_err(|e| self.write_error(key, &ResourceVersion::default(), e))?;
+        // Gone already (an insight the garbage collector deleted along with
+        // its dataplane, say): the cache must not keep it either, until
+        // the watch says so.
+        let missing = matches!(&result, Err(e) if is_status(e, 404));
+        if !missing {
+            result.map_err(|e| self.write_error(key, &ResourceVersion::default(), e))?;
+        }
         let gone = {
             let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
             c.locations.remove(key);
@@ -395,6 +401,9 @@ impl KubernetesStore {
         };
         if gone {
             self.changes.announce(ChangeEvent::Deleted(key.clone()));
+        }
+        if missing {
+            return Err(StoreError::NotFound(key.clone()));
         }
         Ok(())
     }

@@ -577,12 +577,11 @@ mod tests {
             rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
             "the client's first choice"
         );
-        let mut client = rustls::ClientConnection::new(
-            Arc::new(client_config),
-            "localhost".try_into().unwrap(),
-        )
-        .unwrap();
-        let mut server = rustls::ServerConnection::new(Arc::new(cert.server_config().unwrap())).unwrap();
+        let mut client =
+            rustls::ClientConnection::new(Arc::new(client_config), "localhost".try_into().unwrap())
+                .unwrap();
+        let mut server =
+            rustls::ServerConnection::new(Arc::new(cert.server_config().unwrap())).unwrap();
         // Records back and forth until neither side has any to send.
         let mut buffer = Vec::new();
         for _ in 0..10 {
