@@ -43,8 +43,8 @@ pub struct Observed {
     pub last_lds: Vec<AtomicU64>,
     pub bytes: AtomicU64,
     pub complete: AtomicUsize,
-    /// Streams that failed or ended with an error, and the first reason:
-    /// a run whose proxies are not all configured says why.
+    /// Streams that ended, with an error or not, and the first reason: a
+    /// run whose proxies are not all configured says why.
     pub failed: AtomicUsize,
     pub first_failure: std::sync::Mutex<Option<String>>,
 }
@@ -142,7 +142,7 @@ const DELTA_ADS: &str =
 /// own id in its first request as Envoy does. Its configuration is full
 /// once it has clusters, endpoints and listeners (and, with mTLS, secrets).
 /// A stream that fails before then is opened again, as Envoy does; each
-/// failure is counted.
+/// failure, and any end of its stream, is counted.
 async fn simulate(
     channel: Channel,
     (node_id, node): (String, Bytes),
@@ -153,7 +153,11 @@ async fn simulate(
     let mut delay = RETRY_FIRST;
     for attempt in 1..=ATTEMPTS {
         let configured = match stream(&channel, (&node_id, &node), i, needed, &seen).await {
-            Ok(()) => return,
+            Ok(()) => {
+                // A proxy's stream is to stay open: an end is counted too.
+                seen.failure(&node_id, "kuma-cp ended the stream");
+                return;
+            }
             Err(Failed { why, configured }) => {
                 seen.failure(&node_id, format_args!("{why} (attempt {attempt})"));
                 configured
