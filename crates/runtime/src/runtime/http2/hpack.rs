@@ -89,7 +89,7 @@ impl Decoder {
                 let ((name, value), after) = self.literal(rest, 6)?;
                 rest = after;
                 field(&name, &value);
-                self.insert(name.into_owned().into(), value.into_owned().into());
+                self.insert(&name, &value);
             } else if octet & 0x20 != 0 {
                 // Dynamic table size update (§6.3), only before the
                 // block's first field (§4.2).
@@ -133,21 +133,24 @@ impl Decoder {
     }
 
     /// A literal field whose name index has an `n`-bit prefix: its name,
-    /// its value, and what follows it.
+    /// its value, and what follows it. A name from the static table (the
+    /// usual case: `content-type`, `user-agent`) is borrowed; one from the
+    /// dynamic table is copied, as the field may be added to that table.
     fn literal<'b>(&self, block: &'b [u8], n: u8) -> Result<(Field<'b>, &'b [u8]), Invalid> {
         let (index, rest) = integer(block, n)?;
-        let (name, rest) = if index == 0 {
-            string(rest)?
-        } else {
-            (Cow::Owned(self.entry(index)?.0.to_vec()), rest)
+        let (name, rest) = match index {
+            0 => string(rest)?,
+            1..=STATIC_ENTRIES => (Cow::Borrowed(STATIC_TABLE[index - 1].0.as_bytes()), rest),
+            _ => (Cow::Owned(self.entry(index)?.0.to_vec()), rest),
         };
         let (value, rest) = string(rest)?;
         Ok(((name, value), rest))
     }
 
     /// Adds an entry, evicting the oldest to make room (§4.4); one larger
-    /// than the table empties it.
-    fn insert(&mut self, name: Box<[u8]>, value: Box<[u8]>) {
+    /// than the table empties it. Copied only when it fits: with the
+    /// server's table size of 0 nothing does.
+    fn insert(&mut self, name: &[u8], value: &[u8]) {
         let size = name.len() + value.len() + ENTRY_OVERHEAD;
         if size > self.capacity {
             self.table.clear();
@@ -156,7 +159,7 @@ impl Decoder {
         }
         self.evict(size);
         self.size += size;
-        self.table.push_front((name, value));
+        self.table.push_front((name.into(), value.into()));
     }
 
     /// Evicts the oldest entries until `room` more fits (§4.3).
@@ -280,7 +283,7 @@ const STATIC_TABLE: [(&str, &str); STATIC_ENTRIES] = [
 ];
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::tests::Random;
     use super::*;
 
@@ -292,31 +295,30 @@ mod tests {
             .collect()
     }
 
+    /// A field as text, to compare and print.
+    fn text(name: &[u8], value: &[u8]) -> (String, String) {
+        (
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        )
+    }
+
     fn fields(decoder: &mut Decoder, block: &[u8]) -> Result<Vec<(String, String)>, Invalid> {
         let mut fields = Vec::new();
-        decoder.decode(block, |name, value| {
-            fields.push((
-                String::from_utf8_lossy(name).into_owned(),
-                String::from_utf8_lossy(value).into_owned(),
-            ))
-        })?;
+        decoder.decode(block, |name, value| fields.push(text(name, value)))?;
         Ok(fields)
     }
 
-    /// What `loona-hpack`, a decoder written by others, makes of `blocks`.
-    fn reference(blocks: &[Vec<u8>]) -> Vec<Vec<(String, String)>> {
+    /// What `loona-hpack`, a decoder written by others, makes of `blocks`
+    /// (one connection's, in order).
+    pub(in super::super) fn reference(blocks: &[Vec<u8>]) -> Vec<Vec<(String, String)>> {
         let mut decoder = loona_hpack::Decoder::new();
         blocks
             .iter()
             .map(|block| {
                 let mut fields = Vec::new();
                 decoder
-                    .decode_with_cb(block, |name, value| {
-                        fields.push((
-                            String::from_utf8_lossy(&name).into_owned(),
-                            String::from_utf8_lossy(&value).into_owned(),
-                        ))
-                    })
+                    .decode_with_cb(block, |name, value| fields.push(text(&name, &value)))
                     .expect("the reference decodes it");
                 fields
             })
