@@ -45,8 +45,8 @@ pub struct Observed {
     pub complete: AtomicUsize,
     /// Streams that ended, with an error or not, and the first reason: a
     /// run whose proxies are not all configured says why.
-    pub failed: AtomicUsize,
-    pub first_failure: std::sync::Mutex<Option<String>>,
+    pub ended: AtomicUsize,
+    pub first_end: std::sync::Mutex<Option<String>>,
 }
 
 impl Observed {
@@ -58,8 +58,8 @@ impl Observed {
             last_lds: (0..n).map(|_| AtomicU64::new(0)).collect(),
             bytes: AtomicU64::new(0),
             complete: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            first_failure: std::sync::Mutex::new(None),
+            ended: AtomicUsize::new(0),
+            first_end: std::sync::Mutex::new(None),
         })
     }
 
@@ -67,9 +67,9 @@ impl Observed {
         self.started.elapsed().as_nanos() as u64
     }
 
-    fn failure(&self, node_id: &str, why: impl std::fmt::Display) {
-        if self.failed.fetch_add(1, Ordering::Relaxed) == 0
-            && let Ok(mut first) = self.first_failure.lock()
+    fn stream_ended(&self, node_id: &str, why: impl std::fmt::Display) {
+        if self.ended.fetch_add(1, Ordering::Relaxed) == 0
+            && let Ok(mut first) = self.first_end.lock()
         {
             *first = Some(format!("{node_id}: {why}"));
         }
@@ -155,11 +155,11 @@ async fn simulate(
         let configured = match stream(&channel, (&node_id, &node), i, needed, &seen).await {
             Ok(()) => {
                 // A proxy's stream is to stay open: an end is counted too.
-                seen.failure(&node_id, "kuma-cp ended the stream");
+                seen.stream_ended(&node_id, "kuma-cp ended the stream");
                 return;
             }
             Err(Failed { why, configured }) => {
-                seen.failure(&node_id, format_args!("{why} (attempt {attempt})"));
+                seen.stream_ended(&node_id, format_args!("{why} (attempt {attempt})"));
                 configured
             }
         };
@@ -310,7 +310,7 @@ pub async fn connect_all_sending(
                         // Counted and named, as a stream that failed: the
                         // run says why its proxies are not all configured.
                         for id in &ids {
-                            seen.failure(id, format!("no connection: {e:?}"));
+                            seen.stream_ended(id, format!("no connection: {e:?}"));
                         }
                         return;
                     }
