@@ -115,8 +115,8 @@ impl std::fmt::Debug for ControlPlaneCert {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+fn provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 impl ControlPlaneCert {
@@ -183,7 +183,7 @@ impl ControlPlaneCert {
     /// A TLS server configuration presenting this certificate (ALPN h2 and
     /// HTTP/1.1), no client certificates asked for.
     pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, ControlPlaneTlsError> {
-        let mut provider = rustls::crypto::ring::default_provider();
+        let mut provider = provider();
         // TLS_AES_128_GCM_SHA256 first, and the server's order over the
         // client's: it is what Envoy (BoringSSL) asks for first, and its
         // SHA-256 runs on the CPU's SHA instructions where the SHA-384 of
@@ -567,7 +567,7 @@ mod tests {
         let cert = Arc::new(ControlPlaneCert::load(&general(dir.path()), &[]).unwrap());
         let mut roots = rustls::RootCertStore::empty();
         pem::add_roots(&mut roots, "the CA", cert.ca_file().unwrap()).unwrap();
-        let client_config = rustls::ClientConfig::builder_with_provider(provider())
+        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
