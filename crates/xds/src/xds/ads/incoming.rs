@@ -169,24 +169,28 @@ fn without_node_extensions(message: Bytes, node_field: u64) -> Bytes {
         return message;
     };
     let contents = &message[node.contents.clone()];
-    let mut kept = Vec::with_capacity(contents.len());
+    // Where the node's other fields are: a few spans, copied once below.
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
     let (mut skipped, mut end) = (false, 0);
     for field in fields(contents) {
         if field.number == NODE_EXTENSIONS {
             skipped = true;
         } else {
-            kept.extend_from_slice(&contents[field.start..field.contents.end]);
+            kept.push(field.start..field.contents.end);
         }
         end = field.contents.end;
     }
     if !skipped || end != contents.len() {
         return message;
     }
-    let mut lean = Vec::with_capacity(message.len() - contents.len() + kept.len());
+    let kept_len: usize = kept.iter().map(|span| span.len()).sum();
+    let mut lean = Vec::with_capacity(message.len() - contents.len() + kept_len);
     lean.extend_from_slice(&message[..node.start]);
     prost::encoding::encode_varint((node_field << 3) | 2, &mut lean);
-    prost::encoding::encode_varint(kept.len() as u64, &mut lean);
-    lean.extend_from_slice(&kept);
+    prost::encoding::encode_varint(kept_len as u64, &mut lean);
+    for span in kept {
+        lean.extend_from_slice(&contents[span]);
+    }
     lean.extend_from_slice(&message[node.contents.end..]);
     Bytes::from(lean)
 }
