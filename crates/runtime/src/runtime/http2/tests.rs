@@ -69,7 +69,7 @@ struct Server {
     ended: mpsc::UnboundedReceiver<Result<(), String>>,
 }
 
-async fn server(first_request_within: Duration) -> Server {
+async fn server(preface_within: Duration) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -82,7 +82,7 @@ async fn server(first_request_within: Duration) -> Server {
                 socket,
                 service,
                 token.clone(),
-                first_request_within,
+                preface_within,
             ));
         }
     });
